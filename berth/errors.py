@@ -1,0 +1,45 @@
+"""Error kinds shared by every layer. No HTTP in here: api/errors.py maps kinds to statuses.
+
+Domain errors subclass a kind (``class NoSuchContainer(NotFound)``); messages that clients
+parse copy Docker's wording.
+"""
+
+
+class BerthError(Exception):
+    """Base of every error berth raises on purpose."""
+
+
+class NotFound(BerthError):
+    pass
+
+
+class AlreadyExists(BerthError):
+    pass
+
+
+class Conflict(BerthError):
+    pass
+
+
+class InvalidArgument(BerthError):
+    pass
+
+
+class PermissionDenied(BerthError):
+    pass
+
+
+class Unavailable(BerthError):
+    pass
+
+
+class Unsupported(BerthError):
+    pass
+
+
+class NotModified(BerthError):
+    """The request asked for a state the object is already in (Docker answers 304)."""
+
+
+class RuntimeFailure(BerthError):
+    """The runtime could not create or start a container (Docker answers 400 or 500)."""

@@ -1,0 +1,1 @@
+"""On-disk state: the layout (paths.py), atomic writes and locks."""

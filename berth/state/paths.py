@@ -1,0 +1,137 @@
+"""The whole on-disk layout. Every path berth uses comes from here.
+
+::
+
+    <data-root>/                      default /var/lib/berth, survives reboots
+      berth.lock                      flock held by the one berthd using this root
+      berth.db                        SQLite (WAL): images, tags, layers, containers
+      image/
+        layers/<chain-id hex>/diff/   one unpacked layer, an overlay lower dir, shared
+        l/<short>                     short symlink -> ../layers/<chain>/diff (keeps the
+                                      overlay mount options under a page)
+        tmp/                          staging for imports; swept at start
+      containers/<id>/
+        config.json                   OCI runtime spec (the bundle; root.path = rootfs)
+        rootfs/                       mount point of the overlay (inside the container's
+                                      mount namespace only)
+        upper/ work/                  the writable layer
+        hostname hosts resolv.conf    bind-mounted into the container
+        <id>-json.log                 json-file log, written by the shim
+        exit.json                     written atomically by the shim when init exits
+      runtime/
+        seccomp/<sha256>.bpf          compiled seccomp programs, by profile digest
+
+    <exec-root>/                      default /run/berth, wiped at boot
+      berth.sock                      the API socket
+      forkserver.sock                 berthd <-> its shim fork server
+      shims/<id>.sock                 one shim's control socket
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    root: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "berth.lock"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "berth.db"
+
+    @property
+    def layers(self) -> Path:
+        return self.root / "image" / "layers"
+
+    @property
+    def short_links(self) -> Path:
+        return self.root / "image" / "l"
+
+    @property
+    def image_tmp(self) -> Path:
+        return self.root / "image" / "tmp"
+
+    def layer_dir(self, chain_hex: str) -> Path:
+        return self.layers / chain_hex
+
+    def container(self, cid: str) -> ContainerDir:
+        return ContainerDir(self.root / "containers" / cid, cid)
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    @property
+    def seccomp_cache(self) -> Path:
+        return self.root / "runtime" / "seccomp"
+
+    def make(self) -> None:
+        for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.seccomp_cache):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class ContainerDir:
+    root: Path
+    cid: str
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.root / "rootfs"
+
+    @property
+    def upper(self) -> Path:
+        return self.root / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def hostname(self) -> Path:
+        return self.root / "hostname"
+
+    @property
+    def hosts(self) -> Path:
+        return self.root / "hosts"
+
+    @property
+    def resolv_conf(self) -> Path:
+        return self.root / "resolv.conf"
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"{self.cid}-json.log"
+
+    @property
+    def exit(self) -> Path:
+        return self.root / "exit.json"
+
+
+@dataclass(frozen=True)
+class ExecRoot:
+    root: Path
+
+    @property
+    def forkserver(self) -> Path:
+        return self.root / "forkserver.sock"
+
+    @property
+    def shims(self) -> Path:
+        return self.root / "shims"
+
+    def shim_socket(self, cid: str) -> Path:
+        return self.shims / f"{cid}.sock"
+
+    def make(self) -> None:
+        self.shims.mkdir(parents=True, exist_ok=True)
