@@ -1,0 +1,424 @@
+"""/containers endpoints. Each handler parses, calls the engine, and shapes Docker's JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+
+import msgspec
+
+from berth.api.http import BadRequest, Request, Response, Router, StreamResponse
+from berth.api.images import parse_filters
+from berth.api.system import json_response
+from berth.engine.containers import Containers, parse_signal
+from berth.engine.logs import LogReader, parse_time
+from berth.engine.model import Container, Status
+from berth.errors import Conflict, InvalidArgument
+from berth.schema import human
+from berth.schema.containers import ContainerConfig, decode_create
+
+_enc = msgspec.json.Encoder()
+
+MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def config_json(cfg: ContainerConfig | None) -> dict[str, object]:
+    cfg = cfg or ContainerConfig()
+    d: dict[str, object] = {
+        "Hostname": cfg.Hostname, "Domainname": cfg.Domainname, "User": cfg.User,
+        "AttachStdin": cfg.AttachStdin, "AttachStdout": cfg.AttachStdout, "AttachStderr": cfg.AttachStderr,
+    }
+    if cfg.ExposedPorts:
+        d["ExposedPorts"] = cfg.ExposedPorts
+    d.update({"Tty": cfg.Tty, "OpenStdin": cfg.OpenStdin, "StdinOnce": cfg.StdinOnce, "Env": cfg.Env,
+              "Cmd": cfg.Cmd})
+    if cfg.Healthcheck:
+        d["Healthcheck"] = cfg.Healthcheck
+    d.update({"Image": cfg.Image, "Volumes": cfg.Volumes, "WorkingDir": cfg.WorkingDir,
+              "Entrypoint": cfg.Entrypoint, "OnBuild": cfg.OnBuild, "Labels": cfg.Labels})
+    if cfg.StopSignal:
+        d["StopSignal"] = cfg.StopSignal
+    if cfg.StopTimeout is not None:
+        d["StopTimeout"] = cfg.StopTimeout
+    return d
+
+
+def status_text(c: Container, now: float) -> str:
+    st = c.state
+    if st.status == Status.RUNNING:
+        return "Up " + human.duration(now - (parse_time(st.started_at) or now))
+    if st.status == Status.PAUSED:
+        return "Up " + human.duration(now - (parse_time(st.started_at) or now)) + " (Paused)"
+    if st.status == Status.RESTARTING:
+        return f"Restarting ({st.exit_code}) " + human.duration(now - (parse_time(st.finished_at) or now)) + " ago"
+    if st.status == Status.REMOVING:
+        return "Removal In Progress"
+    if st.status == Status.DEAD:
+        return "Dead"
+    if st.status == Status.EXITED:
+        return f"Exited ({st.exit_code}) " + human.duration(now - (parse_time(st.finished_at) or now)) + " ago"
+    return "Created"
+
+
+def _command(c: Container) -> str:
+    return " ".join([c.path, *c.args])
+
+
+def _network_settings_summary(c: Container) -> dict[str, object]:
+    mode = c.host_config.NetworkMode
+    net = "bridge" if mode == "default" else mode
+    return {"Networks": {net: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "",
+                               "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                               "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                               "MacAddress": "", "DriverOpts": None}}}
+
+
+def summary(engine: Containers, c: Container, now: float, size: bool) -> dict[str, object]:
+    d: dict[str, object] = {
+        "Id": c.id, "Names": [f"/{c.name}"], "Image": c.config.Image or c.image_id, "ImageID": c.image_id,
+        "Command": _command(c), "Created": int(parse_time(c.created) or 0), "Ports": [],
+        "Labels": c.config.Labels or {}, "State": c.state.status.value, "Status": status_text(c, now),
+        "HostConfig": {"NetworkMode": c.host_config.NetworkMode},
+        "NetworkSettings": _network_settings_summary(c), "Mounts": [],
+    }
+    if size:
+        rw = engine.size_rw(c)
+        img = engine.images.get_by_id(c.image_id)
+        d["SizeRw"] = rw
+        d["SizeRootFs"] = rw + img.size
+    return d
+
+
+def inspect_json(engine: Containers, c: Container, size: bool = False) -> dict[str, object]:
+    d = engine.data.container(c.id)
+    st = c.state
+    hc = msgspec.to_builtins(c.host_config)
+    hc["MaskedPaths"] = c.host_config.MaskedPaths or ([] if c.host_config.Privileged else MASKED_PATHS)
+    hc["ReadonlyPaths"] = c.host_config.ReadonlyPaths or ([] if c.host_config.Privileged else READONLY_PATHS)
+    if hc.get("PortBindings") is None:
+        hc["PortBindings"] = {}
+    if hc.get("ConsoleSize") is None:
+        hc["ConsoleSize"] = [0, 0]
+    for k in ("Dns", "DnsOptions", "DnsSearch", "Devices", "Ulimits"):
+        if hc.get(k) is None:
+            hc[k] = []
+    try:
+        lowers = [str(p) for p in engine.images.lower_dirs(engine.images.get_by_id(c.image_id))]
+    except Exception:
+        lowers = []
+    out: dict[str, object] = {
+        "Id": c.id, "Created": c.created, "Path": c.path, "Args": c.args,
+        "State": {"Status": st.status.value, "Running": st.status in (Status.RUNNING, Status.PAUSED),
+                  "Paused": st.status == Status.PAUSED, "Restarting": st.status == Status.RESTARTING,
+                  "OOMKilled": st.oom_killed, "Dead": st.status == Status.DEAD, "Pid": st.pid,
+                  "ExitCode": st.exit_code, "Error": st.error, "StartedAt": st.started_at,
+                  "FinishedAt": st.finished_at},
+        "Image": c.image_id, "ResolvConfPath": str(d.resolv_conf), "HostnamePath": str(d.hostname),
+        "HostsPath": str(d.hosts), "LogPath": str(d.log), "Name": f"/{c.name}",
+        "RestartCount": c.restart_count, "Driver": "overlay2", "Platform": "linux", "MountLabel": "",
+        "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
+        "GraphDriver": {"Data": {"LowerDir": ":".join(lowers), "MergedDir": str(d.rootfs),
+                                 "UpperDir": str(d.upper), "WorkDir": str(d.work)}, "Name": "overlay2"},
+        "Mounts": [], "Config": config_json(c.config),
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+                            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+                            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+                            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+                            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+                            **_network_settings_summary(c)},
+    }
+    if size:
+        rw = engine.size_rw(c)
+        out["SizeRw"] = rw
+        out["SizeRootFs"] = rw + engine.images.get_by_id(c.image_id).size
+    return out
+
+
+def _matches(engine: Containers, c: Container, filters: dict[str, list[str]]) -> bool:
+    for key, vals in filters.items():
+        if key == "id":
+            if not any(c.id.startswith(v) for v in vals):
+                return False
+        elif key == "name":
+            if not any(re.search(v.removeprefix("/"), c.name) for v in vals):
+                return False
+        elif key == "status":
+            for v in vals:
+                if v not in [s.value for s in Status]:
+                    raise InvalidArgument(f"Invalid filter 'status={v}'")
+            if c.state.status.value not in vals:
+                return False
+        elif key == "label":
+            labels = c.config.Labels or {}
+            for v in vals:
+                k, eq, val = v.partition("=")
+                if (not eq and k not in labels) or (eq and labels.get(k) != val):
+                    return False
+        elif key == "ancestor":
+            ok = False
+            for v in vals:
+                try:
+                    if engine.images.resolve(v).id == c.image_id:
+                        ok = True
+                except Exception:
+                    pass
+            if not ok:
+                return False
+        elif key == "exited":
+            if c.state.status != Status.EXITED or str(c.state.exit_code) not in vals:
+                return False
+        elif key in ("before", "since"):
+            other = engine.get(vals[0])
+            if key == "before" and not c.created < other.created:
+                return False
+            if key == "since" and not c.created > other.created:
+                return False
+        elif key == "is-task":
+            if vals and vals[0] in ("true", "1"):
+                return False
+        elif key in ("volume", "network", "health", "publish", "expose", "isolation"):
+            continue
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return True
+
+
+def routes(router: Router, ctx: object) -> None:
+    engine: Containers = ctx.containers  # type: ignore[attr-defined]
+
+    async def create(req: Request) -> Response:
+        body = await req.read()
+        if not body.strip():
+            raise InvalidArgument("config cannot be empty in order to create a container")
+        try:
+            creq = decode_create(body)
+        except msgspec.ValidationError as e:
+            raise InvalidArgument(f"json: cannot unmarshal: {e}") from None
+        except msgspec.DecodeError as e:
+            raise InvalidArgument(f"invalid character in JSON: {e}") from None
+        c, warnings = engine.create(creq, req.query.get("name") or None)
+        return json_response({"Id": c.id, "Warnings": warnings}, 201)
+
+    async def list_containers(req: Request) -> Response:
+        filters = parse_filters(req)
+        all_ = req.flag("all")
+        limit = req.int_arg("limit", -1) or -1
+        if req.query.get("limit") is None:
+            limit = req.int_arg("n", -1) or -1
+        want_size = req.flag("size")
+        now = time.time()
+        out = []
+        for c in engine.list():
+            if not all_ and limit <= 0 and not c.running and "status" not in filters and "exited" not in filters:
+                continue
+            if filters and not _matches(engine, c, filters):
+                continue
+            out.append(summary(engine, c, now, want_size))
+            if 0 < limit <= len(out):
+                break
+        return json_response(out)
+
+    async def inspect(req: Request) -> Response:
+        return json_response(inspect_json(engine, engine.get(req.match["id"]), req.flag("size")))
+
+    async def start(req: Request) -> Response:
+        await engine.start(req.match["id"])
+        return Response(204, b"", content_type=None)
+
+    async def stop(req: Request) -> Response:
+        await engine.stop(req.match["id"], req.int_arg("t"), req.query.get("signal"))
+        return Response(204, b"", content_type=None)
+
+    async def restart(req: Request) -> Response:
+        await engine.restart(req.match["id"], req.int_arg("t"))
+        return Response(204, b"", content_type=None)
+
+    async def kill(req: Request) -> Response:
+        sig = req.query.get("signal") or "SIGKILL"
+        parse_signal(sig)
+        await engine.kill(req.match["id"], sig)
+        return Response(204, b"", content_type=None)
+
+    async def delete(req: Request) -> Response:
+        await engine.remove(req.match["id"], req.flag("force"))
+        return Response(204, b"", content_type=None)
+
+    async def wait(req: Request) -> StreamResponse:
+        fut = engine.wait_future(req.match["id"], req.query.get("condition", ""))
+        resp = StreamResponse(req)
+        await resp.prepare()
+        st = await fut
+        err = {"Message": st.error} if st.error else None
+        await resp.write(_enc.encode({"Error": err, "StatusCode": st.exit_code}) + b"\n")
+        await resp.finish()
+        return resp
+
+    async def rename(req: Request) -> Response:
+        engine.rename(req.match["id"], req.query.get("name", ""))
+        return Response(204, b"", content_type=None)
+
+    async def resize(req: Request) -> Response:
+        engine.get(req.match["id"])
+        return Response(200, b"", content_type="text/plain; charset=utf-8")
+
+    async def top(req: Request) -> Response:
+        c = engine.get(req.match["id"])
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        pids = set(engine.pids(c))
+        args = (req.query.get("ps_args") or "-ef").split()
+        proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise InvalidArgument(f"Error running ps: {err.decode().strip()}")
+        lines = out.decode().splitlines()
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise InvalidArgument("Couldn't find PID field in ps output")
+        pid_i = titles.index("PID")
+        procs = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            try:
+                if int(fields[pid_i]) in pids:
+                    procs.append(fields)
+            except (ValueError, IndexError):
+                continue
+        return json_response({"Titles": titles, "Processes": procs})
+
+    async def prune(req: Request) -> Response:
+        filters = parse_filters(req)
+        deleted, space = [], 0
+        until = parse_time(filters["until"][0]) if "until" in filters else None
+        for c in engine.list():
+            if c.running or c.state.starting:
+                continue
+            if until is not None and (parse_time(c.created) or 0) >= until:
+                continue
+            if "label" in filters and not _matches(engine, c, {"label": filters["label"]}):
+                continue
+            space += engine.size_rw(c)
+            await engine.remove(c.id, force=False)
+            deleted.append(c.id)
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": space})
+
+    async def logs(req: Request) -> StreamResponse:
+        c = engine.get(req.match["id"])
+        stdout, stderr = req.flag("stdout"), req.flag("stderr")
+        if not (stdout or stderr):
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        tail_s = req.query.get("tail", "all")
+        try:
+            tail = None if tail_s in ("all", "") else int(tail_s)
+        except ValueError:
+            tail = None
+        reader = LogReader(engine.data.container(c.id).log, stdout, stderr, parse_time(req.query.get("since")),
+                           parse_time(req.query.get("until")), req.flag("timestamps"), tail)
+        ctype = "application/vnd.docker.raw-stream" if c.config.Tty or not req.version_at_least("1.42") \
+            else "application/vnd.docker.multiplexed-stream"
+        resp = StreamResponse(req, content_type=ctype)
+        await resp.prepare()
+        cid = c.id
+        tty = c.config.Tty
+
+        def running() -> bool:
+            cur = engine.by_id.get(cid)
+            return cur is not None and (cur.running or cur.state.starting)
+
+        from berth.runtime.shim.protocol import frame
+        async for stream, data in reader.read(req.flag("follow"), running):
+            await resp.write(data if tty else frame(stream, data))
+        await resp.finish()
+        return resp
+
+    async def attach(req: Request) -> None:
+        c = engine.get(req.match["id"])
+        stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
+        ctype = "application/vnd.docker.raw-stream" if c.config.Tty or not req.version_at_least("1.42") \
+            else "application/vnd.docker.multiplexed-stream"
+        req.hijack(ctype)
+        await req.writer.drain()
+        if req.flag("logs"):
+            from berth.runtime.shim.protocol import frame
+            reader = LogReader(engine.data.container(c.id).log, stdout, stderr, None, None, False, None)
+            async for stream, data in reader.read(False, lambda: False):
+                req.writer.write(data if c.config.Tty else frame(stream, data))
+            await req.writer.drain()
+        if not req.flag("stream"):
+            req.writer.close()
+            return
+        try:
+            shim_r, shim_w = await engine.attach_stream(c.id, stdin, stdout, stderr)
+        except (asyncio.CancelledError, Exception):
+            req.writer.close()
+            return
+        await relay(req.reader, req.writer, shim_r, shim_w, stdin)
+
+    router.add("POST", "/containers/create", create)
+    router.add("GET", "/containers/json", list_containers)
+    router.add("POST", "/containers/prune", prune)
+    router.add("GET", "/containers/{id}/json", inspect)
+    router.add("POST", "/containers/{id}/start", start)
+    router.add("POST", "/containers/{id}/stop", stop)
+    router.add("POST", "/containers/{id}/restart", restart)
+    router.add("POST", "/containers/{id}/kill", kill)
+    router.add("POST", "/containers/{id}/wait", wait)
+    router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/{id}/resize", resize)
+    router.add("GET", "/containers/{id}/top", top)
+    router.add("GET", "/containers/{id}/logs", logs)
+    router.add("POST", "/containers/{id}/attach", attach)
+    router.add("DELETE", "/containers/{id}", delete)
+
+
+async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
+                shim_r: asyncio.StreamReader, shim_w: asyncio.StreamWriter, stdin: bool) -> None:
+    """Pump bytes both ways until the container's output ends (or the client leaves)."""
+
+    async def upstream() -> None:
+        try:
+            while True:
+                data = await client_r.read(65536)
+                if not data:
+                    break
+                if stdin:
+                    shim_w.write(data)
+                    await shim_w.drain()
+        except (ConnectionError, OSError):
+            pass
+        try:
+            shim_w.write_eof()  # "no more stdin from me"; output keeps flowing
+        except (OSError, RuntimeError):
+            pass
+
+    async def downstream() -> None:
+        try:
+            while True:
+                data = await shim_r.read(65536)
+                if not data:
+                    break
+                client_w.write(data)
+                await client_w.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    up = asyncio.ensure_future(upstream())
+    down = asyncio.ensure_future(downstream())
+    try:
+        await down
+    finally:
+        up.cancel()
+        shim_w.close()
+        try:
+            client_w.close()
+        except Exception:
+            pass
+
+
+_ = (json, subprocess, BadRequest)

@@ -1,0 +1,348 @@
+"""A small HTTP/1.1 server on asyncio streams, made for the Docker Engine API.
+
+Why not aiohttp: importing aiohttp.web costs ~250 ms on our machines, and berthd must answer
+/_ping well under 150 ms after exec. The Engine API needs little: keep-alive, Content-Length
+and chunked bodies, chunked streaming responses, and connection hijacking (attach, exec) that
+hands the raw socket to the handler. That is what this module does, and nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+from urllib.parse import parse_qsl, unquote
+
+log = logging.getLogger("berth.api")
+
+REASONS = {
+    101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 503: "Service Unavailable",
+}
+
+MAX_HEADER = 64 * 1024
+
+
+class BadRequest(Exception):
+    pass
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    api_version: str | None = None
+    match: dict[str, str] = field(default_factory=dict)
+    query_list: list[tuple[str, str]] = field(default_factory=list)
+    _body_left: int = 0
+    _chunked: bool = False
+    _chunk_left: int = 0
+    _eof: bool = False
+    hijacked: bool = False
+    responded: bool = False
+
+    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        parts = []
+        total = 0
+        while True:
+            chunk = await self.read_chunk()
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise BadRequest("request body too large")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def read_chunk(self, size: int = 256 * 1024) -> bytes:
+        """The next piece of the request body; b"" at its end."""
+        if self._eof:
+            return b""
+        if not self._chunked:
+            if self._body_left <= 0:
+                self._eof = True
+                return b""
+            data = await self.reader.read(min(size, self._body_left))
+            if not data:
+                raise BadRequest("unexpected end of request body")
+            self._body_left -= len(data)
+            return data
+        if self._chunk_left == 0:
+            line = await self.reader.readline()
+            try:
+                n = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise BadRequest("bad chunk size") from None
+            if n == 0:
+                while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass
+                self._eof = True
+                return b""
+            self._chunk_left = n
+        data = await self.reader.read(min(size, self._chunk_left))
+        if not data:
+            raise BadRequest("unexpected end of request body")
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            await self.reader.readexactly(2)
+        return data
+
+    def version_at_least(self, v: str) -> bool:
+        if self.api_version is None:
+            return True
+        return _vtuple(self.api_version) >= _vtuple(v)
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        v = self.query.get(name)
+        if v is None:
+            return default
+        return v.lower() not in ("", "0", "false", "no")
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        v = self.query.get(name)
+        if v is None or v == "":
+            return default
+        try:
+            return int(v)
+        except ValueError:
+            raise BadRequest(f"invalid value for {name}: {v!r}") from None
+
+    def hijack(self, content_type: str = "application/vnd.docker.raw-stream") -> None:
+        """Answer 101 (or 200 without Upgrade) and give the raw socket to the handler."""
+        upgrade = self.headers.get("upgrade") is not None
+        status = 101 if upgrade else 200
+        head = [f"HTTP/1.1 {status} {REASONS[status]}", f"Content-Type: {content_type}"]
+        if upgrade:
+            head += ["Connection: Upgrade", "Upgrade: tcp"]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        self.hijacked = True
+        self.responded = True
+
+
+def _vtuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in v.split("."))
+    except ValueError:
+        return (0,)
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class StreamResponse:
+    """A chunked response written piece by piece (pull progress, logs, wait)."""
+
+    def __init__(self, req: Request, status: int = 200, content_type: str | None = "application/json",
+                 headers: dict[str, str] | None = None):
+        self.req = req
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers or {}
+        self.started = False
+
+    async def prepare(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.req.responded = True
+        h = dict(self.req.extra_headers) if hasattr(self.req, "extra_headers") else {}
+        h.update(self.headers)
+        if self.content_type:
+            h["Content-Type"] = self.content_type
+        h["Transfer-Encoding"] = "chunked"
+        self.req.writer.write(_head(self.status, h))
+        await self.req.writer.drain()
+
+    async def write(self, data: bytes) -> None:
+        if not self.started:
+            await self.prepare()
+        if data:
+            self.req.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await self.req.writer.drain()
+
+    async def finish(self) -> None:
+        if not self.started:
+            await self.prepare()
+        self.req.writer.write(b"0\r\n\r\n")
+        await self.req.writer.drain()
+
+
+def _head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+Handler = Callable[[Request], Awaitable["Response | StreamResponse | None"]]
+
+_VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        # "{name}" matches one segment; "{name:.*}" anything (image names contain slashes).
+        def repl(m: re.Match[str]) -> str:
+            name, _, rx = m.group(1).partition(":")
+            return f"(?P<{name}>{rx or '[^/]+'})"
+        rx = re.compile("^" + re.sub(r"\{([^}]+)\}", repl, pattern) + "$")
+        self.routes.append((method, rx, handler))
+
+    def resolve(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+        path_found = False
+        for m, rx, h in self.routes:
+            mt = rx.match(path)
+            if mt:
+                if m == method or (method == "HEAD" and m == "GET" and False):
+                    return h, {k: unquote(v) for k, v in mt.groupdict().items()}, True
+                path_found = True
+        return None, {}, path_found
+
+
+class Server:
+    """Serves a Router; `on_error` turns an exception into a Response (the one error table)."""
+
+    def __init__(self, router: Router, common_headers: dict[str, str],
+                 on_error: Callable[[Request | None, BaseException], Response]):
+        self.router = router
+        self.common_headers = common_headers
+        self.on_error = on_error
+        self.servers: list[asyncio.AbstractServer] = []
+        self.connections: set[asyncio.Task[None]] = set()
+
+    async def serve_unix(self, path: str) -> None:
+        self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
+
+    async def serve_tcp(self, host: str, port: int) -> None:
+        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+
+    async def close(self) -> None:
+        for s in self.servers:
+            s.close()
+        for t in list(self.connections):
+            t.cancel()
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        try:
+            while True:
+                keep = await self._one(reader, writer)
+                if not keep:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("connection error")
+        finally:
+            self.connections.discard(task)
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False
+        except asyncio.LimitOverrunError:
+            writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
+            return False
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            method, target, proto = lines[0].split(" ", 2)
+        except ValueError:
+            writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
+            return False
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        path, _, qs = target.partition("?")
+        qlist = parse_qsl(qs, keep_blank_values=True)
+        req = Request(method=method, path=path, query=dict(qlist), headers=headers,
+                      reader=reader, writer=writer, query_list=qlist)
+        req.extra_headers = self.common_headers  # type: ignore[attr-defined]
+        te = headers.get("transfer-encoding", "").lower()
+        if "chunked" in te:
+            req._chunked = True
+        else:
+            try:
+                req._body_left = int(headers.get("content-length", "0") or 0)
+            except ValueError:
+                req._body_left = 0
+        keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+
+        m = _VERSION_PREFIX.match(path)
+        if m:
+            req.api_version, req.path = m.group(1), m.group(2)
+        try:
+            handler, match, path_found = self.router.resolve(method, req.path)
+            if handler is None:
+                if method == "HEAD":
+                    handler, match, _ = self.router.resolve("GET", req.path)
+                if handler is None:
+                    resp: Response | StreamResponse | None = Response(
+                        405 if path_found else 404,
+                        b'{"message":"page not found"}\n' if not path_found else
+                        b'{"message":"method not allowed"}\n')
+                    handler = None
+            if handler is not None:
+                req.match = match
+                resp = await handler(req)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # the one error table decides
+            if req.hijacked:
+                raise
+            if req.responded:
+                log.warning("error after response started: %s", e)
+                return False
+            resp = self.on_error(req, e)
+        if req.hijacked:
+            return False
+        if isinstance(resp, StreamResponse):
+            if not resp.started:
+                await resp.prepare()
+            return keep_alive
+        if resp is None:
+            return keep_alive
+        # Drain an unread body so the next request on this connection parses.
+        if not req._eof and (req._body_left or req._chunked):
+            try:
+                while await req.read_chunk():
+                    pass
+            except BadRequest:
+                keep_alive = False
+        h = dict(self.common_headers)
+        h.update(resp.headers)
+        if resp.content_type and resp.status not in (204, 304):
+            h["Content-Type"] = resp.content_type
+        if resp.status not in (204, 304):
+            h["Content-Length"] = str(len(resp.body))
+        if not keep_alive:
+            h["Connection"] = "close"
+        writer.write(_head(resp.status, h) + (resp.body if method != "HEAD" else b""))
+        await writer.drain()
+        return keep_alive

@@ -1,0 +1,123 @@
+"""/_ping, /version, /info."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+
+import msgspec
+
+import berth
+from berth.api.http import Request, Response, Router
+from berth.engine.model import Status
+
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+SERVER = f"berth/{berth.__version__}"
+
+_enc = msgspec.json.Encoder()
+
+
+def json_response(obj: object, status: int = 200) -> Response:
+    return Response(status, _enc.encode(obj) + b"\n")
+
+
+def _os_release() -> tuple[str, str]:
+    name, version = "Linux", ""
+    try:
+        for line in open("/etc/os-release"):
+            k, _, v = line.strip().partition("=")
+            if k == "PRETTY_NAME":
+                name = v.strip('"')
+            elif k == "VERSION_ID":
+                version = v.strip('"')
+    except OSError:
+        pass
+    return name, version
+
+
+def _mem_total() -> int:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def routes(router: Router, ctx: "object") -> None:
+    engine = ctx.containers  # type: ignore[attr-defined]
+    images = ctx.image_store  # type: ignore[attr-defined]
+    started = time.time()
+
+    async def ping(req: Request) -> Response:
+        return Response(200, b"OK" if req.method == "GET" else b"", content_type="text/plain; charset=utf-8",
+                        headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"})
+
+    async def version(req: Request) -> Response:
+        uname = platform.uname()
+        details = {"ApiVersion": API_VERSION, "Arch": "amd64" if uname.machine == "x86_64" else uname.machine,
+                   "BuildTime": "", "Experimental": "false", "GitCommit": "", "GoVersion": "",
+                   "KernelVersion": uname.release, "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}
+        return json_response({
+            "Platform": {"Name": "berth Engine"},
+            "Components": [{"Name": "Engine", "Version": berth.__version__, "Details": details}],
+            "Version": berth.__version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": details["Arch"],
+            "KernelVersion": uname.release, "BuildTime": "",
+        })
+
+    async def info(req: Request) -> Response:
+        cs = engine.list()
+        running = sum(1 for c in cs if c.state.status == Status.RUNNING)
+        paused = sum(1 for c in cs if c.state.status == Status.PAUSED)
+        os_name, os_version = _os_release()
+        uname = platform.uname()
+        cg = ctx.cgroup_version  # type: ignore[attr-defined]
+        return json_response({
+            "ID": ctx.daemon_id,  # type: ignore[attr-defined]
+            "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
+            "ContainersStopped": len(cs) - running - paused,
+            "Images": len(images.list()),
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
+                             ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
+                        "Log": ["json-file"]},
+            "MemoryLimit": True, "SwapLimit": cg == "2" or os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+            "KernelMemory": False, "KernelMemoryTCP": False,
+            "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
+            "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False,
+            "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
+            "NGoroutines": 1, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cg,
+            "NEventsListener": 0, "KernelVersion": uname.release,
+            "OperatingSystem": os_name, "OSVersion": os_version, "OSType": "linux",
+            "Architecture": uname.machine, "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+                               "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                               "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
+                                                              "Official": True}},
+                               "Mirrors": []},
+            "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
+            "DockerRootDir": str(ctx.data.root),  # type: ignore[attr-defined]
+            "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": [],
+            "ExperimentalBuild": False, "ServerVersion": berth.__version__,
+            "Runtimes": {"runc": {"path": "berth-runtime"}}, "DefaultRuntime": "runc",
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                      "Error": "", "RemoteManagers": None},
+            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+            "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+            "InitCommit": {"ID": "", "Expected": ""},
+            "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if cg == "2" else []),
+            "Warnings": None,
+            "Uptime": int(time.time() - started),
+        })
+
+    router.add("GET", "/_ping", ping)
+    router.add("HEAD", "/_ping", ping)
+    router.add("GET", "/version", version)
+    router.add("GET", "/info", info)

@@ -1,0 +1,187 @@
+"""berthd: flags, the data-root lock, wiring (the one place objects are constructed), signals.
+
+Start-up is on a budget (/_ping must answer well under 150 ms after exec): only the modules
+the API needs are imported here; the fork server warms up the runtime in the background.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import grp
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from berth.state.paths import DataRoot, ExecRoot
+
+log = logging.getLogger("berthd")
+
+DEFAULT_HOST = "unix:///run/berth/berth.sock"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="berthd", description="berth: a Docker-compatible container engine")
+    p.add_argument("-H", "--host", action="append", default=[], help="daemon socket(s) to connect to")
+    p.add_argument("--data-root", default="/var/lib/berth", help="root of persistent berth state")
+    p.add_argument("--exec-root", default="/run/berth", help="root of the berth execution state")
+    p.add_argument("-p", "--pidfile", default=None, help="path to use for the daemon PID file")
+    p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
+    p.add_argument("-G", "--group", default="docker", help="group for the unix socket")
+    p.add_argument("-v", "--version", action="store_true")
+    return p.parse_args(argv)
+
+
+class Context:
+    """Everything the API handlers may use, built once by wire()."""
+
+
+def _lock(data: DataRoot) -> int:
+    fd = os.open(data.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SystemExit(f"berthd: data root {data.root} is in use by another berthd (lock {data.lock} is held)")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _daemon_id(data: DataRoot) -> str:
+    p = data.root / "engine-id"
+    try:
+        return p.read_text().strip()
+    except FileNotFoundError:
+        from berth.state.atomic import write_atomic
+        i = secrets.token_hex(16)
+        write_atomic(p, i.encode())
+        return i
+
+
+def wire(args: argparse.Namespace) -> Context:
+    from berth.engine.containers import Containers
+    from berth.engine.images import Images
+    from berth.engine.shims import ForkServer
+    from berth.image.store import ImageStore
+    from berth.oci.spec import encode_spec
+    from berth.runtime.defaults import build_spec
+    from berth.state.db import Database
+
+    ctx = Context()
+    ctx.data = data = DataRoot(Path(args.data_root))  # type: ignore[attr-defined]
+    ctx.exec_root = exec_root = ExecRoot(Path(args.exec_root))  # type: ignore[attr-defined]
+    ctx.daemon_id = _daemon_id(data)  # type: ignore[attr-defined]
+    ctx.db = db = Database(data.db)  # type: ignore[attr-defined]
+    ctx.image_store = store = ImageStore(db, data)  # type: ignore[attr-defined]
+    store.sweep()
+    ctx.forkserver = ForkServer(exec_root.forkserver)  # type: ignore[attr-defined]
+    ctx.containers = Containers(db, data, exec_root, store, ctx.forkserver,  # type: ignore[attr-defined]
+                                build_spec, encode_spec)
+    ctx.images = Images(store, ctx.containers, str(data.image_tmp))  # type: ignore[attr-defined]
+    ctx.cgroup_version = _cgroup_version()  # type: ignore[attr-defined]
+    return ctx
+
+
+def _cgroup_version() -> str:
+    try:
+        from berth.runtime.cgroups import detect
+        return str(detect().version)
+    except Exception:
+        return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+def build_server(ctx: Context):  # type: ignore[no-untyped-def]
+    from berth.api import containers, images, system
+    from berth.api.errors import error_response
+    from berth.api.http import Router, Server
+
+    router = Router()
+    system.routes(router, ctx)
+    images.routes(router, ctx)
+    containers.routes(router, ctx)
+    headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
+               "Server": f"{system.SERVER} (linux)"}
+    return Server(router, headers, error_response)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    data = DataRoot(Path(args.data_root))
+    exec_root = ExecRoot(Path(args.exec_root))
+    data.root.mkdir(parents=True, exist_ok=True)
+    data.make()
+    exec_root.root.mkdir(parents=True, exist_ok=True)
+    exec_root.make()
+    lock_fd = _lock(data)
+    if args.pidfile:
+        Path(args.pidfile).write_text(f"{os.getpid()}\n")
+    ctx = wire(args)
+    server = build_server(ctx)
+    hosts = args.host or [DEFAULT_HOST]
+    sockets: list[Path] = []
+    try:
+        gid = grp.getgrnam(args.group).gr_gid
+    except KeyError:
+        gid = -1
+    for h in hosts:
+        if h.startswith("unix://"):
+            path = Path(h[len("unix://"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            old = os.umask(0o117)
+            try:
+                await server.serve_unix(str(path))
+            finally:
+                os.umask(old)
+            os.chmod(path, 0o660)
+            if gid >= 0:
+                os.chown(path, 0, gid)
+            sockets.append(path)
+        elif h.startswith("tcp://"):
+            hostport = h.removeprefix("tcp://")
+            host, _, port = hostport.rpartition(":")
+            await server.serve_tcp(host or "127.0.0.1", int(port))
+        else:
+            raise SystemExit(f"berthd: unsupported host {h!r}")
+    ctx.forkserver.start()  # type: ignore[attr-defined]
+    await ctx.containers.recover()  # type: ignore[attr-defined]
+    log.info("berthd is up: %s", ", ".join(hosts))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, stop.set)
+    await stop.wait()
+    log.info("shutting down (containers keep running)")
+    await server.close()
+    await ctx.forkserver.stop()  # type: ignore[attr-defined]
+    for p in sockets:
+        p.unlink(missing_ok=True)
+    if args.pidfile:
+        Path(args.pidfile).unlink(missing_ok=True)
+    ctx.db.close()  # type: ignore[attr-defined]
+    os.close(lock_fd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.version:
+        import berth
+        print(f"berthd version {berth.__version__}")
+        return
+    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(args.log_level, args.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if os.geteuid() != 0:
+        raise SystemExit("berthd: must run as root")
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

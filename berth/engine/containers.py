@@ -1,0 +1,640 @@
+"""Containers: records, names, lookup, and the lifecycle (create, start, stop, kill, wait,
+remove), driven through one shim per running container.
+
+State machine::
+
+    created --start--> running --(init exits)--> exited --start--> running ...
+       |                  |                          |
+       +------remove------+---(force)---remove-------+--> (gone)
+
+Every change is one SQLite transaction (the record is the source of truth for berthd), and
+the shim's ``exit.json`` is the source of truth for an exit that happened while berthd was
+away. One asyncio.Lock per container serializes mutations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import signal as signal_mod
+import time
+from pathlib import Path
+from typing import Callable
+
+from berth.engine import names, shims
+from berth.engine.model import ZERO_TIME, Container, State, Status, decode, encode
+from berth.errors import Conflict, InvalidArgument, NotFound, NotModified, RuntimeFailure
+from berth.image.store import Image, ImageStore
+from berth.runtime.shim.protocol import ExitStatus, SpawnRequest
+from berth.schema.containers import ContainerConfig, CreateRequest, HostConfig, config_of, strslice
+from berth.state.atomic import write_atomic
+from berth.state.db import Database
+from berth.state.paths import DataRoot, ExecRoot
+
+log = logging.getLogger("berth.engine")
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOSTS = (b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+         b"ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+START_ERROR_PREFIX = ("failed to create shim task: OCI runtime create failed: runc create failed: "
+                      "unable to start container process: ")
+MIN_MEMORY = 6 * 1024 * 1024
+
+
+class NoSuchContainer(NotFound):
+    pass
+
+
+def now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def parse_signal(s: str | int | None, default: int = signal_mod.SIGKILL) -> int:
+    """A signal by number, or by name with or without SIG (Docker's ParseSignal)."""
+    if s is None or s == "":
+        return default
+    if isinstance(s, int) or str(s).isdigit():
+        n = int(s)
+        if n <= 0 or n > 64:
+            raise InvalidArgument(f"Invalid signal: {s}")
+        return n
+    name = str(s).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
+        base = signal_mod.SIGRTMIN if "MIN" in name else signal_mod.SIGRTMAX
+        off = int(name.split("+" if "MIN" in name else "-")[1])
+        return base + off if "MIN" in name else base - off
+    try:
+        return int(signal_mod.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"Invalid signal: {s}") from None
+
+
+class Containers:
+    """The container engine. Built once by daemon/ with its collaborators."""
+
+    def __init__(self, db: Database, data: DataRoot, exec_root: ExecRoot, images: ImageStore,
+                 forkserver: shims.ForkServer, build_spec: Callable[..., object],
+                 encode_spec: Callable[[object], bytes]):
+        self.db = db
+        self.data = data
+        self.exec_root = exec_root
+        self.images = images
+        self.forkserver = forkserver
+        self.build_spec = build_spec
+        self.encode_spec = encode_spec
+        self.by_id: dict[str, Container] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.exit_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
+        self.remove_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
+        self.pending_attach: dict[str, list[Callable[[], object]]] = {}
+        self.monitors: dict[str, asyncio.Task[None]] = {}
+        self.on_event: Callable[[str, Container, dict[str, str]], None] = lambda *a: None
+        for (data_,) in db.query("SELECT data FROM containers"):
+            c = decode(data_)
+            self.by_id[c.id] = c
+
+    # -- records ----------------------------------------------------------------------------
+
+    def _save(self, c: Container) -> None:
+        with self.db.tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)", (c.id, c.name, c.image_id, encode(c)))
+        self.by_id[c.id] = c
+
+    def lock(self, cid: str) -> asyncio.Lock:
+        lk = self.locks.get(cid)
+        if lk is None:
+            lk = self.locks[cid] = asyncio.Lock()
+        return lk
+
+    def get(self, ref: str) -> Container:
+        """By full ID, name (with or without "/"), or unique ID prefix."""
+        c = self.by_id.get(ref)
+        if c is not None:
+            return c
+        name = ref.removeprefix("/")
+        for c in self.by_id.values():
+            if c.name == name:
+                return c
+        if ref and all(ch in "0123456789abcdef" for ch in ref):
+            found = [c for cid, c in self.by_id.items() if cid.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NoSuchContainer(f"No such container: {ref}")
+
+    def list(self) -> list[Container]:
+        return sorted(self.by_id.values(), key=lambda c: c.created, reverse=True)
+
+    def using_image(self, image_id: str) -> list[Container]:
+        return [c for c in self.by_id.values() if c.image_id == image_id]
+
+    # -- create -----------------------------------------------------------------------------
+
+    def create(self, req: CreateRequest, name: str | None) -> tuple[Container, list[str]]:
+        hc = req.HostConfig or HostConfig()
+        warnings: list[str] = []
+        self._validate_host_config(hc)
+        if name:
+            if not names.valid(name):
+                raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = name.removeprefix("/")
+            self._check_name_free(name)
+        else:
+            name = self._generate_name()
+        if not req.Image:
+            raise InvalidArgument("No image specified" if False else "config cannot be empty in order to create a container")
+        image = self.images.resolve(req.Image)
+        config = self._merge_config(config_of(req), image)
+        cmd = (strslice(config.Entrypoint) or []) + (strslice(config.Cmd) or [])
+        if not cmd:
+            raise InvalidArgument("No command specified")
+        cid = secrets.token_hex(32)
+        while cid in self.by_id:
+            cid = secrets.token_hex(32)
+        if not config.Hostname:
+            config.Hostname = cid[:12]
+        if hc.ShmSize == 0:
+            hc.ShmSize = 64 * 1024 * 1024
+        if hc.NetworkMode in ("", "default"):
+            hc.NetworkMode = "default"
+        if hc.Runtime == "":
+            hc.Runtime = "runc"
+        c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
+                      host_config=hc, image_id=image.id)
+        d = self.data.container(cid)
+        d.root.mkdir(parents=True)
+        for p in (d.rootfs, d.upper, d.work):
+            p.mkdir()
+        self._save(c)
+        self.on_event("create", c, {})
+        return c, warnings
+
+    def _validate_host_config(self, hc: HostConfig) -> None:
+        if hc.Memory < 0 or 0 < hc.Memory < MIN_MEMORY:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
+        if hc.MemorySwap > 0 and hc.Memory > 0 and hc.MemorySwap < hc.Memory:
+            raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+        if hc.MemorySwap > 0 and hc.Memory == 0:
+            raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+        if hc.NanoCpus and (hc.CpuQuota or hc.CpuPeriod):
+            raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set" if hc.CpuPeriod
+                                  else "Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+        ncpu = os.cpu_count() or 1
+        if hc.NanoCpus < 0 or hc.NanoCpus > ncpu * 10**9:
+            raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+        if hc.CpuPeriod and not 1000 <= hc.CpuPeriod <= 1000000:
+            raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+        if hc.CpuQuota and 0 < hc.CpuQuota < 1000:
+            raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+        if hc.CpuShares < 0:
+            raise InvalidArgument("invalid CPU shares")
+        rp = hc.RestartPolicy
+        if rp.Name not in ("", "no", "always", "unless-stopped", "on-failure"):
+            raise InvalidArgument(f"invalid restart policy: unknown policy '{rp.Name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'")
+        if hc.AutoRemove and rp.Name not in ("", "no"):
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        if hc.PidsLimit is not None and hc.PidsLimit <= 0:
+            hc.PidsLimit = None if hc.PidsLimit == 0 else hc.PidsLimit
+
+    def _merge_config(self, cfg: ContainerConfig, image: Image) -> ContainerConfig:
+        ic = image.config.config or ContainerConfig()
+        if cfg.Entrypoint is None:
+            cfg.Entrypoint = ic.Entrypoint
+            if not cfg.Cmd:
+                cfg.Cmd = ic.Cmd
+        elif strslice(cfg.Entrypoint) == [""]:
+            cfg.Entrypoint = None
+        cfg.Cmd = strslice(cfg.Cmd)
+        cfg.Entrypoint = strslice(cfg.Entrypoint)
+        env: dict[str, str] = {}
+        for e in (ic.Env or []) + (cfg.Env or []):
+            k = e.split("=", 1)[0]
+            env[k] = e
+        cfg.Env = list(env.values())
+        if not cfg.WorkingDir:
+            cfg.WorkingDir = ic.WorkingDir
+        if not cfg.User:
+            cfg.User = ic.User
+        labels = dict(ic.Labels or {})
+        labels.update(cfg.Labels or {})
+        cfg.Labels = labels
+        if cfg.StopSignal is None and ic.StopSignal:
+            cfg.StopSignal = ic.StopSignal
+        if cfg.Volumes is None and ic.Volumes:
+            cfg.Volumes = ic.Volumes
+        if cfg.ExposedPorts is None and ic.ExposedPorts:
+            cfg.ExposedPorts = ic.ExposedPorts
+        return cfg
+
+    def _check_name_free(self, name: str) -> None:
+        for other in self.by_id.values():
+            if other.name == name:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                               f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+
+    def _generate_name(self) -> str:
+        taken = {c.name for c in self.by_id.values()}
+        for i in range(10):
+            n = names.generate(i)
+            if n not in taken:
+                return n
+        return secrets.token_hex(6)
+
+    def rename(self, ref: str, new: str) -> None:
+        c = self.get(ref)
+        if not new:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        if not names.valid(new):
+            raise InvalidArgument(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new = new.removeprefix("/")
+        if new == c.name:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        self._check_name_free(new)
+        old = c.name
+        c.name = new
+        self._save(c)
+        self.on_event("rename", c, {"oldName": f"/{old}"})
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            c = self.get(c.id)
+            if c.state.status in (Status.RUNNING, Status.PAUSED):
+                raise NotModified("container already started")
+            if c.state.status == Status.REMOVING:
+                raise Conflict(f"container is marked for removal and cannot be started")
+            try:
+                await self._start_locked(c)
+            except RuntimeFailure as e:
+                c.state.error = str(e)
+                c.state.starting = False
+                self._save(c)
+                self._fail_pending_attach(c.id)
+                if c.host_config.AutoRemove:
+                    await self._remove_locked(c, force=True)
+                raise
+
+    async def _start_locked(self, c: Container) -> None:
+        image = self.images.get_by_id(c.image_id)
+        d = self.data.container(c.id)
+        self._write_etc_files(c)
+        try:
+            spec = self._spec(c, image)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+        write_atomic(d.spec, self.encode_spec(spec), sync=False)
+        try:
+            d.exit.unlink()
+        except FileNotFoundError:
+            pass
+        c.state.starting = True
+        c.state.error = ""
+        self._save(c)
+        sock = self.exec_root.shim_socket(c.id)
+        req = SpawnRequest(id=c.id, bundle=str(d.root), socket=str(sock), log=str(d.log), exit_file=str(d.exit),
+                           stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
+                           seccomp_cache=str(self.data.seccomp_cache))
+        reply = await self.forkserver.spawn(req)
+        if "error" in reply:
+            raise RuntimeFailure(START_ERROR_PREFIX + reply["error"] + ": unknown")
+        c.state.pid = reply["pid"]
+        c.state.shim_pid = reply["shim_pid"]
+        c.state.shim_start = shims.proc_start_time(c.state.shim_pid)
+        # Attach clients that were waiting for this start, then release the init.
+        for cb in self.pending_attach.pop(c.id, []):
+            await cb()  # type: ignore[misc]
+        reply = await shims.call(sock, {"op": "start"})
+        if "error" in reply:
+            c.state.pid = 0
+            exit_code = 127 if "not found" in reply["error"] or "no such file" in reply["error"] else 126
+            c.state.exit_code = exit_code
+            raise RuntimeFailure(START_ERROR_PREFIX + reply["error"] + ": unknown")
+        c.state.status = Status.RUNNING
+        c.state.starting = False
+        c.state.started_at = now()
+        c.state.finished_at = ZERO_TIME
+        c.state.exit_code = 0
+        c.state.oom_killed = False
+        self._save(c)
+        self._monitor(c)
+        self.on_event("start", c, {})
+
+    def _write_etc_files(self, c: Container) -> None:
+        d = self.data.container(c.id)
+        hostname = c.config.Hostname
+        if c.config.Domainname:
+            hostname += "." + c.config.Domainname
+        write_atomic(d.hostname, f"{hostname}\n".encode(), sync=False)
+        write_atomic(d.hosts, HOSTS, sync=False)
+        write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+
+    def _spec(self, c: Container, image: Image) -> object:
+        hc = c.host_config
+        d = self.data.container(c.id)
+        env = list(c.config.Env or [])
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, DEFAULT_PATH)
+        env.append(f"HOSTNAME={c.config.Hostname}")
+        if c.config.Tty and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        lowers = self.images.lower_dirs(image)
+        if not lowers:
+            empty = self.data.root / "image" / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        overlay = f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
+        memory_swap = hc.MemorySwap
+        if hc.Memory > 0 and memory_swap == 0:
+            memory_swap = 2 * hc.Memory
+        seccomp = "default"
+        nnp = False
+        for opt in hc.SecurityOpt or []:
+            key, _, val = opt.replace(":", "=", 1).partition("=")
+            if key == "seccomp" and val == "unconfined":
+                seccomp = "unconfined"
+            elif key == "no-new-privileges" and val in ("", "true"):
+                nnp = True
+        return self.build_spec(
+            args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
+            hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
+            hostname_file=str(d.hostname), hosts_file=str(d.hosts), resolv_file=str(d.resolv_conf),
+            cgroups_path=f"/berth/{c.id}", memory=hc.Memory, memory_swap=memory_swap,
+            nano_cpus=hc.NanoCpus, cpu_shares=hc.CpuShares, cpu_quota=hc.CpuQuota, cpu_period=hc.CpuPeriod,
+            pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
+            cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs, no_new_privileges=nnp,
+            seccomp=seccomp, shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay)
+
+    # -- exit monitoring --------------------------------------------------------------------
+
+    def _monitor(self, c: Container) -> None:
+        task = asyncio.get_running_loop().create_task(self._watch(c.id))
+        self.monitors[c.id] = task
+
+    async def _watch(self, cid: str) -> None:
+        sock = self.exec_root.shim_socket(cid)
+        status = await shims.wait_exit(sock)
+        if status is None:
+            # The shim vanished: its exit file says what happened, if it got to write it.
+            for _ in range(20):
+                c = self.by_id.get(cid)
+                if c is None:
+                    return
+                if not shims.alive(c.state.shim_pid, c.state.shim_start):
+                    break
+                await asyncio.sleep(0.05)
+            status = shims.read_exit_file(self.data.container(cid).exit) or \
+                ExitStatus(exit_code=255, finished_at=now(), error="container's shim exited unexpectedly")
+        self.monitors.pop(cid, None)
+        await self._exited(cid, status)
+
+    async def _exited(self, cid: str, status: ExitStatus) -> None:
+        c = self.by_id.get(cid)
+        if c is None:
+            return
+        async with self.lock(cid):
+            c.state.status = Status.EXITED
+            c.state.pid = 0
+            c.state.shim_pid = 0
+            c.state.exit_code = status.exit_code
+            c.state.oom_killed = status.oom_killed
+            c.state.finished_at = status.finished_at or now()
+            c.state.starting = False
+            if status.error:
+                c.state.error = status.error
+            self._save(c)
+            if status.oom_killed:
+                self.on_event("oom", c, {})
+            self.on_event("die", c, {"exitCode": str(status.exit_code)})
+            for f in self.exit_waiters.pop(cid, []):
+                if not f.done():
+                    f.set_result(status)
+            if c.host_config.AutoRemove:
+                await self._remove_locked(c, force=True)
+
+    # -- stop / kill ------------------------------------------------------------------------
+
+    async def kill(self, ref: str, sig: str | int | None) -> None:
+        c = self.get(ref)
+        signo = parse_signal(sig, signal_mod.SIGKILL)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        await self._signal(c, signo)
+        self.on_event("kill", c, {"signal": str(signo)})
+
+    async def _signal(self, c: Container, signo: int) -> None:
+        try:
+            reply = await shims.call(self.exec_root.shim_socket(c.id), {"op": "kill", "signal": signo})
+        except shims.ShimGone:
+            return
+        if "error" in reply:
+            raise RuntimeFailure(reply["error"])
+
+    async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
+        c = self.get(ref)
+        if not c.running:
+            raise NotModified("container already stopped")
+        if timeout is None:
+            timeout = c.config.StopTimeout if c.config.StopTimeout is not None else 10
+        signo = parse_signal(sig or c.config.StopSignal, signal_mod.SIGTERM)
+        waiter = self._exit_future(c.id)
+        await self._signal(c, signo)
+        if timeout < 0:
+            await waiter
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            except asyncio.TimeoutError:
+                await self._signal(c, signal_mod.SIGKILL)
+                await waiter
+        self.on_event("stop", c, {})
+
+    def _exit_future(self, cid: str) -> asyncio.Future[ExitStatus]:
+        f: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
+        self.exit_waiters.setdefault(cid, []).append(f)
+        return f
+
+    async def restart(self, ref: str, timeout: int | None) -> None:
+        c = self.get(ref)
+        if c.running:
+            await self.stop(c.id, timeout)
+        await self.start(c.id)
+        c.restart_count = c.restart_count  # docker counts policy restarts only
+        self.on_event("restart", c, {})
+
+    # -- wait -------------------------------------------------------------------------------
+
+    def wait_future(self, ref: str, condition: str) -> asyncio.Future[ExitStatus]:
+        """Registers the wait now (before the caller answers with headers); resolves later."""
+        c = self.get(ref)
+        loop = asyncio.get_running_loop()
+        if condition in ("", "not-running"):
+            if not c.running and not c.state.starting:
+                f: asyncio.Future[ExitStatus] = loop.create_future()
+                f.set_result(ExitStatus(exit_code=c.state.exit_code))
+                return f
+            return self._exit_future(c.id)
+        if condition == "next-exit":
+            return self._exit_future(c.id)
+        if condition == "removed":
+            f = loop.create_future()
+            self.remove_waiters.setdefault(c.id, []).append(f)
+            return f
+        raise InvalidArgument(f"invalid condition: {condition!r}")
+
+    # -- attach -----------------------------------------------------------------------------
+
+    async def attach_stream(self, ref: str, stdin: bool, stdout: bool, stderr: bool
+                            ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A subscription to the container's output (and a way to its stdin).
+
+        If the container is not running, this waits for its next start and subscribes before
+        the init is released, so not a byte of output is missed (``docker run`` attaches first).
+        """
+        c = self.get(ref)
+        if c.running and not c.state.starting:
+            return await shims.attach(self.exec_root.shim_socket(c.id), stdin, stdout, stderr)
+        fut: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
+            asyncio.get_running_loop().create_future()
+        sock = self.exec_root.shim_socket(c.id)
+
+        async def subscribe() -> None:
+            try:
+                pair = await shims.attach(sock, stdin, stdout, stderr)
+            except Exception as e:
+                if not fut.done():
+                    fut.set_exception(e)
+                return
+            if fut.done():
+                pair[1].close()
+            else:
+                fut.set_result(pair)
+
+        subscribe.cancel = fut.cancel  # type: ignore[attr-defined]
+        self.pending_attach.setdefault(c.id, []).append(subscribe)
+        return await fut
+
+    # -- remove -----------------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            if c.id not in self.by_id:
+                raise NoSuchContainer(f"No such container: {ref}")
+            if c.running and not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
+                               "attempting removal or force remove")
+            await self._remove_locked(c, force)
+
+    async def _remove_locked(self, c: Container, force: bool) -> None:
+        if c.id not in self.by_id:
+            return
+        if c.running or c.state.starting:
+            waiter = self._exit_future(c.id)
+            await self._signal(c, signal_mod.SIGKILL)
+            self.lock(c.id).release()  # let _exited record the exit
+            try:
+                await asyncio.wait_for(waiter, 10)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                await self.lock(c.id).acquire()
+            if c.id not in self.by_id:
+                return
+        c.state.status = Status.REMOVING
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
+        self.by_id.pop(c.id, None)
+        shutil.rmtree(self.data.container(c.id).root, ignore_errors=True)
+        self.on_event("destroy", c, {})
+        st = ExitStatus(exit_code=c.state.exit_code)
+        for f in self.remove_waiters.pop(c.id, []) + self.exit_waiters.pop(c.id, []):
+            if not f.done():
+                f.set_result(st)
+        self._fail_pending_attach(c.id)
+        self.locks.pop(c.id, None)
+
+    def _fail_pending_attach(self, cid: str) -> None:
+        for cb in self.pending_attach.pop(cid, []):
+            getattr(cb, "cancel", lambda: None)()
+
+    # -- recovery (berthd start) ------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Find the shims again: reattach to the living, record exits of the dead."""
+        for c in list(self.by_id.values()):
+            d = self.data.container(c.id)
+            if c.running or c.state.starting:
+                if shims.alive(c.state.shim_pid, c.state.shim_start) and self.exec_root.shim_socket(c.id).exists():
+                    if c.state.starting:
+                        # berthd died between spawn and start: the init never ran; abort it.
+                        try:
+                            await shims.call(self.exec_root.shim_socket(c.id), {"op": "kill", "signal": 9})
+                        except shims.ShimGone:
+                            pass
+                    self._monitor(c)
+                    continue
+                status = shims.read_exit_file(d.exit)
+                if status is None:
+                    status = ExitStatus(exit_code=255 if c.running else c.state.exit_code, finished_at=now())
+                if c.state.starting and not c.running:
+                    c.state.starting = False
+                    self._save(c)
+                    continue
+                await self._exited(c.id, status)
+            elif c.host_config.AutoRemove and c.state.status == Status.EXITED:
+                async with self.lock(c.id):
+                    await self._remove_locked(c, force=True)
+            elif c.state.status == Status.REMOVING:
+                async with self.lock(c.id):
+                    await self._remove_locked(c, force=True)
+
+    # -- top / size -------------------------------------------------------------------------
+
+    def pids(self, c: Container) -> list[int]:
+        from berth.runtime.cgroups import open_cgroup
+        try:
+            return open_cgroup(f"/berth/{c.id}").pids()
+        except OSError:
+            return [c.state.pid] if c.state.pid else []
+
+    def size_rw(self, c: Container) -> int:
+        total = 0
+        for root, dirs, files in os.walk(self.data.container(c.id).upper):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(root, f)).st_size
+                except OSError:
+                    pass
+        return total
+
+
+def _resolv_conf() -> bytes:
+    """The host's resolv.conf without loopback name servers (unreachable from the container)."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        lines = []
+    out = []
+    has_ns = False
+    for line in lines:
+        parts = line.split()
+        if parts[:1] == ["nameserver"] and len(parts) > 1:
+            if parts[1].startswith("127.") or parts[1] == "::1":
+                continue
+            has_ns = True
+        out.append(line)
+    if not has_ns:
+        out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return ("\n".join(out) + "\n").encode()
+
+
+_ = Path

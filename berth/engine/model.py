@@ -1,0 +1,68 @@
+"""The container record and its state machine (pure data)."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from berth.schema.containers import ContainerConfig, HostConfig
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class Status(str, enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+class State(msgspec.Struct):
+    status: Status = Status.CREATED
+    pid: int = 0
+    shim_pid: int = 0
+    shim_start: int = 0          # /proc/<shim_pid>/stat start time: never trust a recycled pid
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    starting: bool = False       # intent recorded before the shim is asked for (crash recovery)
+
+
+class Container(msgspec.Struct):
+    id: str
+    name: str                    # without the leading "/"
+    created: str
+    path: str
+    args: list[str]
+    config: ContainerConfig
+    host_config: HostConfig
+    image_id: str
+    state: State = msgspec.field(default_factory=State)
+    restart_count: int = 0
+    size_rw: int | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(Container)
+
+
+def encode(c: Container) -> bytes:
+    return _enc.encode(c)
+
+
+def decode(b: bytes) -> Container:
+    return _dec.decode(b)

@@ -1,0 +1,413 @@
+"""The shim: one small synchronous process per running container (DESIGN.md §1).
+
+It is forked by the fork server, double-forked away from berthd, and owns the container:
+it creates it through the runtime, holds its stdio, writes the json-file log, fans output
+out to every attached client, forwards stdin, reaps the init and records its exit status
+atomically in ``exit.json`` — so berthd may die and come back at any time.
+
+A poll loop, not asyncio: the shim must stay small (its private memory is what each running
+container costs on the host).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import time
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+
+from berth.runtime.shim.protocol import STDERR, STDOUT, ExitStatus, SpawnRequest, frame
+
+_POLLIN = select.POLLIN | select.POLLPRI
+_POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+_ENC = json.JSONEncoder(separators=(",", ":"))
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%09dZ" % int(t % 1 * 1e9)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+class _Client:
+    __slots__ = ("sock", "buf", "attached", "stdin", "stdout", "stderr", "waiting", "out")
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+        self.attached = False
+        self.stdin = self.stdout = self.stderr = False
+        self.waiting = False
+        self.out = b""  # unsent bytes (the socket is non-blocking)
+
+
+class Shim:
+    def __init__(self, req: SpawnRequest, status_sock: socket.socket):
+        self.req = req
+        self.status_sock = status_sock
+        self.clients: dict[int, _Client] = {}
+        self.poll = select.poll()
+        self.init = None
+        self.spec = None
+        self.exit: ExitStatus | None = None
+        self.started = False
+        self.pipes: dict[int, int] = {}  # read fd -> stream
+        self.stdin_w: int | None = None
+        self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        from berth.oci.spec import decode_spec
+        from berth import runtime
+
+        with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
+            self.spec = decode_spec(f.read())
+        self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if self.req.stdin:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            self.stdin_w = in_w
+        else:
+            in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            from pathlib import Path
+            cache = Path(self.req.seccomp_cache) if self.req.seccomp_cache else None
+            self.init = runtime.create(self.spec, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+            os.close(in_r)
+        for fd, stream in ((out_r, STDOUT), (err_r, STDERR)):
+            os.set_blocking(fd, False)
+            self.pipes[fd] = stream
+            self.poll.register(fd, _POLLIN)
+
+        try:
+            os.unlink(self.req.socket)
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.req.socket)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.poll.register(self.listener.fileno(), _POLLIN)
+
+    # -- loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        sig_r, sig_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        signal.set_wakeup_fd(sig_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.poll.register(sig_r, _POLLIN)
+        self._reap()
+        while True:
+            if self.exit is not None and not self.pipes:
+                self._finish()
+                return
+            timeout = 200 if self.exit is not None else None  # after exit, don't wait forever on leaked pipe holders
+            events = self.poll.poll(timeout)
+            if not events and self.exit is not None:
+                for fd in list(self.pipes):
+                    self._close_pipe(fd)
+                continue
+            for fd, ev in events:
+                if fd == sig_r:
+                    try:
+                        os.read(sig_r, 512)
+                    except BlockingIOError:
+                        pass
+                    self._reap()
+                elif fd in self.pipes:
+                    self._pipe_ready(fd)
+                elif fd == self.listener.fileno():
+                    self._accept()
+                elif fd in self.clients:
+                    self._client_ready(fd, ev)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.init is not None and pid == self.init.pid and self.exit is None:
+                code = os.waitstatus_to_exitcode(status)
+                code = 128 - code if code < 0 else code
+                self._exited(code)
+
+    def _exited(self, code: int, error: str = "") -> None:
+        from berth import runtime
+        oom = False
+        try:
+            oom = bool(runtime.oom_killed(self.spec))
+        except Exception:
+            pass
+        self.exit = ExitStatus(exit_code=code, oom_killed=oom, finished_at=_now(), error=error)
+
+    def _finish(self) -> None:
+        """Init has exited and its output is drained: record, tell waiters, leave."""
+        from berth import runtime
+        assert self.exit is not None
+        for p in self.partial:
+            if self.partial[p]:
+                self._log(p, self.partial[p])
+                self.partial[p] = b""
+        try:
+            runtime.delete(self.spec)
+        except Exception:
+            pass
+        data = _ENC.encode({"exit_code": self.exit.exit_code, "oom_killed": self.exit.oom_killed,
+                            "finished_at": self.exit.finished_at, "error": self.exit.error}).encode()
+        _write_atomic(self.req.exit_file, data)
+        try:
+            os.unlink(self.req.socket)
+        except FileNotFoundError:
+            pass
+        for c in list(self.clients.values()):
+            try:
+                c.sock.setblocking(True)
+                c.sock.settimeout(2)
+                if c.out:
+                    c.sock.sendall(c.out)
+                if c.waiting:
+                    c.sock.sendall(data + b"\n")
+            except OSError:
+                pass
+            c.sock.close()
+
+    # -- container output -------------------------------------------------------------------
+
+    def _pipe_ready(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_pipe(fd)
+            return
+        stream = self.pipes[fd]
+        self._log_chunk(stream, data)
+        framed = data if self.req.tty else frame(stream, data)
+        for c in list(self.clients.values()):
+            if c.attached and (c.stdout if stream == STDOUT else c.stderr):
+                self._send(c, framed)
+
+    def _close_pipe(self, fd: int) -> None:
+        self.poll.unregister(fd)
+        os.close(fd)
+        del self.pipes[fd]
+
+    def _log_chunk(self, stream: int, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        lines = buf.split(b"\n")
+        self.partial[stream] = lines.pop()
+        if len(self.partial[stream]) >= 16384:
+            lines.append(self.partial[stream])
+            self.partial[stream] = b""
+            # the last element has no newline; mark by not appending one below
+            for line in lines[:-1]:
+                self._log(stream, line + b"\n")
+            self._log(stream, lines[-1])
+            return
+        for line in lines:
+            self._log(stream, line + b"\n")
+
+    def _log(self, stream: int, line: bytes) -> None:
+        rec = '{"log":%s,"stream":"%s","time":"%s"}\n' % (
+            encode_basestring(line.decode("utf-8", "replace")),
+            "stdout" if stream == STDOUT else "stderr", _now())
+        os.write(self.log, rec.encode())
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                s, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            s.setblocking(False)
+            c = _Client(s)
+            self.clients[s.fileno()] = c
+            self.poll.register(s.fileno(), _POLLIN)
+
+    def _drop(self, c: _Client) -> None:
+        fd = c.sock.fileno()
+        self.clients.pop(fd, None)
+        try:
+            self.poll.unregister(fd)
+        except KeyError:
+            pass
+        c.sock.close()
+
+    def _send(self, c: _Client, data: bytes) -> None:
+        if c.out:
+            c.out += data
+            return
+        try:
+            n = c.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self._drop(c)
+            return
+        if n < len(data):
+            c.out = data[n:]
+            self.poll.modify(c.sock.fileno(), _POLLIN | select.POLLOUT)
+
+    def _client_ready(self, fd: int, ev: int) -> None:
+        c = self.clients[fd]
+        if ev & select.POLLOUT and c.out:
+            try:
+                n = c.sock.send(c.out)
+                c.out = c.out[n:]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._drop(c)
+                return
+            if not c.out:
+                self.poll.modify(fd, _POLLIN)
+        if not ev & (_POLLIN | _POLLERR):
+            return
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if c.attached:
+            if not data:
+                # stdin from this client is over; the stream stays open for output
+                self.poll.modify(fd, select.POLLOUT if c.out else 0)
+                if c.stdin and self.req.stdin_once:
+                    self._close_stdin()
+                return
+            if c.stdin:
+                self._write_stdin(data)
+            return
+        if not data:
+            self._drop(c)
+            return
+        c.buf += data
+        if b"\n" not in c.buf:
+            return
+        line, _, rest = c.buf.partition(b"\n")
+        c.buf = b""
+        try:
+            req = json.loads(line)
+        except ValueError:
+            self._drop(c)
+            return
+        self._handle(c, req, rest)
+
+    def _reply(self, c: _Client, obj: dict) -> None:
+        self._send(c, _ENC.encode(obj).encode() + b"\n")
+
+    def _handle(self, c: _Client, req: dict, rest: bytes) -> None:
+        op = req.get("op")
+        if op == "start":
+            self._reply(c, self._start())
+        elif op == "attach":
+            c.attached = True
+            c.stdin, c.stdout, c.stderr = bool(req.get("stdin")), bool(req.get("stdout")), bool(req.get("stderr"))
+            self._reply(c, {"ok": True})
+            if rest and c.stdin:
+                self._write_stdin(rest)
+        elif op == "wait":
+            c.waiting = True  # answered in _finish
+        elif op == "kill":
+            try:
+                if self.exit is None and self.init is not None:
+                    os.kill(self.init.pid, int(req.get("signal", 15)))
+                self._reply(c, {"ok": True})
+            except OSError as e:
+                self._reply(c, {"error": f"kill: {os.strerror(e.errno or 0)}"})
+        elif op == "state":
+            status = "exited" if self.exit else ("running" if self.started else "created")
+            self._reply(c, {"pid": self.init.pid if self.init else 0, "status": status})
+        else:
+            self._reply(c, {"error": f"unknown op {op!r}"})
+
+    def _start(self) -> dict:
+        from berth.runtime import ExecFailed
+        if self.started:
+            return {"ok": True}
+        try:
+            assert self.init is not None
+            self.init.start()
+        except ExecFailed as e:
+            self._reap()
+            if self.exit is None:
+                self._exited(127 if "not found" in str(e) or "no such file" in str(e) else 126, str(e))
+            else:
+                self.exit.error = str(e)
+            return {"error": str(e)}
+        self.started = True
+        return {"ok": True}
+
+    def _write_stdin(self, data: bytes) -> None:
+        if self.stdin_w is None:
+            return
+        try:
+            os.write(self.stdin_w, data)  # blocking write: back-pressure on a slow reader
+        except OSError:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+
+
+def main(req: SpawnRequest, status_sock: socket.socket) -> None:
+    """Run as the shim (called in the grandchild of the fork server; never returns)."""
+    code = 0
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    shim = Shim(req, status_sock)
+    try:
+        try:
+            shim.setup()
+        except Exception as e:  # setup failure: report, leave no socket behind
+            msg = str(e) or e.__class__.__name__
+            status_sock.sendall(_ENC.encode({"error": msg}).encode() + b"\n")
+            status_sock.close()
+            os._exit(1)
+        assert shim.init is not None
+        status_sock.sendall(_ENC.encode({"pid": shim.init.pid, "shim_pid": os.getpid()}).encode() + b"\n")
+        status_sock.close()
+        shim.run()
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
+_ = errno

@@ -1,0 +1,54 @@
+"""The shim's control protocol (shared by the shim and the engine's client; pure).
+
+One Unix socket per shim (``<exec-root>/shims/<id>.sock``). Each connection opens with one
+JSON line, the request. Replies are JSON lines, except after an accepted ``attach``, where
+the connection becomes a stream: shim -> client carries output (Docker's 8-byte stdcopy
+frames without a tty, raw bytes with one), client -> shim carries stdin, and the client's
+half-close means "no more stdin from me".
+
+Requests:
+    {"op": "start"}                       -> {"ok": true} | {"error": "..."}
+    {"op": "attach", "stdin": b, "stdout": b, "stderr": b}
+                                          -> {"ok": true}, then the stream
+    {"op": "wait"}                        -> {"exit_code": n, "oom_killed": b, "finished_at": "..."}
+                                             when the init has exited
+    {"op": "kill", "signal": n}           -> {"ok": true} | {"error": "..."}
+    {"op": "state"}                       -> {"pid": n, "status": "created|running|exited"}
+
+The fork server (``<exec-root>/forkserver.sock``) takes one JSON line, a SpawnRequest, and
+the new shim answers on the same connection with one line: {"pid": init pid, "shim_pid": n}
+or {"error": "..."}.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class SpawnRequest(msgspec.Struct):
+    id: str
+    bundle: str            # container dir; config.json inside
+    socket: str            # the shim's control socket
+    log: str               # json-file log path
+    exit_file: str         # where the exit status is recorded
+    stdin: bool = False    # keep a pipe to the container's stdin
+    stdin_once: bool = False
+    tty: bool = False
+    seccomp_cache: str | None = None
+
+
+class ExitStatus(msgspec.Struct):
+    exit_code: int
+    oom_killed: bool = False
+    finished_at: str = ""
+    error: str = ""
+
+
+STDOUT = 1
+STDERR = 2
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """Docker's stdcopy header: [stream, 0, 0, 0, size uint32 big-endian] + payload."""
+    n = len(data)
+    return bytes((stream, 0, 0, 0, (n >> 24) & 0xFF, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)) + data

@@ -1,0 +1,69 @@
+"""SQLite metadata store (WAL mode, one transaction per change).
+
+The schema is created here; the engine's stores own their queries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id TEXT PRIMARY KEY,     -- sha256:<hex>
+    diff_id  TEXT NOT NULL,
+    parent   TEXT,                 -- chain id of the layer below, NULL for a base layer
+    size     INTEGER NOT NULL,     -- bytes unpacked
+    short    TEXT NOT NULL         -- name of the short link in image/l/
+);
+CREATE TABLE IF NOT EXISTS images (
+    id       TEXT PRIMARY KEY,     -- sha256:<hex> of the config
+    config   BLOB NOT NULL,        -- the image config JSON, exactly the bytes hashed
+    top      TEXT,                 -- chain id of the top layer (NULL: no layers)
+    size     INTEGER NOT NULL,
+    created  TEXT NOT NULL,
+    tagged   TEXT                  -- LastTagTime
+);
+CREATE TABLE IF NOT EXISTS tags (
+    name     TEXT PRIMARY KEY,     -- normalized repository:tag
+    image_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS containers (
+    id       TEXT PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL,
+    data     BLOB NOT NULL         -- msgspec JSON of engine.model.Container
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+"""
+
+
+class Database:
+    def __init__(self, path: Path):
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self.conn.execute(sql, args).fetchall()
+
+    def one(self, sql: str, args: tuple = ()) -> tuple | None:
+        return self.conn.execute(sql, args).fetchone()
+
+    def close(self) -> None:
+        self.conn.close()
