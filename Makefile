@@ -1,0 +1,49 @@
+# berth: set-up, demo and tests. Run as root on Debian/Ubuntu.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SOCK   := /run/berth/berth.sock
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: deps venv demo test unit bench stop clean
+
+deps:
+	@command -v busybox >/dev/null 2>&1 && [ -x /bin/busybox ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static)
+	@command -v ps >/dev/null 2>&1 || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procps)
+	@$(PYTHON) -c 'import venv' 2>/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+venv: deps $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# Start berthd (left running), make the busybox base image, run a container in it.
+demo: venv
+	@if ! $(VENV)/bin/berth version >/dev/null 2>&1; then \
+	    mkdir -p /var/log; \
+	    nohup $(VENV)/bin/berthd >/var/log/berthd.log 2>&1 & \
+	    for i in $$(seq 100); do [ -S $(SOCK) ] && break; sleep 0.05; done; \
+	fi
+	@$(VENV)/bin/berth image inspect busybox >/dev/null 2>&1 || scripts/busybox-image.sh busybox:latest
+	$(VENV)/bin/berth run --rm busybox echo "hello from a berth container"
+	@echo
+	@echo "berthd is running (log: /var/log/berthd.log). Try:"
+	@echo "  $(CURDIR)/$(VENV)/bin/berth run --rm busybox uname -a"
+	@echo "  DOCKER_HOST=unix://$(SOCK) docker run --rm busybox echo hello"
+	@echo "Stop it with: make stop"
+
+stop:
+	-@pkill -TERM -f "$(CURDIR)/$(VENV)/bin/berthd" || true
+
+test: venv
+	$(PY) -m pytest -q --run-root tests
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

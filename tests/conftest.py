@@ -1,0 +1,26 @@
+"""Test options shared by every suite: root-only tests run with --run-root as uid 0."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-root", action="store_true", default=False,
+                     help="run tests that need uid 0 and a real kernel (namespaces, cgroups, overlayfs)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "root: needs uid 0 and a real kernel (run with --run-root)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-root") and os.geteuid() == 0:
+        return
+    why = "needs --run-root as uid 0" if os.geteuid() == 0 else "needs uid 0"
+    skip = pytest.mark.skip(reason=why)
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,40 @@
+"""Integration fixtures: a real berthd (session-wide) with the busybox image imported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Iterator
+
+import pytest
+
+from tests.integration.daemon import Daemon
+
+DOCKER = "/usr/local/bin/docker"
+
+
+@pytest.fixture(scope="session")
+def berthd() -> Iterator[Daemon]:
+    if os.geteuid() != 0:
+        pytest.skip("needs uid 0")
+    d = Daemon()
+    d.start()
+    try:
+        yield d
+    finally:
+        d.cleanup()
+
+
+@pytest.fixture(scope="session")
+def busybox(berthd: Daemon) -> str:
+    berthd.import_busybox("busybox:latest")
+    return "busybox:latest"
+
+
+@pytest.fixture
+def docker(berthd: Daemon, busybox: str):
+    """Run the real docker CLI against berthd: docker("run", "--rm", busybox, "echo", "hi")."""
+    def run(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([DOCKER, *args], env=berthd.env, input=input.decode() if input else None,
+                              capture_output=True, text=True, timeout=timeout)
+    return run

@@ -1,0 +1,120 @@
+"""A real berthd on temporary roots, for integration tests and benchmarks."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 30):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class Daemon:
+    def __init__(self, base: Path | None = None):
+        # Short paths: the shims' sockets live under the exec root (AF_UNIX paths are short).
+        self.base = Path(base or tempfile.mkdtemp(prefix="berth-", dir="/tmp"))
+        self.data_root = self.base / "data"
+        self.exec_root = self.base / "run"
+        self.sock = self.base / "berth.sock"
+        self.log = self.base / "berthd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["DOCKER_HOST"] = self.host
+        env["BERTH_HOST"] = self.host
+        env.pop("DOCKER_CONTEXT", None)
+        return env
+
+    def start(self, timeout: float = 10) -> float:
+        """Start berthd; returns seconds until /_ping answered."""
+        t0 = time.monotonic()
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
+             "--exec-root", str(self.exec_root), "--log-level", "debug"],
+            stdout=logf, stderr=logf, cwd=ROOT)
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berthd exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if self.request("GET", "/_ping")[0] == 200:
+                    return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.005)
+        raise RuntimeError(f"berthd did not answer /_ping: {self.log.read_text()[-3000:]}")
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+        c = _UnixHTTP(str(self.sock), timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def import_busybox(self, name: str = "busybox:latest") -> str:
+        tar = self.base / "rootfs.tar"
+        if not tar.exists():
+            subprocess.run([str(ROOT / "scripts" / "mkrootfs.sh"), str(tar)], check=True)
+        repo, _, tag = name.partition(":")
+        q = f"fromSrc=-&repo={repo}&tag={tag or 'latest'}&changes=CMD%20%5B%22sh%22%5D"
+        status, body = self.request("POST", f"/images/create?{q}", tar.read_bytes())
+        assert status == 200, body
+        return body.decode()
+
+    def remove_all_containers(self) -> None:
+        import json
+        status, body = self.request("GET", "/containers/json?all=1")
+        if status != 200:
+            return
+        for c in json.loads(body):
+            self.request("DELETE", f"/containers/{c['Id']}?force=1")
+
+    def cleanup(self) -> None:
+        """Remove everything: containers (and so their shims and cgroups), then the roots."""
+        try:
+            if self.proc and self.proc.poll() is None:
+                self.remove_all_containers()
+        finally:
+            self.stop()
+            shutil.rmtree(self.base, ignore_errors=True)
