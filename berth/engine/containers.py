@@ -274,12 +274,12 @@ class Containers:
                 raise Conflict(f"container is marked for removal and cannot be started")
             try:
                 await self._start_locked(c)
-            except RuntimeFailure as e:
+            except BaseException as e:
                 c.state.error = str(e)
                 c.state.starting = False
                 self._save(c)
                 self._fail_pending_attach(c.id)
-                if c.host_config.AutoRemove:
+                if c.host_config.AutoRemove and isinstance(e, RuntimeFailure):
                     await self._remove_locked(c, force=True)
                 raise
 

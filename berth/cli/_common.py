@@ -1,0 +1,60 @@
+"""Helpers shared by several commands: flag constructors and formatted-output plumbing."""
+
+from __future__ import annotations
+
+import sys
+
+from berth.cli._flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+FORMAT_HELP = "Format output using a custom template"
+
+
+def format_flag(short: str = "") -> Flag:
+    return Flag("format", short, "string", FORMAT_HELP)
+
+
+def filters_json(items: list[str], extra: dict[str, list[str]] | None = None) -> str | None:
+    """docker's filters.Args encoding: {"key":{"value":true}}."""
+    import json
+
+    out: dict[str, dict[str, bool]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not _:
+            raise ValueError(f"bad format of filter (expected name=value)")
+        out.setdefault(key.strip().lower(), {})[value.strip()] = True
+    for key, values in (extra or {}).items():
+        for value in values:
+            out.setdefault(key, {})[value] = True
+    return json.dumps(out, separators=(",", ":")) if out else None
+
+
+def print_template(fmt: str, data: Any) -> int:
+    """Execute a Go template over ``data`` and print the result plus a newline."""
+    from berth.cli._template import Template, TemplateError
+
+    try:
+        text = Template(fmt).execute(data)
+    except TemplateError as exc:
+        sys.stderr.write(f"template parsing error: {exc}\n")
+        return 1
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def go_json_indent(value: Any) -> str:
+    """json.MarshalIndent-like output as ``docker inspect`` prints it (4-space indent)."""
+    import json
+
+    text = json.dumps(value, indent=4, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def print_error(message: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()

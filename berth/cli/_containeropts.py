@@ -1,0 +1,368 @@
+"""``run``/``create`` flags and their translation into the ``POST /containers/create`` body.
+
+The body has the same shape and defaults as the one docker CLI 28 sends (see
+reference/wire/34-run-echo.md): every HostConfig field present, ``null`` where docker leaves a
+slice nil, ``NetworkingConfig.EndpointsConfig`` keyed by the network mode.
+"""
+
+from __future__ import annotations
+
+
+from berth.cli._flags import Flag, UsageError
+from berth.cli._units import mem_swap_bytes, nano_cpus, ram_in_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _bytes(text: str) -> int:
+    return ram_in_bytes(text)
+
+
+CONTAINER_FLAGS = [
+    Flag("add-host", "", "list", "Add a custom host-to-IP mapping (host:ip)"),
+    Flag("attach", "a", "list", "Attach to STDIN, STDOUT or STDERR"),
+    Flag("cap-add", "", "list", "Add Linux capabilities"),
+    Flag("cap-drop", "", "list", "Drop Linux capabilities"),
+    Flag("cgroup-parent", "", "string", "Optional parent cgroup for the container"),
+    Flag("cgroupns", "", "string", "Cgroup namespace to use (host|private)"),
+    Flag("cidfile", "", "string", "Write the container ID to the file"),
+    Flag("cpu-period", "", "int", "Limit CPU CFS (Completely Fair Scheduler) period"),
+    Flag("cpu-quota", "", "int", "Limit CPU CFS (Completely Fair Scheduler) quota"),
+    Flag("cpu-shares", "c", "int", "CPU shares (relative weight)"),
+    Flag("cpus", "", "decimal", "Number of CPUs", convert=nano_cpus),
+    Flag("cpuset-cpus", "", "string", "CPUs in which to allow execution (0-3, 0,1)"),
+    Flag("cpuset-mems", "", "string", "MEMs in which to allow execution (0-3, 0,1)"),
+    Flag("dns", "", "list", "Set custom DNS servers"),
+    Flag("dns-option", "", "list", "Set DNS options"),
+    Flag("dns-search", "", "list", "Set custom DNS search domains"),
+    Flag("domainname", "", "string", "Container NIS domain name"),
+    Flag("entrypoint", "", "string", "Overwrite the default ENTRYPOINT of the image"),
+    Flag("env", "e", "list", "Set environment variables"),
+    Flag("env-file", "", "list", "Read in a file of environment variables"),
+    Flag("expose", "", "list", "Expose a port or a range of ports"),
+    Flag("group-add", "", "list", "Add additional groups to join"),
+    Flag("hostname", "h", "string", "Container host name"),
+    Flag("init", "", "bool", "Run an init inside the container that forwards signals and "
+         "reaps processes"),
+    Flag("interactive", "i", "bool", "Keep STDIN open even if not attached"),
+    Flag("ipc", "", "string", "IPC mode to use"),
+    Flag("label", "l", "list", "Set meta data on a container"),
+    Flag("label-file", "", "list", "Read in a line delimited file of labels"),
+    Flag("log-driver", "", "string", "Logging driver for the container"),
+    Flag("log-opt", "", "list", "Log driver options"),
+    Flag("memory", "m", "bytes", "Memory limit", convert=_bytes),
+    Flag("memory-reservation", "", "bytes", "Memory soft limit", convert=_bytes),
+    Flag("memory-swap", "", "bytes", "Swap limit equal to memory plus swap: '-1' to enable "
+         "unlimited swap", convert=mem_swap_bytes),
+    Flag("memory-swappiness", "", "int", "Tune container memory swappiness (0 to 100)", -1),
+    Flag("name", "", "string", "Assign a name to the container"),
+    Flag("network", "", "network", "Connect a container to a network", convert=str),
+    Flag("oom-kill-disable", "", "bool", "Disable OOM Killer"),
+    Flag("oom-score-adj", "", "int", "Tune host's OOM preferences (-1000 to 1000)"),
+    Flag("pid", "", "string", "PID namespace to use"),
+    Flag("pids-limit", "", "int", "Tune container pids limit (set -1 for unlimited)"),
+    Flag("platform", "", "string", "Set platform if server is multi-platform capable"),
+    Flag("privileged", "", "bool", "Give extended privileges to this container"),
+    Flag("publish", "p", "list", "Publish a container's port(s) to the host"),
+    Flag("publish-all", "P", "bool", "Publish all exposed ports to random ports"),
+    Flag("pull", "", "string", 'Pull image before creating ("always", "missing", "never")',
+         "missing"),
+    Flag("quiet", "q", "bool", "Suppress the pull output"),
+    Flag("read-only", "", "bool", "Mount the container's root filesystem as read only"),
+    Flag("restart", "", "string", "Restart policy to apply when a container exits", "no"),
+    Flag("rm", "", "bool", "Automatically remove the container and its associated anonymous "
+         "volumes when it exits"),
+    Flag("runtime", "", "string", "Runtime to use for this container"),
+    Flag("security-opt", "", "list", "Security Options"),
+    Flag("shm-size", "", "bytes", "Size of /dev/shm", convert=_bytes),
+    Flag("stop-signal", "", "string", "Signal to stop the container"),
+    Flag("stop-timeout", "", "int", "Timeout (in seconds) to stop a container"),
+    Flag("sysctl", "", "list", "Sysctl options"),
+    Flag("tmpfs", "", "list", "Mount a tmpfs directory"),
+    Flag("tty", "t", "bool", "Allocate a pseudo-TTY"),
+    Flag("user", "u", "string", "Username or UID (format: <name|uid>[:<group|gid>])"),
+    Flag("userns", "", "string", "User namespace to use"),
+    Flag("uts", "", "string", "UTS namespace to use"),
+    Flag("volume", "v", "list", "Bind mount a volume"),
+    Flag("workdir", "w", "string", "Working directory inside the container"),
+]
+
+RUN_ONLY_FLAGS = [
+    Flag("detach", "d", "bool", "Run container in background and print container ID"),
+    Flag("detach-keys", "", "string", "Override the key sequence for detaching a container"),
+    Flag("sig-proxy", "", "bool", "Proxy received signals to the process", True),
+]
+
+
+def _read_kv_file(path: str, kind: str) -> list[str]:
+    """docker's opts.ParseEnvFile: KEY=VALUE lines, '#' comments, bare KEY taken from env."""
+    import os
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    out = []
+    for num, line in enumerate(lines, 1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if " " in key or "\t" in key:
+            raise UsageError(f"variable '{key}' contains whitespaces")
+        if not key:
+            raise UsageError(f"no variable name on line '{line}'")
+        if eq:
+            out.append(line)
+        elif kind == "env":
+            if key in os.environ:
+                out.append(f"{key}={os.environ[key]}")
+        else:
+            out.append(key)
+    return out
+
+
+def _env_value(item: str) -> str | None:
+    """-e KEY=VALUE is kept; -e KEY takes the value from the environment or is dropped."""
+    import os
+
+    if "=" in item:
+        return item
+    return f"{item}={os.environ[item]}" if item in os.environ else None
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        labels[key] = value
+    return labels
+
+
+def _restart_policy(text: str) -> dict[str, Any]:
+    name, _, count = text.partition(":")
+    if name not in ("", "no", "always", "unless-stopped", "on-failure"):
+        raise UsageError(f"invalid restart policy: {text}")
+    retries = 0
+    if count:
+        if name != "on-failure":
+            raise UsageError(f"invalid restart policy format: maximum retry count can only be "
+                             f"used with 'on-failure'")
+        try:
+            retries = int(count)
+        except ValueError:
+            raise UsageError(f"invalid restart policy format: {text}") from None
+    return {"Name": name or "no", "MaximumRetryCount": retries}
+
+
+def _ports(items: list[str], expose: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """-p [ip:][hostPort:]containerPort[/proto] and --expose into (ExposedPorts, PortBindings)."""
+    exposed: dict[str, Any] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for item in expose:
+        port, _, proto = item.partition("/")
+        exposed[f"{port}/{proto or 'tcp'}"] = {}
+    for item in items:
+        spec, _, proto = item.partition("/")
+        parts = spec.rsplit(":", 2) if not spec.startswith("[") else [spec]
+        if len(parts) == 3:
+            ip, host_port, cport = parts
+        elif len(parts) == 2:
+            ip, host_port, cport = "", parts[0], parts[1]
+        else:
+            ip, host_port, cport = "", "", parts[0]
+        if not cport.isdigit():
+            raise UsageError(f'invalid containerPort: {cport}')
+        key = f"{cport}/{proto or 'tcp'}"
+        exposed[key] = {}
+        bindings.setdefault(key, []).append({"HostIp": ip.strip("[]"), "HostPort": host_port})
+    return exposed, bindings
+
+
+def _volumes(items: list[str]) -> tuple[dict[str, Any], list[str] | None]:
+    """-v: "dest" is an anonymous volume, "src:dest[:opts]" a bind."""
+    volumes: dict[str, Any] = {}
+    binds: list[str] = []
+    for item in items:
+        if ":" in item:
+            binds.append(item)
+        else:
+            volumes[item] = {}
+    return volumes, binds or None
+
+
+def _tmpfs(items: list[str]) -> dict[str, str] | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        path, _, options = item.partition(":")
+        out[path] = options
+    return out
+
+
+def _endpoint() -> dict[str, Any]:
+    return {
+        "IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
+        "DriverOpts": None, "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "",
+        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "DNSNames": None,
+    }
+
+
+def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = False,
+                      console_size: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """The create request body for ``IMAGE [COMMAND] [ARG...]`` and parsed flags.
+
+    Raises:
+        UsageError: an invalid flag combination or value (docker exits 125).
+    """
+    image, cmd = args[0], args[1:]
+    attach = [a.lower() for a in opts["attach"]]
+    for stream in attach:
+        if stream not in ("stdin", "stdout", "stderr"):
+            raise UsageError(f"invalid argument \"{stream}\" for \"-a, --attach\" flag: valid "
+                             f"streams are STDIN, STDOUT and STDERR")
+    attach_stdin = "stdin" in attach or opts["interactive"]
+    attach_stdout = "stdout" in attach or not attach
+    attach_stderr = "stderr" in attach or not attach
+    if detach:
+        attach_stdin = attach_stdout = attach_stderr = False
+    env: list[str] = []
+    for path in opts["env_file"]:
+        env.extend(_read_kv_file(path, "env"))
+    env.extend(v for v in (_env_value(e) for e in opts["env"]) if v is not None)
+    label_items: list[str] = []
+    for path in opts["label_file"]:
+        label_items.extend(_read_kv_file(path, "label"))
+    label_items.extend(opts["label"])
+    entrypoint = None
+    if opts["entrypoint"]:
+        entrypoint = [opts["entrypoint"]]
+    elif "entrypoint" in opts.get("_changed", ()):
+        entrypoint = [""]
+    exposed, bindings = _ports(opts["publish"], opts["expose"])
+    volumes, binds = _volumes(opts["volume"])
+    network = opts["network"] or "default"
+    memory = opts["memory"] or 0
+    swap = opts["memory_swap"] or 0
+    if swap > 0 and memory and swap < memory:
+        raise UsageError("Minimum memoryswap limit should be larger than memory limit, see "
+                         "usage")
+    if opts["cpus"] and (opts["cpu_period"] or opts["cpu_quota"]):
+        raise UsageError("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+
+    config: dict[str, Any] = {
+        "Hostname": opts["hostname"],
+        "Domainname": opts["domainname"],
+        "User": opts["user"],
+        "AttachStdin": attach_stdin,
+        "AttachStdout": attach_stdout,
+        "AttachStderr": attach_stderr,
+    }
+    if exposed:
+        config["ExposedPorts"] = exposed
+    config.update({
+        "Tty": opts["tty"],
+        "OpenStdin": opts["interactive"],
+        "StdinOnce": bool(opts["interactive"] and attach_stdin),
+        "Env": env or None,
+        "Cmd": cmd or None,
+        "Image": image,
+        "Volumes": volumes,
+        "WorkingDir": opts["workdir"],
+        "Entrypoint": entrypoint,
+        "OnBuild": None,
+        "Labels": _labels(label_items),
+    })
+    if opts["stop_signal"]:
+        config["StopSignal"] = opts["stop_signal"]
+    if "stop_timeout" in opts.get("_changed", ()):
+        config["StopTimeout"] = opts["stop_timeout"]
+
+    log_config = {"Type": opts["log_driver"], "Config": {}}
+    for item in opts["log_opt"]:
+        key, _, value = item.partition("=")
+        log_config["Config"][key] = value
+    host: dict[str, Any] = {
+        "Binds": binds,
+        "ContainerIDFile": opts["cidfile"],
+        "LogConfig": log_config,
+        "NetworkMode": network,
+        "PortBindings": bindings,
+        "RestartPolicy": _restart_policy(opts["restart"]),
+        "AutoRemove": opts["rm"],
+        "VolumeDriver": "",
+        "VolumesFrom": None,
+        "ConsoleSize": list(console_size),
+        "CapAdd": opts["cap_add"] or None,
+        "CapDrop": opts["cap_drop"] or None,
+        "CgroupnsMode": opts["cgroupns"],
+        "Dns": opts["dns"],
+        "DnsOptions": opts["dns_option"],
+        "DnsSearch": opts["dns_search"],
+        "ExtraHosts": opts["add_host"] or None,
+        "GroupAdd": opts["group_add"] or None,
+        "IpcMode": opts["ipc"],
+        "Cgroup": "",
+        "Links": None,
+        "OomScoreAdj": opts["oom_score_adj"],
+        "PidMode": opts["pid"],
+        "Privileged": opts["privileged"],
+        "PublishAllPorts": opts["publish_all"],
+        "ReadonlyRootfs": opts["read_only"],
+        "SecurityOpt": opts["security_opt"] or None,
+        "UTSMode": opts["uts"],
+        "UsernsMode": opts["userns"],
+        "ShmSize": opts["shm_size"] or 0,
+    }
+    sysctls = _labels(opts["sysctl"])
+    if sysctls:
+        host["Sysctls"] = sysctls
+    tmpfs = _tmpfs(opts["tmpfs"])
+    if tmpfs:
+        host["Tmpfs"] = tmpfs
+    if opts["runtime"]:
+        host["Runtime"] = opts["runtime"]
+    if opts["init"]:
+        host["Init"] = True
+    host.update({
+        "Isolation": "",
+        "CpuShares": opts["cpu_shares"],
+        "Memory": memory,
+        "NanoCpus": opts["cpus"] or 0,
+        "CgroupParent": opts["cgroup_parent"],
+        "BlkioWeight": 0,
+        "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [],
+        "BlkioDeviceWriteBps": [],
+        "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [],
+        "CpuPeriod": opts["cpu_period"],
+        "CpuQuota": opts["cpu_quota"],
+        "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0,
+        "CpusetCpus": opts["cpuset_cpus"],
+        "CpusetMems": opts["cpuset_mems"],
+        "Devices": [],
+        "DeviceCgroupRules": None,
+        "DeviceRequests": None,
+        "MemoryReservation": opts["memory_reservation"] or 0,
+        "MemorySwap": swap,
+        "MemorySwappiness": opts["memory_swappiness"],
+        "OomKillDisable": opts["oom_kill_disable"],
+        "PidsLimit": opts["pids_limit"],
+        "Ulimits": [],
+        "CpuCount": 0,
+        "CpuPercent": 0,
+        "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0,
+        "MaskedPaths": None,
+        "ReadonlyPaths": None,
+    })
+    config["HostConfig"] = host
+    config["NetworkingConfig"] = {"EndpointsConfig": {network: _endpoint()}}
+    return config

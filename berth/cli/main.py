@@ -1,0 +1,275 @@
+"""``berth``: the docker-compatible command line.
+
+Start-up is kept small on purpose: this module imports only ``os`` and ``sys``; a command's
+module (and its flag spec) is imported only when that command runs. ``COMMANDS`` maps each
+command name to ``(module, function-suffix)``; the module defines ``spec_<suffix>()`` returning
+its ``Spec`` and ``run_<suffix>(cli, opts, args)`` returning the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_C = "berth.cli.cmd_container"
+_L = "berth.cli.cmd_lifecycle"
+_I = "berth.cli.cmd_image"
+_S = "berth.cli.cmd_system"
+_R = "berth.cli.cmd_run"
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "version": (_S, "version"),
+    "info": (_S, "info"),
+    "inspect": (_S, "inspect"),
+    "images": (_I, "images"),
+    "import": (_I, "import"),
+    "tag": (_I, "tag"),
+    "rmi": (_I, "rmi"),
+    "history": (_I, "history"),
+    "create": (_R, "create"),
+    "run": (_R, "run"),
+    "start": (_R, "start"),
+    "ps": (_C, "ps"),
+    "logs": (_C, "logs"),
+    "top": (_C, "top"),
+    "wait": (_L, "wait"),
+    "stop": (_L, "stop"),
+    "kill": (_L, "kill"),
+    "rm": (_L, "rm"),
+    "restart": (_L, "restart"),
+    "rename": (_L, "rename"),
+}
+
+MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
+    "container": {
+        "ls": COMMANDS["ps"], "list": COMMANDS["ps"], "ps": COMMANDS["ps"],
+        "rm": COMMANDS["rm"], "remove": COMMANDS["rm"],
+        "prune": (_L, "container_prune"),
+        "inspect": (_S, "container_inspect"),
+        **{name: COMMANDS[name] for name in (
+            "create", "run", "start", "stop", "kill", "restart", "rename", "wait", "logs",
+            "top")},
+    },
+    "image": {
+        "ls": COMMANDS["images"], "list": COMMANDS["images"],
+        "rm": COMMANDS["rmi"], "remove": COMMANDS["rmi"],
+        "inspect": (_S, "image_inspect"),
+        **{name: COMMANDS[name] for name in ("tag", "import", "history")},
+    },
+    "system": {"info": COMMANDS["info"]},
+}
+
+_GLOBAL_WITH_VALUE = {"-H", "--host", "-l", "--log-level", "--config", "-c", "--context",
+                      "--tlscacert", "--tlscert", "--tlskey"}
+_GLOBAL_BOOL = {"-D", "--debug", "--tls", "--tlsverify"}
+
+MAIN_HELP = """\
+Usage:  berth [OPTIONS] COMMAND
+
+A self-sufficient runtime for containers
+
+Common Commands:
+  run         Create and run a new container from an image
+  ps          List containers
+  images      List images
+  version     Show the berth version information
+  info        Display system-wide information
+
+Management Commands:
+  container   Manage containers
+  image       Manage images
+  system      Manage berth
+
+Commands:
+  create      Create a new container
+  history     Show the history of an image
+  import      Import the contents from a tarball to create a filesystem image
+  inspect     Return low-level information on berth objects
+  kill        Kill one or more running containers
+  logs        Fetch the logs of a container
+  rename      Rename a container
+  restart     Restart one or more containers
+  rm          Remove one or more containers
+  rmi         Remove one or more images
+  start       Start one or more stopped containers
+  stop        Stop one or more running containers
+  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+  top         Display the running processes of a container
+  wait        Block until one or more containers stop, then print their exit codes
+
+Global Options:
+  -H, --host string   Daemon socket to connect to (default BERTH_HOST, DOCKER_HOST,
+                      unix:///run/berth/berth.sock)
+  -v, --version       Print version information and quit
+
+Run 'berth COMMAND --help' for more information on a command.
+"""
+
+
+class Cli:
+    """What every command gets: the chosen daemon address, a lazy client, and output helpers."""
+
+    def __init__(self, host_flag: str | None) -> None:
+        self.host_flag = host_flag
+        self._client = None
+        self.command_path = ""
+
+    @property
+    def host(self) -> str:
+        from berth.client.host import resolve_host
+
+        return resolve_host(self.host_flag)
+
+    @property
+    def client(self):  # type: ignore[no-untyped-def]
+        if self._client is None:
+            from berth.client.api import Client
+
+            self._client = Client(self.host)
+        return self._client
+
+    @staticmethod
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+
+    @staticmethod
+    def err(text: str) -> None:
+        sys.stdout.flush()
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def _split_globals(argv: list[str]) -> tuple[str | None, list[str], bool]:
+    """Return (host flag, remaining argv, version flag) from the leading global options."""
+    host = None
+    version = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in _GLOBAL_WITH_VALUE:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise SystemExit(_usage_exit(f"flag needs an argument: {name}"))
+                value = argv[i]
+            if name in ("-H", "--host"):
+                host = value
+        elif arg.startswith("-H") and len(arg) > 2:
+            host = arg[2:]
+        elif arg in _GLOBAL_BOOL:
+            pass
+        elif arg in ("-v", "--version"):
+            version = True
+        elif arg in ("-h", "--help"):
+            return host, [], version
+        elif arg.startswith("-"):
+            raise SystemExit(_usage_exit(
+                f"unknown flag: {arg}" if arg.startswith("--")
+                else f"unknown shorthand flag: '{arg[1:2]}' in {arg}"))
+        else:
+            return host, argv[i:], version
+        i += 1
+    return host, [], version
+
+
+def _usage_exit(message: str) -> int:
+    sys.stderr.write(f"{message}\n\nUsage:  berth [OPTIONS] COMMAND\n\n"
+                     "Run 'berth --help' for more information\n")
+    return 125
+
+
+def _resolve(argv: list[str]) -> tuple[tuple[str, str] | None, str, list[str]]:
+    """Find the command entry for argv; returns (entry, command path, rest)."""
+    name = argv[0]
+    if name in MANAGEMENT:
+        if len(argv) < 2 or argv[1].startswith("-"):
+            return None, name, argv[1:]
+        sub = MANAGEMENT[name].get(argv[1])
+        return sub, f"{name} {argv[1]}", argv[2:]
+    return COMMANDS.get(name), name, argv[1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        code = _main(args)
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")  # silence the flush at exit
+        except OSError:
+            pass
+        code = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    return code
+
+
+def _main(args: list[str]) -> int:
+    host, rest, version_flag = _split_globals(args)
+    if version_flag:
+        from berth import __version__
+
+        sys.stdout.write(f"Berth version {__version__}\n")
+        return 0
+    if not rest:
+        sys.stdout.write(MAIN_HELP)
+        return 0
+    entry, path, cmd_args = _resolve(rest)
+    if entry is None:
+        if rest[0] in MANAGEMENT:
+            if len(rest) < 2 or rest[1] in ("-h", "--help"):
+                sys.stdout.write(f"\nUsage:  berth {rest[0]} COMMAND\n\n"
+                                 f"Manage {rest[0]}s\n\nCommands:\n" + "".join(
+                                     f"  {c}\n" for c in MANAGEMENT[rest[0]]) + "\n")
+                return 0
+            sys.stderr.write(f"berth: unknown command: berth {path}\n\n"
+                             f"Run 'berth {rest[0]} --help' for more information\n")
+            return 1
+        sys.stderr.write(f"berth: unknown command: berth {rest[0]}\n\n"
+                         "Run 'berth --help' for more information\n")
+        return 1
+    module_name, suffix = entry
+    import importlib
+
+    module = importlib.import_module(module_name)
+    spec = getattr(module, f"spec_{suffix}")()
+    canonical = spec.path
+    spec.use = path + spec.use[len(canonical):]
+    from berth.cli._flags import HelpRequested, UsageError
+
+    try:
+        opts, pos = spec.parse(cmd_args)
+    except HelpRequested:
+        sys.stdout.write(spec.help_text())
+        return 0
+    except UsageError as exc:
+        sys.stderr.write(spec.error_text(exc) + "\n")
+        return 125 if exc.flag_error else 1
+    cli = Cli(host)
+    cli.command_path = path
+    return _dispatch(cli, getattr(module, f"run_{suffix}"), opts, pos)
+
+
+def _dispatch(cli: Cli, func, opts, pos) -> int:  # type: ignore[no-untyped-def]
+    from berth.client.api import APIError, DaemonUnavailable
+
+    try:
+        return int(func(cli, opts, pos) or 0)
+    except DaemonUnavailable as exc:
+        cli.err(f"{exc}\n")
+        return 1
+    except APIError as exc:
+        cli.err(f"Error response from daemon: {exc.message}\n")
+        return 1
+    finally:
+        if cli._client is not None:
+            cli._client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

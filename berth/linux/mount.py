@@ -1,0 +1,63 @@
+"""mount(2), umount2(2) and pivot_root(2)."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+
+from berth.linux._libc import check, cstr, fn
+
+
+class MountFlags(enum.IntFlag):
+    NONE = 0
+    RDONLY = 0x1
+    NOSUID = 0x2
+    NODEV = 0x4
+    NOEXEC = 0x8
+    SYNCHRONOUS = 0x10
+    REMOUNT = 0x20
+    MANDLOCK = 0x40
+    DIRSYNC = 0x80
+    NOSYMFOLLOW = 0x100
+    NOATIME = 0x400
+    NODIRATIME = 0x800
+    BIND = 0x1000
+    MOVE = 0x2000
+    REC = 0x4000
+    SILENT = 0x8000
+    UNBINDABLE = 1 << 17
+    PRIVATE = 1 << 18
+    SLAVE = 1 << 19
+    SHARED = 1 << 20
+    RELATIME = 1 << 21
+    STRICTATIME = 1 << 24
+    LAZYTIME = 1 << 25
+
+
+class UmountFlags(enum.IntFlag):
+    NONE = 0
+    FORCE = 1
+    DETACH = 2
+    EXPIRE = 4
+    NOFOLLOW = 8
+
+
+_mount = fn("mount", ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+            ctypes.c_ulong, ctypes.c_char_p)
+_umount2 = fn("umount2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+_pivot_root = fn("pivot_root", ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p)
+
+
+def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None,
+          flags: MountFlags | int = 0, data: str | None = None) -> None:
+    check(_mount(cstr(source), cstr(target), cstr(fstype), int(flags), cstr(data)),
+          "mount", os.fspath(target))
+
+
+def umount2(target: str | os.PathLike[str], flags: UmountFlags | int = 0) -> None:
+    check(_umount2(cstr(target), int(flags)), "umount2", os.fspath(target))
+
+
+def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]) -> None:
+    check(_pivot_root(cstr(new_root), cstr(put_old)), "pivot_root", os.fspath(new_root))

@@ -1,0 +1,251 @@
+"""The container init: runs in the child after fork, applies a Plan, then execs the process.
+
+Nothing here parses the spec or imports anything: the parent did the work (STYLE §3). The
+sequence follows runc's standard_init_linux.go:
+
+    wait for the parent (cgroup joined) -> join/unshare namespaces -> lo up, hostname
+    -> rootfs (mounts, /dev, pivot_root) -> sysctls, cwd, read-only/masked paths, ro root
+    -> rlimits, oom_score_adj -> user lookup -> no_new_privs -> seccomp (early, without nnp)
+    -> bounding set, setgroups/setgid/setuid, chdir, capset, ambient -> PATH lookup
+    -> mark fds CLOEXEC -> report Ready -> block until start -> seccomp (with nnp) -> execve
+
+Any failure before Ready is reported as SetupError; after start, as ExecError. ``run`` never
+returns: the child always leaves through os._exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from berth.linux import caps as lcaps
+from berth.linux import fd as lfd
+from berth.linux import net as lnet
+from berth.linux import prctl
+from berth.linux import rlimit as lrlimit
+from berth.linux import sched
+from berth.linux import tty as ltty
+from berth.linux import uts
+from berth.runtime import _sync, rootfs, users
+from berth.runtime.plan import Plan
+
+try:  # the colleague's loader; imported here so the child never imports
+    from berth.linux import seccomp as lseccomp
+except ImportError:  # pragma: no cover
+    lseccomp = None  # type: ignore[assignment]
+
+
+class _Step:
+    """The name of the step in progress, for the SetupError message."""
+
+    name = "start"
+
+
+def describe(e: OSError) -> str:
+    """``mount /x: no such file or directory``: the call (when a linux/ wrapper raised it), the
+    path, and the errno text, lowercase as in runc's messages."""
+    text = os.strerror(e.errno) if e.errno else str(e)
+    text = text[:1].lower() + text[1:]
+    call = e.strerror if e.strerror and e.strerror != os.strerror(e.errno or 0) else ""
+    what = " ".join(str(p) for p in (call, e.filename) if p)
+    return f"{what}: {text}" if what else text
+
+
+def _stdio(fds: tuple[int, int, int]) -> None:
+    # dup first: a target of dup2 may be one of the other sources.
+    tmp = [os.dup(fd) for fd in fds]
+    for i, fd in enumerate(tmp):
+        os.dup2(fd, i)
+        os.close(fd)
+
+
+def _cgroup_paths() -> dict[str, str]:
+    out: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, key, path = line.rstrip("\n").split(":", 2)
+            out[key] = path
+    return out
+
+
+def _namespaces(plan: Plan) -> None:
+    for path, flag in plan.join:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sched.setns(fd, flag)
+        finally:
+            os.close(fd)
+    if plan.unshare:
+        sched.unshare(plan.unshare)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _user(plan: Plan) -> tuple[int, int, tuple[int, ...], str]:
+    passwd = users.parse_passwd(_read_text("/etc/passwd"))
+    if plan.resolve_user is not None:
+        u = users.resolve(plan.resolve_user, passwd, users.parse_group(_read_text("/etc/group")))
+        return u.uid, u.gid, u.additional_gids, u.home
+    return plan.uid, plan.gid, plan.additional_gids, users.home_of(plan.uid, passwd)
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _oom_score_adj(value: int) -> None:
+    # Lowering it needs CAP_SYS_RESOURCE; leave an equal value alone.
+    if _read_text("/proc/self/oom_score_adj").strip() != str(value):
+        _write("/proc/self/oom_score_adj", str(value))
+
+
+def _drop_privileges(plan: Plan, uid: int, gid: int, groups: tuple[int, ...]) -> None:
+    caps = plan.caps
+    if caps is not None:
+        for n in range(caps.last_cap + 1):
+            if not caps.bounding & (1 << n):
+                prctl.capbset_drop(n)
+        prctl.set_keepcaps(True)
+    os.setgroups(list(groups))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    try:
+        os.chdir(plan.cwd)
+        cwd_done = True
+    except PermissionError:
+        cwd_done = False
+    if caps is not None:
+        eff, perm, amb = caps.effective, caps.permitted, caps.ambient
+        if caps.drop_if_not_root and uid != 0:
+            eff = perm = amb = 0
+        lcaps.capset(lcaps.CapSets(eff, perm, caps.inheritable))
+        prctl.cap_ambient_clear_all()
+        for n in range(caps.last_cap + 1):
+            if amb & (1 << n):
+                prctl.cap_ambient_raise(n)
+        prctl.set_keepcaps(False)
+    if not cwd_done:
+        os.chdir(plan.cwd)
+
+
+def _reset_signals() -> None:
+    # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve.
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+def _setup(plan: Plan, ctl: int) -> tuple[str | None, str, list[str]]:
+    """Everything up to the wait for start. -> (exec error, path, env)."""
+    step = _Step
+    step.name = "sync"
+    if _sync.wait_byte(ctl) != _sync.GO:
+        os._exit(1)
+    cg_paths = _cgroup_paths() if plan.cgroups else {}
+    step.name = "namespaces"
+    _namespaces(plan)
+    if plan.loopback:
+        step.name = "loopback"
+        lnet.set_link_up("lo")
+    if plan.hostname:
+        step.name = "sethostname"
+        uts.sethostname(plan.hostname)
+    step.name = "rootfs"
+    rootfs.enter_rootfs(plan)
+    rootfs.apply_mounts(plan, cg_paths)
+    rootfs.apply_dev(plan)
+    step.name = "pivot_root"
+    rootfs.pivot(plan.rootfs)
+    step.name = "sysctl"
+    for path, value in plan.sysctls:
+        _write(path, value)
+    step.name = "cwd"
+    os.makedirs(plan.cwd, 0o755, exist_ok=True)
+    step.name = "rootfs"
+    rootfs.finalize(plan)
+    step.name = "rlimits"
+    for res, soft, hard in plan.rlimits:
+        lrlimit.setrlimit(res, soft, hard)
+    if plan.oom_score_adj is not None:
+        step.name = "oom_score_adj"
+        _oom_score_adj(plan.oom_score_adj)
+    step.name = "user"
+    uid, gid, groups, home = _user(plan)
+    env = list(plan.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + home)
+    if plan.no_new_privs:
+        step.name = "no_new_privs"
+        prctl.set_no_new_privs()
+    if plan.seccomp_early and plan.seccomp_bpf:
+        step.name = "seccomp"
+        lseccomp.load(plan.seccomp_bpf)
+    step.name = "capabilities"
+    _drop_privileges(plan, uid, gid, groups)
+    os.umask(plan.umask)
+    step.name = "exec"
+    try:
+        path, error = users.lookup_path(plan.args[0], env), None
+    except users.ExecNotFound as e:
+        path, error = plan.args[0], str(e)
+    _reset_signals()
+    lfd.close_range(3, flags=lfd.CloseRangeFlags.CLOEXEC)
+    return error, path, env
+
+
+def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int) -> None:
+    """The child's whole life; never returns."""
+    code = 1
+    try:
+        _stdio(stdio)
+        os.setsid()
+        if plan.terminal and os.isatty(0):
+            ltty.set_controlling_tty(0)
+        try:
+            error, path, env = _setup(plan, ctl)
+        except users.UnknownUser as e:
+            _sync.send(report, _sync.SetupError(step=_Step.name, message=str(e)))
+            return
+        except OSError as e:
+            _sync.send(report, _sync.SetupError(step=_Step.name, message=describe(e), errno=e.errno or 0))
+            return
+        except Exception as e:  # report anything: the parent must never hang
+            _sync.send(report, _sync.SetupError(step=_Step.name, message=f"{type(e).__name__}: {e}"))
+            return
+        _sync.send(report, _sync.Ready())
+        if _sync.wait_byte(ctl) != _sync.START:
+            return
+        if error is not None:
+            _sync.send(report, _sync.ExecError(message=error))
+            code = 127
+            return
+        if not plan.seccomp_early and plan.seccomp_bpf:
+            try:
+                lseccomp.load(plan.seccomp_bpf)
+            except OSError as e:
+                _sync.send(report, _sync.ExecError(message=f"load seccomp filter: {describe(e)}"))
+                return
+        try:
+            os.execve(path, list(plan.args), dict(e.partition("=")[::2] for e in env))
+        except OSError as e:
+            msg = os.strerror(e.errno or 0)
+            _sync.send(report, _sync.ExecError(message=f'exec: "{plan.args[0]}": {msg[:1].lower() + msg[1:]}'))
+            code = 127 if e.errno == 2 else 126
+    except BaseException:  # noqa: BLE001 - nothing may escape into the parent's code
+        code = 1
+    finally:
+        os._exit(code)

@@ -1,0 +1,221 @@
+"""The container's filesystem, applied by the init inside its new mount namespace.
+
+Order (as runc): make / a slave so nothing propagates back to the host, mount the overlay (or
+bind the rootfs onto itself: pivot_root needs a mount point), the spec's mounts in order,
+device nodes and /dev symlinks, pivot_root; then, inside the new root, masked and read-only
+paths and the read-only root. ``linux`` is the kernel seam (``berth.linux`` modules).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+
+from berth.linux import mount as lmount
+from berth.linux.mount import MountFlags as MF
+from berth.linux.mount import UmountFlags
+from berth.runtime.plan import CgroupHierarchy, DeviceNode, MountKind, MountStep, Plan
+
+_O_DIR = os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC
+_MAX_LINKS = 255
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """``root`` + ``unsafe`` with symlinks resolved as if ``root`` were ``/``.
+
+    ``..`` and absolute link targets never climb out of ``root`` (filepath-securejoin's rule).
+    Components that do not exist yet are kept as they are, to be created by the caller.
+    """
+    parts = deque(unsafe.split("/"))
+    stack: list[str] = []
+    links = 0
+    while parts:
+        p = parts.popleft()
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if stack:
+                stack.pop()
+            continue
+        candidate = os.path.join(root, *stack, p)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            stack.append(p)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise OSError(40, "too many levels of symbolic links", unsafe)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                stack = []
+            parts.extendleft(reversed(target.split("/")))
+            continue
+        stack.append(p)
+    return os.path.join(root, *stack)
+
+
+def _mount_point(path: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(path, 0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    if not os.path.lexists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
+def _bind(source: str, target: str, flags: int, data: str | None = None) -> None:
+    lmount.mount(source, target, None, flags & (MF.BIND | MF.REC))
+    rest = flags & ~(MF.BIND | MF.REC | MF.REMOUNT)
+    if rest:
+        # Bind mounts ignore flags like ro: they take effect only on a remount of the bind.
+        lmount.mount(None, target, None, rest | MF.BIND | MF.REMOUNT | (flags & MF.REC))
+
+
+def _mount_cgroup(step: MountStep, target: str, plan: Plan, cg_paths: dict[str, str]) -> None:
+    base = step.flags & ~MF.RDONLY
+    if plan.cgroup2_root:
+        if plan.cgroupns:
+            lmount.mount("cgroup2", target, "cgroup2", step.flags)
+            return
+        h = plan.cgroups[0]
+        _bind(_host_dir(h, cg_paths.get(h.key, "/")), target, step.flags | MF.BIND | MF.REC)
+        return
+    # cgroup v1 (as runc): a tmpfs with one bind per hierarchy of the container's own cgroup.
+    lmount.mount("tmpfs", target, "tmpfs", base, "mode=755")
+    for h in plan.cgroups:
+        path = cg_paths.get(h.key)
+        if path is None:
+            continue
+        src = _host_dir(h, path)
+        if not os.path.isdir(src):
+            continue
+        dst = os.path.join(target, os.path.basename(h.mountpoint))
+        os.makedirs(dst, 0o755, exist_ok=True)
+        _bind(src, dst, MF.BIND | MF.REC | step.flags)
+    if step.flags & MF.RDONLY:
+        lmount.mount("tmpfs", target, "tmpfs", step.flags | MF.REMOUNT, "mode=755")
+
+
+def _host_dir(h: CgroupHierarchy, path: str) -> str:
+    root = h.root.rstrip("/")
+    rel = path[len(root):] if root and (path == root or path.startswith(root + "/")) else path
+    return h.mountpoint + rel.rstrip("/") if rel not in ("", "/") else h.mountpoint
+
+
+def apply_mounts(plan: Plan, cg_paths: dict[str, str]) -> None:
+    for step in plan.mounts:
+        target = secure_join(plan.rootfs, step.dest)
+        _mount_point(target, step.kind is not MountKind.BIND or step.source_is_dir)
+        if step.kind is MountKind.CGROUP:
+            _mount_cgroup(step, target, plan, cg_paths)
+        elif step.kind is MountKind.BIND:
+            _bind(step.source or "", target, step.flags, step.data)
+        else:
+            lmount.mount(step.source, target, step.fstype, step.flags, step.data)
+        if step.propagation:
+            lmount.mount(None, target, None, step.propagation)
+
+
+def _device(rootfs: str, node: DeviceNode) -> None:
+    path = secure_join(rootfs, node.path)
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    if os.path.lexists(path):
+        os.unlink(path)
+    kind = {"c": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[node.kind]
+    try:
+        os.mknod(path, kind | node.mode, os.makedev(node.major, node.minor))
+    except PermissionError:
+        # No CAP_MKNOD here (e.g. a user namespace): bind the host's node instead.
+        _mount_point(path, False)
+        _bind(node.path, path, MF.BIND)
+        return
+    os.chown(path, node.uid, node.gid)
+
+
+def apply_dev(plan: Plan) -> None:
+    old = os.umask(0)
+    try:
+        for node in plan.devices:
+            _device(plan.rootfs, node)
+    finally:
+        os.umask(old)
+    for target, link in plan.symlinks:
+        path = secure_join(plan.rootfs, link)
+        if link == "/dev/ptmx" and os.path.lexists(path):
+            os.unlink(path)
+        try:
+            os.symlink(target, path)
+        except FileExistsError:
+            pass
+    if plan.console:
+        path = secure_join(plan.rootfs, "/dev/console")
+        _mount_point(path, False)
+        _bind(plan.console, path, MF.BIND)
+
+
+def enter_rootfs(plan: Plan) -> None:
+    """Everything before pivot_root: propagation, the rootfs mount, the spec's mounts, /dev."""
+    lmount.mount(None, "/", None, plan.root_propagation)
+    if plan.overlay:
+        lmount.mount("overlay", plan.rootfs, "overlay", 0, plan.overlay)
+    else:
+        lmount.mount(plan.rootfs, plan.rootfs, None, MF.BIND | MF.REC)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root(".", "."): the new root and the old one stacked on the same directory.
+
+    This needs no put_old directory inside the rootfs (which may be read-only). The old root
+    then sits on top of ".", reachable through a fd; we make it a slave so that detaching it
+    cannot propagate an unmount to the host, then detach it (MNT_DETACH: it may be busy).
+    See pivot_root(2), "pivot_root(".", ".")".
+    """
+    oldroot = os.open("/", _O_DIR)
+    newroot = os.open(rootfs, _O_DIR)
+    try:
+        os.fchdir(newroot)
+        lmount.pivot_root(".", ".")
+        os.fchdir(oldroot)
+        lmount.mount(None, ".", None, MF.SLAVE | MF.REC)
+        lmount.umount2(".", UmountFlags.DETACH)
+        os.fchdir(newroot)
+    finally:
+        os.close(oldroot)
+        os.close(newroot)
+    os.chdir("/")
+
+
+def _kept_flags(path: str) -> int:
+    # Remounting must keep nosuid/nodev/noexec (locked flags would make it fail in a userns).
+    f = os.statvfs(path).f_flag
+    return f & (MF.NOSUID | MF.NODEV | MF.NOEXEC)
+
+
+def readonly_path(path: str) -> None:
+    try:
+        lmount.mount(path, path, None, MF.BIND | MF.REC)
+    except FileNotFoundError:
+        return
+    lmount.mount(path, path, None, MF.BIND | MF.REMOUNT | MF.RDONLY | MF.REC | _kept_flags(path))
+
+
+def mask_path(path: str) -> None:
+    try:
+        lmount.mount("/dev/null", path, None, MF.BIND)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:  # a directory: hide it under an empty read-only tmpfs
+        lmount.mount("tmpfs", path, "tmpfs", MF.RDONLY)
+
+
+def finalize(plan: Plan) -> None:
+    """After pivot_root: masked and read-only paths, then the read-only root."""
+    for path in plan.readonly:
+        readonly_path(path)
+    for path in plan.masked:
+        mask_path(path)
+    if plan.root_readonly:
+        lmount.mount(None, "/", None, MF.BIND | MF.REMOUNT | MF.RDONLY | _kept_flags("/"))
