@@ -50,3 +50,13 @@ def get_no_new_privs() -> bool:
 
 def set_pdeathsig(sig: int) -> None:
     check(_prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+
+
+def set_name(name: str) -> None:
+    """PR_SET_NAME: the thread's comm (what ps shows), at most 15 bytes."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    check(_prctl(15, ctypes.addressof(buf), 0, 0, 0), "prctl(PR_SET_NAME)")
+
+
+def set_child_subreaper() -> None:
+    check(_prctl(36, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")

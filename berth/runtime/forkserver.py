@@ -37,9 +37,9 @@ def _preload() -> None:
 
 
 def _set_pdeathsig() -> None:
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    from berth.linux import prctl
+    prctl.set_pdeathsig(9)
+    prctl.set_name("berth-forkserver")
 
 
 def _serve_one(conn: socket.socket, listener: socket.socket) -> None:

@@ -390,6 +390,8 @@ def main(req: SpawnRequest, status_sock: socket.socket) -> None:
         os.setsid()
     except OSError:
         pass
+    from berth.linux import prctl
+    prctl.set_name("berth-shim")
     shim = Shim(req, status_sock)
     try:
         try:

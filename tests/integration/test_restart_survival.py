@@ -1,0 +1,114 @@
+"""kill -9 of berthd: containers keep running, and a new berthd finds them again (live restore)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.daemon import Daemon
+
+pytestmark = pytest.mark.root
+DOCKER = "/usr/local/bin/docker"
+
+
+@pytest.fixture
+def own_daemon():
+    d = Daemon()
+    d.start()
+    d.import_busybox()
+    try:
+        yield d
+    finally:
+        if d.proc is None or d.proc.poll() is not None:
+            d.start()
+        d.cleanup()
+
+
+def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
+
+
+def _inspect(d: Daemon, ref: str) -> dict:
+    status, body = d.request("GET", f"/containers/{ref}/json")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_containers_survive_kill_9_of_berthd(own_daemon: Daemon):
+    d = own_daemon
+    long = _docker(d, "run", "-d", "--name", "long", "busybox", "sleep", "300").stdout.strip()
+    short = _docker(d, "run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7").stdout.strip()
+    auto = _docker(d, "run", "-d", "--rm", "--name", "auto", "busybox", "sh", "-c", "sleep 1").stdout.strip()
+    assert long and short and auto
+    pid = _inspect(d, "long")["State"]["Pid"]
+    assert pid > 0 and _pid_alive(pid)
+    forkserver = [p for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == d.proc.pid]
+    assert forkserver
+
+    d.kill9()
+    time.sleep(2)  # "short" and "auto" exit while berthd is away
+    assert _pid_alive(pid), "the container died with berthd"
+    for p in forkserver:
+        assert not os.path.exists(f"/proc/{p}") or b"zombie" in open(f"/proc/{p}/status", "rb").read().lower() \
+            or not _pid_alive(int(p)), "fork server outlived berthd"
+
+    d.start()
+    st = _inspect(d, "long")["State"]
+    assert st["Running"] and st["Pid"] == pid
+    ps = _docker(d, "ps", "--format", "{{.Names}} {{.Status}}").stdout
+    assert "long Up" in ps
+    st = _inspect(d, "short")["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 7
+    assert d.request("GET", "/containers/auto/json")[0] == 404, "--rm container not removed after restart"
+
+    t0 = time.monotonic()
+    assert _docker(d, "stop", "-t", "1", "long").returncode == 0
+    assert time.monotonic() - t0 < 5
+    st = _inspect(d, "long")["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 137
+    assert not _pid_alive(pid)
+
+
+def test_wait_and_logs_across_restart(own_daemon: Daemon):
+    d = own_daemon
+    _docker(d, "run", "-d", "--name", "w1", "busybox", "sh", "-c", "echo before; sleep 2; echo after; exit 3")
+    time.sleep(0.5)
+    d.kill9()
+    d.start()
+    r = _docker(d, "wait", "w1")
+    assert r.stdout.strip() == "3"
+    assert _docker(d, "logs", "w1").stdout == "before\nafter\n"
+
+
+def test_second_daemon_on_same_data_root_is_refused(own_daemon: Daemon):
+    other = Daemon()
+    try:
+        p = subprocess.run(
+            ["python3", "-m", "berth.daemon.main", "-H", f"unix://{other.sock}", "--data-root",
+             str(own_daemon.data_root), "--exec-root", str(other.exec_root)],
+            capture_output=True, text=True, timeout=20, cwd=str(Daemon.__module__ and os.getcwd()))
+        assert p.returncode != 0 and "in use by another berthd" in p.stderr
+    finally:
+        other.cleanup()
