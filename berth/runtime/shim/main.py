@@ -61,7 +61,8 @@ class Shim:
         self.status_sock = status_sock
         self.clients: dict[int, _Client] = {}
         self.poll = select.poll()
-        self.init = None
+        self.init_pid = 0
+        self.helper_pid = 0
         self.spec = None
         self.exit: ExitStatus | None = None
         self.started = False
@@ -72,11 +73,15 @@ class Shim:
     # -- setup ------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        from berth.oci.spec import decode_spec
-        from berth import runtime
+        """Create the container through a short-lived helper child.
 
-        with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
-            self.spec = decode_spec(f.read())
+        The helper does the heavy Python work (decode the spec, plan, fork the init) and exits
+        once the init has been released (or failed), so those allocations never become this
+        long-lived process's private memory: the shim itself stays a small poll loop. The init
+        is reparented to the shim, a child subreaper, and reaped here.
+        """
+        from berth.linux import prctl
+        prctl.set_child_subreaper()
         self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -85,14 +90,20 @@ class Shim:
             self.stdin_w = in_w
         else:
             in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            from pathlib import Path
-            cache = Path(self.req.seccomp_cache) if self.req.seccomp_cache else None
-            self.init = runtime.create(self.spec, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache)
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-            os.close(in_r)
+        rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+        ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            _helper(self.req, in_r, out_w, err_w, rep_w, ctl_r)
+        self.helper_pid = pid
+        for fd in (out_w, err_w, in_r, rep_w, ctl_r):
+            os.close(fd)
+        self.rep = os.fdopen(rep_r, "rb", buffering=0)
+        self.ctl_w: int | None = ctl_w
+        reply = json.loads(self._helper_line() or b'{"error":"container setup helper exited"}')
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        self.init_pid = reply["pid"]
         for fd, stream in ((out_r, STDOUT), (err_r, STDERR)):
             os.set_blocking(fd, False)
             self.pipes[fd] = stream
@@ -107,6 +118,22 @@ class Shim:
         self.listener.listen(64)
         self.listener.setblocking(False)
         self.poll.register(self.listener.fileno(), _POLLIN)
+
+    def _helper_line(self) -> bytes:
+        line = b""
+        while not line.endswith(b"\n"):
+            b = self.rep.read(1)
+            if not b:
+                break
+            line += b
+        return line
+
+    def _spec(self):  # type: ignore[no-untyped-def]
+        if self.spec is None:
+            from berth.oci.spec import decode_spec
+            with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
+                self.spec = decode_spec(f.read())
+        return self.spec
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -151,7 +178,7 @@ class Shim:
                 return
             if pid == 0:
                 return
-            if self.init is not None and pid == self.init.pid and self.exit is None:
+            if pid == self.init_pid and self.exit is None:
                 code = os.waitstatus_to_exitcode(status)
                 code = 128 - code if code < 0 else code
                 self._exited(code)
@@ -160,7 +187,7 @@ class Shim:
         from berth import runtime
         oom = False
         try:
-            oom = bool(runtime.oom_killed(self.spec))
+            oom = bool(runtime.oom_killed(self._spec()))
         except Exception:
             pass
         self.exit = ExitStatus(exit_code=code, oom_killed=oom, finished_at=_now(), error=error)
@@ -174,7 +201,7 @@ class Shim:
                 self._log(p, self.partial[p])
                 self.partial[p] = b""
         try:
-            runtime.delete(self.spec)
+            runtime.delete(self._spec())
         except Exception:
             pass
         data = _ENC.encode({"exit_code": self.exit.exit_code, "oom_killed": self.exit.oom_killed,
@@ -341,31 +368,37 @@ class Shim:
             c.waiting = True  # answered in _finish
         elif op == "kill":
             try:
-                if self.exit is None and self.init is not None:
-                    os.kill(self.init.pid, int(req.get("signal", 15)))
+                if self.exit is None and self.init_pid:
+                    os.kill(self.init_pid, int(req.get("signal", 15)))
+                if not self.started and self.ctl_w is not None:
+                    os.close(self.ctl_w)  # the helper aborts the init it holds
+                    self.ctl_w = None
                 self._reply(c, {"ok": True})
             except OSError as e:
                 self._reply(c, {"error": f"kill: {os.strerror(e.errno or 0)}"})
         elif op == "state":
             status = "exited" if self.exit else ("running" if self.started else "created")
-            self._reply(c, {"pid": self.init.pid if self.init else 0, "status": status})
+            self._reply(c, {"pid": self.init_pid, "status": status})
         else:
             self._reply(c, {"error": f"unknown op {op!r}"})
 
     def _start(self) -> dict:
-        from berth.runtime import ExecFailed
         if self.started:
             return {"ok": True}
-        try:
-            assert self.init is not None
-            self.init.start()
-        except ExecFailed as e:
+        if self.ctl_w is None:
+            return {"error": "container is not waiting to start"}
+        os.write(self.ctl_w, b"start\n")
+        os.close(self.ctl_w)
+        self.ctl_w = None
+        reply = json.loads(self._helper_line() or b'{"error":"container setup helper exited"}')
+        if "error" in reply:
+            err = reply["error"]
             self._reap()
             if self.exit is None:
-                self._exited(127 if "not found" in str(e) or "no such file" in str(e) else 126, str(e))
+                self._exited(127 if "not found" in err or "no such file" in err else 126, err)
             else:
-                self.exit.error = str(e)
-            return {"error": str(e)}
+                self.exit.error = err
+            return {"error": err}
         self.started = True
         return {"ok": True}
 
@@ -381,6 +414,41 @@ class Shim:
         if self.stdin_w is not None:
             os.close(self.stdin_w)
             self.stdin_w = None
+
+
+def _helper(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int) -> None:
+    """The setup child: create the init, report its pid, release it on "start", then exit."""
+    code = 0
+    try:
+        from pathlib import Path
+
+        from berth import runtime
+        from berth.oci.spec import decode_spec
+        with open(os.path.join(req.bundle, "config.json"), "rb") as f:
+            spec = decode_spec(f.read())
+        cache = Path(req.seccomp_cache) if req.seccomp_cache else None
+        try:
+            init = runtime.create(spec, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache)
+        except Exception as e:
+            os.write(rep_w, _ENC.encode({"error": str(e) or e.__class__.__name__}).encode() + b"\n")
+            os._exit(0)
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        os.write(rep_w, _ENC.encode({"pid": init.pid}).encode() + b"\n")
+        cmd = os.read(ctl_r, 16)
+        if cmd.startswith(b"start"):
+            try:
+                init.start()
+                os.write(rep_w, b'{"ok":true}\n')
+            except runtime.ExecFailed as e:
+                os.write(rep_w, _ENC.encode({"error": str(e)}).encode() + b"\n")
+        else:
+            init.abort()
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
 
 
 def main(req: SpawnRequest, status_sock: socket.socket) -> None:
@@ -401,8 +469,7 @@ def main(req: SpawnRequest, status_sock: socket.socket) -> None:
             status_sock.sendall(_ENC.encode({"error": msg}).encode() + b"\n")
             status_sock.close()
             os._exit(1)
-        assert shim.init is not None
-        status_sock.sendall(_ENC.encode({"pid": shim.init.pid, "shim_pid": os.getpid()}).encode() + b"\n")
+        status_sock.sendall(_ENC.encode({"pid": shim.init_pid, "shim_pid": os.getpid()}).encode() + b"\n")
         status_sock.close()
         shim.run()
     except BaseException:
