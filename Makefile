@@ -16,7 +16,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: deps $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m compileall -q berth   # bytecode up front: start-up time matters even where PYTHONDONTWRITEBYTECODE is set
 
 # Start berthd (left running), make the busybox base image, run a container in it.
 demo: venv
