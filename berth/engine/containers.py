@@ -570,6 +570,7 @@ class Containers:
 
     async def recover(self) -> None:
         """Find the shims again: reattach to the living, record exits of the dead."""
+        self._sweep_orphans()
         for c in list(self.by_id.values()):
             d = self.data.container(c.id)
             if c.running or c.state.starting:
@@ -596,6 +597,16 @@ class Containers:
             elif c.state.status == Status.REMOVING:
                 async with self.lock(c.id):
                     await self._remove_locked(c, force=True)
+
+    def _sweep_orphans(self) -> None:
+        """Container dirs no record knows: a create or remove cut short by a crash."""
+        try:
+            entries = list(self.data.containers.iterdir())
+        except FileNotFoundError:
+            return
+        for d in entries:
+            if d.name not in self.by_id:
+                shutil.rmtree(d, ignore_errors=True)
 
     # -- top / size -------------------------------------------------------------------------
 

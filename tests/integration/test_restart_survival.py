@@ -112,3 +112,42 @@ def test_second_daemon_on_same_data_root_is_refused(own_daemon: Daemon):
         assert p.returncode != 0 and "in use by another berthd" in p.stderr
     finally:
         other.cleanup()
+
+
+def test_kill_9_during_churn_leaves_a_consistent_store(own_daemon: Daemon):
+    """kill -9 berthd while containers are being created, started and removed; the restarted
+    daemon lists only whole containers, each of which can be inspected, started and removed."""
+    import random
+    import threading
+
+    d = own_daemon
+    stop = threading.Event()
+
+    def churn() -> None:
+        env = d.env
+        while not stop.is_set():
+            subprocess.run([DOCKER, "run", "--rm", "busybox", "true"], env=env, capture_output=True, timeout=30)
+            r = subprocess.run([DOCKER, "create", "busybox", "true"], env=env, capture_output=True, text=True,
+                               timeout=30)
+            if r.returncode == 0:
+                subprocess.run([DOCKER, "rm", r.stdout.strip()], env=env, capture_output=True, timeout=30)
+
+    workers = [threading.Thread(target=churn) for _ in range(3)]
+    for w in workers:
+        w.start()
+    time.sleep(random.uniform(0.8, 2.0))
+    d.kill9()
+    stop.set()
+    for w in workers:
+        w.join()
+    d.start()
+    status, body = d.request("GET", "/containers/json?all=1")
+    assert status == 200
+    on_disk = {p.name for p in (d.data_root / "containers").iterdir()}
+    listed = {c["Id"] for c in json.loads(body)}
+    assert on_disk == listed, "container dirs and records disagree after restart"
+    for cid in listed:
+        assert d.request("GET", f"/containers/{cid}/json")[0] == 200
+        assert d.request("DELETE", f"/containers/{cid}?force=1")[0] == 204
+    r = _docker(d, "run", "--rm", "busybox", "echo", "still fine")
+    assert r.stdout == "still fine\n"
