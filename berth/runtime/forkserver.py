@@ -25,7 +25,8 @@ _decode = msgspec.json.Decoder(SpawnRequest).decode
 
 def _preload() -> None:
     # Everything a shim and the container init need, imported once here.
-    import berth.runtime  # noqa: F401
+    import berth.runtime.container  # noqa: F401  (the package itself is lazy)
+    import berth.runtime.init  # noqa: F401
     import berth.runtime.shim.main  # noqa: F401
     import berth.oci.spec  # noqa: F401
     import json, select, signal, time  # noqa: F401,E401
