@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 SOCK   := /run/berth/berth.sock
+PIDFILE := /run/berth/berthd.pid
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: deps venv demo test unit bench stop clean
@@ -23,7 +24,7 @@ venv: deps $(PY)
 demo: venv
 	@if ! $(VENV)/bin/berth version >/dev/null 2>&1; then \
 	    mkdir -p /var/log; \
-	    nohup $(VENV)/bin/berthd >/var/log/berthd.log 2>&1 & \
+	    nohup $(VENV)/bin/berthd --pidfile $(PIDFILE) >/var/log/berthd.log 2>&1 & \
 	    for i in $$(seq 100); do [ -S $(SOCK) ] && break; sleep 0.05; done; \
 	fi
 	@$(VENV)/bin/berth image inspect busybox >/dev/null 2>&1 || scripts/busybox-image.sh busybox:latest
@@ -35,7 +36,7 @@ demo: venv
 	@echo "Stop it with: make stop"
 
 stop:
-	-@pkill -TERM -f "$(CURDIR)/$(VENV)/bin/berthd" || true
+	@if [ -f $(PIDFILE) ]; then kill -TERM $$(cat $(PIDFILE)) && echo "berthd stopped (containers keep running)"; else echo "berthd is not running"; fi
 
 test: venv
 	$(PY) -m pytest -q --run-root tests
