@@ -2,17 +2,17 @@
 
 berthd runs an event loop and threads, so it never forks. This process is started once with
 ``python -m berth.runtime.forkserver SOCKET``, imports the runtime up front, and for each
-request forks twice: the grandchild becomes the shim (reparented away from berthd, so
-containers outlive berthd), the child exits at once and is reaped here. Forking a warm
-process is what keeps container start fast, and the shims share its pages copy-on-write.
-
-It dies with berthd (PR_SET_PDEATHSIG) and when its socket is gone.
+request forks once: the child becomes the shim. When berthd dies this process dies with it
+(PR_SET_PDEATHSIG) and the shims are reparented, still running: containers outlive berthd.
+Forking a warm process is what keeps container start fast, and the shims share its pages
+copy-on-write.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import sys
 
@@ -60,15 +60,24 @@ def _serve_one(conn: socket.socket, listener: socket.socket) -> None:
     pid = os.fork()
     if pid == 0:
         try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             listener.close()
-            pid2 = os.fork()
-            if pid2 != 0:
-                os._exit(0)
             _become_shim(req, conn)
         finally:
             os._exit(1)
     conn.close()
-    os.waitpid(pid, 0)
+
+
+def _reap(*_: object) -> None:
+    """Shims are our children (one fork, not two: forks of a warm interpreter cost ms here);
+    reap them as they exit. When we die with berthd they are reparented, still running."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _become_shim(req: SpawnRequest, conn: socket.socket) -> None:
@@ -98,6 +107,7 @@ def main() -> None:
         pass
     listener.bind(path)
     listener.listen(128)
+    signal.signal(signal.SIGCHLD, _reap)
     gc.collect()
     gc.freeze()  # keep the preloaded heap shared with the shims: no GC writes to it
     sys.stdout.write("ready\n")
