@@ -16,6 +16,11 @@ _L = "berth.cli.cmd_lifecycle"
 _I = "berth.cli.cmd_image"
 _S = "berth.cli.cmd_system"
 _R = "berth.cli.cmd_run"
+_A = "berth.cli.cmd_attach"
+_O = "berth.cli.cmd_ops"
+_CP = "berth.cli.cmd_cp"
+_D = "berth.cli.cmd_distribution"
+_F = "berth.cli.cmd_imagefiles"
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": (_S, "version"),
@@ -26,6 +31,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tag": (_I, "tag"),
     "rmi": (_I, "rmi"),
     "history": (_I, "history"),
+    "pull": (_D, "pull"),
+    "push": (_D, "push"),
+    "login": (_D, "login"),
+    "logout": (_D, "logout"),
+    "save": (_F, "save"),
+    "load": (_F, "load"),
+    "commit": (_F, "commit"),
+    "export": (_F, "export"),
     "create": (_R, "create"),
     "run": (_R, "run"),
     "start": (_R, "start"),
@@ -38,6 +51,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": (_L, "rm"),
     "restart": (_L, "restart"),
     "rename": (_L, "rename"),
+    "attach": (_A, "attach"),
+    "exec": (_A, "exec"),
+    "pause": (_O, "pause"),
+    "unpause": (_O, "unpause"),
+    "stats": (_O, "stats"),
+    "events": (_O, "events"),
+    "diff": (_O, "diff"),
+    "update": (_O, "update"),
+    "port": (_O, "port"),
+    "cp": (_CP, "cp"),
 }
 
 MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
@@ -46,17 +69,26 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
         "rm": COMMANDS["rm"], "remove": COMMANDS["rm"],
         "prune": (_L, "container_prune"),
         "inspect": (_S, "container_inspect"),
+        "commit": COMMANDS["commit"], "export": COMMANDS["export"],
         **{name: COMMANDS[name] for name in (
             "create", "run", "start", "stop", "kill", "restart", "rename", "wait", "logs",
-            "top")},
+            "top", "attach", "exec", "pause", "unpause", "stats", "diff", "update", "port", "cp")},
     },
     "image": {
         "ls": COMMANDS["images"], "list": COMMANDS["images"],
         "rm": COMMANDS["rmi"], "remove": COMMANDS["rmi"],
         "inspect": (_S, "image_inspect"),
-        **{name: COMMANDS[name] for name in ("tag", "import", "history")},
+        **{name: COMMANDS[name] for name in ("tag", "import", "history", "pull", "push", "save", "load")},
+        "prune": (_F, "image_prune"),
     },
-    "system": {"info": COMMANDS["info"]},
+    "system": {"info": COMMANDS["info"], "df": (_F, "system_df"), "events": COMMANDS["events"]},
+    "network": {name: ("berth.cli.cmd_network", f"network_{name}") for name in (
+        "create", "ls", "inspect", "rm", "connect", "disconnect", "prune")} | {
+        "list": ("berth.cli.cmd_network", "network_ls"), "remove": ("berth.cli.cmd_network", "network_rm")},
+    "volume": {name: ("berth.cli.cmd_volume", f"volume_{name}") for name in ("create", "ls", "inspect", "rm", "prune")}
+    | {"list": ("berth.cli.cmd_volume", "volume_ls"), "remove": ("berth.cli.cmd_volume", "volume_rm")},
+    "registry": {"serve": ("berth.cli.cmd_registry", "registry_serve"),
+                 "gc": ("berth.cli.cmd_registry", "registry_gc")},
 }
 
 _GLOBAL_WITH_VALUE = {"-H", "--host", "-l", "--log-level", "--config", "-c", "--context",
@@ -78,23 +110,43 @@ Common Commands:
 Management Commands:
   container   Manage containers
   image       Manage images
+  network     Manage networks
   system      Manage berth
+  volume      Manage volumes
 
 Commands:
+  attach      Attach local standard input, output, and error streams to a running container
+  cp          Copy files/folders between a container and the local filesystem
   create      Create a new container
+  diff        Inspect changes to files or directories on a container's filesystem
+  events      Get real time events from the server
+  exec        Execute a command in a running container
+  commit      Create a new image from a container's changes
+  export      Export a container's filesystem as a tar archive
   history     Show the history of an image
   import      Import the contents from a tarball to create a filesystem image
   inspect     Return low-level information on berth objects
   kill        Kill one or more running containers
+  load        Load an image from a tar archive or STDIN
+  login       Authenticate to a registry
+  logout      Log out from a registry
   logs        Fetch the logs of a container
+  pause       Pause all processes within one or more containers
+  port        List port mappings or a specific mapping for the container
+  pull        Download an image from a registry
+  push        Upload an image to a registry
   rename      Rename a container
   restart     Restart one or more containers
   rm          Remove one or more containers
   rmi         Remove one or more images
+  save        Save one or more images to a tar archive (streamed to STDOUT by default)
   start       Start one or more stopped containers
+  stats       Display a live stream of container(s) resource usage statistics
   stop        Stop one or more running containers
   tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
   top         Display the running processes of a container
+  unpause     Unpause all processes within one or more containers
+  update      Update configuration of one or more containers
   wait        Block until one or more containers stop, then print their exit codes
 
 Global Options:

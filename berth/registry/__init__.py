@@ -1,0 +1,1 @@
+"""Registries: the client (pull, push) and the server (``berth registry serve``)."""
