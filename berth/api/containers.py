@@ -17,7 +17,7 @@ from berth.engine.containers import Containers, parse_signal
 from berth.engine.logs import LogReader, parse_time
 from berth.engine.model import Container, Status
 from berth.errors import Conflict, InvalidArgument
-from berth.schema import human
+from berth.schema import detachkeys, human
 from berth.schema.containers import ContainerConfig, decode_create
 
 _enc = msgspec.json.Encoder()
@@ -66,7 +66,8 @@ def status_text(c: Container, now: float) -> str:
 
 
 def _command(c: Container) -> str:
-    return " ".join([c.path, *c.args])
+    """As dockerd lists it: arguments containing a space are single-quoted."""
+    return " ".join([c.path, *(f"'{a}'" if " " in a else a for a in c.args)])
 
 
 def _network_settings_summary(c: Container) -> dict[str, object]:
@@ -86,6 +87,10 @@ def summary(engine: Containers, c: Container, now: float, size: bool) -> dict[st
         "HostConfig": {"NetworkMode": c.host_config.NetworkMode},
         "NetworkSettings": _network_settings_summary(c), "Mounts": [],
     }
+    if engine.attachments is not None:  # networks and volumes (engine.attachments)
+        d["Ports"] = engine.attachments.ports(c)
+        d["Mounts"] = engine.attachments.mounts(c)
+        d["NetworkSettings"] = {"Networks": engine.attachments.network_settings(c)["Networks"]}
     if size:
         rw = engine.size_rw(c)
         img = engine.images.get_by_id(c.image_id)
@@ -132,6 +137,9 @@ def inspect_json(engine: Containers, c: Container, size: bool = False) -> dict[s
                             "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
                             **_network_settings_summary(c)},
     }
+    if engine.attachments is not None:  # networks and volumes (engine.attachments)
+        out["Mounts"] = engine.attachments.mounts(c)
+        out["NetworkSettings"] = engine.attachments.network_settings(c)
     if size:
         rw = engine.size_rw(c)
         out["SizeRw"] = rw
@@ -218,13 +226,26 @@ def routes(router: Router, ctx: object) -> None:
                 continue
             if filters and not _matches(engine, c, filters):
                 continue
-            out.append(summary(engine, c, now, want_size))
+            d = summary(engine, c, now, want_size)
+            h = ctx.health.get(c.id) if getattr(ctx, "health", None) is not None else None  # type: ignore[attr-defined]
+            if h is not None and c.state.status == Status.RUNNING:
+                d["Status"] = f"{d['Status']} ({'health: starting' if h.status == 'starting' else h.status})"
+            out.append(d)
             if 0 < limit <= len(out):
                 break
         return json_response(out)
 
     async def inspect(req: Request) -> Response:
-        return json_response(inspect_json(engine, engine.get(req.match["id"]), req.flag("size")))
+        c = engine.get(req.match["id"])
+        out = inspect_json(engine, c, req.flag("size"))
+        execs = getattr(ctx, "execs", None)
+        if execs is not None:
+            out["ExecIDs"] = execs.ids_for(c.id) or None
+        health = getattr(ctx, "health", None)
+        h = health.get(c.id) if health is not None else None
+        if h is not None:
+            out["State"]["Health"] = h.to_json()  # type: ignore[index]
+        return json_response(out)
 
     async def start(req: Request) -> Response:
         await engine.start(req.match["id"])
@@ -245,7 +266,7 @@ def routes(router: Router, ctx: object) -> None:
         return Response(204, b"", content_type=None)
 
     async def delete(req: Request) -> Response:
-        await engine.remove(req.match["id"], req.flag("force"))
+        await engine.remove(req.match["id"], req.flag("force"), volumes=req.flag("v"))
         return Response(204, b"", content_type=None)
 
     async def wait(req: Request) -> StreamResponse:
@@ -263,8 +284,93 @@ def routes(router: Router, ctx: object) -> None:
         return Response(204, b"", content_type=None)
 
     async def resize(req: Request) -> Response:
-        engine.get(req.match["id"])
+        h, w = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
+        if h < 0 or w < 0:
+            raise InvalidArgument("invalid terminal size")
+        await engine.resize(req.match["id"], h, w)
         return Response(200, b"", content_type="text/plain; charset=utf-8")
+
+    async def stats(req: Request) -> StreamResponse:
+        from berth.engine import stats as st
+        c = engine.get(req.match["id"])
+        stream = req.flag("stream", True)
+        one_shot = req.flag("one-shot")
+        ncpu = st.online_cpus()
+        loop = asyncio.get_running_loop()
+
+        async def take() -> dict[str, object]:
+            cur = engine.by_id.get(c.id) or c
+            raw = await loop.run_in_executor(None, st.raw_stats, cur)
+            return st.sample(cur, raw, ncpu)
+
+        resp = StreamResponse(req)
+        await resp.prepare()
+        prev = await take()
+        if not stream and not one_shot:
+            await asyncio.sleep(1.0)  # dockerd answers with two samples, a second apart
+        elif not stream:
+            await resp.write(_enc.encode(prev) + b"\n")
+            await resp.finish()
+            return resp
+        while True:
+            cur = await take()
+            cur["precpu_stats"] = prev["cpu_stats"]
+            cur["preread"] = prev["read"]
+            await resp.write(_enc.encode(cur) + b"\n")
+            if not stream or not engine.by_id.get(c.id) or not engine.by_id[c.id].running:
+                break
+            prev = cur
+            await asyncio.sleep(1.0)
+        await resp.finish()
+        return resp
+
+    async def changes(req: Request) -> Response:
+        out = [{"Path": ch.path, "Kind": ch.kind} for ch in ctx.archives.changes(req.match["id"])]  # type: ignore[attr-defined]
+        return json_response(out or None)
+
+    async def update(req: Request) -> Response:
+        body = await req.read()
+        try:
+            changes = json.loads(body or b"{}")
+        except ValueError as e:
+            raise InvalidArgument(f"invalid character in JSON: {e}") from None
+        if not isinstance(changes, dict):
+            raise InvalidArgument("json: cannot unmarshal update config")
+        warnings = await engine.update(req.match["id"], changes)
+        return json_response({"Warnings": warnings})
+
+    def _stat_header(st: dict[str, object]) -> dict[str, str]:
+        import base64
+        return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(st).encode()).decode()}
+
+    async def archive_head(req: Request) -> Response:
+        st = await ctx.archives.stat(req.match["id"], req.query.get("path", ""))  # type: ignore[attr-defined]
+        return Response(200, b"", content_type=None, headers=_stat_header(st))
+
+    async def archive_get(req: Request) -> StreamResponse:
+        st, body = await ctx.archives.get(req.match["id"], req.query.get("path", ""))  # type: ignore[attr-defined]
+        resp = StreamResponse(req, content_type="application/x-tar", headers=_stat_header(st))
+        await resp.prepare()
+        async for chunk in body:
+            await resp.write(chunk)
+        await resp.finish()
+        return resp
+
+    async def archive_put(req: Request) -> Response:
+        async def body():  # type: ignore[no-untyped-def]
+            while chunk := await req.read_chunk():
+                yield chunk
+        await ctx.archives.put(req.match["id"], req.query.get("path", ""), body(),  # type: ignore[attr-defined]
+                               req.flag("noOverwriteDirNonDir"), req.flag("copyUIDGID"))
+        return Response(200, b"", content_type=None)
+
+    async def pause(req: Request) -> Response:
+        await engine.pause(req.match["id"])
+        return Response(204, b"", content_type=None)
+
+    async def unpause(req: Request) -> Response:
+        await engine.unpause(req.match["id"])
+        return Response(204, b"", content_type=None)
 
     async def top(req: Request) -> Response:
         c = engine.get(req.match["id"])
@@ -340,6 +446,12 @@ def routes(router: Router, ctx: object) -> None:
     async def attach(req: Request) -> None:
         c = engine.get(req.match["id"])
         stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
+        keys = b""
+        if stdin and c.config.Tty:
+            try:
+                keys = detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
+            except ValueError as e:
+                raise InvalidArgument(str(e)) from None
         ctype = "application/vnd.docker.raw-stream" if c.config.Tty or not req.version_at_least("1.42") \
             else "application/vnd.docker.multiplexed-stream"
         req.hijack(ctype)
@@ -358,7 +470,7 @@ def routes(router: Router, ctx: object) -> None:
         except (asyncio.CancelledError, Exception):
             req.writer.close()
             return
-        await relay(req.reader, req.writer, shim_r, shim_w, stdin)
+        await relay(req.reader, req.writer, shim_r, shim_w, stdin, keys)
 
     router.add("POST", "/containers/create", create)
     router.add("GET", "/containers/json", list_containers)
@@ -371,6 +483,14 @@ def routes(router: Router, ctx: object) -> None:
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("POST", "/containers/{id}/rename", rename)
     router.add("POST", "/containers/{id}/resize", resize)
+    router.add("POST", "/containers/{id}/pause", pause)
+    router.add("GET", "/containers/{id}/stats", stats)
+    router.add("GET", "/containers/{id}/changes", changes)
+    router.add("POST", "/containers/{id}/update", update)
+    router.add("HEAD", "/containers/{id}/archive", archive_head)
+    router.add("GET", "/containers/{id}/archive", archive_get)
+    router.add("PUT", "/containers/{id}/archive", archive_put)
+    router.add("POST", "/containers/{id}/unpause", unpause)
     router.add("GET", "/containers/{id}/top", top)
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("POST", "/containers/{id}/attach", attach)
@@ -378,18 +498,28 @@ def routes(router: Router, ctx: object) -> None:
 
 
 async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
-                shim_r: asyncio.StreamReader, shim_w: asyncio.StreamWriter, stdin: bool) -> None:
-    """Pump bytes both ways until the container's output ends (or the client leaves)."""
+                shim_r: asyncio.StreamReader, shim_w: asyncio.StreamWriter, stdin: bool,
+                detach_keys: bytes = b"") -> None:
+    """Pump bytes both ways until the container's output ends (or the client leaves, or types
+    the detach keys: then its stream ends and the container keeps running)."""
+    matcher = detachkeys.Matcher(detach_keys)
+    detached = False
 
     async def upstream() -> None:
+        nonlocal detached
         try:
             while True:
                 data = await client_r.read(65536)
                 if not data:
                     break
                 if stdin:
-                    shim_w.write(data)
-                    await shim_w.drain()
+                    data, detached = matcher.feed(data)
+                    if data:
+                        shim_w.write(data)
+                        await shim_w.drain()
+                    if detached:
+                        down.cancel()
+                        return
         except (ConnectionError, OSError):
             pass
         try:
@@ -408,10 +538,13 @@ async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
         except (ConnectionError, OSError):
             pass
 
-    up = asyncio.ensure_future(upstream())
     down = asyncio.ensure_future(downstream())
+    up = asyncio.ensure_future(upstream())
     try:
         await down
+    except asyncio.CancelledError:
+        if not detached:
+            raise
     finally:
         up.cancel()
         shim_w.close()

@@ -1,10 +1,14 @@
-"""/images endpoints."""
+"""/images endpoints (list, inspect, pull, push, import, save, load, tag, remove, history,
+prune), /auth and /system/df."""
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import json
-from typing import AsyncIterator
+import os
+import tempfile
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from berth.api.http import Request, Response, Router, StreamResponse
 from berth.api.system import json_response
@@ -12,6 +16,7 @@ from berth.engine.logs import parse_time
 from berth.errors import InvalidArgument, NotFound, Unsupported
 from berth.image.store import Image
 from berth.oci import reference
+from berth.registry.client.auth import decode_registry_auth
 
 
 def parse_filters(req: Request) -> dict[str, list[str]]:
@@ -31,12 +36,67 @@ def parse_filters(req: Request) -> dict[str, list[str]]:
     return out
 
 
+def go_json(msg: dict[str, Any]) -> bytes:
+    """One JSON message as Go's encoder writes it (``<``, ``>``, ``&`` escaped)."""
+    s = json.dumps(msg, separators=(",", ":"))
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
+
+
+async def json_stream(req: Request, work: Callable[[Any], Awaitable[Any]]) -> StreamResponse:
+    """Run ``work(progress)`` and stream its JSON messages; the response starts with the
+    first message, so an error before it gets a plain status (as Docker's pull answers 404).
+    An error after it is the stream's last message (``errorDetail``)."""
+    from berth.engine.distribution import Progress
+
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.ensure_future(work(Progress(loop, q.put_nowait)))
+    resp: StreamResponse | None = None
+    gone = False
+
+    async def send(msg: dict[str, Any]) -> None:
+        nonlocal resp, gone
+        if gone:
+            return
+        if resp is None:
+            resp = StreamResponse(req)
+        try:
+            await resp.write(go_json(msg) + b"\r\n")
+        except (ConnectionError, OSError):
+            gone = True
+    while True:
+        get = asyncio.ensure_future(q.get())
+        done, _ = await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+        if get in done:
+            await send(get.result())
+            continue
+        get.cancel()
+        await asyncio.sleep(0)  # let call_soon_threadsafe messages land
+        while not q.empty():
+            await send(q.get_nowait())
+        break
+    exc = task.exception()
+    if exc is not None:
+        if resp is None:
+            raise exc
+        await send({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+    if resp is None:
+        resp = StreamResponse(req)
+    if not gone:
+        try:
+            await resp.finish()
+        except (ConnectionError, OSError):
+            pass
+    return resp
+
+
 def image_summary(store, img: Image) -> dict[str, object]:
     tags = store.tags_of(img.id)
+    digests = store.repo_digests_of(img.id)
     cfg = img.config.config
     return {"Containers": -1, "Created": int(parse_time(img.created) or 0), "Id": img.id,
             "Labels": (cfg.Labels if cfg else None) or None, "ParentId": "",
-            "RepoDigests": [] if tags else ["<none>@<none>"],
+            "RepoDigests": digests or ([] if tags else ["<none>@<none>"]),
             "RepoTags": tags or ["<none>:<none>"], "SharedSize": -1, "Size": img.size, "VirtualSize": img.size}
 
 
@@ -46,7 +106,7 @@ def image_inspect(store, img: Image) -> dict[str, object]:
     cfg = c.config
     layers = [str(p) for p in store.lower_dirs(img)]
     return {
-        "Id": img.id, "RepoTags": store.tags_of(img.id), "RepoDigests": [], "Parent": "",
+        "Id": img.id, "RepoTags": store.tags_of(img.id), "RepoDigests": store.repo_digests_of(img.id), "Parent": "",
         "Comment": c.comment or (c.history[-1].comment if c.history else "") or "",
         "Created": img.created, "Container": "",
         "ContainerConfig": config_json(None), "DockerVersion": c.docker_version or "",
@@ -63,6 +123,8 @@ def image_inspect(store, img: Image) -> dict[str, object]:
 def routes(router: Router, ctx: object) -> None:
     store = ctx.image_store  # type: ignore[attr-defined]
     images = ctx.images  # type: ignore[attr-defined]
+    dist = ctx.distribution  # type: ignore[attr-defined]
+    files = ctx.image_files  # type: ignore[attr-defined]
 
     async def list_images(req: Request) -> Response:
         filters = parse_filters(req)
@@ -108,20 +170,19 @@ def routes(router: Router, ctx: object) -> None:
         src = req.query.get("fromSrc")
         if src is None:
             if req.query.get("fromImage"):
-                pull = getattr(ctx, "pull", None)
-                if pull is None:
-                    ref = req.query["fromImage"] + (f":{req.query['tag']}" if req.query.get("tag") else "")
-                    try:
-                        name = reference.parse(ref).familiar
-                    except InvalidArgument:
-                        name = ref
-                    raise _PullUnavailable(f"pull access denied for {name}: registry access is not "
-                                           "available in this build of berth")
-                return await pull(req)
+                creds = decode_registry_auth(req.headers.get("x-registry-auth"))
+                name, tag = req.query["fromImage"], req.query.get("tag", "")
+                platform = req.query.get("platform") or None
+                return await json_stream(req, lambda p: dist.pull(name, tag, creds, platform, p))
             raise InvalidArgument("fromImage or fromSrc is required")
-        if src != "-":
-            raise Unsupported("import from a URL is not supported yet")
         changes = [v for k, v in req.query_list if k == "changes"]
+        if src != "-":
+            img = await images.import_url(src, req.query.get("repo", ""), req.query.get("tag", ""),
+                                          changes, req.query.get("message", ""))
+            resp = StreamResponse(req)
+            await resp.write(json.dumps({"status": img.id}).encode() + b"\r\n")
+            await resp.finish()
+            return resp
 
         async def body() -> AsyncIterator[bytes]:
             while True:
@@ -137,7 +198,65 @@ def routes(router: Router, ctx: object) -> None:
         await resp.finish()
         return resp
 
+    async def push(req: Request) -> StreamResponse:
+        creds = decode_registry_auth(req.headers.get("x-registry-auth"))
+        name, tag = req.match["name"], req.query.get("tag", "")
+        return await json_stream(req, lambda p: dist.push(name, tag, creds, p))
+
+    async def auth(req: Request) -> Response:
+        from berth.registry.client.auth import Credentials
+        body = json.loads(await req.read(1 << 20) or b"{}")
+        creds = Credentials(str(body.get("username") or ""), str(body.get("password") or ""),
+                            str(body.get("identitytoken") or ""), "", str(body.get("serveraddress") or ""))
+        return json_response(await asyncio.to_thread(dist.login, creds))
+
+    async def save(req: Request) -> StreamResponse:
+        names = [v for k, v in req.query_list if k == "names"] if "name" not in req.match else [req.match["name"]]
+        if not names:
+            raise InvalidArgument("no images to save")
+        for n in names:
+            store.resolve(n)  # a missing image answers 404 before the tar starts
+        fd, path = tempfile.mkstemp(dir=str(ctx.data.image_tmp), prefix="save-")  # type: ignore[attr-defined]
+        try:
+            with os.fdopen(fd, "wb") as f:
+                await asyncio.to_thread(files.save, names, f)
+            resp = StreamResponse(req, content_type="application/x-tar")
+            with open(path, "rb") as f:
+                while b := await asyncio.to_thread(f.read, 1 << 20):
+                    await resp.write(b)
+            await resp.finish()
+            return resp
+        finally:
+            os.unlink(path)
+
+    async def load(req: Request) -> StreamResponse:
+        fd, path = tempfile.mkstemp(dir=str(ctx.data.image_tmp), prefix="load-")  # type: ignore[attr-defined]
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := await req.read_chunk(1 << 20):
+                    f.write(chunk)
+            return await json_stream(req, lambda p: files.load(path, p.emit))
+        finally:
+            os.unlink(path)
+
+    async def prune(req: Request) -> Response:
+        return json_response(files.prune(parse_filters(req)))
+
+    async def system_df(req: Request) -> Response:
+        from berth.api.containers import summary
+        import time as _time
+        now = _time.time()
+        return json_response(files.disk_usage(lambda img: image_summary(store, img),
+                                              lambda c: summary(ctx.containers, c, now, True)))  # type: ignore[attr-defined]
+
     router.add("GET", "/images/json", list_images)
+    router.add("POST", "/images/load", load)
+    router.add("GET", "/images/get", save)
+    router.add("POST", "/images/prune", prune)
+    router.add("POST", "/auth", auth)
+    router.add("GET", "/system/df", system_df)
+    router.add("GET", "/images/{name:.+}/get", save)
+    router.add("POST", "/images/{name:.+}/push", push)
     router.add("POST", "/images/create", create)
     router.add("GET", "/images/{name:.+}/json", inspect)
     router.add("GET", "/images/{name:.+}/history", history)

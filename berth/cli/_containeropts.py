@@ -58,7 +58,12 @@ CONTAINER_FLAGS = [
          "unlimited swap", convert=mem_swap_bytes),
     Flag("memory-swappiness", "", "int", "Tune container memory swappiness (0 to 100)", -1),
     Flag("name", "", "string", "Assign a name to the container"),
+    Flag("ip", "", "string", "IPv4 address (e.g., 172.30.100.104)"),
+    Flag("link", "", "list", "Add link to another container"),
+    Flag("mac-address", "", "string", "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
+    Flag("mount", "", "list", "Attach a filesystem mount to the container"),
     Flag("network", "", "network", "Connect a container to a network", convert=str),
+    Flag("network-alias", "", "list", "Add network-scoped alias for the container"),
     Flag("oom-kill-disable", "", "bool", "Disable OOM Killer"),
     Flag("oom-score-adj", "", "int", "Tune host's OOM preferences (-1000 to 1000)"),
     Flag("pid", "", "string", "PID namespace to use"),
@@ -86,6 +91,7 @@ CONTAINER_FLAGS = [
     Flag("userns", "", "string", "User namespace to use"),
     Flag("uts", "", "string", "UTS namespace to use"),
     Flag("volume", "v", "list", "Bind mount a volume"),
+    Flag("volumes-from", "", "list", "Mount volumes from the specified container(s)"),
     Flag("workdir", "w", "string", "Working directory inside the container"),
 ]
 
@@ -174,12 +180,60 @@ def _ports(items: list[str], expose: list[str]) -> tuple[dict[str, Any], dict[st
             ip, host_port, cport = "", parts[0], parts[1]
         else:
             ip, host_port, cport = "", "", parts[0]
-        if not cport.isdigit():
+        lo, _, hi = cport.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
             raise UsageError(f'invalid containerPort: {cport}')
-        key = f"{cport}/{proto or 'tcp'}"
-        exposed[key] = {}
-        bindings.setdefault(key, []).append({"HostIp": ip.strip("[]"), "HostPort": host_port})
+        cports = list(range(int(lo), int(hi or lo) + 1))
+        hosts = [host_port] * len(cports)
+        if len(cports) > 1 and host_port:
+            hlo, _, hhi = host_port.partition("-")
+            if not hlo.isdigit() or (hhi and not hhi.isdigit()) or int(hhi or hlo) - int(hlo) + 1 != len(cports):
+                raise UsageError(f"invalid ranges specified for container and host Ports: {cport} and {host_port}")
+            hosts = [str(int(hlo) + i) for i in range(len(cports))]
+        for cp, hp in zip(cports, hosts):
+            key = f"{cp}/{proto or 'tcp'}"
+            exposed[key] = {}
+            bindings.setdefault(key, []).append({"HostIp": ip.strip("[]"), "HostPort": hp})
     return exposed, bindings
+
+
+def _mounts(items: list[str]) -> list[dict[str, Any]] | None:
+    """--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,...] (docker's CSV)."""
+    out = []
+    for item in items:
+        m: dict[str, Any] = {"Type": "volume"}
+        for field in item.split(","):
+            key, eq, value = field.partition("=")
+            key = key.strip().lower()
+            if key == "type":
+                m["Type"] = value
+            elif key in ("source", "src"):
+                m["Source"] = value
+            elif key in ("target", "destination", "dst"):
+                m["Target"] = value
+            elif key in ("readonly", "ro"):
+                m["ReadOnly"] = value.lower() not in ("false", "0") if eq else True
+            elif key == "bind-propagation":
+                m.setdefault("BindOptions", {})["Propagation"] = value
+            elif key == "volume-nocopy":
+                m.setdefault("VolumeOptions", {})["NoCopy"] = value.lower() not in ("false", "0") if eq else True
+            elif key == "volume-subpath":
+                m.setdefault("VolumeOptions", {})["Subpath"] = value
+            elif key == "volume-label":
+                k, _, v = value.partition("=")
+                m.setdefault("VolumeOptions", {}).setdefault("Labels", {})[k] = v
+            elif key == "tmpfs-size":
+                from berth.cli._units import ram_in_bytes
+
+                m.setdefault("TmpfsOptions", {})["SizeBytes"] = ram_in_bytes(value)
+            elif key == "tmpfs-mode":
+                m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+            elif key in ("consistency", "bind-recursive", "bind-nonrecursive"):
+                continue
+            else:
+                raise UsageError(f"invalid argument \"{item}\" for \"--mount\" flag: unexpected key '{key}' in '{field}'")
+        out.append(m)
+    return out or None
 
 
 def _volumes(items: list[str]) -> tuple[dict[str, Any], list[str] | None]:
@@ -296,7 +350,7 @@ def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = F
         "RestartPolicy": _restart_policy(opts["restart"]),
         "AutoRemove": opts["rm"],
         "VolumeDriver": "",
-        "VolumesFrom": None,
+        "VolumesFrom": opts["volumes_from"] or None,
         "ConsoleSize": list(console_size),
         "CapAdd": opts["cap_add"] or None,
         "CapDrop": opts["cap_drop"] or None,
@@ -308,7 +362,7 @@ def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = F
         "GroupAdd": opts["group_add"] or None,
         "IpcMode": opts["ipc"],
         "Cgroup": "",
-        "Links": None,
+        "Links": opts["link"] or None,
         "OomScoreAdj": opts["oom_score_adj"],
         "PidMode": opts["pid"],
         "Privileged": opts["privileged"],
@@ -364,5 +418,16 @@ def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = F
         "ReadonlyPaths": None,
     })
     config["HostConfig"] = host
-    config["NetworkingConfig"] = {"EndpointsConfig": {network: _endpoint()}}
+    mounts = _mounts(opts["mount"])
+    if mounts:
+        host["Mounts"] = mounts
+    endpoint = _endpoint()
+    if opts["ip"]:
+        endpoint["IPAMConfig"] = {"IPv4Address": opts["ip"]}
+    if opts["network_alias"]:
+        endpoint["Aliases"] = opts["network_alias"]
+    if opts["mac_address"]:
+        endpoint["MacAddress"] = opts["mac_address"]
+        config["MacAddress"] = opts["mac_address"]
+    config["NetworkingConfig"] = {"EndpointsConfig": {network: endpoint}}
     return config

@@ -185,7 +185,9 @@ def _run(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     if opts["detach_keys"]:
         attach_params["detachKeys"] = opts["detach_keys"]
     conn = client.hijack(f"/containers/{container_id}/attach", attach_params)
-    _attach.start_stdin(conn, bool(body["AttachStdin"]))
+    tty = bool(body["Tty"])
+    session = _attach.Session(conn, tty, opts["detach_keys"])
+    session.start(bool(body["AttachStdin"]))
     wait = client.request("POST", f"/containers/{container_id}/wait",
                           {"condition": condition}, fresh=True)
     try:
@@ -194,7 +196,31 @@ def _run(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         conn.close()
         wait.close()
         raise
-    _attach.copy_output(conn, bool(body["Tty"]))
+    return _follow(cli, container_id, session, wait, tty, bool(body["AttachStdin"]), opts.get("sig_proxy", True),
+                   detach_code=0)
+
+
+def _follow(cli: Any, container_id: str, session: Any, wait: Any, tty: bool, stdin: bool, sig_proxy: bool,
+            detach_code: int) -> int:
+    """After start: our terminal raw, sizes and signals forwarded, output copied; the exit code."""
+    from berth.cli import _attach
+
+    client = cli.client
+    if tty and stdin:
+        session.raw()
+    try:
+        if tty:
+            _attach.monitor_size(lambda h, w: client.call(
+                "POST", f"/containers/{container_id}/resize", {"h": h, "w": w}))
+        elif sig_proxy:
+            _attach.proxy_signals(lambda sig: client.call(
+                "POST", f"/containers/{container_id}/kill", {"signal": sig}))
+        session.copy_output()
+    finally:
+        session.restore()
+    if session.detached:
+        wait.close()
+        return detach_code
     return _wait_status(wait)
 
 
@@ -257,7 +283,8 @@ def _start_attached(cli: Any, opts: dict[str, Any], name: str) -> int:
     if opts["detach_keys"]:
         params["detachKeys"] = opts["detach_keys"]
     conn = client.hijack(f"/containers/{container_id}/attach", params)
-    _attach.start_stdin(conn, with_stdin)
+    session = _attach.Session(conn, tty, opts["detach_keys"])
+    session.start(with_stdin)
     auto_remove = bool((info.get("HostConfig") or {}).get("AutoRemove"))
     wait = client.request("POST", f"/containers/{container_id}/wait",
                           {"condition": "removed" if auto_remove else "next-exit"}, fresh=True)
@@ -267,5 +294,4 @@ def _start_attached(cli: Any, opts: dict[str, Any], name: str) -> int:
         conn.close()
         wait.close()
         raise
-    _attach.copy_output(conn, tty)
-    return _wait_status(wait)
+    return _follow(cli, container_id, session, wait, tty, with_stdin, True, detach_code=0)

@@ -33,6 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     p.add_argument("-G", "--group", default="docker", help="group for the unix socket")
     p.add_argument("-v", "--version", action="store_true")
+    p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
+                   help="enable insecure registry communication (host[:port] or CIDR)")
+    p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
+                   help="preferred registry mirror (URL) for Docker Hub")
     return p.parse_args(argv)
 
 
@@ -65,7 +69,9 @@ def _daemon_id(data: DataRoot) -> str:
 
 def wire(args: argparse.Namespace) -> Context:
     from berth.engine.containers import Containers
-    from berth.engine.images import Images
+    from berth.engine.distribution import Distribution
+    from berth.engine.images import ImageFiles, Images
+    from berth.registry.client.options import Options as RegistryOptions
     from berth.engine.shims import ForkServer
     from berth.image.store import ImageStore
     from berth.oci.spec import encode_spec
@@ -83,7 +89,29 @@ def wire(args: argparse.Namespace) -> Context:
     ctx.containers = Containers(db, data, exec_root, store, ctx.forkserver,  # type: ignore[attr-defined]
                                 build_spec, encode_spec)
     ctx.images = Images(store, ctx.containers, str(data.image_tmp))  # type: ignore[attr-defined]
+    ctx.image_files = ImageFiles(ctx.images)  # type: ignore[attr-defined]
+    ctx.distribution = Distribution(store, RegistryOptions(  # type: ignore[attr-defined]
+        insecure=list(getattr(args, "insecure_registries", [])), mirrors=list(getattr(args, "registry_mirrors", []))))
     ctx.cgroup_version = _cgroup_version()  # type: ignore[attr-defined]
+    from berth.engine import events
+    ctx.events = events.Events()  # type: ignore[attr-defined]
+    ctx.containers.on_event = events.container_hook(ctx.events)  # type: ignore[attr-defined]
+    ctx.images.on_event = events.image_hook(ctx.events)  # type: ignore[attr-defined]
+    ctx.distribution.on_event = ctx.images.on_event  # type: ignore[attr-defined]
+    from berth.engine.exec import Execs
+    ctx.execs = Execs(ctx.containers, events.exec_hook(ctx.events, ctx.containers))  # type: ignore[attr-defined]
+    from berth.engine.archive import Archives
+    from berth.engine.health import HealthMonitor
+    ctx.archives = Archives(ctx.containers)  # type: ignore[attr-defined]
+    ctx.health = HealthMonitor(ctx.containers, ctx.execs,  # type: ignore[attr-defined]
+                               events.exec_hook(ctx.events, ctx.containers))
+    from berth.engine.attachments import Attachments
+    from berth.engine.networks import Networks, instance_of
+    from berth.engine.volumes import Volumes
+    ctx.networks = Networks(db, data.root, instance_of(data.root), ctx.events.emit)  # type: ignore[attr-defined]
+    ctx.volumes = Volumes(db, data.volumes, ctx.events.emit)  # type: ignore[attr-defined]
+    ctx.attachments = ctx.containers.attachments = Attachments(  # type: ignore[attr-defined]
+        ctx.networks, ctx.volumes, data, ctx.containers)  # type: ignore[attr-defined]
     return ctx
 
 
@@ -96,7 +124,7 @@ def _cgroup_version() -> str:
 
 
 def build_server(ctx: Context):  # type: ignore[no-untyped-def]
-    from berth.api import containers, images, system
+    from berth.api import containers, events, exec as exec_api, images, system
     from berth.api.errors import error_response
     from berth.api.http import Router, Server
 
@@ -104,6 +132,13 @@ def build_server(ctx: Context):  # type: ignore[no-untyped-def]
     system.routes(router, ctx)
     images.routes(router, ctx)
     containers.routes(router, ctx)
+    from berth.api import commit as commit_api
+    commit_api.routes(router, ctx)
+    events.routes(router, ctx)
+    exec_api.routes(router, ctx)
+    from berth.api import networks as networks_api, volumes as volumes_api
+    networks_api.routes(router, ctx)
+    volumes_api.routes(router, ctx)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
     return Server(router, headers, error_response)
@@ -159,6 +194,8 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("shutting down (containers keep running)")
     await server.close()
     await ctx.forkserver.stop()  # type: ignore[attr-defined]
+    # With no container running, bridges and rules go (recreated at start); else they stay.
+    await ctx.attachments.shutdown(list(ctx.containers.by_id.values()))  # type: ignore[attr-defined]
     for p in sockets:
         p.unlink(missing_ok=True)
     if args.pidfile:

@@ -22,7 +22,9 @@ import shutil
 import signal as signal_mod
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import msgspec
 
 from berth.engine import names, shims
 from berth.engine.model import ZERO_TIME, Container, State, Status, decode, encode
@@ -95,6 +97,11 @@ class Containers:
         self.pending_attach: dict[str, list[Callable[[], object]]] = {}
         self.monitors: dict[str, asyncio.Task[None]] = {}
         self.on_event: Callable[[str, Container, dict[str, str]], None] = lambda *a: None
+        self.exit_hooks: list[Callable[[str], None]] = []  # called with the id after each exit
+        self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
+        self.attachments: Any = None  # engine.attachments.Attachments (networks, volumes); set by daemon/
+        self.restarts: dict[str, asyncio.Task[None]] = {}  # restart-policy restarts waiting
+        self.backoff: dict[str, float] = {}  # their next delay (Docker: 100 ms, doubling)
         for (data_,) in db.query("SELECT data FROM containers"):
             c = decode(data_)
             self.by_id[c.id] = c
@@ -168,6 +175,8 @@ class Containers:
             hc.Runtime = "runc"
         c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
                       host_config=hc, image_id=image.id)
+        if self.attachments is not None:
+            self.attachments.prepare(c, req.NetworkingConfig, bool(req.Hostname))
         d = self.data.container(cid)
         d.root.mkdir(parents=True)
         for p in (d.rootfs, d.upper, d.work):
@@ -225,6 +234,9 @@ class Containers:
         labels = dict(ic.Labels or {})
         labels.update(cfg.Labels or {})
         cfg.Labels = labels
+        if cfg.Healthcheck is None and ic.Healthcheck:
+            cfg.Healthcheck = msgspec.to_builtins(ic.Healthcheck) if not isinstance(ic.Healthcheck, dict) \
+                else dict(ic.Healthcheck)
         if cfg.StopSignal is None and ic.StopSignal:
             cfg.StopSignal = ic.StopSignal
         if cfg.Volumes is None and ic.Volumes:
@@ -272,6 +284,8 @@ class Containers:
                 raise NotModified("container already started")
             if c.state.status == Status.REMOVING:
                 raise Conflict(f"container is marked for removal and cannot be started")
+            self._cancel_restart(c)
+            c.manually_stopped = False
             try:
                 await self._start_locked(c)
             except BaseException as e:
@@ -279,6 +293,8 @@ class Containers:
                 c.state.starting = False
                 self._save(c)
                 self._fail_pending_attach(c.id)
+                if self.attachments is not None:
+                    await self.attachments.stopped(c)
                 if c.host_config.AutoRemove and isinstance(e, RuntimeFailure):
                     await self._remove_locked(c, force=True)
                 raise
@@ -287,10 +303,13 @@ class Containers:
         image = self.images.get_by_id(c.image_id)
         d = self.data.container(c.id)
         self._write_etc_files(c)
+        extra = await self.attachments.begin_start(c) if self.attachments is not None else {}
         try:
-            spec = self._spec(c, image)
+            spec = self._spec(c, image, **extra)
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
+        if c.host_config.Init:
+            _with_init(spec)
         write_atomic(d.spec, self.encode_spec(spec), sync=False)
         try:
             d.exit.unlink()
@@ -302,13 +321,24 @@ class Containers:
         sock = self.exec_root.shim_socket(c.id)
         req = SpawnRequest(id=c.id, bundle=str(d.root), socket=str(sock), log=str(d.log), exit_file=str(d.exit),
                            stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
-                           seccomp_cache=str(self.data.seccomp_cache))
+                           seccomp_cache=str(self.data.seccomp_cache),
+                           console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)
         reply = await self.forkserver.spawn(req)
         if "error" in reply:
             raise RuntimeFailure(START_ERROR_PREFIX + reply["error"] + ": unknown")
         c.state.pid = reply["pid"]
         c.state.shim_pid = reply["shim_pid"]
         c.state.shim_start = shims.proc_start_time(c.state.shim_pid)
+        if self.attachments is not None:
+            try:
+                await self.attachments.after_spawn(c, c.state.pid)
+            except BaseException:
+                try:
+                    await shims.call(sock, {"op": "kill", "signal": 9})
+                except shims.ShimGone:
+                    pass
+                c.state.pid = 0
+                raise
         # Attach clients that were waiting for this start, then release the init.
         for cb in self.pending_attach.pop(c.id, []):
             await cb()  # type: ignore[misc]
@@ -327,6 +357,8 @@ class Containers:
         self._save(c)
         self._monitor(c)
         self.on_event("start", c, {})
+        for hook in self.start_hooks:
+            hook(c.id)
 
     def _write_etc_files(self, c: Container) -> None:
         d = self.data.container(c.id)
@@ -337,7 +369,7 @@ class Containers:
         write_atomic(d.hosts, HOSTS, sync=False)
         write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
 
-    def _spec(self, c: Container, image: Image) -> object:
+    def _spec(self, c: Container, image: Image, **extra: Any) -> object:
         hc = c.host_config
         d = self.data.container(c.id)
         env = list(c.config.Env or [])
@@ -371,7 +403,7 @@ class Containers:
             nano_cpus=hc.NanoCpus, cpu_shares=hc.CpuShares, cpu_quota=hc.CpuQuota, cpu_period=hc.CpuPeriod,
             pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs, no_new_privileges=nnp,
-            seccomp=seccomp, shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay)
+            seccomp=seccomp, shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay, **extra)
 
     # -- exit monitoring --------------------------------------------------------------------
 
@@ -411,14 +443,69 @@ class Containers:
             if status.error:
                 c.state.error = status.error
             self._save(c)
+            if self.attachments is not None:
+                await self.attachments.stopped(c)
             if status.oom_killed:
                 self.on_event("oom", c, {})
             self.on_event("die", c, {"exitCode": str(status.exit_code)})
+            for hook in self.exit_hooks:
+                hook(cid)
             for f in self.exit_waiters.pop(cid, []):
                 if not f.done():
                     f.set_result(status)
             if c.host_config.AutoRemove:
                 await self._remove_locked(c, force=True)
+            elif self._should_restart(c):
+                self._schedule_restart(c)
+
+    # -- restart policies -------------------------------------------------------------------
+
+    def _should_restart(self, c: Container, at_boot: bool = False) -> bool:
+        """Docker's restart manager: no, always, unless-stopped, on-failure[:N]."""
+        rp = c.host_config.RestartPolicy
+        if c.manually_stopped or c.id not in self.by_id:
+            return False
+        if rp.Name == "always" or rp.Name == "unless-stopped":
+            return True
+        if rp.Name == "on-failure":
+            return c.state.exit_code != 0 and (rp.MaximumRetryCount <= 0 or c.restart_count < rp.MaximumRetryCount)
+        return False
+
+    def _schedule_restart(self, c: Container) -> None:
+        ran = (parse_iso(c.state.finished_at) or 0) - (parse_iso(c.state.started_at) or 0)
+        delay = 0.1 if ran >= 10 else self.backoff.get(c.id, 0.1)
+        self.backoff[c.id] = min(delay * 2, 60.0)
+        c.state.status = Status.RESTARTING
+        self._save(c)
+        self.restarts[c.id] = asyncio.get_running_loop().create_task(self._restart_later(c.id, delay))
+
+    async def _restart_later(self, cid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.restarts.pop(cid, None)
+        c = self.by_id.get(cid)
+        if c is None or c.state.status != Status.RESTARTING:
+            return
+        c.restart_count += 1
+        try:
+            await self.start(cid)
+        except Exception as e:  # the restart itself failed: record it; try again later
+            log.warning("restart of %s failed: %s", cid[:12], e)
+            c = self.by_id.get(cid)
+            if c is not None and c.state.status != Status.RUNNING:
+                c.state.status = Status.EXITED
+                self._save(c)
+                if self._should_restart(c):
+                    self._schedule_restart(c)
+
+    def _cancel_restart(self, c: Container) -> bool:
+        task = self.restarts.pop(c.id, None)
+        if task is not None:
+            task.cancel()
+        if c.state.status == Status.RESTARTING:
+            c.state.status = Status.EXITED
+            self._save(c)
+            return True
+        return False
 
     # -- stop / kill ------------------------------------------------------------------------
 
@@ -427,6 +514,10 @@ class Containers:
         signo = parse_signal(sig, signal_mod.SIGKILL)
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
+        if signo in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
+            c.manually_stopped = True
+        if self._cancel_restart(c):
+            return
         await self._signal(c, signo)
         self.on_event("kill", c, {"signal": str(signo)})
 
@@ -437,11 +528,24 @@ class Containers:
             return
         if "error" in reply:
             raise RuntimeFailure(reply["error"])
+        if c.state.status == Status.PAUSED:
+            # a frozen process acts on the signal only once thawed (as dockerd does)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.cgroup(c).thaw)
+            except OSError:
+                pass
+            c.state.status = Status.RUNNING
+            self._save(c)
 
     async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
         c = self.get(ref)
         if not c.running:
             raise NotModified("container already stopped")
+        c.manually_stopped = True
+        self._save(c)
+        if self._cancel_restart(c):
+            self.on_event("stop", c, {})
+            return
         if timeout is None:
             timeout = c.config.StopTimeout if c.config.StopTimeout is not None else 10
         signo = parse_signal(sig or c.config.StopSignal, signal_mod.SIGTERM)
@@ -522,9 +626,87 @@ class Containers:
         self.pending_attach.setdefault(c.id, []).append(subscribe)
         return await fut
 
+    async def resize(self, ref: str, h: int, w: int) -> None:
+        """The container's terminal size (the kernel then sends SIGWINCH inside)."""
+        c = self.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if not c.config.Tty:
+            return
+        try:
+            await shims.call(self.exec_root.shim_socket(c.id), {"op": "resize", "h": h, "w": w})
+        except shims.ShimGone:
+            pass
+
+    # -- update -----------------------------------------------------------------------------
+
+    UPDATABLE = ("CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "CpuQuota", "CpusetCpus",
+                 "CpusetMems", "MemoryReservation", "MemorySwap", "PidsLimit", "CpuRealtimePeriod",
+                 "CpuRealtimeRuntime")
+
+    async def update(self, ref: str, changes: dict[str, object]) -> list[str]:
+        """Resources and the restart policy of a container; applied to its cgroup if running."""
+        from berth.schema.containers import RestartPolicy
+        c = self.get(ref)
+        async with self.lock(c.id):
+            hc = msgspec.structs.replace(c.host_config)
+            for k in self.UPDATABLE:
+                if k in changes and changes[k] is not None:
+                    setattr(hc, k, changes[k])
+            if hc.Memory and "MemorySwap" not in changes and c.host_config.MemorySwap > 0:
+                hc.MemorySwap = max(hc.MemorySwap, hc.Memory * 2)
+            rp = changes.get("RestartPolicy")
+            if isinstance(rp, dict) and rp.get("Name") is not None:
+                hc.RestartPolicy = RestartPolicy(Name=rp.get("Name") or "no",
+                                                 MaximumRetryCount=int(rp.get("MaximumRetryCount") or 0))
+                if hc.AutoRemove and hc.RestartPolicy.Name not in ("", "no"):
+                    raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the container")
+            if c.running and hc.Memory and 0 < hc.MemorySwap < hc.Memory:
+                raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+            self._validate_host_config(hc)
+            if c.running:
+                spec = self._spec(msgspec.structs.replace(c, host_config=hc), self.images.get_by_id(c.image_id))
+                resources = spec.linux.resources  # type: ignore[attr-defined]
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.cgroup(c).update, resources)
+                except (OSError, ValueError) as e:
+                    raise InvalidArgument(f"Cannot update container {c.id}: {e}") from None
+            c.host_config = hc
+            self._save(c)
+        self.on_event("update", c, {})
+        return []
+
+    # -- pause ------------------------------------------------------------------------------
+
+    def cgroup(self, c: Container):  # type: ignore[no-untyped-def]
+        from berth.runtime.cgroups import open_cgroup
+        return open_cgroup(f"/berth/{c.id}")
+
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            if c.state.status == Status.PAUSED:
+                raise Conflict(f"Container {c.id} is already paused")
+            if c.state.status != Status.RUNNING:
+                raise Conflict(f"Container {c.id} is not running")
+            await asyncio.get_running_loop().run_in_executor(None, self.cgroup(c).freeze)
+            c.state.status = Status.PAUSED
+            self._save(c)
+        self.on_event("pause", c, {})
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            if c.state.status != Status.PAUSED:
+                raise Conflict(f"Container {c.id} is not paused")
+            await asyncio.get_running_loop().run_in_executor(None, self.cgroup(c).thaw)
+            c.state.status = Status.RUNNING
+            self._save(c)
+        self.on_event("unpause", c, {})
+
     # -- remove -----------------------------------------------------------------------------
 
-    async def remove(self, ref: str, force: bool) -> None:
+    async def remove(self, ref: str, force: bool, volumes: bool = False) -> None:
         c = self.get(ref)
         async with self.lock(c.id):
             if c.id not in self.by_id:
@@ -532,11 +714,14 @@ class Containers:
             if c.running and not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
                                "attempting removal or force remove")
-            await self._remove_locked(c, force)
+            await self._remove_locked(c, force, volumes)
 
-    async def _remove_locked(self, c: Container, force: bool) -> None:
+    async def _remove_locked(self, c: Container, force: bool, volumes: bool = False) -> None:
         if c.id not in self.by_id:
             return
+        c.manually_stopped = True
+        self._cancel_restart(c)
+        self.backoff.pop(c.id, None)
         if c.running or c.state.starting:
             waiter = self._exit_future(c.id)
             await self._signal(c, signal_mod.SIGKILL)
@@ -553,6 +738,8 @@ class Containers:
         with self.db.tx() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
         self.by_id.pop(c.id, None)
+        if self.attachments is not None:
+            self.attachments.removed(c, volumes or c.host_config.AutoRemove)
         shutil.rmtree(self.data.container(c.id).root, ignore_errors=True)
         self.on_event("destroy", c, {})
         st = ExitStatus(exit_code=c.state.exit_code)
@@ -582,6 +769,9 @@ class Containers:
                         except shims.ShimGone:
                             pass
                     self._monitor(c)
+                    if not c.state.starting:
+                        for hook in self.start_hooks:
+                            hook(c.id)
                     continue
                 status = shims.read_exit_file(d.exit)
                 if status is None:
@@ -597,6 +787,13 @@ class Containers:
             elif c.state.status == Status.REMOVING:
                 async with self.lock(c.id):
                     await self._remove_locked(c, force=True)
+            elif c.state.status in (Status.EXITED, Status.RESTARTING) and c.host_config.RestartPolicy.Name in (
+                    "always", "unless-stopped") and not c.manually_stopped:
+                # Docker starts these again when the daemon starts (the host may have rebooted)
+                c.state.status = Status.EXITED
+                self._schedule_restart(c)
+        if self.attachments is not None:
+            await self.attachments.recover(list(self.by_id.values()))
 
     def _sweep_orphans(self) -> None:
         """Container dirs no record knows: a create or remove cut short by a crash."""
@@ -626,6 +823,29 @@ class Containers:
                 except OSError:
                     pass
         return total
+
+
+def parse_iso(t: str) -> float | None:
+    from berth.engine.logs import parse_time
+    try:
+        return parse_time(t) if t and not t.startswith("0001-") else None
+    except InvalidArgument:
+        return None
+
+
+INIT_PATH = "/sbin/docker-init"
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init")
+
+
+def _with_init(spec) -> None:  # type: ignore[no-untyped-def]
+    """--init: a static tini bound read-only at /sbin/docker-init as PID 1 (as Docker does);
+    it reaps zombies and forwards signals to the command."""
+    from berth.oci.spec import Mount
+    src = next((p for p in INIT_BINARIES if os.path.exists(p)), None)
+    if src is None:
+        raise InvalidArgument("docker-init binary not found: install the tini package (tini-static)")
+    spec.mounts.append(Mount(destination=INIT_PATH, type="bind", source=src, options=["bind", "ro"]))
+    spec.process.args = [INIT_PATH, "--", *spec.process.args]
 
 
 def _resolv_conf() -> bytes:

@@ -1,5 +1,6 @@
-"""Image operations that involve more than the store: import, tag, remove (with the
-containers that use an image), history, and the ``--change`` instructions."""
+"""Image operations that involve more than the store: import (stdin or URL), tag, remove
+(with the containers that use an image), history, commit, save/load (docker-save tars with
+OCI layout), export, prune, disk usage, and the ``--change`` instructions."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import json
 import os
 import shlex
 import tempfile
-from typing import AsyncIterator, Callable
+from pathlib import Path
+from typing import AsyncIterator, BinaryIO, Callable
 
 from berth.engine.containers import Containers
-from berth.errors import Conflict, InvalidArgument
-from berth.image.store import Image, ImageStore, NoSuchImage, now_rfc3339
+from berth.errors import Conflict, InvalidArgument, NotFound
+
+from berth.image.store import Image, ImageStore, Layer, NoSuchImage, media_type_for, now_rfc3339
 from berth.oci import reference
 from berth.oci.image import History, ImageConfig, RootFS
 from berth.schema.containers import ContainerConfig
@@ -86,28 +89,77 @@ class Images:
         self.tmp_dir = tmp_dir
         self.on_event: Callable[[str, str, dict[str, str]], None] = lambda *a: None
 
+    async def layer_from_blob(self, blob: str, parent: str | None) -> Layer:
+        """Unpack a stored blob (tar, gzip or zstd) as a new layer on ``parent``."""
+        def stage() -> tuple[Path, str, int, str | None]:
+            st, w = self.store.begin_layer()
+            try:
+                with self.store.content.open(blob) as f:
+                    while b := f.read(1 << 20):
+                        w.write(b)
+                kind = w.dec.kind
+                diff_id, size = w.close()
+            except BaseException:
+                w.abort()
+                self.store.discard_stage(st)
+                raise
+            return st, diff_id, size, kind
+        try:
+            st, diff_id, size, kind = await asyncio.to_thread(stage)
+        except BaseException:
+            if not self.store.blobs_of_digest(blob):
+                self.store.content.delete(blob)
+            raise
+        layer = self.store.commit_layer(st, diff_id, size, parent)
+        self.store.record_blob(blob, diff_id, media_type_for(kind), self.store.content.size(blob))
+        return layer
+
+    async def import_url(self, url: str, repo: str, tag: str, changes: list[str], message: str) -> Image:
+        if not url.startswith(("http://", "https://")):
+            url = "http://" + url
+        import urllib.request
+
+        def fetch() -> str:
+            ing = self.store.content.ingest()
+            try:
+                with urllib.request.urlopen(url, timeout=60) as r:
+                    while b := r.read(1 << 20):
+                        ing.write(b)
+            except BaseException as e:
+                ing.abort()
+                if isinstance(e, OSError):
+                    raise InvalidArgument(f"Get \"{url}\": {e}") from None
+                raise
+            return ing.commit()
+        blob = await asyncio.to_thread(fetch)
+
+        async def body() -> AsyncIterator[bytes]:
+            with self.store.content.open(blob) as f:
+                while b := f.read(1 << 20):
+                    yield b
+        return await self.import_tar(body(), repo, tag, changes, message, source=url)
+
     async def import_tar(self, body: AsyncIterator[bytes], repo: str, tag: str, changes: list[str],
-                         message: str) -> Image:
+                         message: str, source: str = "-") -> Image:
         ref = None
         if repo:
             ref = reference.parse(f"{repo}:{tag}" if tag else repo)
         cfg = ContainerConfig()
         apply_changes(cfg, changes)
-        fd, path = tempfile.mkstemp(dir=self.tmp_dir, prefix="import-")
+        ing = self.store.content.ingest()
         try:
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in body:
-                    f.write(chunk)
-            with open(path, "rb") as f:
-                stage, diff_id, size = await asyncio.to_thread(self.store.stage_layer, f)
-        finally:
-            os.unlink(path)
-        layer = self.store.commit_layer(stage, diff_id, size, None)
+            async for chunk in body:
+                ing.write(chunk)
+        except BaseException:
+            ing.abort()
+            raise
+        blob = ing.commit()
+        layer = await self.layer_from_blob(blob, None)
         created = now_rfc3339()
         config = ImageConfig(
             created=created, comment=message or None, config=cfg, docker_version="berth",
             rootfs=RootFS(diff_ids=[layer.diff_id]),
-            history=[History(created=created, comment=message or "Imported from -")])
+            history=[History(created=created, comment=message or f"Imported from {source}")])
         img = self.store.create_image(config, [str(ref)] if ref else [])
         self.on_event("import", img.id, {})
         return img
@@ -198,3 +250,283 @@ def _unix(t: str) -> int:
 
 
 _ = NoSuchImage
+
+
+class ImageFiles:
+    """commit, save, load, export, prune and disk usage: the parts of ``Images`` that move
+    whole images or file systems around."""
+
+    def __init__(self, images: Images):
+        self.images = images
+        self.store = images.store
+        self.containers = images.containers
+
+    # -- commit -----------------------------------------------------------------------------
+
+    async def commit(self, container: str, repo: str, tag: str, comment: str, author: str,
+                     changes: list[str], config: ContainerConfig | None, pause: bool) -> Image:
+        from berth.image.archive import diff_tar
+
+        c = self.containers.get(container)
+        base = self.store.get_by_id(c.image_id)
+        ref = None
+        if repo:
+            ref = reference.parse(f"{repo}:{tag}" if tag else repo)
+            if ref.digest:
+                raise InvalidArgument("refusing to create a tag with a digest reference")
+        upper = self.containers.data.container(c.id).upper
+        paused = False
+        pause_fn = getattr(self.containers, "pause", None)
+        if pause and c.running and pause_fn is not None and c.state.status.value == "running":
+            try:
+                await pause_fn(c.id)
+                paused = True
+            except Exception:  # pausing is best effort (no freezer in this cgroup setup)
+                paused = False
+        try:
+            def write() -> str:
+                ing = self.store.content.ingest()
+                try:
+                    diff_tar(upper, ing)  # type: ignore[arg-type]
+                except BaseException:
+                    ing.abort()
+                    raise
+                return ing.commit()
+            blob = await asyncio.to_thread(write)
+        finally:
+            if paused:
+                await self.containers.unpause(c.id)  # type: ignore[attr-defined]
+        top = base.top
+        layer = await self.images.layer_from_blob(blob, top)
+        cfg = msgspec_copy(config) if config is not None else msgspec_copy(c.config)
+        if config is not None:
+            _fill_from(cfg, c.config)
+        cfg.Hostname = cfg.Hostname if config is not None else c.config.Hostname
+        apply_changes(cfg, changes)
+        created = now_rfc3339()
+        old = base.config
+        created_by = " ".join([c.path, *c.args])
+        hist = list(old.history) + [History(created=created, created_by=created_by, author=author or None,
+                                            comment=comment or None)]
+        new = ImageConfig(architecture=old.architecture, os=old.os, created=created, author=author or None,
+                          comment=comment or None, config=cfg, docker_version="berth", variant=old.variant,
+                          rootfs=RootFS(diff_ids=list(old.rootfs.diff_ids) + [layer.diff_id]), history=hist)
+        img = self.store.create_image(new, [str(ref)] if ref else [])
+        self.images.on_event("commit", img.id, {"comment": comment})
+        return img
+
+    # -- save / load ------------------------------------------------------------------------
+
+    def save(self, names: list[str], out: BinaryIO) -> None:
+        """Write a docker-save tar of the images ``names`` to ``out`` (sync)."""
+        from berth.image.archive import SaveImage, write_save
+        from berth.image.unpack import Decompressor
+
+        wanted: dict[str, SaveImage] = {}
+        for n in names:
+            img = self.store.resolve(n)
+            tags: list[str] = []
+            by_id = reference.is_image_id(n) or (
+                all(ch in "0123456789abcdef" for ch in n.removeprefix("sha256:"))
+                and img.id.removeprefix("sha256:").startswith(n.removeprefix("sha256:"))
+                and n not in self.store.tags_of(img.id) and f"{n}:latest" not in self.store.tags_of(img.id))
+            if not by_id:
+                r = reference.parse(n)
+                if r.tag and r.familiar in self.store.tags_of(img.id):
+                    tags = [str(r)]
+            e = wanted.get(img.id)
+            if e is None:
+                wanted[img.id] = SaveImage(img.config_bytes, img.id, list(img.config.rootfs.diff_ids), tags,
+                                           self._open_layer)
+            else:
+                e.tags += [t for t in tags if t not in e.tags]
+        write_save(out, list(wanted.values()), lambda t: reference.parse(t).familiar)
+        _ = Decompressor
+
+    def _open_layer(self, diff_id: str) -> tuple[BinaryIO, int]:
+        """The layer's exact uncompressed tar, from its stored blob, in a temp file."""
+        import hashlib
+        from berth.image.unpack import Decompressor
+
+        blobs = self.store.blobs_of(diff_id)
+        if not blobs:
+            raise NotFound(f"layer {diff_id} has no stored blob; it cannot be saved")
+        tmp = tempfile.TemporaryFile(dir=self.images.tmp_dir)
+        dec = Decompressor()
+        h = hashlib.sha256()
+        with self.store.content.open(blobs[0][0]) as f:
+            while b := f.read(1 << 20):
+                raw = dec.feed(b)
+                h.update(raw)
+                tmp.write(raw)
+        raw = dec.close()
+        h.update(raw)
+        tmp.write(raw)
+        if "sha256:" + h.hexdigest() != diff_id:
+            tmp.close()
+            raise InvalidArgument(f"layer {diff_id}: stored blob does not match its diff ID")
+        size = tmp.tell()
+        tmp.seek(0)
+        return tmp, size  # type: ignore[return-value]
+
+    async def load(self, path: str, emit: Callable[[dict[str, object]], None]) -> list[str]:
+        """Load a docker-save tar (a file); returns the messages' image names."""
+        import tarfile
+
+        from berth.image.archive import read_save
+        from berth.oci.image import chain_ids, decode_config, digest
+
+        try:
+            tar = await asyncio.to_thread(tarfile.open, path, "r:*")
+        except tarfile.TarError as e:
+            raise InvalidArgument(f"invalid archive: {e}") from None
+        loaded: list[str] = []
+        try:
+            entries = await asyncio.to_thread(read_save, tar)
+            for e in entries:
+                cfg = decode_config(e.config)
+                diff_ids = list(cfg.rootfs.diff_ids)
+                if len(diff_ids) != len(e.layers):
+                    raise InvalidArgument("invalid archive: layers do not match the image config's diff IDs")
+                chains = chain_ids(diff_ids)
+                for i, member in enumerate(e.layers):
+                    if self.store.layer(chains[i]) is not None:
+                        continue
+
+                    def spool(member: str = member) -> str:
+                        try:
+                            f = tar.extractfile(member.removeprefix("./"))
+                        except KeyError:
+                            f = None
+                        if f is None:
+                            raise InvalidArgument(f"invalid archive: layer {member} is missing")
+                        return self.store.content.put_file(f)  # type: ignore[arg-type]
+                    blob = await asyncio.to_thread(spool)
+                    layer = await self.images.layer_from_blob(blob, chains[i - 1] if i else None)
+                    if layer.diff_id != diff_ids[i]:
+                        raise InvalidArgument(f"invalid archive: layer {member} has diff ID {layer.diff_id}, "
+                                              f"the config says {diff_ids[i]}")
+                tags = []
+                for t in e.tags:
+                    try:
+                        tags.append(str(reference.parse(t)))
+                    except InvalidArgument:
+                        raise InvalidArgument(f"invalid reference {t!r} in archive") from None
+                before = {t: self.store.db.one("SELECT image_id FROM tags WHERE name=?", (t,)) for t in tags}
+                img = self.store.create_image(cfg, tags, raw=e.config)
+                assert img.id == digest(e.config)
+                for t in tags:
+                    prev = before[t]
+                    fam = reference.parse(t).familiar
+                    if prev and prev[0] != img.id:
+                        emit({"stream": f"The image {fam} already exists, renaming the old one with ID "
+                                        f"{prev[0]} to empty string\n"})
+                    emit({"stream": f"Loaded image: {fam}\n"})
+                    loaded.append(fam)
+                if not tags:
+                    emit({"stream": f"Loaded image ID: {img.id}\n"})
+                    loaded.append(img.id)
+                self.images.on_event("load", img.id, {})
+        finally:
+            tar.close()
+        return loaded
+
+    # -- export -----------------------------------------------------------------------------
+
+    def export_command(self, container: str, mnt: str) -> list[str]:
+        """argv that writes the container's merged file system as a tar to stdout.
+
+        The overlay is mounted read-only in a private mount namespace of a child process
+        (the writable layer as the top lower dir), so nothing is left mounted."""
+        c = self.containers.get(container)
+        img = self.store.get_by_id(c.image_id)
+        lowers = [str(self.containers.data.container(c.id).upper)] + [str(p) for p in self.store.lower_dirs(img)]
+        script = ('set -e; if [ "$#" -gt 1 ]; then mount -t overlay overlay -o "ro,lowerdir=$2" "$1"; '
+                  'else mount --bind -o ro "$3" "$1"; fi; '
+                  'exec tar --numeric-owner --xattrs --xattrs-include="*" --xattrs-exclude="trusted.overlay.*" '
+                  '-C "$1" -cf - .')
+        if len(lowers) == 1:
+            return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    script.replace('if [ "$#" -gt 1 ]', 'if false'), "sh", mnt, "", lowers[0]]
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", mnt,
+                ":".join(lowers)]
+
+    # -- prune / df ---------------------------------------------------------------------------
+
+    def prune(self, filters: dict[str, list[str]]) -> dict[str, object]:
+        from berth.engine.logs import parse_time
+
+        dangling_only = True
+        if "dangling" in filters:
+            dangling_only = filters["dangling"][0].lower() in ("true", "1")
+        until = None
+        if "until" in filters:
+            until = parse_time(filters["until"][0])
+        deleted: list[dict[str, str]] = []
+        before = self._layers_size()
+        used = {c.image_id for c in self.containers.list()}
+        for img in self.store.list():
+            tags = self.store.tags_of(img.id)
+            if dangling_only and tags:
+                continue
+            if img.id in used:
+                continue
+            if until is not None and (parse_time(img.created) or 0) >= until:
+                continue
+            labels = (img.config.config.Labels if img.config.config else None) or {}
+            if not all(_label_ok(labels, f, True) for f in filters.get("label", [])):
+                continue
+            if not all(_label_ok(labels, f, False) for f in filters.get("label!", [])):
+                continue
+            for t in tags:
+                self.store.untag(str(reference.parse(t)))
+                deleted.append({"Untagged": t})
+                self.images.on_event("untag", img.id, {"name": t})
+            for d in self.store.repo_digests_of(img.id):
+                deleted.append({"Untagged": d})
+            self.store.delete_image(img.id)
+            deleted.append({"Deleted": img.id})
+            self.images.on_event("delete", img.id, {})
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": max(before - self._layers_size(), 0)}
+
+    def _layers_size(self) -> int:
+        return sum(r[0] for r in self.store.db.query("SELECT size FROM layers"))
+
+    def disk_usage(self, summary: Callable[[Image], dict[str, object]],
+                   container_json: Callable[[object], dict[str, object]]) -> dict[str, object]:
+        from berth.oci.image import chain_ids
+
+        counts = self.store.refcounts()
+        sizes = {r[0]: r[1] for r in self.store.db.query("SELECT chain_id, size FROM layers")}
+        users: dict[str, int] = {}
+        cs = self.containers.list()
+        for c in cs:
+            users[c.image_id] = users.get(c.image_id, 0) + 1
+        images = []
+        for img in self.store.list():
+            s = summary(img)
+            shared = sum(sizes.get(cid, 0) for cid in chain_ids(img.config.rootfs.diff_ids) if counts.get(cid, 0) > 1)
+            s["SharedSize"] = shared
+            s["Containers"] = users.get(img.id, 0)
+            images.append(s)
+        return {"LayersSize": sum(sizes.values()), "Images": images,
+                "Containers": [container_json(c) for c in cs], "Volumes": [], "BuildCache": []}
+
+
+def _label_ok(labels: dict[str, str] | None, f: str, want: bool) -> bool:
+    k, eq, v = f.partition("=")
+    has = k in (labels or {}) and (not eq or (labels or {}).get(k) == v)
+    return has == want
+
+
+def msgspec_copy(cfg: ContainerConfig) -> ContainerConfig:
+    import msgspec
+    return msgspec.json.decode(msgspec.json.encode(cfg), type=ContainerConfig)
+
+
+def _fill_from(cfg: ContainerConfig, src: ContainerConfig) -> None:
+    """``commit``'s config body overrides the container's config field by field (Docker merges)."""
+    import msgspec
+    for f in msgspec.structs.fields(ContainerConfig):
+        if getattr(cfg, f.name) in (None, "", [], {}) and getattr(src, f.name) not in (None, "", [], {}):
+            setattr(cfg, f.name, getattr(src, f.name))

@@ -46,6 +46,7 @@ class Container(msgspec.Struct):
     state: State = msgspec.field(default_factory=State)
     restart_count: int = 0
     size_rw: int | None = None
+    manually_stopped: bool = False  # by stop/kill/remove: restart policies leave it alone
 
     @property
     def short_id(self) -> str:

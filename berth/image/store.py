@@ -7,6 +7,12 @@ uncompressed layer tar; chain ID = identity of a layer stack. A layer directory 
 Crash safety: a layer is unpacked under ``image/tmp`` and renamed into place, then recorded;
 an image row is written in one transaction with its tags. At start, ``sweep()`` removes
 staging leftovers and layer dirs no row knows.
+
+Besides the unpacked layers, the compressed blob each layer came from stays in the content
+store (``image/blobs``, see content.py), recorded in ``layer_blobs``: push sends it again
+unchanged and save decompresses it to the exact tar whose digest is the diff ID. A layer is
+deleted when no image uses it any more (its reference count, computed from the images'
+diff IDs), and its blobs with it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from berth.errors import Conflict, InvalidArgument, NotFound
-from berth.image.unpack import apply_layer
+from berth.image.content import ContentStore
+from berth.image.unpack import LayerWriter, apply_layer
 from berth.oci import reference
 from berth.oci.image import ImageConfig, chain_ids, decode_config, digest, encode_config
 from berth.state.db import Database
@@ -66,11 +73,43 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS layer_blobs (
+    digest     TEXT PRIMARY KEY,   -- sha256 of the (compressed) blob in the content store
+    diff_id    TEXT NOT NULL,      -- sha256 of the uncompressed tar
+    media_type TEXT NOT NULL,
+    size       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS layer_blobs_diff ON layer_blobs(diff_id);
+CREATE TABLE IF NOT EXISTS blob_sources (
+    digest     TEXT NOT NULL,      -- a blob ...
+    repository TEXT NOT NULL,      -- ... known to be in this registry repository (for mounts)
+    PRIMARY KEY (digest, repository)
+);
+CREATE TABLE IF NOT EXISTS repo_digests (
+    name     TEXT PRIMARY KEY,     -- normalized repository@sha256:...
+    image_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repo_digests_image ON repo_digests(image_id);
+"""
+
+MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+def media_type_for(kind: str | None) -> str:
+    return {"gzip": MT_DOCKER_LAYER, "zstd": MT_OCI_LAYER_ZSTD}.get(kind or "", MT_OCI_LAYER)
+
+
 class ImageStore:
     def __init__(self, db: Database, root: DataRoot):
         self.db = db
         self.root = root
         self._cache: dict[str, Image] = {}
+        self.content = ContentStore(root.root / "image")
+        db.conn.executescript(_SCHEMA)
 
     # -- layers ---------------------------------------------------------------------------
 
@@ -94,6 +133,55 @@ class ImageStore:
             shutil.rmtree(stage, ignore_errors=True)
             raise
         return stage, diff_id, size
+
+    def begin_layer(self) -> tuple[Path, LayerWriter]:
+        """A staging dir and a writer to stream a layer into (sync; run writes in a thread).
+
+        After ``writer.close()`` returned (diff ID, size), hand them to commit_layer(); on
+        failure, ``discard_stage(stage)``.
+        """
+        stage = Path(self.root.image_tmp) / secrets.token_hex(8)
+        (stage / "diff").mkdir(parents=True)
+        try:
+            return stage, LayerWriter(stage / "diff")
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def discard_stage(stage: Path) -> None:
+        shutil.rmtree(stage, ignore_errors=True)
+
+    def record_blob(self, digest: str, diff_id: str, media_type: str, size: int) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO layer_blobs VALUES (?,?,?,?)", (digest, diff_id, media_type, size))
+
+    def blobs_of(self, diff_id: str) -> list[tuple[str, str, int]]:
+        """Stored compressed blobs of a layer: (digest, media type, size), present ones only."""
+        rows = self.db.query("SELECT digest, media_type, size FROM layer_blobs WHERE diff_id=?", (diff_id,))
+        return [(d, m, n) for d, m, n in rows if self.content.exists(d)]
+
+    def blobs_of_digest(self, digest: str) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT diff_id FROM layer_blobs WHERE digest=?", (digest,))]
+
+    def add_source(self, digest: str, repository: str) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO blob_sources VALUES (?,?)", (digest, repository))
+
+    def sources_of(self, digest: str) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT repository FROM blob_sources WHERE digest=?", (digest,))]
+
+    def add_repo_digest(self, iid: str, name: str) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO repo_digests VALUES (?,?)", (name, iid))
+
+    def repo_digests_of(self, iid: str) -> list[str]:
+        return [reference.parse(r[0]).familiar for r in
+                self.db.query("SELECT name FROM repo_digests WHERE image_id=? ORDER BY name", (iid,))]
+
+    def resolve_digest(self, name: str) -> Image | None:
+        row = self.db.one("SELECT image_id FROM repo_digests WHERE name=?", (name,))
+        return self.get_by_id(row[0]) if row else None
 
     def commit_layer(self, stage: Path, diff_id: str, size: int, parent: str | None) -> Layer:
         """Move a staged layer into place on top of ``parent`` (a chain ID) and record it."""
@@ -129,7 +217,10 @@ class ImageStore:
 
     # -- images ---------------------------------------------------------------------------
 
-    def create_image(self, config: ImageConfig, tags: list[str] = ()) -> Image:  # type: ignore[assignment]
+    def create_image(self, config: ImageConfig, tags: list[str] = (),  # type: ignore[assignment]
+                     raw: bytes | None = None) -> Image:
+        """Record an image; ``raw`` are the config's exact bytes when they came from elsewhere
+        (a registry, a saved tar): the image ID is their digest."""
         diff_chain = chain_ids(config.rootfs.diff_ids)
         top = diff_chain[-1] if diff_chain else None
         size = 0
@@ -138,7 +229,8 @@ class ImageStore:
             if layer is None:
                 raise InvalidArgument(f"layer {cid} is not present")
             size += layer.size
-        raw = encode_config(config)
+        if raw is None:
+            raw = encode_config(config)
         iid = digest(raw)
         created = config.created or now_rfc3339()
         with self.db.tx() as c:
@@ -189,7 +281,10 @@ class ImageStore:
         except InvalidArgument:
             raise NoSuchImage(f"No such image: {name}") from None
         if ref.digest:
-            raise NoSuchImage(f"No such image: {ref.familiar}")
+            img = self.resolve_digest(str(reference.Reference(ref.domain, ref.path, None, ref.digest)))
+            if img is None:
+                raise NoSuchImage(f"No such image: {ref.familiar}")
+            return img
         row = self.db.one("SELECT image_id FROM tags WHERE name=?", (str(ref),))
         if row is None:
             raise NoSuchImage(f"No such image: {ref.familiar}")
@@ -220,11 +315,10 @@ class ImageStore:
         mine = chain_ids(img.config.rootfs.diff_ids)
         with self.db.tx() as c:
             c.execute("DELETE FROM tags WHERE image_id=?", (iid,))
+            c.execute("DELETE FROM repo_digests WHERE image_id=?", (iid,))
             c.execute("DELETE FROM images WHERE id=?", (iid,))
         self._cache.pop(iid, None)
-        used: set[str] = set()
-        for other in self.list():
-            used.update(chain_ids(other.config.rootfs.diff_ids))
+        used = self.used_layers()
         gone = []
         for cid in reversed(mine):
             if cid in used:
@@ -239,12 +333,38 @@ class ImageStore:
                     pass
             shutil.rmtree(self.root.layer_dir(cid.removeprefix("sha256:")), ignore_errors=True)
             gone.append(cid)
+            if layer and not self.db.one("SELECT 1 FROM layers WHERE diff_id=?", (layer.diff_id,)):
+                self._drop_blobs(layer.diff_id)
         return gone
+
+    def _drop_blobs(self, diff_id: str) -> None:
+        rows = self.db.query("SELECT digest FROM layer_blobs WHERE diff_id=?", (diff_id,))
+        with self.db.tx() as c:
+            c.execute("DELETE FROM layer_blobs WHERE diff_id=?", (diff_id,))
+            for (d,) in rows:
+                c.execute("DELETE FROM blob_sources WHERE digest=?", (d,))
+        for (d,) in rows:
+            self.content.delete(d)
+
+    def used_layers(self) -> set[str]:
+        """Chain IDs some image uses (a layer's reference count is how many images list it)."""
+        used: set[str] = set()
+        for other in self.list():
+            used.update(chain_ids(other.config.rootfs.diff_ids))
+        return used
+
+    def refcounts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for img in self.list():
+            for cid in chain_ids(img.config.rootfs.diff_ids):
+                counts[cid] = counts.get(cid, 0) + 1
+        return counts
 
     def sweep(self) -> None:
         """Remove staging leftovers and layer dirs that no row records (crash recovery)."""
         shutil.rmtree(self.root.image_tmp, ignore_errors=True)
         self.root.image_tmp.mkdir(parents=True, exist_ok=True)
+        self.content.sweep()
         known = {r[0].removeprefix("sha256:") for r in self.db.query("SELECT chain_id FROM layers")}
         shorts = {r[0] for r in self.db.query("SELECT short FROM layers")}
         for d in self.root.layers.iterdir():

@@ -100,6 +100,22 @@ def _open_cgroup(spec: Spec) -> Any | None:
     return open_cgroup(path)
 
 
+# runc's AllowedDevices (libcontainer/specconv): always allowed after the spec's own rules,
+# so a container can open /dev/ptmx and its ptys (and mknod anything, as "m").
+_RUNC_DEVICES = (("c", None, None, "m"), ("b", None, None, "m"), ("c", 136, None, "rwm"),
+                 ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"))
+
+
+def _with_runc_devices(resources: Any) -> Any:
+    if resources is None or not resources.devices:
+        return resources
+    import msgspec
+
+    from berth.oci.spec import DeviceCgroup
+    extra = [DeviceCgroup(allow=True, type=t, major=ma, minor=mi, access=acc) for t, ma, mi, acc in _RUNC_DEVICES]
+    return msgspec.structs.replace(resources, devices=[*resources.devices, *extra])
+
+
 def _seccomp_bpf(spec: Spec, cache: Path | None) -> bytes | None:
     if spec.linux is None or spec.linux.seccomp is None:
         return None
@@ -143,8 +159,11 @@ class _ForkNamespaces:
 
 
 def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
-           seccomp_cache: Path | None = None) -> Init:
+           seccomp_cache: Path | None = None, console_socket: int | None = None) -> Init:
     """Set the container up and leave its init blocked before execve.
+
+    With ``process.terminal`` and a ``console_socket`` (a Unix socket fd), the init allocates
+    a pty in the container's own /dev/pts and sends its master back over the socket.
 
     Raises:
         SetupFailed: the spec cannot be run, or the init failed a setup step.
@@ -157,14 +176,15 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
         raise SetupFailed(str(e), "plan") from e
     cgroup = _open_cgroup(spec)
     if cgroup is not None:
-        cgroup.create(spec.linux.resources if spec.linux else None)
+        cgroup.create(_with_runc_devices(spec.linux.resources) if spec.linux else None)
     ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
         with _ForkNamespaces(plan.prefork_unshare, plan.prefork_join):
             pid = os.fork()
             if pid == 0:  # pragma: no cover (the child; measured by integration tests)
-                init.run(plan, (stdin, stdout, stderr), ctl_r, report_w)
+                init.run(plan, (stdin, stdout, stderr), ctl_r, report_w,
+                         console_socket if plan.terminal else None)
     except BaseException:
         for fd in (ctl_r, ctl_w, report_r, report_w):
             os.close(fd)
@@ -209,3 +229,125 @@ def delete(spec: Spec) -> None:
 def oom_killed(spec: Spec) -> bool:
     cgroup = _open_cgroup(spec)
     return bool(cgroup is not None and cgroup.oom_killed())
+
+
+# -- exec ------------------------------------------------------------------------------------------
+
+_EXEC_NAMESPACES = (("ipc", CloneFlags.NEWIPC), ("uts", CloneFlags.NEWUTS), ("net", CloneFlags.NEWNET),
+                    ("cgroup", CloneFlags.NEWCGROUP), ("mnt", CloneFlags.NEWNS))
+
+
+def _ns_differs(pid: int, name: str) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino
+    except FileNotFoundError:
+        return False
+
+
+def exec_process(spec: Spec, init_pid: int, *, stdin: int, stdout: int, stderr: int,
+                 seccomp_cache: Path | None = None, console_socket: int | None = None) -> int:
+    """Run ``spec.process`` inside the running container whose PID 1 is ``init_pid``.
+
+    ``spec`` is the container's spec with the exec's process in it: the same capabilities
+    (unless privileged), seccomp, rlimits and no_new_privs as the init. The new process joins
+    every namespace of the init and its cgroup. Returns its pid once execve succeeded; the
+    process is the caller's child (reap it).
+
+    Raises:
+        SetupFailed: the process could not be set up (e.g. an unknown user).
+        ExecFailed: execve failed (``executable file not found in $PATH``).
+    """
+    try:
+        bpf = _seccomp_bpf(spec, seccomp_cache)
+        plan = build_plan(spec, host_info(), seccomp_bpf=bpf)
+    except PlanError as e:
+        raise SetupFailed(str(e), "plan") from e
+    ns_fds = tuple((os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), int(flag))
+                   for name, flag in _EXEC_NAMESPACES if _ns_differs(init_pid, name))
+    pid_ns = [(f"/proc/{init_pid}/ns/{n}", int(f)) for n, f in _NS_FILES_BY_NAME if _ns_differs(init_pid, n)]
+    cgroup = _open_cgroup(spec)
+    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        with _ForkNamespaces(0, tuple(pid_ns)):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (the child)
+                init.run_exec(plan, (stdin, stdout, stderr), ctl_r, report_w, ns_fds,
+                              console_socket if plan.terminal else None)
+    except BaseException:
+        for fd in (ctl_r, ctl_w, report_r, report_w, *(f for f, _ in ns_fds)):
+            os.close(fd)
+        raise
+    for fd in (ctl_r, report_w, *(f for f, _ in ns_fds)):
+        os.close(fd)
+    try:
+        if cgroup is not None:
+            try:
+                cgroup.add(pid)
+            except OSError:
+                pass  # the container's cgroup is gone: it is stopping
+        os.write(ctl_w, _sync.GO)
+        msg = _sync.recv(report_r)
+        if isinstance(msg, _sync.Ready):
+            os.write(ctl_w, _sync.START)
+            msg = _sync.recv(report_r)
+            if msg is None:
+                return pid
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
+    finally:
+        os.close(ctl_w)
+        os.close(report_r)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    if isinstance(msg, _sync.ExecError):
+        raise ExecFailed(msg.message)
+    if isinstance(msg, _sync.SetupError):
+        raise SetupFailed(msg.message if msg.step == "user" else f"{msg.step}: {msg.message}",
+                          msg.step, msg.errno)
+    raise SetupFailed("exec process exited before it was set up", "init")
+
+
+_NS_FILES_BY_NAME = (("pid", CloneFlags.NEWPID), ("time", CloneFlags.NEWTIME))
+
+
+def exec_spec(spec: Spec, *, args: list[str], env: list[str], cwd: str, user: str, tty: bool,
+              privileged: bool) -> Spec:
+    """The container's spec with an exec's process in it (pure): Docker's rules for
+    ``docker exec``: the container's environment plus ``env``, its user and working
+    directory unless given, and every capability when ``privileged``."""
+    import msgspec
+
+    from berth.oci import spec as oci
+    from berth.runtime import caps as capmod
+    from berth.runtime.defaults import ANNOTATION_USER
+
+    base = spec.process or oci.Process()
+    merged: dict[str, str] = {}
+    for e in [*base.env, *env]:
+        merged[e.partition("=")[0]] = e
+    if tty and "TERM" not in merged:
+        merged["TERM"] = "TERM=xterm"
+    notes = dict(spec.annotations or {})
+    u = base.user
+    c = base.capabilities or oci.Capabilities()
+    root = ANNOTATION_USER in notes or u.uid == 0
+    if user:
+        name, sep, group = user.partition(":")
+        notes.pop(ANNOTATION_USER, None)
+        uid = int(name) if name.isdigit() else None
+        gid = int(group) if group.isdigit() else 0
+        if uid is None or not (sep and group.isdigit()):
+            notes[ANNOTATION_USER] = user  # resolved by the exec child in the container's /etc
+        u = oci.User(uid=uid or 0, gid=gid, umask=u.umask, additionalGids=[gid])
+        root = uid is None or uid == 0  # Docker: a numeric non-root uid gets no capabilities
+    caps_list = list(capmod.tweak(capmod.DEFAULT_CAPS, [], [], True)) if privileged else list(c.bounding or [])
+    caps = oci.Capabilities(bounding=caps_list, effective=caps_list if root else None,
+                            permitted=caps_list if root else None)
+    process = msgspec.structs.replace(
+        base, terminal=tty, user=u, args=list(args), env=list(merged.values()), cwd=cwd or base.cwd or "/",
+        capabilities=caps)
+    return msgspec.structs.replace(spec, process=process, annotations=notes or None)

@@ -81,11 +81,21 @@ def _mounts(*, privileged: bool, shm_size: int, readonly_rootfs: bool,
         oci.Mount(destination="/dev/shm", type="tmpfs", source="shm",
                   options=["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]),
     ]
+    return mounts + _file_mounts(readonly_rootfs, files)
+
+
+def _file_mounts(readonly_rootfs: bool, files: list[tuple[str, str]]) -> list[oci.Mount]:
     bind_opts = ["rbind", "ro", "rprivate"] if readonly_rootfs else ["rbind", "rprivate"]
-    for dest, src in files:
-        if src:
-            mounts.append(oci.Mount(destination=dest, type="bind", source=src, options=list(bind_opts)))
-    return mounts
+    return [oci.Mount(destination=dest, type="bind", source=src, options=list(bind_opts))
+            for dest, src in files if src]
+
+
+def _user_mounts(files: list[oci.Mount], extra: list[oci.Mount]) -> list[oci.Mount]:
+    """Docker's order for the etc files and user mounts: parents before children (a volume at
+    /etc must not hide /etc/hosts), the user's mount winning on the same destination."""
+    taken = {m.destination.rstrip("/") for m in extra}
+    both = [m for m in files if m.destination not in taken] + list(extra)
+    return sorted(both, key=lambda m: len([p for p in m.destination.split("/") if p]))
 
 
 def _resources(*, privileged: bool, memory: int, memory_swap: int, nano_cpus: int,
@@ -138,11 +148,15 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
                seccomp: Literal["default", "unconfined"] = "default", shm_size: int = 64 * MIB,
                overlay: str | None = None, annotations: dict[str, str] | None = None,
                ulimits: list[tuple[str, int, int]] | None = None,
-               cgroupns: bool = False) -> oci.Spec:
+               cgroupns: bool = False, netns: str | None = "",
+               extra_mounts: list[oci.Mount] | None = None) -> oci.Spec:
     """The spec dockerd would write for this container.
 
     ``ulimits`` are ``(name, soft, hard)`` with Docker's names (``nofile``); ``cgroupns`` adds
-    a private cgroup namespace (Docker's default on cgroup v2 hosts only).
+    a private cgroup namespace (Docker's default on cgroup v2 hosts only). ``netns``: ``""`` a
+    new network namespace, a path to join one (``/proc/<pid>/ns/net``), None for the host's
+    (no network sysctls then: they would change the host). ``extra_mounts`` (volumes, binds,
+    tmpfs) come after Docker's own, in the given order.
 
     Raises:
         InvalidArgument: an unknown capability in ``cap_add``/``cap_drop``.
@@ -172,11 +186,16 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
         noNewPrivileges=no_new_privileges,
         oomScoreAdj=0,
     )
-    namespaces = [oci.Namespace(type=t) for t in ("mount", "network", "uts", "pid", "ipc")]
+    namespaces = [oci.Namespace(type=t) for t in ("mount", "network", "uts", "pid", "ipc")
+                  if t != "network" or netns is not None]
+    if netns:
+        namespaces = [oci.Namespace(type="network", path=netns) if n.type == "network" else n
+                      for n in namespaces]
+    sysctl = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
     if cgroupns:
         namespaces.append(oci.Namespace(type="cgroup"))
     linux = oci.Linux(
-        sysctl={"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"},
+        sysctl=sysctl if netns is not None else None,
         resources=_resources(privileged=privileged, memory=memory, memory_swap=memory_swap,
                              nano_cpus=nano_cpus, cpu_shares=cpu_shares, cpu_quota=cpu_quota,
                              cpu_period=cpu_period, pids_limit=pids_limit),
@@ -191,8 +210,9 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
         root=oci.Root(path=rootfs, readonly=readonly_rootfs),
         hostname=hostname,
         mounts=_mounts(privileged=privileged, shm_size=shm_size, readonly_rootfs=readonly_rootfs,
-                       files=[("/etc/resolv.conf", resolv_file), ("/etc/hostname", hostname_file),
-                              ("/etc/hosts", hosts_file)]),
+                       files=[]) + _user_mounts(
+            _file_mounts(readonly_rootfs, [("/etc/resolv.conf", resolv_file), ("/etc/hostname", hostname_file),
+                                           ("/etc/hosts", hosts_file)]), extra_mounts or []),
         annotations=notes or None,
         linux=linux,
     )

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+from collections.abc import Callable
 
 from berth.linux import caps as lcaps
 from berth.linux import fd as lfd
@@ -149,7 +151,33 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
-def _setup(plan: Plan, ctl: int) -> tuple[str | None, str, list[str]]:
+def _console(sock: int, bind: bool = True) -> None:
+    """A pty from the container's own devpts instance (so ``tty`` says /dev/pts/0), made the
+    controlling terminal and stdio; the slave is bound over /dev/console (as runc does) and
+    the master goes to the shim over ``sock`` (SCM_RIGHTS)."""
+    master, slave_path = ltty.open_pty_master("/dev/ptmx")
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    if bind:
+        try:
+            if not os.path.lexists("/dev/console"):
+                os.close(os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            rootfs.bind_console(slave_path, "/dev/console")
+        except OSError:
+            pass  # a read-only /dev: no /dev/console, the terminal still works
+    s = socket.socket(fileno=sock)
+    try:
+        socket.send_fds(s, [b"m"], [master])
+    finally:
+        s.close()
+        os.close(master)
+    for i in range(3):
+        os.dup2(slave, i)
+    if slave > 2:
+        os.close(slave)
+    ltty.set_controlling_tty(0)
+
+
+def _setup(plan: Plan, ctl: int, console: int | None = None) -> tuple[str | None, str, list[str]]:
     """Everything up to the wait for start. -> (exec error, path, env)."""
     step = _Step
     step.name = "sync"
@@ -170,6 +198,9 @@ def _setup(plan: Plan, ctl: int) -> tuple[str | None, str, list[str]]:
     rootfs.apply_dev(plan)
     step.name = "pivot_root"
     rootfs.pivot(plan.rootfs)
+    if console is not None:
+        step.name = "console"
+        _console(console)
     step.name = "sysctl"
     for path, value in plan.sysctls:
         _write(path, value)
@@ -197,7 +228,11 @@ def _setup(plan: Plan, ctl: int) -> tuple[str | None, str, list[str]]:
     step.name = "capabilities"
     _drop_privileges(plan, uid, gid, groups)
     os.umask(plan.umask)
-    step.name = "exec"
+    return _before_exec(plan, env)
+
+
+def _before_exec(plan: Plan, env: list[str]) -> tuple[str | None, str, list[str]]:
+    _Step.name = "exec"
     try:
         path, error = users.lookup_path(plan.args[0], env), None
     except users.ExecNotFound as e:
@@ -207,8 +242,54 @@ def _setup(plan: Plan, ctl: int) -> tuple[str | None, str, list[str]]:
     return error, path, env
 
 
-def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int) -> None:
+def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
+                console: int | None) -> tuple[str | None, str, list[str]]:
+    """An exec'd process: join the container's namespaces (already in its pid namespace and
+    cgroup, see container.exec_process), then the same security steps as the init."""
+    step = _Step
+    step.name = "sync"
+    if _sync.wait_byte(ctl) != _sync.GO:
+        os._exit(1)
+    step.name = "namespaces"
+    for fd, flag in namespaces:  # the mount namespace comes last: it also moves root and cwd
+        sched.setns(fd, flag)
+        os.close(fd)
+    if console is not None:
+        step.name = "console"
+        _console(console, bind=False)
+    step.name = "rlimits"
+    for res, soft, hard in plan.rlimits:
+        lrlimit.setrlimit(res, soft, hard)
+    step.name = "user"
+    uid, gid, groups, home = _user(plan)
+    env = list(plan.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + home)
+    if plan.no_new_privs:
+        step.name = "no_new_privs"
+        prctl.set_no_new_privs()
+    if plan.seccomp_early and plan.seccomp_bpf:
+        step.name = "seccomp"
+        lseccomp.load(plan.seccomp_bpf)
+    step.name = "capabilities"
+    _drop_privileges(plan, uid, gid, groups)
+    os.umask(plan.umask)
+    return _before_exec(plan, env)
+
+
+def run_exec(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
+             namespaces: tuple[tuple[int, int], ...], console: int | None) -> None:
+    """An exec child's whole life (forked inside the container's pid namespace); never returns."""
+    _main(plan, stdio, ctl, report, lambda: _setup_exec(plan, ctl, namespaces, console))
+
+
+def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None) -> None:
     """The child's whole life; never returns."""
+    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console))
+
+
+def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
+          setup: Callable[[], tuple[str | None, str, list[str]]]) -> None:
     code = 1
     try:
         _stdio(stdio)
@@ -216,7 +297,7 @@ def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int) -> None:
         if plan.terminal and os.isatty(0):
             ltty.set_controlling_tty(0)
         try:
-            error, path, env = _setup(plan, ctl)
+            error, path, env = setup()
         except users.UnknownUser as e:
             _sync.send(report, _sync.SetupError(step=_Step.name, message=str(e)))
             return

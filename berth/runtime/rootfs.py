@@ -156,6 +156,11 @@ def apply_dev(plan: Plan) -> None:
         _bind(plan.console, path, MF.BIND)
 
 
+def bind_console(slave: str, target: str) -> None:
+    """Bind the container's pty slave over /dev/console (after pivot_root)."""
+    _bind(slave, target, MF.BIND)
+
+
 def enter_rootfs(plan: Plan) -> None:
     """Everything before pivot_root: propagation, the rootfs mount, the spec's mounts, /dev."""
     lmount.mount(None, "/", None, plan.root_propagation)

@@ -87,6 +87,8 @@ class HostConfig(msgspec.Struct):
     Init: bool | None = None
     MaskedPaths: list[str] | None = None
     ReadonlyPaths: list[str] | None = None
+    Mounts: list[dict[str, Any]] | None = None
+    Tmpfs: dict[str, str] | None = None
 
 
 class ContainerConfig(msgspec.Struct):

@@ -4,7 +4,8 @@
 
     <data-root>/                      default /var/lib/berth, survives reboots
       berth.lock                      flock held by the one berthd using this root
-      berth.db                        SQLite (WAL): images, tags, layers, containers
+      berth.db                        SQLite (WAL): images, tags, layers, containers,
+                                      networks, sandboxes, volumes, container_mounts
       image/
         layers/<chain-id hex>/diff/   one unpacked layer, an overlay lower dir, shared
         l/<short>                     short symlink -> ../layers/<chain>/diff (keeps the
@@ -18,6 +19,7 @@
         hostname hosts resolv.conf    bind-mounted into the container
         <id>-json.log                 json-file log, written by the shim
         exit.json                     written atomically by the shim when init exits
+      volumes/<name>/_data/           a volume's content (local driver, no mount options)
       runtime/
         seccomp/<sha256>.bpf          compiled seccomp programs, by profile digest
 
@@ -66,6 +68,10 @@ class DataRoot:
     @property
     def containers(self) -> Path:
         return self.root / "containers"
+
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
 
     @property
     def seccomp_cache(self) -> Path:

@@ -20,7 +20,7 @@ import socket
 import time
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
-from berth.runtime.shim.protocol import STDERR, STDOUT, ExitStatus, SpawnRequest, frame
+from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExitStatus, SpawnRequest, frame
 
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -44,7 +44,7 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 class _Client:
-    __slots__ = ("sock", "buf", "attached", "stdin", "stdout", "stderr", "waiting", "out")
+    __slots__ = ("sock", "buf", "attached", "stdin", "stdout", "stderr", "waiting", "out", "exec", "closing")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -53,6 +53,24 @@ class _Client:
         self.stdin = self.stdout = self.stderr = False
         self.waiting = False
         self.out = b""  # unsent bytes (the socket is non-blocking)
+        self.exec: _Exec | None = None  # this connection is an exec's stream
+        self.closing = False  # close once ``out`` is sent
+
+
+class _Exec:
+    """A process started by ``docker exec``: its stdio, its stream, its exit."""
+
+    __slots__ = ("id", "pid", "client", "fds", "stdin_w", "master", "code", "deadline")
+
+    def __init__(self, id: str, client: _Client):
+        self.id = id
+        self.pid = 0
+        self.client: _Client | None = client
+        self.fds: dict[int, int] = {}  # output fd -> stream
+        self.stdin_w: int | None = None
+        self.master: int | None = None
+        self.code: int | None = None
+        self.deadline = 0.0  # after exit: stop waiting for output held by leftover children
 
 
 class Shim:
@@ -68,7 +86,10 @@ class Shim:
         self.started = False
         self.pipes: dict[int, int] = {}  # read fd -> stream
         self.stdin_w: int | None = None
+        self.master: int | None = None  # the container's pty (with a tty)
         self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
+        self.execs: dict[int, _Exec] = {}  # by pid
+        self.exec_fds: dict[int, _Exec] = {}  # output fd -> its exec
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -85,25 +106,38 @@ class Shim:
         self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        if self.req.stdin:
+        if self.req.stdin and not self.req.tty:
             in_r, in_w = os.pipe2(os.O_CLOEXEC)
             self.stdin_w = in_w
         else:
             in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        con_parent, con_child = socket.socketpair() if self.req.tty else (None, None)
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
         ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
-            _helper(self.req, in_r, out_w, err_w, rep_w, ctl_r)
+            _helper(self.req, in_r, out_w, err_w, rep_w, ctl_r, con_child.fileno() if con_child else None)
         self.helper_pid = pid
         for fd in (out_w, err_w, in_r, rep_w, ctl_r):
             os.close(fd)
+        if con_child is not None:
+            con_child.close()
         self.rep = os.fdopen(rep_r, "rb", buffering=0)
         self.ctl_w: int | None = ctl_w
         reply = json.loads(self._helper_line() or b'{"error":"container setup helper exited"}')
         if "error" in reply:
             raise RuntimeError(reply["error"])
         self.init_pid = reply["pid"]
+        if con_parent is not None:
+            master = _recv_master(con_parent)
+            self.master = master
+            if self.req.console_size and all(self.req.console_size):
+                _resize(master, *self.req.console_size)
+            os.set_blocking(master, False)
+            self.pipes[master] = STDOUT
+            self.poll.register(master, _POLLIN)
+            if self.req.stdin:
+                self.stdin_w = os.dup(master)
         for fd, stream in ((out_r, STDOUT), (err_r, STDERR)):
             os.set_blocking(fd, False)
             self.pipes[fd] = stream
@@ -151,7 +185,11 @@ class Shim:
                 self._finish()
                 return
             timeout = 200 if self.exit is not None else None  # after exit, don't wait forever on leaked pipe holders
+            if self.execs:
+                timeout = self._exec_timeout(timeout)
             events = self.poll.poll(timeout)
+            if not events and self.execs:
+                self._exec_deadlines()
             if not events and self.exit is not None:
                 for fd in list(self.pipes):
                     self._close_pipe(fd)
@@ -165,6 +203,8 @@ class Shim:
                     self._reap()
                 elif fd in self.pipes:
                     self._pipe_ready(fd)
+                elif fd in self.exec_fds:
+                    self._exec_output(fd)
                 elif fd == self.listener.fileno():
                     self._accept()
                 elif fd in self.clients:
@@ -182,6 +222,9 @@ class Shim:
                 code = os.waitstatus_to_exitcode(status)
                 code = 128 - code if code < 0 else code
                 self._exited(code)
+            elif pid in self.execs:
+                code = os.waitstatus_to_exitcode(status)
+                self._exec_exited(self.execs[pid], 128 - code if code < 0 else code)
 
     def _exited(self, code: int, error: str = "") -> None:
         from berth import runtime
@@ -211,6 +254,9 @@ class Shim:
             os.unlink(self.req.socket)
         except FileNotFoundError:
             pass
+        for e in list(self.execs.values()):
+            self._exec_exited(e, e.code if e.code is not None else 137)
+            self._exec_done(e)
         for c in list(self.clients.values()):
             try:
                 c.sock.setblocking(True)
@@ -304,6 +350,13 @@ class Shim:
         if n < len(data):
             c.out = data[n:]
             self.poll.modify(c.sock.fileno(), _POLLIN | select.POLLOUT)
+        elif c.closing:
+            self._drop(c)
+
+    def _send_and_close(self, c: _Client, data: bytes) -> None:
+        c.closing = True
+        if c.sock.fileno() in self.clients:
+            self._send(c, data)
 
     def _client_ready(self, fd: int, ev: int) -> None:
         c = self.clients[fd]
@@ -317,6 +370,9 @@ class Shim:
                 self._drop(c)
                 return
             if not c.out:
+                if c.closing:
+                    self._drop(c)
+                    return
                 self.poll.modify(fd, _POLLIN)
         if not ev & (_POLLIN | _POLLERR):
             return
@@ -326,6 +382,9 @@ class Shim:
             return
         except OSError:
             data = b""
+        if c.exec is not None:
+            self._exec_input(c, data)
+            return
         if c.attached:
             if not data:
                 # stdin from this client is over; the stream stays open for output
@@ -379,6 +438,10 @@ class Shim:
         elif op == "state":
             status = "exited" if self.exit else ("running" if self.started else "created")
             self._reply(c, {"pid": self.init_pid, "status": status})
+        elif op == "resize":
+            self._reply(c, self._resize_op(req))
+        elif op == "exec":
+            self._exec(c, req, rest)
         else:
             self._reply(c, {"error": f"unknown op {op!r}"})
 
@@ -405,9 +468,7 @@ class Shim:
     def _write_stdin(self, data: bytes) -> None:
         if self.stdin_w is None:
             return
-        try:
-            os.write(self.stdin_w, data)  # blocking write: back-pressure on a slow reader
-        except OSError:
+        if not _write_all(self.stdin_w, data):  # blocking: back-pressure on a slow reader
             self._close_stdin()
 
     def _close_stdin(self) -> None:
@@ -415,8 +476,220 @@ class Shim:
             os.close(self.stdin_w)
             self.stdin_w = None
 
+    def _resize_op(self, req: dict) -> dict:
+        if "exec" in req:
+            e = next((x for x in self.execs.values() if x.id == req["exec"]), None)
+            fd = e.master if e is not None else None
+        else:
+            fd = self.master
+        if fd is None:
+            return {"error": "no terminal"}
+        try:
+            _resize(fd, int(req.get("h", 0)), int(req.get("w", 0)))
+        except OSError as e:
+            return {"error": f"resize: {os.strerror(e.errno or 0)}"}
+        return {"ok": True}
 
-def _helper(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int) -> None:
+    # -- exec -------------------------------------------------------------------------------
+
+    def _exec(self, c: _Client, req: dict, rest: bytes) -> None:
+        """Start a process in the container through a short-lived helper child (as setup)."""
+        if not self.started or self.exit is not None:
+            self._reply(c, {"error": "container is not running"})
+            return
+        tty = bool(req.get("tty"))
+        e = _Exec(str(req.get("id", "")), c)
+        child: list[int] = []
+        con_parent = con_child = None
+        if tty:
+            con_parent, con_child = socket.socketpair()
+            in_r = out_w = err_w = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            child = [in_r, con_child.fileno()]
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            if req.get("stdin"):
+                in_r, e.stdin_w = os.pipe2(os.O_CLOEXEC)
+            else:
+                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            e.fds = {out_r: STDOUT, err_r: STDERR}
+            child = [in_r, out_w, err_w]
+        rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            _exec_helper(self.req, req, self.init_pid, in_r, out_w, err_w, rep_w,
+                         con_child.fileno() if con_child else None)
+        os.close(rep_w)
+        for fd in set(child):
+            if con_child is None or fd != con_child.fileno():
+                os.close(fd)
+        if con_child is not None:
+            con_child.close()
+        with os.fdopen(rep_r, "rb") as f:
+            line = f.readline()
+        reply = json.loads(line or b'{"error":"exec helper exited","exit_code":126}')
+        if "error" in reply:
+            for fd in list(e.fds) + ([e.stdin_w] if e.stdin_w is not None else []):
+                os.close(fd)
+            if con_parent is not None:
+                con_parent.close()
+            self._reply(c, reply)
+            return
+        if con_parent is not None:
+            e.master = _recv_master(con_parent)
+            e.fds = {e.master: STDOUT}
+            if req.get("stdin"):
+                e.stdin_w = os.dup(e.master)
+        e.pid = reply["pid"]
+        c.exec = e
+        c.attached = True
+        self.execs[e.pid] = e
+        for fd in e.fds:
+            os.set_blocking(fd, False)
+            self.exec_fds[fd] = e
+            self.poll.register(fd, _POLLIN)
+        self._reply(c, {"pid": e.pid})
+        if rest:
+            self._exec_input(c, rest)
+
+    def _exec_input(self, c: _Client, data: bytes) -> None:
+        e = c.exec
+        assert e is not None
+        if data:
+            if e.stdin_w is not None and not _write_all(e.stdin_w, data):
+                self._exec_close_stdin(e)
+            return
+        # the client half-closed (no more stdin) or left: the process keeps running
+        self.poll.modify(c.sock.fileno(), select.POLLOUT if c.out else 0)
+        if e.master is None:
+            self._exec_close_stdin(e)
+
+    def _exec_close_stdin(self, e: _Exec) -> None:
+        if e.stdin_w is not None:
+            os.close(e.stdin_w)
+            e.stdin_w = None
+
+    def _exec_output(self, fd: int) -> None:
+        e = self.exec_fds[fd]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._exec_close_fd(e, fd)
+            return
+        if e.client is not None and e.client.sock.fileno() in self.clients:
+            self._send(e.client, frame(e.fds[fd], data))
+
+    def _exec_close_fd(self, e: _Exec, fd: int) -> None:
+        self.poll.unregister(fd)
+        os.close(fd)
+        del e.fds[fd]
+        del self.exec_fds[fd]
+        if e.master == fd:
+            e.master = None
+        if not e.fds and e.code is not None:
+            self._exec_done(e)
+
+    def _exec_exited(self, e: _Exec, code: int) -> None:
+        if e.code is None:
+            e.code = code
+            e.deadline = time.monotonic() + 0.2
+        if not e.fds:
+            self._exec_done(e)
+
+    def _exec_done(self, e: _Exec) -> None:
+        for fd in list(e.fds):
+            self._exec_close_fd(e, fd)
+        self._exec_close_stdin(e)
+        self.execs.pop(e.pid, None)
+        c, e.client = e.client, None
+        if c is not None and c.sock.fileno() in self.clients:
+            self._send_and_close(c, frame(EXIT, _ENC.encode({"exit_code": e.code}).encode()))
+
+    def _exec_timeout(self, timeout: int | None) -> int | None:
+        deadlines = [e.deadline for e in self.execs.values() if e.code is not None]
+        if not deadlines:
+            return timeout
+        ms = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+        return ms if timeout is None else min(ms, timeout)
+
+    def _exec_deadlines(self) -> None:
+        now = time.monotonic()
+        for e in list(self.execs.values()):
+            if e.code is not None and e.deadline <= now:
+                self._exec_done(e)
+
+
+def _recv_master(sock: socket.socket) -> int:
+    """The pty master the container's init (or an exec child) sent over SCM_RIGHTS."""
+    sock.settimeout(10)
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    finally:
+        sock.close()
+    if not fds:
+        raise RuntimeError("no terminal received from the container")
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def _resize(fd: int, rows: int, cols: int) -> None:
+    from berth.linux import tty
+    tty.set_winsize(fd, rows, cols)
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write everything, waiting when the fd is non-blocking and full; False when it is gone."""
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+        except OSError:
+            return False
+    return True
+
+
+def _exec_helper(sreq: SpawnRequest, req: dict, init_pid: int, in_r: int, out_w: int, err_w: int,
+                 rep_w: int, console: int | None) -> None:
+    """The exec child: start the process in the container, report its pid, exit.
+
+    The process is reparented to the shim (a child subreaper) when this helper exits."""
+    code = 0
+    try:
+        from pathlib import Path
+
+        from berth import runtime
+        from berth.oci.spec import decode_spec
+        from berth.runtime.container import exec_process, exec_spec
+        try:
+            with open(os.path.join(sreq.bundle, "config.json"), "rb") as f:
+                spec = exec_spec(decode_spec(f.read()), args=list(req["args"]), env=list(req.get("env") or []),
+                                 cwd=req.get("cwd") or "", user=req.get("user") or "", tty=bool(req.get("tty")),
+                                 privileged=bool(req.get("privileged")))
+            cache = Path(sreq.seccomp_cache) if sreq.seccomp_cache else None
+            pid = exec_process(spec, init_pid, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache,
+                               console_socket=console)
+        except runtime.ExecFailed as e:
+            os.write(rep_w, _ENC.encode({"error": str(e), "exit_code": 126}).encode() + b"\n")
+            os._exit(0)
+        except Exception as e:
+            os.write(rep_w, _ENC.encode({"error": str(e) or e.__class__.__name__, "exit_code": 126}).encode()
+                     + b"\n")
+            os._exit(0)
+        os.write(rep_w, _ENC.encode({"pid": pid}).encode() + b"\n")
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
+def _helper(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int,
+            console: int | None = None) -> None:
     """The setup child: create the init, report its pid, release it on "start", then exit."""
     code = 0
     try:
@@ -428,7 +701,8 @@ def _helper(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ct
             spec = decode_spec(f.read())
         cache = Path(req.seccomp_cache) if req.seccomp_cache else None
         try:
-            init = runtime.create(spec, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache)
+            init = runtime.create(spec, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache,
+                                  console_socket=console)
         except Exception as e:
             os.write(rep_w, _ENC.encode({"error": str(e) or e.__class__.__name__}).encode() + b"\n")
             os._exit(0)

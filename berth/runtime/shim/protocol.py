@@ -14,6 +14,15 @@ Requests:
                                              when the init has exited
     {"op": "kill", "signal": n}           -> {"ok": true} | {"error": "..."}
     {"op": "state"}                       -> {"pid": n, "status": "created|running|exited"}
+    {"op": "resize", "h": n, "w": n[, "exec": id]}
+                                          -> {"ok": true} | {"error": "..."} (the container's or
+                                             an exec's terminal)
+    {"op": "exec", "id": exec id, "args": [...], "env": [...], "cwd": s, "user": s, "tty": b,
+     "privileged": b, "stdin": b}         -> {"pid": n} | {"error": "...", "exit_code": n}, then
+                                             the stream: stdin up; down, *always* stdcopy
+                                             frames (1 stdout, 2 stderr; raw pty bytes as 1),
+                                             ending with one frame of stream EXIT whose payload
+                                             is {"exit_code": n}; then the shim closes it.
 
 The fork server (``<exec-root>/forkserver.sock``) takes one JSON line, a SpawnRequest, and
 the new shim answers on the same connection with one line: {"pid": init pid, "shim_pid": n}
@@ -35,6 +44,7 @@ class SpawnRequest(msgspec.Struct):
     stdin_once: bool = False
     tty: bool = False
     seccomp_cache: str | None = None
+    console_size: list[int] | None = None  # [rows, cols] of the first terminal size
 
 
 class ExitStatus(msgspec.Struct):
@@ -46,6 +56,7 @@ class ExitStatus(msgspec.Struct):
 
 STDOUT = 1
 STDERR = 2
+EXIT = 3  # an exec stream's last frame: {"exit_code": n}
 
 
 def frame(stream: int, data: bytes) -> bytes:

@@ -1,0 +1,107 @@
+"""/containers/{id}/exec and /exec/{id}/*: create, start (hijacked stream), resize, inspect."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from berth.api.http import Request, Response, Router
+from berth.api.system import json_response
+from berth.engine.exec import ExecCreate, Execs, inspect_json
+from berth.errors import InvalidArgument
+from berth.schema import detachkeys
+
+
+class ExecStart(msgspec.Struct):
+    Detach: bool = False
+    Tty: bool = False
+    ConsoleSize: list[int] | None = None
+
+
+def _decode(body: bytes, typ: type) -> object:
+    if not body.strip():
+        return typ()
+    try:
+        return msgspec.json.decode(body, type=typ)
+    except msgspec.ValidationError as e:
+        raise InvalidArgument(f"json: cannot unmarshal: {e}") from None
+    except msgspec.DecodeError as e:
+        raise InvalidArgument(f"invalid character in JSON: {e}") from None
+
+
+def routes(router: Router, ctx: object) -> None:
+    execs: Execs = ctx.execs  # type: ignore[attr-defined]
+
+    async def create(req: Request) -> Response:
+        body = _decode(await req.read(), ExecCreate)
+        assert isinstance(body, ExecCreate)
+        if body.DetachKeys:
+            try:
+                detachkeys.parse(body.DetachKeys)
+            except ValueError as e:
+                raise InvalidArgument(str(e)) from None
+        ex = execs.create(req.match["id"], body)
+        return json_response({"Id": ex.id}, 201)
+
+    async def start(req: Request) -> Response | None:
+        body = _decode(await req.read(), ExecStart)
+        assert isinstance(body, ExecStart)
+        session = await execs.start(req.match["id"], body.Detach, body.Tty, body.ConsoleSize)
+        if body.Detach:
+            return Response(200, b"", content_type="application/json")
+        ex = session.ex
+        ctype = "application/vnd.docker.raw-stream" if ex.tty or not req.version_at_least("1.42") \
+            else "application/vnd.docker.multiplexed-stream"
+        req.hijack(ctype)
+        await req.writer.drain()
+        keys = detachkeys.parse(ex.detach_keys or detachkeys.DEFAULT) if ex.tty and ex.attach_stdin else b""
+        matcher = detachkeys.Matcher(keys)
+
+        async def upstream() -> None:
+            try:
+                while True:
+                    data = await req.reader.read(65536)
+                    if not data:
+                        break
+                    data, detached = matcher.feed(data)
+                    if data:
+                        await session.write_stdin(data)
+                    if detached:
+                        req.writer.close()
+                        return
+            except (ConnectionError, OSError):
+                pass
+            session.close_stdin()
+
+        up = asyncio.ensure_future(upstream())
+        client_gone = False
+        try:
+            async for chunk in session.output():
+                if client_gone:
+                    continue  # keep draining: the exit code comes at the end
+                try:
+                    req.writer.write(chunk)
+                    await req.writer.drain()
+                except (ConnectionError, OSError):
+                    client_gone = True
+        finally:
+            up.cancel()
+            try:
+                req.writer.close()
+            except Exception:
+                pass
+        return None
+
+    async def resize(req: Request) -> Response:
+        h, w = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
+        await execs.resize(req.match["id"], h, w)
+        return Response(200, b"", content_type="text/plain; charset=utf-8")
+
+    async def inspect(req: Request) -> Response:
+        return json_response(inspect_json(execs.get(req.match["id"])))
+
+    router.add("POST", "/containers/{id}/exec", create)
+    router.add("POST", "/exec/{id}/start", start)
+    router.add("POST", "/exec/{id}/resize", resize)
+    router.add("GET", "/exec/{id}/json", inspect)

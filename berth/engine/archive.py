@@ -1,0 +1,178 @@
+"""``docker cp`` (HEAD/GET/PUT /containers/{id}/archive) and ``docker diff`` (changes).
+
+The file work runs in a helper process (``berth.runtime.archive``) chrooted into the
+container's root: through ``/proc/<pid>/root`` while it runs, through a private overlay mount
+while it is stopped. So a symlink in the container can never lead a copy out of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from berth.engine.containers import Containers
+from berth.engine.model import Container
+from berth.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+
+_KINDS = {"notfound": NotFound, "notdir": InvalidArgument, "invalid": InvalidArgument, "denied": PermissionDenied}
+
+
+class NoSuchPath(NotFound):
+    pass
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    kind: int  # 0 modified, 1 added, 2 deleted (Docker's ChangeType)
+
+
+class Archives:
+    def __init__(self, containers: Containers) -> None:
+        self.containers = containers
+
+    def _argv(self, c: Container, mode: str, path: str, extra: list[str]) -> list[str]:
+        argv = [sys.executable, "-m", "berth.runtime.archive", mode, path, *extra]
+        if c.running and c.state.pid:
+            return argv + ["--root", f"/proc/{c.state.pid}/root"]
+        d = self.containers.data.container(c.id)
+        image = self.containers.images.get_by_id(c.image_id)
+        lowers = self.containers.images.lower_dirs(image)
+        if not lowers:
+            empty = self.containers.data.root / "image" / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        opts = f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
+        return argv + ["--overlay", opts, "--mnt", str(d.rootfs)]
+
+    async def _spawn(self, c: Container, mode: str, path: str, extra: list[str] | None = None,
+                     stdin: bool = False) -> asyncio.subprocess.Process:
+        if not path:
+            raise InvalidArgument("Path cannot be empty")
+        return await asyncio.create_subprocess_exec(
+            *self._argv(c, mode, path, extra or []), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL)
+
+    @staticmethod
+    def _raise(err: bytes) -> None:
+        try:
+            doc = json.loads(err.decode().strip().splitlines()[-1])
+            kind, msg = doc["kind"], doc["message"]
+        except (ValueError, IndexError, KeyError):
+            raise Conflict(f"archive helper failed: {err.decode(errors='replace').strip()}") from None
+        raise _KINDS.get(kind, InvalidArgument)(msg)
+
+    async def stat(self, ref: str, path: str) -> dict[str, object]:
+        c = self.containers.get(ref)
+        async with self._guard(c):
+            proc = await self._spawn(c, "stat", path)
+            out, err = await proc.communicate()
+        if proc.returncode != 0:
+            self._raise(err)
+        return json.loads(out)
+
+    async def get(self, ref: str, path: str) -> tuple[dict[str, object], AsyncIterator[bytes]]:
+        st = await self.stat(ref, path)
+        c = self.containers.get(ref)
+
+        async def body() -> AsyncIterator[bytes]:
+            async with self._guard(c):
+                proc = await self._spawn(c, "get", path)
+                assert proc.stdout is not None
+                try:
+                    while chunk := await proc.stdout.read(1 << 20):
+                        yield chunk
+                finally:
+                    if proc.returncode is None:
+                        try:
+                            proc.kill()
+                        except ProcessLookupError:
+                            pass
+                    await proc.wait()
+        return st, body()
+
+    async def put(self, ref: str, path: str, body: AsyncIterator[bytes], no_overwrite_dir_non_dir: bool,
+                  copy_uidgid: bool) -> None:
+        c = self.containers.get(ref)
+        if c.host_config.ReadonlyRootfs:
+            raise PermissionDenied("container rootfs is marked read-only")
+        extra = (["--no-overwrite-dir-non-dir"] if no_overwrite_dir_non_dir else []) + \
+            (["--copy-uidgid"] if copy_uidgid else [])
+        async with self._guard(c):
+            proc = await self._spawn(c, "put", path, extra, stdin=True)
+            assert proc.stdin is not None and proc.stderr is not None
+            err_task = asyncio.ensure_future(proc.stderr.read())
+            try:
+                async for chunk in body:
+                    proc.stdin.write(chunk)
+                    await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                try:
+                    proc.stdin.close()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            err = await err_task
+            await proc.wait()
+        if proc.returncode != 0:
+            self._raise(err)
+
+    def _guard(self, c: Container):  # type: ignore[no-untyped-def]
+        """Stopped containers mount their overlay (one user of its workdir at a time)."""
+        if c.running:
+            return _nolock()
+        return self.containers.lock(c.id)
+
+    # -- changes (docker diff) ----------------------------------------------------------------
+
+    def changes(self, ref: str) -> list[Change]:
+        c = self.containers.get(ref)
+        upper = str(self.containers.data.container(c.id).upper)
+        lowers = [str(p) for p in self.containers.images.lower_dirs(self.containers.images.get_by_id(c.image_id))]
+        out: list[Change] = []
+
+        def in_lower(rel: str) -> bool:
+            return any(os.path.lexists(os.path.join(lo, rel)) for lo in lowers)
+
+        for root, dirs, files in os.walk(upper):
+            for name in sorted(dirs + files):
+                full = os.path.join(root, name)
+                rel = os.path.relpath(full, upper)
+                try:
+                    st = os.lstat(full)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # an overlay whiteout
+                    out.append(Change("/" + rel, 2))
+                    continue
+                out.append(Change("/" + rel, 0 if in_lower(rel) else 1))
+        out = [ch for ch in out if ch.path not in _MOUNT_POINTS]
+        keep = {os.path.dirname(ch.path) for ch in out}
+        for _ in range(64):  # a "changed" dir only shows when something under it is listed
+            parents = {os.path.dirname(p) for p in keep} | keep
+            if parents == keep:
+                break
+            keep = parents
+        out = [ch for ch in out if ch.kind != 0 or ch.path in keep or not os.path.isdir(
+            os.path.join(upper, ch.path.lstrip("/")))]
+        out.sort(key=lambda ch: ch.path)
+        return out
+
+
+# mount points berth itself creates in the writable layer (Docker keeps them in its init layer)
+_MOUNT_POINTS = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/sbin/docker-init", "/dev", "/proc",
+                 "/sys", "/dev/console"}
+
+
+class _nolock:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *a: object) -> None:
+        return None

@@ -1,0 +1,150 @@
+"""What a container is attached to: its networks (``engine.networks``) and its mounts
+(``engine.volumes``). ``engine.containers`` calls these hooks at each step of a container's
+life, so that it needs to know nothing of either::
+
+    prepare(c, req)                 create   (validates; records endpoints and mount points)
+    await begin_start(c)            start, before the shim -> spec arguments (netns, mounts)
+    await after_spawn(c, pid)       start, the init exists and waits: plug the network in
+    await stopped(c)                the init exited, or the start failed
+    removed(c, volumes)             remove (``rm -v`` also removes anonymous volumes)
+    await recover(containers)       berthd start
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+from berth.engine.model import Container
+from berth.engine.networks import ContainerView, Networks
+from berth.engine.volumes import MountPoint, Volumes
+from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.state.paths import DataRoot
+
+log = logging.getLogger("berth.engine")
+
+
+class Attachments:
+    def __init__(self, networks: Networks, volumes: Volumes, data: DataRoot, containers: Any):
+        self.networks = networks
+        self.volumes = volumes
+        self.data = data
+        self.containers = containers    # engine.containers.Containers (for names and lookups)
+        networks.names = self._names
+
+    def _names(self, cid: str) -> tuple[str, str] | None:
+        c = self.containers.by_id.get(cid)
+        return (c.name, c.config.Hostname) if c is not None else None
+
+    @staticmethod
+    def view(c: Container) -> ContainerView:
+        hc = c.host_config
+        return ContainerView(
+            id=c.id, name=c.name, hostname=c.config.Hostname, domainname=c.config.Domainname,
+            network_mode=hc.NetworkMode, port_bindings=hc.PortBindings, exposed=c.config.ExposedPorts,
+            publish_all=hc.PublishAllPorts, dns=list(hc.Dns or []), dns_search=list(hc.DnsSearch or []),
+            dns_options=list(hc.DnsOptions or []), extra_hosts=list(hc.ExtraHosts or []),
+            links=list(hc.Links or []), mac=c.config.MacAddress or "")
+
+    # -- create -----------------------------------------------------------------------------
+
+    def prepare(self, c: Container, networking_config: dict[str, Any] | None, hostname_given: bool) -> None:
+        """Raises NotFound, InvalidArgument, Conflict; records nothing if it raises."""
+        hc = c.host_config
+        mode = hc.NetworkMode or "default"
+        if mode.startswith("container:"):
+            other = self.containers.get(mode.split(":", 1)[1])
+            if other.id == c.id:
+                raise InvalidArgument("cannot join own network namespace")
+            if hostname_given:
+                raise InvalidArgument("conflicting options: hostname and the network mode")
+            if hc.PortBindings or hc.PublishAllPorts:
+                raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+            hc.NetworkMode = f"container:{other.id}"
+            c.config.Hostname = other.config.Hostname
+        elif mode == "host" and not hostname_given:
+            c.config.Hostname = socket.gethostname()
+        if (mode in ("host", "none") or mode.startswith("container:")) and hc.Links:
+            raise InvalidArgument("conflicting options: container type network can't be used with links. "
+                                  "This would result in undefined behavior")
+        volumes = dict(c.config.Volumes or {})
+        try:  # the image's VOLUMEs count even when the request sends its own (often {})
+            ic = self.containers.images.get_by_id(c.image_id).config.config
+            volumes.update((ic.Volumes or {}) if ic is not None else {})
+        except NotFound:
+            pass
+        self.volumes.prepare(c.id, hc, volumes, self._points_of)
+        try:
+            self.networks.prepare(self.view(c), (networking_config or {}).get("EndpointsConfig"))
+        except BaseException:
+            self.volumes.forget(c.id, remove_anonymous=True)
+            raise
+
+    def _points_of(self, ref: str) -> tuple[str, list[MountPoint]]:
+        other = self.containers.get(ref)
+        return other.id, self.volumes.of(other.id)
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def begin_start(self, c: Container) -> dict[str, Any]:
+        """-> extra keyword arguments of build_spec (netns, extra_mounts)."""
+        d = self.data.container(c.id)
+        mode = c.host_config.NetworkMode
+        joined_files = None
+        netns_path = ""
+        if mode.startswith("container:"):
+            other = self.containers.get(mode.split(":", 1)[1])
+            if not other.running or not other.state.pid:
+                raise Conflict(f"cannot join network namespace of a non running container: {other.id}")
+            od = self.data.container(other.id)
+            joined_files = (od.hosts, od.resolv_conf, od.hostname)
+            netns_path = f"/proc/{other.state.pid}/ns/net"
+        t = time.perf_counter()
+        kind = await self.networks.begin_start(self.view(c), d.hosts, d.resolv_conf, d.hostname, None, joined_files)
+        try:
+            image = self.containers.images.get_by_id(c.image_id)
+            lowers = list(self.containers.images.lower_dirs(image))
+            mounts = self.volumes.spec_mounts(c.id, lowers, d.upper)
+        except BaseException:
+            await self.networks.release(c.id)
+            raise
+        log.debug("network/volume prepare %s: %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
+        kind, made = kind
+        netns: str | None = {"host": None, "join": netns_path, "made": made}.get(kind, "")
+        return {"netns": netns, "extra_mounts": mounts}
+
+    async def after_spawn(self, c: Container, pid: int) -> None:
+        t = time.perf_counter()
+        await self.networks.attach(c.id, pid)
+        log.debug("network attach %s: %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
+
+    async def stopped(self, c: Container) -> None:
+        t = time.perf_counter()
+        await self.networks.release(c.id)
+        log.debug("network release %s: %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
+
+    def removed(self, c: Container, volumes: bool) -> None:
+        self.networks.forget(c.id)
+        self.volumes.forget(c.id, remove_anonymous=volumes)
+
+    async def recover(self, containers: list[Container]) -> None:
+        running = {c.id: c.state.pid for c in containers if c.running and c.state.pid}
+        await self.networks.recover(running)
+
+    async def shutdown(self, containers: list[Container]) -> None:
+        await self.networks.shutdown(any(c.running for c in containers))
+
+    # -- shapes -----------------------------------------------------------------------------
+
+    def network_settings(self, c: Container) -> dict[str, Any]:
+        mode = c.host_config.NetworkMode
+        return self.networks.settings(c.id, "bridge" if mode == "default" else mode, c.config.ExposedPorts)
+
+    def ports(self, c: Container) -> list[dict[str, Any]]:
+        return self.networks.ports_summary(c.id, c.config.ExposedPorts)
+
+    def mounts(self, c: Container) -> list[dict[str, Any]]:
+        return self.volumes.mounts_json(c.id)
+

@@ -1,0 +1,108 @@
+"""IP address management (pure): choosing subnets and handing out addresses.
+
+Terms: a network's *pool* is its subnet (``172.18.0.0/16``); the *range* (``--ip-range``) is the
+part of it that automatic allocation draws from; the *gateway* is the bridge's own address.
+Addresses are handed out in order from a *cursor* that only moves forward (wrapping at the end
+of the range), as Docker's bit-sequence allocator does: a released address is not reused
+until every other one has been, so a name that still resolves to a stale address never finds a
+new container behind it. The cursor is stored with the network, so this survives restarts; the
+set of addresses in use is rebuilt from the endpoints.
+
+    subnet = choose_subnet(in_use=[...])              # 172.17.0.0/16 unless that is taken
+    addr, cursor = allocate(subnet, None, gateway, taken, cursor)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network
+
+from berth.errors import Conflict, InvalidArgument
+
+# Docker's default address pools: 172.17-31.0.0/16, then 192.168.0.0/20 steps.
+DEFAULT_POOLS: tuple[IPv4Network, ...] = tuple(
+    [IPv4Network(f"172.{n}.0.0/16") for n in range(17, 32)]
+    + [IPv4Network(f"192.168.{n}.0/20") for n in range(0, 256, 16)]
+)
+
+
+class PoolExhausted(Conflict):
+    pass
+
+
+def parse_subnet(text: str) -> IPv4Network:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid subnet {text}: invalid CIDR address: {text}") from None
+    if not isinstance(net, IPv4Network):
+        raise InvalidArgument(f"IPv6 subnets are not supported: {text}")
+    if net.prefixlen > 30:
+        raise InvalidArgument(f"subnet {text} is too small: a network needs at least a /30")
+    return net
+
+
+def parse_address(text: str, what: str = "address") -> IPv4Address:
+    try:
+        return IPv4Address(text.split("/")[0])
+    except ValueError:
+        raise InvalidArgument(f"invalid {what} {text}") from None
+
+
+def choose_subnet(in_use: Iterable[IPv4Network],
+                  pools: Iterable[IPv4Network] = DEFAULT_POOLS) -> IPv4Network:
+    """The first default pool that overlaps nothing in use (host routes and addresses, other
+    networks). Raises PoolExhausted."""
+    used = list(in_use)
+    for pool in pools:
+        if not any(pool.overlaps(u) for u in used):
+            return pool
+    raise PoolExhausted("all predefined address pools have been fully subnetted")
+
+
+def default_gateway(subnet: IPv4Network) -> IPv4Address:
+    return subnet.network_address + 1
+
+
+def check_config(subnet: IPv4Network, gateway: IPv4Address | None, ip_range: IPv4Network | None) -> None:
+    if gateway is not None and gateway not in subnet:
+        raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+    if ip_range is not None and not ip_range.subnet_of(subnet):
+        raise InvalidArgument(f"no matching subnet for range {ip_range}")
+
+
+def allocate(subnet: IPv4Network, ip_range: IPv4Network | None, taken: set[IPv4Address],
+             cursor: int) -> tuple[IPv4Address, int]:
+    """The next free address after ``cursor`` (an offset into the range), wrapping once.
+
+    -> (address, new cursor). The network and broadcast addresses of the subnet are never
+    handed out; ``taken`` must hold the gateway and every address in use.
+    Raises PoolExhausted when the range is full.
+    """
+    rng = ip_range or subnet
+    first = int(rng.network_address)
+    size = rng.num_addresses
+    lo, hi = int(subnet.network_address), int(subnet.broadcast_address)
+    taken_ints = {int(a) for a in taken}
+    for step in range(size):
+        off = (cursor + step) % size
+        a = first + off
+        if a <= lo or a >= hi or a in taken_ints:
+            continue
+        return IPv4Address(a), off + 1
+    raise PoolExhausted(f"no available IPv4 addresses on this network's address pools: {subnet}")
+
+
+def request(subnet: IPv4Network, addr: IPv4Address, taken: set[IPv4Address]) -> IPv4Address:
+    """A specific address (``--ip``). Raises InvalidArgument or Conflict."""
+    if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {addr}")
+    if addr in taken:
+        raise Conflict(f"Address already in use: {addr}")
+    return addr
+
+
+def mac_for(addr: IPv4Address) -> str:
+    """Docker's generated MAC: 02:42 followed by the IPv4 address."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in addr.packed)

@@ -1,0 +1,105 @@
+"""NAT and filter rules in one nftables table owned by berth (rendering is pure).
+
+berth never edits rules it did not make: everything lives in ``table ip <name>`` (``berth``
+for the default data root), and every change replaces that whole table in one nft
+transaction (``table x {}; delete table x; table x {...}``), so the kernel never sees half a
+rule set and a restart re-creates it from berthd's records. Removing the table removes all of
+berth's rules.
+
+What the table does:
+
+- ``prerouting``/``output`` (nat): traffic to a local address (``fib daddr type local``) and a
+  published port is DNATed to the container; ``output`` covers connections from the host
+  itself, including to 127.0.0.1 (the bridge gets ``route_localnet=1`` and the source is
+  masqueraded, as dockerd does with ``--userland-proxy=false``): the kernel moves the bytes.
+- ``postrouting`` (nat): outbound traffic from a non-internal bridge is masqueraded; DNATed
+  traffic that comes back out of the same bridge (hairpin, container to a published port) is
+  masqueraded so replies return through the host.
+- ``forward`` (filter): internal networks talk only among themselves; different berth
+  bridges are isolated from each other except through published ports.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from berth.errors import RuntimeFailure
+
+
+@dataclass(frozen=True)
+class BridgeRules:
+    bridge: str
+    subnet: str
+    internal: bool = False
+    masquerade: bool = True
+
+
+@dataclass(frozen=True)
+class PortRule:
+    proto: str              # "tcp" | "udp" | "sctp"
+    host_ip: str            # "" or "0.0.0.0": every local address
+    host_port: int
+    container_ip: str
+    container_port: int
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', "") + '"'
+
+
+def render(table: str, bridges: Iterable[BridgeRules], ports: Iterable[PortRule]) -> str:
+    """The nft script that replaces ``table ip <table>`` with these rules."""
+    bridges = sorted(bridges, key=lambda b: b.bridge)
+    ports = sorted(ports, key=lambda p: (p.proto, p.host_port, p.host_ip))
+    out = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
+    if bridges:
+        names = ", ".join(_q(b.bridge) for b in bridges)
+        out.append(f"  set bridges {{ type ifname; elements = {{ {names} }} }}")
+    out += [
+        "  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;",
+        "    fib daddr type local jump ports", "  }",
+        "  chain output {", "    type nat hook output priority -100; policy accept;",
+        "    fib daddr type local jump ports", "  }",
+        "  chain ports {",
+    ]
+    for p in ports:
+        dst = f"ip daddr {p.host_ip} " if p.host_ip not in ("", "0.0.0.0") else ""
+        out.append(f"    {dst}{p.proto} dport {p.host_port} dnat to {p.container_ip}:{p.container_port}")
+    out += ["  }", "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;"]
+    for b in bridges:
+        br = _q(b.bridge)
+        out.append(f"    oifname {br} ip saddr 127.0.0.0/8 masquerade")
+        out.append(f"    oifname {br} ct status dnat ip saddr {b.subnet} masquerade")
+        if b.masquerade and not b.internal:
+            out.append(f"    ip saddr {b.subnet} oifname != {br} masquerade")
+    out += ["  }", "  chain forward {", "    type filter hook forward priority filter; policy accept;"]
+    for b in bridges:
+        if b.internal:
+            br = _q(b.bridge)
+            out.append(f"    iifname {br} oifname != {br} drop")
+            out.append(f"    oifname {br} iifname != {br} drop")
+    out.append("    ct state established,related accept")
+    out.append("    ct status dnat accept")
+    for b in bridges:
+        br = _q(b.bridge)
+        out.append(f"    iifname {br} oifname != {br} oifname @bridges drop")
+    out += ["  }", "}"]
+    return "\n".join(out) + "\n"
+
+
+def render_delete(table: str) -> str:
+    return f"table ip {table} {{}}\ndelete table ip {table}\n"
+
+
+def apply(script: str) -> None:
+    """Run an nft script as one transaction. Raises RuntimeFailure."""
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    try:
+        r = subprocess.run([nft, "-f", "-"], input=script.encode(), capture_output=True, timeout=30)
+    except FileNotFoundError:
+        raise RuntimeFailure("nft not found: berth needs nftables (apt-get install nftables)") from None
+    if r.returncode != 0:
+        raise RuntimeFailure(f"nft: {r.stderr.decode(errors='replace').strip()}")

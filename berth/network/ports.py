@@ -1,0 +1,124 @@
+"""Published ports: from HostConfig.PortBindings/ExposedPorts to concrete bindings, and the
+host sockets that reserve them.
+
+The kernel forwards the traffic (nat.py's DNAT); berthd only *binds* each host port, without
+listening, so that nothing else can take it while the container runs and so that a port
+already in use is an error at start, as dockerd 28 does. A random port (``-p 80``, ``-P``)
+is whatever the kernel's ephemeral range gives that bind.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from berth.errors import InvalidArgument
+
+PROTOS = ("tcp", "udp", "sctp")
+
+
+@dataclass(frozen=True)
+class Request:
+    proto: str
+    container_port: int
+    host_ip: str          # "" = every address
+    host_port_lo: int     # 0 = any
+    host_port_hi: int
+
+
+@dataclass(frozen=True)
+class Binding:
+    proto: str
+    container_port: int
+    host_ip: str
+    host_port: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+
+def parse_port_key(key: str) -> tuple[int, str]:
+    port, _, proto = key.partition("/")
+    proto = proto or "tcp"
+    if proto not in PROTOS or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"invalid port specification: {key!r}")
+    return int(port), proto
+
+
+def _host_range(text: str) -> tuple[int, int]:
+    text = (text or "").strip()
+    if not text:
+        return 0, 0
+    lo, _, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        raise InvalidArgument(f"invalid hostPort: {text}") from None
+    if not (0 <= a <= b < 65536):
+        raise InvalidArgument(f"invalid hostPort: {text}")
+    return a, b
+
+
+def requests(bindings: dict[str, Any] | None, exposed: dict[str, Any] | None,
+             publish_all: bool) -> list[Request]:
+    """What the container asks for. Raises InvalidArgument."""
+    out: list[Request] = []
+    seen: set[str] = set()
+    for key, items in (bindings or {}).items():
+        cport, proto = parse_port_key(key)
+        seen.add(f"{cport}/{proto}")
+        for item in items or [{}]:
+            item = item or {}
+            ip = (item.get("HostIp") or "").strip("[]")
+            if ":" in ip:
+                continue  # IPv6 bindings are not supported: skip, as an IPv4-only dockerd
+            lo, hi = _host_range(str(item.get("HostPort") or ""))
+            out.append(Request(proto, cport, "" if ip == "0.0.0.0" else ip, lo, hi))
+    if publish_all:
+        for key in exposed or {}:
+            cport, proto = parse_port_key(key)
+            if f"{cport}/{proto}" not in seen:
+                out.append(Request(proto, cport, "", 0, 0))
+    return out
+
+
+class PortInUse(OSError):
+    pass
+
+
+def reserve(req: Request) -> tuple[Binding, socket.socket]:
+    """Bind the host port (the first free one of a range). Raises PortInUse."""
+    kind = socket.SOCK_DGRAM if req.proto == "udp" else socket.SOCK_STREAM
+    ports = [0] if req.host_port_lo == 0 else list(range(req.host_port_lo, req.host_port_hi + 1))
+    last: OSError | None = None
+    for port in ports:
+        s = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+        try:
+            s.bind((req.host_ip or "0.0.0.0", port))
+        except OSError as e:
+            s.close()
+            last = e
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise
+        return Binding(req.proto, req.container_port, req.host_ip, s.getsockname()[1]), s
+    shown = f"{req.host_port_lo}-{req.host_port_hi}" if req.host_port_hi != req.host_port_lo else str(req.host_port_lo)
+    raise PortInUse(last.errno if last else errno.EADDRINUSE,
+                    f"failed to bind host port for {req.host_ip or '0.0.0.0'}:{shown}/{req.proto}: "
+                    "address already in use")
+
+
+def port_map(bindings: list[Binding], exposed: dict[str, Any] | None) -> dict[str, list[dict[str, str]] | None]:
+    """NetworkSettings.Ports: every exposed or published port, with its host bindings."""
+    out: dict[str, list[dict[str, str]] | None] = {}
+    for key in exposed or {}:
+        cport, proto = parse_port_key(key)
+        out[f"{cport}/{proto}"] = None
+    for b in bindings:
+        lst = out.get(b.key) or []
+        lst.append({"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)})
+        out[b.key] = lst
+    return out

@@ -1,0 +1,1 @@
+"""Networks and volumes through the docker CLI and docker-compose, against a real berthd."""

@@ -1,0 +1,29 @@
+"""nftables rendering (pure): one table, replaced whole; ports, masquerade, isolation."""
+
+from __future__ import annotations
+
+from berth.network import nat
+
+
+def test_render_replaces_only_our_table():
+    script = nat.render("berth", [], [])
+    lines = script.splitlines()
+    assert lines[:3] == ["table ip berth {}", "delete table ip berth", "table ip berth {"]
+    assert "set bridges" not in script
+    assert nat.render_delete("berth") == "table ip berth {}\ndelete table ip berth\n"
+
+
+def test_render_ports_masquerade_and_isolation():
+    script = nat.render("t", [nat.BridgeRules("br-a", "172.18.0.0/16"),
+                              nat.BridgeRules("br-i", "172.19.0.0/16", internal=True)],
+                        [nat.PortRule("tcp", "127.0.0.1", 8080, "172.18.0.2", 80),
+                         nat.PortRule("udp", "", 5353, "172.18.0.2", 53)])
+    assert "ip daddr 127.0.0.1 tcp dport 8080 dnat to 172.18.0.2:80" in script
+    assert "    udp dport 5353 dnat to 172.18.0.2:53" in script
+    assert 'ip saddr 172.18.0.0/16 oifname != "br-a" masquerade' in script
+    assert 'ip saddr 172.19.0.0/16 oifname != "br-i" masquerade' not in script  # internal
+    assert 'iifname "br-i" oifname != "br-i" drop' in script
+    assert 'iifname "br-a" oifname != "br-a" oifname @bridges drop' in script
+    assert 'oifname "br-a" ip saddr 127.0.0.0/8 masquerade' in script
+    assert 'elements = { "br-a", "br-i" }' in script
+    assert script.count("{") == script.count("}")
