@@ -9,7 +9,8 @@ import msgspec
 from berth.api.http import Request, Response, Router
 from berth.api.system import json_response
 from berth.engine.exec import ExecCreate, Execs, inspect_json
-from berth.errors import InvalidArgument
+from berth.errors import BerthError, InvalidArgument
+from berth.runtime.shim.protocol import frame
 from berth.schema import detachkeys
 
 
@@ -47,14 +48,23 @@ def routes(router: Router, ctx: object) -> None:
     async def start(req: Request) -> Response | None:
         body = _decode(await req.read(), ExecStart)
         assert isinstance(body, ExecStart)
-        session = await execs.start(req.match["id"], body.Detach, body.Tty, body.ConsoleSize)
         if body.Detach:
+            await execs.start(req.match["id"], True, body.Tty, body.ConsoleSize)
             return Response(200, b"", content_type="application/json")
-        ex = session.ex
+        ex = execs.check_startable(req.match["id"])
         ctype = "application/vnd.docker.raw-stream" if ex.tty or not req.version_at_least("1.42") \
             else "application/vnd.docker.multiplexed-stream"
+        # 101 first, then the process: a client reading the headers with a buffered reader
+        # (docker-py) would swallow output that arrived with them
         req.hijack(ctype)
         await req.writer.drain()
+        try:
+            session = await execs.start(req.match["id"], False, body.Tty, body.ConsoleSize)
+        except BerthError as e:
+            msg = f"{e}\r\n".encode()
+            req.writer.write(msg if ex.tty else frame(1, msg))
+            req.writer.close()
+            return None
         keys = detachkeys.parse(ex.detach_keys or detachkeys.DEFAULT) if ex.tty and ex.attach_stdin else b""
         matcher = detachkeys.Matcher(keys)
 

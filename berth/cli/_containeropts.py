@@ -43,7 +43,16 @@ CONTAINER_FLAGS = [
     Flag("env-file", "", "list", "Read in a file of environment variables"),
     Flag("expose", "", "list", "Expose a port or a range of ports"),
     Flag("group-add", "", "list", "Add additional groups to join"),
+    Flag("health-cmd", "", "string", "Command to run to check health"),
+    Flag("health-interval", "", "duration", "Time between running the check (ms|s|m|h) (default 0s)",
+         convert=lambda t: _go_duration(t)),
+    Flag("health-retries", "", "int", "Consecutive failures needed to report unhealthy"),
+    Flag("health-start-period", "", "duration", "Start period for the container to initialize before "
+         "starting health-retries countdown (ms|s|m|h) (default 0s)", convert=lambda t: _go_duration(t)),
+    Flag("health-timeout", "", "duration", "Maximum time to allow one check to run (ms|s|m|h) (default 0s)",
+         convert=lambda t: _go_duration(t)),
     Flag("hostname", "h", "string", "Container host name"),
+    Flag("no-healthcheck", "", "bool", "Disable any container-specified HEALTHCHECK"),
     Flag("init", "", "bool", "Run an init inside the container that forwards signals and "
          "reaps processes"),
     Flag("interactive", "i", "bool", "Keep STDIN open even if not attached"),
@@ -129,6 +138,34 @@ def _read_kv_file(path: str, kind: str) -> list[str]:
         else:
             out.append(key)
     return out
+
+
+def _go_duration(text: str) -> int:
+    """A Go duration ("1m30s", "200ms") -> nanoseconds."""
+    import re
+    units = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    if text == "0":
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise ValueError(f'time: invalid duration "{text}"')
+    return int(sum(float(n) * units[u] for n, u in parts))
+
+
+def _healthcheck(opts: dict[str, Any]) -> dict[str, Any] | None:
+    if opts.get("no_healthcheck"):
+        return {"Test": ["NONE"]}
+    changed = opts.get("_changed", ())
+    if not opts.get("health_cmd") and not any(k.startswith("health") for k in changed):
+        return None
+    hc: dict[str, Any] = {}
+    if opts.get("health_cmd"):
+        hc["Test"] = ["CMD-SHELL", opts["health_cmd"]]
+    for flag, key in (("health_interval", "Interval"), ("health_timeout", "Timeout"),
+                      ("health_start_period", "StartPeriod"), ("health_retries", "Retries")):
+        if opts.get(flag):
+            hc[key] = opts[flag]
+    return hc
 
 
 def _env_value(item: str) -> str | None:
@@ -332,6 +369,9 @@ def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = F
         "OnBuild": None,
         "Labels": _labels(label_items),
     })
+    health = _healthcheck(opts)
+    if health is not None:
+        config["Healthcheck"] = health
     if opts["stop_signal"]:
         config["StopSignal"] = opts["stop_signal"]
     if "stop_timeout" in opts.get("_changed", ()):

@@ -102,6 +102,7 @@ class Containers:
         self.attachments: Any = None  # engine.attachments.Attachments (networks, volumes); set by daemon/
         self.restarts: dict[str, asyncio.Task[None]] = {}  # restart-policy restarts waiting
         self.backoff: dict[str, float] = {}  # their next delay (Docker: 100 ms, doubling)
+        self._tasks: set[asyncio.Task[None]] = set()
         for (data_,) in db.query("SELECT data FROM containers"):
             c = decode(data_)
             self.by_id[c.id] = c
@@ -323,12 +324,19 @@ class Containers:
                            stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
                            seccomp_cache=str(self.data.seccomp_cache),
                            console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)
-        reply = await self.forkserver.spawn(req)
+        spawned = await self.forkserver.spawn(req)
+        try:
+            await self._start_spawned(c, spawned.reply, sock)
+        finally:
+            spawned.close()
+
+    async def _start_spawned(self, c: Container, reply: dict, sock: Path) -> None:
         if "error" in reply:
             raise RuntimeFailure(START_ERROR_PREFIX + reply["error"] + ": unknown")
         c.state.pid = reply["pid"]
         c.state.shim_pid = reply["shim_pid"]
         c.state.shim_start = shims.proc_start_time(c.state.shim_pid)
+        self._save(c)  # so that a restart can find (and abort) this shim if we die before "start"
         if self.attachments is not None:
             try:
                 await self.attachments.after_spawn(c, c.state.pid)
@@ -477,7 +485,10 @@ class Containers:
         self.backoff[c.id] = min(delay * 2, 60.0)
         c.state.status = Status.RESTARTING
         self._save(c)
-        self.restarts[c.id] = asyncio.get_running_loop().create_task(self._restart_later(c.id, delay))
+        task = asyncio.get_running_loop().create_task(self._restart_later(c.id, delay))
+        self.restarts[c.id] = task
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
 
     async def _restart_later(self, cid: str, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -758,16 +769,22 @@ class Containers:
     async def recover(self) -> None:
         """Find the shims again: reattach to the living, record exits of the dead."""
         self._sweep_orphans()
+        for sock in list(self.exec_root.shims.glob("*.sock")):
+            if sock.stem not in self.by_id:  # a shim whose container record is gone
+                await self._abort_shim(sock.stem)
         for c in list(self.by_id.values()):
             d = self.data.container(c.id)
+            if c.state.starting and not c.running:
+                # berthd died between spawn and start: the init never ran. Abort it and leave
+                # the container created, as if the start had failed.
+                await self._abort_shim(c.id)
+                c.state.starting = False
+                c.state.pid = c.state.shim_pid = 0
+                c.state.error = "start interrupted: berthd restarted"
+                self._save(c)
+                continue
             if c.running or c.state.starting:
                 if shims.alive(c.state.shim_pid, c.state.shim_start) and self.exec_root.shim_socket(c.id).exists():
-                    if c.state.starting:
-                        # berthd died between spawn and start: the init never ran; abort it.
-                        try:
-                            await shims.call(self.exec_root.shim_socket(c.id), {"op": "kill", "signal": 9})
-                        except shims.ShimGone:
-                            pass
                     self._monitor(c)
                     if not c.state.starting:
                         for hook in self.start_hooks:
@@ -794,6 +811,18 @@ class Containers:
                 self._schedule_restart(c)
         if self.attachments is not None:
             await self.attachments.recover(list(self.by_id.values()))
+
+    async def _abort_shim(self, cid: str) -> None:
+        """Kill a shim's container before it ever started (the shim then exits)."""
+        sock = self.exec_root.shim_socket(cid)
+        try:
+            await shims.call(sock, {"op": "kill", "signal": 9}, timeout=5)
+        except (shims.ShimGone, ConnectionError, asyncio.TimeoutError):
+            return
+        for _ in range(100):  # the shim removes its socket as it leaves
+            if not sock.exists():
+                return
+            await asyncio.sleep(0.01)
 
     def _sweep_orphans(self) -> None:
         """Container dirs no record knows: a create or remove cut short by a crash."""

@@ -168,8 +168,8 @@ class Execs:
         except Exception:
             log.exception("exec event %s", action)
 
-    async def start(self, eid: str, detach: bool, tty: bool | None = None,
-                    console_size: list[int] | None = None) -> ExecSession:
+    def check_startable(self, eid: str) -> Exec:
+        """The errors ``start`` would raise before anything runs (answered as HTTP errors)."""
         ex = self.get(eid)
         if ex.running:
             raise Conflict(f"Error: Exec command {ex.id} is already running")
@@ -180,6 +180,12 @@ class Execs:
             raise Conflict(f"Container {c.id} is not running")
         if c.state.status == Status.PAUSED:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        return ex
+
+    async def start(self, eid: str, detach: bool, tty: bool | None = None,
+                    console_size: list[int] | None = None) -> ExecSession:
+        ex = self.check_startable(eid)
+        c = self.containers.get(ex.container_id)
         ex.started = True
         sock = self.containers.exec_root.shim_socket(c.id)
         try:

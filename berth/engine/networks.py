@@ -171,6 +171,7 @@ class Networks:
     def __init__(self, db: Database, data_root: Path, instance: str,
                  emit: Callable[[str, str, str, dict[str, str]], object] | None = None):
         self.db = db
+        self.data_root = data_root
         self.instance = instance        # "" for the default data root; else a short hash
         self.table = "berth" + (f"_{instance}" if instance else "")
         self.default_bridge = "berth0" if not instance else f"berth{instance}"[:15]
@@ -344,14 +345,31 @@ class Networks:
     async def _nl(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    @staticmethod
-    def _bridge_up(n: Network) -> None:
+    def _bridge_up(self, n: Network) -> None:
         from berth.network import netlink
 
         if not n.bridge or not n.subnet:
             return
         mtu = n.options.get("com.docker.network.driver.mtu")
-        netlink.ensure_bridge(n.bridge, n.gateway, IPv4Network(n.subnet).prefixlen, int(mtu) if mtu else None)
+        netlink.ensure_bridge(n.bridge, n.gateway, IPv4Network(n.subnet).prefixlen, int(mtu) if mtu else None,
+                              owner=str(self.data_root))
+
+    def _sweep_stale(self) -> None:
+        """Bridges and rule tables of berthds whose data root is gone (a test's daemon killed
+        with -9, say): nothing can use them any more."""
+        from berth.network import netlink
+
+        tables = set()
+        for bridge, root in netlink.stale_bridges(str(self.data_root)):
+            log.info("removing bridge %s left by a berthd on %s (gone)", bridge, root)
+            netlink.delete_link(bridge)
+            inst = instance_of(Path(root))
+            tables.add("berth" + (f"_{inst}" if inst else ""))
+        for table in tables:
+            try:
+                nat.apply(nat.render_delete(table))
+            except RuntimeFailure as e:
+                log.warning("%s", e)
 
     @staticmethod
     def _bridge_down(n: Network) -> None:
@@ -362,6 +380,10 @@ class Networks:
 
     async def setup(self) -> None:
         """At berthd start: the default bridge's subnet (first time), bridges, forwarding, rules."""
+        try:
+            await self._nl(self._sweep_stale)
+        except OSError as e:
+            log.warning("sweeping stale bridges: %s", e)
         default = self.get("bridge")
         if not default.subnet:
             await self._assign_subnet(default)

@@ -50,8 +50,12 @@ class ForkServer:
             if not self._ready.done():
                 self._ready.set_exception(e)
 
-    async def spawn(self, req: SpawnRequest) -> dict:
-        """Fork a shim; returns {"pid", "shim_pid"} or {"error"} as the shim reported."""
+    async def spawn(self, req: SpawnRequest) -> "Spawned":
+        """Fork a shim; its report is ``.reply``: {"pid", "shim_pid"} or {"error"}.
+
+        Keep the returned connection open until the container was started, then close() it:
+        a shim whose connection hangs up before "start" (berthd died) aborts its container.
+        """
         assert self._ready is not None
         await asyncio.shield(self._ready)
         reader, writer = await asyncio.open_unix_connection(str(self.path))
@@ -59,16 +63,25 @@ class ForkServer:
             writer.write(_enc.encode(req) + b"\n")
             await writer.drain()
             line = await reader.readline()
-        finally:
+        except BaseException:
             writer.close()
-        if not line:
-            return {"error": "shim exited before reporting"}
-        return json.loads(line)
+            raise
+        reply = json.loads(line) if line else {"error": "shim exited before reporting"}
+        return Spawned(reply, writer)
 
     async def stop(self) -> None:
         if self.proc and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+class Spawned:
+    def __init__(self, reply: dict, writer: asyncio.StreamWriter):
+        self.reply = reply
+        self._writer = writer
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 async def call(sock: Path, req: dict, timeout: float | None = 30) -> dict:

@@ -46,8 +46,10 @@ def link_exists(name: str) -> bool:
     return _index(_ipr(), name) is not None
 
 
-def ensure_bridge(name: str, address: str, prefixlen: int, mtu: int | None = None) -> None:
-    """Create the bridge if missing, give it its gateway address, bring it up."""
+def ensure_bridge(name: str, address: str, prefixlen: int, mtu: int | None = None, owner: str = "") -> None:
+    """Create the bridge if missing, give it its gateway address, bring it up. ``owner`` is
+    written as the link's alias (``berth:<data root>``), so a later berthd can tell a bridge
+    left by a berthd that is gone for good (see ``stale_bridges``)."""
     ipr = _ipr()
     idx = _index(ipr, name)
     if idx is None:
@@ -57,6 +59,8 @@ def ensure_bridge(name: str, address: str, prefixlen: int, mtu: int | None = Non
         ipr.link("add", **kw)
         idx = _index(ipr, name)
         assert idx is not None
+        if owner:
+            ipr.link("set", index=idx, ifalias=f"berth:{owner}")
     have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=2)}
     if (address, prefixlen) not in have:
         ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
@@ -124,6 +128,19 @@ def add_endpoint(bridge: str, host_if: str, ns_path: str, ifname: str, mac: str,
     except BaseException:
         delete_link(host_if)
         raise
+
+
+def stale_bridges(own: str) -> list[tuple[str, str]]:
+    """(bridge, data root) of bridges made by a berthd whose data root no longer exists."""
+    out = []
+    for link in _ipr().get_links():
+        alias = link.get_attr("IFLA_IFALIAS") or ""
+        if not alias.startswith("berth:"):
+            continue
+        root = alias[len("berth:"):]
+        if root != own and not os.path.exists(os.path.join(root, "berth.db")):
+            out.append((link.get_attr("IFLA_IFNAME"), root))
+    return out
 
 
 def remove_endpoint(host_if: str) -> None:

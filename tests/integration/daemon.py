@@ -110,6 +110,50 @@ class Daemon:
         for c in json.loads(body):
             self.request("DELETE", f"/containers/{c['Id']}?force=1")
 
+    def shim_pids(self) -> list[int]:
+        """Live shims of this daemon (their cmdline names our fork server's socket)."""
+        needle = f"{self.exec_root}/forkserver.sock".encode()
+        out = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                if open(f"/proc/{p}/comm", "rb").read().strip() == b"berth-shim" and \
+                        needle in open(f"/proc/{p}/cmdline", "rb").read():
+                    out.append(int(p))
+            except OSError:
+                continue
+        return out
+
+    def _kill_leftovers(self) -> None:
+        """A failed test must not leak containers: kill what berthd left behind, by cgroup."""
+        ids = [p.name for p in (self.data_root / "containers").glob("*")] if self.data_root.exists() else []
+        for cid in ids:
+            for ctrl in ("freezer", "pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "blkio",
+                         "systemd", "unified", ""):
+                cg = Path("/sys/fs/cgroup") / ctrl / "berth" / cid
+                if not cg.is_dir():
+                    continue
+                if (cg / "freezer.state").exists():
+                    (cg / "freezer.state").write_text("THAWED")
+                for pid in (cg / "cgroup.procs").read_text().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        for pid in self.shim_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+        for cid in ids:
+            for cg in Path("/sys/fs/cgroup").glob(f"*/berth/{cid}"):
+                try:
+                    cg.rmdir()
+                except OSError:
+                    pass
+
     def cleanup(self) -> None:
         """Remove everything: containers (and so their shims and cgroups), then the roots."""
         try:
@@ -117,4 +161,5 @@ class Daemon:
                 self.remove_all_containers()
         finally:
             self.stop()
+            self._kill_leftovers()
             shutil.rmtree(self.base, ignore_errors=True)

@@ -151,3 +151,18 @@ def test_kill_9_during_churn_leaves_a_consistent_store(own_daemon: Daemon):
         assert d.request("DELETE", f"/containers/{cid}?force=1")[0] == 204
     r = _docker(d, "run", "--rm", "busybox", "echo", "still fine")
     assert r.stdout == "still fine\n"
+    deadline = time.monotonic() + 5
+    while d.shim_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = d.shim_pids()
+    info = []
+    for p in left:
+        try:
+            info.append((p, open(f"/proc/{p}/status").read().split("PPid:")[1].split()[0],
+                         open(f"/proc/{p}/task/{p}/children").read(),
+                         sorted(x.name for x in (d.exec_root / "shims").iterdir()),
+                         (d.data_root / "containers").exists() and sorted(x.name[:12] for x in (d.data_root / "containers").iterdir()),
+                         open(d.log).read()[-1500:]))
+        except OSError:
+            pass
+    assert left == [], f"shims outlived their containers: {info}"

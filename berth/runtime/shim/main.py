@@ -43,6 +43,25 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.rename(tmp, path)
 
 
+def _close_all_but(*keep: int) -> None:
+    """In a freshly forked child: close every inherited fd except ``keep``."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class _Closed:
+    """Stands in for the fork server connection once it is closed."""
+
+    @staticmethod
+    def fileno() -> int:
+        return -1
+
+
 class _Client:
     __slots__ = ("sock", "buf", "attached", "stdin", "stdout", "stderr", "waiting", "out", "exec", "closing")
 
@@ -81,6 +100,7 @@ class Shim:
         self.poll = select.poll()
         self.init_pid = 0
         self.helper_pid = 0
+        self.start_sent = False
         self.spec = None
         self.exit: ExitStatus | None = None
         self.started = False
@@ -116,6 +136,9 @@ class Shim:
         ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
+            # Only the helper's own ends stay open: were it (or the init) to hold the shim's
+            # end of ctl or rep, the shim's death could never unblock it.
+            _close_all_but(0, 1, 2, in_r, out_w, err_w, rep_w, ctl_r, con_child.fileno() if con_child else 2)
             _helper(self.req, in_r, out_w, err_w, rep_w, ctl_r, con_child.fileno() if con_child else None)
         self.helper_pid = pid
         for fd in (out_w, err_w, in_r, rep_w, ctl_r):
@@ -201,6 +224,8 @@ class Shim:
                     except BlockingIOError:
                         pass
                     self._reap()
+                elif fd == self.status_sock.fileno():
+                    self._spawner_ready()
                 elif fd in self.pipes:
                     self._pipe_ready(fd)
                 elif fd in self.exec_fds:
@@ -209,6 +234,29 @@ class Shim:
                     self._accept()
                 elif fd in self.clients:
                     self._client_ready(fd, ev)
+
+    def _spawner_ready(self) -> None:
+        """The fork server connection (berthd's end) spoke or hung up."""
+        try:
+            data = self.status_sock.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            return
+        self.poll.unregister(self.status_sock.fileno())
+        self.status_sock.close()
+        self.status_sock = _Closed()
+        if not self.start_sent and self.exit is None:
+            if self.init_pid:
+                try:
+                    os.kill(self.init_pid, 9)
+                except OSError:
+                    pass
+            if self.ctl_w is not None:
+                os.close(self.ctl_w)  # the helper aborts the init it holds
+                self.ctl_w = None
 
     def _reap(self) -> None:
         while True:
@@ -222,6 +270,9 @@ class Shim:
                 code = os.waitstatus_to_exitcode(status)
                 code = 128 - code if code < 0 else code
                 self._exited(code)
+            elif pid == self.helper_pid and not self.start_sent and self.exit is None:
+                # The helper left before "start": it aborted (and reaped) the init.
+                self._exited(137, "container aborted before start")
             elif pid in self.execs:
                 code = os.waitstatus_to_exitcode(status)
                 self._exec_exited(self.execs[pid], 128 - code if code < 0 else code)
@@ -450,6 +501,7 @@ class Shim:
             return {"ok": True}
         if self.ctl_w is None:
             return {"error": "container is not waiting to start"}
+        self.start_sent = True
         os.write(self.ctl_w, b"start\n")
         os.close(self.ctl_w)
         self.ctl_w = None
@@ -517,6 +569,7 @@ class Shim:
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
+            _close_all_but(0, 1, 2, rep_w, *child, con_child.fileno() if con_child else 2)
             _exec_helper(self.req, req, self.init_pid, in_r, out_w, err_w, rep_w,
                          con_child.fileno() if con_child else None)
         os.close(rep_w)
@@ -744,7 +797,10 @@ def main(req: SpawnRequest, status_sock: socket.socket) -> None:
             status_sock.close()
             os._exit(1)
         status_sock.sendall(_ENC.encode({"pid": shim.init_pid, "shim_pid": os.getpid()}).encode() + b"\n")
-        status_sock.close()
+        # berthd keeps this connection open until it has sent "start": if it dies before
+        # that (the connection hangs up), nobody will ever start this container: abort it.
+        status_sock.setblocking(False)
+        shim.poll.register(status_sock.fileno(), _POLLIN)
         shim.run()
     except BaseException:
         import traceback
