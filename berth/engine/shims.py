@@ -73,6 +73,7 @@ class ForkServer:
         if self.proc and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+        self.path.unlink(missing_ok=True)
 
 
 class Spawned:
