@@ -45,7 +45,7 @@ unit: venv
 	$(PY) -m pytest -q tests/unit
 
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/engine.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
