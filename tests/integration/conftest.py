@@ -13,6 +13,13 @@ from tests.integration.daemon import Daemon
 DOCKER = "/usr/local/bin/docker"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Every daemon a test started must leave nothing behind on the host."""
+    yield
+    assert not Daemon.leaks, f"left behind on the host: {Daemon.leaks}"
+
+
 @pytest.fixture(scope="session")
 def berthd() -> Iterator[Daemon]:
     if os.geteuid() != 0:

@@ -154,12 +154,40 @@ class Daemon:
                 except OSError:
                     pass
 
+    leaks: list[str] = []  # what any daemon's cleanup found left behind (checked at session end)
+
+    def _find_leaks(self) -> list[str]:
+        found = []
+        deadline = time.monotonic() + 3
+        while self.shim_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.shim_pids():
+            found.append(f"shims {self.shim_pids()} of {self.base}")
+        try:
+            links = subprocess.run(["ip", "-d", "link", "show"], capture_output=True, text=True).stdout
+        except OSError:
+            links = ""
+        if f"alias berth:{self.data_root}\n" in links:
+            found.append(f"a bridge of {self.data_root}")
+        with open("/proc/self/mountinfo") as f:
+            if any(str(self.base) in line for line in f):
+                found.append(f"mounts under {self.base}")
+        return found
+
     def cleanup(self) -> None:
-        """Remove everything: containers (and so their shims and cgroups), then the roots."""
+        """Remove everything: containers (and so their shims and cgroups), then the roots.
+
+        Anything still there once every container was removed and berthd stopped is a leak:
+        it is recorded in Daemon.leaks (the session fails on it) and then removed.
+        """
+        removed = False
         try:
             if self.proc and self.proc.poll() is None:
                 self.remove_all_containers()
+                removed = True
         finally:
             self.stop()
+            if removed:
+                Daemon.leaks.extend(self._find_leaks())
             self._kill_leftovers()
             shutil.rmtree(self.base, ignore_errors=True)
