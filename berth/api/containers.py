@@ -18,7 +18,7 @@ from berth.engine.logs import LogReader, parse_time
 from berth.engine.model import Container, Status
 from berth.errors import Conflict, InvalidArgument
 from berth.schema import detachkeys, human
-from berth.schema.containers import ContainerConfig, decode_create
+from berth.schema.containers import ContainerConfig, CreateRequest, HostConfig, decode_create
 
 _enc = msgspec.json.Encoder()
 
@@ -196,6 +196,97 @@ def _matches(engine: Containers, c: Container, filters: dict[str, list[str]]) ->
     return True
 
 
+_OPTIONS_OF = {"bind": "BindOptions", "volume": "VolumeOptions", "tmpfs": "TmpfsOptions"}
+
+
+def adapt_create(req: Request, creq: CreateRequest) -> list[str]:
+    """Bring a create request of the requested API version to berth's (1.50) shape, as dockerd's
+    router does. -> warnings. Raises InvalidArgument."""
+    hc = creq.HostConfig
+    if hc is None:
+        hc = creq.HostConfig = HostConfig()
+    mounts = hc.Mounts or []
+    if not req.version_at_least("1.42"):
+        for m in mounts:  # options of another mount type were ignored; CreateMountpoint did not exist
+            kind = str(m.get("Type") or "").lower()
+            for t, key in _OPTIONS_OF.items():
+                if t != kind:
+                    m.pop(key, None)
+            if isinstance(m.get("BindOptions"), dict):
+                m["BindOptions"].pop("CreateMountpoint", None)
+    if not req.version_at_least("1.43"):
+        hc.Annotations = None
+    if not req.version_at_least("1.44"):
+        if creq.Healthcheck:
+            creq.Healthcheck.pop("StartInterval", None)
+        for m in mounts:
+            bo = m.get("BindOptions")
+            if isinstance(bo, dict):
+                bo.pop("ReadOnlyNonRecursive", None)
+                if bo.pop("ReadOnlyForceRecursive", None):
+                    raise InvalidArgument("BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer")
+        eps = (creq.NetworkingConfig or {}).get("EndpointsConfig") or {}
+        if len(eps) > 1:
+            raise InvalidArgument("Container cannot be connected to network endpoints: " + ", ".join(eps))
+    if not req.version_at_least("1.45"):
+        for m in mounts:
+            if isinstance(m.get("VolumeOptions"), dict):
+                m["VolumeOptions"].pop("Subpath", None)
+    if not req.version_at_least("1.46"):
+        for m in mounts:
+            if isinstance(m.get("TmpfsOptions"), dict):
+                m["TmpfsOptions"].pop("Options", None)
+    return _mac_address_bc(req, creq, hc)
+
+
+def _mac_address_bc(req: Request, creq: CreateRequest, hc: HostConfig) -> list[str]:
+    """Config.MacAddress was container-wide; since 1.44 a MAC belongs to an endpoint."""
+    mac = creq.MacAddress
+    if not mac:
+        return []
+    creq.MacAddress = None
+    mode = hc.NetworkMode or "default"
+    net = "bridge" if mode == "default" else mode
+    per_net = mode not in ("host", "none") and not mode.startswith("container:")
+    nc = creq.NetworkingConfig = dict(creq.NetworkingConfig or {})
+    eps = nc["EndpointsConfig"] = dict(nc.get("EndpointsConfig") or {})
+    key = next((k for k in (mode, net) if k in eps), None)
+    if not req.version_at_least("1.44"):
+        if not per_net:
+            raise InvalidArgument("conflicting options: mac-address and the network mode")
+        key = key or mode
+        eps[key] = {**(eps.get(key) or {}), "MacAddress": mac}
+        return []
+    if per_net:
+        if not eps:
+            eps[mode] = {"MacAddress": mac}
+            key = mode
+        if key is None:
+            raise InvalidArgument("if a container-wide MAC address is supplied, HostConfig.NetworkMode must "
+                                  "match the identity of a network in NetworkSettings.Networks")
+        if (eps[key] or {}).get("MacAddress") != mac:
+            raise InvalidArgument("the container-wide MAC address must match the endpoint-specific MAC address "
+                                  "for the main network, or be left empty")
+    return ["The container-wide MacAddress field is now deprecated. It should be specified in EndpointsConfig instead."]
+
+
+def inspect_for_version(req: Request, engine: Containers, c: Container, out: dict[str, object]) -> None:
+    """Fields of GET /containers/{id}/json that older API versions shaped differently."""
+    nets = (out.get("NetworkSettings") or {}).get("Networks") or {}  # type: ignore[union-attr]
+    if not req.version_at_least("1.44"):
+        cfg = out["Config"]
+        mode = c.host_config.NetworkMode
+        ep = nets.get("bridge" if mode == "default" else mode)
+        sb = engine.attachments.networks.sandbox(c.id) if engine.attachments is not None else None
+        wanted = sb.endpoints[0].mac_req if sb is not None and sb.endpoints else ""
+        if wanted and ep is not None:
+            cfg["MacAddress"] = wanted  # type: ignore[index]
+    if not req.version_at_least("1.45"):  # Aliases then also held the short ID
+        for name, ep in nets.items():
+            if name not in ("bridge", "host", "none") and isinstance(ep, dict):
+                ep["Aliases"] = list(dict.fromkeys([*(ep.get("Aliases") or []), c.id[:12]]))
+
+
 def routes(router: Router, ctx: object) -> None:
     engine: Containers = ctx.containers  # type: ignore[attr-defined]
 
@@ -209,8 +300,9 @@ def routes(router: Router, ctx: object) -> None:
             raise InvalidArgument(f"json: cannot unmarshal: {e}") from None
         except msgspec.DecodeError as e:
             raise InvalidArgument(f"invalid character in JSON: {e}") from None
+        early = adapt_create(req, creq)
         c, warnings = engine.create(creq, req.query.get("name") or None)
-        return json_response({"Id": c.id, "Warnings": warnings}, 201)
+        return json_response({"Id": c.id, "Warnings": (early + list(warnings or [])) or warnings}, 201)
 
     async def list_containers(req: Request) -> Response:
         filters = parse_filters(req)
@@ -227,6 +319,8 @@ def routes(router: Router, ctx: object) -> None:
             if filters and not _matches(engine, c, filters):
                 continue
             d = summary(engine, c, now, want_size)
+            if c.host_config.Annotations and req.version_at_least("1.46"):
+                d["HostConfig"]["Annotations"] = dict(c.host_config.Annotations)  # type: ignore[index]
             h = ctx.health.get(c.id) if getattr(ctx, "health", None) is not None else None  # type: ignore[attr-defined]
             if h is not None and c.state.status == Status.RUNNING:
                 d["Status"] = f"{d['Status']} ({'health: starting' if h.status == 'starting' else h.status})"
@@ -238,6 +332,7 @@ def routes(router: Router, ctx: object) -> None:
     async def inspect(req: Request) -> Response:
         c = engine.get(req.match["id"])
         out = inspect_json(engine, c, req.flag("size"))
+        inspect_for_version(req, engine, c, out)
         execs = getattr(ctx, "execs", None)
         if execs is not None:
             out["ExecIDs"] = execs.ids_for(c.id) or None
@@ -256,7 +351,8 @@ def routes(router: Router, ctx: object) -> None:
         return Response(204, b"", content_type=None)
 
     async def restart(req: Request) -> Response:
-        await engine.restart(req.match["id"], req.int_arg("t"))
+        sig = req.query.get("signal") or None if req.version_at_least("1.42") else None
+        await engine.restart(req.match["id"], req.int_arg("t"), sig)
         return Response(204, b"", content_type=None)
 
     async def kill(req: Request) -> Response:

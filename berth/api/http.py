@@ -127,6 +127,15 @@ class Request:
         self.responded = True
 
 
+def check_version(v: str, lo: str, hi: str) -> None:
+    """Docker's version middleware: a prefix outside [lo, hi] is a 400, in its words."""
+    if _vtuple(v) > _vtuple(hi):
+        raise BadRequest(f"client version {v} is too new. Maximum supported API version is {hi}")
+    if _vtuple(v) < _vtuple(lo):
+        raise BadRequest(f"client version {v} is too old. Minimum supported API version is {lo}, "
+                         "please upgrade your client to a newer version")
+
+
 def _vtuple(v: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in v.split("."))
@@ -218,8 +227,10 @@ class Server:
     """Serves a Router; `on_error` turns an exception into a Response (the one error table)."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
-                 on_error: Callable[[Request | None, BaseException], Response]):
+                 on_error: Callable[[Request | None, BaseException], Response],
+                 versions: tuple[str, str] | None = None):
         self.router = router
+        self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
         self.servers: list[asyncio.AbstractServer] = []
@@ -298,6 +309,8 @@ class Server:
         if m:
             req.api_version, req.path = m.group(1), m.group(2)
         try:
+            if req.api_version is not None and self.versions is not None:
+                check_version(req.api_version, *self.versions)
             handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":

@@ -90,27 +90,41 @@ async def json_stream(req: Request, work: Callable[[Any], Awaitable[Any]]) -> St
     return resp
 
 
-def image_summary(store, img: Image) -> dict[str, object]:
+def image_summary(store, img: Image, req: Request | None = None) -> dict[str, object]:
     tags = store.tags_of(img.id)
     digests = store.repo_digests_of(img.id)
     cfg = img.config.config
-    return {"Containers": -1, "Created": int(parse_time(img.created) or 0), "Id": img.id,
-            "Labels": (cfg.Labels if cfg else None) or None, "ParentId": "",
-            "RepoDigests": digests or ([] if tags else ["<none>@<none>"]),
-            "RepoTags": tags or ["<none>:<none>"], "SharedSize": -1, "Size": img.size, "VirtualSize": img.size}
+    new = req is None or req.version_at_least("1.43")  # untagged: [] rather than "<none>:<none>"
+    d: dict[str, object] = {
+        "Containers": -1, "Created": int(parse_time(img.created) or 0), "Id": img.id,
+        "Labels": (cfg.Labels if cfg else None) or None, "ParentId": "",
+        "RepoDigests": digests or ([] if tags or new else ["<none>@<none>"]),
+        "RepoTags": tags or ([] if new else ["<none>:<none>"]), "SharedSize": -1, "Size": img.size}
+    if req is not None and not req.version_at_least("1.44"):
+        d["VirtualSize"] = img.size  # dropped in 1.44
+    return d
 
 
-def image_inspect(store, img: Image) -> dict[str, object]:
+# Image configs carry only what a build sets; API 1.50 stops echoing the container-only fields.
+_CONTAINER_ONLY = ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
+                   "OpenStdin", "StdinOnce", "Image", "NetworkDisabled", "MacAddress", "StopTimeout")
+
+
+def image_inspect(store, img: Image, req: Request | None = None) -> dict[str, object]:
     from berth.api.containers import config_json
     c = img.config
     cfg = c.config
     layers = [str(p) for p in store.lower_dirs(img)]
-    return {
+    config = config_json(cfg) if cfg else None
+    if config is not None and (req is None or req.version_at_least("1.50")):
+        for k in _CONTAINER_ONLY:
+            config.pop(k, None)
+    d: dict[str, object] = {
         "Id": img.id, "RepoTags": store.tags_of(img.id), "RepoDigests": store.repo_digests_of(img.id), "Parent": "",
         "Comment": c.comment or (c.history[-1].comment if c.history else "") or "",
         "Created": img.created, "Container": "",
         "ContainerConfig": config_json(None), "DockerVersion": c.docker_version or "",
-        "Author": c.author or "", "Config": config_json(cfg) if cfg else None,
+        "Author": c.author or "", "Config": config,
         "Architecture": c.architecture, "Os": c.os, "Size": img.size, "VirtualSize": img.size,
         "GraphDriver": {"Data": {"LowerDir": ":".join(layers[1:]) or None, "MergedDir": None,
                                  "UpperDir": layers[0] if layers else None, "WorkDir": None} if layers else {},
@@ -118,6 +132,50 @@ def image_inspect(store, img: Image) -> dict[str, object]:
         "RootFS": {"Type": "layers", "Layers": list(c.rootfs.diff_ids)},
         "Metadata": {"LastTagTime": img.tagged or "0001-01-01T00:00:00Z"},
     }
+    if c.variant:
+        d["Variant"] = c.variant
+    if req is None or req.version_at_least("1.44"):
+        del d["VirtualSize"]
+        if not img.created:
+            del d["Created"]
+    if req is None or req.version_at_least("1.45"):
+        del d["Container"], d["ContainerConfig"]
+    return d
+
+
+def parse_platforms(req: Request, key: str) -> list[dict[str, str]]:
+    """``platform`` query values: JSON-encoded OCI platforms (as the CLI sends) or os/arch[/variant]."""
+    out = []
+    for k, v in req.query_list:
+        if k != key or not v:
+            continue
+        try:
+            p = json.loads(v)
+        except ValueError:
+            parts = v.split("/")
+            p = {"os": parts[0], "architecture": parts[1] if len(parts) > 1 else "",
+                 "variant": parts[2] if len(parts) > 2 else ""}
+        if not isinstance(p, dict):
+            raise InvalidArgument(f"invalid platform: {v}")
+        out.append({"os": str(p.get("os") or ""), "architecture": str(p.get("architecture") or ""),
+                    "variant": str(p.get("variant") or "")})
+    return out
+
+
+def _platform_str(p: dict[str, str]) -> str:
+    return "/".join(x for x in (p["os"], p["architecture"], p["variant"]) if x)
+
+
+def check_platform(img: Image, name: str, wanted: list[dict[str, str]]) -> None:
+    """berth keeps one platform per image: a request for another one is a 404, as dockerd words it."""
+    c = img.config
+    have = {"os": c.os or "linux", "architecture": c.architecture or "", "variant": c.variant or ""}
+    for p in wanted:
+        if ((not p["os"] or p["os"] == have["os"]) and (not p["architecture"] or p["architecture"] == have["architecture"])
+                and (not p["variant"] or not have["variant"] or p["variant"] == have["variant"])):
+            continue
+        raise NotFound(f"image with reference {name} was found but does not provide the specified platform "
+                       f"({_platform_str(p)})")
 
 
 def routes(router: Router, ctx: object) -> None:
@@ -150,20 +208,33 @@ def routes(router: Router, ctx: object) -> None:
                     continue
                 if key == "since" and not img.created > ref_img.created:
                     continue
-            out.append(image_summary(store, img))
+            out.append(image_summary(store, img, req))
+        if req.flag("shared-size") and req.version_at_least("1.42"):
+            shared = files.shared_sizes()
+            for d in out:
+                d["SharedSize"] = shared.get(str(d["Id"]), 0)
         return json_response(out)
 
+    def resolve(req: Request, key: str, since: str) -> Image:
+        """The image named in the path; on API >= ``since`` the ``key`` platforms must match it."""
+        img = store.resolve(req.match["name"])
+        if req.version_at_least(since):
+            check_platform(img, req.match["name"], parse_platforms(req, key))
+        return img
+
     async def inspect(req: Request) -> Response:
-        return json_response(image_inspect(store, store.resolve(req.match["name"])))
+        return json_response(image_inspect(store, resolve(req, "platform", "1.49"), req))
 
     async def tag(req: Request) -> Response:
         images.tag(req.match["name"], req.query.get("repo", ""), req.query.get("tag") or None)
         return Response(201, b"", content_type=None)
 
     async def delete(req: Request) -> Response:
+        resolve(req, "platforms", "1.50")
         return json_response(images.remove(req.match["name"], req.flag("force")))
 
     async def history(req: Request) -> Response:
+        resolve(req, "platform", "1.48")
         return json_response(images.history(req.match["name"]))
 
     async def create(req: Request) -> StreamResponse | Response:
@@ -201,6 +272,8 @@ def routes(router: Router, ctx: object) -> None:
     async def push(req: Request) -> StreamResponse:
         creds = decode_registry_auth(req.headers.get("x-registry-auth"))
         name, tag = req.match["name"], req.query.get("tag", "")
+        if req.version_at_least("1.46") and (wanted := parse_platforms(req, "platform")):
+            check_platform(store.resolve(f"{name}:{tag}" if tag else name), name, wanted)
         return await json_stream(req, lambda p: dist.push(name, tag, creds, p))
 
     async def auth(req: Request) -> Response:
@@ -214,8 +287,9 @@ def routes(router: Router, ctx: object) -> None:
         names = [v for k, v in req.query_list if k == "names"] if "name" not in req.match else [req.match["name"]]
         if not names:
             raise InvalidArgument("no images to save")
+        wanted = parse_platforms(req, "platform") if req.version_at_least("1.48") else []
         for n in names:
-            store.resolve(n)  # a missing image answers 404 before the tar starts
+            check_platform(store.resolve(n), n, wanted)  # a missing image answers 404 before the tar starts
         fd, path = tempfile.mkstemp(dir=str(ctx.data.image_tmp), prefix="save-")  # type: ignore[attr-defined]
         try:
             with os.fdopen(fd, "wb") as f:
@@ -246,8 +320,20 @@ def routes(router: Router, ctx: object) -> None:
         from berth.api.containers import summary
         import time as _time
         now = _time.time()
-        return json_response(files.disk_usage(lambda img: image_summary(store, img),
-                                              lambda c: summary(ctx.containers, c, now, True)))  # type: ignore[attr-defined]
+        out = files.disk_usage(lambda img: image_summary(store, img, req),
+                               lambda c: summary(ctx.containers, c, now, True))  # type: ignore[attr-defined]
+        if not req.version_at_least("1.42"):
+            out["BuilderSize"] = 0
+        types = [v for k, v in req.query_list if k == "type"] if req.version_at_least("1.42") else []
+        for t in types:
+            if t not in ("container", "image", "volume", "build-cache"):
+                raise InvalidArgument(f"unknown object type: {t}")
+        if types:  # only the asked-for object types are computed and returned
+            keep = {"container": ["Containers"], "image": ["LayersSize", "Images"], "volume": ["Volumes"],
+                    "build-cache": ["BuildCache"]}
+            wanted = {k for t in types for k in keep[t]}
+            out = {k: v for k, v in out.items() if k in wanted}
+        return json_response(out)
 
     router.add("GET", "/images/json", list_images)
     router.add("POST", "/images/load", load)

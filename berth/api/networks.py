@@ -81,6 +81,10 @@ def routes(router: Router, ctx: object) -> None:
 
     async def create(req: Request) -> Response:
         b = _body(await req.read())
+        if req.version_at_least("1.48") and b.get("EnableIPv4") is False:
+            # 1.48 lets a network go without IPv4; berth has no IPv6, so it would have no addresses.
+            raise InvalidArgument("IPv4 or IPv6 must be enabled" if not b.get("EnableIPv6") else
+                                  "IPv6 networks are not supported by berth")
         n = await nets.create(b.get("Name") or "", driver=b.get("Driver") or "bridge",
                               internal=bool(b.get("Internal")), attachable=bool(b.get("Attachable")),
                               labels=b.get("Labels") or {}, options=b.get("Options") or {},

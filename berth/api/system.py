@@ -13,7 +13,7 @@ import berth
 from berth.api.http import Request, Response, Router
 from berth.engine.model import Status
 
-API_VERSION = "1.41"
+API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
 SERVER = f"berth/{berth.__version__}"
 
@@ -48,14 +48,43 @@ def _mem_total() -> int:
     return 0
 
 
+def info_for_version(req: Request, d: dict[str, object]) -> dict[str, object]:
+    """GET /info as the requested API version shapes it (fields added or dropped per version)."""
+    if req.version_at_least("1.42"):  # omitted when unsupported: berth never limits kernel memory
+        d.pop("KernelMemory", None)
+        d.pop("KernelMemoryTCP", None)
+    if not req.version_at_least("1.44"):
+        d.pop("CDISpecDirs", None)
+    else:
+        d["Runtimes"] = {k: {**v, "status": {}} for k, v in d["Runtimes"].items()}  # type: ignore[attr-defined]
+    if not req.version_at_least("1.46"):
+        d.pop("Containerd", None)
+    if req.version_at_least("1.49"):
+        reg = dict(d["RegistryConfig"])  # type: ignore[call-overload]
+        reg.pop("AllowNondistributableArtifactsCIDRs", None)
+        reg.pop("AllowNondistributableArtifactsHostnames", None)
+        d["RegistryConfig"] = reg
+    else:
+        d.pop("FirewallBackend", None)
+    if req.version_at_least("1.50"):
+        d.pop("BridgeNfIptables", None)
+        d.pop("BridgeNfIp6tables", None)
+    else:
+        d.pop("DiscoveredDevices", None)
+    return d
+
+
 def routes(router: Router, ctx: "object") -> None:
     engine = ctx.containers  # type: ignore[attr-defined]
     images = ctx.image_store  # type: ignore[attr-defined]
     started = time.time()
 
     async def ping(req: Request) -> Response:
+        # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
+        # builder, and "2" would send the CLI to BuildKit.
         return Response(200, b"OK" if req.method == "GET" else b"", content_type="text/plain; charset=utf-8",
-                        headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"})
+                        headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+                                 "Swarm": "inactive"})
 
     async def version(req: Request) -> Response:
         uname = platform.uname()
@@ -77,7 +106,7 @@ def routes(router: Router, ctx: "object") -> None:
         os_name, os_version = _os_release()
         uname = platform.uname()
         cg = ctx.cgroup_version  # type: ignore[attr-defined]
-        return json_response({
+        return json_response(info_for_version(req, {
             "ID": ctx.daemon_id,  # type: ignore[attr-defined]
             "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
             "ContainersStopped": len(cs) - running - paused,
@@ -115,7 +144,9 @@ def routes(router: Router, ctx: "object") -> None:
             "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if cg == "2" else []),
             "Warnings": None,
             "Uptime": int(time.time() - started),
-        })
+            "CDISpecDirs": [], "Containerd": None, "FirewallBackend": {"Driver": "nftables"},
+            "DiscoveredDevices": [],
+        }))
 
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)

@@ -132,6 +132,8 @@ def build_server(ctx: Context):  # type: ignore[no-untyped-def]
     system.routes(router, ctx)
     images.routes(router, ctx)
     containers.routes(router, ctx)
+    from berth.api import attach_ws
+    attach_ws.routes(router, ctx)
     from berth.api import commit as commit_api
     commit_api.routes(router, ctx)
     events.routes(router, ctx)
@@ -141,7 +143,7 @@ def build_server(ctx: Context):  # type: ignore[no-untyped-def]
     volumes_api.routes(router, ctx)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
-    return Server(router, headers, error_response)
+    return Server(router, headers, error_response, (system.MIN_API_VERSION, system.API_VERSION))
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -182,14 +184,15 @@ async def serve(args: argparse.Namespace) -> None:
             await server.serve_tcp(host or "127.0.0.1", int(port))
         else:
             raise SystemExit(f"berthd: unsupported host {h!r}")
-    ctx.forkserver.start()  # type: ignore[attr-defined]
-    await ctx.containers.recover()  # type: ignore[attr-defined]
-    log.info("berthd is up: %s", ", ".join(hosts))
-
+    # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
+    # still end in the orderly shutdown below, or bridges and rules stay behind.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
+    ctx.forkserver.start()  # type: ignore[attr-defined]
+    await ctx.containers.recover()  # type: ignore[attr-defined]
+    log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     log.info("shutting down (containers keep running)")
     await server.close()

@@ -277,7 +277,7 @@ class Containers:
 
     # -- start ------------------------------------------------------------------------------
 
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, by_policy: bool = False) -> None:
         c = self.get(ref)
         async with self.lock(c.id):
             c = self.get(c.id)
@@ -285,7 +285,11 @@ class Containers:
                 raise NotModified("container already started")
             if c.state.status == Status.REMOVING:
                 raise Conflict(f"container is marked for removal and cannot be started")
-            self._cancel_restart(c)
+            if by_policy:
+                if c.state.status != Status.RESTARTING:
+                    return  # stopped or restarted by hand meanwhile
+            else:
+                self._cancel_restart(c)  # a restart policy's start stays "restarting" until running
             c.manually_stopped = False
             try:
                 await self._start_locked(c)
@@ -411,7 +415,8 @@ class Containers:
             nano_cpus=hc.NanoCpus, cpu_shares=hc.CpuShares, cpu_quota=hc.CpuQuota, cpu_period=hc.CpuPeriod,
             pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs, no_new_privileges=nnp,
-            seccomp=seccomp, shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay, **extra)
+            seccomp=seccomp, shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
+            annotations=dict(hc.Annotations or {}), **extra)
 
     # -- exit monitoring --------------------------------------------------------------------
 
@@ -498,7 +503,7 @@ class Containers:
             return
         c.restart_count += 1
         try:
-            await self.start(cid)
+            await self.start(cid, by_policy=True)
         except Exception as e:  # the restart itself failed: record it; try again later
             log.warning("restart of %s failed: %s", cid[:12], e)
             c = self.by_id.get(cid)
@@ -577,10 +582,10 @@ class Containers:
         self.exit_waiters.setdefault(cid, []).append(f)
         return f
 
-    async def restart(self, ref: str, timeout: int | None) -> None:
+    async def restart(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
         c = self.get(ref)
         if c.running:
-            await self.stop(c.id, timeout)
+            await self.stop(c.id, timeout, sig)
         await self.start(c.id)
         c.restart_count = c.restart_count  # docker counts policy restarts only
         self.on_event("restart", c, {})

@@ -21,6 +21,7 @@ log = logging.getLogger("berth.health")
 
 NS = 1_000_000_000
 DEFAULT_INTERVAL = 30.0
+DEFAULT_START_INTERVAL = 5.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 3
 MAX_LOG = 5
@@ -85,10 +86,15 @@ class HealthMonitor:
         timeout = (hc.get("Timeout") or 0) / NS or DEFAULT_TIMEOUT
         retries = hc.get("Retries") or DEFAULT_RETRIES
         start_period = (hc.get("StartPeriod") or 0) / NS
+        # API 1.44: inside the start period, a still-starting container is probed every
+        # StartInterval (dockerd's default 5s) rather than every Interval.
+        start_interval = (hc.get("StartInterval") or 0) / NS or DEFAULT_START_INTERVAL
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
-            await asyncio.sleep(interval)
+            h = self.state.get(cid)
+            starting = h is not None and h.status == "starting" and loop.time() - started < start_period
+            await asyncio.sleep(start_interval if starting else interval)
             try:
                 code, output, start, end = await self._probe(cid, argv, timeout)
             except asyncio.CancelledError:

@@ -494,10 +494,8 @@ class ImageFiles:
 
     def disk_usage(self, summary: Callable[[Image], dict[str, object]],
                    container_json: Callable[[object], dict[str, object]]) -> dict[str, object]:
-        from berth.oci.image import chain_ids
-
-        counts = self.store.refcounts()
         sizes = {r[0]: r[1] for r in self.store.db.query("SELECT chain_id, size FROM layers")}
+        shared = self.shared_sizes()
         users: dict[str, int] = {}
         cs = self.containers.list()
         for c in cs:
@@ -505,12 +503,20 @@ class ImageFiles:
         images = []
         for img in self.store.list():
             s = summary(img)
-            shared = sum(sizes.get(cid, 0) for cid in chain_ids(img.config.rootfs.diff_ids) if counts.get(cid, 0) > 1)
-            s["SharedSize"] = shared
+            s["SharedSize"] = shared.get(img.id, 0)
             s["Containers"] = users.get(img.id, 0)
             images.append(s)
         return {"LayersSize": sum(sizes.values()), "Images": images,
                 "Containers": [container_json(c) for c in cs], "Volumes": [], "BuildCache": []}
+
+    def shared_sizes(self) -> dict[str, int]:
+        """image id -> bytes of its layers that other images use too (``SharedSize``)."""
+        from berth.oci.image import chain_ids
+
+        counts = self.store.refcounts()
+        sizes = {r[0]: r[1] for r in self.store.db.query("SELECT chain_id, size FROM layers")}
+        return {img.id: sum(sizes.get(cid, 0) for cid in chain_ids(img.config.rootfs.diff_ids)
+                            if counts.get(cid, 0) > 1) for img in self.store.list()}
 
 
 def _label_ok(labels: dict[str, str] | None, f: str, want: bool) -> bool:

@@ -113,6 +113,7 @@ class Endpoint(msgspec.Struct):
     ipv4: str = ""                   # requested (--ip)
     mac_req: str = ""                # requested (--mac-address)
     driver_opts: dict[str, str] | None = None
+    gw_priority: int = 0             # API 1.48: the highest provides the default route
     endpoint_id: str = ""
     ip: str = ""                     # allocated while running
     mac: str = ""
@@ -496,8 +497,12 @@ class Networks:
                 raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {ip}")
         if mac and not re.match(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", mac):
             raise InvalidArgument(f"invalid MAC address: {mac}")
+        try:
+            prio = int(cfg.get("GwPriority") or 0)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"invalid GwPriority: {cfg.get('GwPriority')!r}") from None
         return Endpoint(network_id=n.id, aliases=aliases, links=links, ipv4=ip, mac_req=mac.lower(),
-                        driver_opts=cfg.get("DriverOpts"))
+                        driver_opts=cfg.get("DriverOpts"), gw_priority=prio)
 
     def sandbox(self, cid: str) -> Sandbox | None:
         return self.sandboxes.get(cid)
@@ -530,6 +535,12 @@ class Networks:
         e.ip = str(addr)
         e.mac = e.mac_req or ipam.mac_for(addr)
         e.endpoint_id = secrets.token_hex(32)
+
+    def _gateway_endpoint(self, s: Sandbox) -> Endpoint | None:
+        """The endpoint whose network gives the default route: the highest GwPriority (API 1.48)
+        among the non-internal ones, the first on a tie."""
+        cands = [x for x in s.endpoints if x.network_id in self.nets and not self.nets[x.network_id].internal]
+        return max(cands, key=lambda x: x.gw_priority, default=None)
 
     def _primary(self, s: Sandbox) -> Endpoint | None:
         return s.endpoints[0] if s.endpoints else None
@@ -683,13 +694,15 @@ class Networks:
             if n is not None:
                 self.emit("network", "connect", n.id, {"container": cid, "name": n.name, "type": n.driver})
 
-    async def _plug(self, s: Sandbox, e: Endpoint, index: int) -> None:
+    async def _plug(self, s: Sandbox, e: Endpoint, index: int, at_start: bool = True) -> None:
         from berth.network import netlink
 
         n = self.nets[e.network_id]
         e.ifname = f"eth{index}"
         e.host_if = "veth" + hashlib.sha256((s.container_id + n.id).encode()).hexdigest()[:11]
-        gw = n.gateway if index == 0 and not n.internal else None
+        # At start the gateway endpoint gets the default route; one connected later only if alone.
+        routed = e is self._gateway_endpoint(s) if at_start else index == 0
+        gw = n.gateway if routed and not n.internal else None
         mtu = n.options.get("com.docker.network.driver.mtu")
         try:
             await self._nl(netlink.add_endpoint, n.bridge, e.host_if, s.ns_path, e.ifname, e.mac, e.ip,
@@ -834,7 +847,7 @@ class Networks:
             try:
                 self._allocate(s, e)
                 s.ns_path = f"/proc/{running_pid}/ns/net"
-                await self._plug(s, e, len(s.endpoints) - 1 if len(s.endpoints) > 1 else 0)
+                await self._plug(s, e, len(s.endpoints) - 1 if len(s.endpoints) > 1 else 0, at_start=False)
             except BaseException:
                 s.endpoints.remove(e)
                 raise
@@ -896,8 +909,9 @@ class Networks:
         prefix = IPv4Network(n.subnet).prefixlen if (e and e.ip and n.subnet) else 0
         return {"IPAMConfig": {"IPv4Address": e.ipv4} if e and e.ipv4 else None,
                 "Links": (e.links or None) if e else None, "Aliases": (e.aliases or None) if e else None,
-                "MacAddress": e.mac if e else "", "DriverOpts": e.driver_opts if e else None,
-                "GwPriority": 0, "NetworkID": n.id, "EndpointID": e.endpoint_id if e else "",
+                # Not running: the configured MAC (dockerd's DesiredMacAddress) shows.
+                "MacAddress": (e.mac or e.mac_req) if e else "", "DriverOpts": e.driver_opts if e else None,
+                "GwPriority": e.gw_priority if e else 0, "NetworkID": n.id, "EndpointID": e.endpoint_id if e else "",
                 "Gateway": n.gateway if e and e.ip else "", "IPAddress": e.ip if e else "",
                 "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                 "DNSNames": self._dns_names(s, e, n)}

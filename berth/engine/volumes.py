@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci import spec as oci
 from berth.state.db import Database
 
@@ -226,10 +226,11 @@ class Volumes:
                         self.create(p.source)
                 elif p.type == "bind":
                     if not os.path.exists(p.source):
-                        if p.mode == "mount":  # --mount type=bind: the source must exist
+                        if p.mode == "mount":  # --mount type=bind: the source must exist (1.42: or
+                            # BindOptions.CreateMountpoint asks for it, as -v always did)
                             raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {p.source}")
                         os.makedirs(p.source, 0o755, exist_ok=True)
-                    if p.mode == "mount":
+                    if p.mode in ("mount", "mount-create"):
                         p.mode = ""
         except BaseException:
             for name in created:
@@ -270,7 +271,14 @@ class Volumes:
             data.mkdir(parents=True, exist_ok=True)
             if not p.nocopy and not any(data.iterdir()):
                 copy_up([upper, *lowers], p.destination, data)
-            src = str(data / p.subpath) if p.subpath else str(data)
+            src = str(data)
+            if p.subpath:  # API 1.45; resolved here, so a symlink in the volume cannot lead out of it
+                real = os.path.realpath(data / p.subpath)
+                if os.path.commonpath([real, os.path.realpath(data)]) != os.path.realpath(data) \
+                        or not os.path.exists(real):
+                    raise RuntimeFailure(f"cannot access path {data / p.subpath}: subpath not found "
+                                          f"within volume {v.name}")
+                src = real
             out.append(oci.Mount(destination=p.destination, type="bind", source=src, options=opts))
         return out
 
@@ -351,28 +359,47 @@ def parse_bind(item: str) -> MountPoint:
     return MountPoint(type="volume", source=src, destination=dest, rw=rw, mode=mode, nocopy=nocopy)
 
 
+_OPTIONS_OF = {"bind": "BindOptions", "volume": "VolumeOptions", "tmpfs": "TmpfsOptions"}
+
+
 def parse_mount(m: dict[str, Any]) -> MountPoint:
     """HostConfig.Mounts (``--mount``)."""
     kind = (m.get("Type") or "").lower()
     target = m.get("Target") or m.get("Destination") or ""
     if not target:
         raise InvalidArgument("invalid mount config: Target must not be empty")
+    for t, key in _OPTIONS_OF.items():  # API 1.42: options of another type are an error
+        if t != kind and kind in _OPTIONS_OF and m.get(key) is not None:
+            raise InvalidArgument(f"invalid mount config for type \"{kind}\": field {key} must not be specified")
     ro = bool(m.get("ReadOnly"))
     src = m.get("Source") or ""
     if kind == "bind":
         if not src:
             raise InvalidArgument("invalid mount config for type \"bind\": field Source must not be empty")
-        prop = ((m.get("BindOptions") or {}).get("Propagation") or "rprivate")
+        bo = m.get("BindOptions") or {}
+        prop = bo.get("Propagation") or "rprivate"
         if prop not in _PROPAGATION:
             raise InvalidArgument(f"invalid propagation mode: {prop}")
+        if bo.get("ReadOnlyForceRecursive"):
+            # berth's runtime makes read-only binds read-only on the top mount only, as a runtime
+            # without recursive read-only support does (dockerd then keeps them non-recursive).
+            if not ro:
+                raise InvalidArgument("invalid mount config for type \"bind\": "
+                                      "must not set ReadOnlyForceRecursive when ReadOnly is false")
+            raise InvalidArgument("invalid mount config for type \"bind\": "
+                                  "recursively read-only mounts are not supported by the runtime")
         return MountPoint(type="bind", source=os.path.normpath(src), destination=target, rw=not ro,
-                          mode="mount", propagation=prop)
+                          mode="mount-create" if bo.get("CreateMountpoint") else "mount", propagation=prop)
     if kind == "volume":
         vo = m.get("VolumeOptions") or {}
         if src and not _NAME.match(src):
             raise InvalidArgument(f"invalid mount config for type \"volume\": invalid volume name {src!r}")
+        sub = vo.get("Subpath") or ""
+        if sub and (os.path.isabs(sub) or ".." in sub.split("/")):
+            raise InvalidArgument(f"invalid mount config for type \"volume\": subpath must be a relative "
+                                  f"path within the volume: {sub}")
         return MountPoint(type="volume", source=src, destination=target, rw=not ro,
-                          nocopy=bool(vo.get("NoCopy")), subpath=vo.get("Subpath") or "")
+                          nocopy=bool(vo.get("NoCopy")), subpath=os.path.normpath(sub) if sub else "")
     if kind == "tmpfs":
         to = m.get("TmpfsOptions") or {}
         opts = []
@@ -380,12 +407,22 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
             opts.append(f"size={int(to['SizeBytes'])}")
         if to.get("Mode"):
             opts.append(f"mode={int(to['Mode']):o}")
+        for o in to.get("Options") or []:  # API 1.46: [["noexec"], ["nr_inodes", "10"]]
+            if not isinstance(o, list) or not 1 <= len(o) <= 2 or o[0] not in _TMPFS_OPTIONS:
+                raise InvalidArgument(f"invalid mount config for type \"tmpfs\": invalid option: {o}")
+            opts.append("=".join(str(x) for x in o))
         if src:
             raise InvalidArgument("invalid mount config for type \"tmpfs\": field Source must be empty")
         return MountPoint(type="tmpfs", destination=target, tmpfs_options=_tmpfs_opts(",".join(opts)),
                           rw=not ro)
     raise InvalidArgument(f"invalid mount config for type \"{kind}\": mount type unknown" if kind else
                           "invalid mount config: mount type must not be empty")
+
+
+# tmpfs options dockerd accepts in TmpfsOptions.Options (the rest are set by other fields).
+_TMPFS_OPTIONS = {"exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "diratime",
+                  "nodiratime", "relatime", "norelatime", "strictatime", "nr_inodes", "nr_blocks", "mpol",
+                  "uid", "gid", "huge", "noswap"}
 
 
 def _tmpfs_opts(opts: str) -> list[str]:

@@ -242,14 +242,33 @@ def _before_exec(plan: Plan, env: list[str]) -> tuple[str | None, str, list[str]
     return error, path, env
 
 
+def _join_cgroup_tasks(tasks: tuple[str, ...]) -> None:
+    """Move this (single-threaded) process into a v1 cgroup through each ``tasks`` file."""
+    for path in tasks:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # the container's cgroup is gone: it is stopping
+        try:
+            os.write(fd, b"0")
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+        finally:
+            os.close(fd)
+
+
 def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
-                console: int | None) -> tuple[str | None, str, list[str]]:
-    """An exec'd process: join the container's namespaces (already in its pid namespace and
-    cgroup, see container.exec_process), then the same security steps as the init."""
+                console: int | None, cgroup_tasks: tuple[str, ...] = ()) -> tuple[str | None, str, list[str]]:
+    """An exec'd process: join the container's cgroup (when ``cgroup_tasks``, else the parent
+    did) and namespaces (already in its pid namespace, see container.exec_process), then the
+    same security steps as the init."""
     step = _Step
     step.name = "sync"
     if _sync.wait_byte(ctl) != _sync.GO:
         os._exit(1)
+    if cgroup_tasks:
+        step.name = "cgroup"
+        _join_cgroup_tasks(cgroup_tasks)
     step.name = "namespaces"
     for fd, flag in namespaces:  # the mount namespace comes last: it also moves root and cwd
         sched.setns(fd, flag)
@@ -278,9 +297,10 @@ def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
 
 
 def run_exec(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
-             namespaces: tuple[tuple[int, int], ...], console: int | None) -> None:
+             namespaces: tuple[tuple[int, int], ...], console: int | None,
+             cgroup_tasks: tuple[str, ...] = ()) -> None:
     """An exec child's whole life (forked inside the container's pid namespace); never returns."""
-    _main(plan, stdio, ctl, report, lambda: _setup_exec(plan, ctl, namespaces, console))
+    _main(plan, stdio, ctl, report, lambda: _setup_exec(plan, ctl, namespaces, console, cgroup_tasks))
 
 
 def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None) -> None:

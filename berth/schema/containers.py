@@ -89,6 +89,7 @@ class HostConfig(msgspec.Struct):
     ReadonlyPaths: list[str] | None = None
     Mounts: list[dict[str, Any]] | None = None
     Tmpfs: dict[str, str] | None = None
+    Annotations: dict[str, str] | None = None   # API 1.43
 
 
 class ContainerConfig(msgspec.Struct):

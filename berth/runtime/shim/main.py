@@ -17,8 +17,10 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from pathlib import Path
 
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExitStatus, SpawnRequest, frame
 
@@ -44,14 +46,14 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def _close_all_but(*keep: int) -> None:
-    """In a freshly forked child: close every inherited fd except ``keep``."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    """In a freshly forked child: close every inherited fd except ``keep`` (close_range(2)
+    between them: no listing of /proc/self/fd)."""
+    lo = 0
+    for fd in sorted(set(k for k in keep if k >= 0)):
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
 
 
 class _Closed:
@@ -110,6 +112,7 @@ class Shim:
         self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
         self.execs: dict[int, _Exec] = {}  # by pid
         self.exec_fds: dict[int, _Exec] = {}  # output fd -> its exec
+        self.exec_ctx = None  # runtime.container.ExecContext, made at the first exec
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -279,6 +282,9 @@ class Shim:
 
     def _exited(self, code: int, error: str = "") -> None:
         from berth import runtime
+        if self.exec_ctx is not None:  # let go of the container's namespaces
+            self.exec_ctx.close()
+            self.exec_ctx = None
         oom = False
         try:
             oom = bool(runtime.oom_killed(self._spec()))
@@ -549,6 +555,16 @@ class Shim:
         if not self.started or self.exit is not None:
             self._reply(c, {"error": "container is not running"})
             return
+        if self.exec_ctx is None:
+            try:
+                from berth.runtime.container import ExecContext
+                cache = self.req.seccomp_cache
+                with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
+                    raw = f.read()
+                self.exec_ctx = ExecContext.prepare(raw, self.init_pid, Path(cache) if cache else None)
+            except Exception as ex:
+                self._reply(c, {"error": str(ex) or ex.__class__.__name__, "exit_code": 126})
+                return
         tty = bool(req.get("tty"))
         e = _Exec(str(req.get("id", "")), c)
         child: list[int] = []
@@ -569,9 +585,8 @@ class Shim:
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
-            _close_all_but(0, 1, 2, rep_w, *child, con_child.fileno() if con_child else 2)
-            _exec_helper(self.req, req, self.init_pid, in_r, out_w, err_w, rep_w,
-                         con_child.fileno() if con_child else None)
+            _close_all_but(0, 1, 2, rep_w, *child, *self.exec_ctx.fds(), con_child.fileno() if con_child else 2)
+            _exec_helper(self.exec_ctx, req, in_r, out_w, err_w, rep_w, con_child.fileno() if con_child else None)
         os.close(rep_w)
         for fd in set(child):
             if con_child is None or fd != con_child.fileno():
@@ -706,26 +721,34 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-def _exec_helper(sreq: SpawnRequest, req: dict, init_pid: int, in_r: int, out_w: int, err_w: int,
+def _exec_helper(ctx, req: dict, in_r: int, out_w: int, err_w: int,  # type: ignore[no-untyped-def]
                  rep_w: int, console: int | None) -> None:
     """The exec child: start the process in the container, report its pid, exit.
 
-    The process is reparented to the shim (a child subreaper) when this helper exits."""
+    ``ctx`` (the shim's ExecContext, inherited) holds the spec, host facts, seccomp program,
+    cgroup and namespace fds. Joining the cgroup waits for an RCU grace period on most
+    kernels, so a thread does it while this one plans; the process forked next starts in
+    the cgroup. The process is reparented to the shim (a child subreaper) when this exits."""
     code = 0
     try:
-        from pathlib import Path
-
         from berth import runtime
-        from berth.oci.spec import decode_spec
         from berth.runtime.container import exec_process, exec_spec
+        signal.set_wakeup_fd(-1)  # the shim's wakeup pipe is not ours (closed above)
+        joiner = None
+        if ctx.self_join is None and ctx.procs:  # the child cannot move itself cheaply
+            joiner = threading.Thread(target=ctx.join_cgroup)
+            joiner.start()
         try:
-            with open(os.path.join(sreq.bundle, "config.json"), "rb") as f:
-                spec = exec_spec(decode_spec(f.read()), args=list(req["args"]), env=list(req.get("env") or []),
+            try:
+                spec = exec_spec(ctx.spec, args=list(req["args"]), env=list(req.get("env") or []),
                                  cwd=req.get("cwd") or "", user=req.get("user") or "", tty=bool(req.get("tty")),
                                  privileged=bool(req.get("privileged")))
-            cache = Path(sreq.seccomp_cache) if sreq.seccomp_cache else None
-            pid = exec_process(spec, init_pid, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache,
-                               console_socket=console)
+                plan = ctx.plan(spec)
+            finally:
+                if joiner is not None:
+                    joiner.join()
+            pid = exec_process(spec, ctx.init_pid, stdin=in_r, stdout=out_w, stderr=err_w, console_socket=console,
+                               context=ctx, plan=plan, in_cgroup=joiner is not None)
         except runtime.ExecFailed as e:
             os.write(rep_w, _ENC.encode({"error": str(e), "exit_code": 126}).encode() + b"\n")
             os._exit(0)
