@@ -266,3 +266,4 @@ def test_info_counts(docker):
         assert info["CgroupVersion"] in ("1", "2")
     finally:
         docker("rm", "infoc")
+

@@ -166,3 +166,34 @@ def test_kill_9_during_churn_leaves_a_consistent_store(own_daemon: Daemon):
         except OSError:
             pass
     assert left == [], f"shims outlived their containers: {info}"
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_shims_stay_idle_when_berthd_dies_with_clients_attached(own_daemon: Daemon):
+    """berthd's connections to a shim vanish with it: the shim must notice, not spin on them."""
+    import socket
+    d = own_daemon
+    cid = _docker(d, "run", "-di", "busybox", "sh").stdout.strip()
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(d.sock))
+    s.sendall(f"GET /containers/{cid}/attach/ws?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+              "Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
+    assert b"101" in s.recv(4096)
+    time.sleep(0.2)
+    d.kill9()
+    s.close()
+    time.sleep(0.5)
+    pids = d.shim_pids()
+    assert pids
+    before = sum(_cpu_ticks(p) for p in pids)
+    time.sleep(1.0)
+    used = sum(_cpu_ticks(p) for p in pids) - before
+    assert used < 20, f"shims used {used} ticks in 1 s with nothing to do"
+    d.start()
+    assert _inspect(d, cid)["State"]["Running"]

@@ -444,10 +444,13 @@ class Shim:
             return
         if c.attached:
             if not data:
-                # stdin from this client is over; the stream stays open for output
-                self.poll.modify(fd, select.POLLOUT if c.out else 0)
                 if c.stdin and self.req.stdin_once:
                     self._close_stdin()
+                if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    self._drop(c)  # gone both ways (poll keeps reporting a hang-up: never spin on it)
+                    return
+                # stdin from this client is over (a half-close); the stream stays open for output
+                self.poll.modify(fd, select.POLLOUT if c.out else 0)
                 return
             if c.stdin:
                 self._write_stdin(data)
