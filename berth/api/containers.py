@@ -11,7 +11,7 @@ import time
 import msgspec
 
 from berth.api.http import BadRequest, Request, Response, Router, StreamResponse
-from berth.api.images import parse_filters
+from berth.api.filters import labels_match, parse_filters
 from berth.api.system import json_response
 from berth.engine.containers import Containers, parse_signal
 from berth.engine.logs import LogReader, parse_time
@@ -162,11 +162,8 @@ def _matches(engine: Containers, c: Container, filters: dict[str, list[str]]) ->
             if c.state.status.value not in vals:
                 return False
         elif key == "label":
-            labels = c.config.Labels or {}
-            for v in vals:
-                k, eq, val = v.partition("=")
-                if (not eq and k not in labels) or (eq and labels.get(k) != val):
-                    return False
+            if not labels_match(c.config.Labels or {}, vals):
+                return False
         elif key == "ancestor":
             ok = False
             for v in vals:

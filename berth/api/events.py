@@ -9,7 +9,7 @@ import time
 import msgspec
 
 from berth.api.http import Request, Router, StreamResponse
-from berth.api.images import parse_filters
+from berth.api.filters import parse_filters
 from berth.engine.events import VALID_FILTERS, Event, Events, matches
 from berth.engine.logs import parse_time
 from berth.errors import InvalidArgument

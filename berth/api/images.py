@@ -10,6 +10,7 @@ import os
 import tempfile
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from berth.api.filters import labels_match, parse_filters
 from berth.api.http import Request, Response, Router, StreamResponse
 from berth.api.system import json_response
 from berth.engine.logs import parse_time
@@ -17,23 +18,6 @@ from berth.errors import InvalidArgument, NotFound, Unsupported
 from berth.image.store import Image
 from berth.oci import reference
 from berth.registry.client.auth import decode_registry_auth
-
-
-def parse_filters(req: Request) -> dict[str, list[str]]:
-    raw = req.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        f = json.loads(raw)
-    except ValueError:
-        raise InvalidArgument("invalid filter") from None
-    if not isinstance(f, dict):
-        raise InvalidArgument("invalid filter")
-    out: dict[str, list[str]] = {}
-    for k, v in f.items():
-        # Two forms: {"k": ["v"]} and the older {"k": {"v": true}}.
-        out[k] = list(v.keys()) if isinstance(v, dict) else list(v)
-    return out
 
 
 def go_json(msg: dict[str, Any]) -> bytes:
@@ -199,7 +183,7 @@ def routes(router: Router, ctx: object) -> None:
                     continue
             if "label" in filters:
                 labels = (img.config.config.Labels if img.config.config else None) or {}
-                if not all(_label_match(labels, lf) for lf in filters["label"]):
+                if not labels_match(labels, filters["label"]):
                     continue
             if "before" in filters or "since" in filters:
                 key = "before" if "before" in filters else "since"
@@ -358,10 +342,3 @@ def _ref_match(pattern: str, tag: str) -> bool:
     if ":" not in pattern.rsplit("/", 1)[-1]:
         tag = tag.rsplit(":", 1)[0]
     return fnmatch.fnmatchcase(tag, pattern)
-
-
-def _label_match(labels: dict[str, str], f: str) -> bool:
-    k, eq, v = f.partition("=")
-    if not eq:
-        return k in labels
-    return labels.get(k) == v

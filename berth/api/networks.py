@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from berth.api.http import Request, Response, Router
-from berth.api.images import parse_filters
+from berth.api.filters import labels_match, parse_filters
 from berth.api.system import json_response
 from berth.engine.attachments import Attachments
 from berth.engine.logs import parse_time
@@ -24,14 +24,6 @@ def _body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
-    for v in wanted:
-        k, eq, val = v.partition("=")
-        if k not in labels or (eq and labels[k] != val):
-            return False
-    return True
-
-
 def matches(nets: Networks, n: Network, filters: dict[str, list[str]]) -> bool:
     for key, vals in filters.items():
         if key == "name":
@@ -44,7 +36,7 @@ def matches(nets: Networks, n: Network, filters: dict[str, list[str]]) -> bool:
             if n.driver not in vals:
                 return False
         elif key == "label":
-            if not _labels_match(n.labels, vals):
+            if not labels_match(n.labels, vals):
                 return False
         elif key == "type":
             for v in vals:
@@ -121,7 +113,7 @@ def routes(router: Router, ctx: object) -> None:
         def keep(n: Network) -> bool:
             if until is not None and (parse_time(n.created) or 0) >= until:
                 return True
-            return "label" in filters and not _labels_match(n.labels, filters["label"])
+            return "label" in filters and not labels_match(n.labels, filters["label"])
 
         deleted = await nets.prune(keep)
         return json_response({"NetworksDeleted": deleted or None})

@@ -5,18 +5,10 @@ from __future__ import annotations
 import json
 
 from berth.api.http import Request, Response, Router
-from berth.api.images import parse_filters
+from berth.api.filters import labels_match, parse_filters
 from berth.api.system import json_response
 from berth.engine.volumes import Volume, Volumes
 from berth.errors import InvalidArgument
-
-
-def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
-    for v in wanted:
-        k, eq, val = v.partition("=")
-        if k not in labels or (eq and labels[k] != val):
-            return False
-    return True
 
 
 def matches(vols: Volumes, v: Volume, filters: dict[str, list[str]]) -> bool:
@@ -25,10 +17,10 @@ def matches(vols: Volumes, v: Volume, filters: dict[str, list[str]]) -> bool:
             if not any(x in v.name for x in vals):
                 return False
         elif key == "label":
-            if not _labels_match(v.labels, vals):
+            if not labels_match(v.labels, vals):
                 return False
         elif key == "label!":
-            if any(_labels_match(v.labels, [x]) for x in vals):
+            if any(labels_match(v.labels, [x]) for x in vals):
                 return False
         elif key == "dangling":
             want = vals[0] in ("true", "1")
