@@ -174,6 +174,7 @@ class Containers:
             hc.NetworkMode = "default"
         if hc.Runtime == "":
             hc.Runtime = "runc"
+        hc.CgroupnsMode = _cgroupns_mode(hc.CgroupnsMode)
         c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
                       host_config=hc, image_id=image.id)
         if self.attachments is not None:
@@ -416,7 +417,7 @@ class Containers:
             pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs, no_new_privileges=nnp,
             seccomp=seccomp, shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
-            annotations=dict(hc.Annotations or {}), **extra)
+            annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private", **extra)
 
     # -- exit monitoring --------------------------------------------------------------------
 
@@ -880,6 +881,19 @@ def _with_init(spec) -> None:  # type: ignore[no-untyped-def]
         raise InvalidArgument("docker-init binary not found: install the tini package (tini-static)")
     spec.mounts.append(Mount(destination=INIT_PATH, type="bind", source=src, options=["bind", "ro"]))
     spec.process.args = [INIT_PATH, "--", *spec.process.args]
+
+
+def _cgroupns_mode(mode: str) -> str:
+    """Docker's default: a private cgroup namespace on cgroup v2 hosts, the host's on v1."""
+    if mode in ("host", "private"):
+        return mode
+    if mode:
+        raise InvalidArgument(f"invalid cgroup namespace mode: {mode}")
+    from berth.runtime.cgroups import detect
+    try:
+        return "private" if detect().version == 2 else "host"
+    except Exception:
+        return "host"
 
 
 def _resolv_conf() -> bytes:

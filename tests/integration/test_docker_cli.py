@@ -267,3 +267,21 @@ def test_info_counts(docker):
     finally:
         docker("rm", "infoc")
 
+
+
+def test_cgroup_namespace_modes(docker):
+    """Docker's --cgroupns: host by default on a cgroup v1 host, private on request (v2's default)."""
+    from berth.runtime.cgroups import detect
+    default = "private" if detect().version == 2 else "host"
+    cid = docker("run", "-d", "busybox", "sleep", "30").stdout.strip()
+    try:
+        assert docker("inspect", "-f", "{{.HostConfig.CgroupnsMode}}", cid).stdout.strip() == default
+        own = docker("exec", cid, "cat", "/proc/self/cgroup").stdout
+        assert (f"/berth/{cid}" in own) == (default == "host"), own
+    finally:
+        docker("rm", "-f", cid)
+    r = docker("run", "--rm", "--cgroupns", "private", "busybox", "cat", "/proc/self/cgroup")
+    assert r.returncode == 0, r.stderr
+    assert "/berth/" not in r.stdout and r.stdout.strip(), r.stdout  # the container's cgroup is its root
+    r = docker("run", "--rm", "--cgroupns", "host", "busybox", "cat", "/proc/self/cgroup")
+    assert "/berth/" in r.stdout, r.stdout
