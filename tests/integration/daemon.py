@@ -28,7 +28,8 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 
 class Daemon:
-    def __init__(self, base: Path | None = None):
+    def __init__(self, base: Path | None = None, env: dict[str, str] | None = None):
+        self.extra_env = env or {}
         # Short paths: the shims' sockets live under the exec root (AF_UNIX paths are short).
         self.base = Path(base or tempfile.mkdtemp(prefix="berth-", dir="/tmp"))
         self.data_root = self.base / "data"
@@ -56,7 +57,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
              "--exec-root", str(self.exec_root), "--log-level", "debug"],
-            stdout=logf, stderr=logf, cwd=ROOT)
+            stdout=logf, stderr=logf, cwd=ROOT, env={**os.environ, **self.extra_env})
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"berthd exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")

@@ -39,7 +39,9 @@ __all__ = [
     "v2_swap_max", "device_rule_line",
 ]
 
-DEFAULT_ROOT = Path("/sys/fs/cgroup")
+# BERTH_CGROUP_ROOT points berth at another cgroup mount: a cgroup2 mount next to v1
+# controllers (hybrid hosts) runs containers through the v2 code on a v1 host.
+DEFAULT_ROOT = Path(os.environ.get("BERTH_CGROUP_ROOT") or "/sys/fs/cgroup")
 
 _V1_CONTROLLERS = frozenset({
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio",
