@@ -176,7 +176,11 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
         raise SetupFailed(str(e), "plan") from e
     cgroup = _open_cgroup(spec)
     if cgroup is not None:
-        cgroup.create(_with_runc_devices(spec.linux.resources) if spec.linux else None)
+        try:
+            cgroup.create(_with_runc_devices(spec.linux.resources) if spec.linux else None)
+        except BaseException:
+            _destroy(cgroup)  # a limit that cannot be set must not leave the directory behind
+            raise
     ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:

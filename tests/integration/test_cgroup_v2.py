@@ -71,4 +71,5 @@ def test_limit_without_its_v2_controller_is_a_clear_error(v2_daemon: Daemon):
     assert r.returncode == 125
     assert "controller(s) pids not available" in r.stderr
     assert v2_daemon.request("GET", "/_ping")[0] == 200
+    assert [p.name for p in (UNIFIED / "berth").iterdir() if len(p.name) == 64] == [], "a cgroup was left behind"
     assert _docker(v2_daemon, "ps", "-aq").stdout == ""  # the --rm container is gone
