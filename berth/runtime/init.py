@@ -214,6 +214,12 @@ def _setup(plan: Plan, ctl: int, console: int | None = None) -> tuple[str | None
     if plan.oom_score_adj is not None:
         step.name = "oom_score_adj"
         _oom_score_adj(plan.oom_score_adj)
+    return _become_process(plan)
+
+
+def _become_process(plan: Plan) -> tuple[str | None, str, list[str]]:
+    """The last steps of the init and of an exec alike: user, privileges, seccomp."""
+    step = _Step
     step.name = "user"
     uid, gid, groups, home = _user(plan)
     env = list(plan.env)
@@ -279,21 +285,7 @@ def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
     step.name = "rlimits"
     for res, soft, hard in plan.rlimits:
         lrlimit.setrlimit(res, soft, hard)
-    step.name = "user"
-    uid, gid, groups, home = _user(plan)
-    env = list(plan.env)
-    if not any(e.startswith("HOME=") for e in env):
-        env.append("HOME=" + home)
-    if plan.no_new_privs:
-        step.name = "no_new_privs"
-        prctl.set_no_new_privs()
-    if plan.seccomp_early and plan.seccomp_bpf:
-        step.name = "seccomp"
-        lseccomp.load(plan.seccomp_bpf)
-    step.name = "capabilities"
-    _drop_privileges(plan, uid, gid, groups)
-    os.umask(plan.umask)
-    return _before_exec(plan, env)
+    return _become_process(plan)
 
 
 def run_exec(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
