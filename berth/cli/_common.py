@@ -58,3 +58,26 @@ def print_error(message: str) -> None:
     sys.stdout.flush()
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+def inspect_each(cli: Any, fmt: str | None, paths: list[str]) -> int:
+    """GET each object, then print them as docker does: one template each, or a JSON array.
+
+    A missing object prints the daemon's error and makes the exit code 1; the rest still print.
+    """
+    from berth.client.api import APIError
+
+    out, code = [], 0
+    for path in paths:
+        try:
+            out.append(cli.client.get_json(path))
+        except APIError as exc:
+            print_error(f"Error response from daemon: {exc.message}")
+            code = 1
+    if fmt:
+        for obj in out:
+            if print_template(fmt, obj):
+                return 1
+        return code
+    sys.stdout.write(go_json_indent(out) + "\n")
+    return code

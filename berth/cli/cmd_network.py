@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from berth.cli._common import filters_json, format_flag, go_json_indent, print_error, print_template
+from berth.cli._common import filters_json, format_flag, go_json_indent, inspect_each, print_error, print_template
 from berth.cli._flags import Flag, Spec, UsageError
 
 TYPE_CHECKING = False
@@ -129,22 +129,7 @@ def spec_network_inspect() -> Spec:
 
 
 def run_network_inspect(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
-
-    out, code = [], 0
-    for ref in args:
-        try:
-            out.append(cli.client.get_json(f"/networks/{ref}"))
-        except APIError as exc:
-            print_error(f"Error response from daemon: {exc.message}")
-            code = 1
-    if opts["format"]:
-        for n in out:
-            if print_template(opts["format"], n):
-                return 1
-        return code
-    sys.stdout.write(go_json_indent(out) + "\n")
-    return code
+    return inspect_each(cli, opts["format"], [f"/networks/{ref}" for ref in args])
 
 
 def spec_network_rm() -> Spec:

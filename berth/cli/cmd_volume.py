@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from berth.cli._common import filters_json, format_flag, go_json_indent, print_error, print_template
+from berth.cli._common import filters_json, format_flag, go_json_indent, inspect_each, print_error, print_template
 from berth.cli._flags import Flag, Spec, UsageError
 
 TYPE_CHECKING = False
@@ -95,22 +95,7 @@ def spec_volume_inspect() -> Spec:
 
 
 def run_volume_inspect(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
-
-    out, code = [], 0
-    for name in args:
-        try:
-            out.append(cli.client.get_json(f"/volumes/{name}"))
-        except APIError as exc:
-            print_error(f"Error response from daemon: {exc.message}")
-            code = 1
-    if opts["format"]:
-        for v in out:
-            if print_template(opts["format"], v):
-                return 1
-        return code
-    sys.stdout.write(go_json_indent(out) + "\n")
-    return code
+    return inspect_each(cli, opts["format"], [f"/volumes/{name}" for name in args])
 
 
 def spec_volume_rm() -> Spec:
