@@ -6,7 +6,7 @@ SOCK   := /run/berth/berth.sock
 PIDFILE := /run/berth/berthd.pid
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: deps venv demo test unit bench stop clean
+.PHONY: deps venv demo test unit bench bench-build stop clean
 
 deps:
 	@command -v busybox >/dev/null 2>&1 && [ -x /bin/busybox ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static)
@@ -46,6 +46,9 @@ unit: venv
 
 bench: venv
 	$(PY) bench/engine.py
+
+bench-build: venv
+	$(PY) bench/build/run.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -10,10 +10,12 @@ import time
 
 import msgspec
 
+from berth.api import links as links_api
 from berth.api.http import BadRequest, Request, Response, Router, StreamResponse
 from berth.api.filters import labels_match, parse_filters
 from berth.api.system import json_response
 from berth.engine.containers import Containers, parse_signal
+from berth.engine.logdrivers import ReadNotSupported
 from berth.engine.logs import LogReader, parse_time
 from berth.engine.model import Container, Status
 from berth.errors import Conflict, InvalidArgument
@@ -124,7 +126,7 @@ def inspect_json(engine: Containers, c: Container, size: bool = False) -> dict[s
                   "ExitCode": st.exit_code, "Error": st.error, "StartedAt": st.started_at,
                   "FinishedAt": st.finished_at},
         "Image": c.image_id, "ResolvConfPath": str(d.resolv_conf), "HostnamePath": str(d.hostname),
-        "HostsPath": str(d.hosts), "LogPath": str(d.log), "Name": f"/{c.name}",
+        "HostsPath": str(d.hosts), "LogPath": str(d.log) if c.host_config.LogConfig.Type in ("json-file", "") else "", "Name": f"/{c.name}",
         "RestartCount": c.restart_count, "Driver": "overlay2", "Platform": "linux", "MountLabel": "",
         "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc,
         "GraphDriver": {"Data": {"LowerDir": ":".join(lowers), "MergedDir": str(d.rootfs),
@@ -359,6 +361,7 @@ def routes(router: Router, ctx: object) -> None:
         return Response(204, b"", content_type=None)
 
     async def delete(req: Request) -> Response:
+        links_api.default_link_name(req)
         await engine.remove(req.match["id"], req.flag("force"), volumes=req.flag("v"))
         return Response(204, b"", content_type=None)
 
@@ -419,7 +422,7 @@ def routes(router: Router, ctx: object) -> None:
 
     async def changes(req: Request) -> Response:
         out = [{"Path": ch.path, "Kind": ch.kind} for ch in ctx.archives.changes(req.match["id"])]  # type: ignore[attr-defined]
-        return json_response(out or None)
+        return json_response(out)
 
     async def update(req: Request) -> Response:
         body = await req.read()
@@ -505,13 +508,15 @@ def routes(router: Router, ctx: object) -> None:
             space += engine.size_rw(c)
             await engine.remove(c.id, force=False)
             deleted.append(c.id)
-        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": space})
+        return json_response({"ContainersDeleted": deleted, "SpaceReclaimed": space})
 
     async def logs(req: Request) -> StreamResponse:
         c = engine.get(req.match["id"])
         stdout, stderr = req.flag("stdout"), req.flag("stderr")
         if not (stdout or stderr):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        if c.host_config.LogConfig.Type == "none":
+            raise ReadNotSupported()
         tail_s = req.query.get("tail", "all")
         try:
             tail = None if tail_s in ("all", "") else int(tail_s)
@@ -548,7 +553,7 @@ def routes(router: Router, ctx: object) -> None:
         ctype = "application/vnd.docker.raw-stream" if c.config.Tty or not req.version_at_least("1.42") \
             else "application/vnd.docker.multiplexed-stream"
         req.hijack(ctype)
-        await req.writer.drain()
+        await req.head_read()
         if req.flag("logs"):
             from berth.runtime.shim.protocol import frame
             reader = LogReader(engine.data.container(c.id).log, stdout, stderr, None, None, False, None)

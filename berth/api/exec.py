@@ -12,6 +12,7 @@ from berth.engine.exec import ExecCreate, Execs, inspect_json
 from berth.errors import BerthError, InvalidArgument
 from berth.runtime.shim.protocol import frame
 from berth.schema import detachkeys
+from berth.schema.fold import decode_folded
 
 
 class ExecStart(msgspec.Struct):
@@ -24,7 +25,7 @@ def _decode(body: bytes, typ: type) -> object:
     if not body.strip():
         return typ()
     try:
-        return msgspec.json.decode(body, type=typ)
+        return decode_folded(body, typ)
     except msgspec.ValidationError as e:
         raise InvalidArgument(f"json: cannot unmarshal: {e}") from None
     except msgspec.DecodeError as e:
@@ -52,17 +53,19 @@ def routes(router: Router, ctx: object) -> None:
             await execs.start(req.match["id"], True, body.Tty, body.ConsoleSize)
             return Response(200, b"", content_type="application/json")
         ex = execs.check_startable(req.match["id"])
-        ctype = "application/vnd.docker.raw-stream" if ex.tty or not req.version_at_least("1.42") \
+        # The start request's Tty decides the framing (create's decides only whether there is
+        # a pty): Docker multiplexes unless *this* body says "Tty": true.
+        ctype = "application/vnd.docker.raw-stream" if body.Tty or not req.version_at_least("1.42") \
             else "application/vnd.docker.multiplexed-stream"
         # 101 first, then the process: a client reading the headers with a buffered reader
         # (docker-py) would swallow output that arrived with them
         req.hijack(ctype)
-        await req.writer.drain()
+        await req.head_read()
         try:
             session = await execs.start(req.match["id"], False, body.Tty, body.ConsoleSize)
         except BerthError as e:
             msg = f"{e}\r\n".encode()
-            req.writer.write(msg if ex.tty else frame(1, msg))
+            req.writer.write(msg if body.Tty else frame(1, msg))
             req.writer.close()
             return None
         keys = detachkeys.parse(ex.detach_keys or detachkeys.DEFAULT) if ex.tty and ex.attach_stdin else b""
@@ -78,6 +81,7 @@ def routes(router: Router, ctx: object) -> None:
                     if data:
                         await session.write_stdin(data)
                     if detached:
+                        execs.detached(ex)
                         req.writer.close()
                         return
             except (ConnectionError, OSError):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
+from berth.linux import fd
+
 log = logging.getLogger("berth.api")
 
 REASONS = {
@@ -125,6 +127,27 @@ class Request:
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         self.hijacked = True
         self.responded = True
+
+    async def head_read(self, timeout: float = 0.25) -> None:
+        """After ``hijack``: wait (briefly) until the client has read the 101 head.
+
+        docker-py reads the head through a buffered reader and then reads the raw socket: any
+        stream bytes that arrived together with the head stay in that buffer and are lost
+        (attach with logs=1, a fast exec). So the first stream bytes go out only once the head
+        has left the socket's queue."""
+        await self.writer.drain()
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        delay = 0.0005
+        try:
+            while fd.unread_output(sock.fileno()) > 0 and loop.time() < end:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.01)
+        except OSError:
+            return
 
 
 def check_version(v: str, lo: str, hi: str) -> None:

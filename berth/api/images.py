@@ -26,16 +26,18 @@ def go_json(msg: dict[str, Any]) -> bytes:
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
 
-async def json_stream(req: Request, work: Callable[[Any], Awaitable[Any]]) -> StreamResponse:
+async def json_stream(req: Request, work: Callable[[Any], Awaitable[Any]],
+                      errors_in_stream: bool = False) -> StreamResponse:
     """Run ``work(progress)`` and stream its JSON messages; the response starts with the
     first message, so an error before it gets a plain status (as Docker's pull answers 404).
-    An error after it is the stream's last message (``errorDetail``)."""
+    An error after it is the stream's last message (``errorDetail``). With
+    ``errors_in_stream`` every error is a stream message under a 200 (Docker's load)."""
     from berth.engine.distribution import Progress
 
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     task = asyncio.ensure_future(work(Progress(loop, q.put_nowait)))
-    resp: StreamResponse | None = None
+    resp: StreamResponse | None = StreamResponse(req) if errors_in_stream else None
     gone = False
 
     async def send(msg: dict[str, Any]) -> None:
@@ -81,7 +83,7 @@ def image_summary(store, img: Image, req: Request | None = None) -> dict[str, ob
     new = req is None or req.version_at_least("1.43")  # untagged: [] rather than "<none>:<none>"
     d: dict[str, object] = {
         "Containers": -1, "Created": int(parse_time(img.created) or 0), "Id": img.id,
-        "Labels": (cfg.Labels if cfg else None) or None, "ParentId": "",
+        "Labels": (cfg.Labels if cfg else None) or None, "ParentId": store.parent_of(img.id),
         "RepoDigests": digests or ([] if tags or new else ["<none>@<none>"]),
         "RepoTags": tags or ([] if new else ["<none>:<none>"]), "SharedSize": -1, "Size": img.size}
     if req is not None and not req.version_at_least("1.44"):
@@ -94,6 +96,19 @@ _CONTAINER_ONLY = ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "Att
                    "OpenStdin", "StdinOnce", "Image", "NetworkDisabled", "MacAddress", "StopTimeout")
 
 
+def _container_config(raw: dict[str, Any] | None) -> dict[str, object]:
+    """A commit's ContainerConfig (the container's Config then), in the shape Config has."""
+    import msgspec
+
+    from berth.api.containers import config_json
+    from berth.schema.containers import ContainerConfig
+    try:
+        cfg = msgspec.convert(raw, ContainerConfig) if raw else None
+    except msgspec.ValidationError:
+        cfg = None
+    return config_json(cfg)
+
+
 def image_inspect(store, img: Image, req: Request | None = None) -> dict[str, object]:
     from berth.api.containers import config_json
     c = img.config
@@ -104,10 +119,11 @@ def image_inspect(store, img: Image, req: Request | None = None) -> dict[str, ob
         for k in _CONTAINER_ONLY:
             config.pop(k, None)
     d: dict[str, object] = {
-        "Id": img.id, "RepoTags": store.tags_of(img.id), "RepoDigests": store.repo_digests_of(img.id), "Parent": "",
+        "Id": img.id, "RepoTags": store.tags_of(img.id), "RepoDigests": store.repo_digests_of(img.id),
+        "Parent": store.parent_of(img.id),
         "Comment": c.comment or (c.history[-1].comment if c.history else "") or "",
-        "Created": img.created, "Container": "",
-        "ContainerConfig": config_json(None), "DockerVersion": c.docker_version or "",
+        "Created": img.created, "Container": c.container or "",
+        "ContainerConfig": _container_config(c.container_config), "DockerVersion": c.docker_version or "",
         "Author": c.author or "", "Config": config,
         "Architecture": c.architecture, "Os": c.os, "Size": img.size, "VirtualSize": img.size,
         "GraphDriver": {"Data": {"LowerDir": ":".join(layers[1:]) or None, "MergedDir": None,
@@ -171,8 +187,12 @@ def routes(router: Router, ctx: object) -> None:
     async def list_images(req: Request) -> Response:
         filters = parse_filters(req)
         out = []
+        admin = getattr(ctx, "build_admin", None)
+        hidden = admin.intermediate() if admin is not None and not req.flag("all") else set()
         for img in store.list():
             tags = store.tags_of(img.id)
+            if img.id in hidden:
+                continue  # a build step's intermediate image (docker images -a shows it)
             if "dangling" in filters:
                 want = filters["dangling"][0].lower() in ("true", "1")
                 if want != (not tags):
@@ -293,7 +313,9 @@ def routes(router: Router, ctx: object) -> None:
             with os.fdopen(fd, "wb") as f:
                 while chunk := await req.read_chunk(1 << 20):
                     f.write(chunk)
-            return await json_stream(req, lambda p: files.load(path, p.emit))
+            # dockerd answers 200 and reports a bad archive inside the stream; docker-py
+            # raises ImageLoadError only for an "error" message there.
+            return await json_stream(req, lambda p: files.load(path, p.emit), errors_in_stream=True)
         finally:
             os.unlink(path)
 
@@ -306,8 +328,12 @@ def routes(router: Router, ctx: object) -> None:
         now = _time.time()
         out = files.disk_usage(lambda img: image_summary(store, img, req),
                                lambda c: summary(ctx.containers, c, now, True))  # type: ignore[attr-defined]
+        out["Volumes"] = await asyncio.to_thread(ctx.volumes.disk_usage)  # type: ignore[attr-defined]
+        admin = getattr(ctx, "build_admin", None)
+        if admin is not None:
+            out["BuildCache"] = admin.rows()
         if not req.version_at_least("1.42"):
-            out["BuilderSize"] = 0
+            out["BuilderSize"] = sum(int(r["Size"]) for r in out.get("BuildCache") or [])
         types = [v for k, v in req.query_list if k == "type"] if req.version_at_least("1.42") else []
         for t in types:
             if t not in ("container", "image", "volume", "build-cache"):

@@ -116,7 +116,7 @@ def routes(router: Router, ctx: object) -> None:
             return "label" in filters and not labels_match(n.labels, filters["label"])
 
         deleted = await nets.prune(keep)
-        return json_response({"NetworksDeleted": deleted or None})
+        return json_response({"NetworksDeleted": deleted})
 
     router.add("GET", "/networks", list_)
     router.add("POST", "/networks/create", create)

@@ -42,7 +42,7 @@ def routes(router: Router, ctx: object) -> None:
     async def list_(req: Request) -> Response:
         filters = parse_filters(req)
         out = [vols.volume_json(v) for v in vols.list() if matches(vols, v, filters)]
-        return json_response({"Volumes": out, "Warnings": None})
+        return json_response({"Volumes": out, "Warnings": []})
 
     async def create(req: Request) -> Response:
         raw = await req.read()
@@ -73,7 +73,7 @@ def routes(router: Router, ctx: object) -> None:
             return matches(vols, v, f)
 
         deleted, space = vols.prune(match)
-        return json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": space})
+        return json_response({"VolumesDeleted": deleted, "SpaceReclaimed": space})
 
     router.add("GET", "/volumes", list_)
     router.add("POST", "/volumes/create", create)

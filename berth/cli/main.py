@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": (_O, "update"),
     "port": (_O, "port"),
     "cp": (_CP, "cp"),
+    "build": ("berth.cli.cmd_build", "build"),
 }
 
 MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
@@ -78,7 +79,8 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
         "ls": COMMANDS["images"], "list": COMMANDS["images"],
         "rm": COMMANDS["rmi"], "remove": COMMANDS["rmi"],
         "inspect": (_S, "image_inspect"),
-        **{name: COMMANDS[name] for name in ("tag", "import", "history", "pull", "push", "save", "load")},
+        **{name: COMMANDS[name] for name in ("tag", "import", "history", "pull", "push", "save", "load",
+                                             "build")},
         "prune": (_F, "image_prune"),
     },
     "system": {"info": COMMANDS["info"], "df": (_F, "system_df"), "events": COMMANDS["events"]},
@@ -87,6 +89,7 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
         "list": ("berth.cli.cmd_network", "network_ls"), "remove": ("berth.cli.cmd_network", "network_rm")},
     "volume": {name: ("berth.cli.cmd_volume", f"volume_{name}") for name in ("create", "ls", "inspect", "rm", "prune")}
     | {"list": ("berth.cli.cmd_volume", "volume_ls"), "remove": ("berth.cli.cmd_volume", "volume_rm")},
+    "builder": {"build": COMMANDS["build"], "prune": ("berth.cli.cmd_build", "builder_prune")},
     "registry": {"serve": ("berth.cli.cmd_registry", "registry_serve"),
                  "gc": ("berth.cli.cmd_registry", "registry_gc")},
 }
@@ -108,6 +111,7 @@ Common Commands:
   info        Display system-wide information
 
 Management Commands:
+  builder     Manage builds
   container   Manage containers
   image       Manage images
   network     Manage networks
@@ -116,6 +120,7 @@ Management Commands:
 
 Commands:
   attach      Attach local standard input, output, and error streams to a running container
+  build       Build an image from a Dockerfile
   cp          Copy files/folders between a container and the local filesystem
   create      Create a new container
   diff        Inspect changes to files or directories on a container's filesystem

@@ -37,7 +37,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="enable insecure registry communication (host[:port] or CIDR)")
     p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
                    help="preferred registry mirror (URL) for Docker Hub")
+    p.add_argument("--live-restore", nargs="?", const=True, default=True, type=_bool_flag, metavar="BOOL",
+                   help="keep containers running while berthd is down (default true; "
+                        "--live-restore=false stops them when berthd exits, as dockerd does)")
     return p.parse_args(argv)
+
+
+def _bool_flag(v: str) -> bool:
+    """A boolean flag's value as Go's strconv.ParseBool reads it (dockerd's flags)."""
+    if v in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if v in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
 
 
 class Context:
@@ -112,7 +124,19 @@ def wire(args: argparse.Namespace) -> Context:
     ctx.volumes = Volumes(db, data.volumes, ctx.events.emit)  # type: ignore[attr-defined]
     ctx.attachments = ctx.containers.attachments = Attachments(  # type: ignore[attr-defined]
         ctx.networks, ctx.volumes, data, ctx.containers)  # type: ignore[attr-defined]
+    _wire_builder(ctx, data, exec_root)
     return ctx
+
+
+def _wire_builder(ctx: Context, data: DataRoot, exec_root: ExecRoot) -> None:
+    from berth.build.admin import BuildAdmin
+    from berth.build.builder import Builder
+    from berth.build.cache import BuildCache
+    cache = BuildCache(ctx.db)  # type: ignore[attr-defined]
+    ctx.builder = Builder(ctx.containers, ctx.images, ctx.distribution, cache,  # type: ignore[attr-defined]
+                          data.build_tmp, data.build_mounts, exec_root.root / "build")
+    ctx.builder.sweep()  # type: ignore[attr-defined]
+    ctx.build_admin = BuildAdmin(ctx.image_store, ctx.containers, cache)  # type: ignore[attr-defined]
 
 
 def _cgroup_version() -> str:
@@ -134,13 +158,20 @@ def build_server(ctx: Context):  # type: ignore[no-untyped-def]
     containers.routes(router, ctx)
     from berth.api import attach_ws
     attach_ws.routes(router, ctx)
-    from berth.api import commit as commit_api
+    from berth.api import commit as commit_api, links as links_api
     commit_api.routes(router, ctx)
+    links_api.routes(router, ctx)
     events.routes(router, ctx)
     exec_api.routes(router, ctx)
     from berth.api import networks as networks_api, volumes as volumes_api
     networks_api.routes(router, ctx)
     volumes_api.routes(router, ctx)
+    from berth.api import build as build_api
+    build_api.routes(router, ctx)
+    from berth.api import swarm as swarm_api
+    swarm_api.routes(router, ctx)
+    from berth.api import jsonbody
+    jsonbody.guard(router)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
     return Server(router, headers, error_response, (system.MIN_API_VERSION, system.API_VERSION))
@@ -157,6 +188,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
     ctx = wire(args)
+    ctx.live_restore = args.live_restore  # type: ignore[attr-defined]
     server = build_server(ctx)
     hosts = args.host or [DEFAULT_HOST]
     sockets: list[Path] = []
@@ -192,10 +224,16 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(s, stop.set)
     ctx.forkserver.start()  # type: ignore[attr-defined]
     await ctx.containers.recover()  # type: ignore[attr-defined]
+    from berth.engine.build_support import sweep as sweep_builds
+    await sweep_builds(ctx.containers)  # type: ignore[attr-defined]
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
-    log.info("shutting down (containers keep running)")
     await server.close()
+    if args.live_restore:
+        log.info("shutting down (containers keep running)")
+    else:
+        log.info("shutting down: stopping the containers (live restore is off)")
+        await ctx.containers.shutdown()  # type: ignore[attr-defined]
     await ctx.forkserver.stop()  # type: ignore[attr-defined]
     # With no container running, bridges and rules go (recreated at start); else they stay.
     await ctx.attachments.shutdown(list(ctx.containers.by_id.values()))  # type: ignore[attr-defined]

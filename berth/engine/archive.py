@@ -14,10 +14,11 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from berth.engine.containers import Containers
 from berth.engine.model import Container
-from berth.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 _KINDS = {"notfound": NotFound, "notdir": InvalidArgument, "invalid": InvalidArgument, "denied": PermissionDenied}
 
@@ -40,6 +41,11 @@ class Archives:
         argv = [sys.executable, "-m", "berth.runtime.archive", mode, path, *extra]
         if c.running and c.state.pid:
             return argv + ["--root", f"/proc/{c.state.pid}/root"]
+        return argv + self._stopped_root(c)
+
+    def _stopped_root(self, c: Container) -> list[str]:
+        """Helper arguments for a container that is not running: its overlay, then what dockerd
+        mounts for a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given."""
         d = self.containers.data.container(c.id)
         image = self.containers.images.get_by_id(c.image_id)
         lowers = self.containers.images.lower_dirs(image)
@@ -48,7 +54,28 @@ class Archives:
             empty.mkdir(exist_ok=True)
             lowers = [empty]
         opts = f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
-        return argv + ["--overlay", opts, "--mnt", str(d.rootfs)]
+        out = ["--overlay", opts, "--mnt", str(d.rootfs)]
+        for m in self._mounts(c, lowers, d.upper):
+            out += ["--bind", m]
+        return out
+
+    def _mounts(self, c: Container, lowers: list[Path], upper: Path) -> list[str]:
+        volumes = getattr(self.containers.attachments, "volumes", None)
+        binds: list[str] = []
+        d = self.containers.data.container(c.id)
+        if not c.host_config.NetworkMode.startswith("container:"):
+            binds += [f"{d.hostname}:/etc/hostname:rw", f"{d.hosts}:/etc/hosts:rw",
+                      f"{d.resolv_conf}:/etc/resolv.conf:rw"]
+        if volumes is None:
+            return binds
+        try:
+            mounts = volumes.spec_mounts(c.id, lowers, upper)
+        except BerthError:
+            return binds
+        for m in mounts:
+            if m.type == "bind":  # volumes (local driver) and binds; tmpfs holds nothing while stopped
+                binds.append(f"{m.source}:{m.destination}:{'ro' if 'ro' in (m.options or []) else 'rw'}")
+        return binds
 
     async def _spawn(self, c: Container, mode: str, path: str, extra: list[str] | None = None,
                      stdin: bool = False) -> asyncio.subprocess.Process:
@@ -99,10 +126,11 @@ class Archives:
     async def put(self, ref: str, path: str, body: AsyncIterator[bytes], no_overwrite_dir_non_dir: bool,
                   copy_uidgid: bool) -> None:
         c = self.containers.get(ref)
+        extra = ["--no-overwrite-dir-non-dir"] if no_overwrite_dir_non_dir else []
         if c.host_config.ReadonlyRootfs:
-            raise PermissionDenied("container rootfs is marked read-only")
-        extra = (["--no-overwrite-dir-non-dir"] if no_overwrite_dir_non_dir else []) + \
-            (["--copy-uidgid"] if copy_uidgid else [])
+            extra.append("--readonly-rootfs")  # a rw volume inside stays writable
+        if copy_uidgid and c.config.User:  # dockerd: the container's user owns what is copied
+            extra += ["--chown-user", c.config.User]
         async with self._guard(c):
             proc = await self._spawn(c, "put", path, extra, stdin=True)
             assert proc.stdin is not None and proc.stderr is not None

@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 import msgspec
 
-from berth.engine import names, shims
+from berth.engine import links, logdrivers, names, shims, validate
 from berth.engine.model import ZERO_TIME, Container, State, Status, decode, encode
-from berth.errors import Conflict, InvalidArgument, NotFound, NotModified, RuntimeFailure
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, NotModified, RuntimeFailure
 from berth.image.store import Image, ImageStore
 from berth.runtime.shim.protocol import ExitStatus, SpawnRequest
 from berth.schema.containers import ContainerConfig, CreateRequest, HostConfig, config_of, strslice
@@ -103,6 +103,7 @@ class Containers:
         self.restarts: dict[str, asyncio.Task[None]] = {}  # restart-policy restarts waiting
         self.backoff: dict[str, float] = {}  # their next delay (Docker: 100 ms, doubling)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
         for (data_,) in db.query("SELECT data FROM containers"):
             c = decode(data_)
             self.by_id[c.id] = c
@@ -149,6 +150,8 @@ class Containers:
         hc = req.HostConfig or HostConfig()
         warnings: list[str] = []
         self._validate_host_config(hc)
+        validate.check_create(req, hc)
+        hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
         if name:
             if not names.valid(name):
                 raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -175,6 +178,8 @@ class Containers:
         if hc.Runtime == "":
             hc.Runtime = "runc"
         hc.CgroupnsMode = _cgroupns_mode(hc.CgroupnsMode)
+        if hc.Links:
+            hc.Links = links.normalize(self, name, hc.Links, hc.NetworkMode)
         c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
                       host_config=hc, image_id=image.id)
         if self.attachments is not None:
@@ -325,7 +330,11 @@ class Containers:
         c.state.error = ""
         self._save(c)
         sock = self.exec_root.shim_socket(c.id)
-        req = SpawnRequest(id=c.id, bundle=str(d.root), socket=str(sock), log=str(d.log), exit_file=str(d.exit),
+        lc = c.host_config.LogConfig
+        rot = logdrivers.rotation(lc.Type or logdrivers.DEFAULT, lc.Config or {})
+        req = SpawnRequest(id=c.id, bundle=str(d.root), socket=str(sock), exit_file=str(d.exit),
+                           log="" if lc.Type == "none" else str(d.log), log_max_size=rot.max_size,
+                           log_max_file=rot.max_file, log_compress=rot.compress,
                            stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
                            seccomp_cache=str(self.data.seccomp_cache),
                            console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)
@@ -385,7 +394,7 @@ class Containers:
     def _spec(self, c: Container, image: Image, **extra: Any) -> object:
         hc = c.host_config
         d = self.data.container(c.id)
-        env = list(c.config.Env or [])
+        env = links.env(self, c) + list(c.config.Env or [])
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, DEFAULT_PATH)
         env.append(f"HOSTNAME={c.config.Hostname}")
@@ -400,14 +409,8 @@ class Containers:
         memory_swap = hc.MemorySwap
         if hc.Memory > 0 and memory_swap == 0:
             memory_swap = 2 * hc.Memory
-        seccomp = "default"
-        nnp = False
-        for opt in hc.SecurityOpt or []:
-            key, _, val = opt.replace(":", "=", 1).partition("=")
-            if key == "seccomp" and val == "unconfined":
-                seccomp = "unconfined"
-            elif key == "no-new-privileges" and val in ("", "true"):
-                nnp = True
+        secopts = validate.security_options(hc.SecurityOpt or [])
+        seccomp, nnp = secopts["seccomp"], secopts["no_new_privileges"]
         return self.build_spec(
             args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
             hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
@@ -417,7 +420,8 @@ class Containers:
             pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs, no_new_privileges=nnp,
             seccomp=seccomp, shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
-            annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private", **extra)
+            annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
+            group_add=list(hc.GroupAdd or []), **extra)
 
     # -- exit monitoring --------------------------------------------------------------------
 
@@ -477,7 +481,7 @@ class Containers:
     def _should_restart(self, c: Container, at_boot: bool = False) -> bool:
         """Docker's restart manager: no, always, unless-stopped, on-failure[:N]."""
         rp = c.host_config.RestartPolicy
-        if c.manually_stopped or c.id not in self.by_id:
+        if c.manually_stopped or c.id not in self.by_id or self.shutting_down:
             return False
         if rp.Name == "always" or rp.Name == "unless-stopped":
             return True
@@ -527,16 +531,37 @@ class Containers:
     # -- stop / kill ------------------------------------------------------------------------
 
     async def kill(self, ref: str, sig: str | int | None) -> None:
+        """Deliver a signal. SIGKILL returns only once the exit is recorded (as dockerd's Kill):
+        clients remove the container right after, and inspect must already say exited."""
         c = self.get(ref)
         signo = parse_signal(sig, signal_mod.SIGKILL)
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
-        if signo in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
+        if signo in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT) and not self.shutting_down:
             c.manually_stopped = True
         if self._cancel_restart(c):
             return
-        await self._signal(c, signo)
-        self.on_event("kill", c, {"signal": str(signo)})
+        waiter = await self._send(c, signo)
+        if signo == signal_mod.SIGKILL and waiter is not None:
+            await self._await_exit(c, waiter, 10)
+
+    async def _send(self, c: Container, signo: int) -> asyncio.Future[ExitStatus] | None:
+        """Signal the container and emit "kill", under its lock so that the "die" recorded by
+        _exited comes after; returns a future for its exit, None if it had exited already."""
+        async with self.lock(c.id):
+            if not c.running or c.id not in self.by_id:
+                return None
+            waiter = self._exit_future(c.id)
+            await self._signal(c, signo)
+            self.on_event("kill", c, {"signal": str(signo)})
+            return waiter
+
+    async def _await_exit(self, c: Container, waiter: asyncio.Future[ExitStatus], timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            # dockerd's words; a 500, as there (BerthError maps to no client-error status)
+            raise BerthError("Tried to kill container, but did not receive an exit event") from None
 
     async def _signal(self, c: Container, signo: int) -> None:
         try:
@@ -563,19 +588,24 @@ class Containers:
         if self._cancel_restart(c):
             self.on_event("stop", c, {})
             return
+        await self._stop(c, timeout, sig)
+
+    async def _stop(self, c: Container, timeout: int | None, sig: str | None = None) -> None:
+        """dockerd's containerStop: the stop signal, the grace period, then SIGKILL; returns once
+        the exit is recorded. Events: kill (the signal), [kill (9),] die, stop."""
         if timeout is None:
             timeout = c.config.StopTimeout if c.config.StopTimeout is not None else 10
         signo = parse_signal(sig or c.config.StopSignal, signal_mod.SIGTERM)
-        waiter = self._exit_future(c.id)
-        await self._signal(c, signo)
-        if timeout < 0:
-            await waiter
-        else:
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            except asyncio.TimeoutError:
-                await self._signal(c, signal_mod.SIGKILL)
+        waiter = await self._send(c, signo)
+        if waiter is not None:
+            if timeout < 0:
                 await waiter
+            else:
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter), timeout)
+                except asyncio.TimeoutError:
+                    await self._send(c, signal_mod.SIGKILL)
+                    await self._await_exit(c, waiter, 10)
         self.on_event("stop", c, {})
 
     def _exit_future(self, cid: str) -> asyncio.Future[ExitStatus]:
@@ -742,6 +772,8 @@ class Containers:
         if c.running or c.state.starting:
             waiter = self._exit_future(c.id)
             await self._signal(c, signal_mod.SIGKILL)
+            if c.running:
+                self.on_event("kill", c, {"signal": str(int(signal_mod.SIGKILL))})
             self.lock(c.id).release()  # let _exited record the exit
             try:
                 await asyncio.wait_for(waiter, 10)
@@ -769,6 +801,21 @@ class Containers:
     def _fail_pending_attach(self, cid: str) -> None:
         for cb in self.pending_attach.pop(cid, []):
             getattr(cb, "cancel", lambda: None)()
+
+    # -- shutdown (berthd stop without live restore) -----------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop every running container as ``docker stop`` does (its stop signal and timeout),
+        all at once, as dockerd does at exit without live restore. These stops are not manual:
+        ``always`` and ``unless-stopped`` containers start again when berthd comes back."""
+        self.shutting_down = True
+        for c in list(self.by_id.values()):
+            self._cancel_restart(c)
+        running = [c for c in self.by_id.values() if c.running and not c.state.starting]
+        results = await asyncio.gather(*(self._stop(c, None) for c in running), return_exceptions=True)
+        for c, r in zip(running, results):
+            if isinstance(r, BaseException):
+                log.warning("stopping %s at shutdown: %s", c.short_id, r)
 
     # -- recovery (berthd start) ------------------------------------------------------------
 

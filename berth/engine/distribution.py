@@ -99,6 +99,23 @@ class Progress:
                    "progress": progress_bar(current, total), "id": ident})
 
 
+def verify_content_digest(body: bytes, header: str) -> None:
+    """A registry's ``Docker-Content-Digest`` must name the manifest bytes it sent.
+
+    dockerd resolves a tag to that digest and then checks the fetched bytes against it; a
+    mismatch fails the pull (containerd's content-store wording) before anything is stored.
+    """
+    if not header:
+        return
+    algo, _, hexd = header.partition(":")
+    if algo not in ("sha256", "sha384", "sha512") or not hexd:
+        raise DigestMismatch(f"invalid Docker-Content-Digest {header!r}: unsupported digest algorithm")
+    actual = f"{algo}:{hashlib.new(algo, body).hexdigest()}"
+    if actual != header:
+        raise DigestMismatch(f'failed commit on ref "manifest-{header}": unexpected commit digest {actual}, '
+                             f"expected {header}: failed precondition")
+
+
 # -- endpoints ------------------------------------------------------------------------------------
 
 
@@ -165,17 +182,19 @@ class Distribution:
                          out: Progress) -> Image:
         repo = ref.path
         mref = ref.digest or ref.tag or "latest"
-        top, mt, _ = await asyncio.to_thread(reg.get_manifest, repo, mref, mf.ACCEPT)
+        top, mt, header = await asyncio.to_thread(reg.get_manifest, repo, mref, mf.ACCEPT)
         top_digest = digest(top)
         if ref.digest and top_digest != ref.digest:
             raise DigestMismatch(f"manifest verification failed for digest {ref.digest}")
+        verify_content_digest(top, header)
         kind = mf.kind_of(top, mt)
         body = top
         if kind in mf.INDEXES:
             desc = mf.choose(mf.decode_index(top), want)
-            body, mt, _ = await asyncio.to_thread(reg.get_manifest, repo, desc.digest, mf.ACCEPT)
+            body, mt, header = await asyncio.to_thread(reg.get_manifest, repo, desc.digest, mf.ACCEPT)
             if digest(body) != desc.digest:
                 raise DigestMismatch(f"manifest verification failed for digest {desc.digest}")
+            verify_content_digest(body, header)
             kind = mf.kind_of(body, mt)
             if kind not in mf.IMAGE_MANIFESTS:
                 raise InvalidArgument(f"manifest {desc.digest} of the list is not an image manifest")
@@ -194,6 +213,8 @@ class Distribution:
             row = self.store.db.one("SELECT image_id FROM tags WHERE name=?", (tagged,))
             before = row[0] if row else None
         if img is None:
+            for d in (m.config, *m.layers):
+                mf.check_blob_media_type(d.mediaType)
             raw = await asyncio.to_thread(reg.get_blob, repo, iid, m.config.size)
             if digest(raw) != iid:
                 raise DigestMismatch(f"image config verification failed for digest {iid}")

@@ -7,7 +7,7 @@ known before the client's stream ends and ``GET /exec/{id}/json`` right after se
 
     ex = execs.create("web", ExecCreate(Cmd=["sh"], AttachStdout=True))
     session = await execs.start(ex.id, detach=False)
-    async for chunk in session.output():   # raw with a tty, stdcopy frames without
+    async for chunk in session.output():   # raw if start said Tty, else stdcopy frames
         ...
     execs.get(ex.id).exit_code
 """
@@ -75,8 +75,9 @@ class ExecSession:
     """A started exec's stream: stdin in, output out (``output`` ends when the process did)."""
 
     def __init__(self, ex: Exec, execs: Execs, reader: asyncio.StreamReader | None,
-                 writer: asyncio.StreamWriter | None, error: str = "") -> None:
+                 writer: asyncio.StreamWriter | None, error: str = "", raw: bool = False) -> None:
         self.ex = ex
+        self.raw = raw  # the start request said "Tty": true: no stdcopy frames
         self._execs = execs
         self.reader = reader
         self.writer = writer
@@ -98,7 +99,7 @@ class ExecSession:
         """The process's output as the client gets it; records the exit code at the end."""
         if self.error:
             msg = f"OCI runtime exec failed: exec failed: unable to start container process: {self.error}: unknown\r\n"
-            yield msg.encode() if self.ex.tty else frame(1, msg.encode())
+            yield msg.encode() if self.raw else frame(1, msg.encode())
             return
         assert self.reader is not None and self.writer is not None
         code = None
@@ -115,7 +116,7 @@ class ExecSession:
                     break
                 if stream == 1 and not self.ex.attach_stdout or stream == 2 and not self.ex.attach_stderr:
                     continue
-                yield body if self.ex.tty else head + body
+                yield body if self.raw else head + body
         finally:
             self.writer.close()
             self._execs._ended(self.ex, code)
@@ -206,19 +207,23 @@ class Execs:
             self._ended(ex, int(reply.get("exit_code", 126)))
             if reply["error"] == "container is not running":
                 raise Conflict(f"Container {c.id} is not running")
-            return ExecSession(ex, self, None, None, reply["error"])
+            return ExecSession(ex, self, None, None, reply["error"], raw=bool(tty))
         ex.pid = int(reply["pid"])
         ex.running = True
         size = console_size or ex.console_size
         if ex.tty and size and len(size) == 2 and all(size):
             await self.resize(ex.id, size[0], size[1])
-        session = ExecSession(ex, self, reader, writer)
+        session = ExecSession(ex, self, reader, writer, raw=bool(tty))
         if detach or not (ex.attach_stdout or ex.attach_stderr or ex.attach_stdin):
             session.close_stdin()
             task = asyncio.get_running_loop().create_task(_drain(session))
             self._bg.add(task)
             task.add_done_callback(self._bg.discard)
         return session
+
+    def detached(self, ex: Exec) -> None:
+        """The client typed the detach keys: its stream ends, the process runs on."""
+        self._event("exec_detach", ex)
 
     def _ended(self, ex: Exec, code: int | None) -> None:
         if ex.exit_code is None:

@@ -10,7 +10,7 @@ import os
 import shlex
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Callable
+from typing import Any, AsyncIterator, BinaryIO, Callable
 
 from berth.engine.containers import Containers
 from berth.errors import Conflict, InvalidArgument, NotFound
@@ -236,7 +236,7 @@ class Images:
                 size = sizes[layer_i]
                 layer_i -= 1
             out.append({"Id": img.id if i == 0 else "<missing>", "Created": _unix(h.created or img.created),
-                        "CreatedBy": h.created_by or "", "Tags": self.store.tags_of(img.id) if i == 0 else None,
+                        "CreatedBy": h.created_by or "", "Tags": self.store.tags_of(img.id) if i == 0 else [],
                         "Size": size, "Comment": h.comment or ""})
         return out
 
@@ -310,8 +310,10 @@ class ImageFiles:
                                             comment=comment or None)]
         new = ImageConfig(architecture=old.architecture, os=old.os, created=created, author=author or None,
                           comment=comment or None, config=cfg, docker_version="berth", variant=old.variant,
+                          container=c.id, container_config=_container_config(c.config),
                           rootfs=RootFS(diff_ids=list(old.rootfs.diff_ids) + [layer.diff_id]), history=hist)
         img = self.store.create_image(new, [str(ref)] if ref else [])
+        self.store.set_parent(img.id, base.id)  # dockerd: the container's image is the parent
         self.images.on_event("commit", img.id, {"comment": comment})
         return img
 
@@ -378,11 +380,14 @@ class ImageFiles:
 
         try:
             tar = await asyncio.to_thread(tarfile.open, path, "r:*")
-        except tarfile.TarError as e:
-            raise InvalidArgument(f"invalid archive: {e}") from None
+        except tarfile.TarError:
+            raise InvalidArgument(_untar_error(path)) from None
         loaded: list[str] = []
         try:
-            entries = await asyncio.to_thread(read_save, tar)
+            try:
+                entries = await asyncio.to_thread(read_save, tar)
+            except tarfile.TarError:
+                raise InvalidArgument(_untar_error(path)) from None
             for e in entries:
                 cfg = decode_config(e.config)
                 diff_ids = list(cfg.rootfs.diff_ids)
@@ -465,10 +470,11 @@ class ImageFiles:
         deleted: list[dict[str, str]] = []
         before = self._layers_size()
         used = {c.image_id for c in self.containers.list()}
+        parents = {r[0] for r in self.store.db.query("SELECT DISTINCT parent FROM image_parents")}
         for img in self.store.list():
             tags = self.store.tags_of(img.id)
-            if dangling_only and tags:
-                continue
+            if dangling_only and (tags or img.id in parents):
+                continue  # dangling: no tag and no child (a build step's parent is not)
             if img.id in used:
                 continue
             if until is not None and (parse_time(img.created) or 0) >= until:
@@ -487,7 +493,7 @@ class ImageFiles:
             self.store.delete_image(img.id)
             deleted.append({"Deleted": img.id})
             self.images.on_event("delete", img.id, {})
-        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": max(before - self._layers_size(), 0)}
+        return {"ImagesDeleted": deleted, "SpaceReclaimed": max(before - self._layers_size(), 0)}
 
     def _layers_size(self) -> int:
         return sum(r[0] for r in self.store.db.query("SELECT size FROM layers"))
@@ -519,10 +525,32 @@ class ImageFiles:
                             if counts.get(cid, 0) > 1) for img in self.store.list()}
 
 
+def _untar_error(path: str) -> str:
+    """dockerd's words for a load body that is not a tar: its untar helper's exit, then Go's
+    archive/tar error (a short body ends inside the first 512-byte header)."""
+    why = "unexpected EOF" if os.path.getsize(path) < 512 else "archive/tar: invalid tar header"
+    return f"Error processing tar file(exit status 1): {why}"
+
+
 def _label_ok(labels: dict[str, str] | None, f: str, want: bool) -> bool:
     k, eq, v = f.partition("=")
     has = k in (labels or {}) and (not eq or (labels or {}).get(k) == v)
     return has == want
+
+
+# Go's container.Config leaves these out when empty (omitempty).
+_OMIT_EMPTY = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
+               "StopTimeout", "Shell")
+
+
+def _container_config(cfg: ContainerConfig) -> dict[str, Any]:
+    """A commit's ContainerConfig: the container's own Config, as dockerd records it."""
+    import msgspec
+    d = msgspec.to_builtins(cfg)
+    for k in list(d):
+        if k in _OMIT_EMPTY and not d[k]:
+            del d[k]
+    return d
 
 
 def msgspec_copy(cfg: ContainerConfig) -> ContainerConfig:

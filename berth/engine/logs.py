@@ -1,9 +1,17 @@
-"""Reading a container's json-file log (written by its shim): filter, tail, follow."""
+"""Reading a container's json-file log (written by its shim): filter, tail, follow.
+
+The shim rotates the log (``log.1`` .. ``log.N``, gzipped as ``log.N.gz`` with ``compress``);
+reading goes through the rotated files, oldest first, then the live one, and a follow
+reopens the live file when it was rotated under it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -68,14 +76,39 @@ class LogReader:
             data = rec.get("time", "").encode() + b" " + data
         return stream, data
 
+    def _rotated(self) -> bytes:
+        """The rotated files' lines, oldest first (log.1 wins over a log.1.gz being written)."""
+        found: dict[int, Path] = {}
+        pat = re.compile(re.escape(self.path.name) + r"\.(\d+)(\.gz)?")
+        try:
+            names = os.listdir(self.path.parent)
+        except FileNotFoundError:
+            return b""
+        for name in names:
+            m = pat.fullmatch(name)
+            if m and (int(m.group(1)) not in found or not m.group(2)):
+                found[int(m.group(1))] = self.path.parent / name
+        out = []
+        for _, p in sorted(found.items(), reverse=True):
+            try:
+                if p.suffix == ".gz":
+                    with gzip.open(p, "rb") as g:
+                        out.append(g.read())
+                else:
+                    out.append(p.read_bytes())
+            except (FileNotFoundError, OSError, EOFError):
+                continue  # rotated away (or being compressed) meanwhile
+        return b"".join(out)
+
     async def read(self, follow: bool, running: Callable[[], bool], poll: float = 0.05
                    ) -> AsyncIterator[tuple[int, bytes]]:
+        old = self._rotated()
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
             return
-        with f:
-            lines = f.read().splitlines(keepends=True)
+        try:
+            lines = (old + f.read()).splitlines(keepends=True)
             pending = b""
             if lines and not lines[-1].endswith(b"\n"):
                 pending = lines.pop()
@@ -100,4 +133,14 @@ class LogReader:
                     continue
                 if not alive:
                     return
+                try:
+                    rotated = os.stat(self.path).st_ino != os.fstat(f.fileno()).st_ino
+                except FileNotFoundError:
+                    rotated = False
+                if rotated:  # the shim rotated the log: what is left was read above
+                    f.close()
+                    f = open(self.path, "rb")
+                    continue
                 await asyncio.sleep(poll)
+        finally:
+            f.close()

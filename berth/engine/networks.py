@@ -38,7 +38,7 @@ from typing import Any
 import msgspec
 
 from berth.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, RuntimeFailure
-from berth.network import etcfiles, ipam, nat, ports
+from berth.network import etcfiles, forward, ipam, nat, ports
 from berth.state.db import Database
 
 log = logging.getLogger("berth.network")
@@ -175,6 +175,8 @@ class Networks:
         self.data_root = data_root
         self.instance = instance        # "" for the default data root; else a short hash
         self.table = "berth" + (f"_{instance}" if instance else "")
+        self.forward_tag = forward.chain_name(self.table)
+        self._forward_bridges: frozenset[str] | None = None   # what forward.sync last got
         self.default_bridge = "berth0" if not instance else f"berth{instance}"[:15]
         self.emit = emit or (lambda *a: None)
         db.conn.executescript(SCHEMA)
@@ -369,6 +371,7 @@ class Networks:
         for table in tables:
             try:
                 nat.apply(nat.render_delete(table))
+                forward.sync(forward.chain_name(table), [])
             except RuntimeFailure as e:
                 log.warning("%s", e)
 
@@ -424,6 +427,18 @@ class Networks:
                 for p in s.ports:
                     rules.append(nat.PortRule(p.proto, p.host_ip, p.host_port, ep.ip, p.container_port))
             await self._nl(nat.apply, nat.render(self.table, bridges, rules))
+            await self._sync_forward(frozenset(b.bridge for b in bridges))
+
+    async def _sync_forward(self, bridges: frozenset[str]) -> None:
+        """Accept rules in other firewalls' forward paths (forward.py), redone only when the
+        set of bridges changes: not on the container start path."""
+        if bridges == self._forward_bridges:
+            return
+        self._forward_bridges = bridges
+        try:
+            await self._nl(forward.sync, self.forward_tag, sorted(bridges))
+        except RuntimeFailure as e:
+            log.warning("forward rules for berth's bridges: %s", e)
 
     async def shutdown(self, containers_running: bool) -> None:
         """berthd stops. With no container running, take every kernel object down (they are
@@ -437,6 +452,7 @@ class Networks:
                 await self._nl(nat.apply, nat.render_delete(self.table))
             except RuntimeFailure as e:
                 log.warning("%s", e)
+            await self._sync_forward(frozenset())
             for n in self.nets.values():
                 if n.is_bridge:
                     await self._nl(self._bridge_down, n)

@@ -95,6 +95,8 @@ async def call(sock: Path, req: dict, timeout: float | None = 30) -> dict:
         writer.write(json.dumps(req).encode() + b"\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
+    except ConnectionError:  # the shim left while we asked (its container exited)
+        line = b""
     finally:
         writer.close()
     if not line:

@@ -32,7 +32,7 @@ from berth.image.unpack import LayerWriter, apply_layer
 from berth.oci import reference
 from berth.oci.image import ImageConfig, chain_ids, decode_config, digest, encode_config
 from berth.state.db import Database
-from berth.state.paths import DataRoot
+from berth.state.paths import LAYER_DIR_MODE, DataRoot
 
 
 class NoSuchImage(NotFound):
@@ -91,6 +91,10 @@ CREATE TABLE IF NOT EXISTS repo_digests (
     image_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS repo_digests_image ON repo_digests(image_id);
+CREATE TABLE IF NOT EXISTS image_parents (
+    id       TEXT PRIMARY KEY,     -- an image made here (commit) ...
+    parent   TEXT NOT NULL         -- ... and the image it was made from (dockerd's SetParent)
+);
 """
 
 MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -194,6 +198,7 @@ class ImageStore:
             final = self.root.layer_dir(chain.removeprefix("sha256:"))
             if final.exists():
                 shutil.rmtree(final)
+            os.chmod(stage, LAYER_DIR_MODE)
             os.rename(stage, final)
             os.symlink(f"../layers/{chain.removeprefix('sha256:')}/diff", self.root.short_links / short)
             with self.db.tx() as c:
@@ -239,6 +244,15 @@ class ImageStore:
                 self._tag_in(c, iid, t)
         self._cache.pop(iid, None)
         return self.get_by_id(iid)
+
+    def set_parent(self, iid: str, parent: str) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO image_parents VALUES (?,?)", (iid, parent))
+
+    def parent_of(self, iid: str) -> str:
+        """The image ``iid`` was made from, or ""."""
+        row = self.db.one("SELECT parent FROM image_parents WHERE id=?", (iid,))
+        return str(row[0]) if row else ""
 
     def _tag_in(self, c, iid: str, name: str) -> None:
         c.execute("INSERT OR REPLACE INTO tags VALUES (?,?)", (name, iid))
@@ -317,6 +331,7 @@ class ImageStore:
             c.execute("DELETE FROM tags WHERE image_id=?", (iid,))
             c.execute("DELETE FROM repo_digests WHERE image_id=?", (iid,))
             c.execute("DELETE FROM images WHERE id=?", (iid,))
+            c.execute("DELETE FROM image_parents WHERE id=?", (iid,))
         self._cache.pop(iid, None)
         used = self.used_layers()
         gone = []

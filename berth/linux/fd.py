@@ -1,9 +1,12 @@
-"""close_range(2)."""
+"""close_range(2); SIOCOUTQ (bytes a socket has sent that its peer has not read yet)."""
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import fcntl
+import struct
+import termios
 
 from berth.linux._libc import check, fn
 
@@ -19,3 +22,9 @@ _close_range = fn("close_range", ctypes.c_int, ctypes.c_uint, ctypes.c_uint, cty
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: CloseRangeFlags | int = 0) -> None:
     check(_close_range(first, last, int(flags)), "close_range")
+
+
+def unread_output(fd: int) -> int:
+    """ioctl(SIOCOUTQ): on a Unix stream socket, the bytes written that the peer has not read."""
+    buf = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")  # SIOCOUTQ == TIOCOUTQ
+    return int(struct.unpack("i", buf)[0])

@@ -30,7 +30,8 @@ class ImageConfig(msgspec.Struct, omit_defaults=True):
     author: str | None = None
     comment: str | None = None
     config: ContainerConfig | None = None
-    container_config: dict[str, Any] | None = None
+    container: str | None = None                     # commit: the container's ID
+    container_config: dict[str, Any] | None = None   # commit: the container's Config
     docker_version: str | None = None
     rootfs: RootFS = msgspec.field(default_factory=RootFS)
     history: list[History] = []

@@ -102,6 +102,20 @@ def kind_of(data: bytes, content_type: str | None) -> str:
     raise Unsupported(f"unsupported manifest media type {mt or 'unknown'}")
 
 
+# dockerd's pull accepts a config or layer media type of these families (a prefix followed by
+# "."), and a few exact types old images carry; anything else is refused before a download.
+_SUPPORTED_PREFIXES = ("application/vnd.oci.image", "application/vnd.docker")
+_SUPPORTED_EXACT = ("application/octet-stream", "application/json", "text/html", "")
+
+
+def check_blob_media_type(media_type: str) -> None:
+    """Refuse a config or layer descriptor whose media type a pull cannot handle."""
+    mt = media_type.lower()
+    if mt in _SUPPORTED_EXACT or any(mt.startswith(p + ".") for p in _SUPPORTED_PREFIXES):
+        return
+    raise Unsupported(f"unsupported media type {media_type}")
+
+
 def decode_manifest(data: bytes) -> Manifest:
     try:
         return msgspec.json.decode(data, type=Manifest)

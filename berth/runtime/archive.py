@@ -4,7 +4,10 @@ berthd runs ``python -m berth.runtime.archive MODE PATH (--root DIR | --overlay 
 
 - ``--root /proc/<init pid>/root`` for a running container (its mounts included);
 - ``--overlay lowerdir=..,upperdir=..,workdir=..`` for a stopped one: the helper mounts the
-  overlay in a private mount namespace of its own, so the host never sees the mount.
+  overlay in a private mount namespace of its own, so the host never sees the mount (nor can it
+  leak: the namespace dies with the helper). ``--bind SRC:DEST:rw|ro`` (repeated) then binds
+  the container's volumes and bind mounts, and its hostname/hosts/resolv.conf, over it, as
+  dockerd mounts them for a copy.
 
 Then it imports everything it needs and chroots into the container's root, so every path and
 every symlink (``/etc/x -> /``, ``../../..``) resolves inside the container: nothing read or
@@ -12,8 +15,9 @@ written can be outside it. Modes:
 
     stat PATH  -> stdout: {"name","size","mode","mtime","linkTarget"} (Docker's PathStat)
     get PATH   -> stdout: a tar of PATH named by its base name (directories recursively)
-    put PATH   <- stdin: a tar extracted into the directory PATH
-                  (--no-overwrite-dir-non-dir, --copy-uidgid)
+    put PATH   <- stdin: a tar extracted into the directory PATH, keeping the tar's numeric
+                  uid/gid as dockerd does (--no-overwrite-dir-non-dir; --chown-user USER: with
+                  copyUIDGID and a container User, everything belongs to that user)
 
 Errors go to stderr as one JSON line {"kind": "notfound|notdir|invalid|denied", "message"},
 with exit status 1.
@@ -102,35 +106,108 @@ def do_get(path: str) -> None:
         tar.add(full, arcname=name, recursive=True)
 
 
-def do_put(path: str, no_overwrite_dir_non_dir: bool, copy_uidgid: bool) -> None:
+def _owner(user: str) -> tuple[int, int] | None:
+    """The container's ``User`` as ids, from its own /etc/passwd and /etc/group (chrooted)."""
+    if not user:
+        return None
+    from berth.runtime import users
+
+    def read(p: str) -> str:
+        try:
+            with open(p) as f:
+                return f.read()
+        except OSError:
+            return ""
+    try:
+        u = users.resolve(user, users.parse_passwd(read("/etc/passwd")), users.parse_group(read("/etc/group")))
+    except users.UnknownUser as e:
+        raise _Fail("invalid", str(e)) from None
+    return u.uid, u.gid
+
+
+def do_put(path: str, no_overwrite_dir_non_dir: bool, chown_user: str, readonly_rootfs: bool) -> None:
     full = _resolve(path + "/")
     st = _lstat(full)
     if not stat.S_ISDIR(st.st_mode):
         raise _Fail("notdir", f"extraction point is not a directory: {path}")
-    if not os.access(full, os.W_OK) or _readonly(full):
+    in_volume = os.stat("/").st_dev != st.st_dev
+    if readonly_rootfs and not in_volume or _readonly(full) and not in_volume:
         raise _Fail("denied", "container rootfs is marked read-only")
+    if _readonly(full):
+        raise _Fail("denied", "mounted volume is marked read-only")
+    owner = _owner(chown_user)
 
     def member_filter(m: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        m = tarfile.tar_filter(m, dest)
-        if not copy_uidgid:
-            m = m.replace(uid=0, gid=0, uname="root", gname="root", deep=False)
+        mode = m.mode
+        m = tarfile.tar_filter(m, dest)  # names stay inside dest (the chroot keeps links inside)
+        if mode is not None and m.mode is not None:
+            m = m.replace(mode=mode, deep=False)  # dockerd keeps setuid and group/other write bits
+        # numeric ids only, as Go's archive/tar: names are not looked up in the container
+        m = m.replace(uname="", gname="", deep=False)
+        if owner is not None:
+            m = m.replace(uid=owner[0], gid=owner[1], deep=False)
         target = os.path.join(dest, m.name)
         if no_overwrite_dir_non_dir and os.path.lexists(target):
             is_dir = os.path.isdir(target) and not os.path.islink(target)
             if is_dir != m.isdir():
+                # moby's pkg/archive wording: the existing path, then the extraction directory
                 raise _Fail("invalid", f"cannot overwrite {'directory' if is_dir else 'non-directory'} "
-                                       f"{target} with {'non-directory' if is_dir else 'directory'} {m.name}")
+                                       f"\"{target}\" with {'non-directory' if is_dir else 'directory'} \"{dest}\"")
         return m
 
     with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as tar:
-        tar.extractall(full, filter=member_filter)  # type: ignore[arg-type]
+        tar.extractall(full, filter=member_filter, numeric_owner=True)  # type: ignore[arg-type]
 
 
 def _readonly(path: str) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-def _enter(root: str | None, overlay: str | None, mnt: str | None) -> None:
+def _in_root(root: str, path: str) -> str:
+    """``path`` inside ``root``, its symlinks resolved as if ``root`` were / (never outside)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    cur = ""
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            cur = os.path.dirname(cur)
+            continue
+        nxt = f"{cur}/{part}"
+        full = root + nxt
+        if os.path.islink(full):
+            hops += 1
+            if hops > 40:
+                raise _Fail("invalid", f"too many levels of symbolic links: {path}")
+            target = os.readlink(full)
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            if target.startswith("/"):
+                cur = ""
+            continue
+        cur = nxt
+    return root + cur
+
+
+def _bind(root: str, spec: str) -> None:
+    """Bind ``SRC:DEST:rw|ro`` over the container's root, making the mount point as dockerd does."""
+    from berth.linux import mount as lmount
+    from berth.linux.mount import MountFlags as MF
+
+    src, dest, mode = spec.rsplit(":", 2)
+    if not os.path.exists(src):
+        return
+    target = _in_root(root, dest)
+    if os.path.isdir(src):
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.lexists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+    lmount.mount(src, target, None, MF.BIND | MF.REC)
+    if mode == "ro":
+        lmount.mount(None, target, None, MF.REMOUNT | MF.BIND | MF.RDONLY)
+
+
+def _enter(root: str | None, overlay: str | None, mnt: str | None, binds: list[str]) -> None:
     if overlay is not None:
         from berth.linux import mount as lmount
         from berth.linux import sched
@@ -140,7 +217,10 @@ def _enter(root: str | None, overlay: str | None, mnt: str | None) -> None:
         sched.unshare(CloneFlags.NEWNS)
         lmount.mount(None, "/", None, MF.PRIVATE | MF.REC)
         root = mnt
+        assert root is not None
         lmount.mount("overlay", root, "overlay", 0, overlay)
+        for spec in binds:
+            _bind(root, spec)
     assert root is not None
     os.chroot(root)
     os.chdir("/")
@@ -156,17 +236,20 @@ def main(argv: list[str]) -> int:
         root = opts[opts.index("--root") + 1]
     if "--overlay" in opts:
         overlay = opts[opts.index("--overlay") + 1]
+    binds = [opts[i + 1] for i, o in enumerate(opts) if o == "--bind"]
+    chown_user = opts[opts.index("--chown-user") + 1] if "--chown-user" in opts else ""
     try:
         # every module used after chroot is imported above (nothing can be imported after)
         import encodings.idna  # noqa: F401
         import grp, pwd  # noqa: F401,E401
-        _enter(root, overlay, mnt)
+        from berth.runtime import users  # noqa: F401
+        _enter(root, overlay, mnt, binds)
         if mode == "stat":
             do_stat(path)
         elif mode == "get":
             do_get(path)
         elif mode == "put":
-            do_put(path, "--no-overwrite-dir-non-dir" in opts, "--copy-uidgid" in opts)
+            do_put(path, "--no-overwrite-dir-non-dir" in opts, chown_user, "--readonly-rootfs" in opts)
         else:
             raise _Fail("invalid", f"unknown mode {mode}")
     except _Fail as e:

@@ -8,19 +8,22 @@ Two things cannot be decided on the host and are handed to the init as annotatio
 - ``berth.user``: a ``User`` naming a user or group. The init resolves it after pivot_root from
   the container's /etc/passwd and /etc/group, and (as Docker) clears the effective and
   permitted capabilities when the resolved uid is not 0.
+- ``berth.groups``: ``GroupAdd`` (comma-separated) when it names a group: the init resolves
+  it in the container's /etc/group and adds the gids after the user's own.
 - ``berth.rootfs.overlay``: overlay mount options; the init mounts the overlay at root.path
   inside the container's mount namespace, so the host never sees it.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from berth.oci import spec as oci
 from berth.runtime import caps as capmod
 
 ANNOTATION_USER = "berth.user"
 ANNOTATION_OVERLAY = "berth.rootfs.overlay"
+ANNOTATION_GROUPS = "berth.groups"
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIB = 1024 * 1024
@@ -123,14 +126,16 @@ def _resources(*, privileged: bool, memory: int, memory_swap: int, nano_cpus: in
     return oci.Resources(devices=devices, memory=mem, cpu=cpu, pids=pids, blockIO=oci.BlockIO(weight=0))
 
 
-def _seccomp(mode: str, cap_list: list[str], privileged: bool) -> oci.Seccomp | None:
+def _seccomp(mode: str | dict[str, Any], cap_list: list[str], privileged: bool) -> oci.Seccomp | None:
+    """``mode``: "default", "unconfined", or a profile in Docker's JSON format (``--security-opt
+    seccomp=profile.json``; the CLI sends the file's contents)."""
     if privileged or mode == "unconfined":
         return None
     import msgspec
 
     from berth.runtime import seccomp as profiles  # the colleague's module; lazy on purpose
 
-    profile = profiles.profile_for(cap_list)
+    profile = profiles.profile_for(cap_list, profile=mode if isinstance(mode, dict) else None)
     if profile is None:
         return None
     if isinstance(profile, oci.Seccomp):
@@ -145,18 +150,20 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
                pids_limit: int | None = None, privileged: bool = False,
                cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
                readonly_rootfs: bool = False, no_new_privileges: bool = False,
-               seccomp: Literal["default", "unconfined"] = "default", shm_size: int = 64 * MIB,
+               seccomp: Literal["default", "unconfined"] | dict[str, Any] = "default", shm_size: int = 64 * MIB,
                overlay: str | None = None, annotations: dict[str, str] | None = None,
                ulimits: list[tuple[str, int, int]] | None = None,
                cgroupns: bool = False, netns: str | None = "",
-               extra_mounts: list[oci.Mount] | None = None) -> oci.Spec:
+               extra_mounts: list[oci.Mount] | None = None,
+               group_add: list[str] | None = None) -> oci.Spec:
     """The spec dockerd would write for this container.
 
     ``ulimits`` are ``(name, soft, hard)`` with Docker's names (``nofile``); ``cgroupns`` adds
     a private cgroup namespace (Docker's default on cgroup v2 hosts only). ``netns``: ``""`` a
     new network namespace, a path to join one (``/proc/<pid>/ns/net``), None for the host's
     (no network sysctls then: they would change the host). ``extra_mounts`` (volumes, binds,
-    tmpfs) come after Docker's own, in the given order.
+    tmpfs) come after Docker's own, in the given order. ``group_add`` (``--group-add``): group
+    names or gids; numbers go straight to additionalGids, names are resolved by the init.
 
     Raises:
         InvalidArgument: an unknown capability in ``cap_add``/``cap_drop``.
@@ -166,6 +173,10 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
     notes = dict(annotations or {})
     if resolve_in_init:
         notes[ANNOTATION_USER] = user
+    extra_gids = [int(g) for g in group_add or [] if g.isdigit()]
+    if group_add and (resolve_in_init or len(extra_gids) != len(group_add)):
+        notes[ANNOTATION_GROUPS] = ",".join(group_add)
+        extra_gids = []
     if overlay:
         notes[ANNOTATION_OVERLAY] = overlay
     # Docker leaves effective/permitted out for a non-root user; for a name the init decides.
@@ -177,7 +188,8 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
     )
     process = oci.Process(
         terminal=tty,
-        user=oci.User(uid=uid or 0, gid=gid or 0, additionalGids=[gid or 0]),
+        user=oci.User(uid=uid or 0, gid=gid or 0,
+                      additionalGids=list(dict.fromkeys([gid or 0, *extra_gids]))),
         args=list(args),
         env=merge_env(env, hostname, tty),
         cwd=cwd or "/",

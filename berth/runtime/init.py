@@ -91,10 +91,13 @@ def _read_text(path: str) -> str:
 
 def _user(plan: Plan) -> tuple[int, int, tuple[int, ...], str]:
     passwd = users.parse_passwd(_read_text("/etc/passwd"))
+    groups = users.parse_group(_read_text("/etc/group")) if plan.resolve_user or plan.group_add else []
+    added = users.additional_groups(plan.group_add, groups) if plan.group_add else ()
     if plan.resolve_user is not None:
-        u = users.resolve(plan.resolve_user, passwd, users.parse_group(_read_text("/etc/group")))
-        return u.uid, u.gid, u.additional_gids, u.home
-    return plan.uid, plan.gid, plan.additional_gids, users.home_of(plan.uid, passwd)
+        u = users.resolve(plan.resolve_user, passwd, groups)
+        return u.uid, u.gid, tuple(dict.fromkeys(u.additional_gids + added)), u.home
+    gids = tuple(dict.fromkeys(plan.additional_gids + added))
+    return plan.uid, plan.gid, gids, users.home_of(plan.uid, passwd)
 
 
 def _write(path: str, value: str) -> None:

@@ -18,7 +18,7 @@ from berth.linux.rlimit import Resource
 from berth.linux.sched import CloneFlags
 from berth.oci import spec as oci
 from berth.runtime import caps as capmod
-from berth.runtime.defaults import ANNOTATION_OVERLAY, ANNOTATION_USER
+from berth.runtime.defaults import ANNOTATION_GROUPS, ANNOTATION_OVERLAY, ANNOTATION_USER
 
 
 class PlanError(ValueError):
@@ -158,6 +158,7 @@ class Plan:
     no_new_privs: bool
     seccomp_bpf: bytes | None
     seccomp_early: bool  # without no_new_privs the filter needs CAP_SYS_ADMIN: load it first
+    group_add: tuple[str, ...] = ()  # --group-add names/gids the init resolves in /etc/group
 
 
 def parse_mount_options(options: list[str] | None) -> tuple[int, int, str | None]:
@@ -316,4 +317,5 @@ def build_plan(spec: oci.Spec, host: HostInfo, *, seccomp_bpf: bytes | None = No
         no_new_privs=proc.noNewPrivileges,
         seccomp_bpf=seccomp_bpf,
         seccomp_early=seccomp_bpf is not None and not proc.noNewPrivileges,
+        group_add=tuple(g for g in notes.get(ANNOTATION_GROUPS, "").split(",") if g),
     )

@@ -103,6 +103,24 @@ def resolve(spec_user: str, passwd: list[PasswdEntry], groups: list[GroupEntry])
     return ExecUser(uid, gid, tuple(dict.fromkeys(additional)), home)
 
 
+def additional_groups(wanted: tuple[str, ...] | list[str], groups: list[GroupEntry]) -> tuple[int, ...]:
+    """``--group-add``: each a group name or gid in the container's /etc/group, or any number
+    (runc's GetAdditionalGroups).
+
+    Raises:
+        UnknownUser: ``Unable to find group foo`` for a name the group file does not have.
+    """
+    out: list[int] = []
+    for ag in wanted:
+        match = next((g.gid for g in groups if g.name == ag or str(g.gid) == ag), None)
+        if match is None:
+            if not ag.isdigit():
+                raise UnknownUser(f"Unable to find group {ag}")
+            match = int(ag)
+        out.append(match)
+    return tuple(dict.fromkeys(out))
+
+
 def home_of(uid: int, passwd: list[PasswdEntry]) -> str:
     return next((p.home for p in passwd if p.uid == uid and p.home), "/")
 

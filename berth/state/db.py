@@ -5,6 +5,7 @@ The schema is created here; the engine's stores own their queries.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,12 @@ CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 
 class Database:
     def __init__(self, path: Path):
+        # Container configs (their Env too) live here: the file is root's alone. SQLite gives
+        # its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if f.exists():
+                os.chmod(f, 0o600)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")

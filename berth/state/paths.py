@@ -20,6 +20,9 @@
         <id>-json.log                 json-file log, written by the shim
         exit.json                     written atomically by the shim when init exits
       volumes/<name>/_data/           a volume's content (local driver, no mount options)
+      build/
+        tmp/<build id>/               one build's context (extracted), secrets; swept at start
+        mounts/<hash of id>/          RUN --mount=type=cache directories, kept between builds
       runtime/
         seccomp/<sha256>.bpf          compiled seccomp programs, by profile digest
 
@@ -33,6 +36,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+
+LAYER_DIR_MODE = 0o701  # image/layers/<chain>/: only its diff/ is reached, by path (Docker's overlay2/<id>)
+DB_MODE = 0o600
 
 
 @dataclass(frozen=True)
@@ -74,12 +81,40 @@ class DataRoot:
         return self.root / "volumes"
 
     @property
+    def build_tmp(self) -> Path:
+        return self.root / "build" / "tmp"
+
+    @property
+    def build_mounts(self) -> Path:
+        return self.root / "build" / "mounts"
+
+    @property
     def seccomp_cache(self) -> Path:
         return self.root / "runtime" / "seccomp"
 
     def make(self) -> None:
-        for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.seccomp_cache):
+        for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.seccomp_cache,
+                  self.build_tmp, self.build_mounts, self.volumes):
             p.mkdir(parents=True, exist_ok=True)
+        self.secure()
+
+    def modes(self) -> list[tuple[Path, int]]:
+        """Directory modes, as dockerd sets them since 20.10.9 (CVE-2021-41091).
+
+        Host users may traverse the root (o+x, like Docker's 0711) but not list it, and may
+        neither list nor traverse image layers or containers' writable layers: a setuid file
+        in an image must not become a setuid file any host user can run.
+        """
+        return [(self.root, 0o701), (self.root / "image", 0o710), (self.layers, 0o710),
+                (self.short_links, 0o710), (self.containers, 0o710), (self.volumes, 0o701),
+                (self.root / "build", 0o700), (self.root / "runtime", 0o700)]
+
+    def secure(self) -> None:
+        """Apply modes() and LAYER_DIR_MODE, also to a data root an older berthd made."""
+        for p, mode in self.modes():
+            p.chmod(mode)
+        for d in self.layers.iterdir():
+            d.chmod(LAYER_DIR_MODE)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,11 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 
 class Daemon:
-    def __init__(self, base: Path | None = None, env: dict[str, str] | None = None):
+    def __init__(self, base: Path | None = None, env: dict[str, str] | None = None, netns: str = "",
+                 args: list[str] | None = None):
         self.extra_env = env or {}
+        self.extra_args = list(args or [])  # more berthd flags, e.g. ["--live-restore=false"]
+        self.netns = netns      # a named netns (``ip netns add``) berthd runs in; "" = the host's
         # Short paths: the shims' sockets live under the exec root (AF_UNIX paths are short).
         self.base = Path(base or tempfile.mkdtemp(prefix="berth-", dir="/tmp"))
         self.data_root = self.base / "data"
@@ -54,9 +57,12 @@ class Daemon:
         """Start berthd; returns seconds until /_ping answered."""
         t0 = time.monotonic()
         logf = open(self.log, "ab")
+        # nsenter switches only the network namespace (``ip netns exec`` would also remount
+        # /sys, hiding the cgroup mounts); it execs, so proc.pid is berthd's.
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
-             "--exec-root", str(self.exec_root), "--log-level", "debug"],
+            [*enter, sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
+             "--exec-root", str(self.exec_root), "--log-level", "debug", *self.extra_args],
             stdout=logf, stderr=logf, cwd=ROOT, env={**os.environ, **self.extra_env})
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
@@ -165,7 +171,8 @@ class Daemon:
         if self.shim_pids():
             found.append(f"shims {self.shim_pids()} of {self.base}")
         try:
-            links = subprocess.run(["ip", "-d", "link", "show"], capture_output=True, text=True).stdout
+            netns = ["-n", self.netns] if self.netns else []
+            links = subprocess.run(["ip", *netns, "-d", "link", "show"], capture_output=True, text=True).stdout
         except OSError:
             links = ""
         if f"alias berth:{self.data_root}\n" in links:

@@ -60,7 +60,9 @@ async def referrers(request: web.Request, reg: Registry, params: dict[str, str])
         entries = [e for e in entries if e.get("artifactType") == wanted]
         headers["OCI-Filters-Applied"] = "artifactType"
     entries.sort(key=lambda e: e["digest"])
-    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
-    return web.Response(text=body, content_type=OCI_INDEX, headers=headers)
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+    # Bytes, not text: aiohttp would append "; charset=utf-8", and conformance clients compare
+    # the media type byte for byte.
+    return web.Response(body=body, content_type=OCI_INDEX, headers=headers)
 
 

@@ -126,7 +126,12 @@ class Shim:
         """
         from berth.linux import prctl
         prctl.set_child_subreaper()
-        self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.log = -1  # the "none" driver: no log file
+        self.log_size = 0
+        self.compressor = 0  # pid of the child gzipping the last rotated file
+        if self.req.log:
+            self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            self.log_size = os.fstat(self.log).st_size
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         if self.req.stdin and not self.req.tty:
@@ -269,7 +274,9 @@ class Shim:
                 return
             if pid == 0:
                 return
-            if pid == self.init_pid and self.exit is None:
+            if pid == self.compressor:
+                self.compressor = 0
+            elif pid == self.init_pid and self.exit is None:
                 code = os.waitstatus_to_exitcode(status)
                 code = 128 - code if code < 0 else code
                 self._exited(code)
@@ -366,10 +373,46 @@ class Shim:
             self._log(stream, line + b"\n")
 
     def _log(self, stream: int, line: bytes) -> None:
+        if self.log < 0:
+            return
         rec = '{"log":%s,"stream":"%s","time":"%s"}\n' % (
             encode_basestring(line.decode("utf-8", "replace")),
             "stdout" if stream == STDOUT else "stderr", _now())
-        os.write(self.log, rec.encode())
+        self.log_size += os.write(self.log, rec.encode())
+        if 0 < self.req.log_max_size <= self.log_size:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        """json-file rotation as dockerd's: log -> log.1 -> ... -> log.<max-file - 1>, the oldest
+        dropped; with compress, log.1 becomes log.1.gz in a forked child (the loop never waits
+        on gzip, except for the previous file's when rotations outrun it)."""
+        path, keep = self.req.log, self.req.log_max_file
+        if keep < 2:
+            os.ftruncate(self.log, 0)
+            self.log_size = 0
+            return
+        if self.compressor:
+            try:
+                os.waitpid(self.compressor, 0)
+            except ChildProcessError:
+                pass
+            self.compressor = 0
+        ext = ".gz" if self.req.log_compress else ""
+        for i in range(keep - 1, 1, -1):
+            try:
+                os.rename(f"{path}.{i - 1}{ext}", f"{path}.{i}{ext}")
+            except FileNotFoundError:
+                pass
+        os.rename(path, f"{path}.1")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        os.dup2(fd, self.log, inheritable=False)
+        os.close(fd)
+        self.log_size = 0
+        if ext:
+            pid = os.fork()
+            if pid == 0:
+                _gzip_child(f"{path}.1")
+            self.compressor = pid
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -692,6 +735,26 @@ class Shim:
         for e in list(self.execs.values()):
             if e.code is not None and e.deadline <= now:
                 self._exec_done(e)
+
+
+def _gzip_child(src: str) -> None:
+    """In a forked child of the shim: src -> src.gz (atomically), then remove src; exit."""
+    code = 0
+    try:
+        _close_all_but(2)
+        signal.set_wakeup_fd(-1)
+        import zlib
+        tmp = f"{src}.gz.tmp"
+        with open(src, "rb") as fi, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as fo:
+            z = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip framing
+            while chunk := fi.read(1 << 20):
+                fo.write(z.compress(chunk))
+            fo.write(z.flush())
+        os.rename(tmp, f"{src}.gz")
+        os.unlink(src)
+    except BaseException:
+        code = 1
+    os._exit(code)
 
 
 def _recv_master(sock: socket.socket) -> int:

@@ -38,13 +38,16 @@ class SpawnRequest(msgspec.Struct):
     id: str
     bundle: str            # container dir; config.json inside
     socket: str            # the shim's control socket
-    log: str               # json-file log path
+    log: str               # json-file log path ("": the "none" driver, no log)
     exit_file: str         # where the exit status is recorded
     stdin: bool = False    # keep a pipe to the container's stdin
     stdin_once: bool = False
     tty: bool = False
     seccomp_cache: str | None = None
     console_size: list[int] | None = None  # [rows, cols] of the first terminal size
+    log_max_size: int = -1  # rotate the log when it reaches this many bytes (-1: never)
+    log_max_file: int = 1   # files kept, the live one included (1: truncate instead)
+    log_compress: bool = False  # gzip rotated files (log.1.gz ...)
 
 
 class ExitStatus(msgspec.Struct):

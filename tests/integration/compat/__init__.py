@@ -1,0 +1,1 @@
+"""Compat tests: one test asserts one Docker behaviour, naming the Docker and API version it comes from."""

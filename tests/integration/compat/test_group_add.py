@@ -1,0 +1,67 @@
+"""``--group-add`` / ``HostConfig.GroupAdd``: supplementary groups of the container's process,
+by name (resolved in the image's /etc/group) or by number, as dockerd's getUser adds them.
+
+The test image's /etc/group has ``wheel:x:10:root``, ``www-data:x:33:`` and ``users:x:100:``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def _groups(out: str) -> set[int]:
+    return {int(g) for g in out.split()}
+
+
+def test_group_add_by_name(docker):
+    """Docker 20.10+, API 1.41: `--group-add users` puts gid 100 in `id -G`."""
+    r = docker("run", "--rm", "--group-add", "users", "busybox", "id", "-G")
+    assert r.returncode == 0, r
+    assert 100 in _groups(r.stdout)
+
+
+def test_group_add_by_number_not_in_group_file(docker):
+    """Docker 20.10+, API 1.41: a gid that /etc/group does not list is added as is."""
+    r = docker("run", "--rm", "--group-add", "4242", "busybox", "id", "-G")
+    assert r.returncode == 0, r
+    assert 4242 in _groups(r.stdout)
+
+
+def test_group_add_several_with_user(docker):
+    """Docker 20.10+, API 1.41: with `--user www-data`, names and numbers are added after its gid."""
+    r = docker("run", "--rm", "--user", "www-data", "--group-add", "users", "--group-add", "777",
+               "busybox", "id", "-G")
+    assert r.returncode == 0, r
+    assert _groups(r.stdout) == {33, 100, 777}
+
+
+def test_group_add_unknown_name_fails_start(docker):
+    """Docker 20.10+, API 1.41: an unknown group name fails the start: `Unable to find group nosuch`."""
+    r = docker("run", "--rm", "--group-add", "nosuch", "busybox", "true")
+    assert r.returncode != 0, r
+    assert "Unable to find group nosuch" in r.stderr
+
+
+def test_group_add_applies_to_exec(docker):
+    """Docker 20.10+, API 1.41: `docker exec` processes get the added groups too."""
+    name = f"ga-{uuid.uuid4().hex[:8]}"
+    assert docker("run", "-d", "--name", name, "--group-add", "wheel", "busybox", "sleep", "60").returncode == 0
+    try:
+        r = docker("exec", name, "id", "-G")
+        assert r.returncode == 0, r
+        assert 10 in _groups(r.stdout)
+    finally:
+        docker("rm", "-f", name)
+
+
+def test_group_add_docker_py(berthd, busybox):
+    """Docker 20.10+, API 1.41: docker-py `containers.run(group_add=[...])` output shows the gid."""
+    import docker
+
+    client = docker.DockerClient(base_url=berthd.host, version="1.41")
+    out = client.containers.run(busybox, ["id", "-G"], group_add=["1234", "www-data"], remove=True)
+    assert {1234, 33} <= _groups(out.decode())

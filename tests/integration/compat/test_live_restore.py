@@ -1,0 +1,153 @@
+"""berthd --live-restore=false: SIGTERM stops the containers before berthd exits, as dockerd
+does without live restore; at the next start the ones with no restart policy are exited (with
+the exit code the stop gave them) and ``always`` / ``unless-stopped`` ones run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.daemon import Daemon
+
+pytestmark = pytest.mark.root
+DOCKER = "/usr/local/bin/docker"
+TRAP = "trap 'exit 3' TERM; sleep 300 & wait"  # exits 3 on SIGTERM (PID 1 ignores it otherwise)
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    if os.geteuid() != 0:
+        pytest.skip("needs uid 0")
+    d = Daemon(args=["--live-restore=false"])
+    d.start()
+    d.import_busybox()
+    try:
+        yield d
+    finally:
+        if d.proc is None or d.proc.poll() is not None:
+            d.start()
+        d.cleanup()
+
+
+def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
+
+
+def _run(d: Daemon, *args: str) -> str:
+    r = _docker(d, "run", "-d", *args)
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.3)  # the shell has set its trap
+    return r.stdout.strip()
+
+
+def _state(d: Daemon, ref: str) -> dict:
+    status, body = d.request("GET", f"/containers/{ref}/json")
+    assert status == 200, body
+    return json.loads(body)["State"]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _restart_berthd(d: Daemon) -> float:
+    """SIGTERM berthd, wait for it to exit, start it again; returns how long the exit took."""
+    assert d.proc is not None
+    t0 = time.monotonic()
+    d.proc.terminate()
+    d.proc.wait(30)
+    took = time.monotonic() - t0
+    d.start()
+    return took
+
+
+def _wait_running(d: Daemon, ref: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = _state(d, ref)
+        if st["Running"] or time.monotonic() > deadline:
+            return st
+        time.sleep(0.1)
+
+
+def test_info_says_live_restore_disabled(daemon):
+    """Docker 1.12+, API 1.25+: dockerd --live-restore=false starts and /info says LiveRestoreEnabled false."""
+    status, body = daemon.request("GET", "/v1.41/info")
+    assert status == 200 and json.loads(body)["LiveRestoreEnabled"] is False
+
+
+def test_sigterm_stops_container_with_its_stop_signal(daemon):
+    """Docker 20.10+, API 1.41: without live restore, SIGTERM to the daemon stops each container
+    as docker stop does (SIGTERM first): after a restart it is exited with the code it chose."""
+    cid = _run(daemon, "busybox", "sh", "-c", TRAP)
+    pid = _state(daemon, cid)["Pid"]
+    _restart_berthd(daemon)
+    assert not _pid_alive(pid), "the container outlived berthd"
+    st = _state(daemon, cid)
+    assert (st["Status"], st["Running"], st["ExitCode"]) == ("exited", False, 3)
+    _docker(daemon, "rm", "-f", cid)
+
+
+def test_sigterm_honours_stop_signal(daemon):
+    """Docker 20.10+, API 1.41: the daemon's shutdown sends the container's StopSignal."""
+    cid = _run(daemon, "--stop-signal", "USR1", "busybox", "sh", "-c", "trap 'exit 5' USR1; sleep 300 & wait")
+    _restart_berthd(daemon)
+    st = _state(daemon, cid)
+    assert (st["Status"], st["ExitCode"]) == ("exited", 5)
+    _docker(daemon, "rm", "-f", cid)
+
+
+def test_sigterm_honours_stop_timeout(daemon):
+    """Docker 20.10+, API 1.41: a container that ignores the stop signal is killed after its
+    StopTimeout (137), and the daemon exits then, not after the default 10 s."""
+    cid = _run(daemon, "--stop-timeout", "1", "busybox", "sleep", "300")
+    took = _restart_berthd(daemon)
+    st = _state(daemon, cid)
+    assert (st["Status"], st["ExitCode"]) == ("exited", 137)
+    assert 1 <= took < 6, took
+    _docker(daemon, "rm", "-f", cid)
+
+
+def test_restart_always_runs_again(daemon):
+    """Docker 20.10+, API 1.41: a --restart always container stopped by the daemon's shutdown
+    is started again when the daemon starts."""
+    cid = _run(daemon, "--restart", "always", "busybox", "sh", "-c", TRAP)
+    pid = _state(daemon, cid)["Pid"]
+    _restart_berthd(daemon)
+    assert not _pid_alive(pid)
+    st = _wait_running(daemon, cid)
+    assert st["Running"] and st["Pid"] != pid
+    _docker(daemon, "rm", "-f", cid)
+
+
+def test_unless_stopped_runs_again(daemon):
+    """Docker 20.10+, API 1.41: an unless-stopped container stopped by the daemon's shutdown
+    (not by the user) is started again when the daemon starts."""
+    cid = _run(daemon, "--restart", "unless-stopped", "busybox", "sh", "-c", TRAP)
+    pid = _state(daemon, cid)["Pid"]
+    _restart_berthd(daemon)
+    assert not _pid_alive(pid)
+    st = _wait_running(daemon, cid)
+    assert st["Running"] and st["Pid"] != pid
+    _docker(daemon, "rm", "-f", cid)
+
+
+def test_unless_stopped_stopped_by_user_stays_exited(daemon):
+    """Docker 20.10+, API 1.41: an unless-stopped container the user stopped stays exited
+    across the daemon's restart."""
+    cid = _run(daemon, "--restart", "unless-stopped", "busybox", "sh", "-c", TRAP)
+    assert _docker(daemon, "stop", cid).returncode == 0
+    _restart_berthd(daemon)
+    time.sleep(1)
+    st = _state(daemon, cid)
+    assert (st["Status"], st["ExitCode"]) == ("exited", 3)
+    _docker(daemon, "rm", "-f", cid)
+
