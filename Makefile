@@ -6,7 +6,7 @@ SOCK   := /run/berth/berth.sock
 PIDFILE := /run/berth/berthd.pid
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: deps venv demo test unit bench bench-build stop clean
+.PHONY: deps venv demo lint test unit bench bench-build stop clean
 
 deps:
 	@command -v busybox >/dev/null 2>&1 && [ -x /bin/busybox ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static)
@@ -37,6 +37,11 @@ demo: venv
 
 stop:
 	@if [ -f $(PIDFILE) ]; then kill -TERM $$(cat $(PIDFILE)) && echo "berthd stopped (containers keep running)"; else echo "berthd is not running"; fi
+
+# Type check and lint (configuration and the choice of rules: pyproject.toml). CI runs it first.
+lint: venv
+	$(VENV)/bin/ruff check berth tests
+	$(VENV)/bin/mypy
 
 test: venv
 	$(PY) -m pytest -q --run-root tests

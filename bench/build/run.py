@@ -139,15 +139,15 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bbench-", dir=args.root))
     cfg = base / "dockercfg"
     cfg.mkdir()
-    (base / "berth").mkdir()
-    d = Daemon(base=base / "berth")
-    dd = None if args.no_dockerd or not os.path.exists(DOCKERD) else Dockerd(base / "dockerd")
+    # the daemons' roots are short paths of their own (shim sockets live under the exec root)
+    d = Daemon(base=Path(tempfile.mkdtemp(prefix="bb", dir=args.root)))
+    dd = None if args.no_dockerd or not os.path.exists(DOCKERD) else \
+        Dockerd(Path(tempfile.mkdtemp(prefix="bd", dir=args.root)))
     try:
         d.start()
         d.import_busybox()
         hosts = {"berthd": env_for(d.host, cfg)}
         if dd is not None:
-            dd.base.mkdir()
             dd.start()
             hosts["dockerd"] = env_for(dd.host, cfg)
             ensure_busybox(hosts["dockerd"], d.base / "rootfs.tar")
@@ -177,16 +177,17 @@ def main() -> None:
                        timed(env, "build", *net, "--no-cache", "-t", "bench-run1", str(ctxs["run1"])))
                 record("(d) run --rm sh -c 'echo > /f'", name,
                        timed(env, "run", "--rm", *net, "busybox", "sh", "-c", "echo step0 > /file0"))
-        report(results, list(hosts), args.runs, base)
+        report(results, list(hosts), args.runs, args.root)
     finally:
         if dd is not None:
             dd.stop()
+            shutil.rmtree(dd.base, ignore_errors=True)
         d.cleanup()
         shutil.rmtree(base, ignore_errors=True)
 
 
-def report(results: dict[str, dict[str, list[float]]], names: list[str], runs: int, base: Path) -> None:
-    print(f"build benchmarks: docker CLI 28, DOCKER_BUILDKIT=0, --network none, data roots under {base} "
+def report(results: dict[str, dict[str, list[float]]], names: list[str], runs: int, root: str) -> None:
+    print(f"build benchmarks: docker CLI 28, DOCKER_BUILDKIT=0, --network none, data roots under {root} "
           f"(real disk); median of {runs}")
     head = f"{'what':36}" + "".join(f"{n:>12}" for n in names) + ("   berthd/dockerd" if len(names) > 1 else "")
     print(head)

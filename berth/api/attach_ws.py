@@ -22,11 +22,12 @@ import base64
 import hashlib
 import struct
 
-from berth.api.http import Request, Response, Router
+from berth.api.app import App, Routes
+from berth.api.http import Request, Response
 from berth.engine.containers import Containers
 from berth.engine.logs import LogReader
 from berth.errors import InvalidArgument
-from berth.schema import detachkeys
+from berth.schema import detachkeys, stdcopy
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -203,38 +204,35 @@ def _valid_close(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code <= 4999
 
 
-def routes(router: Router, ctx: object) -> None:
-    engine: Containers = ctx.containers  # type: ignore[attr-defined]
-
-    async def attach_ws(req: Request) -> Response | None:
-        c = engine.get(req.match["id"])  # 404 as a plain HTTP answer, before any upgrade
-        bad = handshake_error(req)
-        if bad is not None:
-            return bad
-        stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
-        keys = b""
-        if stdin and c.config.Tty:
-            try:
-                keys = detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
-            except ValueError as e:
-                raise InvalidArgument(str(e)) from None
-        head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept_key(req.headers['sec-websocket-key'].strip())}\r\n\r\n")
-        req.writer.write(head.encode("latin-1"))
-        req.hijacked = req.responded = True
-        ws = WebSocket(req.reader, req.writer, binary=req.version_at_least("1.28"))
+async def attach_ws(app: App, req: Request) -> Response | None:
+    engine = app.containers
+    c = engine.get(req.match["id"])  # 404 as a plain HTTP answer, before any upgrade
+    bad = handshake_error(req)
+    if bad is not None:
+        return bad
+    stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
+    keys = b""
+    if stdin and c.config.Tty:
         try:
-            await _session(engine, c.id, c.config.Tty, ws, req, stdin, stdout, stderr, keys)
-            await ws.wait_closed()
-            await _linger(req)
-        finally:
-            try:
-                req.writer.close()
-            except Exception:
-                pass
-        return None
+            keys = detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+    head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept_key(req.headers['sec-websocket-key'].strip())}\r\n\r\n")
+    req.writer.write(head.encode("latin-1"))
+    req.hijacked = req.responded = True
+    ws = WebSocket(req.reader, req.writer, binary=req.version_at_least("1.28"))
+    try:
+        await _session(engine, c.id, c.config.Tty, ws, req, stdin, stdout, stderr, keys)
+        await ws.wait_closed()
+        await _linger(req)
+    finally:
+        try:
+            req.writer.close()
+        except Exception:
+            pass
+    return None
 
-    router.add("GET", "/containers/{id}/attach/ws", attach_ws)
 
 
 async def _session(engine: Containers, cid: str, tty: bool, ws: WebSocket, req: Request,
@@ -281,7 +279,7 @@ async def _session(engine: Containers, cid: str, tty: bool, ws: WebSocket, req: 
 
     async def downstream() -> None:
         """Container output -> frames, raw (stdcopy headers from the shim removed)."""
-        buf = b""
+        demux = stdcopy.Demuxer(strict=False)
         while True:
             try:
                 data = await shim_r.read(65536)
@@ -290,15 +288,7 @@ async def _session(engine: Containers, cid: str, tty: bool, ws: WebSocket, req: 
             if not data:
                 return
             if not tty:
-                buf += data
-                out = []
-                while len(buf) >= 8:
-                    n = int.from_bytes(buf[4:8], "big")
-                    if len(buf) < 8 + n:
-                        break
-                    out.append(buf[8:8 + n])
-                    buf = buf[8 + n:]
-                data = b"".join(out)
+                data = b"".join(payload for _, payload in demux.feed(data))
             if data:
                 ws.send(data)
                 try:
@@ -323,3 +313,6 @@ async def _session(engine: Containers, cid: str, tty: bool, ws: WebSocket, req: 
             t.cancel()
         shim_w.close()
     await ws.close(NORMAL)
+
+
+ROUTES: Routes = [("GET", "/containers/{id}/attach/ws", attach_ws)]

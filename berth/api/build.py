@@ -17,7 +17,7 @@ import shutil
 from typing import Any
 
 from berth.api.http import Request, Response, Router, StreamResponse
-from berth.api.images import go_json
+from berth.api.jsonstream import JsonLines
 from berth.api.system import json_response
 from berth.build.builder import BuildOptions, Builder
 from berth.build.context import load
@@ -134,19 +134,8 @@ async def _stream(req: Request, builder: Builder, bctx, opts: BuildOptions, bid:
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     task = asyncio.ensure_future(builder.build(bctx, opts, q.put_nowait, bid, work))
     hangup = asyncio.ensure_future(req.reader.read(1))  # EOF: the client went away
-    resp: StreamResponse | None = None
-    gone = False
-
-    async def send(msg: dict[str, Any]) -> None:
-        nonlocal resp, gone
-        if gone:
-            return
-        if resp is None:
-            resp = StreamResponse(req)
-        try:
-            await resp.write(go_json(msg) + b"\r\n")
-        except (ConnectionError, OSError):
-            gone = True
+    out = JsonLines(req)
+    send = out.send
     try:
         while True:
             get = asyncio.ensure_future(q.get())
@@ -162,7 +151,7 @@ async def _stream(req: Request, builder: Builder, bctx, opts: BuildOptions, bid:
                     await task
                 except BaseException:
                     pass
-                gone = True
+                out.gone = True
                 break
             while not q.empty():
                 await send(q.get_nowait())
@@ -175,22 +164,15 @@ async def _stream(req: Request, builder: Builder, bctx, opts: BuildOptions, bid:
                 await task
             except BaseException:
                 pass
-    if gone:
+    if out.gone:
         req.responded = True
         raise ConnectionResetError("client went away during the build")
     exc = task.exception()
     if exc is not None:
-        if resp is None and not isinstance(exc, BuildFailed):
+        if out.resp is None and not isinstance(exc, BuildFailed):
             raise exc
         err: dict[str, Any] = {"message": str(exc)}
         if isinstance(exc, BuildFailed) and exc.code is not None:
             err["code"] = exc.code
         await send({"errorDetail": err, "error": str(exc)})
-    if resp is None:
-        resp = StreamResponse(req)
-    if not gone:
-        try:
-            await resp.finish()
-        except (ConnectionError, OSError):
-            pass
-    return resp
+    return await out.finish()

@@ -117,13 +117,18 @@ class Request:
         except ValueError:
             raise BadRequest(f"invalid value for {name}: {v!r}") from None
 
-    def hijack(self, content_type: str = "application/vnd.docker.raw-stream") -> None:
-        """Answer 101 (or 200 without Upgrade) and give the raw socket to the handler."""
+    def hijack(self, content_type: str = "application/vnd.docker.raw-stream", common: bool = False) -> None:
+        """Answer 101 (or 200 without Upgrade) and give the raw socket to the handler.
+
+        ``common`` adds the server's usual headers (Api-Version, Ostype, ...): dockerd sends them
+        on exec start's 101 but not on attach's."""
         upgrade = self.headers.get("upgrade") is not None
         status = 101 if upgrade else 200
         head = [f"HTTP/1.1 {status} {REASONS[status]}", f"Content-Type: {content_type}"]
         if upgrade:
             head += ["Connection: Upgrade", "Upgrade: tcp"]
+        if common:
+            head += [f"{k}: {v}" for k, v in getattr(self, "extra_headers", {}).items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         self.hijacked = True
         self.responded = True

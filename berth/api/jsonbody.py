@@ -7,7 +7,7 @@ A request with no Content-Type and no body passes; anything else must be ``appli
 
 from __future__ import annotations
 
-from berth.api.http import Handler, Request, Router
+from berth.api.http import Handler, Request, Response, Router, StreamResponse
 from berth.errors import InvalidArgument
 
 # The endpoints whose dockerd handlers call CheckForJSON (or ReadJSON, which does).
@@ -35,16 +35,20 @@ def check(req: Request) -> None:
 
 
 def _checked(handler: Handler) -> Handler:
-    async def run(req: Request):  # type: ignore[no-untyped-def]
+    async def run(req: Request) -> Response | StreamResponse | None:
         check(req)
         return await handler(req)
     return run
+
+
+async def _pattern_only(req: Request) -> None:
+    return None
 
 
 def guard(router: Router) -> None:
     """Wrap the already-added handlers of JSON_ENDPOINTS."""
     probe = Router()
     for method, pattern in JSON_ENDPOINTS:
-        probe.add(method, pattern, _checked)  # only to get the compiled pattern
+        probe.add(method, pattern, _pattern_only)  # only to get the compiled pattern
     wanted = {(m, rx.pattern) for m, rx, _ in probe.routes}
     router.routes = [(m, rx, _checked(h) if (m, rx.pattern) in wanted else h) for m, rx, h in router.routes]

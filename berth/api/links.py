@@ -4,28 +4,27 @@ the name to the linked container and removes that container, and so does berth."
 
 from __future__ import annotations
 
-from berth.api.http import Request, Response, Router
+from berth.api.app import App, Routes, no_content
+from berth.api.http import Request, Response
 from berth.engine import links
-from berth.engine.containers import Containers
 from berth.errors import Conflict, NotFound
 
 
-def routes(router: Router, ctx: object) -> None:
-    engine: Containers = ctx.containers  # type: ignore[attr-defined]
+async def delete_link(app: App, req: Request) -> Response:
+    engine = app.containers
+    parent, alias = req.match["parent"], req.match["alias"]
+    if req.flag("link"):
+        links.remove(engine, parent, alias)
+        return no_content()
+    p = engine.get(parent)
+    stored = next((ln for ln in p.host_config.Links or [] if links.parse(ln)[1] == alias), None)
+    if stored is None:
+        raise NotFound(f"No such container: {parent}/{alias}")
+    await engine.remove(links.parse(stored)[0], req.flag("force"), volumes=req.flag("v"))
+    return no_content()
 
-    async def delete_link(req: Request) -> Response:
-        parent, alias = req.match["parent"], req.match["alias"]
-        if req.flag("link"):
-            links.remove(engine, parent, alias)
-            return Response(204, b"", content_type=None)
-        p = engine.get(parent)
-        stored = next((ln for ln in p.host_config.Links or [] if links.parse(ln)[1] == alias), None)
-        if stored is None:
-            raise NotFound(f"No such container: {parent}/{alias}")
-        await engine.remove(links.parse(stored)[0], req.flag("force"), volumes=req.flag("v"))
-        return Response(204, b"", content_type=None)
 
-    router.add("DELETE", "/containers/{parent}/{alias}", delete_link)
+ROUTES: Routes = [("DELETE", "/containers/{parent}/{alias}", delete_link)]
 
 
 def default_link_name(req: Request) -> None:

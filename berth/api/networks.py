@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from ipaddress import IPv4Network
 from typing import Any
 
 from berth.api.http import Request, Response, Router
@@ -10,9 +11,129 @@ from berth.api.filters import labels_match, parse_filters
 from berth.api.system import json_response
 from berth.engine.attachments import Attachments
 from berth.engine.logs import parse_time
-from berth.engine.networks import Network, Networks
+from berth.engine.model import Container
+from berth.engine.networks import Endpoint, Network, Networks, PortBinding, Sandbox, parse_port_key
 from berth.errors import InvalidArgument
 
+
+# -- Docker's JSON --------------------------------------------------------------------------
+
+def network_json(nets: Networks, n: Network, detailed: bool = True) -> dict[str, Any]:
+    """A network as ``GET /networks/{id}`` shows it (the list leaves ``Containers`` empty)."""
+    cfg: list[dict[str, Any]] = []
+    if n.subnet:
+        c: dict[str, Any] = {"Subnet": n.subnet}
+        if n.ip_range:
+            c["IPRange"] = n.ip_range
+        c["Gateway"] = n.gateway
+        user = next((x for x in n.ipam_config if x.Subnet), None)
+        if user is not None and user.AuxiliaryAddresses:
+            c["AuxiliaryAddresses"] = user.AuxiliaryAddresses
+        cfg.append(c)
+    containers: dict[str, Any] = {}
+    if detailed:
+        for cid, s in nets.sandboxes.items():
+            e = s.endpoint(n.id)
+            if e is None or not e.ip:
+                continue
+            info = nets.names(cid)
+            containers[cid] = {"Name": info[0] if info else "", "EndpointID": e.endpoint_id,
+                               "MacAddress": e.mac, "IPv4Address": f"{e.ip}/{IPv4Network(n.subnet).prefixlen}",
+                               "IPv6Address": ""}
+    return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
+            "EnableIPv4": True, "EnableIPv6": False,
+            "IPAM": {"Driver": n.ipam_driver, "Options": n.ipam_options if not n.predefined else None,
+                     "Config": cfg},
+            "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
+            "Options": n.options, "Labels": n.labels}
+
+
+def endpoint_json(nets: Networks, s: Sandbox | None, e: Endpoint | None, n: Network) -> dict[str, Any]:
+    prefix = IPv4Network(n.subnet).prefixlen if (e and e.ip and n.subnet) else 0
+    return {"IPAMConfig": {"IPv4Address": e.ipv4} if e and e.ipv4 else None,
+            "Links": (e.links or None) if e else None, "Aliases": (e.aliases or None) if e else None,
+            # Not running: the configured MAC (dockerd's DesiredMacAddress) shows.
+            "MacAddress": (e.mac or e.mac_req) if e else "", "DriverOpts": e.driver_opts if e else None,
+            "GwPriority": e.gw_priority if e else 0, "NetworkID": n.id, "EndpointID": e.endpoint_id if e else "",
+            "Gateway": n.gateway if e and e.ip else "", "IPAddress": e.ip if e else "",
+            "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "DNSNames": _dns_names(nets, s, e, n)}
+
+
+def _dns_names(nets: Networks, s: Sandbox | None, e: Endpoint | None, n: Network) -> list[str] | None:
+    if s is None or e is None or not n.user_defined:
+        return None
+    info = nets.names(s.container_id)
+    out = ([info[0]] if info else []) + list(e.aliases) + [s.container_id[:12]]
+    return list(dict.fromkeys(out))
+
+
+def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
+    """A container's NetworkSettings in inspect (and, with fewer fields, in the list)."""
+    mode = "bridge" if c.host_config.NetworkMode == "default" else c.host_config.NetworkMode
+    exposed = c.config.ExposedPorts
+    s = nets.sandbox(c.id)
+    endpoints: dict[str, Any] = {}
+    if s is not None and s.endpoints:
+        for e in s.endpoints:
+            n = nets.nets.get(e.network_id)
+            if n is not None:
+                endpoints[n.name] = endpoint_json(nets, s, e, n)
+    elif mode in ("host", "none"):
+        n = nets.get(mode)
+        endpoints[n.name] = endpoint_json(nets, s, None, n)
+    running = c.id in nets.running
+    primary = s.endpoints[0] if s and s.endpoints else None
+    pn = nets.nets.get(primary.network_id) if primary else None
+    out: dict[str, Any] = {
+        "Bridge": "", "SandboxID": s.sandbox_id if s and running else "", "HairpinMode": False,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": _port_map(s.ports if s else [], exposed) if running or (s and s.ports) else {},
+        "SandboxKey": s.ns_path if s and s.ns_path else "", "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": endpoints,
+    }
+    if primary is not None and pn is not None and pn.name == "bridge" and primary.ip:
+        out.update({"EndpointID": primary.endpoint_id, "Gateway": pn.gateway, "IPAddress": primary.ip,
+                    "IPPrefixLen": IPv4Network(pn.subnet).prefixlen, "MacAddress": primary.mac})
+    return out
+
+
+def _port_map(bindings: list[PortBinding], exposed: dict[str, Any] | None) -> dict[str, Any]:
+    """NetworkSettings.Ports: every exposed or published port, with its host bindings."""
+    out: dict[str, list[dict[str, str]] | None] = {}
+    for key in exposed or {}:
+        cport, proto = parse_port_key(key)
+        out[f"{cport}/{proto}"] = None
+    for b in bindings:
+        key = f"{b.container_port}/{b.proto}"
+        out[key] = (out.get(key) or []) + [{"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)}]
+    return out
+
+
+def ports_json(nets: Networks, c: Container) -> list[dict[str, Any]]:
+    """The container list's ``Ports``."""
+    s = nets.sandbox(c.id)
+    out: list[dict[str, Any]] = []
+    bound = set()
+    if s is not None and c.id in nets.running:
+        for p in s.ports:
+            bound.add(f"{p.container_port}/{p.proto}")
+            out.append({"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port,
+                        "PublicPort": p.host_port, "Type": p.proto})
+    for key in c.config.ExposedPorts or {}:
+        try:
+            cport, proto = parse_port_key(key)
+        except InvalidArgument:
+            continue
+        if f"{cport}/{proto}" not in bound:
+            out.append({"PrivatePort": cport, "Type": proto})
+    return out
+
+
+# -- handlers -------------------------------------------------------------------------------
 
 def _body(raw: bytes) -> dict[str, Any]:
     try:
@@ -65,11 +186,11 @@ def routes(router: Router, ctx: object) -> None:
 
     async def list_(req: Request) -> Response:
         filters = parse_filters(req)
-        out = [nets.network_json(n, detailed=False) for n in nets.list() if matches(nets, n, filters)]
+        out = [network_json(nets, n, detailed=False) for n in nets.list() if matches(nets, n, filters)]
         return json_response(out)
 
     async def inspect(req: Request) -> Response:
-        return json_response(nets.network_json(nets.get(req.match["id"])))
+        return json_response(network_json(nets, nets.get(req.match["id"])))
 
     async def create(req: Request) -> Response:
         b = _body(await req.read())

@@ -7,7 +7,8 @@ berth runs no swarm: ``/swarm/init`` and ``/swarm/join`` are not served.
 
 from __future__ import annotations
 
-from berth.api.http import Request, Response, Router
+from berth.api.app import App, Routes
+from berth.api.http import Request, Response
 from berth.errors import Unavailable
 
 NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
@@ -28,13 +29,13 @@ MANAGER_ROUTES: tuple[tuple[str, str], ...] = (
 )
 
 
-def routes(router: Router, ctx: object) -> None:
-    async def not_manager(req: Request) -> Response:
-        raise Unavailable(NOT_MANAGER)
+async def not_manager(app: App, req: Request) -> Response:
+    raise Unavailable(NOT_MANAGER)
 
-    async def leave(req: Request) -> Response:
-        raise Unavailable(NOT_IN_SWARM)
 
-    for method, path in MANAGER_ROUTES:
-        router.add(method, path, not_manager)
-    router.add("POST", "/swarm/leave", leave)
+async def leave(app: App, req: Request) -> Response:
+    raise Unavailable(NOT_IN_SWARM)
+
+
+ROUTES: Routes = [*((method, path, not_manager) for method, path in MANAGER_ROUTES),
+                  ("POST", "/swarm/leave", leave)]

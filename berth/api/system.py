@@ -7,21 +7,15 @@ import platform
 import socket
 import time
 
-import msgspec
-
 import berth
-from berth.api.http import Request, Response, Router
+from berth.api.app import App, Routes
+from berth.api.http import Request, Response
+from berth.api.shape import json_response as json_response  # re-exported: networks, build
 from berth.engine.model import Status
 
 API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
 SERVER = f"berth/{berth.__version__}"
-
-_enc = msgspec.json.Encoder()
-
-
-def json_response(obj: object, status: int = 200) -> Response:
-    return Response(status, _enc.encode(obj) + b"\n")
 
 
 def _os_release() -> tuple[str, str]:
@@ -74,81 +68,81 @@ def info_for_version(req: Request, d: dict[str, object]) -> dict[str, object]:
     return d
 
 
-def routes(router: Router, ctx: "object") -> None:
-    engine = ctx.containers  # type: ignore[attr-defined]
-    images = ctx.image_store  # type: ignore[attr-defined]
-    started = time.time()
+async def ping(app: App, req: Request) -> Response:
+    # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
+    # builder, and "2" would send the CLI to BuildKit.
+    return Response(200, b"OK" if req.method == "GET" else b"", content_type="text/plain; charset=utf-8",
+                    headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+                             "Swarm": "inactive"})
 
-    async def ping(req: Request) -> Response:
-        # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
-        # builder, and "2" would send the CLI to BuildKit.
-        return Response(200, b"OK" if req.method == "GET" else b"", content_type="text/plain; charset=utf-8",
-                        headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
-                                 "Swarm": "inactive"})
 
-    async def version(req: Request) -> Response:
-        uname = platform.uname()
-        details = {"ApiVersion": API_VERSION, "Arch": "amd64" if uname.machine == "x86_64" else uname.machine,
-                   "BuildTime": "", "Experimental": "false", "GitCommit": "", "GoVersion": "",
-                   "KernelVersion": uname.release, "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}
-        return json_response({
-            "Platform": {"Name": "berth Engine"},
-            "Components": [{"Name": "Engine", "Version": berth.__version__, "Details": details}],
-            "Version": berth.__version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-            "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": details["Arch"],
-            "KernelVersion": uname.release, "BuildTime": "",
-        })
+async def version(app: App, req: Request) -> Response:
+    uname = platform.uname()
+    details = {"ApiVersion": API_VERSION, "Arch": "amd64" if uname.machine == "x86_64" else uname.machine,
+               "BuildTime": "", "Experimental": "false", "GitCommit": "", "GoVersion": "",
+               "KernelVersion": uname.release, "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}
+    return json_response({
+        "Platform": {"Name": "berth Engine"},
+        "Components": [{"Name": "Engine", "Version": berth.__version__, "Details": details}],
+        "Version": berth.__version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": details["Arch"],
+        "KernelVersion": uname.release, "BuildTime": "",
+    })
 
-    async def info(req: Request) -> Response:
-        cs = engine.list()
-        running = sum(1 for c in cs if c.state.status == Status.RUNNING)
-        paused = sum(1 for c in cs if c.state.status == Status.PAUSED)
-        os_name, os_version = _os_release()
-        uname = platform.uname()
-        cg = ctx.cgroup_version  # type: ignore[attr-defined]
-        return json_response(info_for_version(req, {
-            "ID": ctx.daemon_id,  # type: ignore[attr-defined]
-            "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
-            "ContainersStopped": len(cs) - running - paused,
-            "Images": len(images.list()),
-            "Driver": "overlay2",
-            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
-                             ["Native Overlay Diff", "true"], ["userxattr", "false"]],
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                        "Log": ["json-file"]},
-            "MemoryLimit": True, "SwapLimit": cg == "2" or os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
-            "KernelMemory": False, "KernelMemoryTCP": False,
-            "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
-            "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False,
-            "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
-            "NGoroutines": 1, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cg,
-            "NEventsListener": 0, "KernelVersion": uname.release,
-            "OperatingSystem": os_name, "OSVersion": os_version, "OSType": "linux",
-            "Architecture": uname.machine, "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
-                               "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                               "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
-                                                              "Official": True}},
-                               "Mirrors": []},
-            "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
-            "DockerRootDir": str(ctx.data.root),  # type: ignore[attr-defined]
-            "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": [],
-            "ExperimentalBuild": False, "ServerVersion": berth.__version__,
-            "Runtimes": {"runc": {"path": "berth-runtime"}}, "DefaultRuntime": "runc",
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                      "Error": "", "RemoteManagers": None},
-            "LiveRestoreEnabled": getattr(ctx, "live_restore", True), "Isolation": "", "InitBinary": "",
-            "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
-            "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if cg == "2" else []),
-            "Warnings": None,
-            "Uptime": int(time.time() - started),
-            "CDISpecDirs": [], "Containerd": None, "FirewallBackend": {"Driver": "nftables"},
-            "DiscoveredDevices": [],
-        }))
 
-    router.add("GET", "/_ping", ping)
-    router.add("HEAD", "/_ping", ping)
-    router.add("GET", "/version", version)
-    router.add("GET", "/info", info)
+async def info(app: App, req: Request) -> Response:
+    cs = app.containers.list()
+    running = sum(1 for c in cs if c.state.status == Status.RUNNING)
+    paused = sum(1 for c in cs if c.state.status == Status.PAUSED)
+    os_name, os_version = _os_release()
+    uname = platform.uname()
+    cg = app.cgroup_version
+    return json_response(info_for_version(req, {
+        "ID": app.daemon_id,
+        "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
+        "ContainersStopped": len(cs) - running - paused,
+        "Images": len(app.images.list()),
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
+                         ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
+                    "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": cg == "2" or os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+        "KernelMemory": False, "KernelMemoryTCP": False,
+        "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
+        "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False,
+        "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
+        "NGoroutines": 1, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cg,
+        "NEventsListener": 0, "KernelVersion": uname.release,
+        "OperatingSystem": os_name, "OSVersion": os_version, "OSType": "linux",
+        "Architecture": uname.machine, "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+                           "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                           "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
+                                                          "Official": True}},
+                           "Mirrors": []},
+        "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
+        "DockerRootDir": str(app.root),
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": [],
+        "ExperimentalBuild": False, "ServerVersion": berth.__version__,
+        "Runtimes": {"runc": {"path": "berth-runtime"}}, "DefaultRuntime": "runc",
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                  "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": app.live_restore, "Isolation": "", "InitBinary": "",
+        "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if cg == "2" else []),
+        "Warnings": None,
+        "Uptime": int(time.time() - app.started),
+        "CDISpecDirs": [], "Containerd": None, "FirewallBackend": {"Driver": "nftables"},
+        "DiscoveredDevices": [],
+    }))
+
+
+ROUTES: Routes = [
+    ("GET", "/_ping", ping),
+    ("HEAD", "/_ping", ping),
+    ("GET", "/version", version),
+    ("GET", "/info", info),
+]

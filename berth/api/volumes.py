@@ -1,14 +1,27 @@
-"""/volumes endpoints. Each handler parses, calls the engine, and shapes Docker's JSON."""
+"""/volumes endpoints, and Docker's JSON for a volume. Each handler parses, calls the engine,
+and shapes the result."""
 
 from __future__ import annotations
 
 import json
 
-from berth.api.http import Request, Response, Router
+from berth.api.app import App, Routes, no_content
 from berth.api.filters import labels_match, parse_filters
-from berth.api.system import json_response
-from berth.engine.volumes import Volume, Volumes
+from berth.api.http import Request, Response
+from berth.api.shape import json_response
+from berth.engine.volumes import Volume, Volumes, VolumeUsage
 from berth.errors import InvalidArgument
+
+
+def volume_json(vols: Volumes, v: Volume) -> dict[str, object]:
+    return {"CreatedAt": v.created, "Driver": v.driver, "Labels": v.labels or None,
+            "Mountpoint": str(vols.data_dir(v.name)), "Name": v.name, "Options": v.options or None,
+            "Scope": "local"}
+
+
+def usage_json(vols: Volumes, u: VolumeUsage) -> dict[str, object]:
+    """One of ``/system/df``'s Volumes."""
+    return {**volume_json(vols, u.volume), "UsageData": {"Size": u.size, "RefCount": u.ref_count}}
 
 
 def matches(vols: Volumes, v: Volume, filters: dict[str, list[str]]) -> bool:
@@ -36,47 +49,53 @@ def matches(vols: Volumes, v: Volume, filters: dict[str, list[str]]) -> bool:
     return True
 
 
-def routes(router: Router, ctx: object) -> None:
-    vols: Volumes = ctx.volumes  # type: ignore[attr-defined]
+async def list_(app: App, req: Request) -> Response:
+    vols = app.volumes
+    filters = parse_filters(req)
+    out = [volume_json(vols, v) for v in vols.list() if matches(vols, v, filters)]
+    return json_response({"Volumes": out, "Warnings": []})
 
-    async def list_(req: Request) -> Response:
-        filters = parse_filters(req)
-        out = [vols.volume_json(v) for v in vols.list() if matches(vols, v, filters)]
-        return json_response({"Volumes": out, "Warnings": []})
 
-    async def create(req: Request) -> Response:
-        raw = await req.read()
-        try:
-            b = json.loads(raw or b"{}")
-        except ValueError as e:
-            raise InvalidArgument(f"invalid JSON: {e}") from None
-        v = vols.create(b.get("Name") or "", b.get("Driver") or "local", b.get("Labels") or {},
-                        b.get("DriverOpts") or {})
-        return json_response(vols.volume_json(v), 201)
+async def create(app: App, req: Request) -> Response:
+    raw = await req.read()
+    try:
+        b = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise InvalidArgument(f"invalid JSON: {e}") from None
+    v = app.volumes.create(b.get("Name") or "", b.get("Driver") or "local", b.get("Labels") or {},
+                           b.get("DriverOpts") or {})
+    return json_response(volume_json(app.volumes, v), 201)
 
-    async def inspect(req: Request) -> Response:
-        return json_response(vols.volume_json(vols.get(req.match["name"])))
 
-    async def delete(req: Request) -> Response:
-        vols.remove(req.match["name"], force=req.flag("force"))
-        return Response(204, b"", content_type=None)
+async def inspect(app: App, req: Request) -> Response:
+    return json_response(volume_json(app.volumes, app.volumes.get(req.match["name"])))
 
-    async def prune(req: Request) -> Response:
-        filters = parse_filters(req)
-        # API >= 1.42 prunes only anonymous volumes unless all=true.
-        all_ = bool(filters.get("all")) and filters["all"][0] in ("true", "1") or not req.version_at_least("1.42")
-        f = {k: v for k, v in filters.items() if k in ("label", "label!")}
 
-        def match(v: Volume) -> bool:
-            if not all_ and "com.docker.volume.anonymous" not in v.labels:
-                return False
-            return matches(vols, v, f)
+async def delete(app: App, req: Request) -> Response:
+    app.volumes.remove(req.match["name"], force=req.flag("force"))
+    return no_content()
 
-        deleted, space = vols.prune(match)
-        return json_response({"VolumesDeleted": deleted, "SpaceReclaimed": space})
 
-    router.add("GET", "/volumes", list_)
-    router.add("POST", "/volumes/create", create)
-    router.add("POST", "/volumes/prune", prune)
-    router.add("GET", "/volumes/{name}", inspect)
-    router.add("DELETE", "/volumes/{name}", delete)
+async def prune(app: App, req: Request) -> Response:
+    vols = app.volumes
+    filters = parse_filters(req)
+    # API >= 1.42 prunes only anonymous volumes unless all=true.
+    all_ = bool(filters.get("all")) and filters["all"][0] in ("true", "1") or not req.version_at_least("1.42")
+    f = {k: v for k, v in filters.items() if k in ("label", "label!")}
+
+    def match(v: Volume) -> bool:
+        if not all_ and "com.docker.volume.anonymous" not in v.labels:
+            return False
+        return matches(vols, v, f)
+
+    deleted, space = vols.prune(match)
+    return json_response({"VolumesDeleted": deleted, "SpaceReclaimed": space})
+
+
+ROUTES: Routes = [
+    ("GET", "/volumes", list_),
+    ("POST", "/volumes/create", create),
+    ("POST", "/volumes/prune", prune),
+    ("GET", "/volumes/{name}", inspect),
+    ("DELETE", "/volumes/{name}", delete),
+]

@@ -4,7 +4,9 @@ builder reports it.
 Life of a build (``Builder.build``)::
 
     parse + validate the Dockerfile -> split into stages -> the stages the target needs
-    for each needed stage, in order: FROM (store, pull, scratch or an earlier stage),
+    each needed stage as its own task, once the stages it uses are built (independent
+    stages build at once; their streams are written in Dockerfile order, output.Ordered):
+        FROM (store, pull, scratch or an earlier stage),
         then each instruction: probe the cache (parent image + step + inputs), else run it:
         RUN = a container (berth.engine.build_support), COPY/ADD = a layer written directly
         (berth.build.layers), the rest = a config change with an empty-layer history entry
@@ -17,22 +19,27 @@ nothing is tagged before the end, so a build cut short leaves no visible image.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import logging
 import secrets
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import msgspec
 
+from berth.build import cachefrom
 from berth.build import dockerfile as dfp
 from berth.build import instructions as ins
 from berth.build.cache import BuildCache, step_key
 from berth.build.context import BuildContext
 from berth.build.fsview import RootView
-from berth.build.output import BuildFailed, Output
+from berth.build.output import BuildFailed, Ordered, Output, excerpt
+from berth.engine import build_support as bs
 from berth.engine.containers import Containers
 from berth.engine.distribution import Distribution, Progress
 from berth.engine.images import Images
@@ -76,6 +83,17 @@ class BuildOptions:
 
 
 @dataclass
+class Lane:
+    """A stage task's own stream and the number of the last step it printed."""
+    out: Output
+    step: int
+
+
+# Set in each stage's task (a task runs in its own copy of the context).
+_LANE: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("berth_build_lane", default=None)
+
+
+@dataclass
 class StageState:
     """Where a stage is: its current image (``image`` is None only for a bare ``scratch``)."""
     index: int
@@ -112,7 +130,7 @@ class Builder:
     """Daemon-wide: the collaborators every build uses. Built once by daemon/."""
 
     def __init__(self, containers: Containers, images: Images, distribution: Distribution, cache: BuildCache,
-                 tmp_root: Path, mounts_root: Path, secrets_root: Path):
+                 tmp_root: Path, mounts_root: Path, secrets_root: Path, pids_limit: int = bs.DEFAULT_PIDS_LIMIT):
         self.containers = containers
         self.images = images
         self.store = images.store
@@ -121,6 +139,8 @@ class Builder:
         self.tmp_root = tmp_root
         self.mounts_root = mounts_root
         self.secrets_root = secrets_root
+        self.pids_limit = pids_limit   # of every RUN step's container (0: none)
+        self.reserve = bs.Reserve(tmp_root.parent / "space-reserve")
         self.locks: dict[str, asyncio.Lock] = {}
 
     def new_dir(self) -> tuple[str, Path]:
@@ -134,6 +154,7 @@ class Builder:
         for root in (self.tmp_root, self.secrets_root):
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True, exist_ok=True)
+        self.reserve.take()
 
     async def build(self, ctx: BuildContext, opts: BuildOptions, sink: Callable[[dict[str, Any]], None],
                     build_id: str, work: Path) -> Image:
@@ -162,7 +183,7 @@ class Build:
         self.b = builder
         self.ctx = ctx
         self.opts = opts
-        self.out = out
+        self._out = out
         self.id = build_id
         self.work = work
         self.containers: list[str] = []      # created and not yet removed
@@ -176,8 +197,17 @@ class Build:
         self.context_view = RootView([ctx.root], layered=False)
         self.epoch = _source_date_epoch(opts.build_args)
         self.allowed_cache: set[str] | None = None
+        self.cache_sources: list[Image] = []   # cachefrom images, matched by history (cachefrom.py)
         self.extra_images: dict[str, Image] = {}
+        self._image_locks: dict[str, asyncio.Lock] = {}
+        self._stage_tasks: dict[int, asyncio.Future[None]] = {}
         self._matcher: Any = None
+
+    @property
+    def out(self) -> Output:
+        """The running stage's stream (the build's own outside the stages)."""
+        lane = _LANE.get()
+        return lane.out if lane is not None else self._out
 
     # -- the whole build ------------------------------------------------------------------
 
@@ -199,8 +229,8 @@ class Build:
         self._meta_args(meta)
         if self.opts.cache_from:
             self.allowed_cache = self._cache_from_set()
-        for i in needed:
-            await self._stage(stages[i])
+            self.cache_sources = self._cache_from_images()
+        await self._stages(stages, needed)
         final = self.stages[target]
         img = await self._materialize(final)
         self._warn_unused_args()
@@ -225,41 +255,41 @@ class Build:
         raise InvalidArgument(f"failed to reach build target {self.opts.target} in Dockerfile")
 
     def _needed(self, stages: list[ins.Stage], target: int) -> list[int]:
-        """The stages ``target`` depends on (FROM <stage>, COPY --from, RUN --mount from=)."""
+        """The stages ``target`` depends on, itself included."""
         need: set[int] = set()
 
-        def ref(word: str, before: int) -> int | None:
-            w = word.lower()
-            if w in self.stage_names and self.stage_names[w] < before:
-                return self.stage_names[w]
-            if w.isdigit() and int(w) < before:
-                return int(w)
-            return None
-
         def visit(i: int) -> None:
-            if i in need:
-                return
-            need.add(i)
-            s = stages[i]
-            deps: list[str] = []
-            fargs = _first_word(s.from_)
-            if fargs:
-                deps.append(fargs)
-            for inst in s.commands:
-                for k, v in inst.flags:
-                    if k == "from":
-                        deps.append(v)
-                    elif k == "mount":
-                        for part in v.split(","):
-                            key, _, val = part.partition("=")
-                            if key.strip() == "from":
-                                deps.append(val.strip())
-            for d in deps:
-                j = ref(d, i)
-                if j is not None:
+            if i not in need:
+                need.add(i)
+                for j in self._deps(stages[i]):
                     visit(j)
         visit(target)
         return sorted(need)
+
+    def _deps(self, s: ins.Stage) -> set[int]:
+        """The earlier stages a stage uses: FROM <stage>, COPY --from, RUN --mount from=."""
+        words: list[str] = []
+        fargs = _first_word(s.from_)
+        if fargs:
+            words.append(fargs)
+        for inst in s.commands:
+            for k, v in inst.flags:
+                if k == "from":
+                    words.append(v)
+                elif k == "mount":
+                    for part in v.split(","):
+                        key, _, val = part.partition("=")
+                        if key.strip() == "from":
+                            words.append(val.strip())
+        return {j for j in (self._stage_ref(w, s.index) for w in words) if j is not None}
+
+    def _stage_ref(self, word: str, before: int) -> int | None:
+        w = word.lower()
+        if w in self.stage_names and self.stage_names[w] < before:
+            return self.stage_names[w]
+        if w.isdigit() and int(w) < before:
+            return int(w)
+        return None
 
     # -- ARG ------------------------------------------------------------------------------
 
@@ -288,11 +318,42 @@ class Build:
 
     # -- stages ---------------------------------------------------------------------------
 
+    async def _stages(self, stages: list[ins.Stage], needed: list[int]) -> None:
+        """Every needed stage as a task that starts once the stages it uses are built."""
+        order = Ordered(self._out.emit, len(needed))
+        first = self.step
+        bases: dict[int, int] = {}
+        for i in needed:
+            bases[i] = first
+            first += 1 + len(stages[i].commands)
+
+        async def one(k: int, i: int) -> None:
+            for j in sorted(self._deps(stages[i])):
+                if j in self._stage_tasks:
+                    await asyncio.wait([self._stage_tasks[j]])
+                    if self._stage_tasks[j].cancelled() or self._stage_tasks[j].exception() is not None:
+                        return  # that stage's error is the build's
+            _LANE.set(Lane(Output(order.sink(k)), bases[i]))
+            await self._stage(stages[i])
+            order.close(k)
+        for k, i in enumerate(needed):
+            self._stage_tasks[i] = asyncio.ensure_future(one(k, i))
+        tasks = list(self._stage_tasks.values())
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            order.flush()
+            raise
+
     async def _stage(self, stage: ins.Stage) -> None:
         self._print(stage.from_)
-        cmd = ins.to_command(stage.from_, self.meta, self.escape)
-        assert isinstance(cmd, ins.From)
-        st = await self._from(stage, cmd)
+        with self._at(stage.from_):
+            cmd = ins.to_command(stage.from_, self.meta, self.escape)
+            assert isinstance(cmd, ins.From)
+            st = await self._from(stage, cmd)
         self.stages[stage.index] = st
         self.out.arrow(st.image.short_id if st.image else "")
         triggers = list(st.cc.OnBuild or [])
@@ -305,12 +366,33 @@ class Build:
             self.out.arrow(st.image.short_id if st.image else "")
         for inst in stage.commands:
             self._print(inst)
-            await self._dispatch(st, inst)
+            with self._at(inst):
+                await self._dispatch(st, inst)
             self.out.arrow(st.image.short_id if st.image else "")
 
+    @contextmanager
+    def _at(self, inst: dfp.Instruction) -> Iterator[None]:
+        """A step that fails shows its Dockerfile lines above the error, as BuildKit does (the
+        error itself keeps the classic builder's words, which clients match)."""
+        try:
+            yield
+        except Exception:
+            if inst.line and self.ctx.dockerfile:
+                name = self.ctx.dockerfile_name.rsplit("/", 1)[-1]
+                if not name or name.startswith(".dockerfile."):  # the CLI's name for -f outside the context
+                    name = "Dockerfile"
+                self.out.stream(excerpt(name, self.ctx.dockerfile, inst.line, inst.end_line))
+            raise
+
     def _print(self, inst: dfp.Instruction) -> None:
-        self.step += 1
-        self.out.step(self.step, self.total, inst.original)
+        lane = _LANE.get()
+        if lane is None:
+            self.step += 1
+            n = self.step
+        else:
+            lane.step += 1
+            n = lane.step
+        self.out.step(n, self.total, inst.original)
 
     async def _from(self, stage: ins.Stage, cmd: ins.From) -> StageState:
         name = cmd.image
@@ -318,7 +400,7 @@ class Build:
             raise InvalidArgument("base name (${...}) should not be blank")
         low = name.lower()
         if low in self.stage_names and self.stage_names[low] < stage.index:
-            base = self.stages[self.stage_names[low]]
+            base = await self._built(self.stage_names[low], name)
             cfg = _copy_config(base.config)
             return StageState(stage.index, stage.name, cfg, base.image)
         if name == "scratch":
@@ -334,7 +416,12 @@ class Build:
         return StageState(stage.index, stage.name, cfg, img)
 
     async def image(self, name: str, platform: str | None = None) -> Image:
-        """An image by name: from the store, or pulled (always with ``pull=1``)."""
+        """An image by name: from the store, or pulled (always with ``pull=1``); stages that
+        build at once share one pull."""
+        async with self._image_locks.setdefault(name, asyncio.Lock()):
+            return await self._image(name, platform)
+
+    async def _image(self, name: str, platform: str | None) -> Image:
         if name in self.extra_images:
             return self.extra_images[name]
         try:
@@ -384,18 +471,25 @@ class Build:
     def meta_visible(self, st: StageState) -> dict[str, str]:
         return {}
 
-    async def source_view(self, name: str) -> RootView:
+    async def source_view(self, name: str, before: int | None = None) -> RootView:
         """``--from=``: an earlier stage (by name or index) or an image."""
         low = name.lower()
         idx = self.stage_names.get(low)
         if idx is None and low.isdigit():
             idx = int(low)
-        if idx is not None:
-            st = self.stages.get(idx)
-            if st is None:
-                raise InvalidArgument(f"invalid from flag value {name}: stage {name} is not built yet")
-            return self.b.view(st.image)
+        if idx is not None and (before is None or idx < before):
+            return self.b.view((await self._built(idx, name)).image)
         return self.b.view(await self.image(name))
+
+    async def _built(self, idx: int, name: str) -> StageState:
+        """An earlier stage once its task is done (a ``--from=$ARG`` is only known then)."""
+        task = self._stage_tasks.get(idx)
+        if task is not None and not task.done():
+            await asyncio.wait([task])
+        st = self.stages.get(idx)
+        if st is None:
+            raise InvalidArgument(f"invalid from flag value {name}: stage {name} is not built yet")
+        return st
 
     def ctx_excluded(self) -> Callable[[str, bool], bool] | None:
         """``.dockerignore`` of the context as a predicate on relative paths (None: no file)."""
@@ -418,27 +512,73 @@ class Build:
         t = time.time()
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
-    def probe(self, st: StageState, step: object) -> str | None:
+    def probe(self, st: StageState, step: object, created_by: str | None = None) -> str | None:
         """The cache key of a step, after trying it: on a hit the stage moves to the cached
-        image and None is returned."""
+        image and None is returned. ``created_by`` (the step's history line) lets the
+        ``cachefrom`` images match by their history."""
         key = step_key(st.image_id, step)
         if self.opts.nocache:
             return key
-        rec = self.b.cache.get(key)
-        if rec is None:
+        img = self._cached(key)
+        if img is None and created_by is not None and self.cache_sources:
+            img = self._from_sources(st, key, created_by)
+        if img is None:
             return key
-        if self.allowed_cache is not None and rec.image_id not in self.allowed_cache:
-            return key
-        try:
-            img = self.b.store.get_by_id(rec.image_id)
-        except NoSuchImage:
-            self.b.cache.drop(key)
-            return key
-        self.b.cache.touch(key)
         self.out.stream(" ---> Using cache\n")
         st.image = img
         st.config = _copy_config(img.config)
         return None
+
+    def _cached(self, key: str) -> Image | None:
+        rec = self.b.cache.get(key)
+        if rec is None:
+            return None
+        if self.allowed_cache is not None and rec.image_id not in self.allowed_cache:
+            return None
+        try:
+            img = self.b.store.get_by_id(rec.image_id)
+        except NoSuchImage:
+            self.b.cache.drop(key)
+            return None
+        self.b.cache.touch(key)
+        return img
+
+    def _from_sources(self, st: StageState, key: str, created_by: str) -> Image | None:
+        """moby's ImageCache.GetCache for images that have no cache rows here (pulled)."""
+        parent = st.image.config if st.image is not None else None
+        for target in self.cache_sources:
+            if not cachefrom.matches(target.config, parent, created_by):
+                continue
+            if cachefrom.ends_at(target.config, parent):
+                img = target
+            else:
+                img = self.b.store.create_image(cachefrom.restore(target.config, parent, _copy_config(st.config).config))
+                self.cache_sources = [target]  # as moby: keep following this image only
+            if st.image is not None:
+                self.b.store.set_parent(img.id, st.image.id)
+            if self.allowed_cache is not None:
+                self.allowed_cache.add(img.id)
+            self.b.cache.put(key, st.image_id, img.id, created_by, 0)
+            return img
+        return None
+
+    async def linked_layer(self, st: StageState, link_key: str) -> Any:
+        """``COPY --link``: the layer an earlier build made for the same files, whatever the
+        parent was then, put on this stage's parent from its stored blob (None: not cached)."""
+        if self.opts.nocache:
+            return None
+        img = self._cached(link_key)
+        if img is None or not img.config.rootfs.diff_ids:
+            return None
+        diff_id = img.config.rootfs.diff_ids[-1]
+        blobs = self.b.store.blobs_of(diff_id)
+        if not blobs:
+            return None
+        layer = await self.b.images.layer_from_blob(blobs[0][0], st.image.top if st.image else None)
+        if layer.diff_id != diff_id:
+            return None
+        self.out.stream(" ---> Using cache\n")
+        return layer
 
     def commit(self, st: StageState, key: str, created_by: str, diff_id: str | None, size: int = 0) -> Image:
         """The stage's next image: its current config plus a history entry (and a layer)."""
@@ -480,6 +620,15 @@ class Build:
             todo.extend(p for p in by_image.get(i, []) if p)
         return allowed
 
+    def _cache_from_images(self) -> list[Image]:
+        out = []
+        for name in self.opts.cache_from:
+            try:
+                out.append(self.b.store.resolve(name))
+            except NotFound:
+                continue
+        return out
+
     # -- containers -----------------------------------------------------------------------
 
     async def remove_container(self, cid: str) -> None:
@@ -489,6 +638,12 @@ class Build:
             await asyncio.shield(self.b.containers.remove(cid, force=True, volumes=True))
         except NotFound:
             pass
+
+    def keep_container(self, cid: str) -> None:
+        """``rm=0``: the step's container stays (``docker ps -a``), also across restarts."""
+        if cid in self.containers:
+            self.containers.remove(cid)
+        self.b.cache.keep_container(cid)
 
     async def cleanup(self) -> None:
         for cid in list(self.containers):  # cut short (error, cancel): none may stay
@@ -511,7 +666,7 @@ def _copy_config(cfg: ImageConfig) -> ImageConfig:
 def _labels_instruction(labels: dict[str, str]) -> dfp.Instruction:
     text = " ".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(labels.items()))
     df = dfp.parse(f"LABEL {text}\n")
-    return df.instructions[0]
+    return dataclasses.replace(df.instructions[0], line=0, end_line=0)  # not a line of the Dockerfile
 
 
 def _quote(s: str) -> str:

@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS build_cache (
 );
 CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 CREATE INDEX IF NOT EXISTS build_cache_parent ON build_cache(parent);
+CREATE TABLE IF NOT EXISTS build_kept (
+    container_id TEXT PRIMARY KEY  -- a step container kept on purpose (rm=0): not swept at start
+);
 """
 
 
@@ -87,6 +90,19 @@ class BuildCache:
     def parents(self) -> set[str]:
         """Image IDs some cached step ran on (they have children)."""
         return {r[0] for r in self.db.query("SELECT DISTINCT parent FROM build_cache WHERE parent != ''")}
+
+    def keep_container(self, cid: str) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO build_kept VALUES (?)", (cid,))
+
+    def kept_containers(self, existing: set[str] | None = None) -> set[str]:
+        """Step containers kept with rm=0; rows of containers no longer in ``existing`` go."""
+        kept = {r[0] for r in self.db.query("SELECT container_id FROM build_kept")}
+        if existing is not None and kept - existing:
+            with self.db.tx() as c:
+                c.executemany("DELETE FROM build_kept WHERE container_id=?", [(k,) for k in kept - existing])
+            kept &= existing
+        return kept
 
     def images(self) -> set[str]:
         return {r[0] for r in self.db.query("SELECT DISTINCT image_id FROM build_cache")}

@@ -5,6 +5,7 @@ them); the layer is written directly from the plan (layers.py), no container inv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import posixpath
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from berth.build import instructions as ins
 from berth.build import layers
+from berth.build.cache import step_key
 from berth.build.context import is_tar
 from berth.build.fsview import RootView, has_magic
 from berth.build.output import BuildFailed
@@ -36,8 +38,14 @@ def _is_url(s: str) -> bool:
 async def copy(b: Build, st: StageState, cmd: ins.Copy) -> None:
     what = "ADD" if cmd.is_add else "COPY"
     dest = layers.normalize_dest(st.cc.WorkingDir, cmd.dest)
-    image_view = b.b.view(st.image)
-    owner = layers.parse_chown(cmd.chown, image_view) if cmd.chown else None
+    # --link: planned on an empty root, never reading the parent (BuildKit, which falls back
+    # to a plain copy when --chmod is given too)
+    link = cmd.link and not cmd.chmod
+    image_view = RootView([]) if link else b.b.view(st.image)
+    if cmd.chown:
+        owner = layers.parse_chown_link(cmd.chown) if link else layers.parse_chown(cmd.chown, image_view)
+    else:
+        owner = None
     chmod = layers.parse_chmod(cmd.chmod)
     now = b.now()
     if len(cmd.sources) + len(cmd.heredocs) > 1 and not dest.endswith("/"):
@@ -48,7 +56,7 @@ async def copy(b: Build, st: StageState, cmd: ins.Copy) -> None:
     for h in cmd.heredocs:
         sources.append(layers.Source(h.name, data=h.content.encode()))
     if cmd.from_:
-        view = await b.source_view(cmd.from_)
+        view = await b.source_view(cmd.from_, st.index)
         for s in cmd.sources:
             sources += _resolve(view, s, what, from_context=False, b=b)
     else:
@@ -67,28 +75,54 @@ async def copy(b: Build, st: StageState, cmd: ins.Copy) -> None:
                         rest.append(src)
                 found = rest
             sources += found
+    skip = None
+    if cmd.exclude:
+        from berth.build.dockerignore import Matcher
+        skip = Matcher(list(cmd.exclude)).excluded
+        sources = [s for s in sources if s.node is None or s.node.is_dir or not skip(s.name, False)]
+    if cmd.parents:
+        sources = [_keep_parents(s) for s in sources]
     if sources:
         excluded = b.ctx_excluded()
         plans.append(await asyncio.to_thread(layers.plan_copy, sources, dest, image_view, owner, chmod, now,
-                                             excluded))
+                                             excluded, skip))
     plan = layers.Plan()
     for p in plans:
         plan.entries += p.entries
         plan.sources += p.sources
     digest = await asyncio.to_thread(layers.checksum, plan.entries)
     src_hash = layers.source_hash(plan)
-    chown = f"--chown={cmd.chown} " if cmd.chown else ""
-    created_by = " ".join(shell(st) + [f"#(nop) {what} {chown}{src_hash} in {cmd.dest} "])
-    key = b.probe(st, ["copy", created_by, digest, cmd.chmod or "", dest])
+    flags = ("--link " if link else "") + (f"--chown={cmd.chown} " if cmd.chown else "")
+    created_by = " ".join(shell(st) + [f"#(nop) {what} {flags}{src_hash} in {cmd.dest} "])
+    step = ["copy", created_by, digest, cmd.chmod or "", dest, sorted(cmd.exclude), cmd.parents]
+    key = b.probe(st, step + (["link"] if link else []), created_by)
     if key is None:
         return
-    clamp = b.epoch
-    layer = await bs.commit_tar(b.b.images, lambda out: layers.write_tar(plan.entries, out, clamp), st.image)
-    b.commit(st, key, created_by, layer.diff_id, layer.size)
+    # --link: the layer's own key leaves the parent out, so a changed earlier step still
+    # reuses the layer (the image on top of the new parent is new)
+    link_key = step_key("link", step) if link else None
+    layer = await b.linked_layer(st, link_key) if link_key else None
+    if layer is None:
+        clamp = b.epoch
+        layer = await bs.commit_tar(b.b.images, lambda out: layers.write_tar(plan.entries, out, clamp), st.image)
+    img = b.commit(st, key, created_by, layer.diff_id, layer.size)
+    if link_key:
+        b.b.cache.put(link_key, "", img.id, created_by, 0)
 
 
 def _resolve(view: RootView, src: str, what: str, from_context: bool, b: Build) -> list[layers.Source]:
     """Sources named by one COPY argument (wildcards expanded), as Docker resolves them."""
+    found = _resolve_one(view, src, what, from_context, b)
+    rest = src
+    while rest.startswith("./"):
+        rest = rest[2:]
+    if "/./" in rest:  # a --parents pivot: the part before it is not kept
+        pivot = posixpath.normpath("/" + rest.split("/./", 1)[0]).strip("/")
+        found = [dataclasses.replace(s, pivot=pivot) for s in found]
+    return found
+
+
+def _resolve_one(view: RootView, src: str, what: str, from_context: bool, b: Build) -> list[layers.Source]:
     clean = posixpath.normpath("/" + src) if src else "/"
     if from_context and _escapes(src):
         raise BuildFailed(f"{what} failed: forbidden path outside the build context: {src} ()")
@@ -108,6 +142,17 @@ def _resolve(view: RootView, src: str, what: str, from_context: bool, b: Build) 
         raise BuildFailed(f"{what} failed: stat {clean}: file does not exist")
     return [layers.Source(posixpath.basename(clean) or posixpath.basename(node.path), node=node, view=view,
                           from_context=from_context)]
+
+
+def _keep_parents(src: layers.Source) -> layers.Source:
+    """``COPY --parents``: the source keeps its path from the root, or from a ``/./`` pivot
+    in the argument (BuildKit's rule)."""
+    if src.node is None:
+        return src
+    path = src.node.path.strip("/")
+    if src.pivot:
+        path = path[len(src.pivot):].lstrip("/") if path.startswith(src.pivot) else path
+    return dataclasses.replace(src, keep_path=path)
 
 
 def _escapes(src: str) -> bool:

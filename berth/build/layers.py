@@ -102,6 +102,22 @@ def parse_chown(spec: str, image: RootView | None) -> tuple[int, int]:
     return uid, gid
 
 
+def parse_chown_link(spec: str) -> tuple[int, int]:
+    """``COPY --link --chown``: numbers (or ``root``) only, as BuildKit: the layer is made
+    without the parent's filesystem, so there is no /etc/passwd to look names up in."""
+    user, sep, group = spec.partition(":")
+
+    def one(v: str) -> int:
+        if v == "root":
+            return 0
+        if v.isdigit():
+            return int(v)
+        raise CopyError(f"invalid --chown={spec} with --link: user and group names cannot be resolved "
+                        "without the parent's /etc/passwd and /etc/group; use numeric IDs")
+    uid = one(user)
+    return uid, (one(group) if sep else uid)
+
+
 def parse_chmod(spec: str | None) -> int | None:
     if not spec:
         return None
@@ -173,6 +189,8 @@ class Source:
     view: RootView | None = None
     data: bytes | None = None
     from_context: bool = True
+    keep_path: str = ""        # COPY --parents: the path (from the root or a "/./" pivot) kept under dest
+    pivot: str = ""            # the part of a "a/./b" argument that --parents drops
 
 
 def _entry_for(node: Node, rel: str, uid: int | None, gid: int | None, chmod: int | None,
@@ -196,10 +214,12 @@ def _entry_for(node: Node, rel: str, uid: int | None, gid: int | None, chmod: in
 
 
 def plan_copy(sources: list[Source], dest: str, image: RootView | None, owner: tuple[int, int] | None,
-              chmod: int | None, now: float, excluded: Callable[[str, bool], bool] | None = None) -> Plan:
-    """Files for ``COPY <sources> <dest>`` (``dest`` absolute, normalized)."""
+              chmod: int | None, now: float, excluded: Callable[[str, bool], bool] | None = None,
+              skip: Callable[[str, bool], bool] | None = None) -> Plan:
+    """Files for ``COPY <sources> <dest>`` (``dest`` absolute, normalized). ``excluded`` is
+    .dockerignore (context paths), ``skip`` is ``--exclude`` (paths inside each source)."""
     plan = Plan()
-    multi = len(sources) > 1
+    multi = len(sources) > 1 or any(s.keep_path for s in sources)
     dest_is_dir = dest.endswith("/") or multi
     if not dest_is_dir and image is not None:
         node = image.lookup(dest)
@@ -225,7 +245,7 @@ def plan_copy(sources: list[Source], dest: str, image: RootView | None, owner: t
         node = src.node
         assert node is not None and src.view is not None
         if node.is_dir:
-            target_dir = base.lstrip("/")
+            target_dir = (f"{base}/{src.keep_path}" if src.keep_path else base).strip("/")
             if target_dir:
                 plan.entries += parent_entries(image, "/" + target_dir + "/x", now, existing)
                 d = _entry_for(node, target_dir, s_uid, s_gid, chmod, inodes)
@@ -237,11 +257,13 @@ def plan_copy(sources: list[Source], dest: str, image: RootView | None, owner: t
                 relsrc = child.path[len(node.path.rstrip("/")) + 1:]
                 if excluded is not None and src.from_context and excluded(child.path.lstrip("/"), child.is_dir):
                     continue
+                if skip is not None and skip(relsrc, child.is_dir):
+                    continue
                 rel = f"{target_dir}/{relsrc}" if target_dir else relsrc
                 plan.add(_entry_for(child, rel, s_uid, s_gid, chmod, inodes))
             plan.sources.append("dir:" + checksum(plan.entries[start:]))
         else:
-            target = f"{base}/{src.name}" if dest_is_dir else base
+            target = f"{base.rstrip('/')}/{src.keep_path or src.name}" if dest_is_dir else base
             rel = target.lstrip("/")
             if not rel:
                 raise CopyError("cannot copy a file to /")

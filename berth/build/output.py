@@ -48,3 +48,53 @@ class Output:
     def decoder(self) -> Callable[[bytes], str]:
         dec = codecs.getincrementaldecoder("utf-8")("replace")
         return lambda b: dec.decode(b)
+
+
+class Ordered:
+    """The streams of stages that build at once, written in Dockerfile order, so the output
+    reads as the classic builder's (one stage after the other): the first unfinished stage's
+    messages go out as they come, a later stage's are held until every stage before it is
+    done. On a failure ``flush`` writes everything held, in order, before the error."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None], n: int):
+        self._emit = emit
+        self._held: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        self._done = [False] * n
+        self._head = 0
+
+    def sink(self, k: int) -> Callable[[dict[str, Any]], None]:
+        def put(msg: dict[str, Any]) -> None:
+            if k == self._head:
+                self._emit(msg)
+            else:
+                self._held[k].append(msg)
+        return put
+
+    def close(self, k: int) -> None:
+        self._done[k] = True
+        while self._head < len(self._done) and self._done[self._head]:
+            self._head += 1
+            if self._head < len(self._done):
+                self._release(self._head)
+
+    def flush(self) -> None:
+        for k in range(self._head, len(self._done)):
+            self._release(k)
+        self._head = len(self._done)
+
+    def _release(self, k: int) -> None:
+        held, self._held[k] = self._held[k], []
+        for m in held:
+            self._emit(m)
+
+
+def excerpt(name: str, text: bytes | str, line: int, end_line: int, around: int = 2) -> str:
+    """The lines of a failed instruction with some context, framed as BuildKit prints it
+    above an error (``Dockerfile:3``, then ``   3 | >>> RUN false``)."""
+    lines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).splitlines()
+    end_line = max(line, min(end_line, len(lines)))
+    first, last = max(1, line - around), min(len(lines), end_line + around)
+    rule = "-" * 20 + "\n"
+    body = "".join(f"{n:>4} | {'>>>' if line <= n <= end_line else '   '} {lines[n - 1]}".rstrip() + "\n"
+                   for n in range(first, last + 1))
+    return f"{name}:{line}\n{rule}{body}{rule}"

@@ -1,10 +1,15 @@
 """RUN: a container on the stage's image (same security defaults as ``docker run``, limits
 and network from the build's query), its output streamed into the build, its overlay upper
 dir committed as the step's layer. ``--mount`` (cache, bind, tmpfs, secret) and
-``--network`` are BuildKit's syntax, served here by plain mounts of the container."""
+``--network`` are BuildKit's syntax, served here by plain mounts of the container.
+
+A step runs under the builder's pids limit and is watched while it runs (build_support.
+StepWatch): one that fills the data root's filesystem or forks without end is killed and
+fails the build; its container and partial layer go with it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -49,7 +54,8 @@ async def run(b: Build, st: StageState, cmd: ins.Run) -> None:
     mounts_key = [m.__dict__ for m in cmd.mounts] if cmd.mounts else []
     secret_ids = sorted(m.id or os.path.basename(m.target) for m in cmd.mounts if m.type == "secret")
     key = b.probe(st, ["run", save, mounts_key, cmd.network or "",
-                       [hashlib.sha256(b.opts.secrets.get(i, b"")).hexdigest() for i in secret_ids]])
+                       [hashlib.sha256(b.opts.secrets.get(i, b"")).hexdigest() for i in secret_ids]],
+                  created_by if not cmd.mounts else None)  # a history line does not show the mounts
     if key is None:
         return
     if st.image is None:
@@ -69,7 +75,7 @@ async def _run_container(b: Build, st: StageState, cmd: ins.Run, argv: list[str]
     hc = HostConfig(NetworkMode=_network(o.network_mode, cmd.network), ExtraHosts=list(o.extra_hosts) or None,
                     ShmSize=o.shmsize, Memory=o.memory, MemorySwap=o.memswap, CpuShares=o.cpushares,
                     CpusetCpus=o.cpusetcpus, CpuPeriod=o.cpuperiod, CpuQuota=o.cpuquota,
-                    Mounts=mounts or None)
+                    PidsLimit=b.b.pids_limit or None, Mounts=mounts or None)
     req = CreateRequest(Image=st.image_id, Cmd=argv, Entrypoint=[""], Env=list(cc.Env or []) + args_env,
                         WorkingDir=cc.WorkingDir, User=cc.User, Labels={bs.BUILD_LABEL: b.id},
                         Healthcheck={"Test": ["NONE"]}, AttachStdout=True, AttachStderr=True, HostConfig=hc)
@@ -78,32 +84,72 @@ async def _run_container(b: Build, st: StageState, cmd: ins.Run, argv: list[str]
     async def output(data: bytes) -> None:
         b.out.stream(decode(data))
 
+    made: list[str] = []
+    watches: list[bs.StepWatch] = []
+
     def created(cid: str) -> None:
         b.containers.append(cid)
+        made.append(cid)
         b.out.arrow(f"Running in {cid[:12]}")
-    code = await bs.run_container(b.b.containers, req, created, output)
-    cid = b.containers[-1]
-    if code != 0:
-        # dockerd keeps a failed step's container unless forcerm; the issue asks that a failed
-        # build leave nothing behind, so it goes whatever rm says
+        watches.append(bs.StepWatch(b.b.containers, cid, b.b.containers.data.container(cid).upper, b.b.reserve))
+        watches[0].start()
+    try:
+        code = await bs.run_container(b.b.containers, req, created, output)
+    finally:
+        for w in watches:
+            await w.stop()
+    cid = made[0]
+    watch = watches[0]
+    if watch.reason is not None or (code != 0 and watch.low_on_space()):
+        b.b.reserve.release()
         await b.remove_container(cid)
+        await asyncio.to_thread(b.b.reserve.take)
+        raise BuildFailed(_stopped(argv, watch, b.b.pids_limit), code)
+    if code != 0:
+        # dockerd keeps a failed step's container unless forcerm. Here it goes with rm=1 too (the
+        # issue asks that a failed build leave nothing behind); rm=0 keeps it, as dockerd does.
+        if o.rm or o.forcerm:
+            await b.remove_container(cid)
+        else:
+            b.keep_container(cid)
         raise BuildFailed(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
     view = b.b.view(st.image)
     upper = b.b.containers.data.container(cid).upper
     targets = [m["Target"] for m in mounts]
     layer = None
     try:
-        import asyncio
         await asyncio.to_thread(bs.tidy_upper, upper, lambda p: view.lookup(p, follow=False) is not None,
                                 targets, b.epoch)
+        # committing takes about twice the upper dir again (the layer blob, then its files)
+        need = 2 * await asyncio.to_thread(bs.tree_size, upper)
+        if bs.free_space(upper.parent)[0] - need < watch.floor:
+            raise BuildFailed(f"failed to commit the layer of '{' '.join(argv)}': no space left on device "
+                              f"({_size(need)} needed, less than {_size(watch.floor)} would remain free)")
         layer = await bs.commit_upper(b.b.images, upper, st.image)
     finally:
         if o.rm or o.forcerm:
             b.out.stream(f"Removing intermediate container {cid[:12]}\n")
             await b.remove_container(cid)
-        elif cid in b.containers:
-            b.containers.remove(cid)  # rm=0: the step's container stays, as dockerd leaves it
+        else:
+            b.keep_container(cid)  # rm=0: the step's container stays, as dockerd leaves it
     b.commit(st, key, created_by, layer.diff_id, layer.size)
+
+
+def _stopped(argv: list[str], watch: bs.StepWatch, pids_limit: int) -> str:
+    cmd = " ".join(argv)
+    if watch.reason == "pids":
+        return (f"The command '{cmd}' was stopped: it ran into the build's limit of {pids_limit} "
+                "processes (fork: resource temporarily unavailable)")
+    return (f"The command '{cmd}' was stopped: no space left on device (less than {_size(watch.floor)} "
+            "free on the filesystem of berthd's data root)")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
 
 
 def _network(query: str, step: str | None) -> str:
@@ -149,7 +195,7 @@ async def prepare_mounts(b: Build, st: StageState, cmd: ins.Run) -> tuple[list[d
             os.chown(p, m.uid or 0, m.gid or 0)
             out.append({"Type": "bind", "Source": str(p), "Target": target, "ReadOnly": True})
         elif m.type == "bind":
-            out.append(await _bind_mount(b, m, target))
+            out.append(await _bind_mount(b, st, m, target))
         else:
             raise BuildFailed(f"unsupported mount type {m.type!r} (RUN --mount type=ssh needs BuildKit)")
     return out, tmp
@@ -169,12 +215,12 @@ def _cache_mount(b: Build, m: ins.Mount, target: str) -> dict[str, Any]:
     return {"Type": "bind", "Source": str(d), "Target": target, "ReadOnly": False}
 
 
-async def _bind_mount(b: Build, m: ins.Mount, target: str) -> dict[str, Any]:
+async def _bind_mount(b: Build, st: StageState, m: ins.Mount, target: str) -> dict[str, Any]:
     """A context or stage/image path, read-only; the context's own files are bound directly
     (resolved inside the context), anything else is copied into the build's dir first."""
     src = m.source or "/"
     if m.from_:
-        view = await b.source_view(m.from_)
+        view = await b.source_view(m.from_, st.index)
         node = view.lookup(src)
         if node is None:
             raise BuildFailed(f"failed to mount {src} from {m.from_}: not found")

@@ -48,13 +48,14 @@ def nop(b: Build, st: StageState, comment: str, single: bool = False) -> None:
     """A metadata step: a cached config change with an empty-layer history entry. The
     classic builder ran (and removed) a container for it; so does the stream."""
     created_by = " ".join(shell(st) + ["#(nop) " + comment] if single else shell(st) + ["#(nop) ", comment])
-    key = b.probe(st, ["nop", created_by, _config_digest(st)])
+    key = b.probe(st, ["nop", created_by, _config_digest(st)], created_by)
     if key is None:
         return
     fake = secrets.token_hex(6)
     b.out.arrow(f"Running in {fake}")
     b.commit(st, key, created_by, None)
-    b.out.stream(f"Removing intermediate container {fake}\n")
+    if b.opts.rm or b.opts.forcerm:
+        b.out.stream(f"Removing intermediate container {fake}\n")
 
 
 def _config_digest(st: StageState) -> str:

@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 
-from berth.client import stdcopy
+from berth.schema import stdcopy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ def filters_json(items: list[str], extra: dict[str, list[str]] | None = None) ->
     for item in items:
         key, _, value = item.partition("=")
         if not _:
-            raise ValueError(f"bad format of filter (expected name=value)")
+            raise ValueError("bad format of filter (expected name=value)")
         out.setdefault(key.strip().lower(), {})[value.strip()] = True
     for key, values in (extra or {}).items():
         for value in values:

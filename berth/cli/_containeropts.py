@@ -192,8 +192,8 @@ def _restart_policy(text: str) -> dict[str, Any]:
     retries = 0
     if count:
         if name != "on-failure":
-            raise UsageError(f"invalid restart policy format: maximum retry count can only be "
-                             f"used with 'on-failure'")
+            raise UsageError("invalid restart policy format: maximum retry count can only be "
+                             "used with 'on-failure'")
         try:
             retries = int(count)
         except ValueError:

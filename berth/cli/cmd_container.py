@@ -127,7 +127,7 @@ def timestamp_param(value: str, now: float | None = None) -> str:
 
 
 def run_logs(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client import stdcopy
+    from berth.schema import stdcopy
 
     client = cli.client
     info = client.get_json(f"/containers/{args[0]}/json")

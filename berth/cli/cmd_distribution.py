@@ -25,14 +25,14 @@ def _registry_of(name: str) -> str:
 
 
 def auth_header(name_or_registry: str, is_registry: bool = False) -> dict[str, str]:
-    from berth.registry.client.auth import encode_registry_auth, lookup
+    from berth.client.credentials import lookup, registry_auth_header
 
     reg = name_or_registry if is_registry else _registry_of(name_or_registry)
     try:
         creds = lookup(reg)
     except Exception:  # a broken config file must not break pull
         creds = None
-    return {"X-Registry-Auth": encode_registry_auth(creds)}
+    return {"X-Registry-Auth": registry_auth_header(creds)}
 
 
 class Renderer:
@@ -113,7 +113,7 @@ def run_pull(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     try:
         ref = reference.parse(name, default_tag=False)
     except Exception:
-        print_error(f"invalid reference format")
+        print_error("invalid reference format")
         return 1
     if not ref.tag and not ref.digest:
         if not opts["quiet"]:
@@ -198,7 +198,7 @@ def spec_login() -> Spec:
 
 def run_login(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.client.api import APIError
-    from berth.registry.client.auth import INDEX_SERVER, Credentials, server_key, store
+    from berth.client.credentials import INDEX_SERVER, server_key, store
 
     server = args[0] if args else INDEX_SERVER
     server = server.removeprefix("https://").removeprefix("http://").rstrip("/") if args else server
@@ -230,8 +230,7 @@ def run_login(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     except APIError as exc:
         print_error(f"Error response from daemon: {exc.message}")
         return 1
-    path = store(server if args else "docker.io",
-                 Credentials(user, pw, (res or {}).get("IdentityToken") or "", "", key))
+    path = store(server if args else "docker.io", user, pw, (res or {}).get("IdentityToken") or "")
     print_error(f"WARNING! Your credentials are stored unencrypted in '{path}'.\n"
                 "Configure a credential helper to remove this warning. See\n"
                 "https://docs.docker.com/go/credential-store/\n")
@@ -244,7 +243,7 @@ def spec_logout() -> Spec:
 
 
 def run_logout(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.registry.client.auth import INDEX_SERVER, erase
+    from berth.client.credentials import INDEX_SERVER, erase
 
     server = args[0].removeprefix("https://").removeprefix("http://").rstrip("/") if args else "docker.io"
     shown = args[0] if args else INDEX_SERVER

@@ -18,7 +18,7 @@ def _copy_to(resp: Any, output: str, what: str) -> int:
         f = open(output + ".tmp", "wb")
     else:
         if sys.stdout.isatty():
-            print_error(f"Cowardly refusing to save to a terminal. Use the -o flag or redirect")
+            print_error("Cowardly refusing to save to a terminal. Use the -o flag or redirect")
             resp.close()
             return 1
         f = sys.stdout.buffer

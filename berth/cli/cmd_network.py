@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from berth.cli._common import filters_json, format_flag, go_json_indent, inspect_each, print_error, print_template
+from berth.cli._common import filters_json, format_flag, inspect_each, print_error
 from berth.cli._flags import Flag, Spec, UsageError
 
 TYPE_CHECKING = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from berth.cli._common import filters_json, format_flag, go_json_indent, inspect_each, print_error, print_template
+from berth.cli._common import filters_json, format_flag, inspect_each, print_error
 from berth.cli._flags import Flag, Spec, UsageError
 
 TYPE_CHECKING = False
@@ -57,8 +57,8 @@ def spec_volume_create() -> Spec:
 def run_volume_create(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     name = args[0] if args else opts["name"]
     if args and opts["name"] and opts["name"] != args[0]:
-        raise UsageError(f"conflicting options: cannot specify a volume-name through both --name and as a "
-                         f"positional arg")
+        raise UsageError("conflicting options: cannot specify a volume-name through both --name and as a "
+                         "positional arg")
     v = cli.client.json("POST", "/volumes/create", json_body={
         "Name": name, "Driver": opts["driver"], "DriverOpts": _kv(opts["opt"]), "Labels": _kv(opts["label"])})
     sys.stdout.write(v["Name"] + "\n")

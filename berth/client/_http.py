@@ -60,18 +60,14 @@ class Connection:
         body: bytes | Iterable[bytes] | None,
     ) -> None:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {HOST_HEADER}", f"User-Agent: {USER_AGENT}"]
-        chunked = body is not None and not isinstance(body, (bytes, bytearray))
-        if chunked:
-            headers = {**headers, "Transfer-Encoding": "chunked"}
-        elif body is not None or method in ("POST", "PUT"):
-            headers = {**headers, "Content-Length": str(len(body or b""))}
-        lines.extend(f"{k}: {v}" for k, v in headers.items())
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if not chunked:
-            self.sock.sendall(head + (body or b""))  # type: ignore[operator]
+        if body is None or isinstance(body, (bytes, bytearray)):
+            if body is not None or method in ("POST", "PUT"):
+                headers = {**headers, "Content-Length": str(len(body or b""))}
+            self.sock.sendall(_head(lines, headers) + (body or b""))
             return
-        self.sock.sendall(head)
-        for block in body:  # type: ignore[union-attr]
+        headers = {**headers, "Transfer-Encoding": "chunked"}
+        self.sock.sendall(_head(lines, headers))
+        for block in body:
             if block:
                 self.sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
         self.sock.sendall(b"0\r\n\r\n")
@@ -290,3 +286,8 @@ def encode_query(params: dict[str, object]) -> str:
                 item = "1"
             parts.append(f"{quote(key)}={quote(str(item))}")
     return "&".join(parts)
+
+
+def _head(lines: list[str], headers: dict[str, str]) -> bytes:
+    """The request line and headers, ending with the blank line."""
+    return ("\r\n".join([*lines, *(f"{k}: {v}" for k, v in headers.items())]) + "\r\n\r\n").encode("latin-1")

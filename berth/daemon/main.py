@@ -15,9 +15,23 @@ import os
 import secrets
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from berth.state.paths import DataRoot, ExecRoot
+
+if TYPE_CHECKING:  # imported inside wire(): start-up imports only what /_ping needs
+    from berth.api.app import App
+    from berth.api.http import Server
+    from berth.build.admin import BuildAdmin
+    from berth.build.builder import Builder
+    from berth.engine.containers import Containers
+    from berth.engine.images import Images
+    from berth.engine.distribution import Distribution
+    from berth.engine.shims import ForkServer
+    from berth.image.store import ImageStore
+    from berth.state.db import Database
 
 log = logging.getLogger("berthd")
 
@@ -52,8 +66,13 @@ def _bool_flag(v: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
 
 
-class Context:
-    """Everything the API handlers may use, built once by wire()."""
+@dataclass
+class Daemon:
+    """What wire() built: the API's context, and what only the daemon itself drives."""
+
+    app: App
+    db: Database
+    forkserver: ForkServer
 
 
 def _lock(data: DataRoot) -> int:
@@ -79,64 +98,65 @@ def _daemon_id(data: DataRoot) -> str:
         return i
 
 
-def wire(args: argparse.Namespace) -> Context:
+def wire(args: argparse.Namespace) -> Daemon:
+    from berth.api.app import App
+    from berth.engine import events
+    from berth.engine.archive import Archives
+    from berth.engine.attachments import Attachments
     from berth.engine.containers import Containers
     from berth.engine.distribution import Distribution
+    from berth.engine.exec import Execs
+    from berth.engine.health import HealthMonitor
     from berth.engine.images import ImageFiles, Images
-    from berth.registry.client.options import Options as RegistryOptions
+    from berth.engine.networks import Networks, instance_of
     from berth.engine.shims import ForkServer
+    from berth.engine.volumes import Volumes
     from berth.image.store import ImageStore
     from berth.oci.spec import encode_spec
+    from berth.registry.client.options import Options as RegistryOptions
     from berth.runtime.defaults import build_spec
     from berth.state.db import Database
 
-    ctx = Context()
-    ctx.data = data = DataRoot(Path(args.data_root))  # type: ignore[attr-defined]
-    ctx.exec_root = exec_root = ExecRoot(Path(args.exec_root))  # type: ignore[attr-defined]
-    ctx.daemon_id = _daemon_id(data)  # type: ignore[attr-defined]
-    ctx.db = db = Database(data.db)  # type: ignore[attr-defined]
-    ctx.image_store = store = ImageStore(db, data)  # type: ignore[attr-defined]
+    data = DataRoot(Path(args.data_root))
+    exec_root = ExecRoot(Path(args.exec_root))
+    db = Database(data.db)
+    store = ImageStore(db, data)
     store.sweep()
-    ctx.forkserver = ForkServer(exec_root.forkserver)  # type: ignore[attr-defined]
-    ctx.containers = Containers(db, data, exec_root, store, ctx.forkserver,  # type: ignore[attr-defined]
-                                build_spec, encode_spec)
-    ctx.images = Images(store, ctx.containers, str(data.image_tmp))  # type: ignore[attr-defined]
-    ctx.image_files = ImageFiles(ctx.images)  # type: ignore[attr-defined]
-    ctx.distribution = Distribution(store, RegistryOptions(  # type: ignore[attr-defined]
+    forkserver = ForkServer(exec_root.forkserver)
+    containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
+    images = Images(store, containers, str(data.image_tmp))
+    distribution = Distribution(store, RegistryOptions(
         insecure=list(getattr(args, "insecure_registries", [])), mirrors=list(getattr(args, "registry_mirrors", []))))
-    ctx.cgroup_version = _cgroup_version()  # type: ignore[attr-defined]
-    from berth.engine import events
-    ctx.events = events.Events()  # type: ignore[attr-defined]
-    ctx.containers.on_event = events.container_hook(ctx.events)  # type: ignore[attr-defined]
-    ctx.images.on_event = events.image_hook(ctx.events)  # type: ignore[attr-defined]
-    ctx.distribution.on_event = ctx.images.on_event  # type: ignore[attr-defined]
-    from berth.engine.exec import Execs
-    ctx.execs = Execs(ctx.containers, events.exec_hook(ctx.events, ctx.containers))  # type: ignore[attr-defined]
-    from berth.engine.archive import Archives
-    from berth.engine.health import HealthMonitor
-    ctx.archives = Archives(ctx.containers)  # type: ignore[attr-defined]
-    ctx.health = HealthMonitor(ctx.containers, ctx.execs,  # type: ignore[attr-defined]
-                               events.exec_hook(ctx.events, ctx.containers))
-    from berth.engine.attachments import Attachments
-    from berth.engine.networks import Networks, instance_of
-    from berth.engine.volumes import Volumes
-    ctx.networks = Networks(db, data.root, instance_of(data.root), ctx.events.emit)  # type: ignore[attr-defined]
-    ctx.volumes = Volumes(db, data.volumes, ctx.events.emit)  # type: ignore[attr-defined]
-    ctx.attachments = ctx.containers.attachments = Attachments(  # type: ignore[attr-defined]
-        ctx.networks, ctx.volumes, data, ctx.containers)  # type: ignore[attr-defined]
-    _wire_builder(ctx, data, exec_root)
-    return ctx
+    bus = events.Events()
+    containers.on_event = events.container_hook(bus)
+    images.on_event = events.image_hook(bus)
+    distribution.on_event = images.on_event
+    execs = Execs(containers, events.exec_hook(bus, containers))
+    health = HealthMonitor(containers, execs, events.exec_hook(bus, containers))
+    networks = Networks(db, data.root, instance_of(data.root), bus.emit)
+    volumes = Volumes(db, data.volumes, bus.emit)
+    attachments = containers.attachments = Attachments(networks, volumes, data, containers)
+    builder, build_admin = _wire_builder(db, store, containers, images, distribution, data, exec_root)
+    app = App(root=data.root, daemon_id=_daemon_id(data), cgroup_version=_cgroup_version(),
+              containers=containers, images=images, image_files=ImageFiles(images), distribution=distribution,
+              events=bus, execs=execs, archives=Archives(containers), health=health, networks=networks,
+              volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
+              live_restore=bool(getattr(args, "live_restore", True)))
+    return Daemon(app, db, forkserver)
 
 
-def _wire_builder(ctx: Context, data: DataRoot, exec_root: ExecRoot) -> None:
+def _wire_builder(db: Database, store: ImageStore, containers: Containers, images: Images,
+                  distribution: Distribution, data: DataRoot, exec_root: ExecRoot) -> tuple[Builder, BuildAdmin]:
     from berth.build.admin import BuildAdmin
     from berth.build.builder import Builder
     from berth.build.cache import BuildCache
-    cache = BuildCache(ctx.db)  # type: ignore[attr-defined]
-    ctx.builder = Builder(ctx.containers, ctx.images, ctx.distribution, cache,  # type: ignore[attr-defined]
-                          data.build_tmp, data.build_mounts, exec_root.root / "build")
-    ctx.builder.sweep()  # type: ignore[attr-defined]
-    ctx.build_admin = BuildAdmin(ctx.image_store, ctx.containers, cache)  # type: ignore[attr-defined]
+    cache = BuildCache(db)
+    pids = os.environ.get("BERTH_BUILD_PIDS_LIMIT")  # RUN steps' pids limit; 0 = none
+    builder = Builder(containers, images, distribution, cache,
+                      data.build_tmp, data.build_mounts, exec_root.root / "build",
+                      **({"pids_limit": int(pids)} if pids else {}))
+    builder.sweep()
+    return builder, BuildAdmin(store, containers, cache)
 
 
 def _cgroup_version() -> str:
@@ -147,30 +167,22 @@ def _cgroup_version() -> str:
         return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
-def build_server(ctx: Context):  # type: ignore[no-untyped-def]
-    from berth.api import containers, events, exec as exec_api, images, system
+def build_server(app: App) -> Server:
+    from berth.api import (attach_ws, build as build_api, commit as commit_api, containers, containers_io, events,
+                           exec as exec_api, images, jsonbody, links as links_api, networks as networks_api,
+                           swarm as swarm_api, system, system_df, volumes as volumes_api)
+    from berth.api.app import register
     from berth.api.errors import error_response
     from berth.api.http import Router, Server
 
     router = Router()
-    system.routes(router, ctx)
-    images.routes(router, ctx)
-    containers.routes(router, ctx)
-    from berth.api import attach_ws
-    attach_ws.routes(router, ctx)
-    from berth.api import commit as commit_api, links as links_api
-    commit_api.routes(router, ctx)
-    links_api.routes(router, ctx)
-    events.routes(router, ctx)
-    exec_api.routes(router, ctx)
-    from berth.api import networks as networks_api, volumes as volumes_api
-    networks_api.routes(router, ctx)
-    volumes_api.routes(router, ctx)
-    from berth.api import build as build_api
-    build_api.routes(router, ctx)
-    from berth.api import swarm as swarm_api
-    swarm_api.routes(router, ctx)
-    from berth.api import jsonbody
+    for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
+                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES):
+        register(router, app, table)
+    networks_api.routes(router, app)
+    register(router, app, volumes_api.ROUTES)
+    build_api.routes(router, app)
+    register(router, app, swarm_api.ROUTES)
     jsonbody.guard(router)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
@@ -187,9 +199,9 @@ async def serve(args: argparse.Namespace) -> None:
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
-    ctx = wire(args)
-    ctx.live_restore = args.live_restore  # type: ignore[attr-defined]
-    server = build_server(ctx)
+    d = wire(args)
+    app = d.app
+    server = build_server(app)
     hosts = args.host or [DEFAULT_HOST]
     sockets: list[Path] = []
     try:
@@ -222,10 +234,10 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
-    ctx.forkserver.start()  # type: ignore[attr-defined]
-    await ctx.containers.recover()  # type: ignore[attr-defined]
+    d.forkserver.start()
+    await app.containers.recover()
     from berth.engine.build_support import sweep as sweep_builds
-    await sweep_builds(ctx.containers)  # type: ignore[attr-defined]
+    await sweep_builds(app.containers, app.builder.cache.kept_containers)
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     await server.close()
@@ -233,15 +245,15 @@ async def serve(args: argparse.Namespace) -> None:
         log.info("shutting down (containers keep running)")
     else:
         log.info("shutting down: stopping the containers (live restore is off)")
-        await ctx.containers.shutdown()  # type: ignore[attr-defined]
-    await ctx.forkserver.stop()  # type: ignore[attr-defined]
+        await app.containers.shutdown()
+    await d.forkserver.stop()
     # With no container running, bridges and rules go (recreated at start); else they stay.
-    await ctx.attachments.shutdown(list(ctx.containers.by_id.values()))  # type: ignore[attr-defined]
+    await app.attachments.shutdown(list(app.containers.by_id.values()))
     for p in sockets:
         p.unlink(missing_ok=True)
     if args.pidfile:
         Path(args.pidfile).unlink(missing_ok=True)
-    ctx.db.close()  # type: ignore[attr-defined]
+    d.db.close()
     os.close(lock_fd)
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
+from berth.engine.container_table import ContainerTable, SandboxArgs
 from berth.engine.model import Container
 from berth.engine.networks import ContainerView, Networks
 from berth.engine.volumes import MountPoint, Volumes
@@ -27,11 +28,11 @@ log = logging.getLogger("berth.engine")
 
 
 class Attachments:
-    def __init__(self, networks: Networks, volumes: Volumes, data: DataRoot, containers: Any):
+    def __init__(self, networks: Networks, volumes: Volumes, data: DataRoot, containers: ContainerTable):
         self.networks = networks
         self.volumes = volumes
         self.data = data
-        self.containers = containers    # engine.containers.Containers (for names and lookups)
+        self.containers = containers    # the container records (for names and lookups)
         networks.names = self._names
 
     def _names(self, cid: str) -> tuple[str, str] | None:
@@ -50,7 +51,7 @@ class Attachments:
 
     # -- create -----------------------------------------------------------------------------
 
-    def prepare(self, c: Container, networking_config: dict[str, Any] | None, hostname_given: bool) -> None:
+    def prepare(self, c: Container, networking_config: dict[str, object] | None, hostname_given: bool) -> None:
         """Raises NotFound, InvalidArgument, Conflict; records nothing if it raises."""
         hc = c.host_config
         mode = hc.NetworkMode or "default"
@@ -77,7 +78,8 @@ class Attachments:
             pass
         self.volumes.prepare(c.id, hc, volumes, self._points_of)
         try:
-            self.networks.prepare(self.view(c), (networking_config or {}).get("EndpointsConfig"))
+            endpoints = (networking_config or {}).get("EndpointsConfig")
+            self.networks.prepare(self.view(c), cast("dict[str, Any] | None", endpoints))  # as the client sent it
         except BaseException:
             self.volumes.forget(c.id, remove_anonymous=True)
             raise
@@ -88,8 +90,8 @@ class Attachments:
 
     # -- start ------------------------------------------------------------------------------
 
-    async def begin_start(self, c: Container) -> dict[str, Any]:
-        """-> extra keyword arguments of build_spec (netns, extra_mounts)."""
+    async def begin_start(self, c: Container) -> SandboxArgs:
+        """-> what the OCI spec gets from the network and the volumes (netns, extra_mounts)."""
         d = self.data.container(c.id)
         mode = c.host_config.NetworkMode
         joined_files = None
@@ -102,7 +104,8 @@ class Attachments:
             joined_files = (od.hosts, od.resolv_conf, od.hostname)
             netns_path = f"/proc/{other.state.pid}/ns/net"
         t = time.perf_counter()
-        kind = await self.networks.begin_start(self.view(c), d.hosts, d.resolv_conf, d.hostname, None, joined_files)
+        kind, made = await self.networks.begin_start(self.view(c), d.hosts, d.resolv_conf, d.hostname, None,
+                                                     joined_files)
         try:
             image = self.containers.images.get_by_id(c.image_id)
             lowers = list(self.containers.images.lower_dirs(image))
@@ -111,9 +114,12 @@ class Attachments:
             await self.networks.release(c.id)
             raise
         log.debug("network/volume prepare %s: %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
-        kind, made = kind
         netns: str | None = {"host": None, "join": netns_path, "made": made}.get(kind, "")
-        return {"netns": netns, "extra_mounts": mounts}
+        return SandboxArgs(netns=netns, extra_mounts=mounts)
+
+    def bridge_ip(self, c: Container) -> str:
+        """The container's address on the default bridge ("" if none): legacy links use it."""
+        return self.networks.ip_on(c.id, "bridge")
 
     async def after_spawn(self, c: Container, pid: int) -> None:
         t = time.perf_counter()
@@ -135,16 +141,3 @@ class Attachments:
 
     async def shutdown(self, containers: list[Container]) -> None:
         await self.networks.shutdown(any(c.running for c in containers))
-
-    # -- shapes -----------------------------------------------------------------------------
-
-    def network_settings(self, c: Container) -> dict[str, Any]:
-        mode = c.host_config.NetworkMode
-        return self.networks.settings(c.id, "bridge" if mode == "default" else mode, c.config.ExposedPorts)
-
-    def ports(self, c: Container) -> list[dict[str, Any]]:
-        return self.networks.ports_summary(c.id, c.config.ExposedPorts)
-
-    def mounts(self, c: Container) -> list[dict[str, Any]]:
-        return self.volumes.mounts_json(c.id)
-

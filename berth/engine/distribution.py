@@ -30,7 +30,8 @@ from berth.image.store import Image, ImageStore
 from berth.oci import manifest as mf
 from berth.oci import reference
 from berth.oci.image import chain_ids, decode_config, digest
-from berth.registry.client.auth import Credentials
+from berth.registry.client.auth import Credentials as Credentials  # re-exported: the API builds them
+from berth.registry.client.auth import decode_registry_auth
 from berth.registry.client.options import Options, api_host
 
 TYPE_CHECKING = False
@@ -66,6 +67,12 @@ def progress_bar(current: int, total: int) -> str:
     bar = "[" + "=" * pct + ">" + " " * max(50 - pct, 0) + "] "
     nums = "%8s/%s" % (_human(current), _human(total)) if current <= total else "%8s" % _human(current)
     return bar + nums
+
+
+def credentials(registry_auth: str | None) -> Credentials:
+    """The credentials an ``X-Registry-Auth`` header carries (base64url JSON; none if absent).
+    Raises InvalidArgument."""
+    return decode_registry_auth(registry_auth)
 
 
 class Progress:

@@ -15,7 +15,6 @@ known before the client's stream ends and ``GET /exec/{id}/json`` right after se
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +25,7 @@ from berth.engine import shims
 from berth.engine.containers import Containers
 from berth.engine.model import Status
 from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import EXIT, frame
 
 log = logging.getLogger("berth.exec")
@@ -112,7 +112,7 @@ class ExecSession:
                     break
                 stream = head[0]
                 if stream == EXIT:
-                    code = json.loads(body).get("exit_code")
+                    code = _exit_code(body)
                     break
                 if stream == 1 and not self.ex.attach_stdout or stream == 2 and not self.ex.attach_stderr:
                     continue
@@ -189,26 +189,21 @@ class Execs:
         c = self.containers.get(ex.container_id)
         ex.started = True
         sock = self.containers.exec_root.shim_socket(c.id)
+        req = protocol.Exec(id=ex.id, args=ex.args, env=ex.env, cwd=ex.working_dir, user=ex.user, tty=ex.tty,
+                            privileged=ex.privileged, stdin=ex.attach_stdin and not detach)
         try:
-            reader, writer = await asyncio.open_unix_connection(str(sock), limit=1 << 20)
-        except (FileNotFoundError, ConnectionRefusedError):
+            reader, writer, reply = await shims.open_exec(sock, req)
+        except shims.ShimGone:
             ex.started = False
             raise Conflict(f"Container {c.id} is not running") from None
-        req = {"op": "exec", "id": ex.id, "args": ex.args, "env": ex.env, "cwd": ex.working_dir,
-               "user": ex.user, "tty": ex.tty, "privileged": ex.privileged,
-               "stdin": ex.attach_stdin and not detach}
-        writer.write(json.dumps(req).encode() + b"\n")
-        await writer.drain()
-        line = await reader.readline()
-        reply = json.loads(line) if line else {"error": "container is not running", "exit_code": 126}
         self._event("exec_start: " + " ".join(ex.args), ex)
-        if "error" in reply:
+        if reply.error is not None:
             writer.close()
-            self._ended(ex, int(reply.get("exit_code", 126)))
-            if reply["error"] == "container is not running":
+            self._ended(ex, reply.exit_code)
+            if reply.error == "container is not running":
                 raise Conflict(f"Container {c.id} is not running")
-            return ExecSession(ex, self, None, None, reply["error"], raw=bool(tty))
-        ex.pid = int(reply["pid"])
+            return ExecSession(ex, self, None, None, reply.error, raw=bool(tty))
+        ex.pid = reply.pid
         ex.running = True
         size = console_size or ex.console_size
         if ex.tty and size and len(size) == 2 and all(size):
@@ -240,7 +235,7 @@ class Execs:
             return
         try:
             await shims.call(self.containers.exec_root.shim_socket(ex.container_id),
-                             {"op": "resize", "exec": ex.id, "h": h, "w": w})
+                             shims.Resize(exec=ex.id, h=h, w=w))
         except shims.ShimGone:
             pass
 
@@ -256,11 +251,9 @@ async def _drain(session: ExecSession) -> None:
         pass
 
 
-def inspect_json(ex: Exec) -> dict[str, object]:
-    return {
-        "ID": ex.id, "Running": ex.running, "ExitCode": ex.exit_code, "ProcessConfig": {
-            "tty": ex.tty, "entrypoint": ex.args[0], "arguments": ex.args[1:], "privileged": ex.privileged,
-            "user": ex.user},
-        "OpenStdin": ex.attach_stdin, "OpenStderr": ex.attach_stderr, "OpenStdout": ex.attach_stdout,
-        "CanRemove": False, "ContainerID": ex.container_id, "DetachKeys": ex.detach_keys, "Pid": ex.pid,
-    }
+def _exit_code(payload: bytes) -> int | None:
+    """The exit code in an exec stream's EXIT frame (None: not one, the process was lost)."""
+    try:
+        return protocol.decode(payload, protocol.ExecExit).exit_code
+    except msgspec.DecodeError:
+        return None

@@ -34,9 +34,6 @@ class Health:
     failing_streak: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"Status": self.status, "FailingStreak": self.failing_streak, "Log": list(self.log)}
-
 
 def test_argv(test: list[str] | None) -> list[str] | None:
     """["CMD", a, b] -> [a, b]; ["CMD-SHELL", s] -> ["/bin/sh", "-c", s]; NONE/empty -> None."""

@@ -5,14 +5,18 @@ OCI layout), export, prune, disk usage, and the ``--change`` instructions."""
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, AsyncIterator, BinaryIO, Callable
+from typing import Any, AsyncGenerator, AsyncIterator, BinaryIO, Callable, Iterator
 
 from berth.engine.containers import Containers
+from berth.engine.image_records import DiskUsage, HistoryEntry, ImageRecord, ImageUsage, PruneReport, Removal
 from berth.errors import Conflict, InvalidArgument, NotFound
 
 from berth.image.store import Image, ImageStore, Layer, NoSuchImage, media_type_for, now_rfc3339
@@ -89,6 +93,20 @@ class Images:
         self.tmp_dir = tmp_dir
         self.on_event: Callable[[str, str, dict[str, str]], None] = lambda *a: None
 
+    # -- the read side: what the API lists and inspects -------------------------------------
+
+    def list(self) -> list[Image]:
+        return self.store.list()
+
+    def resolve(self, name: str) -> Image:
+        """Raises NoSuchImage."""
+        return self.store.resolve(name)
+
+    def record(self, img: Image, layers: bool = False) -> ImageRecord:
+        """``img`` with its tags, repo digests, parent and (``layers``) unpacked layer dirs."""
+        return ImageRecord(img, self.store.tags_of(img.id), self.store.repo_digests_of(img.id),
+                           self.store.parent_of(img.id), list(self.store.lower_dirs(img)) if layers else [])
+
     async def layer_from_blob(self, blob: str, parent: str | None) -> Layer:
         """Unpack a stored blob (tar, gzip or zstd) as a new layer on ``parent``."""
         def stage() -> tuple[Path, str, int, str | None]:
@@ -114,7 +132,7 @@ class Images:
         self.store.record_blob(blob, diff_id, media_type_for(kind), self.store.content.size(blob))
         return layer
 
-    async def import_url(self, url: str, repo: str, tag: str, changes: list[str], message: str) -> Image:
+    async def import_url(self, url: str, repo: str, tag: str, changes: builtins.list[str], message: str) -> Image:
         if not url.startswith(("http://", "https://")):
             url = "http://" + url
         import urllib.request
@@ -139,7 +157,7 @@ class Images:
                     yield b
         return await self.import_tar(body(), repo, tag, changes, message, source=url)
 
-    async def import_tar(self, body: AsyncIterator[bytes], repo: str, tag: str, changes: list[str],
+    async def import_tar(self, body: AsyncIterator[bytes], repo: str, tag: str, changes: builtins.list[str],
                          message: str, source: str = "-") -> Image:
         ref = None
         if repo:
@@ -171,7 +189,7 @@ class Images:
         img = self.store.resolve(name)
         self.on_event("tag", img.id, {"name": reference.parse(f"{repo}:{tag}" if tag else repo).familiar})
 
-    def remove(self, name: str, force: bool) -> list[dict[str, str]]:
+    def remove(self, name: str, force: bool) -> builtins.list[Removal]:
         img = self.store.resolve(name)
         tags = self.store.tags_of(img.id)
         by_id = reference.is_image_id(name) or img.id.removeprefix("sha256:").startswith(name.removeprefix("sha256:"))
@@ -184,11 +202,11 @@ class Images:
             if named_ref is not None and named_ref.familiar not in tags:
                 named_ref = None
         users = self.containers.using_image(img.id)
-        out: list[dict[str, str]] = []
+        out: list[Removal] = []
         if named_ref is not None and len(tags) > 1:
             self.store.untag(str(named_ref))
             self.on_event("untag", img.id, {"name": named_ref.familiar})
-            return [{"Untagged": named_ref.familiar}]
+            return [Removal(untagged=named_ref.familiar)]
         if named_ref is None and len(tags) > 1 and not force:
             raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) - image is "
                            "referenced in multiple repositories")
@@ -207,18 +225,18 @@ class Images:
                                f"used by running container {running[0].short_id}")
             for t in tags:
                 self.store.untag(str(reference.parse(t)))
-                out.append({"Untagged": t})
+                out.append(Removal(untagged=t))
                 self.on_event("untag", img.id, {"name": t})
             return out
         for t in tags:
-            out.append({"Untagged": t})
+            out.append(Removal(untagged=t))
             self.on_event("untag", img.id, {"name": t})
         self.store.delete_image(img.id)
-        out.append({"Deleted": img.id})
+        out.append(Removal(deleted=img.id))
         self.on_event("delete", img.id, {})
         return out
 
-    def history(self, name: str) -> list[dict[str, object]]:
+    def history(self, name: str) -> builtins.list[HistoryEntry]:
         img = self.store.resolve(name)
         diff_ids = list(img.config.rootfs.diff_ids)
         from berth.oci.image import chain_ids
@@ -227,7 +245,7 @@ class Images:
         for c in chains:
             layer = self.store.layer(c)
             sizes.append(layer.size if layer else 0)
-        out: list[dict[str, object]] = []
+        out: list[HistoryEntry] = []
         layer_i = len(sizes) - 1
         hist = img.config.history or [History(created=img.created)]
         for i, h in enumerate(reversed(hist)):
@@ -235,9 +253,9 @@ class Images:
             if not h.empty_layer and layer_i >= 0:
                 size = sizes[layer_i]
                 layer_i -= 1
-            out.append({"Id": img.id if i == 0 else "<missing>", "Created": _unix(h.created or img.created),
-                        "CreatedBy": h.created_by or "", "Tags": self.store.tags_of(img.id) if i == 0 else [],
-                        "Size": size, "Comment": h.comment or ""})
+            out.append(HistoryEntry(img.id if i == 0 else "<missing>", _unix(h.created or img.created),
+                                    h.created_by or "", self.store.tags_of(img.id) if i == 0 else [], size,
+                                    h.comment or ""))
         return out
 
 
@@ -456,9 +474,58 @@ class ImageFiles:
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", mnt,
                 ":".join(lowers)]
 
+    async def export(self, container: str) -> AsyncGenerator[bytes, None]:
+        """The container's whole file system as a tar, in chunks. The first chunk comes only
+        once tar has written something, so a failure raises (InvalidArgument) before any byte."""
+        mnt = tempfile.mkdtemp(prefix="export-", dir=self.images.tmp_dir)
+        try:
+            proc = await asyncio.create_subprocess_exec(*self.export_command(container, mnt),
+                                                        stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                first = await proc.stdout.read(1 << 16)
+                if not first:
+                    err = (await proc.stderr.read()).decode(errors="replace").strip()
+                    raise InvalidArgument(f"export: {err or 'tar failed'}")
+                yield first
+                while chunk := await proc.stdout.read(1 << 20):
+                    yield chunk
+            finally:
+                if proc.returncode is None:
+                    try:
+                        proc.kill()
+                    except ProcessLookupError:
+                        pass
+                await proc.wait()
+        finally:
+            shutil.rmtree(mnt, ignore_errors=True)
+
+    # -- scratch files ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def scratch(self, prefix: str) -> Iterator[str]:
+        """A temporary file in the image tmp dir (a load's body, a save's tar), removed after."""
+        fd, path = tempfile.mkstemp(dir=self.images.tmp_dir, prefix=prefix)
+        os.close(fd)
+        try:
+            yield path
+        finally:
+            os.unlink(path)
+
+    async def save_chunks(self, names: list[str]) -> AsyncGenerator[bytes, None]:
+        """``save``'s tar in chunks: written whole to a scratch file first, so a failure raises
+        before the first chunk."""
+        with self.scratch("save-") as path:
+            with open(path, "wb") as f:
+                await asyncio.to_thread(self.save, names, f)
+            with open(path, "rb") as f:
+                while b := await asyncio.to_thread(f.read, 1 << 20):
+                    yield b
+
     # -- prune / df ---------------------------------------------------------------------------
 
-    def prune(self, filters: dict[str, list[str]]) -> dict[str, object]:
+    def prune(self, filters: dict[str, list[str]]) -> PruneReport:
         from berth.engine.logs import parse_time
 
         dangling_only = True
@@ -467,7 +534,7 @@ class ImageFiles:
         until = None
         if "until" in filters:
             until = parse_time(filters["until"][0])
-        deleted: list[dict[str, str]] = []
+        deleted: list[Removal] = []
         before = self._layers_size()
         used = {c.image_id for c in self.containers.list()}
         parents = {r[0] for r in self.store.db.query("SELECT DISTINCT parent FROM image_parents")}
@@ -486,34 +553,28 @@ class ImageFiles:
                 continue
             for t in tags:
                 self.store.untag(str(reference.parse(t)))
-                deleted.append({"Untagged": t})
+                deleted.append(Removal(untagged=t))
                 self.images.on_event("untag", img.id, {"name": t})
             for d in self.store.repo_digests_of(img.id):
-                deleted.append({"Untagged": d})
+                deleted.append(Removal(untagged=d))
             self.store.delete_image(img.id)
-            deleted.append({"Deleted": img.id})
+            deleted.append(Removal(deleted=img.id))
             self.images.on_event("delete", img.id, {})
-        return {"ImagesDeleted": deleted, "SpaceReclaimed": max(before - self._layers_size(), 0)}
+        return PruneReport(deleted, max(before - self._layers_size(), 0))
 
     def _layers_size(self) -> int:
         return sum(r[0] for r in self.store.db.query("SELECT size FROM layers"))
 
-    def disk_usage(self, summary: Callable[[Image], dict[str, object]],
-                   container_json: Callable[[object], dict[str, object]]) -> dict[str, object]:
+    def disk_usage(self) -> DiskUsage:
         sizes = {r[0]: r[1] for r in self.store.db.query("SELECT chain_id, size FROM layers")}
         shared = self.shared_sizes()
         users: dict[str, int] = {}
         cs = self.containers.list()
         for c in cs:
             users[c.image_id] = users.get(c.image_id, 0) + 1
-        images = []
-        for img in self.store.list():
-            s = summary(img)
-            s["SharedSize"] = shared.get(img.id, 0)
-            s["Containers"] = users.get(img.id, 0)
-            images.append(s)
-        return {"LayersSize": sum(sizes.values()), "Images": images,
-                "Containers": [container_json(c) for c in cs], "Volumes": [], "BuildCache": []}
+        images = [ImageUsage(self.images.record(img), shared.get(img.id, 0), users.get(img.id, 0))
+                  for img in self.store.list()]
+        return DiskUsage(sum(sizes.values()), images, cs)
 
     def shared_sizes(self) -> dict[str, int]:
         """image id -> bytes of its layers that other images use too (``SharedSize``)."""

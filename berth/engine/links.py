@@ -15,12 +15,17 @@ from berth.engine.model import Container
 from berth.errors import Conflict, InvalidArgument, NotFound
 
 
+class _Attachments(Protocol):
+    def bridge_ip(self, c: Container) -> str: ...
+
+
 class _Engine(Protocol):
-    attachments: Any
+    @property
+    def attachments(self) -> _Attachments | None: ...
 
     def get(self, ref: str) -> Container: ...
 
-    def _save(self, c: Container) -> None: ...
+    def save(self, c: Container) -> None: ...
 
 
 def parse(link: str) -> tuple[str, str]:
@@ -108,10 +113,7 @@ def link_env(name: str, child_ip: str, child_env: list[str], exposed: dict[str, 
 
 
 def _bridge_ip(engine: _Engine, c: Container) -> str:
-    if engine.attachments is None:
-        return ""
-    nets = engine.attachments.network_settings(c).get("Networks") or {}
-    return str((nets.get("bridge") or {}).get("IPAddress") or "")
+    return engine.attachments.bridge_ip(c) if engine.attachments is not None else ""
 
 
 def env(engine: _Engine, c: Container) -> list[str]:
@@ -150,4 +152,4 @@ def remove(engine: _Engine, parent_ref: str, alias: str) -> None:
     if len(kept) == len(parent.host_config.Links or []):
         raise NotFound(f"No such container: {parent_ref}/{alias}")
     parent.host_config.Links = kept or None
-    engine._save(parent)
+    engine.save(parent)

@@ -15,17 +15,17 @@ Lifecycle, driven by ``engine.containers``::
     forget(c)                the container was removed
     recover(running)         berthd start: bridges, rules, DNS sockets and port sockets again
 
-The kernel objects are recreated from these records; addresses and the IPAM cursor live in
+The kernel objects (bridges, namespaces, veths, NAT rules, DNS sockets) are made by
+``network.sandbox``; Docker's JSON for all this is shaped in ``api.networks``. The kernel
+objects are recreated from these records; addresses and the IPAM cursor live in
 SQLite, so a restart never hands out an address that a running container holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import hashlib
+import builtins
 import logging
-import os
 import re
 import secrets
 import socket
@@ -39,6 +39,10 @@ import msgspec
 
 from berth.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, RuntimeFailure
 from berth.network import etcfiles, forward, ipam, nat, ports
+from berth.network.ports import parse_port_key as parse_port_key  # for api/: Docker's port keys
+from berth.network.sandbox import Kernel, Plug, table_name, veth_name
+from berth.network.sandbox import instance_of as instance_of  # daemon/ names a berthd's objects with it
+from berth.state.atomic import write_atomic
 from berth.state.db import Database
 
 log = logging.getLogger("berth.network")
@@ -174,7 +178,7 @@ class Networks:
         self.db = db
         self.data_root = data_root
         self.instance = instance        # "" for the default data root; else a short hash
-        self.table = "berth" + (f"_{instance}" if instance else "")
+        self.table = table_name(instance)
         self.forward_tag = forward.chain_name(self.table)
         self._forward_bridges: frozenset[str] | None = None   # what forward.sync last got
         self.default_bridge = "berth0" if not instance else f"berth{instance}"[:15]
@@ -193,10 +197,9 @@ class Networks:
         self.running: set[str] = set()          # containers whose endpoints are live
         self.names: Callable[[str], tuple[str, str] | None] = lambda cid: None  # -> (name, hostname)
         self.pid_of: Callable[[str], int] = lambda cid: 0
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
+        self.kernel = Kernel(data_root, self.resolve)   # bridges, namespaces, veths, DNS sockets
         self._rules_lock = asyncio.Lock()
         self._ready = False
-        self.dns: Any = None
         # Start in progress: a namespace made by berthd (held by an fd) and the task plugging
         # its endpoints in, which runs while the shim is spawned; attach() waits for it.
         self.pending: dict[str, tuple[int, asyncio.Task[None]]] = {}
@@ -249,7 +252,7 @@ class Networks:
     def list(self) -> list[Network]:
         return sorted(self.nets.values(), key=lambda n: n.created)
 
-    def containers_on(self, n: Network) -> list[str]:
+    def containers_on(self, n: Network) -> builtins.list[str]:
         return [cid for cid, s in self.sandboxes.items() if s.endpoint(n.id) is not None]
 
     # -- create / remove --------------------------------------------------------------------
@@ -284,12 +287,12 @@ class Networks:
         if any(o.bridge == n.bridge for o in self.nets.values()):
             raise Conflict(f"bridge name {n.bridge} is used by another network")
         await self._assign_subnet(n)
-        await self._nl(self._bridge_up, n)
+        await self._bridge_up(n)
         self._save_net(n)
         try:
             await self.apply_rules()
         except RuntimeFailure:
-            await self._nl(self._bridge_down, n)
+            await self._bridge_down(n)
             with self.db.tx() as tx:
                 tx.execute("DELETE FROM networks WHERE id=?", (n.id,))
             self.nets.pop(n.id, None)
@@ -312,7 +315,7 @@ class Networks:
             n.ip_range = str(rng) if rng else ""
             n.aux = [a for a in (cfg.AuxiliaryAddresses or {}).values()]
             return
-        host = await self._nl(_host_networks, {o.bridge for o in self.nets.values() if o.bridge})
+        host = await self.kernel.host_networks({o.bridge for o in self.nets.values() if o.bridge})
         subnet = ipam.choose_subnet(others + host)
         n.subnet, n.gateway = str(subnet), str(ipam.default_gateway(subnet))
 
@@ -331,10 +334,10 @@ class Networks:
             tx.execute("DELETE FROM networks WHERE id=?", (n.id,))
         self.nets.pop(n.id, None)
         await self.apply_rules()
-        await self._nl(self._bridge_down, n)
+        await self._bridge_down(n)
         self.emit("network", "destroy", n.id, {"name": n.name, "type": n.driver})
 
-    async def prune(self, keep: Callable[[Network], bool]) -> list[str]:
+    async def prune(self, keep: Callable[[Network], bool]) -> builtins.list[str]:
         out = []
         for n in list(self.nets.values()):
             if n.predefined or self.containers_on(n) or keep(n):
@@ -343,65 +346,29 @@ class Networks:
             out.append(n.name)
         return out
 
-    # -- kernel objects (run on the netlink thread) -----------------------------------------
+    # -- kernel objects (network.sandbox) --------------------------------------------------
 
-    async def _nl(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    def _bridge_up(self, n: Network) -> None:
-        from berth.network import netlink
-
+    async def _bridge_up(self, n: Network) -> None:
         if not n.bridge or not n.subnet:
             return
         mtu = n.options.get("com.docker.network.driver.mtu")
-        netlink.ensure_bridge(n.bridge, n.gateway, IPv4Network(n.subnet).prefixlen, int(mtu) if mtu else None,
-                              owner=str(self.data_root))
+        await self.kernel.bridge_up(n.bridge, n.gateway, IPv4Network(n.subnet).prefixlen, int(mtu) if mtu else None)
 
-    def _sweep_stale(self) -> None:
-        """Bridges and rule tables of berthds whose data root is gone (a test's daemon killed
-        with -9, say): nothing can use them any more."""
-        from berth.network import netlink
-
-        tables = set()
-        for bridge, root in netlink.stale_bridges(str(self.data_root)):
-            log.info("removing bridge %s left by a berthd on %s (gone)", bridge, root)
-            netlink.delete_link(bridge)
-            inst = instance_of(Path(root))
-            tables.add("berth" + (f"_{inst}" if inst else ""))
-        for table in tables:
-            try:
-                nat.apply(nat.render_delete(table))
-                forward.sync(forward.chain_name(table), [])
-            except RuntimeFailure as e:
-                log.warning("%s", e)
-
-    @staticmethod
-    def _bridge_down(n: Network) -> None:
-        from berth.network import netlink
-
+    async def _bridge_down(self, n: Network) -> None:
         if n.bridge:
-            netlink.delete_link(n.bridge)
+            await self.kernel.bridge_down(n.bridge)
 
     async def setup(self) -> None:
         """At berthd start: the default bridge's subnet (first time), bridges, forwarding, rules."""
-        try:
-            await self._nl(self._sweep_stale)
-        except OSError as e:
-            log.warning("sweeping stale bridges: %s", e)
+        await self.kernel.sweep_stale()
         default = self.get("bridge")
         if not default.subnet:
             await self._assign_subnet(default)
             self._save_net(default)
         for n in self.nets.values():
             if n.is_bridge:
-                await self._nl(self._bridge_up, n)
-        try:
-            from berth.linux.netns import read_sysctl, write_sysctl
-
-            if read_sysctl("net.ipv4.ip_forward") != "1":
-                write_sysctl("net.ipv4.ip_forward", "1")
-        except OSError as e:
-            log.warning("cannot enable IPv4 forwarding: %s", e)
+                await self._bridge_up(n)
+        self.kernel.enable_forwarding()
         self._ready = True
         await self.apply_rules()
 
@@ -426,7 +393,7 @@ class Networks:
                     continue
                 for p in s.ports:
                     rules.append(nat.PortRule(p.proto, p.host_ip, p.host_port, ep.ip, p.container_port))
-            await self._nl(nat.apply, nat.render(self.table, bridges, rules))
+            await self.kernel.apply_nat(nat.render(self.table, bridges, rules))
             await self._sync_forward(frozenset(b.bridge for b in bridges))
 
     async def _sync_forward(self, bridges: frozenset[str]) -> None:
@@ -436,7 +403,7 @@ class Networks:
             return
         self._forward_bridges = bridges
         try:
-            await self._nl(forward.sync, self.forward_tag, sorted(bridges))
+            await self.kernel.sync_forward(self.forward_tag, sorted(bridges))
         except RuntimeFailure as e:
             log.warning("forward rules for berth's bridges: %s", e)
 
@@ -445,18 +412,17 @@ class Networks:
         recreated at the next start); otherwise leave them to the running containers."""
         for cid in list(self.port_sockets):
             self._close_ports(cid)
-        if self.dns is not None:
-            self.dns.close_all()
+        self.kernel.close_all_dns()
         if not containers_running and self._ready:
             try:
-                await self._nl(nat.apply, nat.render_delete(self.table))
+                await self.kernel.apply_nat(nat.render_delete(self.table))
             except RuntimeFailure as e:
                 log.warning("%s", e)
             await self._sync_forward(frozenset())
             for n in self.nets.values():
                 if n.is_bridge:
-                    await self._nl(self._bridge_down, n)
-        self._pool.shutdown(wait=True)
+                    await self._bridge_down(n)
+        self.kernel.close()
 
     # -- containers: create -----------------------------------------------------------------
 
@@ -552,6 +518,13 @@ class Networks:
         e.mac = e.mac_req or ipam.mac_for(addr)
         e.endpoint_id = secrets.token_hex(32)
 
+    def ip_on(self, cid: str, network_name: str) -> str:
+        """The container's address on that network ("" if it has none there)."""
+        s = self.sandboxes.get(cid)
+        n = next((n for n in self.nets.values() if n.name == network_name), None)
+        e = s.endpoint(n.id) if s is not None and n is not None else None
+        return e.ip if e is not None else ""
+
     def _gateway_endpoint(self, s: Sandbox) -> Endpoint | None:
         """The endpoint whose network gives the default route: the highest GwPriority (API 1.48)
         among the non-internal ones, the first on a tie."""
@@ -602,11 +575,11 @@ class Networks:
                         b, sock = ports.reserve(req)
                         socks.append(sock)
                         s.ports.append(PortBinding(b.proto, b.container_port, b.host_ip, b.host_port))
-                except ports.PortInUse as e:
+                except ports.PortInUse as err:
                     for sock in socks:
                         sock.close()
                     raise RuntimeFailure(f"driver failed programming external connectivity on endpoint "
-                                   f"{cv.name} ({s.endpoints[0].endpoint_id}): {e.strerror}") from None
+                                         f"{cv.name} ({s.endpoints[0].endpoint_id}): {err.strerror}") from None
                 self.port_sockets[cv.id] = socks
         except BaseException:
             for e in s.endpoints:
@@ -621,14 +594,11 @@ class Networks:
         _write(hosts_path, self._hosts(cv, s))
         if not s.endpoints:
             return "new", ""
-        from berth.linux.netns import new_netns
-
         try:
-            fd = await asyncio.get_running_loop().run_in_executor(None, new_netns)
-        except OSError as e:
+            fd, path = await self.kernel.new_netns()
+        except RuntimeFailure:
             await self.release(cv.id)
-            raise RuntimeFailure(f"failed to create a network namespace: {e}") from None
-        path = f"/proc/{os.getpid()}/fd/{fd}"
+            raise
         task = asyncio.get_running_loop().create_task(self._plug_all(s, path))
         self.pending[cv.id] = (fd, task)
         return "made", path
@@ -694,7 +664,7 @@ class Networks:
             try:
                 await task
             finally:
-                os.close(fd)  # the init has joined the namespace: it holds it now
+                self.kernel.release_netns(fd)  # the init has joined the namespace: it holds it now
             s.ns_path = f"/proc/{pid}/ns/net"
             self.running.add(cid)
             self._save_sb(s)
@@ -711,39 +681,27 @@ class Networks:
                 self.emit("network", "connect", n.id, {"container": cid, "name": n.name, "type": n.driver})
 
     async def _plug(self, s: Sandbox, e: Endpoint, index: int, at_start: bool = True) -> None:
-        from berth.network import netlink
-
         n = self.nets[e.network_id]
         e.ifname = f"eth{index}"
-        e.host_if = "veth" + hashlib.sha256((s.container_id + n.id).encode()).hexdigest()[:11]
+        e.host_if = veth_name(s.container_id, n.id)
         # At start the gateway endpoint gets the default route; one connected later only if alone.
         routed = e is self._gateway_endpoint(s) if at_start else index == 0
         gw = n.gateway if routed and not n.internal else None
         mtu = n.options.get("com.docker.network.driver.mtu")
-        try:
-            await self._nl(netlink.add_endpoint, n.bridge, e.host_if, s.ns_path, e.ifname, e.mac, e.ip,
-                           IPv4Network(n.subnet).prefixlen, gw, int(mtu) if mtu else None)
-        except OSError as ex:
-            raise RuntimeFailure(f"failed to set up container networking: {ex}") from None
+        await self.kernel.plug(Plug(n.bridge, e.host_if, s.ns_path, e.ifname, e.mac, e.ip,
+                                    IPv4Network(n.subnet).prefixlen, gw, int(mtu) if mtu else None))
 
     async def _serve_dns(self, s: Sandbox) -> None:
-        if self.dns is None:
-            from berth.network.dns.server import DnsServer
+        await self.kernel.serve_dns(s.container_id, s.ns_path, s.upstreams or None)
 
-            self.dns = DnsServer(self.resolve)
-        try:
-            await self.dns.serve(s.container_id, s.ns_path, s.upstreams or None)
-        except OSError as e:
-            log.warning("embedded DNS for %s: %s", s.container_id[:12], e)
-
-    def resolve(self, cid: str, name: str) -> tuple[list[IPv4Address] | None, bool]:
+    def resolve(self, cid: str, name: str) -> tuple[builtins.list[IPv4Address] | None, bool]:
         """The embedded DNS server's lookup: names on this container's user networks."""
         s = self.sandboxes.get(cid)
         if s is None:
             return None, False
         name = name.lower().rstrip(".")
         may_forward = False
-        found: list[IPv4Address] = []
+        found: builtins.list[IPv4Address] = []
         for e in s.endpoints:
             n = self.nets.get(e.network_id)
             if n is None or not n.user_defined:
@@ -779,10 +737,9 @@ class Networks:
                 await task
             except BaseException:  # noqa: BLE001 - the start failed already; this is cleanup
                 pass
-            os.close(fd)
+            self.kernel.release_netns(fd)
         self._close_ports(cid)
-        if self.dns is not None:
-            self.dns.close(cid)   # the socket pins the namespace: close it first
+        self.kernel.close_dns(cid)   # the socket pins the namespace: close it first
         was_running = cid in self.running
         self.running.discard(cid)
         if s is None:
@@ -868,14 +825,12 @@ class Networks:
                 s.endpoints.remove(e)
                 raise
             self.running.add(cv.id)
-            if n.user_defined and (self.dns is None or cv.id not in self.dns.transports):
+            if n.user_defined and not self.kernel.serving_dns(cv.id):
                 await self._serve_dns(s)
         self._save_sb(s)
         self.emit("network", "connect", n.id, {"container": cv.id, "name": n.name, "type": n.driver})
 
     async def disconnect(self, ref: str, cid: str, force: bool) -> None:
-        from berth.network import netlink
-
         n = self.get(ref)
         s = self.sandboxes.get(cid)
         e = s.endpoint(n.id) if s else None
@@ -884,123 +839,11 @@ class Networks:
                 return
             raise InvalidArgument(f"container {cid[:12]} is not connected to network {n.name}")
         if e.host_if:
-            await self._nl(netlink.remove_endpoint, e.host_if)
+            await self.kernel.unplug(e.host_if)
         s.endpoints.remove(e)
         self._save_sb(s)
         await self.apply_rules()
         self.emit("network", "disconnect", n.id, {"container": cid, "name": n.name, "type": n.driver})
-
-    # -- shapes -----------------------------------------------------------------------------
-
-    def network_json(self, n: Network, detailed: bool = True) -> dict[str, Any]:
-        cfg: list[dict[str, Any]] = []
-        if n.subnet:
-            c: dict[str, Any] = {"Subnet": n.subnet}
-            if n.ip_range:
-                c["IPRange"] = n.ip_range
-            c["Gateway"] = n.gateway
-            user = next((x for x in n.ipam_config if x.Subnet), None)
-            if user is not None and user.AuxiliaryAddresses:
-                c["AuxiliaryAddresses"] = user.AuxiliaryAddresses
-            cfg.append(c)
-        containers: dict[str, Any] = {}
-        if detailed:
-            for cid, s in self.sandboxes.items():
-                e = s.endpoint(n.id)
-                if e is None or not e.ip:
-                    continue
-                info = self.names(cid)
-                containers[cid] = {"Name": info[0] if info else "", "EndpointID": e.endpoint_id,
-                                   "MacAddress": e.mac, "IPv4Address": f"{e.ip}/{IPv4Network(n.subnet).prefixlen}",
-                                   "IPv6Address": ""}
-        return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
-                "EnableIPv4": True, "EnableIPv6": False,
-                "IPAM": {"Driver": n.ipam_driver, "Options": n.ipam_options if not n.predefined else None,
-                         "Config": cfg},
-                "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
-                "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
-                "Options": n.options, "Labels": n.labels}
-
-    def endpoint_json(self, s: Sandbox | None, e: Endpoint | None, n: Network) -> dict[str, Any]:
-        prefix = IPv4Network(n.subnet).prefixlen if (e and e.ip and n.subnet) else 0
-        return {"IPAMConfig": {"IPv4Address": e.ipv4} if e and e.ipv4 else None,
-                "Links": (e.links or None) if e else None, "Aliases": (e.aliases or None) if e else None,
-                # Not running: the configured MAC (dockerd's DesiredMacAddress) shows.
-                "MacAddress": (e.mac or e.mac_req) if e else "", "DriverOpts": e.driver_opts if e else None,
-                "GwPriority": e.gw_priority if e else 0, "NetworkID": n.id, "EndpointID": e.endpoint_id if e else "",
-                "Gateway": n.gateway if e and e.ip else "", "IPAddress": e.ip if e else "",
-                "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                "DNSNames": self._dns_names(s, e, n)}
-
-    def _dns_names(self, s: Sandbox | None, e: Endpoint | None, n: Network) -> list[str] | None:
-        if s is None or e is None or not n.user_defined:
-            return None
-        info = self.names(s.container_id)
-        out = ([info[0]] if info else []) + list(e.aliases) + [s.container_id[:12]]
-        return list(dict.fromkeys(out))
-
-    def settings(self, cid: str, mode: str, exposed: dict[str, Any] | None) -> dict[str, Any]:
-        """NetworkSettings of inspect (and, with fewer fields, of the container list)."""
-        s = self.sandboxes.get(cid)
-        nets: dict[str, Any] = {}
-        if s is not None and s.endpoints:
-            for e in s.endpoints:
-                n = self.nets.get(e.network_id)
-                if n is not None:
-                    nets[n.name] = self.endpoint_json(s, e, n)
-        elif mode in ("host", "none"):
-            n = self.get(mode)
-            nets[n.name] = self.endpoint_json(s, None, n)
-        running = cid in self.running
-        primary = s.endpoints[0] if s and s.endpoints else None
-        pn = self.nets.get(primary.network_id) if primary else None
-        out: dict[str, Any] = {
-            "Bridge": "", "SandboxID": s.sandbox_id if s and running else "", "HairpinMode": False,
-            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Ports": ports.port_map([ports.Binding(p.proto, p.container_port, p.host_ip, p.host_port)
-                                     for p in (s.ports if s else [])], exposed) if running or (s and s.ports) else {},
-            "SandboxKey": s.ns_path if s and s.ns_path else "", "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": nets,
-        }
-        if primary is not None and pn is not None and pn.name == "bridge" and primary.ip:
-            out.update({"EndpointID": primary.endpoint_id, "Gateway": pn.gateway, "IPAddress": primary.ip,
-                        "IPPrefixLen": IPv4Network(pn.subnet).prefixlen, "MacAddress": primary.mac})
-        return out
-
-    def ports_summary(self, cid: str, exposed: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """The container list's ``Ports``."""
-        s = self.sandboxes.get(cid)
-        out: list[dict[str, Any]] = []
-        bound = set()
-        if s is not None and cid in self.running:
-            for p in s.ports:
-                bound.add(f"{p.container_port}/{p.proto}")
-                out.append({"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port,
-                            "PublicPort": p.host_port, "Type": p.proto})
-        for key in exposed or {}:
-            try:
-                cport, proto = ports.parse_port_key(key)
-            except InvalidArgument:
-                continue
-            if f"{cport}/{proto}" not in bound:
-                out.append({"PrivatePort": cport, "Type": proto})
-        return out
-
-
-def instance_of(data_root: Path) -> str:
-    """"" for the default data root; else a short stable tag, so that two berthds on one host
-    (tests, benchmarks) never share a bridge or a rule table."""
-    if str(data_root) == "/var/lib/berth":
-        return ""
-    return hashlib.sha256(str(data_root).encode()).hexdigest()[:8]
-
-
-def _host_networks(exclude: set[str]) -> list[IPv4Network]:
-    from berth.network import netlink
-
-    return netlink.host_networks(exclude)
 
 
 def _read(path: str) -> str:
@@ -1011,6 +854,4 @@ def _read(path: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode(), sync=False)  # per-container files, rebuilt on restart

@@ -1,9 +1,12 @@
-"""berthd's side of the fork server and the shims (asyncio clients of their sockets)."""
+"""berthd's side of the fork server and the shims (asyncio clients of their sockets).
+
+Every line on those sockets is a ``berth.runtime.shim.protocol`` message: requests go out
+stamped with this berthd's protocol version, replies are decoded leniently (a shim started by
+an older berthd answers in its own version; live restore keeps talking to it)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -12,12 +15,12 @@ from pathlib import Path
 import msgspec
 
 from berth.errors import Unavailable
-from berth.runtime.shim.protocol import ExitStatus, SpawnRequest
+from berth.runtime.shim import protocol
+from berth.runtime.shim.protocol import ExecReply, ExitStatus, Reply, SpawnReply, SpawnRequest
+from berth.runtime.shim.protocol import Kill as Kill, Resize as Resize, Start as Start  # for call()
 
 log = logging.getLogger("berth.shims")
 
-_enc = msgspec.json.Encoder()
-_exit_dec = msgspec.json.Decoder(ExitStatus)
 
 
 class ShimGone(Unavailable):
@@ -51,7 +54,7 @@ class ForkServer:
                 self._ready.set_exception(e)
 
     async def spawn(self, req: SpawnRequest) -> "Spawned":
-        """Fork a shim; its report is ``.reply``: {"pid", "shim_pid"} or {"error"}.
+        """Fork a shim; its report is ``.reply``: a SpawnReply (pid and shim_pid, or error).
 
         Keep the returned connection open until the container was started, then close() it:
         a shim whose connection hangs up before "start" (berthd died) aborts its container.
@@ -60,14 +63,13 @@ class ForkServer:
         await asyncio.shield(self._ready)
         reader, writer = await asyncio.open_unix_connection(str(self.path))
         try:
-            writer.write(_enc.encode(req) + b"\n")
+            writer.write(protocol.encode(req))
             await writer.drain()
             line = await reader.readline()
         except BaseException:
             writer.close()
             raise
-        reply = json.loads(line) if line else {"error": "shim exited before reporting"}
-        return Spawned(reply, writer)
+        return Spawned(_decode(line, SpawnReply, SpawnReply(error="shim exited before reporting")), writer)
 
     async def stop(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -77,7 +79,7 @@ class ForkServer:
 
 
 class Spawned:
-    def __init__(self, reply: dict, writer: asyncio.StreamWriter):
+    def __init__(self, reply: SpawnReply, writer: asyncio.StreamWriter):
         self.reply = reply
         self._writer = writer
 
@@ -85,14 +87,22 @@ class Spawned:
         self._writer.close()
 
 
-async def call(sock: Path, req: dict, timeout: float | None = 30) -> dict:
-    """One request/one reply on a shim's control socket."""
+def _decode(line: bytes, kind: type[protocol._M], gone: protocol._M) -> protocol._M:
+    """A reply line as ``kind``; ``gone`` when the line is empty or not a reply."""
+    try:
+        return protocol.decode(line, kind)
+    except msgspec.DecodeError:
+        return gone
+
+
+async def call(sock: Path, req: protocol.Request, timeout: float | None = 30) -> Reply:
+    """One request (Start, Kill, Resize), one reply on a shim's control socket."""
     try:
         reader, writer = await asyncio.open_unix_connection(str(sock))
     except (FileNotFoundError, ConnectionRefusedError) as e:
         raise ShimGone(f"shim at {sock} is gone: {e.strerror}") from None
     try:
-        writer.write(json.dumps(req).encode() + b"\n")
+        writer.write(protocol.encode(req))
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
     except ConnectionError:  # the shim left while we asked (its container exited)
@@ -101,7 +111,7 @@ async def call(sock: Path, req: dict, timeout: float | None = 30) -> dict:
         writer.close()
     if not line:
         raise ShimGone(f"shim at {sock} closed the connection")
-    return json.loads(line)
+    return _decode(line, Reply, Reply(error=f"shim at {sock} sent no reply"))
 
 
 async def wait_exit(sock: Path) -> ExitStatus | None:
@@ -111,7 +121,7 @@ async def wait_exit(sock: Path) -> ExitStatus | None:
     except (FileNotFoundError, ConnectionRefusedError):
         return None
     try:
-        writer.write(b'{"op":"wait"}\n')
+        writer.write(protocol.encode(protocol.Wait()))
         await writer.drain()
         line = await reader.readline()
     except ConnectionError:
@@ -120,7 +130,7 @@ async def wait_exit(sock: Path) -> ExitStatus | None:
         writer.close()
     if not line:
         return None
-    return _exit_dec.decode(line)
+    return protocol.decode(line, ExitStatus)
 
 
 async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool
@@ -130,7 +140,7 @@ async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool
         reader, writer = await asyncio.open_unix_connection(str(sock), limit=1 << 20)
     except (FileNotFoundError, ConnectionRefusedError) as e:
         raise ShimGone(f"shim at {sock} is gone: {e.strerror}") from None
-    writer.write(json.dumps({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}).encode() + b"\n")
+    writer.write(protocol.encode(protocol.Attach(stdin=stdin, stdout=stdout, stderr=stderr)))
     await writer.drain()
     line = await reader.readline()
     if not line:
@@ -139,9 +149,23 @@ async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool
     return reader, writer
 
 
+async def open_exec(sock: Path, req: protocol.Exec
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ExecReply]:
+    """Ask the shim to start an exec; the connection becomes its stream when the reply has a
+    pid (with an error the caller closes it). Raises ShimGone when the shim is not there."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(sock), limit=1 << 20)
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        raise ShimGone(f"shim at {sock} is gone: {e.strerror}") from None
+    writer.write(protocol.encode(req))
+    await writer.drain()
+    line = await reader.readline()
+    return reader, writer, _decode(line, ExecReply, ExecReply(error="container is not running"))
+
+
 def read_exit_file(path: Path) -> ExitStatus | None:
     try:
-        return _exit_dec.decode(path.read_bytes())
+        return protocol.decode(path.read_bytes(), ExitStatus)
     except (FileNotFoundError, msgspec.DecodeError):
         return None
 

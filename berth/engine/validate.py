@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any, Literal
 
+from berth.engine.container_stop import parse_signal
 from berth.errors import InvalidArgument
 from berth.runtime import caps as capmod
 from berth.schema.containers import CreateRequest, HostConfig
@@ -42,7 +45,6 @@ def check_create(req: CreateRequest, hc: HostConfig) -> None:
 def _check_config(req: CreateRequest) -> None:
     wd = req.WorkingDir
     if req.StopSignal:
-        from berth.engine.containers import parse_signal  # its home; imported late (no cycle)
         parse_signal(req.StopSignal)  # InvalidArgument: "Invalid signal: SIGFOO"
     if wd and not wd.startswith("/"):
         raise InvalidArgument(f"the working directory '{wd}' is invalid, it needs to be an absolute path")
@@ -112,42 +114,56 @@ def _go_bool(s: str) -> bool | None:
     return True if s in _GO_TRUE else False if s in _GO_FALSE else None
 
 
-def security_options(opts: list[str]) -> dict[str, Any]:
-    """dockerd's parseSecurityOpt -> {"no_new_privileges": bool, "seccomp": "default" |
-    "unconfined" | <profile dict>, "apparmor": str, "labels": [...]}.
+@dataclass
+class SecurityOptions:
+    """``--security-opt`` as dockerd's parseSecurityOpt reads it."""
+
+    no_new_privileges: bool = False
+    seccomp: Literal["default", "unconfined"] | dict[str, Any] = "default"  # or a profile
+    apparmor: str = ""
+    labels: list[str] = dc_field(default_factory=list)
+    writable_cgroups: bool = False
+    systempaths: str = ""
+
+
+def security_options(opts: list[str]) -> SecurityOptions:
+    """dockerd's parseSecurityOpt.
 
     Raises:
         InvalidArgument: ``invalid --security-opt 1: "x"`` (no key=value), ``... 2: "k=v"``
         (unknown key or bad value), ``Decoding seccomp profile failed: ...``.
     """
-    out: dict[str, Any] = {"no_new_privileges": False, "seccomp": "default", "apparmor": "", "labels": []}
+    out = SecurityOptions()
     for opt in opts:
         if opt == "no-new-privileges":
-            out["no_new_privileges"] = True
+            out.no_new_privileges = True
             continue
         if opt == "disable":
-            out["labels"].append("disable")
+            out.labels.append("disable")
             continue
         sep = "=" if "=" in opt else ":" if ":" in opt else ""
         if not sep:
             raise InvalidArgument(f"invalid --security-opt 1: {json.dumps(opt)}")
         key, _, val = opt.partition(sep)
+        flag = _go_bool(val)
         if key == "label":
-            out["labels"].append(val)
+            out.labels.append(val)
         elif key == "apparmor":
-            out["apparmor"] = val
+            out.apparmor = val
         elif key == "seccomp":
-            out["seccomp"] = _seccomp_profile(val)
-        elif key in ("no-new-privileges", "writable-cgroups") and _go_bool(val) is not None:
-            out[key.replace("-", "_")] = _go_bool(val)
+            out.seccomp = _seccomp_profile(val)
+        elif key == "no-new-privileges" and flag is not None:
+            out.no_new_privileges = flag
+        elif key == "writable-cgroups" and flag is not None:
+            out.writable_cgroups = flag
         elif key == "systempaths" and val == "unconfined":
-            out["systempaths"] = val
+            out.systempaths = val
         else:
             raise InvalidArgument(f"invalid --security-opt 2: {json.dumps(opt)}")
     return out
 
 
-def _seccomp_profile(val: str) -> str | dict[str, Any]:
+def _seccomp_profile(val: str) -> Literal["default", "unconfined"] | dict[str, Any]:
     if val in _SECCOMP_NAMED:
         return "unconfined" if val == "unconfined" else "default"
     try:

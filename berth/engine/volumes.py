@@ -14,6 +14,7 @@ VOLUMEs), turned into OCI mounts at each start::
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import secrets
@@ -73,6 +74,12 @@ class MountPoint(msgspec.Struct):
     nocopy: bool = False
     tmpfs_options: list[str] = []
     subpath: str = ""
+
+
+class VolumeUsage(msgspec.Struct):
+    volume: Volume
+    size: int          # bytes under its _data
+    ref_count: int     # containers that mount it
 
 
 _enc = msgspec.json.Encoder()
@@ -139,13 +146,11 @@ class Volumes:
         self.emit("volume", "create", name, {"driver": driver})
         return v
 
-    def disk_usage(self) -> list[dict[str, Any]]:
-        """``/system/df``'s Volumes: each volume's JSON with its bytes and users (sync: it walks)."""
-        return [{**self.volume_json(v), "UsageData": {"Size": _tree_size(self.data_dir(v.name)),
-                                                      "RefCount": len(self.users(v.name))}}
-                for v in self.list()]
+    def disk_usage(self) -> builtins.list[VolumeUsage]:
+        """``/system/df``'s Volumes: each volume with its bytes and users (sync: it walks)."""
+        return [VolumeUsage(v, _tree_size(self.data_dir(v.name)), len(self.users(v.name))) for v in self.list()]
 
-    def users(self, name: str) -> list[str]:
+    def users(self, name: str) -> builtins.list[str]:
         return [cid for cid, pts in self.points.items()
                 if any(p.type == "volume" and p.source == name for p in pts)]
 
@@ -164,7 +169,7 @@ class Volumes:
         shutil.rmtree(self.root / name, ignore_errors=True)
         self.emit("volume", "destroy", name, {"driver": v.driver})
 
-    def prune(self, match: Callable[[Volume], bool]) -> tuple[list[str], int]:
+    def prune(self, match: Callable[[Volume], bool]) -> tuple[builtins.list[str], int]:
         deleted, space = [], 0
         for v in list(self.vols.values()):
             if self.users(v.name) or not match(v):
@@ -177,15 +182,11 @@ class Volumes:
     def size(self, name: str) -> int:
         return _du(self.root / name)
 
-    def volume_json(self, v: Volume) -> dict[str, Any]:
-        return {"CreatedAt": v.created, "Driver": v.driver, "Labels": v.labels or None,
-                "Mountpoint": str(self.data_dir(v.name)), "Name": v.name, "Options": v.options or None,
-                "Scope": "local"}
-
     # -- containers -------------------------------------------------------------------------
 
     def prepare(self, cid: str, hc: Any, config_volumes: dict[str, Any] | None,
-                container_points: Callable[[str], tuple[str, list[MountPoint]]]) -> list[MountPoint]:
+                container_points: Callable[[str], tuple[str, builtins.list[MountPoint]]],
+                ) -> builtins.list[MountPoint]:
         """Resolve a new container's mount points (Docker's order: --volumes-from, -v, --mount,
         then --tmpfs and the image's and config's VOLUMEs for paths not yet covered).
 
@@ -246,15 +247,15 @@ class Volumes:
         self._save(cid, out)
         return out
 
-    def _save(self, cid: str, pts: list[MountPoint]) -> None:
+    def _save(self, cid: str, pts: builtins.list[MountPoint]) -> None:
         with self.db.tx() as tx:
             tx.execute("INSERT OR REPLACE INTO container_mounts VALUES (?,?)", (cid, _enc.encode(pts)))
         self.points[cid] = pts
 
-    def of(self, cid: str) -> list[MountPoint]:
+    def of(self, cid: str) -> builtins.list[MountPoint]:
         return self.points.get(cid, [])
 
-    def spec_mounts(self, cid: str, lowers: list[Path], upper: Path) -> list[oci.Mount]:
+    def spec_mounts(self, cid: str, lowers: builtins.list[Path], upper: Path) -> builtins.list[oci.Mount]:
         """OCI mounts for a start, in order (parents before children). Copies the image's
         content into a volume used for the first time."""
         out = []
@@ -310,21 +311,6 @@ class Volumes:
                 v = self.vols.get(p.source) if p.type == "volume" else None
                 if v is not None and v.anonymous and not self.users(v.name):
                     self.remove(v.name, force=True)
-
-    def mounts_json(self, cid: str) -> list[dict[str, Any]]:
-        out = []
-        for p in self.of(cid):
-            if p.type == "tmpfs":
-                out.append({"Type": "tmpfs", "Source": "", "Destination": p.destination, "Mode": "",
-                            "RW": True, "Propagation": ""})
-            elif p.type == "bind":
-                out.append({"Type": "bind", "Source": p.source, "Destination": p.destination,
-                            "Mode": p.mode, "RW": p.rw, "Propagation": p.propagation or "rprivate"})
-            else:
-                out.append({"Type": "volume", "Name": p.source, "Source": str(self.data_dir(p.source)),
-                            "Destination": p.destination, "Driver": "local", "Mode": p.mode or "z",
-                            "RW": p.rw, "Propagation": ""})
-        return out
 
 
 def _clean_dest(dest: str) -> str:

@@ -217,11 +217,12 @@ def read_save(tar: tarfile.TarFile) -> list[LoadImage]:
         except ValueError as e:
             raise InvalidArgument(f"invalid manifest.json: {e}") from None
         out = []
-        for e in doc if isinstance(doc, list) else []:
-            if not isinstance(e, dict) or not isinstance(e.get("Config"), str):
+        for entry in doc if isinstance(doc, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
                 raise InvalidArgument("invalid manifest.json entry")
-            out.append(LoadImage(_member_bytes(tar, e["Config"]), [str(x) for x in e.get("Layers") or []],
-                                 [str(x) for x in e.get("RepoTags") or []]))
+            out.append(LoadImage(_member_bytes(tar, entry["Config"]),
+                                 [str(x) for x in entry.get("Layers") or []],
+                                 [str(x) for x in entry.get("RepoTags") or []]))
         return out
     if "index.json" in names:
         try:

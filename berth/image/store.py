@@ -17,8 +17,10 @@ diff IDs), and its blobs with it.
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
+import sqlite3
 import shutil
 import string
 import time
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.errors import InvalidArgument, NotFound
 from berth.image.content import ContentStore
 from berth.image.unpack import LayerWriter, apply_layer
 from berth.oci import reference
@@ -254,7 +256,7 @@ class ImageStore:
         row = self.db.one("SELECT parent FROM image_parents WHERE id=?", (iid,))
         return str(row[0]) if row else ""
 
-    def _tag_in(self, c, iid: str, name: str) -> None:
+    def _tag_in(self, c: sqlite3.Connection, iid: str, name: str) -> None:
         c.execute("INSERT OR REPLACE INTO tags VALUES (?,?)", (name, iid))
         c.execute("UPDATE images SET tagged=? WHERE id=?", (now_rfc3339(), iid))
 
@@ -323,7 +325,7 @@ class ImageStore:
         with self.db.tx() as c:
             c.execute("DELETE FROM tags WHERE name=?", (ref,))
 
-    def delete_image(self, iid: str) -> list[str]:
+    def delete_image(self, iid: str) -> builtins.list[str]:
         """Delete the image row and every layer nothing else uses; returns deleted layer chain IDs."""
         img = self.get_by_id(iid)
         mine = chain_ids(img.config.rootfs.diff_ids)

@@ -30,16 +30,22 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from berth.errors import InvalidArgument
+from berth.linux.fd import set_pipe_size
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 META_PREFIX = ".wh..wh."
 BLOCK = 512
 CHUNK = 1 << 20
+PIECE = 128 << 10                # compressed bytes decompressed at a time
+PIPE_SIZE = 1 << 20              # capacity of the pipe to tar
+IOV_MAX = 1024
 _ZERO = bytes(BLOCK)
+_EXT_TYPES = frozenset(b"xgLK")  # pax, pax global, GNU long name, GNU long link
+MAX_EXT_HEADER = 1 << 20         # as Go's archive/tar (dockerd): bigger is refused
 
 
 class UnsafeLayer(InvalidArgument):
@@ -51,6 +57,21 @@ class BadLayer(InvalidArgument):
 
 
 # -- decompression --------------------------------------------------------------------------------
+
+
+def _inflater() -> object:
+    """A gzip decompressobj: ISA-L's (isal, ~1.7x less CPU than zlib on layers) when it is
+    installed, else zlib's; the same interface (eof, unused_data, flush)."""
+    if _ISAL is not None:
+        return _ISAL.decompressobj(wbits=31)
+    return zlib.decompressobj(wbits=31)
+
+
+_ISAL: Any
+try:
+    from isal import isal_zlib as _ISAL
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    _ISAL = None
 
 
 class Decompressor:
@@ -68,11 +89,11 @@ class Decompressor:
     def _start(self, head: bytes) -> None:
         if head[:2] == b"\x1f\x8b":
             self._kind = "gzip"
-            self._obj = zlib.decompressobj(wbits=31)
+            self._obj = _inflater()
         elif head[:4] == b"\x28\xb5\x2f\xfd":
             self._kind = "zstd"
             try:
-                import zstandard  # type: ignore[import-not-found]
+                import zstandard
             except ImportError:
                 raise BadLayer("zstd-compressed layers need the zstandard module") from None
             self._zstd = zstandard
@@ -80,7 +101,8 @@ class Decompressor:
         else:
             self._kind = "tar"
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes | memoryview) -> bytes | memoryview:
+        """Decompressed bytes of ``data`` (for a plain tar, ``data`` itself)."""
         if self._kind is None:
             self._head += data
             if len(self._head) < 4:
@@ -95,18 +117,19 @@ class Decompressor:
                 out.append(self._obj.decompress(data))  # type: ignore[attr-defined]
             except (zlib.error, Exception) as e:  # zstd raises its own ZstdError
                 raise BadLayer(f"invalid {self._kind} stream: {e}") from None
-            data = self._obj.unused_data  # type: ignore[attr-defined]
-            if data and self._kind == "gzip" and not data.strip(b"\0"):
-                data = b""  # trailing zero padding after the last gzip member
-            if data:
+            rest: bytes = self._obj.unused_data  # type: ignore[attr-defined]
+            if rest and self._kind == "gzip" and not rest.strip(b"\0"):
+                rest = b""  # trailing zero padding after the last gzip member
+            if rest:
                 # Concatenated members / frames: a fresh decompressor for the rest.
                 if self._kind == "gzip":
-                    self._obj = zlib.decompressobj(wbits=31)
+                    self._obj = _inflater()
                 else:
                     self._obj = self._zstd.ZstdDecompressor().decompressobj()
-        return b"".join(out)
+            data = rest
+        return out[0] if len(out) == 1 else b"".join(out)
 
-    def close(self) -> bytes:
+    def close(self) -> bytes | memoryview:
         if self._kind is None:
             data, self._head = self._head, b""
             self._start(data)
@@ -153,6 +176,17 @@ def _num(field: bytes) -> int:
 
 def _str(field: bytes) -> str:
     return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _byte_sum(b: bytes) -> int:
+    """sum(b) for at most 256 bytes, in C: Adler-32's low half is 1 + sum(b) mod 65521, and
+    256 * 255 < 65520, so no reduction happens (a 4x faster header check than ``sum``)."""
+    return (zlib.adler32(b) & 0xFFFF) - 1
+
+
+def _header_sum(hdr: bytes) -> int:
+    """A tar header's checksum: its bytes summed with the checksum field read as 8 spaces."""
+    return _byte_sum(hdr[:148]) + 256 + _byte_sum(hdr[156:412]) + _byte_sum(hdr[412:512])
 
 
 def _round(n: int) -> int:
@@ -205,83 +239,118 @@ class TarGuard:
         self.members = 0
 
     def feed(self, data: bytes) -> bytes:
-        buf = self.buf
-        buf += data
-        out: list[bytes] = []
+        return b"".join(self.feed_parts(data))
+
+    def feed_parts(self, data: bytes | memoryview) -> list[bytes | memoryview]:
+        """Like ``feed``, but the safe bytes come as a list of pieces, member data as views
+        into ``data`` (no copy): write them out before ``data`` is reused."""
+        out: list[bytes | memoryview] = []
+        mv = memoryview(data)
+        n = len(mv)
         pos = 0
-        n = len(buf)
-        while True:
-            if self.ended:
-                pos = n
-                break
+        if self.buf:
+            # A header unit straddled the previous piece: complete it from this one.
+            pos = self._complete(mv, out)
+            if self.buf:
+                return out
+        while pos < n and not self.ended:
             if self.left:
                 k = min(self.left, n - pos)
-                if self.forward and k:
-                    out.append(bytes(buf[pos:pos + k]))
+                if self.forward:
+                    out.append(mv[pos:pos + k])
                 pos += k
                 self.left -= k
-                if self.left:
-                    break
                 continue
-            if n - pos < BLOCK:
+            used = self._unit(mv, pos, n, out)
+            if used < 0:
+                self.buf += mv[pos:]
                 break
-            hdr = bytes(buf[pos:pos + BLOCK])
-            if hdr == _ZERO:
-                self.ended = True
-                out.append(_ZERO)
-                pos = n
+            pos += used
+        return out
+
+    def _complete(self, mv: memoryview, out: list[bytes | memoryview]) -> int:
+        """Move just the bytes the pending header unit needs from mv into buf and parse it."""
+        buf = self.buf
+        pos = 0
+        while True:
+            need = self._need(buf, 0, len(buf))
+            if len(buf) >= need:
                 break
-            chk = _num(hdr[148:156])
-            if chk != sum(hdr[:148]) + 256 + sum(hdr[156:]):
-                raise BadLayer("invalid tar header: checksum mismatch")
-            typ = hdr[156:157]
-            size = _num(hdr[124:136])
-            if typ in (b"x", b"g", b"L", b"K"):
-                total = BLOCK + _round(size)
-                if n - pos < total:
-                    break
-                body = bytes(buf[pos + BLOCK:pos + BLOCK + size])
-                if typ == b"x":
-                    self.over.update(_pax(body))
-                elif typ == b"g":
-                    g = _pax(body)
-                    if "path" in g or "linkpath" in g:
-                        raise UnsafeLayer("refusing a global pax header that sets a path")
-                elif typ == b"L":
-                    self.over["path"] = _str(body)
-                else:
-                    self.over["linkpath"] = _str(body)
-                self.pending.append(bytes(buf[pos:pos + total]))
-                pos += total
-                continue
-            need = BLOCK
-            if typ == b"S" and hdr[482]:
-                # Old GNU sparse: extension blocks follow while their byte 504 is set.
-                while True:
-                    if n - pos < need + BLOCK:
-                        need = -1
-                        break
-                    ext = buf[pos + need:pos + need + BLOCK]
-                    need += BLOCK
-                    if not ext[504]:
-                        break
-                if need < 0:
-                    break
-            if "size" in self.over:
-                try:
-                    size = int(self.over["size"])
-                except ValueError:
-                    raise BadLayer("invalid tar header: bad pax size") from None
-            self.forward = self._check(hdr, typ, size)
-            if self.forward:
-                out.extend(self.pending)
-                out.append(bytes(buf[pos:pos + need]))
-            self.pending = []
-            self.over = {}
-            pos += need
-            self.left = _round(size)
-        del buf[:pos]
-        return b"".join(out)
+            take = min(need - len(buf), len(mv) - pos)
+            if take <= 0:
+                return pos
+            buf += mv[pos:pos + take]
+            pos += take
+        used = self._unit(buf, 0, len(buf), out)
+        assert used == len(buf)
+        buf.clear()
+        return pos
+
+    @staticmethod
+    def _need(b: bytearray | memoryview, pos: int, n: int) -> int:
+        """Bytes of the header unit at pos: a header, a pax/GNU extended header with its
+        body, or an old GNU sparse header with its extension blocks (a lower bound while
+        they are incomplete)."""
+        if n - pos < BLOCK:
+            return BLOCK
+        typ = b[pos + 156]
+        if typ in _EXT_TYPES:
+            size = _num(bytes(b[pos + 124:pos + 136]))
+            if size > MAX_EXT_HEADER:
+                raise BadLayer(f"invalid tar header: extended header of {size} bytes is too large")
+            return BLOCK + _round(size)
+        need = BLOCK
+        if typ == 0x53 and b[pos + 482]:  # "S": old GNU sparse, extension blocks follow
+            while True:
+                if n - pos < need + BLOCK:
+                    return need + BLOCK
+                need += BLOCK
+                if not b[pos + need - BLOCK + 504]:
+                    return need
+        return need
+
+    def _unit(self, b: bytearray | memoryview, pos: int, n: int, out: list[bytes | memoryview]) -> int:
+        """Check one header unit at pos; returns the bytes it took, or -1 if incomplete."""
+        need = self._need(b, pos, n)
+        if n - pos < need:
+            return -1
+        hdr = bytes(b[pos:pos + BLOCK])
+        if hdr == _ZERO:
+            self.ended = True
+            out.append(_ZERO)
+            return BLOCK
+        chk = _num(hdr[148:156])
+        if chk != _header_sum(hdr):
+            raise BadLayer("invalid tar header: checksum mismatch")
+        typ = hdr[156:157]
+        size = _num(hdr[124:136])
+        if typ in (b"x", b"g", b"L", b"K"):
+            body = bytes(b[pos + BLOCK:pos + BLOCK + size])
+            if typ == b"x":
+                self.over.update(_pax(body))
+            elif typ == b"g":
+                g = _pax(body)
+                if "path" in g or "linkpath" in g:
+                    raise UnsafeLayer("refusing a global pax header that sets a path")
+            elif typ == b"L":
+                self.over["path"] = _str(body)
+            else:
+                self.over["linkpath"] = _str(body)
+            self.pending.append(bytes(b[pos:pos + need]))
+            return need
+        if "size" in self.over:
+            try:
+                size = int(self.over["size"])
+            except ValueError:
+                raise BadLayer("invalid tar header: bad pax size") from None
+        self.forward = self._check(hdr, typ, size)
+        if self.forward:
+            out.extend(self.pending)
+            out.append(bytes(b[pos:pos + need]))
+        self.pending = []
+        self.over = {}
+        self.left = _round(size)
+        return need
 
     def _check(self, hdr: bytes, typ: bytes, size: int) -> bool:
         """Validate one member; False means drop it (whiteout or aufs metadata)."""
@@ -462,11 +531,19 @@ class _GnuTar:
              "--same-permissions", "--xattrs", "--xattrs-include=*",
              "--xattrs-exclude=trusted.overlay.*", "--warning=no-timestamp",
              "--warning=no-unknown-keyword", "--warning=no-xattr-write"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.err, close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.err, close_fds=True, bufsize=0)
+        self.fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        try:
+            set_pipe_size(self.fd, PIPE_SIZE)  # fewer wake-ups of tar and of us
+        except OSError:
+            pass
 
     def write(self, data: bytes) -> None:
+        self.write_parts([data])
+
+    def write_parts(self, parts: list[bytes | memoryview]) -> None:
         try:
-            self.proc.stdin.write(data)  # type: ignore[union-attr]
+            _writev_all(self.fd, parts)
         except BrokenPipeError:
             self.close()  # raises with tar's message
 
@@ -493,6 +570,25 @@ class _GnuTar:
         self.proc.wait()
 
 
+def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
+    """Write every piece (in IOV_MAX batches), resuming after a short write."""
+    i = 0
+    while i < len(parts):
+        batch = parts[i:i + IOV_MAX]
+        k = os.writev(fd, batch)
+        if k == sum(len(p) for p in batch):
+            i += len(batch)
+            continue
+        while k:
+            n = len(parts[i])
+            if k >= n:
+                k -= n
+                i += 1
+            else:
+                parts[i] = memoryview(parts[i])[k:]
+                k = 0
+
+
 class _PythonApplier:
     """Fallback without GNU tar: spool the checked tar, then apply it member by member."""
 
@@ -503,12 +599,16 @@ class _PythonApplier:
     def write(self, data: bytes) -> None:
         self.spool.write(data)
 
+    def write_parts(self, parts: list[bytes | memoryview]) -> None:
+        for p in parts:
+            self.spool.write(p)
+
     def close(self) -> None:
         self.spool.seek(0)
         root = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         dir_times: list[tuple[list[str], int]] = []
         try:
-            with tarfile.open(fileobj=self.spool, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=self.spool, mode="r|", errorlevel=2) as tar:
                 for m in tar:
                     _apply_member(tar, m, root, dir_times)
             for parts, mtime in reversed(dir_times):
@@ -609,16 +709,20 @@ class LayerWriter:
         self._tail = False  # the tar ended on a block boundary or an end marker
 
     def write(self, data: bytes) -> None:
-        raw = self.dec.feed(data)
-        if raw:
-            self._raw(raw)
+        # Small pieces: the inflated bytes (~2.5x) stay in the CPU cache while they are
+        # hashed, checked and written to tar (docs/performance.md, "Pull to disk").
+        mv = memoryview(data)
+        for i in range(0, len(mv), PIECE):
+            raw = self.dec.feed(mv[i:i + PIECE])
+            if raw:
+                self._raw(raw)
 
-    def _raw(self, raw: bytes) -> None:
+    def _raw(self, raw: bytes | memoryview) -> None:
         self.h.update(raw)
         self.tar_bytes += len(raw)
-        out = self.guard.feed(raw)
+        out = self.guard.feed_parts(raw)
         if out:
-            self.sink.write(out)
+            self.sink.write_parts(out)
 
     def close(self) -> tuple[str, int]:
         try:

@@ -168,10 +168,10 @@ def host_networks(exclude: set[str] = frozenset()) -> list[IPv4Network]:  # type
             continue
         addr = a.get_attr("IFA_ADDRESS")
         if addr and not addr.startswith("127."):
-            out.append(ipaddress.ip_network(f"{addr}/{a['prefixlen']}", strict=False))
+            out.append(ipaddress.IPv4Network(f"{addr}/{a['prefixlen']}", strict=False))
     for r in ipr.get_routes(family=2, table=254):
         dst = r.get_attr("RTA_DST")
         oif = r.get_attr("RTA_OIF")
         if dst and r["dst_len"] > 0 and names.get(oif) not in exclude:
-            out.append(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False))
+            out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
     return out

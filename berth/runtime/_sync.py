@@ -61,7 +61,8 @@ def recv(fd: int) -> Message | None:
     body = _read_exact(fd, int.from_bytes(head, "big"))
     if body is None:
         return None
-    return _decoder.decode(body)
+    message: Message = _decoder.decode(body)
+    return message
 
 
 def wait_byte(fd: int) -> bytes:

@@ -156,7 +156,7 @@ def do_put(path: str, no_overwrite_dir_non_dir: bool, chown_user: str, readonly_
         return m
 
     with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as tar:
-        tar.extractall(full, filter=member_filter, numeric_owner=True)  # type: ignore[arg-type]
+        tar.extractall(full, filter=member_filter, numeric_owner=True)
 
 
 def _readonly(path: str) -> bool:

@@ -18,9 +18,8 @@ import sys
 
 import msgspec
 
-from berth.runtime.shim.protocol import SpawnRequest
-
-_decode = msgspec.json.Decoder(SpawnRequest).decode
+from berth.runtime.shim import protocol
+from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
 
 
 def _preload() -> None:
@@ -52,9 +51,9 @@ def _serve_one(conn: socket.socket, listener: socket.socket) -> None:
             return
         data += chunk
     try:
-        req = _decode(data)
+        req = protocol.decode(data, SpawnRequest)
     except msgspec.DecodeError as e:
-        conn.sendall(b'{"error":"bad spawn request: %s"}\n' % str(e).encode())
+        conn.sendall(protocol.encode(SpawnReply(error=f"bad spawn request: {e}")))
         conn.close()
         return
     pid = os.fork()

@@ -83,7 +83,8 @@ def _parse_kernel(release: str) -> tuple[int, int]:
 @lru_cache(maxsize=4)
 def _load_profile(path: Path) -> dict[str, Any]:
     with open(path, "rb") as f:
-        return json.loads(f.read())
+        profile: dict[str, Any] = json.loads(f.read())
+    return profile
 
 
 def _norm_cap(cap: str) -> str:

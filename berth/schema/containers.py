@@ -84,6 +84,21 @@ class HostConfig(msgspec.Struct):
     OomKillDisable: bool | None = False
     PidsLimit: int | None = None
     Ulimits: list[Any] | None = None
+    Sysctls: dict[str, str] | None = None
+    StorageOpt: dict[str, str] | None = None
+    # Resources berth stores and shows but does not apply (Windows-only or no blkio throttling)
+    BlkioWeightDevice: list[Any] | None = None
+    BlkioDeviceReadBps: list[Any] | None = None
+    BlkioDeviceWriteBps: list[Any] | None = None
+    BlkioDeviceReadIOps: list[Any] | None = None
+    BlkioDeviceWriteIOps: list[Any] | None = None
+    CpuCount: int = 0
+    CpuPercent: int = 0
+    IOMaximumIOps: int = 0
+    IOMaximumBandwidth: int = 0
+    DeviceRequests: list[Any] | None = None
+    KernelMemory: int = 0      # API < 1.42 only
+    KernelMemoryTCP: int = 0
     Init: bool | None = None
     MaskedPaths: list[str] | None = None
     ReadonlyPaths: list[str] | None = None

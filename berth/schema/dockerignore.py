@@ -1,34 +1,47 @@
-"""``.dockerignore`` patterns as Docker's patternmatcher reads and matches them (pure).
+"""``.dockerignore``: Docker's file format and path matching (pure: no I/O, stdlib and
+berth.errors only). One implementation for both sides: the client filters a context
+directory with it before sending it (as the docker CLI does), the builder applies it to
+the context it received (berth.build.dockerignore re-exports it).
 
-Shared by the client, which filters a context directory before sending it (as the docker CLI
-does), and by anything on the daemon side that needs the same rules. Rules:
-
-- ``#`` starts a comment line; blank lines are skipped; surrounding spaces are trimmed.
-- ``!pattern`` is an exception: it re-includes what earlier patterns excluded. The last pattern
-  that matches a path decides.
-- Patterns are cleaned like Go's ``filepath.Clean``; a leading ``/`` is dropped.
-- ``*`` and ``?`` never match ``/``; ``**`` matches any number of directories (also none);
-  ``[a-z]`` and ``[!a-z]`` are character classes; ``\\`` escapes the next character.
-- A path is excluded also when one of its parent directories matches a pattern.
+Follows moby/patternmatcher: ``#`` comment lines and blank lines are skipped, patterns are
+trimmed and cleaned like Go's filepath.Clean (a leading ``/`` and ``./`` are dropped),
+``!`` marks an exception, the last matching pattern wins, ``*`` ``?`` ``[...]`` stay inside
+one path element, ``**`` spans any number of them, and a pattern that matches a directory
+excludes everything below it.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+from dataclasses import dataclass
+
+from berth.errors import InvalidArgument
+
+_REGEX_SPECIAL = frozenset(".+()|{}$")
 
 
-def _clean(path: str) -> str:
-    cleaned = posixpath.normpath(path)
-    if cleaned.startswith("//"):
-        cleaned = cleaned[1:]
-    return cleaned
+class DockerignoreError(InvalidArgument):
+    pass
 
 
-def parse(text: str) -> list[str]:
-    """The patterns of a .dockerignore file, cleaned, exceptions kept as ``!pattern``."""
-    out: list[str] = []
-    for raw in text.splitlines():
+def clean(path: str) -> str:
+    """Go's filepath.Clean for "/" paths."""
+    out = posixpath.normpath(path) if path else "."
+    if out.startswith("//"):
+        out = "/" + out.lstrip("/")
+    return out
+
+
+def parse(text: str | bytes) -> list[str]:
+    """The patterns of a .dockerignore file, in order, as Docker's ReadAll returns them."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    patterns: list[str] = []
+    for raw in text.split("\n"):
+        raw = raw.removesuffix("\r")
         if raw.startswith("#"):
             continue
         pattern = raw.strip()
@@ -38,14 +51,25 @@ def parse(text: str) -> list[str]:
         if invert:
             pattern = pattern[1:].strip()
         if pattern:
-            pattern = _clean(pattern)
+            pattern = clean(pattern)
             if len(pattern) > 1 and pattern.startswith("/"):
                 pattern = pattern[1:]
-        out.append("!" + pattern if invert else pattern)
-    return out
+        patterns.append("!" + pattern if invert else pattern)
+    return patterns
 
 
-def _to_regex(pattern: str) -> re.Pattern[str]:
+@dataclass(frozen=True)
+class Pattern:
+    text: str            # cleaned, without the "!"
+    exclusion: bool      # a "!" exception
+    regex: re.Pattern[str]
+
+    def match(self, path: str) -> bool:
+        return self.regex.match(path) is not None
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """A cleaned pattern as an anchored regular expression (patternmatcher's translation)."""
     out = ["^"]
     i, n = 0, len(pattern)
     while i < n:
@@ -61,6 +85,8 @@ def _to_regex(pattern: str) -> re.Pattern[str]:
                 out.append("[^/]*")
         elif ch == "?":
             out.append("[^/]")
+        elif ch in _REGEX_SPECIAL:
+            out.append("\\" + ch)
         elif ch == "\\":
             if i < n:
                 out.append(re.escape(pattern[i]))
@@ -68,62 +94,112 @@ def _to_regex(pattern: str) -> re.Pattern[str]:
             else:
                 out.append("\\\\")
         elif ch == "[":
-            end = pattern.find("]", i + 1 if i < n and pattern[i] in "!^" else i)
-            if end < 0:
-                out.append("\\[")
-                continue
-            body = pattern[i:end]
-            i = end + 1
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
+            j = _class_end(pattern, i)
+            if j < 0:
+                raise DockerignoreError(f"syntax error in pattern: {pattern!r}")
+            out.append("[" + pattern[i:j] + "]")   # as Docker: "[!a]" is "!" or "a", "[^a]" negates
+            i = j + 1
         else:
             out.append(re.escape(ch))
     out.append("$")
-    return re.compile("".join(out), re.DOTALL)
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error:
+        raise DockerignoreError(f"syntax error in pattern: {pattern!r}") from None
 
 
-class _Pattern:
-    __slots__ = ("text", "exclusion", "regex")
-
-    def __init__(self, text: str) -> None:
-        self.exclusion = text.startswith("!")
-        self.text = text[1:] if self.exclusion else text
-        self.regex = _to_regex(self.text)
-
-    def match(self, path: str) -> bool:
-        return self.regex.match(path) is not None
+def _class_end(pattern: str, i: int) -> int:
+    """Index of the "]" closing a class that starts at ``i`` (after "["), or -1."""
+    j = i
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    while j < len(pattern):
+        if pattern[j] == "\\":
+            j += 2
+            continue
+        if pattern[j] == "]":
+            return j
+        j += 1
+    return -1
 
 
 class Matcher:
-    """Decides which context paths (relative, ``/``-separated) a set of patterns excludes."""
+    """Decides which context paths a .dockerignore excludes."""
 
     def __init__(self, patterns: list[str]) -> None:
-        self.patterns = [_Pattern(p) for p in patterns if p not in ("", "!")]
-        self.has_exclusions = any(p.exclusion for p in self.patterns)
+        self.patterns: list[Pattern] = []
+        for p in patterns:
+            p = p.strip()
+            if not p:
+                continue
+            exclusion = p.startswith("!")
+            if exclusion:
+                p = p[1:]
+                if not p:
+                    raise DockerignoreError('illegal exclusion pattern: "!"')
+            p = clean(p)
+            if len(p) > 1 and p.startswith("/"):
+                p = p[1:]
+            self.patterns.append(Pattern(p, exclusion, compile_pattern(p)))
+
+    @property
+    def exclusions(self) -> bool:
+        return any(p.exclusion for p in self.patterns)
+
+    has_exclusions = exclusions
 
     def excluded(self, relpath: str, is_dir: bool = False) -> bool:
-        path = _clean(relpath).lstrip("/")
-        parents = path.split("/")[:-1]
+        """Docker's MatchesOrParentMatches: a pattern matching a parent matches the path."""
+        path = _relative(relpath)
+        if path == ".":
+            return False
+        parent = posixpath.dirname(path)
+        parents = parent.split("/") if parent else []
         matched = False
-        for pat in self.patterns:
-            hit = pat.match(path)
-            if not hit and parents:
-                hit = any(pat.match("/".join(parents[:k])) for k in range(1, len(parents) + 1))
+        for pattern in self.patterns:
+            if pattern.exclusion != matched:
+                continue
+            hit = pattern.match(path)
+            if not hit:
+                for k in range(1, len(parents) + 1):
+                    if pattern.match("/".join(parents[:k])):
+                        hit = True
+                        break
             if hit:
-                matched = not pat.exclusion
+                matched = not pattern.exclusion
         return matched
 
     def may_contain_included(self, reldir: str) -> bool:
-        """Must the walk descend into this excluded directory (an exception may re-include)?"""
-        if not self.has_exclusions:
+        """Could an excluded directory still hold a path an ``!`` exception brings back?
+        (False means the walk can skip the directory entirely.)"""
+        d = _relative(reldir)
+        if d == ".":
+            return True
+        dparts = d.split("/")
+        for pattern in self.patterns:
+            if not pattern.exclusion:
+                continue
+            if _could_match_below(pattern.text, dparts):
+                return True
+        return False
+
+
+def _could_match_below(pattern: str, dparts: list[str]) -> bool:
+    pparts = pattern.split("/")
+    for k, dpart in enumerate(dparts):
+        if k >= len(pparts):
+            return False        # the pattern stops above this directory
+        if "**" in pparts[k]:
+            return True         # "**" can reach anything below
+        if not compile_pattern(pparts[k]).match(dpart):
             return False
-        prefix = _clean(reldir).lstrip("/") + "/"
-        return any(p.exclusion and (p.text + "/").startswith(prefix) or
-                   p.exclusion and _has_wildcard_before(p.text, prefix) for p in self.patterns)
+    return len(pparts) >= len(dparts)
 
 
-def _has_wildcard_before(text: str, prefix: str) -> bool:
-    """An exception like ``!**/keep`` or ``!*/keep`` may match under any directory."""
-    literal = re.split(r"[*?\[\\]", text, maxsplit=1)[0]
-    return len(literal) < len(text) and prefix.startswith(literal)
+def _relative(path: str) -> str:
+    path = clean(path)
+    while path.startswith("/"):
+        path = path[1:]
+    return path or "."

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -54,23 +55,27 @@ class Database:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        # One connection serves the loop and worker threads (pull and push workers record
+        # sources and blobs): a transaction is one thread's at a time.
+        self._tx_lock = threading.Lock()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+        with self._tx_lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
 
-    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, args).fetchall()
 
-    def one(self, sql: str, args: tuple = ()) -> tuple | None:
-        return self.conn.execute(sql, args).fetchone()
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        return cast("tuple[Any, ...] | None", self.conn.execute(sql, args).fetchone())
 
     def close(self) -> None:
         self.conn.close()

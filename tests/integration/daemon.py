@@ -29,7 +29,8 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 class Daemon:
     def __init__(self, base: Path | None = None, env: dict[str, str] | None = None, netns: str = "",
-                 args: list[str] | None = None):
+                 args: list[str] | None = None, code: Path | None = None):
+        self.code = code or ROOT  # the tree whose berth runs (another version: upgrade tests)
         self.extra_env = env or {}
         self.extra_args = list(args or [])  # more berthd flags, e.g. ["--live-restore=false"]
         self.netns = netns      # a named netns (``ip netns add``) berthd runs in; "" = the host's
@@ -63,7 +64,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [*enter, sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
              "--exec-root", str(self.exec_root), "--log-level", "debug", *self.extra_args],
-            stdout=logf, stderr=logf, cwd=ROOT, env={**os.environ, **self.extra_env})
+            stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.extra_env})
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"berthd exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")

@@ -97,6 +97,24 @@ class Response:
             self.conn.close()
 
 
+_TLS: dict[bool, ssl.SSLContext] = {}
+_TLS_LOCK = threading.Lock()
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """One shared client context per mode: loading the system CAs costs ~0.1 s of CPU, which
+    every pull from an insecure registry paid (its HTTPS probe) before its first request."""
+    with _TLS_LOCK:
+        ctx = _TLS.get(verify)
+        if ctx is None:
+            ctx = ssl.create_default_context()
+            if not verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            _TLS[verify] = ctx
+        return ctx
+
+
 class Registry:
     def __init__(self, host: str, creds: Credentials | None = None, opts: Options | None = None,
                  scheme: str | None = None, path_prefix: str = ""):
@@ -121,10 +139,7 @@ class Registry:
 
     def _new_conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         if scheme == "https":
-            ctx = ssl.create_default_context()
-            if self._insecure and netloc == self.host:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
+            ctx = _tls_context(verify=not (self._insecure and netloc == self.host))
             return http.client.HTTPSConnection(netloc, timeout=self.opts.timeout, context=ctx)
         return http.client.HTTPConnection(netloc, timeout=self.opts.timeout)
 

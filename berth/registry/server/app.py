@@ -12,47 +12,27 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from berth.registry.server import auth as authz
+from berth.registry.server import h_blobs, h_listing, h_manifests, h_token, h_uploads
 from berth.registry.server.config import Config
-from berth.registry.server.errors import (Denied, NotFoundPath, RegistryError, Unauthorized,
-                                          Unsupported, status_of)
+from berth.registry.server.context import (ACCOUNT, API_VERSION, GRANTED, REGISTRY, Handler,
+                                           Registry, authenticate, challenge, error_response)
+from berth.registry.server.errors import NotFoundPath, RegistryError, Unauthorized, Unsupported
 from berth.registry.server.metrics import Metrics
 from berth.registry.server.names import check_name
 from berth.registry.server.storage import Storage
 from berth.registry.server.uploads import Uploads
 
+__all__ = ["ACCOUNT", "GRANTED", "REGISTRY", "Registry", "access_logger_class", "authenticate",
+           "error_response", "make_app"]
+
 log = logging.getLogger("berth.registry")
-API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
-
-
-@dataclass
-class Registry:
-    """Everything a handler needs; built once by ``make_app``."""
-
-    config: Config
-    storage: Storage
-    uploads: Uploads
-    auth: authz.Mode
-    metrics: Metrics
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="registry-io"))
-
-    @property
-    def read_only(self) -> bool:
-        return self.config.read_only
-
-
-REGISTRY = web.AppKey("registry", Registry)
-ACCOUNT = web.RequestKey("account", str)  # who made the request, for the access log
-GRANTED = web.RequestKey("granted", frozenset)  # actions granted on the request's repository
-
-Handler = Callable[[web.Request, Registry, dict[str, str]], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -62,8 +42,6 @@ class Route:
 
 
 def _routes() -> list[Route]:
-    from berth.registry.server import h_blobs, h_listing, h_manifests, h_uploads
-
     def p(suffix: str) -> re.Pattern[str]:
         return re.compile(rf"/v2/(?P<name>.+)/{suffix}")
 
@@ -87,15 +65,6 @@ def _routes() -> list[Route]:
 # -- errors ---------------------------------------------------------------------------------
 
 
-def error_response(err: RegistryError) -> web.Response:
-    body = {"errors": [{"code": err.code, "message": err.message, "detail": err.detail}]}
-    resp = web.json_response(body, status=status_of(err))
-    if err.challenge:
-        resp.headers["WWW-Authenticate"] = err.challenge
-    resp.headers[API_VERSION[0]] = API_VERSION[1]
-    return resp
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     try:
@@ -112,95 +81,6 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
                                               "detail": None}]}, status=500)
 
 
-# -- auth -----------------------------------------------------------------------------------
-
-
-def _challenge(reg: Registry, request: web.Request, scope: authz.Scope | None,
-               error: str = "") -> str:
-    mode = reg.auth
-    if mode.kind == "basic":
-        return f'Basic realm="{mode.realm}"'
-    realm = mode.token_realm or f"{request.scheme}://{request.host}{mode.token_path}"
-    assert mode.tokens is not None
-    value = f'Bearer realm="{realm}",service="{mode.tokens.service}"'
-    if scope is not None:
-        value += f',scope="{scope}"'
-    if error:
-        value += f',error="{error}"'
-    return value
-
-
-def _needed(scope: authz.Scope | None) -> object:
-    if scope is None:
-        return None
-    return [{"Type": scope.type, "Name": scope.name, "Action": a} for a in sorted(scope.actions)]
-
-
-async def authenticate(request: web.Request, reg: Registry,
-                       scope: authz.Scope | None) -> tuple[str, frozenset[str]]:
-    """Check the request's credentials against scope; return (account, actions granted on the
-    scope's repository).
-
-    Raises:
-        Unauthorized: no, wrong or expired credentials.
-        Denied: an account the access rules do not allow (Basic), or a token without the
-            scope (Bearer).
-    """
-    mode = reg.auth
-    wanted = scope.actions if scope else frozenset()
-    if mode.kind == "none":
-        return "", frozenset(authz.ACTIONS)
-    header = request.headers.get("Authorization", "")
-    if mode.kind == "basic":
-        account = await _basic_account(request, reg, header)
-        request[ACCOUNT] = account or ""
-        if account is None:
-            raise Unauthorized(challenge=_challenge(reg, request, scope), detail=_needed(scope))
-        granted = reg.auth.rules.allowed(account, scope.name) if scope else frozenset()
-        if not wanted <= granted:
-            if account == authz.ANONYMOUS:
-                raise Unauthorized(challenge=_challenge(reg, request, scope),
-                                   detail=_needed(scope))
-            raise Denied(detail=_needed(scope))
-        return account, granted
-    scheme, _, token = header.partition(" ")
-    claims = mode.tokens.verify(token.strip()) if mode.tokens and scheme.lower() == "bearer" else None
-    if claims is None:
-        error = "invalid_token" if header else ""
-        raise Unauthorized(challenge=_challenge(reg, request, scope, error), detail=_needed(scope))
-    account, scopes = claims
-    request[ACCOUNT] = account
-    granted = frozenset()
-    if scope is not None:
-        for s in scopes:
-            if s.type == scope.type and s.name == scope.name:
-                granted |= s.actions
-        if not wanted <= granted and "*" not in granted:
-            # RFC 6750 section 3.1: a valid token without the scope is a 403, with a challenge
-            # naming the scope so that a client may fetch a better token
-            raise Denied(challenge=_challenge(reg, request, scope, "insufficient_scope"),
-                         detail=_needed(scope))
-    return account, granted
-
-
-async def _basic_account(request: web.Request, reg: Registry, header: str) -> str | None:
-    """The account of Basic credentials; ANONYMOUS when none were sent; None when wrong."""
-    if not header:
-        return authz.ANONYMOUS
-    creds = authz.parse_basic(header)
-    htpasswd = reg.auth.htpasswd
-    if creds is None or htpasswd is None:
-        return None
-    user, password = creds
-    if not user and not password:  # what some clients send after a Basic challenge
-        return authz.ANONYMOUS
-    if htpasswd.cached(user, password):
-        return user
-    loop = asyncio.get_running_loop()
-    ok = await loop.run_in_executor(reg.executor, htpasswd.check, user, password)
-    return user if ok else None
-
-
 # -- dispatch -------------------------------------------------------------------------------
 
 
@@ -208,14 +88,12 @@ async def v2_root(request: web.Request) -> web.StreamResponse:
     reg = request.app[REGISTRY]
     account, _ = await authenticate(request, reg, None)
     if reg.auth.kind == "basic" and account == authz.ANONYMOUS:
-        raise Unauthorized(challenge=_challenge(reg, request, None))
+        raise Unauthorized(challenge=challenge(reg, request, None))
     request[ACCOUNT] = account
     return web.json_response({}, headers=dict([API_VERSION]))
 
 
 async def catalog(request: web.Request) -> web.StreamResponse:
-    from berth.registry.server import h_listing
-
     reg = request.app[REGISTRY]
     scope = authz.Scope("registry", "catalog", frozenset({"*"}))
     if reg.auth.kind == "bearer":
@@ -223,7 +101,7 @@ async def catalog(request: web.Request) -> web.StreamResponse:
     else:
         account, _ = await authenticate(request, reg, None)
         if reg.auth.kind == "basic" and account == authz.ANONYMOUS:
-            raise Unauthorized(challenge=_challenge(reg, request, None))
+            raise Unauthorized(challenge=challenge(reg, request, None))
     request[ACCOUNT] = account
     return await h_listing.catalog(request, reg, account)
 
@@ -295,10 +173,6 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(config: Config, storage: Storage | None = None) -> web.Application:
-    from pathlib import Path
-
-    from berth.registry.server import h_token
-
     storage = storage or Storage(Path(config.root), fsync=config.storage.fsync)
     reg = Registry(config=config, storage=storage, uploads=Uploads(storage),
                    auth=authz.Mode.from_config(config.auth, config.access), metrics=Metrics())

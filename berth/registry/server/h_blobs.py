@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.registry.server.app import Registry
+from berth.registry.server.context import Registry
 from berth.registry.server.errors import Unsupported
 from berth.registry.server.names import parse_digest
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from berth.registry.server.app import Registry
+from berth.registry.server.context import Registry
 from berth.registry.server.errors import PaginationNumberInvalid
 from berth.registry.server.manifests import OCI_INDEX
 from berth.registry.server.names import parse_digest

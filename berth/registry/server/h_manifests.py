@@ -6,7 +6,7 @@ from aiohttp import web
 
 from berth.registry.server import manifests
 from berth.registry.server._body import read_limited
-from berth.registry.server.app import Registry
+from berth.registry.server.context import Registry
 from berth.registry.server.errors import (BlobUnknown, DigestInvalid, ManifestBlobUnknown,
                                           ManifestInvalid, ManifestUnknown, RegistryError,
                                           TooLarge, Unsupported)

@@ -9,7 +9,7 @@ import datetime
 from aiohttp import web
 
 from berth.registry.server import auth as authz
-from berth.registry.server.app import ACCOUNT, REGISTRY, Registry, error_response
+from berth.registry.server.context import ACCOUNT, REGISTRY, Registry, error_response
 from berth.registry.server.errors import Unauthorized
 
 

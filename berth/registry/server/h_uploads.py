@@ -11,7 +11,7 @@ from aiohttp import web
 
 from berth.registry.server import auth as authz
 from berth.registry.server._body import stream_into
-from berth.registry.server.app import Registry, authenticate
+from berth.registry.server.context import Registry, authenticate
 from berth.registry.server.errors import (DigestInvalid, RangeInvalid, RegistryError,
                                           SizeInvalid)
 from berth.registry.server.names import check_name, parse_digest

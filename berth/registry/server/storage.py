@@ -15,6 +15,9 @@
       writers.lock                          shared flock held by every server that may write;
                                             gc takes it exclusively (see gc.py)
 
+Blobs live in the content store shared with the engine (``berth.image.content``, with the
+registry's fan-out layout); this module adds repositories, links and tags around it.
+
 Every write goes to a temporary name in the target's directory and is renamed into place, in
 an order that never shows a half-made object: a blob is complete before it is linked, a
 manifest's blob before its revision link, the revision before its tag. What a crash leaves is
@@ -28,17 +31,10 @@ import errno
 import os
 from pathlib import Path
 
-from berth.registry.server.errors import (BlobUnknown, ManifestUnknown, NameUnknown)
-from berth.registry.server.names import parse_digest
+from berth.image.content import ContentStore, NoSuchBlob
+from berth.registry.server.errors import BlobUnknown, ManifestUnknown, NameUnknown
+from berth.registry.server.names import ALGORITHMS, parse_digest
 from berth.state.atomic import write_atomic
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Storage:
@@ -48,7 +44,9 @@ class Storage:
     def __init__(self, root: Path, fsync: bool = False) -> None:
         self.root = root
         self.fsync = fsync
-        self.blobs = root / "blobs"
+        self.content = ContentStore(root, fanout=True, algorithms=ALGORITHMS, fsync=fsync,
+                                    ingest=False)
+        self.blobs = self.content.blobs
         self.repos = root / "repositories"
         self.uploads = root / "uploads"
         for path in (self.blobs, self.repos, self.uploads):
@@ -58,8 +56,8 @@ class Storage:
     # -- paths -------------------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> Path:
-        alg, hexpart = parse_digest(digest)
-        return self.blobs / alg / hexpart[:2] / hexpart
+        parse_digest(digest)
+        return self.content.path(digest)
 
     def repo_dir(self, repo: str) -> Path:
         return self.repos / repo
@@ -90,43 +88,28 @@ class Storage:
 
     def blob_size(self, digest: str) -> int | None:
         """Size of the stored blob, or None when the registry does not hold it."""
+        parse_digest(digest)
         try:
-            return self.blob_path(digest).stat().st_size
-        except FileNotFoundError:
+            return self.content.size(digest)
+        except NoSuchBlob:
             return None
 
     def commit_blob(self, src: Path, digest: str) -> None:
         """Move a verified file into the blob store (read-only). If the blob is already there
         (same digest, same bytes) the source is removed instead."""
-        dest = self.blob_path(digest)
-        if dest.exists():
-            src.unlink(missing_ok=True)
-            return
-        os.chmod(src, 0o444)
-        if self.fsync:
-            fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        try:
-            os.replace(src, dest)
-        except FileNotFoundError:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
-        if self.fsync:
-            _fsync_dir(dest.parent)
+        parse_digest(digest)
+        self.content.commit_file(src, digest)
 
     def put_blob_bytes(self, digest: str, data: bytes) -> None:
         """Store small content (a manifest) whose digest the caller has computed."""
-        path = self.blob_path(digest)
-        if not path.exists():
-            self._write(path, data, mode=0o444)
+        parse_digest(digest)
+        self.content.put(data, expected=digest)
 
     def read_blob(self, digest: str) -> bytes:
+        parse_digest(digest)
         try:
-            return self.blob_path(digest).read_bytes()
-        except FileNotFoundError:
+            return self.content.read(digest)
+        except NoSuchBlob:
             raise BlobUnknown(detail={"digest": digest}) from None
 
     def linked(self, repo: str, digest: str) -> bool:
@@ -300,13 +283,7 @@ class Storage:
 
     def blob_digests(self) -> list[str]:
         """Every blob in the store (for gc)."""
-        out = []
-        for alg in _listdir(self.blobs):
-            for prefix in _listdir(self.blobs / alg):
-                for hexpart in _listdir(self.blobs / alg / prefix):
-                    if not hexpart.startswith("."):
-                        out.append(f"{alg}:{hexpart}")
-        return out
+        return self.content.all()
 
 
 def _listdir(path: Path) -> list[str]:

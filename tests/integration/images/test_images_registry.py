@@ -119,7 +119,7 @@ def test_shared_base_layer_stored_once(berthd, busybox, registry, layout, skopeo
     assert "Already exists" in p.stdout
     assert layer_count(berthd) == before + 3
     df = json.loads(berthd.request("GET", "/system/df")[1])
-    shared = {i["RepoTags"][0]: i["SharedSize"] for i in df["Images"] if i["RepoTags"][0].startswith(registry.host)}
+    shared = {i["RepoTags"][0]: i["SharedSize"] for i in df["Images"] if i["RepoTags"] and i["RepoTags"][0].startswith(registry.host)}
     assert shared[f"{registry.host}/shared:a"] == 1000 == shared[f"{registry.host}/shared:b"]
     assert docker("rmi", f"{registry.host}/shared:a").returncode == 0
     assert layer_count(berthd) == before + 2
@@ -199,8 +199,10 @@ def test_login_and_auth_flows(berthd, busybox, auth_registry, berth, docker, tmp
     berth("rmi", ref)
     # The docker CLI logs in through POST /auth and sends X-Registry-Auth itself.
     env_cfg = tmp_path / "dockercfg2"
-    dk = lambda *a, input=None: subprocess.run(["docker", *a], env=dict(berthd.env, DOCKER_CONFIG=str(env_cfg)),
-                                              input=input, capture_output=True, text=True, timeout=60)
+    def dk(*a, input=None):
+        return subprocess.run(["docker", *a], env=dict(berthd.env, DOCKER_CONFIG=str(env_cfg)),
+                              input=input, capture_output=True, text=True, timeout=60)
+
     p = dk("login", "-u", "tester", "--password-stdin", auth_registry.host, input="s3cret\n")
     assert p.returncode == 0 and "Login Succeeded" in p.stdout, p.stderr
     p = dk("pull", ref)

@@ -84,7 +84,7 @@ def test_stats_no_stream_and_events(berthd, docker, name, busybox):
         assert a in actions, (a, actions)
     r = subprocess.run(BERTH + ["events", "--since", str(int(since)), "--until", "0s", "--filter", "event=pause"],
                        env=berthd.env, capture_output=True, text=True, timeout=20)
-    assert f"container pause" in r.stdout and f"name={name}" in r.stdout
+    assert "container pause" in r.stdout and f"name={name}" in r.stdout
 
 
 def test_events_stream_live(berthd, docker, name, busybox):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from berth.client import credentials
 from berth.engine.distribution import progress_bar
 from berth.errors import NotFound, Unsupported
 from berth.oci import manifest as mf
@@ -63,15 +64,20 @@ def test_challenge_and_registry_auth():
 def test_config_file_roundtrip(tmp_path):
     p = tmp_path / "config.json"
     p.write_text(json.dumps({"auths": {}, "psFormat": "keep me"}))
-    auth.store("127.0.0.1:5000", auth.Credentials("u", "p"), p)
-    auth.store("docker.io", auth.Credentials("hub", "pw"), p)
+    credentials.store("127.0.0.1:5000", "u", "p", path=p)
+    credentials.store("docker.io", "hub", "pw", path=p)
     doc = json.loads(p.read_text())
     assert doc["psFormat"] == "keep me"
     assert doc["auths"]["127.0.0.1:5000"]["auth"] == base64.b64encode(b"u:p").decode()
     assert "https://index.docker.io/v1/" in doc["auths"]
-    assert auth.lookup("127.0.0.1:5000", p).password == "p"
-    assert auth.lookup("docker.io", p).username == "hub"
-    assert auth.erase("127.0.0.1:5000", p) and auth.lookup("127.0.0.1:5000", p) is None
+    assert credentials.lookup("127.0.0.1:5000", p)["password"] == "p"
+    hub = credentials.lookup("docker.io", p)
+    assert hub is not None and hub["username"] == "hub"
+    header = credentials.registry_auth_header(hub)
+    assert auth.decode_registry_auth(header) == auth.Credentials(
+        "hub", "pw", serveraddress="https://index.docker.io/v1/")
+    assert auth.decode_registry_auth(credentials.registry_auth_header(None)).empty
+    assert credentials.erase("127.0.0.1:5000", p) and credentials.lookup("127.0.0.1:5000", p) is None
 
 
 def test_insecure_registries():

@@ -54,12 +54,15 @@ def apply(data: bytes, dest: Path) -> tuple[str, int]:
     return apply_layer(io.BytesIO(data), dest)
 
 
+# A name no other process uses, so a stray /tmp entry cannot fail (or hide) an escape.
+X = f"berth-hostile-{os.getpid()}"
+
 HOSTILE = {
-    "dotdot": [("../x", b"x")],
-    "dotdot-deep": [("a/../../x", b"x")],
-    "absolute": [("/x", b"x")],
-    "symlink-through": [ti("l", tarfile.SYMTYPE, "/tmp"), ("l/x", b"x")],
-    "symlink-through-rel": [ti("d", tarfile.DIRTYPE), ti("d/l", tarfile.SYMTYPE, "../.."), ("d/l/x", b"x")],
+    "dotdot": [(f"../{X}", b"x")],
+    "dotdot-deep": [(f"a/../../{X}", b"x")],
+    "absolute": [(f"/{X}", b"x")],
+    "symlink-through": [ti("l", tarfile.SYMTYPE, "/tmp"), (f"l/{X}", b"x")],
+    "symlink-through-rel": [ti("d", tarfile.DIRTYPE), ti("d/l", tarfile.SYMTYPE, "../.."), (f"d/l/{X}", b"x")],
     "hardlink-out": [ti("h", tarfile.LNKTYPE, "../../etc/passwd")],
     "hardlink-abs": [ti("h", tarfile.LNKTYPE, "/etc/passwd")],
     "hardlink-unknown": [ti("h", tarfile.LNKTYPE, "etc/passwd")],
@@ -73,7 +76,7 @@ def test_hostile_refused_nothing_outside(tmp_path, engine, case):
     dest = tmp_path / "layer"
     with pytest.raises(UnsafeLayer):
         apply(tar(("first", b"1"), *HOSTILE[case]), dest)
-    assert not (tmp_path / "x").exists() and not Path("/tmp/x").exists()
+    assert not (tmp_path / X).exists() and not (Path("/tmp") / X).exists() and not (Path("/") / X).exists()
     assert sorted(os.listdir(tmp_path)) == ["layer"]
 
 

@@ -1,0 +1,72 @@
+"""The API's application context and its route tables.
+
+``App`` is everything a handler may use: the engine objects, built once by ``daemon.main.wire``.
+A handler is a module-level function ``async def h(app: App, req: Request)``; each resource
+module lists its routes in ``ROUTES`` and ``register`` binds them to one ``App``::
+
+    ROUTES: Routes = [("GET", "/volumes/{name}", inspect), ...]
+    register(router, app, volumes.ROUTES)
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from berth.api.http import Request, Response, Router, StreamResponse
+
+if TYPE_CHECKING:  # the engine is imported by daemon.main before the API is built
+    from berth.build.admin import BuildAdmin
+    from berth.build.builder import Builder
+    from berth.engine.archive import Archives
+    from berth.engine.attachments import Attachments
+    from berth.engine.containers import Containers
+    from berth.engine.distribution import Distribution
+    from berth.engine.events import Events
+    from berth.engine.exec import Execs
+    from berth.engine.health import HealthMonitor
+    from berth.engine.images import ImageFiles, Images
+    from berth.engine.networks import Networks
+    from berth.engine.volumes import Volumes
+
+
+@dataclass
+class App:
+    """What the API handlers use, wired by the daemon."""
+
+    root: Path                  # the data root (``DockerRootDir`` in /info)
+    daemon_id: str
+    cgroup_version: str
+    containers: Containers
+    images: Images
+    image_files: ImageFiles
+    distribution: Distribution
+    events: Events
+    execs: Execs
+    archives: Archives
+    health: HealthMonitor
+    networks: Networks
+    volumes: Volumes
+    attachments: Attachments
+    builder: Builder
+    build_admin: BuildAdmin
+    live_restore: bool = True
+    started: float = field(default_factory=time.time)
+
+
+Handler = Callable[[App, Request], Awaitable["Response | StreamResponse | None"]]
+Routes = list[tuple[str, str, Handler]]
+
+
+def register(router: Router, app: App, routes: Iterable[tuple[str, str, Handler]]) -> None:
+    """Add each (method, path pattern, handler) of ``routes`` to ``router``, bound to ``app``."""
+    for method, pattern, handler in routes:
+        router.add(method, pattern, functools.partial(handler, app))
+
+
+def no_content() -> Response:
+    return Response(204, b"", content_type=None)

@@ -1,0 +1,231 @@
+"""/containers endpoints that move bytes: attach (hijacked), logs and stats (streamed), the
+archive (``docker cp``), changes and top."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from berth.api.app import App, Routes
+from berth.api.http import Request, Response, StreamResponse
+from berth.api.shape import json_response
+from berth.engine import stats as st
+from berth.engine.logdrivers import ReadNotSupported
+from berth.engine.logs import LogReader
+from berth.engine.model import Container
+from berth.engine.top import top as ps_top
+from berth.errors import InvalidArgument
+from berth.schema import detachkeys
+from berth.schema.stdcopy import frame
+
+_enc = msgspec.json.Encoder()
+
+
+def stream_type(req: Request, c: Container) -> str:
+    """Raw with a tty (and before API 1.42), else stdcopy-multiplexed."""
+    return "application/vnd.docker.raw-stream" if c.config.Tty or not req.version_at_least("1.42") \
+        else "application/vnd.docker.multiplexed-stream"
+
+
+async def stats(app: App, req: Request) -> StreamResponse:
+    engine = app.containers
+    c = engine.get(req.match["id"])
+    stream = req.flag("stream", True)
+    one_shot = req.flag("one-shot")
+    ncpu = st.online_cpus()
+    loop = asyncio.get_running_loop()
+
+    async def take() -> dict[str, object]:
+        cur = engine.by_id.get(c.id) or c
+        raw = await loop.run_in_executor(None, st.raw_stats, cur)
+        return st.sample(cur, raw, ncpu)
+
+    resp = StreamResponse(req)
+    await resp.prepare()
+    prev = await take()
+    if not stream and not one_shot:
+        await asyncio.sleep(1.0)  # dockerd answers with two samples, a second apart
+    elif not stream:
+        await resp.write(_enc.encode(prev) + b"\n")
+        await resp.finish()
+        return resp
+    while True:
+        cur = await take()
+        cur["precpu_stats"] = prev["cpu_stats"]
+        cur["preread"] = prev["read"]
+        await resp.write(_enc.encode(cur) + b"\n")
+        if not stream or not engine.by_id.get(c.id) or not engine.by_id[c.id].running:
+            break
+        prev = cur
+        await asyncio.sleep(1.0)
+    await resp.finish()
+    return resp
+
+
+async def changes(app: App, req: Request) -> Response:
+    return json_response([{"Path": ch.path, "Kind": ch.kind} for ch in app.archives.changes(req.match["id"])])
+
+
+def _stat_header(stat: dict[str, object]) -> dict[str, str]:
+    return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode()).decode()}
+
+
+async def archive_head(app: App, req: Request) -> Response:
+    stat = await app.archives.stat(req.match["id"], req.query.get("path", ""))
+    return Response(200, b"", content_type=None, headers=_stat_header(stat))
+
+
+async def archive_get(app: App, req: Request) -> StreamResponse:
+    stat, body = await app.archives.get(req.match["id"], req.query.get("path", ""))
+    resp = StreamResponse(req, content_type="application/x-tar", headers=_stat_header(stat))
+    await resp.prepare()
+    async for chunk in body:
+        await resp.write(chunk)
+    await resp.finish()
+    return resp
+
+
+async def request_body(req: Request) -> AsyncIterator[bytes]:
+    while chunk := await req.read_chunk():
+        yield chunk
+
+
+async def archive_put(app: App, req: Request) -> Response:
+    await app.archives.put(req.match["id"], req.query.get("path", ""), request_body(req),
+                           req.flag("noOverwriteDirNonDir"), req.flag("copyUIDGID"))
+    return Response(200, b"", content_type=None)
+
+
+async def top(app: App, req: Request) -> Response:
+    titles, procs = await ps_top(app.containers, req.match["id"], req.query.get("ps_args") or "-ef")
+    return json_response({"Titles": titles, "Processes": procs})
+
+
+async def logs(app: App, req: Request) -> StreamResponse:
+    engine = app.containers
+    c = engine.get(req.match["id"])
+    stdout, stderr = req.flag("stdout"), req.flag("stderr")
+    if not (stdout or stderr):
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    if c.host_config.LogConfig.Type == "none":
+        raise ReadNotSupported()
+    tail_s = req.query.get("tail", "all")
+    try:
+        tail = None if tail_s in ("all", "") else int(tail_s)
+    except ValueError:
+        tail = None
+    reader = LogReader(engine.data.container(c.id).log, stdout, stderr, req.query.get("since"),
+                       req.query.get("until"), req.flag("timestamps"), tail)
+    resp = StreamResponse(req, content_type=stream_type(req, c))
+    await resp.prepare()
+    cid = c.id
+
+    def running() -> bool:
+        cur = engine.by_id.get(cid)
+        return cur is not None and (cur.running or cur.state.starting)
+
+    async for chunk in reader.chunks(req.flag("follow"), running, raw=c.config.Tty):
+        await resp.write(chunk)
+    await resp.finish()
+    return resp
+
+
+async def attach(app: App, req: Request) -> None:
+    engine = app.containers
+    c = engine.get(req.match["id"])
+    stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
+    keys = b""
+    if stdin and c.config.Tty:
+        try:
+            keys = detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+    req.hijack(stream_type(req, c))
+    await req.head_read()
+    if req.flag("logs"):
+        reader = LogReader(engine.data.container(c.id).log, stdout, stderr, None, None, False, None)
+        async for stream, data in reader.read(False, lambda: False):
+            req.writer.write(data if c.config.Tty else frame(stream, data))
+        await req.writer.drain()
+    if not req.flag("stream"):
+        req.writer.close()
+        return
+    try:
+        shim_r, shim_w = await engine.attach_stream(c.id, stdin, stdout, stderr)
+    except (asyncio.CancelledError, Exception):
+        req.writer.close()
+        return
+    await relay(req.reader, req.writer, shim_r, shim_w, stdin, keys)
+
+
+async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
+                shim_r: asyncio.StreamReader, shim_w: asyncio.StreamWriter, stdin: bool,
+                detach_keys: bytes = b"") -> None:
+    """Pump bytes both ways until the container's output ends (or the client leaves, or types
+    the detach keys: then its stream ends and the container keeps running)."""
+    matcher = detachkeys.Matcher(detach_keys)
+    detached = False
+
+    async def upstream() -> None:
+        nonlocal detached
+        try:
+            while True:
+                data = await client_r.read(65536)
+                if not data:
+                    break
+                if stdin:
+                    data, detached = matcher.feed(data)
+                    if data:
+                        shim_w.write(data)
+                        await shim_w.drain()
+                    if detached:
+                        down.cancel()
+                        return
+        except (ConnectionError, OSError):
+            pass
+        try:
+            shim_w.write_eof()  # "no more stdin from me"; output keeps flowing
+        except (OSError, RuntimeError):
+            pass
+
+    async def downstream() -> None:
+        try:
+            while True:
+                data = await shim_r.read(65536)
+                if not data:
+                    break
+                client_w.write(data)
+                await client_w.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    down = asyncio.ensure_future(downstream())
+    up = asyncio.ensure_future(upstream())
+    try:
+        await down
+    except asyncio.CancelledError:
+        if not detached:
+            raise
+    finally:
+        up.cancel()
+        shim_w.close()
+        try:
+            client_w.close()
+        except Exception:
+            pass
+
+
+ROUTES: Routes = [
+    ("GET", "/containers/{id}/stats", stats),
+    ("GET", "/containers/{id}/changes", changes),
+    ("HEAD", "/containers/{id}/archive", archive_head),
+    ("GET", "/containers/{id}/archive", archive_get),
+    ("PUT", "/containers/{id}/archive", archive_put),
+    ("GET", "/containers/{id}/top", top),
+    ("GET", "/containers/{id}/logs", logs),
+    ("POST", "/containers/{id}/attach", attach),
+]

@@ -1,0 +1,78 @@
+"""Streams of JSON messages (pull, push, load, build progress) as Docker writes them: one Go-encoded
+message per line, the stream starting with its first message so that an early error can still
+be a plain status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Awaitable, Callable
+
+from berth.api.http import Request, StreamResponse
+from berth.engine.distribution import Progress
+
+
+def go_json(msg: dict[str, Any]) -> bytes:
+    """One JSON message as Go's encoder writes it (``<``, ``>``, ``&`` escaped)."""
+    s = json.dumps(msg, separators=(",", ":"))
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
+
+
+class JsonLines:
+    """A stream of JSON messages that starts with its first message (so an error before it
+    can still be a plain status); ``gone`` once the client hung up."""
+
+    def __init__(self, req: Request, started: bool = False):
+        self.req = req
+        self.resp: StreamResponse | None = StreamResponse(req) if started else None
+        self.gone = False
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        if self.gone:
+            return
+        if self.resp is None:
+            self.resp = StreamResponse(req=self.req)
+        try:
+            await self.resp.write(go_json(msg) + b"\r\n")
+        except (ConnectionError, OSError):
+            self.gone = True
+
+    async def finish(self) -> StreamResponse:
+        if self.resp is None:
+            self.resp = StreamResponse(req=self.req)
+        if not self.gone:
+            try:
+                await self.resp.finish()
+            except (ConnectionError, OSError):
+                pass
+        return self.resp
+
+
+async def json_stream(req: Request, work: Callable[[Progress], Awaitable[Any]],
+                      errors_in_stream: bool = False) -> StreamResponse:
+    """Run ``work(progress)`` and stream its JSON messages; the response starts with the
+    first message, so an error before it gets a plain status (as Docker's pull answers 404).
+    An error after it is the stream's last message (``errorDetail``). With
+    ``errors_in_stream`` every error is a stream message under a 200 (Docker's load)."""
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.ensure_future(work(Progress(loop, q.put_nowait)))
+    out = JsonLines(req, started=errors_in_stream)
+    send = out.send
+    while True:
+        get = asyncio.ensure_future(q.get())
+        done, _ = await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+        if get in done:
+            await send(get.result())
+            continue
+        get.cancel()
+        await asyncio.sleep(0)  # let call_soon_threadsafe messages land
+        while not q.empty():
+            await send(q.get_nowait())
+        break
+    exc = task.exception()
+    if exc is not None:
+        if out.resp is None:
+            raise exc
+        await send({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+    return await out.finish()

@@ -1,0 +1,188 @@
+"""Creating a container: the HostConfig checks dockerd makes before it records anything, the
+merge of the request's config with the image's, names (given, generated, renamed), and the
+record with its directories."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import msgspec
+
+from berth.engine import links, logdrivers, names, validate
+from berth.engine.container_table import ContainerTable, now
+from berth.engine.model import Container
+from berth.errors import Conflict, InvalidArgument
+from berth.image.store import Image
+from berth.schema.containers import ContainerConfig, CreateRequest, HostConfig, config_of, strslice
+
+__all__ = ["CreateRequest", "Creator", "check_host_config", "merge_config"]
+
+MIN_MEMORY = 6 * 1024 * 1024
+
+
+class Creator:
+    def __init__(self, table: ContainerTable):
+        self.t = table
+
+    def create(self, req: CreateRequest, name: str | None) -> tuple[Container, list[str]]:
+        hc = req.HostConfig or HostConfig()
+        warnings: list[str] = []
+        check_host_config(hc)
+        validate.check_create(req, hc)
+        hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
+        if name:
+            if not names.valid(name):
+                raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = name.removeprefix("/")
+            self._check_name_free(name)
+        else:
+            name = self._generate_name()
+        if not req.Image:
+            raise InvalidArgument("config cannot be empty in order to create a container")
+        image = self.t.images.resolve(req.Image)
+        config = merge_config(config_of(req), image)
+        cmd = (strslice(config.Entrypoint) or []) + (strslice(config.Cmd) or [])
+        if not cmd:
+            raise InvalidArgument("No command specified")
+        cid = secrets.token_hex(32)
+        while cid in self.t.by_id:
+            cid = secrets.token_hex(32)
+        if not config.Hostname:
+            config.Hostname = cid[:12]
+        _defaults(hc)
+        if hc.Links:
+            hc.Links = links.normalize(self.t, name, hc.Links, hc.NetworkMode)
+        c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
+                      host_config=hc, image_id=image.id)
+        if self.t.attachments is not None:
+            self.t.attachments.prepare(c, req.NetworkingConfig, bool(req.Hostname))
+        d = self.t.data.container(cid)
+        d.root.mkdir(parents=True)
+        for p in (d.rootfs, d.upper, d.work):
+            p.mkdir()
+        self.t.save(c)
+        self.t.on_event("create", c, {})
+        return c, warnings
+
+    def _check_name_free(self, name: str) -> None:
+        for other in self.t.by_id.values():
+            if other.name == name:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                               f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+
+    def _generate_name(self) -> str:
+        taken = {c.name for c in self.t.by_id.values()}
+        for i in range(10):
+            n = names.generate(i)
+            if n not in taken:
+                return n
+        return secrets.token_hex(6)
+
+    def rename(self, ref: str, new: str) -> None:
+        c = self.t.get(ref)
+        if not new:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        if not names.valid(new):
+            raise InvalidArgument(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new = new.removeprefix("/")
+        if new == c.name:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        self._check_name_free(new)
+        old = c.name
+        c.name = new
+        self.t.save(c)
+        self.t.on_event("rename", c, {"oldName": f"/{old}"})
+
+
+def _defaults(hc: HostConfig) -> None:
+    """dockerd's defaults for what the request left empty."""
+    if hc.ShmSize == 0:
+        hc.ShmSize = 64 * 1024 * 1024
+    if hc.NetworkMode in ("", "default"):
+        hc.NetworkMode = "default"
+    if hc.Runtime == "":
+        hc.Runtime = "runc"
+    hc.CgroupnsMode = _cgroupns_mode(hc.CgroupnsMode)
+
+
+def check_host_config(hc: HostConfig) -> None:
+    """The resource limits and the restart policy, as dockerd checks them (also on update)."""
+    _check_resources(hc)
+    rp = hc.RestartPolicy
+    if rp.Name not in ("", "no", "always", "unless-stopped", "on-failure"):
+        raise InvalidArgument(f"invalid restart policy: unknown policy '{rp.Name}'; use one of 'no', 'always', "
+                              "'on-failure', or 'unless-stopped'")
+    if hc.AutoRemove and rp.Name not in ("", "no"):
+        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+    if hc.PidsLimit is not None and hc.PidsLimit <= 0:
+        hc.PidsLimit = None if hc.PidsLimit == 0 else hc.PidsLimit
+
+
+def _check_resources(hc: HostConfig) -> None:
+    if hc.Memory < 0 or 0 < hc.Memory < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if hc.MemorySwap > 0 and hc.Memory > 0 and hc.MemorySwap < hc.Memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if hc.MemorySwap > 0 and hc.Memory == 0:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    if hc.NanoCpus and (hc.CpuQuota or hc.CpuPeriod):
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set" if hc.CpuPeriod
+                              else "Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    ncpu = os.cpu_count() or 1
+    if hc.NanoCpus < 0 or hc.NanoCpus > ncpu * 10**9:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+    if hc.CpuPeriod and not 1000 <= hc.CpuPeriod <= 1000000:
+        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+    if hc.CpuQuota and 0 < hc.CpuQuota < 1000:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if hc.CpuShares < 0:
+        raise InvalidArgument("invalid CPU shares")
+
+
+def merge_config(cfg: ContainerConfig, image: Image) -> ContainerConfig:
+    """The request's config over the image's (dockerd's merge)."""
+    ic = image.config.config or ContainerConfig()
+    if cfg.Entrypoint is None:
+        cfg.Entrypoint = ic.Entrypoint
+        if not cfg.Cmd:
+            cfg.Cmd = ic.Cmd
+    elif strslice(cfg.Entrypoint) == [""]:
+        cfg.Entrypoint = None
+    cfg.Cmd = strslice(cfg.Cmd)
+    cfg.Entrypoint = strslice(cfg.Entrypoint)
+    env: dict[str, str] = {}
+    for e in (ic.Env or []) + (cfg.Env or []):
+        k = e.split("=", 1)[0]
+        env[k] = e
+    cfg.Env = list(env.values())
+    if not cfg.WorkingDir:
+        cfg.WorkingDir = ic.WorkingDir
+    if not cfg.User:
+        cfg.User = ic.User
+    labels = dict(ic.Labels or {})
+    labels.update(cfg.Labels or {})
+    cfg.Labels = labels
+    if cfg.Healthcheck is None and ic.Healthcheck:
+        cfg.Healthcheck = msgspec.to_builtins(ic.Healthcheck) if not isinstance(ic.Healthcheck, dict) \
+            else dict(ic.Healthcheck)
+    if cfg.StopSignal is None and ic.StopSignal:
+        cfg.StopSignal = ic.StopSignal
+    if cfg.Volumes is None and ic.Volumes:
+        cfg.Volumes = ic.Volumes
+    if cfg.ExposedPorts is None and ic.ExposedPorts:
+        cfg.ExposedPorts = ic.ExposedPorts
+    return cfg
+
+
+def _cgroupns_mode(mode: str) -> str:
+    """Docker's default: a private cgroup namespace on cgroup v2 hosts, the host's on v1."""
+    if mode in ("host", "private"):
+        return mode
+    if mode:
+        raise InvalidArgument(f"invalid cgroup namespace mode: {mode}")
+    from berth.runtime.cgroups import detect
+    try:
+        return "private" if detect().version == 2 else "host"
+    except Exception:
+        return "host"

@@ -1,0 +1,163 @@
+"""Watching running containers: one task per container waits on its shim for the exit, records
+it (``exited``: state, events, exit hooks such as health, waiters, ``--rm``), and applies the
+restart policy (Docker's restart manager: no, always, unless-stopped, on-failure[:N], with a
+back-off from 100 ms, doubling to a minute, reset after 10 s of running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from berth.engine import shims
+from berth.engine.container_table import ContainerTable, now
+from berth.engine.model import Container, Status
+from berth.errors import InvalidArgument
+from berth.runtime.shim.protocol import ExitStatus
+
+log = logging.getLogger("berth.engine")
+
+StartFn = Callable[[str, bool], Awaitable[None]]
+RemoveFn = Callable[[Container, bool], Awaitable[None]]
+
+
+async def _unbound(*_a: object) -> None:
+    raise RuntimeError("Monitor used before bind()")
+
+
+class Monitor:
+    def __init__(self, table: ContainerTable):
+        self.t = table
+        self.monitors: dict[str, asyncio.Task[None]] = {}
+        self.restarts: dict[str, asyncio.Task[None]] = {}  # restart-policy restarts waiting
+        self.backoff: dict[str, float] = {}  # their next delay (Docker: 100 ms, doubling)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._start: StartFn = _unbound
+        self._remove: RemoveFn = _unbound
+
+    def bind(self, start: StartFn, remove: RemoveFn) -> None:
+        """The steps an exit leads to: a policy restart, or the removal of a ``--rm`` container."""
+        self._start = start
+        self._remove = remove
+
+    # -- exits ------------------------------------------------------------------------------
+
+    def watch(self, c: Container) -> None:
+        self.monitors[c.id] = asyncio.get_running_loop().create_task(self._watch(c.id))
+
+    async def _watch(self, cid: str) -> None:
+        sock = self.t.exec_root.shim_socket(cid)
+        status = await shims.wait_exit(sock)
+        if status is None:
+            # The shim vanished: its exit file says what happened, if it got to write it.
+            for _ in range(20):
+                c = self.t.by_id.get(cid)
+                if c is None:
+                    return
+                if not shims.alive(c.state.shim_pid, c.state.shim_start):
+                    break
+                await asyncio.sleep(0.05)
+            status = shims.read_exit_file(self.t.data.container(cid).exit) or \
+                ExitStatus(exit_code=255, finished_at=now(), error="container's shim exited unexpectedly")
+        self.monitors.pop(cid, None)
+        await self.exited(cid, status)
+
+    async def exited(self, cid: str, status: ExitStatus) -> None:
+        c = self.t.by_id.get(cid)
+        if c is None:
+            return
+        async with self.t.lock(cid):
+            _record_exit(c, status)
+            try:
+                self.t.save(c)
+            except Exception as e:  # a full disk: the exit is still delivered (and kept in memory)
+                log.error("container %s: recording its exit: %s", cid[:12], e)
+            if self.t.attachments is not None:
+                await self.t.attachments.stopped(c)
+            if status.oom_killed:
+                self.t.on_event("oom", c, {})
+            self.t.on_event("die", c, {"exitCode": str(status.exit_code)})
+            for hook in self.t.exit_hooks:
+                hook(cid)
+            self.t.resolve_exit(cid, status)
+            if c.host_config.AutoRemove:
+                await self._remove(c, True)
+            elif self.should_restart(c):
+                self.schedule_restart(c)
+
+    # -- restart policies -------------------------------------------------------------------
+
+    def should_restart(self, c: Container) -> bool:
+        """Docker's restart manager: no, always, unless-stopped, on-failure[:N]."""
+        rp = c.host_config.RestartPolicy
+        if c.manually_stopped or c.id not in self.t.by_id or self.t.shutting_down:
+            return False
+        if rp.Name == "always" or rp.Name == "unless-stopped":
+            return True
+        if rp.Name == "on-failure":
+            return c.state.exit_code != 0 and (rp.MaximumRetryCount <= 0 or c.restart_count < rp.MaximumRetryCount)
+        return False
+
+    def schedule_restart(self, c: Container) -> None:
+        ran = (_parse_iso(c.state.finished_at) or 0) - (_parse_iso(c.state.started_at) or 0)
+        delay = 0.1 if ran >= 10 else self.backoff.get(c.id, 0.1)
+        self.backoff[c.id] = min(delay * 2, 60.0)
+        c.state.status = Status.RESTARTING
+        self.t.save(c)
+        task = asyncio.get_running_loop().create_task(self._restart_later(c.id, delay))
+        self.restarts[c.id] = task
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restart_later(self, cid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.restarts.pop(cid, None)
+        c = self.t.by_id.get(cid)
+        if c is None or c.state.status != Status.RESTARTING:
+            return
+        c.restart_count += 1
+        try:
+            await self._start(cid, True)
+        except Exception as e:  # the restart itself failed: record it; try again later
+            log.warning("restart of %s failed: %s", cid[:12], e)
+            c = self.t.by_id.get(cid)
+            if c is not None and c.state.status != Status.RUNNING:
+                c.state.status = Status.EXITED
+                self.t.save(c)
+                if self.should_restart(c):
+                    self.schedule_restart(c)
+
+    def cancel_restart(self, c: Container) -> bool:
+        """Drop a waiting policy restart; True if the container was "restarting"."""
+        task = self.restarts.pop(c.id, None)
+        if task is not None:
+            task.cancel()
+        if c.state.status == Status.RESTARTING:
+            c.state.status = Status.EXITED
+            self.t.save(c)
+            return True
+        return False
+
+    def forget(self, cid: str) -> None:
+        self.backoff.pop(cid, None)
+
+
+def _record_exit(c: Container, status: ExitStatus) -> None:
+    c.state.status = Status.EXITED
+    c.state.pid = 0
+    c.state.shim_pid = 0
+    c.state.exit_code = status.exit_code
+    c.state.oom_killed = status.oom_killed
+    c.state.finished_at = status.finished_at or now()
+    c.state.starting = False
+    if status.error:
+        c.state.error = status.error
+
+
+def _parse_iso(t: str) -> float | None:
+    from berth.engine.logs import parse_time
+    try:
+        return parse_time(t) if t and not t.startswith("0001-") else None
+    except InvalidArgument:
+        return None

@@ -1,0 +1,171 @@
+"""What changes a living container or watches it without ending it: pause and unpause (the
+freezer), update (resources to the cgroup, the restart policy), wait, attach and resize, and
+the process list and the size of its writable layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import msgspec
+
+from berth.engine import hostspec, shims
+from berth.engine.container_create import check_host_config
+from berth.engine.container_start import SpecBuilder
+from berth.engine.container_table import ContainerTable
+from berth.engine.model import Container, Status
+from berth.errors import Conflict, InvalidArgument
+from berth.runtime.shim.protocol import ExitStatus
+
+UPDATABLE = ("CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "CpuQuota", "CpusetCpus",
+             "CpusetMems", "MemoryReservation", "MemorySwap", "PidsLimit", "CpuRealtimePeriod",
+             "CpuRealtimeRuntime")
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class Operations:
+    def __init__(self, table: ContainerTable, specs: SpecBuilder):
+        self.t = table
+        self.specs = specs
+
+    # -- pause ------------------------------------------------------------------------------
+
+    async def pause(self, ref: str) -> None:
+        c = self.t.get(ref)
+        async with self.t.lock(c.id):
+            if c.state.status == Status.PAUSED:
+                raise Conflict(f"Container {c.id} is already paused")
+            if c.state.status != Status.RUNNING:
+                raise Conflict(f"Container {c.id} is not running")
+            await asyncio.get_running_loop().run_in_executor(None, self.t.cgroup(c).freeze)
+            c.state.status = Status.PAUSED
+            self.t.save(c)
+        self.t.on_event("pause", c, {})
+
+    async def unpause(self, ref: str) -> None:
+        c = self.t.get(ref)
+        async with self.t.lock(c.id):
+            if c.state.status != Status.PAUSED:
+                raise Conflict(f"Container {c.id} is not paused")
+            await asyncio.get_running_loop().run_in_executor(None, self.t.cgroup(c).thaw)
+            c.state.status = Status.RUNNING
+            self.t.save(c)
+        self.t.on_event("unpause", c, {})
+
+    # -- update -----------------------------------------------------------------------------
+
+    async def update(self, ref: str, changes: dict[str, object]) -> list[str]:
+        """Resources and the restart policy of a container; applied to its cgroup if running."""
+        c = self.t.get(ref)
+        async with self.t.lock(c.id):
+            hc = msgspec.structs.replace(c.host_config)
+            for k in UPDATABLE:
+                if k in changes and changes[k] is not None:
+                    setattr(hc, k, changes[k])
+            if hc.Memory and "MemorySwap" not in changes and c.host_config.MemorySwap > 0:
+                hc.MemorySwap = max(hc.MemorySwap, hc.Memory * 2)
+            rp = changes.get("RestartPolicy")
+            if isinstance(rp, dict) and rp.get("Name") is not None:
+                hc.RestartPolicy = msgspec.structs.replace(
+                    hc.RestartPolicy, Name=rp.get("Name") or "no", MaximumRetryCount=int(rp.get("MaximumRetryCount") or 0))
+                if hc.AutoRemove and hc.RestartPolicy.Name not in ("", "no"):
+                    raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the container")
+            if c.running and hc.Memory and 0 < hc.MemorySwap < hc.Memory:
+                raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+            check_host_config(hc)
+            if c.running:
+                await self._apply_resources(c, msgspec.structs.replace(c, host_config=hc))
+            c.host_config = hc
+            self.t.save(c)
+        self.t.on_event("update", c, {})
+        return []
+
+    async def _apply_resources(self, c: Container, updated: Container) -> None:
+        spec = self.specs.spec(updated, self.t.images.get_by_id(c.image_id))
+        hostspec.resources(spec, updated.host_config)
+        resources = spec.linux.resources if spec.linux is not None else None
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.t.cgroup(c).update, resources)
+        except (OSError, ValueError) as e:
+            raise InvalidArgument(f"Cannot update container {c.id}: {e}") from None
+
+    # -- wait -------------------------------------------------------------------------------
+
+    def wait_future(self, ref: str, condition: str) -> asyncio.Future[ExitStatus]:
+        """Registers the wait now (before the caller answers with headers); resolves later."""
+        c = self.t.get(ref)
+        loop = asyncio.get_running_loop()
+        if condition in ("", "not-running"):
+            if not c.running and not c.state.starting:
+                f: asyncio.Future[ExitStatus] = loop.create_future()
+                f.set_result(ExitStatus(exit_code=c.state.exit_code))
+                return f
+            return self.t.exit_future(c.id)
+        if condition == "next-exit":
+            return self.t.exit_future(c.id)
+        if condition == "removed":
+            f = loop.create_future()
+            self.t.remove_waiters.setdefault(c.id, []).append(f)
+            return f
+        raise InvalidArgument(f"invalid condition: {condition!r}")
+
+    # -- attach -----------------------------------------------------------------------------
+
+    async def attach_stream(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> Stream:
+        """A subscription to the container's output (and a way to its stdin).
+
+        If the container is not running, this waits for its next start and subscribes before
+        the init is released, so not a byte of output is missed (``docker run`` attaches first).
+        """
+        c = self.t.get(ref)
+        sock = self.t.exec_root.shim_socket(c.id)
+        if c.running and not c.state.starting:
+            return await shims.attach(sock, stdin, stdout, stderr)
+        fut: asyncio.Future[Stream] = asyncio.get_running_loop().create_future()
+
+        async def subscribe() -> None:
+            try:
+                pair = await shims.attach(sock, stdin, stdout, stderr)
+            except Exception as e:
+                if not fut.done():
+                    fut.set_exception(e)
+                return
+            if fut.done():
+                pair[1].close()
+            else:
+                fut.set_result(pair)
+
+        self.t.pending_attach.setdefault(c.id, []).append((subscribe, fut.cancel))
+        return await fut
+
+    async def resize(self, ref: str, h: int, w: int) -> None:
+        """The container's terminal size (the kernel then sends SIGWINCH inside)."""
+        c = self.t.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if not c.config.Tty:
+            return
+        try:
+            await shims.call(self.t.exec_root.shim_socket(c.id), shims.Resize(h=h, w=w))
+        except shims.ShimGone:
+            pass
+
+    # -- top / size -------------------------------------------------------------------------
+
+    def pids(self, c: Container) -> list[int]:
+        try:
+            return self.t.cgroup(c).pids()
+        except OSError:
+            return [c.state.pid] if c.state.pid else []
+
+    def size_rw(self, c: Container) -> int:
+        total = 0
+        for root, _dirs, files in os.walk(self.t.data.container(c.id).upper):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(root, f)).st_size
+                except OSError:
+                    pass
+        return total

@@ -1,0 +1,92 @@
+"""berthd's start (live restore): find the shims again, watch the living, record the exits of
+those that died while berthd was away, abort the starts it was cut off in, finish removals,
+sweep the directories no record knows, and start again the ``always`` and ``unless-stopped``
+containers (the host may have rebooted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+from berth.engine import shims
+from berth.engine.container_monitor import Monitor
+from berth.engine.container_stop import Stopper
+from berth.engine.container_table import ContainerTable, now
+from berth.engine.model import Container, Status
+from berth.runtime.shim.protocol import ExitStatus
+
+
+class Recovery:
+    def __init__(self, table: ContainerTable, monitor: Monitor, stopper: Stopper):
+        self.t = table
+        self.monitor = monitor
+        self.stopper = stopper
+
+    async def recover(self) -> None:
+        """Find the shims again: reattach to the living, record exits of the dead."""
+        self._sweep_orphans()
+        for sock in list(self.t.exec_root.shims.glob("*.sock")):
+            if sock.stem not in self.t.by_id:  # a shim whose container record is gone
+                await self._abort_shim(sock.stem)
+        for c in list(self.t.by_id.values()):
+            await self._recover_one(c)
+        if self.t.attachments is not None:
+            await self.t.attachments.recover(list(self.t.by_id.values()))
+
+    async def _recover_one(self, c: Container) -> None:
+        if c.state.starting and not c.running:
+            # berthd died between spawn and start: the init never ran. Abort it and leave
+            # the container created, as if the start had failed.
+            await self._abort_shim(c.id)
+            c.state.starting = False
+            c.state.pid = c.state.shim_pid = 0
+            c.state.error = "start interrupted: berthd restarted"
+            self.t.save(c)
+        elif c.running or c.state.starting:
+            await self._reattach(c)
+        elif c.host_config.AutoRemove and c.state.status == Status.EXITED or c.state.status == Status.REMOVING:
+            async with self.t.lock(c.id):
+                await self.stopper.remove_locked(c, force=True)
+        elif c.state.status in (Status.EXITED, Status.RESTARTING) and c.host_config.RestartPolicy.Name in (
+                "always", "unless-stopped") and not c.manually_stopped:
+            # Docker starts these again when the daemon starts (the host may have rebooted)
+            c.state.status = Status.EXITED
+            self.monitor.schedule_restart(c)
+
+    async def _reattach(self, c: Container) -> None:
+        if shims.alive(c.state.shim_pid, c.state.shim_start) and self.t.exec_root.shim_socket(c.id).exists():
+            self.monitor.watch(c)
+            if not c.state.starting:
+                self.t.started(c.id)
+            return
+        status = shims.read_exit_file(self.t.data.container(c.id).exit)
+        if status is None:
+            status = ExitStatus(exit_code=255 if c.running else c.state.exit_code, finished_at=now())
+        if c.state.starting and not c.running:
+            c.state.starting = False
+            self.t.save(c)
+            return
+        await self.monitor.exited(c.id, status)
+
+    async def _abort_shim(self, cid: str) -> None:
+        """Kill a shim's container before it ever started (the shim then exits)."""
+        sock = self.t.exec_root.shim_socket(cid)
+        try:
+            await shims.call(sock, shims.Kill(signal=9), timeout=5)
+        except (shims.ShimGone, ConnectionError, asyncio.TimeoutError):
+            return
+        for _ in range(100):  # the shim removes its socket as it leaves
+            if not sock.exists():
+                return
+            await asyncio.sleep(0.01)
+
+    def _sweep_orphans(self) -> None:
+        """Container dirs no record knows: a create or remove cut short by a crash."""
+        try:
+            entries = list(self.t.data.containers.iterdir())
+        except FileNotFoundError:
+            return
+        for d in entries:
+            if d.name not in self.t.by_id:
+                shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,243 @@
+"""Starting a container: its /etc files, the OCI spec (``build_spec`` with the attachments'
+``SandboxArgs``, then ``hostspec``), the shim spawned through the fork server, the network
+plugged in while the init waits, the attach clients subscribed, and the init released.
+
+A start records ``starting`` before it asks for a shim, so that berthd, if it dies meanwhile,
+finds the shim again at recovery and aborts it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+from berth.engine import hostspec, links, logdrivers, shims, validate
+from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, SandboxArgs, now
+from berth.engine.model import ZERO_TIME, Container, Status
+from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, RuntimeFailure
+from berth.image.store import Image
+from berth.oci.spec import Mount, Spec
+from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
+from berth.state.atomic import write_atomic
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOSTS = (b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+         b"ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+INIT_PATH = "/sbin/docker-init"
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init")
+
+
+class _Monitor(Protocol):
+    def watch(self, c: Container) -> None: ...
+
+    def cancel_restart(self, c: Container) -> bool: ...
+
+
+class _Remover(Protocol):
+    async def remove_locked(self, c: Container, force: bool, volumes: bool = False) -> None: ...
+
+
+class SpecBuilder:
+    """A container's OCI spec, as dockerd would write it."""
+
+    def __init__(self, table: ContainerTable, build_spec: Callable[..., Spec]):
+        self.t = table
+        self.build_spec = build_spec
+
+    def spec(self, c: Container, image: Image, sandbox: SandboxArgs | None = None) -> Spec:
+        hc = c.host_config
+        d = self.t.data.container(c.id)
+        env = links.env(self.t, c) + list(c.config.Env or [])
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, DEFAULT_PATH)
+        env.append(f"HOSTNAME={c.config.Hostname}")
+        if c.config.Tty and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        memory_swap = hc.MemorySwap
+        if hc.Memory > 0 and memory_swap == 0:
+            memory_swap = 2 * hc.Memory
+        secopts = validate.security_options(hc.SecurityOpt or [])
+        return self.build_spec(
+            args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
+            hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
+            hostname_file=str(d.hostname), hosts_file=str(d.hosts), resolv_file=str(d.resolv_conf),
+            cgroups_path=f"/berth/{c.id}", memory=hc.Memory, memory_swap=memory_swap,
+            nano_cpus=hc.NanoCpus, cpu_shares=hc.CpuShares, cpu_quota=hc.CpuQuota, cpu_period=hc.CpuPeriod,
+            pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
+            cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs,
+            no_new_privileges=secopts.no_new_privileges, seccomp=secopts.seccomp,
+            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=self._overlay(c, image),
+            annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
+            group_add=list(hc.GroupAdd or []), netns=sandbox.netns if sandbox is not None else "",
+            extra_mounts=sandbox.extra_mounts if sandbox is not None else None)
+
+    def _overlay(self, c: Container, image: Image) -> str:
+        d = self.t.data.container(c.id)
+        lowers = self.t.images.lower_dirs(image)
+        if not lowers:
+            empty = self.t.data.root / "image" / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        return f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
+
+
+class Starter:
+    def __init__(self, table: ContainerTable, specs: SpecBuilder, forkserver: shims.ForkServer,
+                 encode_spec: Callable[[Spec], bytes], monitor: _Monitor, remover: _Remover):
+        self.t = table
+        self.specs = specs
+        self.forkserver = forkserver
+        self.encode_spec = encode_spec
+        self.monitor = monitor
+        self.remover = remover
+
+    async def start(self, ref: str, by_policy: bool = False) -> None:
+        c = self.t.get(ref)
+        async with self.t.lock(c.id):
+            c = self.t.get(c.id)
+            if c.state.status in (Status.RUNNING, Status.PAUSED):
+                raise NotModified("container already started")
+            if c.state.status == Status.REMOVING:
+                raise Conflict("container is marked for removal and cannot be started")
+            if by_policy:
+                if c.state.status != Status.RESTARTING:
+                    return  # stopped or restarted by hand meanwhile
+            else:
+                self.monitor.cancel_restart(c)  # a restart policy's start stays "restarting" until running
+            c.manually_stopped = False
+            try:
+                await self._start_locked(c)
+            except BaseException as e:
+                await self._failed(c, e)
+                raise
+
+    async def _failed(self, c: Container, e: BaseException) -> None:
+        c.state.error = str(e)
+        c.state.starting = False
+        self.t.save(c)
+        self.t.fail_pending_attach(c.id)
+        if self.t.attachments is not None:
+            await self.t.attachments.stopped(c)
+        if c.host_config.AutoRemove and isinstance(e, BerthError):  # dockerd: any start error
+            await self.remover.remove_locked(c, force=True)
+
+    async def _start_locked(self, c: Container) -> None:
+        image = self.t.images.get_by_id(c.image_id)
+        d = self.t.data.container(c.id)
+        self._write_etc_files(c)
+        sandbox = await self.t.attachments.begin_start(c) if self.t.attachments is not None else None
+        try:
+            spec = self.specs.spec(c, image, sandbox)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+        try:
+            hostspec.apply(spec, c.host_config, self._ns_donor)
+        except hostspec.Refused as e:
+            raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
+        if c.host_config.Init:
+            _with_init(spec)
+        write_atomic(d.spec, self.encode_spec(spec), sync=False)
+        try:
+            d.exit.unlink()
+        except FileNotFoundError:
+            pass
+        c.state.starting = True
+        c.state.error = ""
+        self.t.save(c)
+        spawned = await self.forkserver.spawn(self._spawn_request(c))
+        try:
+            await self._start_spawned(c, spawned.reply, self.t.exec_root.shim_socket(c.id))
+        finally:
+            spawned.close()
+
+    def _spawn_request(self, c: Container) -> SpawnRequest:
+        d = self.t.data.container(c.id)
+        lc = c.host_config.LogConfig
+        rot = logdrivers.rotation(lc.Type or logdrivers.DEFAULT, lc.Config or {})
+        return SpawnRequest(id=c.id, bundle=str(d.root), socket=str(self.t.exec_root.shim_socket(c.id)),
+                            exit_file=str(d.exit), log="" if lc.Type == "none" else str(d.log),
+                            log_max_size=rot.max_size, log_max_file=rot.max_file, log_compress=rot.compress,
+                            stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
+                            seccomp_cache=str(self.t.data.seccomp_cache),
+                            console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)
+
+    async def _start_spawned(self, c: Container, reply: SpawnReply, sock: Path) -> None:
+        if reply.error is not None:
+            raise RuntimeFailure(START_ERROR_PREFIX + reply.error + ": unknown")
+        c.state.pid = reply.pid
+        c.state.shim_pid = reply.shim_pid
+        c.state.shim_start = shims.proc_start_time(c.state.shim_pid)
+        self.t.save(c)  # so that a restart can find (and abort) this shim if we die before "start"
+        if self.t.attachments is not None:
+            try:
+                await self.t.attachments.after_spawn(c, c.state.pid)
+            except BaseException:
+                try:
+                    await shims.call(sock, shims.Kill(signal=9))
+                except shims.ShimGone:
+                    pass
+                c.state.pid = 0
+                raise
+        await self.t.run_pending_attach(c.id)  # then release the init
+        err = (await shims.call(sock, shims.Start())).error
+        if err is not None:
+            c.state.pid = 0
+            c.state.exit_code = 127 if "not found" in err or "no such file" in err else 126
+            raise RuntimeFailure(START_ERROR_PREFIX + err + ": unknown")
+        c.state.status = Status.RUNNING
+        c.state.starting = False
+        c.state.started_at = now()
+        c.state.finished_at = ZERO_TIME
+        c.state.exit_code = 0
+        c.state.oom_killed = False
+        self.t.save(c)
+        self.monitor.watch(c)
+        self.t.on_event("start", c, {})
+        self.t.started(c.id)
+
+    def _ns_donor(self, ref: str) -> tuple[str, int, str]:
+        """A container whose namespaces another joins (--pid/--ipc container:X)."""
+        other = self.t.get(ref)
+        pid = other.state.pid if other.state.status == Status.RUNNING else 0
+        return other.id, pid, other.host_config.IpcMode
+
+    def _write_etc_files(self, c: Container) -> None:
+        d = self.t.data.container(c.id)
+        hostname = c.config.Hostname
+        if c.config.Domainname:
+            hostname += "." + c.config.Domainname
+        write_atomic(d.hostname, f"{hostname}\n".encode(), sync=False)
+        write_atomic(d.hosts, HOSTS, sync=False)
+        write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+
+
+def _with_init(spec: Spec) -> None:
+    """--init: a static tini bound read-only at /sbin/docker-init as PID 1 (as Docker does);
+    it reaps zombies and forwards signals to the command."""
+    src = next((p for p in INIT_BINARIES if os.path.exists(p)), None)
+    if src is None:
+        raise InvalidArgument("docker-init binary not found: install the tini package (tini-static)")
+    assert spec.process is not None  # build_spec always sets it
+    spec.mounts.append(Mount(destination=INIT_PATH, type="bind", source=src, options=["bind", "ro"]))
+    spec.process.args = [INIT_PATH, "--", *spec.process.args]
+
+
+def _resolv_conf() -> bytes:
+    """The host's resolv.conf without loopback name servers (unreachable from the container)."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        lines = []
+    out = []
+    has_ns = False
+    for line in lines:
+        parts = line.split()
+        if parts[:1] == ["nameserver"] and len(parts) > 1:
+            if parts[1].startswith("127.") or parts[1] == "::1":
+                continue
+            has_ns = True
+        out.append(line)
+    if not has_ns:
+        out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return ("\n".join(out) + "\n").encode()

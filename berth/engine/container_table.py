@@ -1,0 +1,163 @@
+"""The container records and what every lifecycle step shares: the table by id (SQLite is the
+source of truth), one asyncio.Lock per container, the futures of exit and remove waiters, the
+attach subscriptions waiting for a start, the event and hook callbacks, and the ``Attachable``
+hooks (networks and volumes) that ``engine.attachments`` provides.
+
+``engine.containers`` builds one ``Containers`` on top of this table; the lifecycle modules
+(``container_create``, ``container_start``, ``container_monitor``, ``container_stop``,
+``container_ops``, ``container_recover``) each hold the same table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
+
+from berth.engine.model import Container, decode, encode
+from berth.errors import InvalidArgument, NotFound
+from berth.image.store import ImageStore
+from berth.oci.spec import Mount
+from berth.runtime.shim.protocol import ExitStatus
+
+if TYPE_CHECKING:
+    from berth.runtime.cgroups import Cgroup
+from berth.state.db import Database
+from berth.state.paths import DataRoot, ExecRoot
+
+START_ERROR_PREFIX = ("failed to create shim task: OCI runtime create failed: runc create failed: "
+                      "unable to start container process: ")
+
+
+class NoSuchContainer(NotFound):
+    pass
+
+
+def now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+@dataclass
+class SandboxArgs:
+    """What the attachments add to a container's OCI spec at start (``build_spec`` arguments).
+
+    ``netns``: ``""`` a new network namespace, a path to join one, None for the host's.
+    """
+
+    netns: str | None = ""
+    extra_mounts: list[Mount] = field(default_factory=list)
+
+
+class Attachable(Protocol):
+    """The hooks of ``engine.attachments.Attachments`` that the lifecycle calls."""
+
+    def prepare(self, c: Container, networking_config: dict[str, object] | None, hostname_given: bool) -> None: ...
+
+    async def begin_start(self, c: Container) -> SandboxArgs: ...
+
+    async def after_spawn(self, c: Container, pid: int) -> None: ...
+
+    async def stopped(self, c: Container) -> None: ...
+
+    def removed(self, c: Container, volumes: bool) -> None: ...
+
+    async def recover(self, containers: list[Container]) -> None: ...
+
+    def bridge_ip(self, c: Container) -> str: ...
+
+
+PendingAttach = Callable[[], Awaitable[None]]
+
+
+class ContainerTable:
+    """The records and the shared bookkeeping of the container lifecycle."""
+
+    def __init__(self, db: Database, data: DataRoot, exec_root: ExecRoot, images: ImageStore):
+        self.db = db
+        self.data = data
+        self.exec_root = exec_root
+        self.images = images
+        self.by_id: dict[str, Container] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.exit_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
+        self.remove_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
+        self.pending_attach: dict[str, list[tuple[PendingAttach, Callable[[], object]]]] = {}
+        self.on_event: Callable[[str, Container, dict[str, str]], None] = lambda *a: None
+        self.exit_hooks: list[Callable[[str], None]] = []  # called with the id after each exit
+        self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
+        self.attachments: Attachable | None = None  # networks and volumes; set by daemon/
+        self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
+        for (data_,) in db.query("SELECT data FROM containers"):
+            c = decode(data_)
+            self.by_id[c.id] = c
+
+    def save(self, c: Container) -> None:
+        with self.db.tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)", (c.id, c.name, c.image_id, encode(c)))
+        self.by_id[c.id] = c
+
+    def delete(self, c: Container) -> None:
+        with self.db.tx() as tx:
+            tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
+        self.by_id.pop(c.id, None)
+
+    def lock(self, cid: str) -> asyncio.Lock:
+        lk = self.locks.get(cid)
+        if lk is None:
+            lk = self.locks[cid] = asyncio.Lock()
+        return lk
+
+    def get(self, ref: str) -> Container:
+        """By full ID, name (with or without "/"), or unique ID prefix."""
+        c = self.by_id.get(ref)
+        if c is not None:
+            return c
+        name = ref.removeprefix("/")
+        for c in self.by_id.values():
+            if c.name == name:
+                return c
+        if ref and all(ch in "0123456789abcdef" for ch in ref):
+            found = [c for cid, c in self.by_id.items() if cid.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NoSuchContainer(f"No such container: {ref}")
+
+    def list(self) -> list[Container]:
+        return sorted(self.by_id.values(), key=lambda c: c.created, reverse=True)
+
+    def using_image(self, image_id: str) -> builtins.list[Container]:
+        return [c for c in self.by_id.values() if c.image_id == image_id]
+
+    def cgroup(self, c: Container) -> Cgroup:
+        from berth.runtime.cgroups import open_cgroup  # the cgroup version is probed on first use
+        return open_cgroup(f"/berth/{c.id}")
+
+    # -- waiters ----------------------------------------------------------------------------
+
+    def exit_future(self, cid: str) -> asyncio.Future[ExitStatus]:
+        f: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
+        self.exit_waiters.setdefault(cid, []).append(f)
+        return f
+
+    def resolve_exit(self, cid: str, status: ExitStatus) -> None:
+        for f in self.exit_waiters.pop(cid, []):
+            if not f.done():
+                f.set_result(status)
+
+    def fail_pending_attach(self, cid: str) -> None:
+        for _subscribe, cancel in self.pending_attach.pop(cid, []):
+            cancel()
+
+    async def run_pending_attach(self, cid: str) -> None:
+        """Attach clients that were waiting for this start (before the init is released)."""
+        for subscribe, _cancel in self.pending_attach.pop(cid, []):
+            await subscribe()
+
+    def started(self, cid: str) -> None:
+        for hook in self.start_hooks:
+            hook(cid)

@@ -1,0 +1,235 @@
+"""The shim's short-lived helper children, and the shim's end of the setup helper.
+
+The heavy Python work (decode the spec, plan, fork the init or an exec's process) happens in
+a child forked for it that exits once done, so those allocations never become the long-lived
+shim's private memory: the shim itself stays a small poll loop. The setup helper creates the
+init, reports its pid, waits for "start" (or the end of its control pipe: abort) and exits;
+the exec helper starts one ``docker exec`` process and exits; the gzip child compresses one
+rotated log file. Processes the helpers start are reparented to the shim (a child subreaper).
+
+Each helper reports on a pipe with protocol lines (SpawnReply, Reply, ExecReply).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from berth.runtime.shim import protocol
+from berth.runtime.shim.protocol import ExecReply, Reply, SpawnReply, SpawnRequest
+
+if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
+    from berth.runtime.container import ExecContext
+
+
+def close_all_but(*keep: int) -> None:
+    """In a freshly forked child: close every inherited fd except ``keep`` (close_range(2)
+    between them: no listing of /proc/self/fd)."""
+    lo = 0
+    for fd in sorted(set(k for k in keep if k >= 0)):
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
+
+
+def recv_master(sock: socket.socket) -> int:
+    """The pty master the container's init (or an exec child) sent over SCM_RIGHTS."""
+    sock.settimeout(10)
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    finally:
+        sock.close()
+    if not fds:
+        raise RuntimeError("no terminal received from the container")
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def resize(fd: int, rows: int, cols: int) -> None:
+    from berth.linux import tty
+    tty.set_winsize(fd, rows, cols)
+
+
+def read_line(fd: int) -> bytes:
+    """One line from a helper's report pipe, byte by byte (nothing read past it); b"" at EOF."""
+    line = b""
+    while not line.endswith(b"\n"):
+        b = os.read(fd, 1)
+        if not b:
+            break
+        line += b
+    return line
+
+
+def _report(fd: int, msg: protocol.Message) -> None:
+    os.write(fd, protocol.encode(msg))
+
+
+# -- the setup helper -----------------------------------------------------------------------
+
+
+class Setup:
+    """The setup helper seen from the shim: fork it, read the init's pid, start or abort."""
+
+    def __init__(self, req: SpawnRequest):
+        self.req = req
+        self.pid = 0       # the helper's
+        self.init_pid = 0
+        self.ctl_w: int | None = None  # closing it before "start" aborts the init
+
+    def spawn(self, in_r: int, out_w: int, err_w: int, console: socket.socket | None) -> None:
+        """Fork the helper with the container's stdio ends (closed here once it has them);
+        raises RuntimeError when the init could not be created."""
+        rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+        ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+        con = console.fileno() if console is not None else None
+        pid = os.fork()
+        if pid == 0:
+            # Only the helper's own ends stay open: were it (or the init) to hold the shim's
+            # end of ctl or rep, the shim's death could never unblock it.
+            close_all_but(0, 1, 2, in_r, out_w, err_w, rep_w, ctl_r, con if con is not None else 2)
+            _setup_child(self.req, in_r, out_w, err_w, rep_w, ctl_r, con)
+        self.pid = pid
+        for fd in (out_w, err_w, in_r, rep_w, ctl_r):
+            os.close(fd)
+        if console is not None:
+            console.close()
+        self.rep = rep_r
+        self.ctl_w = ctl_w
+        try:
+            reply = protocol.decode(read_line(self.rep), SpawnReply)
+        except msgspec.DecodeError:
+            reply = SpawnReply(error="container setup helper exited")
+        if reply.error is not None:
+            raise RuntimeError(reply.error)
+        self.init_pid = reply.pid
+
+    @property
+    def waiting(self) -> bool:
+        """The init was created and waits for start (or abort)."""
+        return self.ctl_w is not None
+
+    def start(self) -> str | None:
+        """Release the init; the error when its process could not be executed."""
+        assert self.ctl_w is not None
+        os.write(self.ctl_w, b"start\n")
+        self.abort()
+        try:
+            return protocol.decode(read_line(self.rep), Reply).error
+        except msgspec.DecodeError:
+            return "container setup helper exited"
+
+    def abort(self) -> None:
+        """Let go of the control pipe: before start, the helper aborts the init it holds."""
+        if self.ctl_w is not None:
+            os.close(self.ctl_w)
+            self.ctl_w = None
+
+
+def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int,
+                 console: int | None = None) -> None:
+    """The setup child: create the init, report its pid, release it on "start", then exit."""
+    code = 0
+    try:
+        from berth import runtime
+        from berth.oci.spec import decode_spec
+        with open(os.path.join(req.bundle, "config.json"), "rb") as f:
+            spec = decode_spec(f.read())
+        cache = Path(req.seccomp_cache) if req.seccomp_cache else None
+        try:
+            init = runtime.create(spec, stdin=in_r, stdout=out_w, stderr=err_w, seccomp_cache=cache,
+                                  console_socket=console)
+        except Exception as e:
+            _report(rep_w, SpawnReply(error=str(e) or e.__class__.__name__))
+            os._exit(0)
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        _report(rep_w, SpawnReply(pid=init.pid))
+        cmd = os.read(ctl_r, 16)
+        if cmd.startswith(b"start"):
+            try:
+                init.start()
+                _report(rep_w, Reply(ok=True))
+            except runtime.ExecFailed as e:
+                _report(rep_w, Reply(error=str(e)))
+        else:
+            init.abort()
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
+# -- the exec helper ------------------------------------------------------------------------
+
+
+def exec_child(ctx: ExecContext, req: protocol.Exec, in_r: int, out_w: int, err_w: int,
+               rep_w: int, console: int | None) -> None:
+    """The exec child: start the process in the container, report its pid, exit.
+
+    ``ctx`` (the shim's ExecContext, inherited) holds the spec, host facts, seccomp program,
+    cgroup and namespace fds. Joining the cgroup waits for an RCU grace period on most
+    kernels, so a thread does it while this one plans; the process forked next starts in
+    the cgroup. The process is reparented to the shim (a child subreaper) when this exits."""
+    code = 0
+    try:
+        from berth import runtime
+        from berth.runtime.container import exec_process, exec_spec
+        signal.set_wakeup_fd(-1)  # the shim's wakeup pipe is not ours (closed above)
+        joiner = None
+        if ctx.self_join is None and ctx.procs:  # the child cannot move itself cheaply
+            joiner = threading.Thread(target=ctx.join_cgroup)
+            joiner.start()
+        try:
+            try:
+                spec = exec_spec(ctx.spec, args=list(req.args), env=list(req.env), cwd=req.cwd,
+                                 user=req.user, tty=req.tty, privileged=req.privileged)
+                plan = ctx.plan(spec)
+            finally:
+                if joiner is not None:
+                    joiner.join()
+            pid = exec_process(spec, ctx.init_pid, stdin=in_r, stdout=out_w, stderr=err_w, console_socket=console,
+                               context=ctx, plan=plan, in_cgroup=joiner is not None)
+        except runtime.ExecFailed as e:
+            _report(rep_w, ExecReply(error=str(e), exit_code=126))
+            os._exit(0)
+        except Exception as e:
+            _report(rep_w, ExecReply(error=str(e) or e.__class__.__name__, exit_code=126))
+            os._exit(0)
+        _report(rep_w, ExecReply(pid=pid))
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
+# -- the gzip child -------------------------------------------------------------------------
+
+
+def gzip_child(src: str) -> None:
+    """In a forked child of the shim: src -> src.gz (atomically), then remove src; exit."""
+    code = 0
+    try:
+        close_all_but(2)
+        signal.set_wakeup_fd(-1)
+        import zlib
+        tmp = f"{src}.gz.tmp"
+        with open(src, "rb") as fi, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as fo:
+            z = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip framing
+            while chunk := fi.read(1 << 20):
+                fo.write(z.compress(chunk))
+            fo.write(z.flush())
+        os.rename(tmp, f"{src}.gz")
+        os.unlink(src)
+    except BaseException:
+        code = 1
+    os._exit(code)
