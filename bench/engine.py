@@ -5,7 +5,8 @@
 
     run     `docker run --rm busybox true` latency through the CLI
     phases  the same through the raw API, hop by hop as the CLI does it: create, attach,
-            wait (header), start, then exit + auto-remove until the wait returns
+            wait (header), start, then exit + auto-remove until the wait returns; on the
+            default network and with --network none (no veth to plug in)
     exec    `docker exec C true` through the CLI, and through the API alone (exec create +
             start with the stream + inspect: the CLI's work minus its own start-up)
     rate    N x `docker run -d busybox sleep 3600` (containers/s), then `docker ps` with N
@@ -111,12 +112,13 @@ def _json(body: bytes) -> dict[str, object]:
     return json.loads(body[:body.rindex(b"}") + 1])
 
 
-def run_phases(host: str) -> list[float]:
+def run_phases(host: str, network: str = "default") -> list[float]:
     """create, attach, wait header, start, exit + remove (wait returns), total — seconds."""
     t = [time.perf_counter()]
     s = _conn(host)
     _send(s, "POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"], "AttachStdout": True,
-                                            "AttachStderr": True, "HostConfig": {"AutoRemove": True}})
+                                            "AttachStderr": True,
+                                            "HostConfig": {"AutoRemove": True, "NetworkMode": network}})
     status, body = _response(s)
     assert status == 201, body
     cid = str(_json(body)["Id"])
@@ -262,10 +264,11 @@ def main() -> None:
             report("docker run --rm busybox true", alternate(hosts, args.runs,
                                                              lambda k, h: docker(h, "run", "--rm", "busybox", "true")))
         if "phases" in only:
-            rows: dict[str, list[list[float]]] = {k: [] for k in hosts}
-            alternate(hosts, args.runs, lambda k, h: rows[k].append(run_phases(h)) or 0.0)
-            for i, name in enumerate(("create", "attach", "wait (header)", "start", "exit + remove", "total")):
-                report(f"API run --rm: {name}", {k: [r[i] for r in rows[k][1:]] for k in hosts})
+            for net in ("default", "none"):
+                rows: dict[str, list[list[float]]] = {k: [] for k in hosts}
+                alternate(hosts, args.runs, lambda k, h: rows[k].append(run_phases(h, net)) or 0.0)
+                for i, name in enumerate(("create", "attach", "wait (header)", "start", "exit + remove", "total")):
+                    report(f"API run --rm --net {net}: {name}", {k: [r[i] for r in rows[k][1:]] for k in hosts})
         if "exec" in only:
             cids = {k: docker_out(h, "run", "-d", "busybox", "sleep", "3600").strip() for k, h in hosts.items()}
             try:
