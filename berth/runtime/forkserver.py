@@ -32,6 +32,10 @@ def _preload() -> None:
     try:
         import berth.runtime.seccomp  # noqa: F401
         import berth.runtime.cgroups  # noqa: F401
+        # detect() picks one of these per host: imported after the fork, each helper and
+        # each shim (at the container's exit) would pay for it again.
+        import berth.runtime.cgroups.v1  # noqa: F401
+        import berth.runtime.cgroups.v2  # noqa: F401
     except ImportError:
         pass
 
