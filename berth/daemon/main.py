@@ -202,6 +202,10 @@ async def serve(args: argparse.Namespace) -> None:
     d = wire(args)
     app = d.app
     server = build_server(app)
+    # The build containers a dead berthd left: named before the socket answers, so the sweep
+    # below never touches a build that a client starts meanwhile.
+    from berth.engine.build_support import build_containers, sweep as sweep_builds
+    stale_builds = build_containers(app.containers)
     hosts = args.host or [DEFAULT_HOST]
     sockets: list[Path] = []
     try:
@@ -236,8 +240,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(s, stop.set)
     d.forkserver.start()
     await app.containers.recover()
-    from berth.engine.build_support import sweep as sweep_builds
-    await sweep_builds(app.containers, app.builder.cache.kept_containers)
+    await sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     await server.close()
