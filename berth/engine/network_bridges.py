@@ -55,7 +55,7 @@ class Bridges:
         if not default.subnet:
             await self.assign_subnet(default)
             self.table.save_net(default)
-        for n in self.table.nets.values():
+        for n in list(self.table.nets.values()):   # a create may come in while this awaits
             if n.is_bridge:
                 await self.up(n)
         self.kernel.enable_forwarding()
@@ -109,6 +109,6 @@ class Bridges:
         except RuntimeFailure as e:
             log.warning("%s", e)
         await self._sync_forward(frozenset())
-        for n in self.table.nets.values():
+        for n in list(self.table.nets.values()):
             if n.is_bridge:
                 await self.down(n)
