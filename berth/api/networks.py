@@ -6,13 +6,16 @@ import json
 from ipaddress import IPv4Network
 from typing import Any
 
+import msgspec
+
 from berth.api.app import App, Routes, no_content
 from berth.api.filters import labels_match, parse_filters
 from berth.api.http import Request, Response
 from berth.api.shape import json_response
 from berth.engine.logs import parse_time
 from berth.engine.model import Container
-from berth.engine.networks import Endpoint, Network, Networks, PortBinding, Sandbox, parse_port_key
+from berth.engine.networks import (Endpoint, IPAMConfig, IPAMRequest, Network, Networks, PortBinding, Sandbox,
+                                   parse_port_key)
 from berth.errors import InvalidArgument
 
 
@@ -145,6 +148,13 @@ def _body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _ipam(raw: Any) -> IPAMRequest:
+    """Docker's IPAM object of a network create."""
+    raw = raw or {}
+    return IPAMRequest(driver=raw.get("Driver") or "default", options=raw.get("Options") or {},
+                       config=[msgspec.convert(c, IPAMConfig) for c in (raw.get("Config") or [])])
+
+
 def matches(nets: Networks, n: Network, filters: dict[str, list[str]]) -> bool:
     for key, vals in filters.items():
         if key == "name":
@@ -198,7 +208,7 @@ async def create(app: App, req: Request) -> Response:
     n = await app.networks.create(b.get("Name") or "", driver=b.get("Driver") or "bridge",
                                   internal=bool(b.get("Internal")), attachable=bool(b.get("Attachable")),
                                   labels=b.get("Labels") or {}, options=b.get("Options") or {},
-                                  ipam=b.get("IPAM") or {}, enable_ipv6=bool(b.get("EnableIPv6")))
+                                  ipam=_ipam(b.get("IPAM")), enable_ipv6=bool(b.get("EnableIPv6")))
     return json_response({"Id": n.id, "Warning": ""}, 201)
 
 

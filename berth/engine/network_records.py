@@ -53,6 +53,14 @@ class IPAMConfig(msgspec.Struct, omit_defaults=True):
     AuxiliaryAddresses: dict[str, str] | None = None
 
 
+class IPAMRequest(msgspec.Struct):
+    """What a network create asks of address management (Docker's IPAM object; api/ decodes it)."""
+
+    driver: str = "default"
+    options: dict[str, str] = {}
+    config: list[IPAMConfig] = []
+
+
 class Network(msgspec.Struct):
     id: str
     name: str

@@ -34,12 +34,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from berth.engine.network_bridges import Bridges
 from berth.engine.network_ipam import allocate, endpoint_from
 from berth.engine.network_names import resolve
-from berth.engine.network_records import (ContainerView, Endpoint, IPAMConfig, Network, NetworkTable, NoSuchNetwork,
+from berth.engine.network_records import (ContainerView, Endpoint, IPAMConfig, IPAMRequest, Network, NetworkTable, NoSuchNetwork,
                                           PortBinding, Sandbox, now)
 from berth.engine.network_sandboxes import Emit, Sandboxes
 from berth.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, RuntimeFailure
@@ -47,7 +45,7 @@ from berth.network.ports import parse_port_key
 from berth.network.sandbox import Kernel, instance_of
 from berth.state.db import Database
 
-__all__ = ["ContainerView", "Endpoint", "Network", "Networks", "NoSuchNetwork", "PortBinding", "Sandbox",
+__all__ = ["ContainerView", "Endpoint", "IPAMConfig", "IPAMRequest", "Network", "Networks", "NoSuchNetwork", "PortBinding", "Sandbox",
            "instance_of", "parse_port_key"]  # api/ shapes these (and Docker's port keys); daemon/ names a berthd
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -69,7 +67,7 @@ class Networks(NetworkTable):
 
     async def create(self, name: str, driver: str = "bridge", internal: bool = False,
                      attachable: bool = False, labels: dict[str, str] | None = None,
-                     options: dict[str, str] | None = None, ipam: dict[str, Any] | None = None,
+                     options: dict[str, str] | None = None, ipam: IPAMRequest | None = None,
                      check_duplicate: bool = True, enable_ipv6: bool = False) -> Network:
         if not name or not _NAME.match(name):
             raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -83,14 +81,13 @@ class Networks(NetworkTable):
             raise NotFound(f"plugin \"{driver}\" not found")
         if enable_ipv6:
             raise InvalidArgument("IPv6 networks are not supported by berth")
-        ipam = ipam or {}
-        if (ipam.get("Driver") or "default") != "default":
-            raise NotFound(f"plugin \"{ipam.get('Driver')}\" not found")
-        cfgs = [msgspec.convert(c, IPAMConfig) for c in (ipam.get("Config") or [])]
+        ipam = ipam or IPAMRequest()
+        if ipam.driver != "default":
+            raise NotFound(f"plugin \"{ipam.driver}\" not found")
         nid = secrets.token_hex(32)
         n = Network(id=nid, name=name, driver=driver, created=now(), internal=internal,
                     attachable=attachable, labels=dict(labels or {}), options=dict(options or {}),
-                    ipam_options=ipam.get("Options") or {}, ipam_config=cfgs,
+                    ipam_options=ipam.options, ipam_config=ipam.config,
                     bridge=(options or {}).get("com.docker.network.bridge.name") or f"br-{nid[:12]}")
         if len(n.bridge) > 15:
             raise InvalidArgument(f"bridge name {n.bridge} is too long (15 characters at most)")
