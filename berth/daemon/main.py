@@ -177,12 +177,9 @@ def build_server(app: App) -> Server:
 
     router = Router()
     for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
-                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES):
+                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES,
+                  networks_api.ROUTES, volumes_api.ROUTES, build_api.ROUTES, swarm_api.ROUTES):
         register(router, app, table)
-    networks_api.routes(router, app)
-    register(router, app, volumes_api.ROUTES)
-    build_api.routes(router, app)
-    register(router, app, swarm_api.ROUTES)
     jsonbody.guard(router)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
