@@ -20,6 +20,7 @@ import msgspec
 
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
+from berth.state.sockaddr import address
 
 
 def _preload() -> None:
@@ -108,7 +109,8 @@ def main() -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    listener.bind(path)
+    with address(path) as name:
+        listener.bind(name)
     listener.listen(128)
     signal.signal(signal.SIGCHLD, _reap)
     gc.collect()
