@@ -82,6 +82,7 @@ class Setup:
         self.req = req
         self.pid = 0       # the helper's
         self.init_pid = 0
+        self.rep = -1  # the helper's report pipe
         self.ctl_w: int | None = None  # closing it before "start" aborts the init
 
     def spawn(self, in_r: int, out_w: int, err_w: int, console: socket.socket | None) -> None:
@@ -131,6 +132,13 @@ class Setup:
         if self.ctl_w is not None:
             os.close(self.ctl_w)
             self.ctl_w = None
+
+    def close(self) -> None:
+        """Let go of both pipes (the container is gone)."""
+        self.abort()
+        if self.rep >= 0:
+            os.close(self.rep)
+            self.rep = -1
 
 
 def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int,
