@@ -4,7 +4,11 @@
 
 (a) `docker run --rm busybox true` latency; (b) N x `docker run -d busybox sleep 3600`
 (containers/s), then `docker ps` latency with N running, PSS per shim (from
-/proc/PID/smaps_rollup) and berthd's RSS; (c) berthd cold start until /_ping answers.
+/proc/PID/smaps_rollup) and berthd's RSS; (c) berthd cold start until /_ping answers;
+(d) shim memory with N running for each shim group size in --shim-groups (BERTH_SHIM_GROUP;
+1 = a shim process per container), each on its own berthd, one after the other in one run:
+shim processes, PSS per process, and the figure that counts, the shims' total PSS divided by
+the containers running (with --other, the same sum for containerd-shim processes).
 With --other (or BENCH_OTHER_HOST), the same runs go to a second daemon (e.g. a real dockerd),
 alternating the two in one run; medians and ratios are reported.
 """
@@ -70,6 +74,44 @@ def shim_pids(exec_root: Path) -> list[int]:
     return out
 
 
+def shim_memory(pids: list[int], containers: int) -> str:
+    pss = [kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids]
+    priv = [kib(f"/proc/{p}/smaps_rollup", "Private_Dirty:") + kib(f"/proc/{p}/smaps_rollup", "Private_Clean:")
+            for p in pids]
+    return (f"{len(pids)} shim processes, PSS per process median {med(pss) / 1024:.2f} MiB, "
+            f"private {med(priv) / 1024:.2f} MiB; PSS per running container {sum(pss) / max(containers, 1) / 1024:.2f} "
+            f"MiB (private {sum(priv) / max(containers, 1) / 1024:.2f} MiB)")
+
+
+def containerd_shims() -> list[int]:
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and open(f"/proc/{p}/comm").read().strip().startswith("containerd-shim"):
+                out.append(int(p))
+        except OSError:
+            pass
+    return out
+
+
+def group_memory(group: int, containers: int) -> None:
+    """(d) one berthd with BERTH_SHIM_GROUP=group, N sleepers, the shims' memory."""
+    d = Daemon(env={"BERTH_SHIM_GROUP": str(group)})
+    d.start()
+    try:
+        d.import_busybox()
+        for _ in range(containers):
+            docker(d.host, "run", "-d", "busybox", "sleep", "3600")
+        time.sleep(1)
+        print(f"(d) shim group {group}, {containers} running: {shim_memory(shim_pids(d.exec_root), containers)}")
+        env = dict(os.environ, DOCKER_HOST=d.host)
+        ids = subprocess.run([DOCKER, "ps", "-q", "--no-trunc"], env=env, capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run([DOCKER, "rm", "-f", *ids], env=env, capture_output=True)
+    finally:
+        d.cleanup()
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -80,7 +122,14 @@ def main() -> None:
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--cold", type=int, default=10)
     ap.add_argument("--other", default=os.environ.get("BENCH_OTHER_HOST"))
+    ap.add_argument("--shim-groups", default="1,8", help="shim group sizes for (d); '' to skip")
+    ap.add_argument("--only-shim-memory", action="store_true", help="run (d) alone")
     args = ap.parse_args()
+    groups = [int(g) for g in args.shim_groups.split(",") if g]
+    if args.only_shim_memory:
+        for g in groups:
+            group_memory(g, args.containers)
+        return
 
     d = Daemon()
     d.start()
@@ -114,15 +163,14 @@ def main() -> None:
             print(f"(b) {name}: {args.containers} x run -d: {rate:.1f} containers/s; "
                   f"docker ps with {args.containers} running: {med(ps) * 1000:.1f} ms median")
             if name == "berthd":
-                pids = shim_pids(d.exec_root)
-                pss = [kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids]
                 assert d.proc is not None
                 rss = kib(f"/proc/{d.proc.pid}/status", "VmRSS:")
                 fs = [p for p in os.listdir("/proc") if p.isdigit() and kib(f"/proc/{p}/status", "PPid:") == d.proc.pid]
                 fs_rss = sum(kib(f"/proc/{p}/status", "VmRSS:") for p in fs)
-                print(f"    shims: {len(pids)}, PSS per shim median {med(pss) / 1024:.2f} MiB "
-                      f"(max {max(pss) / 1024 if pss else 0:.2f}); berthd RSS {rss / 1024:.1f} MiB; "
+                print(f"    {shim_memory(shim_pids(d.exec_root), args.containers)}; berthd RSS {rss / 1024:.1f} MiB; "
                       f"fork server RSS {fs_rss / 1024:.1f} MiB")
+            else:
+                print(f"    containerd-shim: {shim_memory(containerd_shims(), args.containers)}")
             env = dict(os.environ, DOCKER_HOST=h)
             ids = subprocess.run([DOCKER, "ps", "-q", "--no-trunc"], env=env, capture_output=True, text=True).stdout.split()
             if ids:
@@ -137,6 +185,8 @@ def main() -> None:
               f"(min {min(cold) * 1000:.1f})")
     finally:
         d.cleanup()
+    for g in groups:
+        group_memory(g, args.containers)
 
 
 if __name__ == "__main__":
