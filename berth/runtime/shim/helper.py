@@ -146,6 +146,10 @@ def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: in
     """The setup child: create the init, report its pid, release it on "start", then exit."""
     code = 0
     try:
+        # A host forks this while serving other containers: its wake-up pipe (closed here)
+        # and SIGCHLD handler are not ours, and the init must not inherit them.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         from berth import runtime
         from berth.oci.spec import decode_spec
         with open(os.path.join(req.bundle, "config.json"), "rb") as f:
