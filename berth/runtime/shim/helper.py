@@ -82,6 +82,7 @@ class Setup:
         self.req = req
         self.pid = 0       # the helper's
         self.init_pid = 0
+        self.rep = -1  # the helper's report pipe
         self.ctl_w: int | None = None  # closing it before "start" aborts the init
 
     def spawn(self, in_r: int, out_w: int, err_w: int, console: socket.socket | None) -> None:
@@ -132,12 +133,23 @@ class Setup:
             os.close(self.ctl_w)
             self.ctl_w = None
 
+    def close(self) -> None:
+        """Let go of both pipes (the container is gone)."""
+        self.abort()
+        if self.rep >= 0:
+            os.close(self.rep)
+            self.rep = -1
+
 
 def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int,
                  console: int | None = None) -> None:
     """The setup child: create the init, report its pid, release it on "start", then exit."""
     code = 0
     try:
+        # A host forks this while serving other containers: its wake-up pipe (closed here)
+        # and SIGCHLD handler are not ours, and the init must not inherit them.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         from berth import runtime
         from berth.oci.spec import decode_spec
         with open(os.path.join(req.bundle, "config.json"), "rb") as f:

@@ -75,10 +75,11 @@ class Client:
 
 
 class Hub:
-    """The poll set and the control socket's connections."""
+    """The poll set (the shim host's, shared by its containers) and one container's control
+    socket and its connections."""
 
-    def __init__(self) -> None:
-        self.poll = select.poll()
+    def __init__(self, poll: select.poll | None = None) -> None:
+        self.poll = poll if poll is not None else select.poll()
         self.clients: dict[int, Client] = {}
         self.listener: socket.socket | None = None
 
@@ -186,7 +187,16 @@ class Hub:
                     c.sock.sendall(exit_line)
             except OSError:
                 pass
-            c.sock.close()
+            self.drop(c)
+
+    def close(self) -> None:
+        """The container's shim is done: stop listening, drop every connection."""
+        for c in list(self.clients.values()):
+            self.drop(c)
+        if self.listener is not None:
+            self.poll.unregister(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
 
 
 # -- the json-file log ----------------------------------------------------------------------
@@ -322,6 +332,7 @@ class ContainerIO:
             os.set_blocking(fd, False)
             self.pipes[fd] = stream
             self.hub.poll.register(fd, POLLIN)
+        self._out = (-1, -1)  # owned by ``pipes`` now
 
     def pipe_ready(self, fd: int) -> None:
         try:
@@ -380,3 +391,16 @@ class ContainerIO:
         if self.stdin_w is not None:
             os.close(self.stdin_w)
             self.stdin_w = None
+
+    def close(self) -> None:
+        """Every fd of the container's stdio and log (the shim host outlives this container)."""
+        self.close_pipes()
+        self.close_stdin()
+        for fd in (*self._out, self.log.log):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._out = (-1, -1)
+        self.log.log = -1
