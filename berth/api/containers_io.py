@@ -14,6 +14,7 @@ from berth.api.app import App, Routes
 from berth.api.http import Request, Response, StreamResponse
 from berth.api.shape import json_response
 from berth.engine import stats as st
+from berth.engine.archive import PathStat
 from berth.engine.logdrivers import ReadNotSupported
 from berth.engine.logs import LogReader
 from berth.engine.model import Container
@@ -70,8 +71,9 @@ async def changes(app: App, req: Request) -> Response:
     return json_response([{"Path": ch.path, "Kind": ch.kind} for ch in app.archives.changes(req.match["id"])])
 
 
-def _stat_header(stat: dict[str, object]) -> dict[str, str]:
-    return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode()).decode()}
+def _stat_header(ps: PathStat) -> dict[str, str]:
+    doc = {"name": ps.name, "size": ps.size, "mode": ps.mode, "mtime": ps.mtime, "linkTarget": ps.link_target}
+    return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(doc).encode()).decode()}
 
 
 async def archive_head(app: App, req: Request) -> Response:

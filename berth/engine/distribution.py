@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from berth.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from berth.image.content import DigestMismatch
@@ -305,11 +305,12 @@ class Distribution:
                     out.bar("Downloading", ident, d.size, d.size, force=True)
                 else:
                     assert ing is not None
+                    sink = ing
 
                     def write(b: bytes) -> None:
                         if abort.is_set():
                             raise _Aborted()
-                        ing.write(b)
+                        sink.write(b)
                         writer.write(b)
                     r = reg.open_blob(repo, d.digest)
                     try:
@@ -418,8 +419,8 @@ class Distribution:
         comp = zlib.compressobj(6, zlib.DEFLATED, 31)
         try:
             with self.store.content.open(src) as f:
-                while b := f.read(1 << 20):
-                    ing.write(comp.compress(b))
+                while chunk := f.read(1 << 20):
+                    ing.write(comp.compress(chunk))
             ing.write(comp.flush())
         except BaseException:
             ing.abort()
@@ -452,7 +453,7 @@ class Distribution:
             return
         sent = 0
 
-        def chunks():  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[bytes]:
             nonlocal sent
             with self.store.content.open(d) as f:
                 while b := f.read(512 * 1024):

@@ -313,7 +313,7 @@ class ImageFiles:
             blob = await asyncio.to_thread(write)
         finally:
             if paused:
-                await self.containers.unpause(c.id)  # type: ignore[attr-defined]
+                await self.containers.unpause(c.id)
         top = base.top
         layer = await self.images.layer_from_blob(blob, top)
         cfg = msgspec_copy(config) if config is not None else msgspec_copy(c.config)
@@ -387,7 +387,7 @@ class ImageFiles:
             raise InvalidArgument(f"layer {diff_id}: stored blob does not match its diff ID")
         size = tmp.tell()
         tmp.seek(0)
-        return tmp, size  # type: ignore[return-value]
+        return tmp, size
 
     async def load(self, path: str, emit: Callable[[dict[str, object]], None]) -> list[str]:
         """Load a docker-save tar (a file); returns the messages' image names."""
@@ -607,7 +607,7 @@ _OMIT_EMPTY = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", 
 def _container_config(cfg: ContainerConfig) -> dict[str, Any]:
     """A commit's ContainerConfig: the container's own Config, as dockerd records it."""
     import msgspec
-    d = msgspec.to_builtins(cfg)
+    d: dict[str, Any] = msgspec.to_builtins(cfg)
     for k in list(d):
         if k in _OMIT_EMPTY and not d[k]:
             del d[k]
