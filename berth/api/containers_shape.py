@@ -14,7 +14,8 @@ from berth.api.shape import config_json
 from berth.engine.health import Health
 from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
-from berth.engine.volumes import MountPoint, Volumes
+from berth.engine.mount_specs import MountPoint
+from berth.engine.volumes import Volumes
 from berth.schema import human
 
 MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
