@@ -166,7 +166,8 @@ async def auth(app: App, req: Request) -> Response:
     body = json.loads(await req.read(1 << 20) or b"{}")
     creds = Credentials(str(body.get("username") or ""), str(body.get("password") or ""),
                         str(body.get("identitytoken") or ""), "", str(body.get("serveraddress") or ""))
-    return json_response(await asyncio.to_thread(app.distribution.login, creds))
+    token = await asyncio.to_thread(app.distribution.login, creds)
+    return json_response({"Status": "Login Succeeded", "IdentityToken": token})
 
 
 async def save(app: App, req: Request) -> StreamResponse:
