@@ -198,7 +198,8 @@ async def load(app: App, req: Request) -> StreamResponse:
                 f.write(chunk)
         # dockerd answers 200 and reports a bad archive inside the stream; docker-py
         # raises ImageLoadError only for an "error" message there.
-        return await json_stream(req, lambda p: files.load(path, p.emit), errors_in_stream=True)
+        return await json_stream(req, lambda p: files.load(path, lambda line: p.emit({"stream": line})),
+                                 errors_in_stream=True)
 
 
 async def prune(app: App, req: Request) -> Response:

@@ -34,8 +34,8 @@ class ImageFiles:
     def save(self, names: list[str], out: BinaryIO) -> None:
         self.tars.save(names, out)
 
-    async def load(self, path: str, emit: Callable[[dict[str, object]], None]) -> list[str]:
-        return await self.tars.load(path, emit)
+    async def load(self, path: str, say: Callable[[str], None]) -> list[str]:
+        return await self.tars.load(path, say)
 
     def export(self, container: str) -> AsyncGenerator[bytes, None]:
         return self.tars.export(container)

@@ -76,8 +76,9 @@ class ImageTars:
         tmp.seek(0)
         return tmp, size
 
-    async def load(self, path: str, emit: Callable[[dict[str, object]], None]) -> list[str]:
-        """Load a docker-save tar (a file); returns the messages' image names."""
+    async def load(self, path: str, say: Callable[[str], None]) -> list[str]:
+        """Load a docker-save tar (a file), telling ``say`` each line of its report; returns the
+        loaded images' names."""
         import tarfile
 
         from berth.image.archive import read_save
@@ -129,12 +130,12 @@ class ImageTars:
                     prev = before[t]
                     fam = reference.parse(t).familiar
                     if prev and prev[0] != img.id:
-                        emit({"stream": f"The image {fam} already exists, renaming the old one with ID "
-                                        f"{prev[0]} to empty string\n"})
-                    emit({"stream": f"Loaded image: {fam}\n"})
+                        say(f"The image {fam} already exists, renaming the old one with ID {prev[0]} to empty "
+                            "string\n")
+                    say(f"Loaded image: {fam}\n")
                     loaded.append(fam)
                 if not tags:
-                    emit({"stream": f"Loaded image ID: {img.id}\n"})
+                    say(f"Loaded image ID: {img.id}\n")
                     loaded.append(img.id)
                 self.images.on_event("load", img.id, {})
         finally:
