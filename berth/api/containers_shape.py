@@ -72,7 +72,8 @@ def mounts_json(app: App, c: Container) -> list[dict[str, object]]:
 
 
 def health_json(h: Health) -> dict[str, object]:
-    return {"Status": h.status, "FailingStreak": h.failing_streak, "Log": list(h.log)}
+    return {"Status": h.status, "FailingStreak": h.failing_streak,
+            "Log": [{"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output} for p in h.log]}
 
 
 def _sizes(app: App, c: Container, out: dict[str, Any]) -> None:
