@@ -13,6 +13,7 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,7 @@ class Archives:
         if proc.returncode != 0:
             self._raise(err)
 
-    def _guard(self, c: Container):  # type: ignore[no-untyped-def]
+    def _guard(self, c: Container) -> AbstractAsyncContextManager[None]:
         """Stopped containers mount their overlay (one user of its workdir at a time)."""
         if c.running:
             return _nolock()

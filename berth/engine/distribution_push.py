@@ -78,13 +78,14 @@ class Pusher:
         cfg = img.config_bytes
         await asyncio.to_thread(self._upload_bytes, reg, repo, img.id, cfg)
         oci = any(mt in (mf.MT_OCI_LAYER_ZSTD, mf.MT_OCI_LAYER) for _, mt, _ in blobs)
+        media_type = mf.MT_OCI_MANIFEST if oci else mf.MT_DOCKER_MANIFEST
         doc = {"schemaVersion": 2,
-               "mediaType": mf.MT_OCI_MANIFEST if oci else mf.MT_DOCKER_MANIFEST,
+               "mediaType": media_type,
                "config": {"mediaType": mf.MT_OCI_CONFIG if oci else mf.MT_DOCKER_CONFIG,
                           "size": len(cfg), "digest": img.id},
                "layers": [{"mediaType": mt, "size": n, "digest": dg} for dg, mt, n in blobs]}
         body = json.dumps(doc, indent=3, separators=(",", ": ")).encode()
-        mdigest = await asyncio.to_thread(reg.put_manifest, repo, tag, body, doc["mediaType"])  # type: ignore[arg-type]
+        mdigest = await asyncio.to_thread(reg.put_manifest, repo, tag, body, media_type)
         mdigest = mdigest or digest(body)
         self.store.add_repo_digest(img.id, f"{ref.repository}@{mdigest}")
         out.status(f"{tag}: digest: {mdigest} size: {len(body)}")

@@ -111,7 +111,7 @@ class ImageTars:
                             f = None
                         if f is None:
                             raise InvalidArgument(f"invalid archive: layer {member} is missing")
-                        return self.store.content.put_file(f)  # type: ignore[arg-type]
+                        return self.store.content.put_file(f)
                     blob = await asyncio.to_thread(spool)
                     layer = await self.images.layer_from_blob(blob, chains[i - 1] if i else None)
                     if layer.diff_id != diff_ids[i]:
