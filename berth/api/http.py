@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
+from berth.api import framing
+from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
 from berth.linux import fd
 
 log = logging.getLogger("berth.api")
@@ -27,10 +29,6 @@ REASONS = {
 }
 
 MAX_HEADER = 64 * 1024
-
-
-class BadRequest(Exception):
-    pass
 
 
 @dataclass
@@ -78,24 +76,8 @@ class Request:
                 raise BadRequest("unexpected end of request body")
             self._body_left -= len(data)
             return data
-        if self._chunk_left == 0:
-            line = await self.reader.readline()
-            try:
-                n = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("bad chunk size") from None
-            if n == 0:
-                while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                self._eof = True
-                return b""
-            self._chunk_left = n
-        data = await self.reader.read(min(size, self._chunk_left))
-        if not data:
-            raise BadRequest("unexpected end of request body")
-        self._chunk_left -= len(data)
-        if self._chunk_left == 0:
-            await self.reader.readexactly(2)
+        data, self._chunk_left = await framing.read_chunk(self.reader, self._chunk_left, size)
+        self._eof = not data
         return data
 
     def version_at_least(self, v: str) -> bool:
@@ -328,10 +310,11 @@ class Server:
         if "chunked" in te:
             req._chunked = True
         else:
-            try:
-                req._body_left = int(headers.get("content-length", "0") or 0)
-            except ValueError:
-                req._body_left = 0
+            length = framing.content_length(headers.get("content-length", "0") or "0")
+            if length is None:  # Go's "bad Content-Length": what follows cannot be framed
+                writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
+                return False
+            req._body_left = length
         keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
 
         m = _VERSION_PREFIX.match(path)

@@ -140,7 +140,8 @@ async def create(app: App, req: Request) -> StreamResponse | Response:
             creds = credentials(req.headers.get("x-registry-auth"))
             name, tag = req.query["fromImage"], req.query.get("tag", "")
             platform = req.query.get("platform") or None
-            return await json_stream(req, lambda p: app.distribution.pull(name, tag, creds, platform, p))
+            return await json_stream(req, lambda p: app.distribution.pull(name, tag, creds, platform, p),
+                                     cancel_on_hangup=True)
         raise InvalidArgument("fromImage or fromSrc is required")
     changes = [v for k, v in req.query_list if k == "changes"]
     repo, tag, message = req.query.get("repo", ""), req.query.get("tag", ""), req.query.get("message", "")

@@ -178,12 +178,9 @@ def build_server(app: App) -> Server:
 
     router = Router()
     for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
-                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES):
+                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES,
+                  networks_api.ROUTES, volumes_api.ROUTES, build_api.ROUTES, swarm_api.ROUTES):
         register(router, app, table)
-    networks_api.routes(router, app)
-    register(router, app, volumes_api.ROUTES)
-    build_api.routes(router, app)
-    register(router, app, swarm_api.ROUTES)
     jsonbody.guard(router)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
@@ -203,6 +200,10 @@ async def serve(args: argparse.Namespace) -> None:
     d = wire(args)
     app = d.app
     server = build_server(app)
+    # The build containers a dead berthd left: named before the socket answers, so the sweep
+    # below never touches a build that a client starts meanwhile.
+    from berth.engine.build_support import build_containers, sweep as sweep_builds
+    stale_builds = build_containers(app.containers)
     hosts = args.host or [DEFAULT_HOST]
     sockets: list[Path] = []
     try:
@@ -237,8 +238,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(s, stop.set)
     d.forkserver.start()
     await app.containers.recover()
-    from berth.engine.build_support import sweep as sweep_builds
-    await sweep_builds(app.containers, app.builder.cache.kept_containers)
+    await sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     await server.close()

@@ -74,7 +74,10 @@ class Monitor:
             except Exception as e:  # a full disk: the exit is still delivered (and kept in memory)
                 log.error("container %s: recording its exit: %s", cid[:12], e)
             if self.t.attachments is not None:
-                await self.t.attachments.stopped(c)
+                try:
+                    await self.t.attachments.stopped(c)
+                except Exception as e:  # a full disk again: waiters must still hear of the exit
+                    log.error("container %s: releasing its network and mounts: %s", cid[:12], e)
             if status.oom_killed:
                 self.t.on_event("oom", c, {})
             self.t.on_event("die", c, {"exitCode": str(status.exit_code)})

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from berth.engine.progress import Progress
+from berth.engine.shared_pull import SharedFlights
 from berth.errors import InvalidArgument, NotFound
 from berth.image.content import DigestMismatch
 from berth.image.store import Image, ImageStore
@@ -45,6 +46,7 @@ class Puller:
         self.store = store
         self.opts = opts
         self.on_event = on_event
+        self.pulls: SharedFlights[Image] = SharedFlights()
 
     def endpoints(self, domain: str, creds: Credentials | None, push: bool = False) -> list[Endpoint]:
         from berth.registry.client.session import Registry
@@ -59,11 +61,19 @@ class Puller:
 
     async def pull(self, name: str, tag: str, creds: Credentials | None, platform: str | None,
                    out: Progress) -> Image:
+        """Pull an image, or join the pull of it already in flight; a pull no client waits
+        for any more is cancelled (``shared_pull``)."""
         if tag and "@" not in name:
             name = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
-        from berth.registry.client.session import RegistryDenied, RegistryNotFound, RegistryUnavailable
         ref = reference.parse(name)
         want = mf.parse_platform(platform) if platform else mf.host_platform()
+        key = (str(ref), str(want), repr(creds))
+        return await self.pulls.run(key, lambda emit: self._pull(ref, creds, want, Progress(out.loop, emit)),
+                                    out.sink)
+
+    async def _pull(self, ref: reference.Reference, creds: Credentials | None, want: mf.Platform,
+                    out: Progress) -> Image:
+        from berth.registry.client.session import RegistryDenied, RegistryNotFound, RegistryUnavailable
         eps = self.endpoints(ref.domain, creds)
         last: BaseException | None = None
         for i, ep in enumerate(eps):
@@ -74,6 +84,9 @@ class Puller:
                     raise self._pull_error(ref, e) from None
                 log.info("mirror %s failed for %s: %s", ep.registry.host, ref, e)
                 last = e
+            except asyncio.CancelledError:
+                ep.registry.abort()  # nobody waits: hang up on the registry
+                raise
             finally:
                 ep.registry.close()
         raise self._pull_error(ref, last or NotFound("no endpoint"))
@@ -184,6 +197,7 @@ class Puller:
                 out.status("Pull complete", d.digest.removeprefix("sha256:")[:12], detail=True)
         except BaseException:
             abort.set()
+            reg.abort()  # wake the downloads blocked on the registry
             for f in futs.values():
                 try:
                     stage, _, _ = await asyncio.shield(f)

@@ -83,7 +83,7 @@ def kind_of(data: bytes, content_type: str | None) -> str:
     """The manifest media type: from the body's mediaType, else the header, else its shape."""
     try:
         p = msgspec.json.decode(data, type=_Probe)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"invalid manifest: {e}") from None
     if p.schemaVersion == 1:
         raise Unsupported("Docker Image Format v1 and Docker Image manifest version 2, schema 1 "
@@ -119,14 +119,14 @@ def check_blob_media_type(media_type: str) -> None:
 def decode_manifest(data: bytes) -> Manifest:
     try:
         return msgspec.json.decode(data, type=Manifest)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"invalid manifest: {e}") from None
 
 
 def decode_index(data: bytes) -> Index:
     try:
         return msgspec.json.decode(data, type=Index)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"invalid manifest list: {e}") from None
 
 

@@ -20,6 +20,7 @@ import msgspec
 
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
+from berth.state.sockaddr import address
 
 
 def _preload() -> None:
@@ -32,6 +33,10 @@ def _preload() -> None:
     try:
         import berth.runtime.seccomp  # noqa: F401
         import berth.runtime.cgroups  # noqa: F401
+        # detect() picks one of these per host: imported after the fork, each helper and
+        # each shim (at the container's exit) would pay for it again.
+        import berth.runtime.cgroups.v1  # noqa: F401
+        import berth.runtime.cgroups.v2  # noqa: F401
     except ImportError:
         pass
 
@@ -104,7 +109,8 @@ def main() -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    listener.bind(path)
+    with address(path) as name:
+        listener.bind(name)
     listener.listen(128)
     signal.signal(signal.SIGCHLD, _reap)
     gc.collect()

@@ -11,7 +11,7 @@ MODULE_MAX = 500
 CLASS_MAX = 300
 
 # Not split yet: each is still above its limit (the test fails when one drops below: remove it).
-OVER = {"networks.py", "networks.py:Networks"}
+OVER: set[str] = set()
 
 
 def sizes() -> dict[str, tuple[int, int]]:

@@ -14,6 +14,7 @@ import socket
 import time
 from berth.runtime.shim import helper, logfile, protocol
 from berth.runtime.shim.protocol import STDERR, STDOUT, Attach, SpawnRequest, frame
+from berth.state.sockaddr import address
 
 POLLIN = select.POLLIN | select.POLLPRI
 POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -87,7 +88,8 @@ class Hub:
         except FileNotFoundError:
             pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
+        with address(path) as name:
+            self.listener.bind(name)
         self.listener.listen(64)
         self.listener.setblocking(False)
         self.poll.register(self.listener.fileno(), POLLIN)
