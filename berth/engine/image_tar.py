@@ -27,7 +27,6 @@ class ImageTars:
     def save(self, names: list[str], out: BinaryIO) -> None:
         """Write a docker-save tar of the images ``names`` to ``out`` (sync)."""
         from berth.image.archive import SaveImage, write_save
-        from berth.image.unpack import Decompressor
 
         wanted: dict[str, SaveImage] = {}
         for n in names:
@@ -48,7 +47,6 @@ class ImageTars:
             else:
                 e.tags += [t for t in tags if t not in e.tags]
         write_save(out, list(wanted.values()), lambda t: reference.parse(t).familiar)
-        _ = Decompressor
 
     def _open_layer(self, diff_id: str) -> tuple[BinaryIO, int]:
         """The layer's exact uncompressed tar, from its stored blob, in a temp file."""
