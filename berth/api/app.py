@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # the engine is imported by daemon.main before the API is bui
     from berth.engine.events import Events
     from berth.engine.exec import Execs
     from berth.engine.health import HealthMonitor
-    from berth.engine.images import ImageFiles, Images
+    from berth.engine.image_files import ImageFiles
+    from berth.engine.images import Images
     from berth.engine.networks import Networks
     from berth.engine.volumes import Volumes
 

@@ -48,6 +48,7 @@ class Request:
     _eof: bool = False
     hijacked: bool = False
     responded: bool = False
+    extra_headers: dict[str, str] = field(default_factory=dict)  # the server's common headers
 
     async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
         parts = []
@@ -110,7 +111,7 @@ class Request:
         if upgrade:
             head += ["Connection: Upgrade", "Upgrade: tcp"]
         if common:
-            head += [f"{k}: {v}" for k, v in getattr(self, "extra_headers", {}).items()]
+            head += [f"{k}: {v}" for k, v in self.extra_headers.items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         self.hijacked = True
         self.responded = True
@@ -177,7 +178,7 @@ class StreamResponse:
             return
         self.started = True
         self.req.responded = True
-        h = dict(self.req.extra_headers) if hasattr(self.req, "extra_headers") else {}
+        h = dict(self.req.extra_headers)
         h.update(self.headers)
         if self.content_type:
             h["Content-Type"] = self.content_type
@@ -304,7 +305,7 @@ class Server:
         qlist = parse_qsl(qs, keep_blank_values=True)
         req = Request(method=method, path=path, query=dict(qlist), headers=headers,
                       reader=reader, writer=writer, query_list=qlist)
-        req.extra_headers = self.common_headers  # type: ignore[attr-defined]
+        req.extra_headers = self.common_headers
         te = headers.get("transfer-encoding", "").lower()
         if "chunked" in te:
             req._chunked = True

@@ -167,7 +167,8 @@ async def auth(app: App, req: Request) -> Response:
     body = json.loads(await req.read(1 << 20) or b"{}")
     creds = Credentials(str(body.get("username") or ""), str(body.get("password") or ""),
                         str(body.get("identitytoken") or ""), "", str(body.get("serveraddress") or ""))
-    return json_response(await asyncio.to_thread(app.distribution.login, creds))
+    token = await asyncio.to_thread(app.distribution.login, creds)
+    return json_response({"Status": "Login Succeeded", "IdentityToken": token})
 
 
 async def save(app: App, req: Request) -> StreamResponse:
@@ -198,7 +199,8 @@ async def load(app: App, req: Request) -> StreamResponse:
                 f.write(chunk)
         # dockerd answers 200 and reports a bad archive inside the stream; docker-py
         # raises ImageLoadError only for an "error" message there.
-        return await json_stream(req, lambda p: files.load(path, p.emit), errors_in_stream=True)
+        return await json_stream(req, lambda p: files.load(path, lambda line: p.emit({"stream": line})),
+                                 errors_in_stream=True)
 
 
 async def prune(app: App, req: Request) -> Response:

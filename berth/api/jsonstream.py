@@ -9,7 +9,7 @@ import json
 from typing import Any, Awaitable, Callable
 
 from berth.api.http import Request, StreamResponse
-from berth.engine.distribution import Progress
+from berth.engine.progress import Progress
 
 
 def go_json(msg: dict[str, Any]) -> bytes:

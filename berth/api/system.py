@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import time
+from typing import Any
 
 import berth
 from berth.api.app import App, Routes
@@ -42,7 +43,7 @@ def _mem_total() -> int:
     return 0
 
 
-def info_for_version(req: Request, d: dict[str, object]) -> dict[str, object]:
+def info_for_version(req: Request, d: dict[str, Any]) -> dict[str, Any]:
     """GET /info as the requested API version shapes it (fields added or dropped per version)."""
     if req.version_at_least("1.42"):  # omitted when unsupported: berth never limits kernel memory
         d.pop("KernelMemory", None)
@@ -50,11 +51,11 @@ def info_for_version(req: Request, d: dict[str, object]) -> dict[str, object]:
     if not req.version_at_least("1.44"):
         d.pop("CDISpecDirs", None)
     else:
-        d["Runtimes"] = {k: {**v, "status": {}} for k, v in d["Runtimes"].items()}  # type: ignore[attr-defined]
+        d["Runtimes"] = {k: {**v, "status": {}} for k, v in d["Runtimes"].items()}
     if not req.version_at_least("1.46"):
         d.pop("Containerd", None)
     if req.version_at_least("1.49"):
-        reg = dict(d["RegistryConfig"])  # type: ignore[call-overload]
+        reg = dict(d["RegistryConfig"])
         reg.pop("AllowNondistributableArtifactsCIDRs", None)
         reg.pop("AllowNondistributableArtifactsHostnames", None)
         d["RegistryConfig"] = reg

@@ -41,7 +41,8 @@ from berth.build.fsview import RootView
 from berth.build.output import BuildFailed, Ordered, Output, excerpt
 from berth.engine import build_support as bs
 from berth.engine.containers import Containers
-from berth.engine.distribution import Distribution, Progress
+from berth.engine.distribution import Distribution
+from berth.engine.progress import Progress
 from berth.engine.images import Images
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import Image, NoSuchImage

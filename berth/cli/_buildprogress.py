@@ -56,7 +56,7 @@ def _messages(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:
 def _check_error(msg: dict[str, Any]) -> None:
     if msg.get("error") or msg.get("errorDetail"):
         detail = msg.get("errorDetail") or {}
-        code = detail.get("code") if isinstance(detail.get("code"), int) else 1
+        code: int = detail["code"] if isinstance(detail.get("code"), int) else 1
         raise BuildFailed(msg.get("error") or detail.get("message") or "unknown error", code)
 
 
@@ -289,9 +289,9 @@ def render_tty(lines: Iterable[bytes], out: TextIO, context_size: str = "") -> R
                 for text in complete:
                     view.line(text)
                 continue
-            text = _status_line(msg)
-            if text is not None:
-                view.line(text)
+            status = _status_line(msg)
+            if status is not None:
+                view.line(status)
         if pending:
             view.line(pending)
     except BuildFailed:

@@ -17,7 +17,7 @@ from berth.client.api import APIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import IO, Any
 
 
 def spec_cp() -> Spec:
@@ -79,6 +79,7 @@ def _stat(cli: Any, name: str, path: str) -> dict[str, Any] | None:
 
 def _from_container(cli: Any, name: str, src: str, dest: str, follow: bool) -> int:
     import tarfile
+    from typing import cast
     if follow:
         st = _stat(cli, name, src)
         if st and st.get("linkTarget"):
@@ -98,7 +99,8 @@ def _from_container(cli: Any, name: str, src: str, dest: str, follow: bool) -> i
         raise OSError(f"destination directory \"{dest}\" must exist")
     parent = dest if into_dir else (os.path.dirname(dest.rstrip("/")) or ".")
     new_name = None if into_dir else os.path.basename(dest.rstrip("/"))
-    with tarfile.open(fileobj=counter, mode="r|") as tar:
+    # stream mode ("r|") only ever calls read(), which is all _Counter has
+    with tarfile.open(fileobj=cast("IO[bytes]", counter), mode="r|") as tar:
         root = None
         for m in tar:
             if root is None:

@@ -10,10 +10,11 @@ from berth.cli._flags import Flag, Spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
 
 def _copy_to(resp: Any, output: str, what: str) -> int:
+    f: BinaryIO
     if output:
         f = open(output + ".tmp", "wb")
     else:
@@ -64,6 +65,7 @@ def run_load(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.cli._progress import StreamFailed
     from berth.cli.cmd_distribution import stream
 
+    src: BinaryIO
     if opts["input"]:
         try:
             src = open(opts["input"], "rb")

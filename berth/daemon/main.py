@@ -107,7 +107,8 @@ def wire(args: argparse.Namespace) -> Daemon:
     from berth.engine.distribution import Distribution
     from berth.engine.exec import Execs
     from berth.engine.health import HealthMonitor
-    from berth.engine.images import ImageFiles, Images
+    from berth.engine.image_files import ImageFiles
+    from berth.engine.images import Images
     from berth.engine.networks import Networks, instance_of
     from berth.engine.shims import ForkServer
     from berth.engine.volumes import Volumes

@@ -20,7 +20,8 @@ from typing import Any, cast
 from berth.engine.container_table import ContainerTable, SandboxArgs
 from berth.engine.model import Container
 from berth.engine.networks import ContainerView, Networks
-from berth.engine.volumes import MountPoint, Volumes
+from berth.engine.mount_specs import MountPoint
+from berth.engine.volumes import Volumes
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.state.paths import DataRoot
 

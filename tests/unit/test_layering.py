@@ -81,6 +81,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("berth.engine.container_create", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.hostspec", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.images", "berth.schema.containers"): "Docker JSON in the engine",
+    ("berth.engine.image_changes", "berth.schema.containers"): "Docker JSON in the engine (from images)",
+    ("berth.engine.image_commit", "berth.schema.containers"): "Docker JSON in the engine (from images)",
+    ("berth.engine.image_files", "berth.schema.containers"): "Docker JSON in the engine (from images)",
     ("berth.engine.model", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.validate", "berth.schema.containers"): "Docker JSON in the engine",
     # build skips the engine, and fills Docker's JSON shapes
