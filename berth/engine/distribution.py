@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("berth.distribution")
 
-MAX_DOWNLOADS = 6
-MAX_UPLOADS = 5
 CONFIG_LIMIT = 8 << 20
 
 
@@ -274,7 +272,7 @@ class Distribution:
         from concurrent.futures import ThreadPoolExecutor
         abort = threading.Event()
         loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(max_workers=min(MAX_DOWNLOADS, len(todo)), thread_name_prefix="pull")
+        pool = ThreadPoolExecutor(max_workers=min(self.opts.max_downloads, len(todo)), thread_name_prefix="pull")
         futs = {i: loop.run_in_executor(pool, self._download, reg, repo, layers[i], diff_ids[i], out, abort)
                 for i in todo}
         try:
@@ -394,7 +392,7 @@ class Distribution:
         from concurrent.futures import ThreadPoolExecutor
         blobs = [await asyncio.to_thread(self._push_blob_for, d) for d in diff_ids]
         loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(max_workers=MAX_UPLOADS, thread_name_prefix="push")
+        pool = ThreadPoolExecutor(max_workers=self.opts.max_uploads, thread_name_prefix="push")
         try:
             futs = [loop.run_in_executor(pool, self._upload_layer, reg, ref, d, b, out)
                     for d, b in zip(diff_ids, blobs)]
