@@ -78,7 +78,10 @@ def configure_networks(args: argparse.Namespace, networks: Networks) -> None:
     if networks.pools:
         from berth.network import ipam, netlink
         own = {n.bridge for n in networks.nets.values() if n.bridge}
-        bad = ipam.unusable_pools(networks.pools, netlink.host_networks(own))
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(1) as pool:   # pyroute2 runs its own loop: not on berthd's
+            host = pool.submit(netlink.host_networks, own).result()
+        bad = ipam.unusable_pools(networks.pools, host)
         if bad:
             raise ConfigError("invalid value for \"default-address-pools\": " + ", ".join(
                 f"pool {base} overlaps with the host route {route}" for base, route in bad))
