@@ -36,6 +36,20 @@ if TYPE_CHECKING:  # the engine is imported by daemon.main before the API is bui
 
 
 @dataclass
+class DaemonInfo:
+    """What /info shows of berthd's configuration (daemon.json); SIGHUP changes it in place."""
+
+    debug: bool = False
+    labels: list[str] = field(default_factory=list)
+    runtimes: dict[str, dict[str, object]] = field(default_factory=dict)  # besides berth's own "runc"
+    default_runtime: str = "runc"
+    logging_driver: str = "json-file"
+    init_binary: str = ""
+    no_new_privileges: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class App:
     """What the API handlers use, wired by the daemon."""
 
@@ -56,6 +70,7 @@ class App:
     builder: Builder
     build_admin: BuildAdmin
     live_restore: bool = True
+    config: DaemonInfo = field(default_factory=DaemonInfo)
     started: float = field(default_factory=time.time)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 import socket
@@ -69,6 +70,27 @@ def info_for_version(req: Request, d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def registry_config(insecure: list[str], mirrors: list[str]) -> dict[str, object]:
+    """/info's RegistryConfig as dockerd builds it from insecure-registries and registry-mirrors:
+    CIDRs (always 127.0.0.0/8) apart from host names, which get an index config each."""
+    cidrs = ["127.0.0.0/8"]
+    indexes: dict[str, object] = {}
+    for entry in insecure:
+        entry = entry.removeprefix("http://").removeprefix("https://").rstrip("/")
+        try:
+            net = str(ipaddress.ip_network(entry, strict=False))
+            if "/" in entry and net not in cidrs:
+                cidrs.append(net)
+                continue
+        except ValueError:
+            pass
+        indexes[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
+    hub_mirrors = [m.rstrip("/") + "/" for m in mirrors]
+    indexes["docker.io"] = {"Name": "docker.io", "Mirrors": hub_mirrors, "Secure": True, "Official": True}
+    return {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": cidrs, "IndexConfigs": indexes, "Mirrors": hub_mirrors}
+
+
 async def ping(app: App, req: Request) -> Response:
     # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
     # builder, and "2" would send the CLI to BuildKit.
@@ -98,6 +120,7 @@ async def info(app: App, req: Request) -> Response:
     os_name, os_version = _os_release()
     uname = platform.uname()
     cg = app.cgroup_version
+    conf = app.config
     return json_response(info_for_version(req, {
         "ID": app.daemon_id,
         "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
@@ -112,29 +135,26 @@ async def info(app: App, req: Request) -> Response:
         "KernelMemory": False, "KernelMemoryTCP": False,
         "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
         "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False,
-        "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
+        "Debug": conf.debug, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
         "NGoroutines": 1, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cg,
+        "LoggingDriver": conf.logging_driver, "CgroupDriver": "cgroupfs", "CgroupVersion": cg,
         "NEventsListener": 0, "KernelVersion": uname.release,
         "OperatingSystem": os_name, "OSVersion": os_version, "OSType": "linux",
         "Architecture": uname.machine, "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
-                           "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                           "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
-                                                          "Official": True}},
-                           "Mirrors": []},
+        "RegistryConfig": registry_config(app.distribution.opts.insecure, app.distribution.opts.mirrors),
         "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
         "DockerRootDir": str(app.root),
-        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": [],
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": list(conf.labels),
         "ExperimentalBuild": False, "ServerVersion": berth.__version__,
-        "Runtimes": {"runc": {"path": "berth-runtime"}}, "DefaultRuntime": "runc",
+        "Runtimes": {"runc": {"path": "berth-runtime"}, **conf.runtimes}, "DefaultRuntime": conf.default_runtime,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": app.live_restore, "Isolation": "", "InitBinary": "",
+        "LiveRestoreEnabled": app.live_restore, "Isolation": "", "InitBinary": conf.init_binary or "docker-init",
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if cg == "2" else []),
-        "Warnings": None,
+        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=no-new-privileges"] if conf.no_new_privileges
+                                                               else []) + (["name=cgroupns"] if cg == "2" else []),
+        "Warnings": list(conf.warnings) or None,
         "Uptime": int(time.time() - app.started),
         "CDISpecDirs": [], "Containerd": None, "FirewallBackend": {"Driver": "nftables"},
         "DiscoveredDevices": [],

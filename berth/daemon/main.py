@@ -39,31 +39,12 @@ DEFAULT_HOST = "unix:///run/berth/berth.sock"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="berthd", description="berth: a Docker-compatible container engine")
-    p.add_argument("-H", "--host", action="append", default=[], help="daemon socket(s) to connect to")
-    p.add_argument("--data-root", default="/var/lib/berth", help="root of persistent berth state")
-    p.add_argument("--exec-root", default="/run/berth", help="root of the berth execution state")
-    p.add_argument("-p", "--pidfile", default=None, help="path to use for the daemon PID file")
-    p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
-    p.add_argument("-G", "--group", default="docker", help="group for the unix socket")
-    p.add_argument("-v", "--version", action="store_true")
-    p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
-                   help="enable insecure registry communication (host[:port] or CIDR)")
-    p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
-                   help="preferred registry mirror (URL) for Docker Hub")
-    p.add_argument("--live-restore", nargs="?", const=True, default=True, type=_bool_flag, metavar="BOOL",
-                   help="keep containers running while berthd is down (default true; "
-                        "--live-restore=false stops them when berthd exits, as dockerd does)")
-    return p.parse_args(argv)
-
-
-def _bool_flag(v: str) -> bool:
-    """A boolean flag's value as Go's strconv.ParseBool reads it (dockerd's flags)."""
-    if v in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if v in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
+    """The flags and daemon.json merged (``daemon.config``); a bad configuration ends berthd."""
+    from berth.daemon.config import ConfigError, load
+    try:
+        return load(argv)
+    except ConfigError as e:
+        raise SystemExit(f"berthd: {e}") from None
 
 
 @dataclass
@@ -114,10 +95,10 @@ def wire(args: argparse.Namespace) -> Daemon:
     from berth.engine.volumes import Volumes
     from berth.image.store import ImageStore
     from berth.oci.spec import encode_spec
-    from berth.registry.client.options import Options as RegistryOptions
     from berth.runtime.defaults import build_spec
     from berth.state.db import Database
 
+    from berth.daemon import settings
     data = DataRoot(Path(args.data_root))
     exec_root = ExecRoot(Path(args.exec_root))
     db = Database(data.db)
@@ -125,9 +106,9 @@ def wire(args: argparse.Namespace) -> Daemon:
     store.sweep()
     forkserver = ForkServer(exec_root.forkserver)
     containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
+    containers.defaults = settings.container_defaults(args)
     images = Images(store, containers, str(data.image_tmp))
-    distribution = Distribution(store, RegistryOptions(
-        insecure=list(getattr(args, "insecure_registries", [])), mirrors=list(getattr(args, "registry_mirrors", []))))
+    distribution = Distribution(store, settings.registry_options(args))
     bus = events.Events()
     containers.on_event = events.container_hook(bus)
     images.on_event = events.image_hook(bus)
@@ -135,6 +116,7 @@ def wire(args: argparse.Namespace) -> Daemon:
     execs = Execs(containers, events.exec_hook(bus, containers))
     health = HealthMonitor(containers, execs, events.exec_hook(bus, containers))
     networks = Networks(db, data.root, instance_of(data.root), bus.emit)
+    settings.configure_networks(args, networks)
     volumes = Volumes(db, data.volumes, bus.emit)
     attachments = containers.attachments = Attachments(networks, volumes, data, containers)
     builder, build_admin = _wire_builder(db, store, containers, images, distribution, data, exec_root)
@@ -142,7 +124,7 @@ def wire(args: argparse.Namespace) -> Daemon:
               containers=containers, images=images, image_files=ImageFiles(images), distribution=distribution,
               events=bus, execs=execs, archives=Archives(containers), health=health, networks=networks,
               volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
-              live_restore=bool(getattr(args, "live_restore", True)))
+              live_restore=args.live_restore, config=settings.daemon_info(args))
     return Daemon(app, db, forkserver)
 
 
@@ -197,14 +179,18 @@ async def serve(args: argparse.Namespace) -> None:
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
-    d = wire(args)
+    from berth.daemon.config_values import ConfigError
+    try:
+        d = wire(args)
+    except ConfigError as e:
+        raise SystemExit(f"berthd: {e}") from None
     app = d.app
     server = build_server(app)
     # The build containers a dead berthd left: named before the socket answers, so the sweep
     # below never touches a build that a client starts meanwhile.
     from berth.engine.build_support import build_containers, sweep as sweep_builds
     stale_builds = build_containers(app.containers)
-    hosts = args.host or [DEFAULT_HOST]
+    hosts = args.hosts or [DEFAULT_HOST]
     sockets: list[Path] = []
     try:
         gid = grp.getgrnam(args.group).gr_gid
@@ -236,17 +222,19 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
+    from berth.daemon import settings
+    loop.add_signal_handler(signal.SIGHUP, settings.reload, args, app)
     d.forkserver.start()
     await app.containers.recover()
     await sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     await server.close()
-    if args.live_restore:
+    if app.live_restore:
         log.info("shutting down (containers keep running)")
     else:
         log.info("shutting down: stopping the containers (live restore is off)")
-        await app.containers.shutdown()
+        await _stop_containers(app, args.shutdown_timeout)
     await d.forkserver.stop()
     # With no container running, bridges and rules go (recreated at start); else they stay.
     await app.attachments.shutdown(list(app.containers.by_id.values()))
@@ -258,14 +246,22 @@ async def serve(args: argparse.Namespace) -> None:
     os.close(lock_fd)
 
 
+async def _stop_containers(app: App, timeout: int) -> None:
+    """Stop the containers, waiting at most shutdown-timeout seconds (0: as long as it takes)."""
+    task = asyncio.ensure_future(app.containers.shutdown())
+    done, _ = await asyncio.wait([task], timeout=timeout or None)
+    if not done:
+        log.warning("containers still stopping after the shutdown timeout (%d s); exiting", timeout)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.version:
         import berth
         print(f"berthd version {berth.__version__}")
         return
-    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(args.log_level, args.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from berth.daemon.settings import log_level
+    logging.basicConfig(level=log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if os.geteuid() != 0:
         raise SystemExit("berthd: must run as root")
     try:

@@ -40,14 +40,14 @@ class Attachments:
         c = self.containers.by_id.get(cid)
         return (c.name, c.config.Hostname) if c is not None else None
 
-    @staticmethod
-    def view(c: Container) -> ContainerView:
+    def view(self, c: Container) -> ContainerView:
         hc = c.host_config
+        dns, dns_search, dns_options = self.containers.defaults.dns_for(hc)
         return ContainerView(
             id=c.id, name=c.name, hostname=c.config.Hostname, domainname=c.config.Domainname,
             network_mode=hc.NetworkMode, port_bindings=hc.PortBindings, exposed=c.config.ExposedPorts,
-            publish_all=hc.PublishAllPorts, dns=list(hc.Dns or []), dns_search=list(hc.DnsSearch or []),
-            dns_options=list(hc.DnsOptions or []), extra_hosts=list(hc.ExtraHosts or []),
+            publish_all=hc.PublishAllPorts, dns=dns, dns_search=dns_search,
+            dns_options=dns_options, extra_hosts=list(hc.ExtraHosts or []),
             links=list(hc.Links or []), mac=c.config.MacAddress or "")
 
     # -- create -----------------------------------------------------------------------------

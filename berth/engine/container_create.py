@@ -30,6 +30,7 @@ class Creator:
         warnings: list[str] = []
         check_host_config(hc)
         validate.check_create(req, hc)
+        self.t.defaults.at_create(hc)
         hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
         if name:
             if not names.valid(name):

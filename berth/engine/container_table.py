@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
+from berth.engine.container_defaults import ContainerDefaults
 from berth.engine.model import Container, decode, encode
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import ImageStore
@@ -89,6 +90,7 @@ class ContainerTable:
         self.exit_hooks: list[Callable[[str], None]] = []  # called with the id after each exit
         self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
         self.attachments: Attachable | None = None  # networks and volumes; set by daemon/
+        self.defaults = ContainerDefaults()         # daemon.json's defaults; set by daemon/
         self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
         for (data_,) in db.query("SELECT data FROM containers"):
             c = decode(data_)

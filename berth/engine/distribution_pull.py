@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("berth.distribution")
 
-MAX_DOWNLOADS = 6
 CONFIG_LIMIT = 8 << 20
 
 
@@ -180,7 +179,7 @@ class Puller:
         from concurrent.futures import ThreadPoolExecutor
         abort = threading.Event()
         loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(max_workers=min(MAX_DOWNLOADS, len(todo)), thread_name_prefix="pull")
+        pool = ThreadPoolExecutor(max_workers=min(self.opts.max_downloads, len(todo)), thread_name_prefix="pull")
         futs = {i: loop.run_in_executor(pool, self._download, reg, repo, layers[i], diff_ids[i], out, abort)
                 for i in todo}
         try:

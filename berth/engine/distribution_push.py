@@ -21,7 +21,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from berth.registry.client.session import Registry
 
-MAX_UPLOADS = 5
 
 
 class Pusher:
@@ -68,7 +67,7 @@ class Pusher:
         from concurrent.futures import ThreadPoolExecutor
         blobs = [await asyncio.to_thread(self._push_blob_for, d) for d in diff_ids]
         loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(max_workers=MAX_UPLOADS, thread_name_prefix="push")
+        pool = ThreadPoolExecutor(max_workers=self.opts.max_uploads, thread_name_prefix="push")
         try:
             futs = [loop.run_in_executor(pool, self._upload_layer, reg, ref, d, b, out)
                     for d, b in zip(diff_ids, blobs)]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from ipaddress import IPv4Network
+from ipaddress import IPv4Interface, IPv4Network
 
 from berth.engine.network_ipam import assign_subnet, configured
-from berth.engine.network_records import Network, NetworkTable
+from berth.engine.network_records import IPAMConfig, Network, NetworkTable
 from berth.errors import RuntimeFailure
 from berth.network import forward, nat
 from berth.network.sandbox import Kernel, table_name
@@ -112,3 +112,31 @@ class Bridges:
         for n in list(self.table.nets.values()):
             if n.is_bridge:
                 await self.down(n)
+
+
+def configure_default(table: NetworkTable, bip: str, fixed_cidr: str, mtu: int, ip_masq: bool, icc: bool) -> None:
+    """daemon.json's settings of the default bridge (``bip``, ``fixed-cidr``, ``mtu``, ``ip-masq``,
+    ``icc``), written into its record before the bridge comes up. A changed ``bip`` moves the
+    bridge only while no container is attached to it (else the old subnet stays, logged)."""
+    n = table.get("bridge")
+    opts = dict(n.options)
+    opts["com.docker.network.driver.mtu"] = str(mtu or 1500)
+    opts["com.docker.network.bridge.enable_ip_masquerade"] = "true" if ip_masq else "false"
+    opts["com.docker.network.bridge.enable_icc"] = "true" if icc else "false"
+    changed = opts != n.options
+    n.options = opts
+    if bip:
+        iface = IPv4Interface(bip)
+        subnet, gateway, rng = str(iface.network), str(iface.ip), fixed_cidr
+        if (n.subnet, n.gateway, n.ip_range) != (subnet, gateway, rng):
+            if table.containers_on(n):
+                log.warning("bip %s not applied: containers are attached to the default bridge (%s)", bip, n.subnet)
+            else:
+                n.subnet, n.gateway, n.ip_range = subnet, gateway, rng
+                n.ipam_config = [IPAMConfig(Subnet=subnet, Gateway=gateway, IPRange=rng)]
+                changed = True
+    elif fixed_cidr and n.ip_range != fixed_cidr and not table.containers_on(n):
+        n.ip_range = fixed_cidr
+        changed = True
+    if changed:
+        table.save_net(n)

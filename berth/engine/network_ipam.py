@@ -28,7 +28,8 @@ def assign_subnet(table: NetworkTable, n: Network, host: list[IPv4Network]) -> N
     cfg = configured(n)
     others = [IPv4Network(o.subnet) for o in table.nets.values() if o.subnet and o.id != n.id]
     if cfg is None:
-        subnet = ipam.choose_subnet(others + host)
+        pools = ipam.expand_pools(table.pools) if table.pools else ipam.DEFAULT_POOLS
+        subnet = ipam.choose_subnet(others + host, pools)
         n.subnet, n.gateway = str(subnet), str(ipam.default_gateway(subnet))
         return
     subnet = ipam.parse_subnet(cfg.Subnet)

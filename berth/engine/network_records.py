@@ -15,6 +15,7 @@ import builtins
 import secrets
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Network
 from typing import Any
 
 import msgspec
@@ -170,6 +171,7 @@ class NetworkTable:
             s = _dec_sb.decode(data)
             self.sandboxes[s.container_id] = s
         self._ensure_predefined()
+        self.pools: list[tuple[IPv4Network, int]] = []   # daemon.json's default-address-pools
         self.running: set[str] = set()          # containers whose endpoints are live
         self.names: Callable[[str], tuple[str, str] | None] = lambda cid: None  # -> (name, hostname)
 
