@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from berth.engine.model import HostConfig
+from berth.schema.containers import HostConfig
 
 
 @dataclass
