@@ -6,7 +6,9 @@
 (containers/s), then `docker ps` latency with N running, PSS per shim (from
 /proc/PID/smaps_rollup) and berthd's RSS; (c) berthd cold start until /_ping answers.
 With --other (or BENCH_OTHER_HOST), the same runs go to a second daemon (e.g. a real dockerd),
-alternating the two in one run; medians and ratios are reported.
+alternating the two in one run; medians and ratios are reported. With --tree DIR (repeatable),
+a berthd of another checkout of berth (e.g. ``git worktree add /tmp/wt-before REV``) runs beside
+this tree's, measured the same way, cold start and shim memory included.
 """
 
 from __future__ import annotations
@@ -80,13 +82,19 @@ def main() -> None:
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--cold", type=int, default=10)
     ap.add_argument("--other", default=os.environ.get("BENCH_OTHER_HOST"))
+    ap.add_argument("--tree", action="append", default=[], help="another berth checkout to run beside this one")
     args = ap.parse_args()
 
-    d = Daemon()
-    d.start()
+    berths = {"berthd": Daemon()}
+    for i, tree in enumerate(args.tree):
+        berths[f"tree{i + 1}"] = Daemon(code=Path(tree).resolve())
+        print(f"tree{i + 1}: {tree}")
+    for b in berths.values():
+        b.start()
+        b.import_busybox()
+    d = berths["berthd"]
     rootfs = d.base / "rootfs.tar"
-    d.import_busybox()
-    hosts = {"berthd": d.host}
+    hosts = {name: b.host for name, b in berths.items()}
     if args.other:
         hosts["other"] = args.other
         ensure_busybox(args.other, rootfs)
@@ -113,12 +121,13 @@ def main() -> None:
             ps = [docker(h, "ps") for _ in range(20)]
             print(f"(b) {name}: {args.containers} x run -d: {rate:.1f} containers/s; "
                   f"docker ps with {args.containers} running: {med(ps) * 1000:.1f} ms median")
-            if name == "berthd":
-                pids = shim_pids(d.exec_root)
+            if name in berths:
+                b = berths[name]
+                pids = shim_pids(b.exec_root)
                 pss = [kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids]
-                assert d.proc is not None
-                rss = kib(f"/proc/{d.proc.pid}/status", "VmRSS:")
-                fs = [p for p in os.listdir("/proc") if p.isdigit() and kib(f"/proc/{p}/status", "PPid:") == d.proc.pid]
+                assert b.proc is not None
+                rss = kib(f"/proc/{b.proc.pid}/status", "VmRSS:")
+                fs = [p for p in os.listdir("/proc") if p.isdigit() and kib(f"/proc/{p}/status", "PPid:") == b.proc.pid]
                 fs_rss = sum(kib(f"/proc/{p}/status", "VmRSS:") for p in fs)
                 print(f"    shims: {len(pids)}, PSS per shim median {med(pss) / 1024:.2f} MiB "
                       f"(max {max(pss) / 1024 if pss else 0:.2f}); berthd RSS {rss / 1024:.1f} MiB; "
@@ -128,15 +137,18 @@ def main() -> None:
             if ids:
                 subprocess.run([DOCKER, "rm", "-f", *ids], env=env, capture_output=True)
 
-        # (c) cold start of berthd until /_ping answers
-        cold = []
+        # (c) cold start of each berthd until /_ping answers, alternating
+        cold: dict[str, list[float]] = {k: [] for k in berths}
         for _ in range(args.cold):
-            d.stop()
-            cold.append(d.start())
-        print(f"(c) berthd cold start to /_ping: {med(cold) * 1000:.1f} ms median of {args.cold} "
-              f"(min {min(cold) * 1000:.1f})")
+            for name, b in berths.items():
+                b.stop()
+                cold[name].append(b.start())
+        for name in berths:
+            print(f"(c) {name} cold start to /_ping: {med(cold[name]) * 1000:.1f} ms median of {args.cold} "
+                  f"(min {min(cold[name]) * 1000:.1f})")
     finally:
-        d.cleanup()
+        for b in berths.values():
+            b.cleanup()
 
 
 if __name__ == "__main__":
