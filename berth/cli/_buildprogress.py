@@ -13,6 +13,7 @@ and its last few output lines, and a ``[+] Building`` summary line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -223,8 +224,6 @@ class TtyView:
 
     @staticmethod
     def _width() -> int:
-        import os
-
         try:
             return max(20, os.get_terminal_size(sys.stdout.fileno()).columns)
         except (OSError, ValueError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from berth.cli._flags import Flag
+from berth.client.api import APIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +21,6 @@ def format_flag(short: str = "") -> Flag:
 
 def filters_json(items: list[str], extra: dict[str, list[str]] | None = None) -> str | None:
     """docker's filters.Args encoding: {"key":{"value":true}}."""
-    import json
 
     out: dict[str, dict[str, bool]] = {}
     for item in items:
@@ -48,7 +49,6 @@ def print_template(fmt: str, data: Any) -> int:
 
 def go_json_indent(value: Any) -> str:
     """json.MarshalIndent-like output as ``docker inspect`` prints it (4-space indent)."""
-    import json
 
     text = json.dumps(value, indent=4, ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -65,7 +65,6 @@ def inspect_each(cli: Any, fmt: str | None, paths: list[str]) -> int:
 
     A missing object prints the daemon's error and makes the exit code 1; the rest still print.
     """
-    from berth.client.api import APIError
 
     out, code = [], 0
     for path in paths:

@@ -9,11 +9,13 @@ container's code, or 1 after a detach ("read escape sequence").
 
 from __future__ import annotations
 
+import json
 import sys
 
 from berth.cli._common import print_error
 from berth.cli._flags import Flag, Spec
 from berth.client.api import APIError
+from berth.schema import detachkeys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,7 +119,6 @@ def run_exec(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     cid = info["Id"]
     tty, interactive, detach = opts["tty"], opts["interactive"], opts["detach"]
     if opts["detach_keys"]:
-        from berth.schema import detachkeys
         try:
             detachkeys.parse(opts["detach_keys"])
         except ValueError as e:
@@ -136,7 +137,6 @@ def run_exec(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     if detach:
         client.request("POST", f"/exec/{exec_id}/start", json_body={"Detach": True, "Tty": tty}).read()
         return 0
-    import json
     conn = client.hijack(f"/exec/{exec_id}/start", body=json.dumps({"Detach": False, "Tty": tty}).encode(),
                          content_type="application/json")
     session = _attach.Session(conn, tty, opts["detach_keys"])

@@ -7,10 +7,14 @@ the daemon as ``X-Registry-Auth``. On a terminal, progress is drawn as one line 
 
 from __future__ import annotations
 
+import getpass
+import json
 import sys
 
 from berth.cli._common import print_error
 from berth.cli._flags import Flag, Spec
+from berth.client._http import quote
+from berth.client.api import APIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,7 +71,6 @@ class Renderer:
 
 def stream(lines: Iterable[bytes], out: Any, tty: bool) -> list[dict[str, Any]]:
     """Render a JSON message stream; raise StreamFailed on an error message; return aux."""
-    import json
 
     from berth.cli._progress import StreamFailed
 
@@ -159,7 +162,6 @@ def spec_push() -> Spec:
 
 def run_push(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.cli._progress import StreamFailed
-    from berth.client._http import quote
     from berth.oci import reference
 
     name = args[0]
@@ -197,7 +199,6 @@ def spec_login() -> Spec:
 
 
 def run_login(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
     from berth.client.credentials import INDEX_SERVER, server_key, store
 
     server = args[0] if args else INDEX_SERVER
@@ -219,7 +220,6 @@ def run_login(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         sys.stdout.flush()
         user = sys.stdin.readline().strip()
     if not pw:
-        import getpass
         pw = getpass.getpass("Password: ")
     if not user or not pw:
         print_error("Error: Cannot perform an interactive login from a non TTY device")

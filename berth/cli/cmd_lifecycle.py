@@ -10,6 +10,7 @@ import sys
 
 from berth.cli._common import filters_json, print_error
 from berth.cli._flags import Flag, Spec
+from berth.cli._units import human_size
 from berth.client.api import APIError
 
 TYPE_CHECKING = False
@@ -133,8 +134,6 @@ def spec_container_prune() -> Spec:
 
 
 def run_container_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli._units import human_size
-
     if not opts["force"]:
         sys.stdout.write("WARNING! This will remove all stopped containers.\n"
                          "Are you sure you want to continue? [y/N] ")

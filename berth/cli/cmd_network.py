@@ -8,6 +8,7 @@ import sys
 
 from berth.cli._common import filters_json, format_flag, inspect_each, print_error
 from berth.cli._flags import Flag, Spec, UsageError
+from berth.client.api import APIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -139,8 +140,6 @@ def spec_network_rm() -> Spec:
 
 
 def run_network_rm(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
-
     code = 0
     for ref in args:
         try:

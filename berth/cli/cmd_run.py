@@ -8,6 +8,8 @@ exit code is the wait's ``StatusCode``.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 from berth.cli._common import print_error
@@ -117,8 +119,6 @@ def create_container(cli: Any, opts: dict[str, Any], body: dict[str, Any]) -> st
 
 
 def _console_size(tty: bool) -> tuple[int, int]:
-    import os
-
     if not tty or not os.isatty(1):
         return (0, 0)
     try:
@@ -225,8 +225,6 @@ def _follow(cli: Any, container_id: str, session: Any, wait: Any, tty: bool, std
 
 
 def _wait_status(wait: Any) -> int:
-    import json
-
     try:
         data = wait.read()
     except (OSError, ConnectionError) as exc:

@@ -6,6 +6,8 @@ import sys
 
 from berth.cli._common import filters_json, format_flag, inspect_each, print_error
 from berth.cli._flags import Flag, Spec, UsageError
+from berth.client.api import APIError
+from berth.schema import human
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -105,8 +107,6 @@ def spec_volume_rm() -> Spec:
 
 
 def run_volume_rm(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
-
     code = 0
     for name in args:
         try:
@@ -142,7 +142,6 @@ def run_volume_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     deleted = resp.get("VolumesDeleted") or []
     if deleted:
         sys.stdout.write("Deleted Volumes:\n" + "".join(f"{n}\n" for n in deleted) + "\n")
-    from berth.schema import human
 
     sys.stdout.write(f"Total reclaimed space: {human.size(resp.get('SpaceReclaimed') or 0)}\n")
     return 0

@@ -24,6 +24,7 @@ from berth.runtime.shim.protocol import ExitStatus
 
 if TYPE_CHECKING:
     from berth.runtime.cgroups import Cgroup
+from berth.runtime.cgroups import open_cgroup
 from berth.state.db import Database
 from berth.state.paths import DataRoot, ExecRoot
 
@@ -134,7 +135,6 @@ class ContainerTable:
         return [c for c in self.by_id.values() if c.image_id == image_id]
 
     def cgroup(self, c: Container) -> Cgroup:
-        from berth.runtime.cgroups import open_cgroup  # the cgroup version is probed on first use
         return open_cgroup(f"/berth/{c.id}")
 
     # -- waiters ----------------------------------------------------------------------------

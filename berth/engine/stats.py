@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from berth.engine.model import Container
+from berth.runtime.cgroups import open_cgroup
 
 _NS = 1_000_000_000
 _HZ = os.sysconf("SC_CLK_TCK")
@@ -126,7 +127,6 @@ def sample(c: Container, raw: dict[str, Any] | None, online_cpus: int) -> dict[s
 def raw_stats(c: Container) -> dict[str, Any] | None:
     if not c.running:
         return None
-    from berth.runtime.cgroups import open_cgroup
     try:
         return open_cgroup(f"/berth/{c.id}").stats()
     except OSError:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
+
 from berth.oci import spec as oci
 from berth.runtime import caps as capmod
 
@@ -131,7 +133,6 @@ def _seccomp(mode: str | dict[str, Any], cap_list: list[str], privileged: bool) 
     seccomp=profile.json``; the CLI sends the file's contents)."""
     if privileged or mode == "unconfined":
         return None
-    import msgspec
 
     from berth.runtime import seccomp as profiles  # the colleague's module; lazy on purpose
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import socket
+import traceback
 
+from berth.linux import prctl
 from berth.runtime.shim import protocol
 from berth.runtime.shim.loop import Shim
 from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
@@ -36,7 +38,6 @@ def main(req: SpawnRequest, status_sock: socket.socket) -> None:
         os.setsid()
     except OSError:
         pass
-    from berth.linux import prctl
     prctl.set_name("berth-shim")
     shim = Shim(req, status_sock)
     try:
@@ -53,7 +54,6 @@ def main(req: SpawnRequest, status_sock: socket.socket) -> None:
         shim.hub.poll.register(status_sock.fileno(), POLLIN)
         shim.run()
     except BaseException:
-        import traceback
         traceback.print_exc()
         code = 1
     os._exit(code)
