@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from berth.cli._flags import Flag
+from berth.cli._flags import Flag, UsageError
 from berth.client.api import APIError
 
 TYPE_CHECKING = False
@@ -32,6 +32,37 @@ def filters_json(items: list[str], extra: dict[str, list[str]] | None = None) ->
         for value in values:
             out.setdefault(key, {})[value] = True
     return json.dumps(out, separators=(",", ":")) if out else None
+
+
+def filters_param(items: list[str], extra: dict[str, list[str]] | None = None) -> str | None:
+    """filters_json for a command's ``--filter`` values; a malformed one is a usage error."""
+    try:
+        return filters_json(items, extra)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def confirm(warning: str) -> bool:
+    """Print ``warning`` and docker's prune question; True when the answer is y or yes."""
+    sys.stdout.write(warning + "Are you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def remove_each(cli: Any, names: list[str], path: str, params: dict[str, object] | None = None,
+                ignore_missing: bool = False) -> int:
+    """DELETE ``path.format(name)`` for each name, printing it; errors print and make the exit code 1."""
+    code = 0
+    for name in names:
+        try:
+            cli.client.call("DELETE", path.format(name), params)
+            sys.stdout.write(name + "\n")
+        except APIError as exc:
+            if ignore_missing and exc.status == 404:
+                continue
+            print_error(f"Error response from daemon: {exc.message}")
+            code = 1
+    return code
 
 
 def print_template(fmt: str, data: Any) -> int:

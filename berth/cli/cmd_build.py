@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from berth.cli._common import filters_json, print_error
+from berth.cli._common import confirm, filters_json, print_error
 from berth.cli._flags import Flag, Spec
 from berth.schema.human import human_size, ram_in_bytes
 
@@ -297,9 +297,7 @@ def spec_builder_prune() -> Spec:
 def run_builder_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     if not opts["force"]:
         what = "all build cache" if opts["all"] else "all dangling build cache"
-        sys.stdout.write(f"WARNING! This will remove {what}. Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        if not confirm(f"WARNING! This will remove {what}. "):
             return 0
     try:
         filters = filters_json(opts["filter"])

@@ -7,7 +7,7 @@ import re
 import sys
 import time
 
-from berth.cli._common import filters_json, format_flag, print_error
+from berth.cli._common import filters_param, format_flag, print_error
 from berth.cli._flags import Flag, Spec, UsageError
 from berth.cli._tabwriter import render
 from berth.schema import stdcopy
@@ -50,10 +50,7 @@ def run_ps(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         params["limit"] = limit
         if limit > 0:
             params["all"] = True
-    try:
-        filters = filters_json(opts["filter"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    filters = filters_param(opts["filter"])
     if filters:
         params["filters"] = filters
     containers = cli.client.get_json("/containers/json", params) or []

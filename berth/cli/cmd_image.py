@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from berth.cli._common import filters_json, format_flag, print_error
-from berth.cli._flags import Flag, Spec, UsageError
+from berth.cli._common import filters_param, format_flag, print_error
+from berth.cli._flags import Flag, Spec
 from berth.cli._units import human_size
 from berth.client._http import quote
 from berth.client.api import APIError
@@ -43,6 +43,12 @@ def split_ref(ref: str) -> tuple[str, str]:
     return ref, ""
 
 
+def repo_tag_params(ref: str) -> dict[str, object]:
+    """The ``repo`` and ``tag`` query parameters of import and commit."""
+    repo, tag = split_ref(ref)
+    return {"repo": repo, "tag": tag} if tag else {"repo": repo}
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 
@@ -62,10 +68,7 @@ def spec_images() -> Spec:
 def run_images(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.cli._formatter import ImageRow, image_rows
 
-    try:
-        filters = filters_json(opts["filter"], {"reference": args} if args else None)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    filters = filters_param(opts["filter"], {"reference": args} if args else None)
     params: dict[str, object] = {"all": opts["all"]}
     if filters:
         params["filters"] = filters
@@ -126,10 +129,7 @@ def run_import(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         params["fromSrc"] = "-"
         body = _file_blocks(stream)
     if len(args) > 1:
-        repo, tag = split_ref(args[1])
-        params["repo"] = repo
-        if tag:
-            params["tag"] = tag
+        params.update(repo_tag_params(args[1]))
     if opts["message"]:
         params["message"] = opts["message"]
     if opts["platform"]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from berth.cli._common import filters_json, format_flag, print_error
+from berth.cli._common import confirm, filters_json, format_flag, print_error
 from berth.cli._flags import Flag, Spec
 from berth.cli._tabwriter import render
 from berth.cli._units import human_size
@@ -107,14 +107,11 @@ def spec_commit() -> Spec:
 
 
 def run_commit(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli.cmd_image import split_ref
+    from berth.cli.cmd_image import repo_tag_params
 
     params: dict[str, object] = {"container": args[0], "pause": opts["pause"] and not opts["no_pause"]}
     if len(args) > 1:
-        repo, tag = split_ref(args[1])
-        params["repo"] = repo
-        if tag:
-            params["tag"] = tag
+        params.update(repo_tag_params(args[1]))
     if opts["message"]:
         params["comment"] = opts["message"]
     if opts["author"]:
@@ -150,11 +147,8 @@ def spec_image_prune() -> Spec:
 
 def run_image_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     if not opts["force"]:
-        sys.stdout.write("WARNING! This will remove all " + ("images without at least one container associated "
-                         "to them" if opts["all"] else "dangling images") +
-                         ".\nAre you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        what = "images without at least one container associated to them" if opts["all"] else "dangling images"
+        if not confirm(f"WARNING! This will remove all {what}.\n"):
             print_error("Error: image prune has been cancelled")
             return 1
     filters = filters_json(opts["filter"], {"dangling": ["false"]} if opts["all"] else None)
