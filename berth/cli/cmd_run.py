@@ -188,16 +188,21 @@ def _run(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     tty = bool(body["Tty"])
     session = _attach.Session(conn, tty, opts["detach_keys"])
     session.start(bool(body["AttachStdin"]))
-    wait = client.request("POST", f"/containers/{container_id}/wait",
-                          {"condition": condition}, fresh=True)
+    wait = _wait_and_start(client, container_id, condition, conn)
+    return _follow(cli, container_id, session, wait, tty, bool(body["AttachStdin"]), opts.get("sig_proxy", True),
+                   detach_code=0)
+
+
+def _wait_and_start(client: Any, container_id: str, condition: str, conn: Any) -> Any:
+    """Ask to wait (as the docker CLI does, before start), then start; returns the wait response."""
+    wait = client.request("POST", f"/containers/{container_id}/wait", {"condition": condition}, fresh=True)
     try:
         client.call("POST", f"/containers/{container_id}/start")
     except APIError:
         conn.close()
         wait.close()
         raise
-    return _follow(cli, container_id, session, wait, tty, bool(body["AttachStdin"]), opts.get("sig_proxy", True),
-                   detach_code=0)
+    return wait
 
 
 def _follow(cli: Any, container_id: str, session: Any, wait: Any, tty: bool, stdin: bool, sig_proxy: bool,
@@ -284,12 +289,5 @@ def _start_attached(cli: Any, opts: dict[str, Any], name: str) -> int:
     session = _attach.Session(conn, tty, opts["detach_keys"])
     session.start(with_stdin)
     auto_remove = bool((info.get("HostConfig") or {}).get("AutoRemove"))
-    wait = client.request("POST", f"/containers/{container_id}/wait",
-                          {"condition": "removed" if auto_remove else "next-exit"}, fresh=True)
-    try:
-        client.call("POST", f"/containers/{container_id}/start")
-    except APIError:
-        conn.close()
-        wait.close()
-        raise
+    wait = _wait_and_start(client, container_id, "removed" if auto_remove else "next-exit", conn)
     return _follow(cli, container_id, session, wait, tty, with_stdin, True, detach_code=0)

@@ -131,26 +131,13 @@ def _console(stdin: int, terminal: bool) -> str | None:
     return os.ttyname(stdin) if terminal and os.isatty(stdin) else None
 
 
-class _ForkNamespaces:
-    """Enter the pid/time namespaces for the next fork(); leave them right after."""
+class _NamespacesBack:
+    """Leaving: setns back to the namespaces saved in ``_restore`` (fds of /proc/self/ns/*)."""
 
-    def __init__(self, unshare: int, join: tuple[tuple[str, int], ...]) -> None:
-        self._flags = unshare | sum(f for _, f in join)
-        self._unshare, self._join = unshare, join
-        self._restore: list[tuple[int, int]] = []
+    _restore: list[tuple[int, int]]
 
-    def __enter__(self) -> None:
-        for flag, name in _NS_FILES.items():
-            if self._flags & flag:
-                self._restore.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
-        for path, flag in self._join:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                sched.setns(fd, flag)
-            finally:
-                os.close(fd)
-        if self._unshare:
-            sched.unshare(self._unshare)
+    def _save(self, flag: int) -> None:
+        self._restore.append((os.open(f"/proc/self/ns/{_NS_FILES[flag]}", os.O_RDONLY | os.O_CLOEXEC), flag))
 
     def __exit__(self, *exc: object) -> None:
         # setns to our own namespace resets "pid_for_children" to it (setns(2)).
@@ -159,6 +146,21 @@ class _ForkNamespaces:
                 sched.setns(fd, flag)
             finally:
                 os.close(fd)
+
+
+class _ForkNamespaces(_NamespacesBack):
+    """Enter the pid/time namespaces for the next fork(); leave them right after."""
+
+    def __init__(self, unshare: int, join: tuple[tuple[str, int], ...]) -> None:
+        self._flags = unshare | sum(f for _, f in join)
+        self._unshare, self._join = unshare, join
+        self._restore = []
+
+    def __enter__(self) -> None:
+        for flag in _NS_FILES:
+            if self._flags & flag:
+                self._save(flag)
+        init.enter_namespaces(self._join, self._unshare)
 
 
 def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
@@ -392,25 +394,17 @@ def _open_ns(pid: int, name: str, opened: list[int]) -> int:
     return fd
 
 
-class _JoinNamespaceFds:
+class _JoinNamespaceFds(_NamespacesBack):
     """Enter the pid/time namespaces (already-open fds) for the next fork(); leave right after."""
 
     def __init__(self, join: tuple[tuple[int, int], ...]) -> None:
         self._join = join
-        self._restore: list[tuple[int, int]] = []
+        self._restore = []
 
     def __enter__(self) -> None:
         for fd, flag in self._join:
-            name = _NS_FILES[flag]
-            self._restore.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+            self._save(flag)
             sched.setns(fd, flag)
-
-    def __exit__(self, *exc: object) -> None:
-        for fd, flag in self._restore:
-            try:
-                sched.setns(fd, flag)
-            finally:
-                os.close(fd)
 
 
 def exec_process(spec: Spec, init_pid: int, *, stdin: int, stdout: int, stderr: int,
