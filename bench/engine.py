@@ -142,7 +142,7 @@ def main() -> None:
         for _ in range(args.cold):
             for name, b in berths.items():
                 b.stop()
-                cold[name].append(b.start())
+                cold[name].append(b.start(timeout=120))
         for name in berths:
             print(f"(c) {name} cold start to /_ping: {med(cold[name]) * 1000:.1f} ms median of {args.cold} "
                   f"(min {min(cold[name]) * 1000:.1f})")
