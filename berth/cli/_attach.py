@@ -107,6 +107,16 @@ class Session:
             self._saved = None
 
 
+def attach(client: Any, cid: str, streams: list[str], tty: bool, detach_keys: str) -> tuple[Any, Session]:
+    """Hijack ``POST /containers/{cid}/attach`` for ``streams`` (stdin, stdout, stderr); the
+    returned session is not started yet."""
+    params: dict[str, object] = {"stream": True, **{s: True for s in streams}}
+    if detach_keys:
+        params["detachKeys"] = detach_keys
+    conn = client.hijack(f"/containers/{cid}/attach", params)
+    return conn, Session(conn, tty, detach_keys)
+
+
 def _shutdown(conn: Any) -> None:
     try:
         conn.sock.shutdown(socket.SHUT_RDWR)

@@ -21,7 +21,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any, TextIO
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -81,13 +81,18 @@ def _status_line(msg: dict[str, Any]) -> str | None:
     return f"{ident}: {status}" if ident else str(status)
 
 
+def _shown(lines: Iterable[bytes], result: Result) -> Iterator[dict[str, Any]]:
+    """The messages to show: an error message raises, the image ID (aux) goes into ``result``."""
+    for msg in _messages(lines):
+        _check_error(msg)
+        if not _aux_id(msg, result):
+            yield msg
+
+
 def render_plain(lines: Iterable[bytes], out: TextIO) -> Result:
     """Print the stream as the docker CLI does off a terminal."""
     result = Result()
-    for msg in _messages(lines):
-        _check_error(msg)
-        if _aux_id(msg, result):
-            continue
+    for msg in _shown(lines, result):
         if msg.get("stream") is not None:
             out.write(str(msg["stream"]))
             out.flush()
@@ -100,10 +105,7 @@ def render_plain(lines: Iterable[bytes], out: TextIO) -> Result:
 
 def render_quiet(lines: Iterable[bytes]) -> Result:
     result = Result()
-    for msg in _messages(lines):
-        _check_error(msg)
-        if _aux_id(msg, result):
-            continue
+    for msg in _shown(lines, result):
         if msg.get("stream") is not None:
             result.stream_text.append(str(msg["stream"]))
     return result

@@ -50,13 +50,8 @@ def run_attach(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     config = info.get("Config") or {}
     tty = bool(config.get("Tty"))
     with_stdin = bool(config.get("OpenStdin")) and not opts["no_stdin"]
-    params: dict[str, object] = {"stream": True, "stdout": True, "stderr": True}
-    if with_stdin:
-        params["stdin"] = True
-    if opts["detach_keys"]:
-        params["detachKeys"] = opts["detach_keys"]
-    conn = client.hijack(f"/containers/{cid}/attach", params)
-    session = _attach.Session(conn, tty, opts["detach_keys"])
+    streams = ["stdout", "stderr", *(["stdin"] if with_stdin else [])]
+    conn, session = _attach.attach(client, cid, streams, tty, opts["detach_keys"])
     wait = client.request("POST", f"/containers/{cid}/wait", fresh=True)
     session.start(with_stdin)
     if tty and with_stdin:

@@ -178,15 +178,9 @@ def _run(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         sys.stdout.write(container_id + "\n")
         return 0
 
-    attach_params: dict[str, object] = {"stream": True}
-    for stream in ("stdin", "stdout", "stderr"):
-        if body[f"Attach{stream.capitalize()}"]:
-            attach_params[stream] = True
-    if opts["detach_keys"]:
-        attach_params["detachKeys"] = opts["detach_keys"]
-    conn = client.hijack(f"/containers/{container_id}/attach", attach_params)
     tty = bool(body["Tty"])
-    session = _attach.Session(conn, tty, opts["detach_keys"])
+    streams = [s for s in ("stdin", "stdout", "stderr") if body[f"Attach{s.capitalize()}"]]
+    conn, session = _attach.attach(client, container_id, streams, tty, opts["detach_keys"])
     session.start(bool(body["AttachStdin"]))
     wait = _wait_and_start(client, container_id, condition, conn)
     return _follow(cli, container_id, session, wait, tty, bool(body["AttachStdin"]), opts.get("sig_proxy", True),
@@ -280,13 +274,8 @@ def _start_attached(cli: Any, opts: dict[str, Any], name: str) -> int:
     config = info.get("Config") or {}
     tty = bool(config.get("Tty"))
     with_stdin = bool(opts["interactive"] and config.get("OpenStdin"))
-    params: dict[str, object] = {"stream": True, "stdout": True, "stderr": True}
-    if with_stdin:
-        params["stdin"] = True
-    if opts["detach_keys"]:
-        params["detachKeys"] = opts["detach_keys"]
-    conn = client.hijack(f"/containers/{container_id}/attach", params)
-    session = _attach.Session(conn, tty, opts["detach_keys"])
+    streams = ["stdout", "stderr", *(["stdin"] if with_stdin else [])]
+    conn, session = _attach.attach(client, container_id, streams, tty, opts["detach_keys"])
     session.start(with_stdin)
     auto_remove = bool((info.get("HostConfig") or {}).get("AutoRemove"))
     wait = _wait_and_start(client, container_id, "removed" if auto_remove else "next-exit", conn)
