@@ -27,6 +27,16 @@ from berth.schema.stdcopy import frame
 _enc = msgspec.json.Encoder()
 
 
+def detach_keys(req: Request, c: Container) -> bytes:
+    """The attach's ``detachKeys`` as bytes (Docker's default when absent); only a tty detaches."""
+    if not c.config.Tty:
+        return b""
+    try:
+        return detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
+
+
 def stream_type(req: Request, c: Container) -> str:
     """Raw with a tty (and before API 1.42), else stdcopy-multiplexed."""
     return "application/vnd.docker.raw-stream" if c.config.Tty or not req.version_at_least("1.42") \
@@ -139,12 +149,7 @@ async def attach(app: App, req: Request) -> None:
     engine = app.containers
     c = engine.get(req.match["id"])
     stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
-    keys = b""
-    if stdin and c.config.Tty:
-        try:
-            keys = detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
+    keys = detach_keys(req, c) if stdin else b""
     req.hijack(stream_type(req, c))
     await req.head_read()
     if req.flag("logs"):

@@ -12,7 +12,7 @@ from berth.api import images_shape as shape
 from berth.api.app import App, Routes
 from berth.api.filters import labels_match, parse_filters
 from berth.api.http import Request, Response, StreamResponse
-from berth.api.jsonstream import json_stream
+from berth.api.jsonstream import json_stream, stream_chunks
 from berth.api.shape import json_response
 from berth.engine.distribution import Credentials, credentials
 from berth.engine.image_records import Image
@@ -178,17 +178,8 @@ async def save(app: App, req: Request) -> StreamResponse:
     wanted = parse_platforms(req, "platform") if req.version_at_least("1.48") else []
     for n in names:
         check_platform(app.images.resolve(n), n, wanted)  # a missing image answers 404 before the tar starts
-    chunks = app.image_files.save_chunks(names)
-    try:
-        first = await anext(chunks, b"")  # the whole tar is written first: errors are plain statuses
-        resp = StreamResponse(req, content_type="application/x-tar")
-        await resp.write(first)
-        async for b in chunks:
-            await resp.write(b)
-        await resp.finish()
-        return resp
-    finally:
-        await chunks.aclose()
+    # the whole tar is written before its first chunk: errors are plain statuses
+    return await stream_chunks(req, app.image_files.save_chunks(names), "application/x-tar", empty=b"")
 
 
 async def load(app: App, req: Request) -> StreamResponse:

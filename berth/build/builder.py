@@ -22,6 +22,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
+import platform as _p
 import secrets
 import shutil
 import time
@@ -675,7 +676,6 @@ def _quote(s: str) -> str:
 
 
 def _host_platform() -> str:
-    import platform as _p
     m = _p.machine()
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(m, m)
     return f"linux/{arch}"

@@ -8,11 +8,14 @@ directory SRC lands inside it, else SRC is sent renamed to DEST's base name into
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
 
 from berth.cli._common import print_error
 from berth.cli._flags import Flag, Spec
+from berth.cli._units import human_size
 from berth.client.api import APIError
 
 TYPE_CHECKING = False
@@ -58,14 +61,12 @@ def run_cp(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         print_error(str(exc))
         return 1
     if not opts["quiet"] and (sc and dp != "-" or dc and sp != "-"):
-        from berth.cli._units import human_size
         print_error(f"Successfully copied {human_size(n, 3)} to {what}")
     return 0
 
 
 def _stat(cli: Any, name: str, path: str) -> dict[str, Any] | None:
     import base64
-    import json
     try:
         resp = cli.client.request("HEAD", f"/containers/{name}/archive", {"path": path})
     except APIError as exc:
@@ -136,7 +137,6 @@ class _Counter:
 
 
 def _to_container(cli: Any, src: str, name: str, dest: str, archive: bool, follow: bool) -> int:
-    import io
     import tarfile
     params: dict[str, object] = {"noOverwriteDirNonDir": True}
     if archive:

@@ -1,7 +1,9 @@
 """berthd: flags, the data-root lock, wiring (the one place objects are constructed), signals.
 
-Start-up is on a budget (/_ping must answer well under 150 ms after exec): only the modules
-the API needs are imported here; the fork server warms up the runtime in the background.
+Start-up is on a budget (/_ping must answer well under 150 ms after exec): what the API and
+the engine need is imported here, and what only some requests need is imported lazily where it
+is used (docs/design-notes.md, "Lazy imports"); the fork server warms up the runtime in the
+background.
 """
 
 from __future__ import annotations
@@ -17,21 +19,47 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import berth
+from berth.daemon import settings
+from berth.api import attach_ws, containers_io, jsonbody, system, system_df
+from berth.api import build as build_api
+from berth.api import commit as commit_api
+from berth.api import containers as containers_api
+from berth.api import events as events_api
+from berth.api import exec as exec_api
+from berth.api import images as images_api
+from berth.api import links as links_api
+from berth.api import networks as networks_api
+from berth.api import swarm as swarm_api
+from berth.api import volumes as volumes_api
+from berth.api.app import App, register
+from berth.api.errors import error_response
+from berth.api.http import Router, Server
+from berth.build.admin import BuildAdmin
+from berth.build.builder import Builder
+from berth.build.cache import BuildCache
+from berth.engine import events
+from berth.engine.archive import Archives
+from berth.engine.attachments import Attachments
+from berth.engine.build_support import build_containers
+from berth.engine.build_support import sweep as sweep_builds
+from berth.engine.containers import Containers
+from berth.engine.distribution import Distribution
+from berth.engine.exec import Execs
+from berth.engine.health import HealthMonitor
+from berth.engine.image_files import ImageFiles
+from berth.engine.images import Images
+from berth.engine.networks import Networks, instance_of
+from berth.engine.shims import ForkServer
+from berth.engine.volumes import Volumes
+from berth.image.store import ImageStore
+from berth.oci.spec import encode_spec
+from berth.runtime.cgroups import detect
+from berth.runtime.defaults import build_spec
+from berth.state.atomic import write_atomic
+from berth.state.db import Database
 from berth.state.paths import DataRoot, ExecRoot
-
-if TYPE_CHECKING:  # imported inside wire(): start-up imports only what /_ping needs
-    from berth.api.app import App
-    from berth.api.http import Server
-    from berth.build.admin import BuildAdmin
-    from berth.build.builder import Builder
-    from berth.engine.containers import Containers
-    from berth.engine.images import Images
-    from berth.engine.distribution import Distribution
-    from berth.engine.shims import ForkServer
-    from berth.image.store import ImageStore
-    from berth.state.db import Database
 
 log = logging.getLogger("berthd")
 
@@ -73,32 +101,12 @@ def _daemon_id(data: DataRoot) -> str:
     try:
         return p.read_text().strip()
     except FileNotFoundError:
-        from berth.state.atomic import write_atomic
         i = secrets.token_hex(16)
         write_atomic(p, i.encode())
         return i
 
 
 def wire(args: argparse.Namespace) -> Daemon:
-    from berth.api.app import App
-    from berth.engine import events
-    from berth.engine.archive import Archives
-    from berth.engine.attachments import Attachments
-    from berth.engine.containers import Containers
-    from berth.engine.distribution import Distribution
-    from berth.engine.exec import Execs
-    from berth.engine.health import HealthMonitor
-    from berth.engine.image_files import ImageFiles
-    from berth.engine.images import Images
-    from berth.engine.networks import Networks, instance_of
-    from berth.engine.shims import ForkServer
-    from berth.engine.volumes import Volumes
-    from berth.image.store import ImageStore
-    from berth.oci.spec import encode_spec
-    from berth.runtime.defaults import build_spec
-    from berth.state.db import Database
-
-    from berth.daemon import settings
     data = DataRoot(Path(args.data_root))
     exec_root = ExecRoot(Path(args.exec_root))
     db = Database(data.db)
@@ -130,9 +138,6 @@ def wire(args: argparse.Namespace) -> Daemon:
 
 def _wire_builder(db: Database, store: ImageStore, containers: Containers, images: Images,
                   distribution: Distribution, data: DataRoot, exec_root: ExecRoot) -> tuple[Builder, BuildAdmin]:
-    from berth.build.admin import BuildAdmin
-    from berth.build.builder import Builder
-    from berth.build.cache import BuildCache
     cache = BuildCache(db)
     pids = os.environ.get("BERTH_BUILD_PIDS_LIMIT")  # RUN steps' pids limit; 0 = none
     builder = Builder(containers, images, distribution, cache,
@@ -144,23 +149,15 @@ def _wire_builder(db: Database, store: ImageStore, containers: Containers, image
 
 def _cgroup_version() -> str:
     try:
-        from berth.runtime.cgroups import detect
         return str(detect().version)
     except Exception:
         return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
 def build_server(app: App) -> Server:
-    from berth.api import (attach_ws, build as build_api, commit as commit_api, containers, containers_io, events,
-                           exec as exec_api, images, jsonbody, links as links_api, networks as networks_api,
-                           swarm as swarm_api, system, system_df, volumes as volumes_api)
-    from berth.api.app import register
-    from berth.api.errors import error_response
-    from berth.api.http import Router, Server
-
     router = Router()
-    for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
-                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES,
+    for table in (system.ROUTES, images_api.ROUTES, system_df.ROUTES, containers_api.ROUTES, containers_io.ROUTES,
+                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events_api.ROUTES, exec_api.ROUTES,
                   networks_api.ROUTES, volumes_api.ROUTES, build_api.ROUTES, swarm_api.ROUTES):
         register(router, app, table)
     jsonbody.guard(router)
@@ -188,7 +185,6 @@ async def serve(args: argparse.Namespace) -> None:
     server = build_server(app)
     # The build containers a dead berthd left: named before the socket answers, so the sweep
     # below never touches a build that a client starts meanwhile.
-    from berth.engine.build_support import build_containers, sweep as sweep_builds
     stale_builds = build_containers(app.containers)
     hosts = args.hosts or [DEFAULT_HOST]
     sockets: list[Path] = []
@@ -257,7 +253,6 @@ async def _stop_containers(app: App, timeout: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.version:
-        import berth
         print(f"berthd version {berth.__version__}")
         return
     from berth.daemon.settings import log_level

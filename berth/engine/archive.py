@@ -61,12 +61,7 @@ class Archives:
         mounts for a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given."""
         d = self.containers.data.container(c.id)
         image = self.containers.images.get_by_id(c.image_id)
-        lowers = self.containers.images.lower_dirs(image)
-        if not lowers:
-            empty = self.containers.data.root / "image" / "empty"
-            empty.mkdir(exist_ok=True)
-            lowers = [empty]
-        opts = f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
+        lowers, opts = self.containers.overlay(c, image)
         out = ["--overlay", opts, "--mnt", str(d.rootfs)]
         for m in self._mounts(c, lowers, d.upper):
             out += ["--bind", m]

@@ -69,19 +69,10 @@ class SpecBuilder:
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs,
             no_new_privileges=dflt.no_new_privileges_for(hc.SecurityOpt or [], secopts.no_new_privileges),
             seccomp=dflt.seccomp_for(hc.SecurityOpt or [], secopts.seccomp),
-            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=self._overlay(c, image),
+            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=self.t.overlay(c, image)[1],
             annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
             group_add=list(hc.GroupAdd or []), netns=sandbox.netns if sandbox is not None else "",
             extra_mounts=sandbox.extra_mounts if sandbox is not None else None)
-
-    def _overlay(self, c: Container, image: Image) -> str:
-        d = self.t.data.container(c.id)
-        lowers = self.t.images.lower_dirs(image)
-        if not lowers:
-            empty = self.t.data.root / "image" / "empty"
-            empty.mkdir(exist_ok=True)
-            lowers = [empty]
-        return f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
 
 
 class Starter:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from berth.engine.model import ZERO_TIME, Container
+from berth.runtime.cgroups import open_cgroup
 
 _NS = 1_000_000_000
 _HZ = os.sysconf("SC_CLK_TCK")
@@ -147,7 +148,6 @@ def _memory(mem: dict[str, Any]) -> MemorySample | None:
 def raw_stats(c: Container) -> dict[str, Any] | None:
     if not c.running:
         return None
-    from berth.runtime.cgroups import open_cgroup
     try:
         return open_cgroup(f"/berth/{c.id}").stats()
     except OSError:

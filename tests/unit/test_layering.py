@@ -33,7 +33,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "berth"
 
-OPEN_TO_ALL = ("berth", "berth.errors", "berth.schema.stdcopy", "berth.schema.dockerignore", "berth.state.atomic")
+OPEN_TO_ALL = ("berth", "berth.errors", "berth.schema.stdcopy", "berth.schema.dockerignore",
+               "berth.schema.registryauth", "berth.state.atomic")
 DATA = ("berth.oci", "berth.state")
 LOW = ("berth.oci", "berth.state", "berth.linux")
 
@@ -42,6 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "berth.errors": (),
     "berth.schema.stdcopy": (),
     "berth.schema.dockerignore": (),
+    "berth.schema.registryauth": (),
     "berth.schema": (),
     "berth.oci": (),
     "berth.state": (),

@@ -12,6 +12,8 @@ import os
 import select
 import socket
 import time
+
+from berth.linux import fd as lfd
 from berth.runtime.shim import helper, logfile, protocol
 from berth.runtime.shim.protocol import STDERR, STDOUT, Attach, SpawnRequest, frame
 from berth.state.sockaddr import address
@@ -29,7 +31,6 @@ def now() -> str:
 def _widen(*pipes: int) -> None:
     """Room for a chatty container's output while the shim writes the log: it does not block
     on a full 64 KiB pipe, and the shim reads (and logs) more per wake-up."""
-    from berth.linux import fd as lfd
     for p in pipes:
         try:
             lfd.set_pipe_size(p, _PIPE_SIZE)
