@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from berth.daemon import remote
 from berth.state.paths import DataRoot, ExecRoot
 
 if TYPE_CHECKING:  # imported inside wire(): start-up imports only what /_ping needs
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--live-restore", nargs="?", const=True, default=True, type=_bool_flag, metavar="BOOL",
                    help="keep containers running while berthd is down (default true; "
                         "--live-restore=false stops them when berthd exits, as dockerd does)")
+    remote.add_tls_flags(p)
     return p.parse_args(argv)
 
 
@@ -187,6 +189,7 @@ def build_server(app: App) -> Server:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    listeners = remote.prepare(args.host or [DEFAULT_HOST], args)
     data = DataRoot(Path(args.data_root))
     exec_root = ExecRoot(Path(args.exec_root))
     data.root.mkdir(parents=True, exist_ok=True)
@@ -204,31 +207,11 @@ async def serve(args: argparse.Namespace) -> None:
     from berth.engine.build_support import build_containers, sweep as sweep_builds
     stale_builds = build_containers(app.containers)
     hosts = args.host or [DEFAULT_HOST]
-    sockets: list[Path] = []
     try:
         gid = grp.getgrnam(args.group).gr_gid
     except KeyError:
         gid = -1
-    for h in hosts:
-        if h.startswith("unix://"):
-            path = Path(h[len("unix://"):])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
-            old = os.umask(0o117)
-            try:
-                await server.serve_unix(str(path))
-            finally:
-                os.umask(old)
-            os.chmod(path, 0o660)
-            if gid >= 0:
-                os.chown(path, 0, gid)
-            sockets.append(path)
-        elif h.startswith("tcp://"):
-            hostport = h.removeprefix("tcp://")
-            host, _, port = hostport.rpartition(":")
-            await server.serve_tcp(host or "127.0.0.1", int(port))
-        else:
-            raise SystemExit(f"berthd: unsupported host {h!r}")
+    sockets = await remote.listen(server, listeners, gid)
     # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
     # still end in the orderly shutdown below, or bridges and rules stay behind.
     stop = asyncio.Event()
@@ -239,6 +222,7 @@ async def serve(args: argparse.Namespace) -> None:
     await app.containers.recover()
     await sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     log.info("berthd is up: %s", ", ".join(hosts))
+    remote.notify_ready()
     await stop.wait()
     await server.close()
     if args.live_restore:
