@@ -147,14 +147,15 @@ def _reason(e: BaseException) -> str:
     return e.strerror if isinstance(e, OSError) and e.strerror and not isinstance(e, ssl.SSLError) else str(e)
 
 
-def check_plain_tcp(endpoints: list[Endpoint], args: argparse.Namespace) -> None:
+def check_plain_tcp(listeners: list[str], args: argparse.Namespace) -> None:
     """A TCP listener without TLS gives root to anyone who reaches it: refused unless the
-    operator said --tls=false (or --tlsverify=false), and then warned about as dockerd does."""
-    plain = [e for e in endpoints if e.scheme == "tcp"] if not tls_enabled(args) else []
-    if not plain:
+    operator said --tls=false (or --tlsverify=false), and then warned about as dockerd does.
+    ``listeners`` names the TCP ones (-H tcp://, and TCP sockets systemd passed in)."""
+    if getattr(args, "tlsverify", None):
         return
-    consent = getattr(args, "tls", None) is False or getattr(args, "tlsverify", None) is False
-    for e in plain:
+    tls = tls_enabled(args)  # server TLS only: nobody is authenticated, dockerd warns the same
+    consent = tls or getattr(args, "tls", None) is False or getattr(args, "tlsverify", None) is False
+    for e in listeners:
         if not consent:
             raise SystemExit(
                 f"berthd: refusing to listen on {e} without TLS: anyone who can reach it gets root on this "
@@ -164,8 +165,8 @@ def check_plain_tcp(endpoints: list[Endpoint], args: argparse.Namespace) -> None
                     "machine to everyone who has access to your network. host=%s", e)
         log.warning("Binding to an IP address, even on localhost, can also give access to scripts run in a "
                     "browser. Be safe out there! host=%s", e)
-        log.warning("[DEPRECATION NOTICE] Unauthenticated TCP access is allowed only because --tls=false was "
-                    "given explicitly; learn more at: %s host=%s", API_SECURITY_URL, e)
+        log.warning("[DEPRECATION NOTICE] Unauthenticated TCP access is allowed only because %s was given "
+                    "explicitly; learn more at: %s host=%s", "--tls" if tls else "--tls=false", API_SECURITY_URL, e)
 
 
 def activated_sockets(environ: MutableMapping[str, str] | None = None) -> list[tuple[str, socket.socket]]:
@@ -211,8 +212,7 @@ def prepare(hosts: list[str], args: argparse.Namespace) -> Plan:
     """Parse and check every address, load TLS, take the activated sockets: before any state."""
     tls = tls_enabled(args)
     endpoints = [parse_endpoint(h, tls) for h in hosts]
-    check_plain_tcp(endpoints, args)
-    plan = Plan(endpoints, tls_context(args))
+    plan = Plan(endpoints, None)
     fds = [e for e in endpoints if e.scheme == "fd"]
     if fds:
         sockets = activated_sockets()
@@ -222,7 +222,17 @@ def prepare(hosts: list[str], args: argparse.Namespace) -> Plan:
         for _, s in sockets:
             if id(s) not in taken:
                 s.close()
+    tcp = [str(e) for e in endpoints if e.scheme == "tcp"]
+    tcp += [f"{e} (tcp {_sockname(s)})" for e, chosen in plan.activated.items() for s in chosen
+            if s.family != socket.AF_UNIX]
+    check_plain_tcp(tcp, args)
+    plan.tls = tls_context(args)
     return plan
+
+
+def _sockname(s: socket.socket) -> str:
+    host, port = s.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def listen(server: Server, plan: Plan, gid: int) -> list[Path]:

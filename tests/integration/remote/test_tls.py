@@ -17,22 +17,11 @@ import docker
 import pytest
 
 from tests.integration.daemon import ROOT, Daemon
-from tests.integration.remote.certs import Certs, make_certs
+from tests.integration.remote.conftest import free_port
+from tests.integration.remote.certs import Certs
 
 pytestmark = pytest.mark.root
 DOCKER = "/usr/local/bin/docker"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    with tempfile.TemporaryDirectory(prefix="berth-certs-") as d:
-        yield make_certs(Path(d))
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +116,7 @@ def test_tls_without_verify_is_server_tls_only(certs: Certs) -> None:
     d.start()
     try:
         assert tls_ping(port, None, certs.ca / "ca.pem").endswith(b"OK")
+        assert "Binding to IP address without --tlsverify is insecure" in d.log.read_text()
     finally:
         d.cleanup()
 
