@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "port": (_O, "port"),
     "cp": (_CP, "cp"),
     "build": ("berth.cli.cmd_build", "build"),
+    "completion": ("berth.cli.completion", "completion"),
 }
 
 MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
