@@ -59,6 +59,7 @@ from berth.runtime.cgroups import detect
 from berth.runtime.defaults import build_spec
 from berth.state.atomic import write_atomic
 from berth.state.db import Database
+from berth.daemon import remote
 from berth.state.paths import DataRoot, ExecRoot
 
 log = logging.getLogger("berthd")
@@ -167,6 +168,7 @@ def build_server(app: App) -> Server:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    listeners = remote.prepare(args.hosts or [DEFAULT_HOST], args)
     data = DataRoot(Path(args.data_root))
     exec_root = ExecRoot(Path(args.exec_root))
     data.root.mkdir(parents=True, exist_ok=True)
@@ -187,31 +189,11 @@ async def serve(args: argparse.Namespace) -> None:
     # below never touches a build that a client starts meanwhile.
     stale_builds = build_containers(app.containers)
     hosts = args.hosts or [DEFAULT_HOST]
-    sockets: list[Path] = []
     try:
         gid = grp.getgrnam(args.group).gr_gid
     except KeyError:
         gid = -1
-    for h in hosts:
-        if h.startswith("unix://"):
-            path = Path(h[len("unix://"):])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
-            old = os.umask(0o117)
-            try:
-                await server.serve_unix(str(path))
-            finally:
-                os.umask(old)
-            os.chmod(path, 0o660)
-            if gid >= 0:
-                os.chown(path, 0, gid)
-            sockets.append(path)
-        elif h.startswith("tcp://"):
-            hostport = h.removeprefix("tcp://")
-            host, _, port = hostport.rpartition(":")
-            await server.serve_tcp(host or "127.0.0.1", int(port))
-        else:
-            raise SystemExit(f"berthd: unsupported host {h!r}")
+    sockets = await remote.listen(server, listeners, gid)
     # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
     # still end in the orderly shutdown below, or bridges and rules stay behind.
     stop = asyncio.Event()
@@ -224,6 +206,7 @@ async def serve(args: argparse.Namespace) -> None:
     await app.containers.recover()
     await sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     log.info("berthd is up: %s", ", ".join(hosts))
+    remote.notify_ready()
     await stop.wait()
     await server.close()
     if app.live_restore:
