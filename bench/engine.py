@@ -12,6 +12,9 @@
     rate    N x `docker run -d busybox sleep 3600` (containers/s), then `docker ps` with N
             running, PSS per shim and berthd's RSS
     cold    berthd cold start until /_ping answers
+    cpu     CPU time per API `run --rm` (default network): berthd's own (all its threads) and its
+            fork server's with its reaped children, from /proc/PID/stat: unlike the walls, it
+            does not move with the machine's load
 
 Every daemon runs side by side, alternating run by run; medians and ratios are printed.
 berthd runs at its default log level (info), as users run it. --dockerd starts Debian's
@@ -192,6 +195,41 @@ def alternate(hosts: dict[str, str], runs: int, fn: Callable[[str, str], float])
     return out
 
 
+# -- CPU ------------------------------------------------------------------------------------
+
+
+def cpu_s(pid: int, children: bool = False) -> float:
+    """utime + stime (+ cutime + cstime) of ``pid``, in seconds."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def fork_server_pid(berthd: int) -> int:
+    for pid in Path(f"/proc/{berthd}/task/{berthd}/children").read_text().split():
+        if b"berth.runtime.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    return 0
+
+
+def cpu_per_run(daemons: dict[str, Daemon], runs: int) -> None:
+    """Alternating in blocks of 10 runs; ms of CPU per run, medians over the blocks."""
+    own: dict[str, list[float]] = {k: [] for k in daemons}
+    fs: dict[str, list[float]] = {k: [] for k in daemons}
+    for _ in range(max(1, runs // 10)):
+        for k, dm in daemons.items():
+            assert dm.proc is not None
+            pid = dm.proc.pid
+            fpid = fork_server_pid(pid)
+            a, b = cpu_s(pid), cpu_s(fpid, True) if fpid else 0.0
+            for _ in range(10):
+                run_phases(dm.host)
+            own[k].append((cpu_s(pid) - a) / 10)
+            fs[k].append(((cpu_s(fpid, True) if fpid else 0.0) - b) / 10)
+    report("CPU per run --rm: berthd", own)
+    report("CPU per run --rm: fork server", fs)
+
+
 # -- memory ---------------------------------------------------------------------------------
 
 
@@ -269,6 +307,8 @@ def main() -> None:
                 alternate(hosts, args.runs, lambda k, h: rows[k].append(run_phases(h, net)) or 0.0)
                 for i, name in enumerate(("create", "attach", "wait (header)", "start", "exit + remove", "total")):
                     report(f"API run --rm --net {net}: {name}", {k: [r[i] for r in rows[k][1:]] for k in hosts})
+        if "cpu" in only:
+            cpu_per_run(daemons, args.runs)
         if "exec" in only:
             cids = {k: docker_out(h, "run", "-d", "busybox", "sleep", "3600").strip() for k, h in hosts.items()}
             try:
