@@ -184,7 +184,10 @@ class Kernel:
         """berthd lets go of a namespace it made (the init holds it once it joined)."""
         sock = self._inside.pop(f"/proc/{os.getpid()}/fd/{fd}", None)
         if sock is not None:
-            self._pool.submit(sock.close)   # after a plug still using it (a cancelled start)
+            try:
+                self._pool.submit(sock.close)   # after a plug still using it (a cancelled start)
+            except RuntimeError:                # the netlink thread is gone (berthd stopping)
+                sock.close()
         os.close(fd)
         self._refill()
 
