@@ -13,8 +13,8 @@
             running, PSS per shim and berthd's RSS
     cold    berthd cold start until /_ping answers
     cpu     CPU time per API `run --rm` (default network): berthd's own (all its threads) and its
-            fork server's with its reaped children, from /proc/PID/stat: unlike the walls, it
-            does not move with the machine's load
+            fork server's with its reaped children, from /proc/PID/stat: it moves much less
+            with the machine's load than the walls do
 
 Every daemon runs side by side, alternating run by run; medians and ratios are printed.
 berthd runs at its default log level (info), as users run it. --dockerd starts Debian's
@@ -213,21 +213,21 @@ def fork_server_pid(berthd: int) -> int:
 
 
 def cpu_per_run(daemons: dict[str, Daemon], runs: int) -> None:
-    """Alternating in blocks of 10 runs; ms of CPU per run, medians over the blocks."""
-    own: dict[str, list[float]] = {k: [] for k in daemons}
-    fs: dict[str, list[float]] = {k: [] for k in daemons}
-    for _ in range(max(1, runs // 10)):
+    """Alternating run by run; ms of CPU per run (totals over all runs / runs: a clock tick is
+    10 ms, so single runs are not resolved, their sum is)."""
+    own = {k: 0.0 for k in daemons}
+    fs = {k: 0.0 for k in daemons}
+    for _ in range(runs):
         for k, dm in daemons.items():
             assert dm.proc is not None
             pid = dm.proc.pid
             fpid = fork_server_pid(pid)
             a, b = cpu_s(pid), cpu_s(fpid, True) if fpid else 0.0
-            for _ in range(10):
-                run_phases(dm.host)
-            own[k].append((cpu_s(pid) - a) / 10)
-            fs[k].append(((cpu_s(fpid, True) if fpid else 0.0) - b) / 10)
-    report("CPU per run --rm: berthd", own)
-    report("CPU per run --rm: fork server", fs)
+            run_phases(dm.host)
+            own[k] += cpu_s(pid) - a
+            fs[k] += (cpu_s(fpid, True) if fpid else 0.0) - b
+    report("CPU per run --rm: berthd (mean)", {k: [v / runs] for k, v in own.items()})
+    report("CPU per run --rm: fork server (mean)", {k: [v / runs] for k, v in fs.items()})
 
 
 # -- memory ---------------------------------------------------------------------------------
