@@ -12,9 +12,8 @@
     rate    N x `docker run -d busybox sleep 3600` (containers/s), then `docker ps` with N
             running, PSS per shim and berthd's RSS
     cold    berthd cold start until /_ping answers
-    cpu     CPU time per API `run --rm` (default network): berthd's own (all its threads) and its
-            fork server's with its reaped children, from /proc/PID/stat: it moves much less
-            with the machine's load than the walls do
+    cpu     berthd's CPU time per API `run --rm` (default network, all its threads), from
+            /proc/PID/stat: it moves much less with the machine's load than the walls do
 
 Every daemon runs side by side, alternating run by run; medians and ratios are printed.
 berthd runs at its default log level (info), as users run it. --dockerd starts Debian's
@@ -198,36 +197,24 @@ def alternate(hosts: dict[str, str], runs: int, fn: Callable[[str, str], float])
 # -- CPU ------------------------------------------------------------------------------------
 
 
-def cpu_s(pid: int, children: bool = False) -> float:
-    """utime + stime (+ cutime + cstime) of ``pid``, in seconds."""
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads), in seconds."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def fork_server_pid(berthd: int) -> int:
-    for pid in Path(f"/proc/{berthd}/task/{berthd}/children").read_text().split():
-        if b"berth.runtime.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return int(pid)
-    return 0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_per_run(daemons: dict[str, Daemon], runs: int) -> None:
-    """Alternating run by run; ms of CPU per run (totals over all runs / runs: a clock tick is
-    10 ms, so single runs are not resolved, their sum is)."""
+    """berthd's CPU per API `run --rm`, alternating run by run: totals over all runs / runs (a
+    clock tick is 10 ms, so single runs are not resolved, their sum is). The runtime side
+    (shim, helper, init) is not counted: the shim double-forks away from the fork server."""
     own = {k: 0.0 for k in daemons}
-    fs = {k: 0.0 for k in daemons}
     for _ in range(runs):
         for k, dm in daemons.items():
             assert dm.proc is not None
-            pid = dm.proc.pid
-            fpid = fork_server_pid(pid)
-            a, b = cpu_s(pid), cpu_s(fpid, True) if fpid else 0.0
+            a = cpu_s(dm.proc.pid)
             run_phases(dm.host)
-            own[k] += cpu_s(pid) - a
-            fs[k] += (cpu_s(fpid, True) if fpid else 0.0) - b
+            own[k] += cpu_s(dm.proc.pid) - a
     report("CPU per run --rm: berthd (mean)", {k: [v / runs] for k, v in own.items()})
-    report("CPU per run --rm: fork server (mean)", {k: [v / runs] for k, v in fs.items()})
 
 
 # -- memory ---------------------------------------------------------------------------------
