@@ -28,6 +28,7 @@ from typing import Any
 from berth.linux import netns, rtnl
 
 _local = threading.local()
+log = logging.getLogger("berth.network")
 
 
 def _iproute() -> Any:
@@ -117,6 +118,10 @@ def add_endpoint(bridge: str, host_if: str, ns_path: str, ifname: str, mac: str,
         except FileExistsError:  # left by a berthd killed before the namespace went
             host.delete_link(host_if)
             host.add_veth(host_if, ifname, fd, mac, master, mtu)
+        except OSError as e:
+            log.warning("add veth %s (bridge %s, index %d; namespace %s -> %s): %s", host_if, bridge, master,
+                        ns_path, _target(fd), e)
+            raise
     finally:
         os.close(fd)
     try:
@@ -128,6 +133,13 @@ def add_endpoint(bridge: str, host_if: str, ns_path: str, ifname: str, mac: str,
     except BaseException:
         host.delete_link(host_if)
         raise
+
+
+def _target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError as e:
+        return str(e)
 
 
 def stale_bridges(own: str) -> list[tuple[str, str]]:
