@@ -33,6 +33,11 @@ NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
+NLM_F_ACK_TLVS = 0x200   # on an NLMSG_ERROR: extended-ack attributes follow
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10     # an error echoes only the request's header
+NETLINK_EXT_ACK = 11     # ... and says why (NLMSGERR_ATTR_MSG)
+NLMSGERR_ATTR_MSG = 1
 
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
@@ -141,12 +146,31 @@ def dellink_request(name: str) -> tuple[int, int, bytes]:
     return RTM_DELLINK, 0, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_IFNAME, _name(name))
 
 
+def _ext_ack(msg: bytes) -> str:
+    """NLMSGERR_ATTR_MSG of an NLMSG_ERROR sent with NETLINK_CAP_ACK (header, errno, the
+    request's header, then attributes)."""
+    off = _HDR.size + _ERR.size + _HDR.size
+    while off + 4 <= len(msg):
+        n, kind = struct.unpack_from("=HH", msg, off)
+        if n < 4:
+            break
+        if kind == NLMSGERR_ATTR_MSG:
+            return msg[off + 4:off + n].rstrip(b"\0").decode(errors="replace")
+        off += (n + 3) & ~3
+    return ""
+
+
 class Rtnl:
     """One NETLINK_ROUTE socket, in the namespace of the thread that made it (a socket keeps
     its namespace for life). Not thread-safe: one user at a time."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
+            try:
+                self.sock.setsockopt(SOL_NETLINK, opt, 1)
+            except OSError:
+                pass  # an old kernel: plain errnos
         self.sock.bind((0, 0))
         self._seq = 0
 
@@ -175,28 +199,30 @@ class Rtnl:
         self.sock.sendmsg(out)
         replies, errors = self._acks(first, self._seq)
         if errors:
-            seq, code = min(errors)
-            raise OSError(code, os.strerror(code), what or f"netlink request {seq - first + 1}")
+            seq, code, why = min(errors)
+            text = os.strerror(code) + (f" ({why})" if why else "")
+            raise OSError(code, text, what or f"netlink request {seq - first + 1}")
         return replies
 
-    def _acks(self, first: int, last: int) -> tuple[list[bytes], list[tuple[int, int]]]:
+    def _acks(self, first: int, last: int) -> tuple[list[bytes], list[tuple[int, int, str]]]:
         """Read until every request from ``first`` to ``last`` is acknowledged -> (replies,
-        [(seq, errno)] of the failed requests)."""
+        [(seq, errno, the kernel's reason or "")] of the failed requests)."""
         pending = set(range(first, last + 1))
         replies: list[bytes] = []
-        errors: list[tuple[int, int]] = []
+        errors: list[tuple[int, int, str]] = []
         while pending:
             data = self.sock.recv(65536)
             off = 0
             while off + _HDR.size <= len(data):
-                length, kind, _flags, seq, _pid = _HDR.unpack_from(data, off)
+                length, kind, flags, seq, _pid = _HDR.unpack_from(data, off)
                 if length < _HDR.size:
                     break
                 if kind == NLMSG_ERROR and seq in pending:
                     pending.discard(seq)
                     code = -_ERR.unpack_from(data, off + _HDR.size)[0]
                     if code:
-                        errors.append((seq, code))
+                        msg = data[off:off + length]
+                        errors.append((seq, code, _ext_ack(msg) if flags & NLM_F_ACK_TLVS else ""))
                 elif first <= seq <= last:
                     replies.append(data[off:off + length])
                 off += (length + 3) & ~3

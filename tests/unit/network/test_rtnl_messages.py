@@ -57,3 +57,11 @@ def test_address_with_its_broadcast_and_the_default_route() -> None:
 def test_attributes_are_padded_to_four_bytes() -> None:
     assert rtnl.attr(3, b"eth0\0") == struct.pack("=HH", 9, 3) + b"eth0\0" + b"\0\0\0"
     assert len(rtnl.attr(1, b"abcd")) == 8
+
+
+def test_the_kernels_reason_is_read_from_an_extended_ack() -> None:
+    why = rtnl.attr(rtnl.NLMSGERR_ATTR_MSG, b"ipv4: Device not found\0")
+    body = struct.pack("=i", -19) + rtnl._HDR.pack(40, rtnl.RTM_NEWADDR, 0x605, 2, 0) + why
+    msg = rtnl._HDR.pack(rtnl._HDR.size + len(body), rtnl.NLMSG_ERROR, 0x100 | rtnl.NLM_F_ACK_TLVS, 2, 0) + body
+    assert rtnl._ext_ack(msg) == "ipv4: Device not found"
+    assert rtnl._ext_ack(msg[:rtnl._HDR.size + 4 + rtnl._HDR.size]) == ""
