@@ -14,7 +14,7 @@ from berth.network import etcfiles
 def hosts(table: NetworkTable, cv: ContainerView, s: Sandbox) -> str:
     """The text of the container's /etc/hosts."""
     names = [cv.hostname] if not cv.domainname else [f"{cv.hostname}.{cv.domainname}", cv.hostname]
-    own = [(e.ip, names) for e in s.endpoints[:1] if e.ip]
+    own = [(a, names) for e in s.endpoints[:1] for a in (e.ip, e.ip6) if a]
     gw = next((table.nets[e.network_id].gateway for e in s.endpoints if e.network_id in table.nets), "")
     extra = []
     for item in cv.extra_hosts:
