@@ -30,7 +30,7 @@ import builtins
 import re
 import secrets
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +79,13 @@ class Networks(NetworkTable):
             raise PermissionDenied(f"only one instance of \"{driver}\" network is allowed")
         if driver != "bridge":
             raise NotFound(f"plugin \"{driver}\" not found")
-        if enable_ipv6:
-            raise InvalidArgument("IPv6 networks are not supported by berth")
         ipam = ipam or IPAMRequest()
         if ipam.driver != "default":
             raise NotFound(f"plugin \"{ipam.driver}\" not found")
         nid = secrets.token_hex(32)
         n = Network(id=nid, name=name, driver=driver, created=now(), internal=internal,
                     attachable=attachable, labels=dict(labels or {}), options=dict(options or {}),
-                    ipam_options=ipam.options, ipam_config=ipam.config,
+                    ipam_options=ipam.options, ipam_config=ipam.config, enable_ipv6=enable_ipv6,
                     bridge=(options or {}).get("com.docker.network.bridge.name") or f"br-{nid[:12]}")
         if len(n.bridge) > 15:
             raise InvalidArgument(f"bridge name {n.bridge} is too long (15 characters at most)")
@@ -227,7 +225,7 @@ class Networks(NetworkTable):
     async def release(self, cid: str) -> None:
         await self.live.release(cid)
 
-    def resolve(self, cid: str, name: str) -> tuple[builtins.list[IPv4Address] | None, bool]:
+    def resolve(self, cid: str, name: str) -> tuple[builtins.list[IPv4Address | IPv6Address] | None, bool]:
         """The embedded DNS server's lookup: names on this container's user networks."""
         return resolve(self, cid, name)
 
