@@ -10,9 +10,8 @@ import msgspec
 from berth.api import networks as networks_api
 from berth.api.app import App
 from berth.api.http import Request
-from berth.api.shape import config_json
+from berth.api.shape import config_json, record_time
 from berth.engine.health import Health
-from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
 from berth.engine.volumes import MountPoint, Volumes
 from berth.schema import human
@@ -25,17 +24,17 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 def status_text(c: Container, now: float) -> str:
     st = c.state
     if st.status == Status.RUNNING:
-        return "Up " + human.duration(now - (parse_time(st.started_at) or now))
+        return "Up " + human.duration(now - (record_time(st.started_at) or now))
     if st.status == Status.PAUSED:
-        return "Up " + human.duration(now - (parse_time(st.started_at) or now)) + " (Paused)"
+        return "Up " + human.duration(now - (record_time(st.started_at) or now)) + " (Paused)"
     if st.status == Status.RESTARTING:
-        return f"Restarting ({st.exit_code}) " + human.duration(now - (parse_time(st.finished_at) or now)) + " ago"
+        return f"Restarting ({st.exit_code}) " + human.duration(now - (record_time(st.finished_at) or now)) + " ago"
     if st.status == Status.REMOVING:
         return "Removal In Progress"
     if st.status == Status.DEAD:
         return "Dead"
     if st.status == Status.EXITED:
-        return f"Exited ({st.exit_code}) " + human.duration(now - (parse_time(st.finished_at) or now)) + " ago"
+        return f"Exited ({st.exit_code}) " + human.duration(now - (record_time(st.finished_at) or now)) + " ago"
     return "Created"
 
 
@@ -82,10 +81,10 @@ def _sizes(app: App, c: Container, out: dict[str, Any]) -> None:
 
 def summary(app: App, c: Container, now: float, size: bool) -> dict[str, Any]:
     """One entry of ``GET /containers/json``."""
-    nets = networks_api.settings_json(app.networks, c)["Networks"]
+    nets = networks_api.networks_json(app.networks, c, app.networks.sandbox(c.id))
     d: dict[str, Any] = {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.config.Image or c.image_id, "ImageID": c.image_id,
-        "Command": _command(c), "Created": int(parse_time(c.created) or 0),
+        "Command": _command(c), "Created": int(record_time(c.created)),
         "Ports": networks_api.ports_json(app.networks, c),
         "Labels": c.config.Labels or {}, "State": c.state.status.value, "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": c.host_config.NetworkMode},

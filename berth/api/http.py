@@ -252,12 +252,19 @@ class Router:
 
 
 class Server:
-    """Serves a Router; `on_error` turns an exception into a Response (the one error table)."""
+    """Serves a Router; `on_error` turns an exception into a Response (the one error table).
+
+    With ``early`` routes (/_ping), those answer at once and any other request waits for
+    ``ready``: berthd listens while it still wires and recovers, and no request sees that."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None):
+                 versions: tuple[str, str] | None = None, early: Router | None = None):
         self.router = router
+        self.early = early or Router()
+        self.ready = asyncio.Event()  # set once: the daemon's engine is wired and recovered
+        if early is None:
+            self.ready.set()
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -339,7 +346,11 @@ class Server:
         try:
             if req.api_version is not None and self.versions is not None:
                 check_version(req.api_version, *self.versions)
-            handler, match, path_found = self.router.resolve(method, req.path)
+            handler, match, path_found = self.early.resolve(method, req.path)
+            if handler is None:
+                if not self.ready.is_set():
+                    await self.ready.wait()
+                handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":
                     handler, match, _ = self.router.resolve("GET", req.path)

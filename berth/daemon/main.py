@@ -1,7 +1,10 @@
 """berthd: flags, the data-root lock, wiring (the one place objects are constructed), signals.
 
-Start-up is on a budget (/_ping must answer well under 150 ms after exec): only the modules
-the API needs are imported here; the fork server warms up the runtime in the background.
+Start-up is on a budget (/_ping must answer well under 100 ms after exec). berthd listens
+first, with only /_ping routed (``api.ping``); the engine's modules are imported in a thread
+meanwhile, then the objects are wired and the containers recovered, and only then are other
+requests served (``Server.ready``): they wait, so none sees a half-recovered state. The fork
+server warms up the runtime in the background.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import argparse
 import asyncio
 import fcntl
 import grp
+import importlib
 import logging
 import os
 import secrets
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +28,7 @@ from berth.state.paths import DataRoot, ExecRoot
 
 if TYPE_CHECKING:  # imported inside wire(): start-up imports only what /_ping needs
     from berth.api.app import App
-    from berth.api.http import Server
+    from berth.api.http import Request, Response, Router, Server
     from berth.build.admin import BuildAdmin
     from berth.build.builder import Builder
     from berth.engine.containers import Containers
@@ -33,6 +38,7 @@ if TYPE_CHECKING:  # imported inside wire(): start-up imports only what /_ping n
     from berth.image.store import ImageStore
     from berth.state.db import Database
 
+T0 = time.perf_counter()  # as near the exec as berthd can measure
 log = logging.getLogger("berthd")
 
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
@@ -167,15 +173,12 @@ def _cgroup_version() -> str:
         return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
-def build_server(app: App) -> Server:
+def add_routes(router: Router, app: App) -> None:
     from berth.api import (attach_ws, build as build_api, commit as commit_api, containers, containers_io, events,
                            exec as exec_api, images, jsonbody, links as links_api, networks as networks_api,
                            swarm as swarm_api, system, system_df, volumes as volumes_api)
     from berth.api.app import register
-    from berth.api.errors import error_response
-    from berth.api.http import Router, Server
 
-    router = Router()
     for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
                   attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES):
         register(router, app, table)
@@ -184,9 +187,48 @@ def build_server(app: App) -> Server:
     build_api.routes(router, app)
     register(router, app, swarm_api.ROUTES)
     jsonbody.guard(router)
-    headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
-               "Server": f"{system.SERVER} (linux)"}
-    return Server(router, headers, error_response, (system.MIN_API_VERSION, system.API_VERSION))
+
+
+def build_server(app: App) -> Server:
+    """A server with every route, ready at once (tests drive the API through it)."""
+    from berth.api.errors import error_response
+    from berth.api.http import Router, Server
+    from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION
+
+    router = Router()
+    add_routes(router, app)
+    return Server(router, HEADERS, error_response, (MIN_API_VERSION, API_VERSION))
+
+
+def _early_server() -> Server:
+    """A server that answers /_ping now and holds every other request until ``ready``."""
+    from berth.api.http import Router, Server
+    from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
+
+    return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router())
+
+
+def _error_response(req: Request | None, e: BaseException) -> Response:
+    from berth.api.errors import error_response  # msgspec and the error kinds: not needed to listen
+    return error_response(req, e)
+
+
+# What wire() and add_routes() import: imported in a thread while the event loop already
+# answers /_ping. (pyroute2, ~200 ms, is imported by the network setup, in the background.)
+_ENGINE_MODULES = (
+    "berth.api.app", "berth.api.errors", "berth.api.system", "berth.api.images", "berth.api.system_df",
+    "berth.api.containers", "berth.api.containers_io", "berth.api.attach_ws", "berth.api.commit",
+    "berth.api.links", "berth.api.events", "berth.api.exec", "berth.api.networks", "berth.api.volumes",
+    "berth.api.build", "berth.api.swarm", "berth.api.jsonbody",
+    "berth.engine.containers", "berth.engine.images", "berth.engine.networks", "berth.engine.volumes",
+    "berth.engine.archive", "berth.engine.build_support", "berth.build.builder", "berth.build.admin",
+    "berth.runtime.defaults", "berth.oci.spec", "berth.state.db",
+)
+
+
+def _import_engine() -> None:
+    for name in _ENGINE_MODULES:
+        importlib.import_module(name)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -199,13 +241,54 @@ async def serve(args: argparse.Namespace) -> None:
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
+    server = _early_server()
+    hosts = args.host or [DEFAULT_HOST]
+    sockets = await _listen(server, hosts, args.group)
+    # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
+    # still end in the orderly shutdown below, or bridges and rules stay behind.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, stop.set)
+    t = [time.perf_counter()]
+    await asyncio.to_thread(_import_engine)
+    t.append(time.perf_counter())
     d = wire(args)
     app = d.app
-    server = build_server(app)
-    hosts = args.host or [DEFAULT_HOST]
+    add_routes(server.router, app)
+    d.forkserver.start()
+    t.append(time.perf_counter())
+    await app.containers.recover()
+    from berth.engine.build_support import sweep as sweep_builds
+    await sweep_builds(app.containers, app.builder.cache.kept_containers)
+    server.ready.set()
+    t.append(time.perf_counter())
+    log.debug("start-up: listening at %.0f ms; imports %.0f ms, wiring %.0f ms, recovery %.0f ms",
+              (t[0] - T0) * 1000, *((b - a) * 1000 for a, b in zip(t, t[1:])))
+    log.info("berthd is up: %s", ", ".join(hosts))
+    await stop.wait()
+    await server.close()
+    if args.live_restore:
+        log.info("shutting down (containers keep running)")
+    else:
+        log.info("shutting down: stopping the containers (live restore is off)")
+        await app.containers.shutdown()
+    await d.forkserver.stop()
+    # With no container running, bridges and rules go (recreated at start); else they stay.
+    await app.attachments.shutdown(list(app.containers.by_id.values()))
+    for p in sockets:
+        p.unlink(missing_ok=True)
+    if args.pidfile:
+        Path(args.pidfile).unlink(missing_ok=True)
+    d.db.close()
+    os.close(lock_fd)
+
+
+async def _listen(server: Server, hosts: list[str], group: str) -> list[Path]:
+    """Listen on each -H address; returns the Unix socket paths (removed at exit)."""
     sockets: list[Path] = []
     try:
-        gid = grp.getgrnam(args.group).gr_gid
+        gid = grp.getgrnam(group).gr_gid
     except KeyError:
         gid = -1
     for h in hosts:
@@ -228,33 +311,7 @@ async def serve(args: argparse.Namespace) -> None:
             await server.serve_tcp(host or "127.0.0.1", int(port))
         else:
             raise SystemExit(f"berthd: unsupported host {h!r}")
-    # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
-    # still end in the orderly shutdown below, or bridges and rules stay behind.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
-    d.forkserver.start()
-    await app.containers.recover()
-    from berth.engine.build_support import sweep as sweep_builds
-    await sweep_builds(app.containers, app.builder.cache.kept_containers)
-    log.info("berthd is up: %s", ", ".join(hosts))
-    await stop.wait()
-    await server.close()
-    if args.live_restore:
-        log.info("shutting down (containers keep running)")
-    else:
-        log.info("shutting down: stopping the containers (live restore is off)")
-        await app.containers.shutdown()
-    await d.forkserver.stop()
-    # With no container running, bridges and rules go (recreated at start); else they stay.
-    await app.attachments.shutdown(list(app.containers.by_id.values()))
-    for p in sockets:
-        p.unlink(missing_ok=True)
-    if args.pidfile:
-        Path(args.pidfile).unlink(missing_ok=True)
-    d.db.close()
-    os.close(lock_fd)
+    return sockets
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -200,6 +200,7 @@ class Networks:
         self.kernel = Kernel(data_root, self.resolve)   # bridges, namespaces, veths, DNS sockets
         self._rules_lock = asyncio.Lock()
         self._ready = False
+        self._setup: asyncio.Task[None] | None = None  # setup() in the background (berthd start)
         # Start in progress: a namespace made by berthd (held by an fd) and the task plugging
         # its endpoints in, which runs while the shim is spawned; attach() waits for it.
         self.pending: dict[str, tuple[int, asyncio.Task[None]]] = {}
@@ -286,6 +287,7 @@ class Networks:
             raise InvalidArgument(f"bridge name {n.bridge} is too long (15 characters at most)")
         if any(o.bridge == n.bridge for o in self.nets.values()):
             raise Conflict(f"bridge name {n.bridge} is used by another network")
+        await self.ensure_ready()  # the default bridge's subnet is chosen first
         await self._assign_subnet(n)
         await self._bridge_up(n)
         self._save_net(n)
@@ -326,6 +328,7 @@ class Networks:
         active = [cid for cid in self.containers_on(n) if cid in self.running]
         if active:
             raise PermissionDenied(f"error while removing network: network {n.name} id {n.id} has active endpoints")
+        await self.ensure_ready()
         for cid in self.containers_on(n):
             s = self.sandboxes[cid]
             s.endpoints = [e for e in s.endpoints if e.network_id != n.id]
@@ -373,8 +376,32 @@ class Networks:
         await self.apply_rules()
 
     async def ensure_ready(self) -> None:
-        if not self._ready:
-            await self.setup()
+        """The kernel side is set up (setup(), once; the first caller starts it, the others
+        wait for it). A setup that failed is tried again by the next caller."""
+        if self._ready:
+            return
+        if self._setup is None:
+            self._setup = asyncio.ensure_future(self.setup())
+        task = self._setup
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            if self._setup is task:
+                self._setup = None
+            raise
+
+    def setup_soon(self) -> None:
+        """Start setup() in the background (berthd start: requests need not wait for it)."""
+        if self._ready or self._setup is not None:
+            return
+        self._setup = asyncio.ensure_future(self.setup())
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("network setup: %s (tried again at the next start of a container)", t.exception())
+                if self._setup is t:
+                    self._setup = None
+        self._setup.add_done_callback(done)
 
     async def apply_rules(self) -> None:
         if not self._ready:
@@ -413,6 +440,11 @@ class Networks:
         for cid in list(self.port_sockets):
             self._close_ports(cid)
         self.kernel.close_all_dns()
+        if self._setup is not None and not self._setup.done():
+            try:
+                await self._setup  # a setup cut short would leave half its objects behind
+            except Exception:
+                pass
         if not containers_running and self._ready:
             try:
                 await self.kernel.apply_nat(nat.render_delete(self.table))
@@ -772,8 +804,9 @@ class Networks:
             tx.execute("DELETE FROM sandboxes WHERE container_id=?", (cid,))
 
     async def recover(self, running: dict[str, int]) -> None:
-        """berthd start: ``running`` maps live container IDs to their init pids."""
-        await self.setup()
+        """berthd start: ``running`` maps live container IDs to their init pids. The bridges,
+        forwarding and rules are set up in the background (``ensure_ready`` waits for them):
+        a request need not wait for pyroute2 and nft, a container start does."""
         for cid, s in list(self.sandboxes.items()):
             if cid not in running:
                 if any(e.ip for e in s.endpoints) or s.ports:
@@ -797,7 +830,7 @@ class Networks:
             self.port_sockets[cid] = socks
             if any(self.nets[e.network_id].user_defined for e in s.endpoints if e.network_id in self.nets):
                 await self._serve_dns(s)
-        await self.apply_rules()
+        self.setup_soon()  # its last step applies the rules, with the ports recovered above
 
     # -- connect / disconnect ---------------------------------------------------------------
 

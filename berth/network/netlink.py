@@ -25,13 +25,22 @@ from typing import Any
 from berth.linux import netns
 
 _local = threading.local()
-logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug level logs every message
+
+
+def preload() -> None:
+    """Import pyroute2 ahead of use (berthd does it in a thread while it starts)."""
+    import pyroute2  # noqa: F401
+
+    # Its import resets its logger to NOTSET, and at debug level it logs every message it
+    # parses (whole link dumps: tens of ms per bridge at berthd's start).
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 def _ipr() -> Any:
     ipr = getattr(_local, "ipr", None)
     if ipr is None:
-        from pyroute2 import IPRoute  # ~200 ms to import: never on berthd's start-up path
+        preload()  # ~200 ms the first time: never on the path to berthd's first /_ping
+        from pyroute2 import IPRoute
 
         ipr = _local.ipr = IPRoute()
     return ipr
@@ -107,6 +116,7 @@ def add_endpoint(bridge: str, host_if: str, ns_path: str, ifname: str, mac: str,
     ipr.link("set", index=idx, master=br, state="up")
 
     def inside() -> None:
+        preload()
         from pyroute2 import IPRoute
 
         with IPRoute() as nsr:
@@ -149,6 +159,7 @@ def remove_endpoint(host_if: str) -> None:
 
 def interfaces_in(ns_path: str) -> list[str]:
     def names() -> list[str]:
+        preload()
         from pyroute2 import IPRoute
 
         with IPRoute() as nsr:
