@@ -3,6 +3,8 @@ API version. Everything here reads engine records; nothing changes state."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -60,9 +62,15 @@ def mount_json(vols: Volumes, p: MountPoint) -> dict[str, object]:
     if p.type == "bind":
         return {"Type": "bind", "Source": p.source, "Destination": p.destination, "Mode": p.mode, "RW": p.rw,
                 "Propagation": p.propagation or "rprivate"}
-    return {"Type": "volume", "Name": p.source, "Source": str(vols.data_dir(p.source)),
+    return {"Type": "volume", "Name": p.source, "Source": _volume_source(vols.root, p.source),
             "Destination": p.destination, "Driver": "local", "Mode": p.mode or "z", "RW": p.rw,
             "Propagation": ""}
+
+
+@functools.lru_cache(maxsize=4096)
+def _volume_source(root: Path, name: str) -> str:
+    """``Volumes.data_dir`` as a string (pathlib was 40% of listing 1,000 containers)."""
+    return f"{root}/{name}/_data"
 
 
 def mounts_json(app: App, c: Container) -> list[dict[str, object]]:
@@ -81,11 +89,12 @@ def _sizes(app: App, c: Container, out: dict[str, Any]) -> None:
 
 def summary(app: App, c: Container, now: float, size: bool) -> dict[str, Any]:
     """One entry of ``GET /containers/json``."""
-    nets = networks_api.networks_json(app.networks, c, app.networks.sandbox(c.id))
+    s = app.networks.sandbox(c.id)
+    nets = networks_api.networks_json(app.networks, c, s)
     d: dict[str, Any] = {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.config.Image or c.image_id, "ImageID": c.image_id,
         "Command": _command(c), "Created": int(record_time(c.created)),
-        "Ports": networks_api.ports_json(app.networks, c),
+        "Ports": networks_api.ports_json(app.networks, c, s),
         "Labels": c.config.Labels or {}, "State": c.state.status.value, "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": c.host_config.NetworkMode},
         "NetworkSettings": {"Networks": nets}, "Mounts": mounts_json(app, c),

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.linux import fd
-
 log = logging.getLogger("berth.api")
 
 REASONS = {
@@ -140,6 +138,8 @@ class Request:
         stream bytes that arrived together with the head stay in that buffer and are lost
         (attach with logs=1, a fast exec). So the first stream bytes go out only once the head
         has left the socket's queue."""
+        from berth.linux import fd  # ctypes: not on the path to the first /_ping
+
         await self.writer.drain()
         sock = self.writer.get_extra_info("socket")
         if sock is None:

@@ -127,9 +127,8 @@ def _port_map(bindings: list[PortBinding], exposed: dict[str, Any] | None) -> di
     return out
 
 
-def ports_json(nets: Networks, c: Container) -> list[dict[str, Any]]:
-    """The container list's ``Ports``."""
-    s = nets.sandbox(c.id)
+def ports_json(nets: Networks, c: Container, s: Sandbox | None) -> list[dict[str, Any]]:
+    """The container list's ``Ports`` (``s``: its sandbox)."""
     out: list[dict[str, Any]] = []
     bound = set()
     if s is not None and c.id in nets.running:

@@ -16,7 +16,6 @@ import grp
 import importlib
 import logging
 import os
-import secrets
 import signal
 import sys
 import time
@@ -98,6 +97,8 @@ def _daemon_id(data: DataRoot) -> str:
     try:
         return p.read_text().strip()
     except FileNotFoundError:
+        import secrets
+
         from berth.state.atomic import write_atomic
         i = secrets.token_hex(16)
         write_atomic(p, i.encode())
