@@ -117,10 +117,16 @@ class Rotation:
     def rss(self, name: str) -> int:
         """RSS of a fresh berthd of ``name`` on this root, once its background setup is done."""
         self.start(name)
-        time.sleep(1.5)
         request(str(self.d.sock), "GET", "/containers/json?all=1")
         assert self.d.proc is not None
-        return rss_kib(self.d.proc.pid)
+        # The network setup (pyroute2's import) runs in the background: wait until RSS settles.
+        last, same, deadline = rss_kib(self.d.proc.pid), 0, time.monotonic() + 15
+        while same < 6 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = rss_kib(self.d.proc.pid)
+            same = same + 1 if abs(now - last) < 64 else 0
+            last = now
+        return last
 
 
 def lists(d: Berthd, runs: int) -> dict[str, float]:
