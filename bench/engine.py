@@ -108,6 +108,8 @@ def starts(daemons: dict[str, Starter], runs: int, fresh: bool, title: str) -> N
     """Stop and start each daemon ``runs`` times, alternating; ``fresh``: a new data root each time."""
     ping: dict[str, list[float]] = {k: [] for k in daemons}
     ready: dict[str, list[float]] = {k: [] for k in daemons}
+    cpu_ping: dict[str, list[float]] = {k: [] for k in daemons}
+    cpu_ready: dict[str, list[float]] = {k: [] for k in daemons}
     for _ in range(runs):
         for k in list(daemons):
             dm = daemons[k]
@@ -118,8 +120,12 @@ def starts(daemons: dict[str, Starter], runs: int, fresh: bool, title: str) -> N
             p, r = dm.timed_start()
             ping[k].append(p)
             ready[k].append(r)
+            cpu_ping[k].append(dm.cpu[0])
+            cpu_ready[k].append(dm.cpu[1])
     report(f"{title} -> /_ping", ping)
+    report("  daemon's own CPU by then", cpu_ping)
     report(f"{title} -> GET /containers/json", ready)
+    report("  daemon's own CPU by then", cpu_ready)
 
 
 def run_detached(host: str, n: int) -> float:

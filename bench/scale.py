@@ -7,8 +7,10 @@ Builds the scenario through the API on one data root on the disk (/var/tmp), the
 daemons alternating on that same root (``--baseline`` runs a berthd from another source tree,
 e.g. ``git archive HEAD`` unpacked, for before and after):
 
-    lists      GET /containers/json?all=1, /images/json, /volumes, /networks (API, no CLI), and
-               ``docker system df`` through the CLI: medians of --runs after each restart
+    lists      GET /containers/json?all=1, /images/json, /volumes, /networks (API, no CLI): the
+               median wall time and berthd's own CPU per request (/proc/PID/stat: on a shared
+               machine the wall time is mostly waiting for a CPU), and ``docker system df``
+               through the CLI: medians of --runs after each restart
     restart    berthd stopped (SIGTERM: the containers keep running) and started again, until
                /_ping answers and until GET /containers/json (recovered state) answers
     memory     berthd's RSS once started on the root with only the running containers, and
@@ -33,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.daemons import Berthd, request  # noqa: E402
+from bench.daemons import Berthd, cpu_s, request  # noqa: E402
 from tests.integration.daemon import ROOT, Daemon  # noqa: E402
 
 DOCKER = "/usr/local/bin/docker"
@@ -105,14 +107,14 @@ class Rotation:
     def __init__(self, d: Berthd, trees: dict[str, Path]):
         self.d = d
         self.trees = trees
-        self.restart: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in trees}
+        self.restart: dict[str, tuple[list[float], ...]] = {k: ([], [], [], []) for k in trees}
 
     def start(self, name: str) -> None:
         self.d.stop()
         self.d.code = self.trees[name]
         ping, ready = self.d.timed_start()
-        self.restart[name][0].append(ping)
-        self.restart[name][1].append(ready)
+        for i, v in enumerate((ping, ready, *self.d.cpu)):
+            self.restart[name][i].append(v)
 
     def rss(self, name: str) -> int:
         """RSS of a fresh berthd of ``name`` on this root, once its background setup is done."""
@@ -130,16 +132,20 @@ class Rotation:
 
 
 def lists(d: Berthd, runs: int) -> dict[str, float]:
+    """Median wall ms of each list, and berthd's own CPU ms per request (``cpu <path>``)."""
     out = {}
+    assert d.proc is not None
     for path in LISTS:
         request(str(d.sock), "GET", path)
         xs = []
+        c0 = cpu_s(d.proc.pid)
         for _ in range(runs):
             t0 = time.perf_counter()
             status, _ = request(str(d.sock), "GET", path)
             xs.append(time.perf_counter() - t0)
             assert status == 200, path
         out[path] = med(xs) * 1000
+        out[f"cpu {path}"] = (cpu_s(d.proc.pid) - c0) / runs * 1000
     env = dict(os.environ, DOCKER_HOST=d.host)
     xs = []
     for _ in range(max(3, runs // 4)):
@@ -174,7 +180,7 @@ def main() -> None:
         add_stopped(d, args.containers - args.running, args.images, args.volumes, args.networks)
         rss_big = {k: med([rot.rss(k) for _ in range(3)]) for k in trees}
         for k in trees:
-            rot.restart[k] = ([], [])
+            rot.restart[k] = ([], [], [], [])
         res: dict[str, dict[str, list[float]]] = {k: {} for k in trees}
         for _ in range(args.runs):
             for k in trees:
@@ -185,11 +191,12 @@ def main() -> None:
         stopped = args.containers - args.running
         print(f"\n{args.containers} containers ({args.running} running), {args.images} images, "
               f"{args.volumes} volumes, {args.networks} networks; medians of {args.runs}")
-        rows = [*LISTS, "docker system df"]
+        rows = [r for p in LISTS for r in (p, f"cpu {p}")] + ["docker system df"]
         for row in rows:
             print(f"  {row:28s}" + "".join(f"  {k} {med(res[k][row]):7.2f} ms" for k in trees) + _ratio(
                 {k: med(res[k][row]) for k in trees}))
-        for i, what in enumerate(("restart -> /_ping", "restart -> GET /containers/json")):
+        for i, what in enumerate(("restart -> /_ping", "restart -> GET /containers/json",
+                                  "  berthd's CPU at /_ping", "  berthd's CPU when ready")):
             v = {k: med(rot.restart[k][i]) * 1000 for k in trees}
             print(f"  {what:28s}" + "".join(f"  {k} {v[k]:7.1f} ms" for k in trees) + _ratio(v))
         per = {k: (rss_big[k] - rss_small[k]) / stopped for k in trees}
