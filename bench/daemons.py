@@ -61,7 +61,9 @@ class Berthd(Daemon):
     """berthd on /var/tmp (a real disk); ``code`` runs another tree (a baseline)."""
 
     def __init__(self, code: Path | None = None):
-        super().__init__(base=Path(tempfile.mkdtemp(prefix="bb-", dir="/var/tmp")), code=code)
+        # at its default log level, as users run it (the integration Daemon runs at debug)
+        super().__init__(base=Path(tempfile.mkdtemp(prefix="bb-", dir="/var/tmp")), code=code,
+                         args=["--log-level", "info"])
         self.cpu = (0.0, 0.0)  # CPU seconds used by berthd itself at /_ping and when ready
 
     def timed_start(self) -> tuple[float, float]:

@@ -15,7 +15,8 @@ from berth.api.http import Request
 from berth.api.shape import config_json, record_time
 from berth.engine.health import Health
 from berth.engine.model import Container, Status
-from berth.engine.volumes import MountPoint, Volumes
+from berth.engine.mount_specs import MountPoint
+from berth.engine.volumes import Volumes
 from berth.schema import human
 
 MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -78,7 +79,8 @@ def mounts_json(app: App, c: Container) -> list[dict[str, object]]:
 
 
 def health_json(h: Health) -> dict[str, object]:
-    return {"Status": h.status, "FailingStreak": h.failing_streak, "Log": list(h.log)}
+    return {"Status": h.status, "FailingStreak": h.failing_streak,
+            "Log": [{"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output} for p in h.log]}
 
 
 def _sizes(app: App, c: Container, out: dict[str, Any]) -> None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
+from berth.api import framing
+from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
+
 log = logging.getLogger("berth.api")
 
 REASONS = {
@@ -25,10 +28,6 @@ REASONS = {
 }
 
 MAX_HEADER = 64 * 1024
-
-
-class BadRequest(Exception):
-    pass
 
 
 @dataclass
@@ -48,6 +47,7 @@ class Request:
     _eof: bool = False
     hijacked: bool = False
     responded: bool = False
+    extra_headers: dict[str, str] = field(default_factory=dict)  # the server's common headers
 
     async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
         parts = []
@@ -75,24 +75,8 @@ class Request:
                 raise BadRequest("unexpected end of request body")
             self._body_left -= len(data)
             return data
-        if self._chunk_left == 0:
-            line = await self.reader.readline()
-            try:
-                n = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("bad chunk size") from None
-            if n == 0:
-                while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                self._eof = True
-                return b""
-            self._chunk_left = n
-        data = await self.reader.read(min(size, self._chunk_left))
-        if not data:
-            raise BadRequest("unexpected end of request body")
-        self._chunk_left -= len(data)
-        if self._chunk_left == 0:
-            await self.reader.readexactly(2)
+        data, self._chunk_left = await framing.read_chunk(self.reader, self._chunk_left, size)
+        self._eof = not data
         return data
 
     def version_at_least(self, v: str) -> bool:
@@ -126,7 +110,7 @@ class Request:
         if upgrade:
             head += ["Connection: Upgrade", "Upgrade: tcp"]
         if common:
-            head += [f"{k}: {v}" for k, v in getattr(self, "extra_headers", {}).items()]
+            head += [f"{k}: {v}" for k, v in self.extra_headers.items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         self.hijacked = True
         self.responded = True
@@ -195,7 +179,7 @@ class StreamResponse:
             return
         self.started = True
         self.req.responded = True
-        h = dict(self.req.extra_headers) if hasattr(self.req, "extra_headers") else {}
+        h = dict(self.req.extra_headers)
         h.update(self.headers)
         if self.content_type:
             h["Content-Type"] = self.content_type
@@ -329,15 +313,16 @@ class Server:
         qlist = parse_qsl(qs, keep_blank_values=True)
         req = Request(method=method, path=path, query=dict(qlist), headers=headers,
                       reader=reader, writer=writer, query_list=qlist)
-        req.extra_headers = self.common_headers  # type: ignore[attr-defined]
+        req.extra_headers = self.common_headers
         te = headers.get("transfer-encoding", "").lower()
         if "chunked" in te:
             req._chunked = True
         else:
-            try:
-                req._body_left = int(headers.get("content-length", "0") or 0)
-            except ValueError:
-                req._body_left = 0
+            length = framing.content_length(headers.get("content-length", "0") or "0")
+            if length is None:  # Go's "bad Content-Length": what follows cannot be framed
+                writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
+                return False
+            req._body_left = length
         keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
 
         m = _VERSION_PREFIX.match(path)

@@ -7,13 +7,16 @@ import json
 from ipaddress import IPv4Network
 from typing import Any
 
-from berth.api.http import Request, Response, Router
+import msgspec
+
+from berth.api.app import App, Routes, no_content
 from berth.api.filters import labels_match, parse_filters
-from berth.api.system import json_response
-from berth.engine.attachments import Attachments
+from berth.api.http import Request, Response
+from berth.api.shape import json_response
 from berth.engine.logs import parse_time
 from berth.engine.model import Container
-from berth.engine.networks import Endpoint, Network, Networks, PortBinding, Sandbox, parse_port_key
+from berth.engine.networks import (Endpoint, IPAMConfig, IPAMRequest, Network, Networks, PortBinding, Sandbox,
+                                   parse_port_key)
 from berth.errors import InvalidArgument
 
 
@@ -158,6 +161,13 @@ def _body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _ipam(raw: Any) -> IPAMRequest:
+    """Docker's IPAM object of a network create."""
+    raw = raw or {}
+    return IPAMRequest(driver=raw.get("Driver") or "default", options=raw.get("Options") or {},
+                       config=[msgspec.convert(c, IPAMConfig) for c in (raw.get("Config") or [])])
+
+
 def matches(nets: Networks, n: Network, filters: dict[str, list[str]]) -> bool:
     for key, vals in filters.items():
         if key == "name":
@@ -192,70 +202,74 @@ def matches(nets: Networks, n: Network, filters: dict[str, list[str]]) -> bool:
     return True
 
 
-def routes(router: Router, ctx: object) -> None:
-    nets: Networks = ctx.networks  # type: ignore[attr-defined]
-    att: Attachments = ctx.attachments  # type: ignore[attr-defined]
-    containers = ctx.containers  # type: ignore[attr-defined]
+async def list_networks(app: App, req: Request) -> Response:
+    nets = app.networks
+    filters = parse_filters(req)
+    return json_response([network_json(nets, n, detailed=False) for n in nets.list() if matches(nets, n, filters)])
 
-    async def list_(req: Request) -> Response:
-        filters = parse_filters(req)
-        out = [network_json(nets, n, detailed=False) for n in nets.list() if matches(nets, n, filters)]
-        return json_response(out)
 
-    async def inspect(req: Request) -> Response:
-        return json_response(network_json(nets, nets.get(req.match["id"])))
+async def inspect(app: App, req: Request) -> Response:
+    return json_response(network_json(app.networks, app.networks.get(req.match["id"])))
 
-    async def create(req: Request) -> Response:
-        b = _body(await req.read())
-        if req.version_at_least("1.48") and b.get("EnableIPv4") is False:
-            # 1.48 lets a network go without IPv4; berth has no IPv6, so it would have no addresses.
-            raise InvalidArgument("IPv4 or IPv6 must be enabled" if not b.get("EnableIPv6") else
-                                  "IPv6 networks are not supported by berth")
-        n = await nets.create(b.get("Name") or "", driver=b.get("Driver") or "bridge",
-                              internal=bool(b.get("Internal")), attachable=bool(b.get("Attachable")),
-                              labels=b.get("Labels") or {}, options=b.get("Options") or {},
-                              ipam=b.get("IPAM") or {}, enable_ipv6=bool(b.get("EnableIPv6")))
-        return json_response({"Id": n.id, "Warning": ""}, 201)
 
-    async def delete(req: Request) -> Response:
-        await nets.remove(req.match["id"])
-        return Response(204, b"", content_type=None)
+async def create(app: App, req: Request) -> Response:
+    b = _body(await req.read())
+    if req.version_at_least("1.48") and b.get("EnableIPv4") is False:
+        # 1.48 lets a network go without IPv4; berth has no IPv6, so it would have no addresses.
+        raise InvalidArgument("IPv4 or IPv6 must be enabled" if not b.get("EnableIPv6") else
+                              "IPv6 networks are not supported by berth")
+    n = await app.networks.create(b.get("Name") or "", driver=b.get("Driver") or "bridge",
+                                  internal=bool(b.get("Internal")), attachable=bool(b.get("Attachable")),
+                                  labels=b.get("Labels") or {}, options=b.get("Options") or {},
+                                  ipam=_ipam(b.get("IPAM")), enable_ipv6=bool(b.get("EnableIPv6")))
+    return json_response({"Id": n.id, "Warning": ""}, 201)
 
-    async def connect(req: Request) -> Response:
-        b = _body(await req.read())
-        c = containers.get(b.get("Container") or "")
-        pid = c.state.pid if c.running else 0
-        await nets.connect(req.match["id"], att.view(c), b.get("EndpointConfig"), pid)
-        return Response(200, b"", content_type=None)
 
-    async def disconnect(req: Request) -> Response:
-        b = _body(await req.read())
-        ref = b.get("Container") or ""
-        try:
-            cid = containers.get(ref).id
-        except Exception:
-            if not b.get("Force"):
-                raise
-            cid = ref
-        await nets.disconnect(req.match["id"], cid, bool(b.get("Force")))
-        return Response(200, b"", content_type=None)
+async def delete(app: App, req: Request) -> Response:
+    await app.networks.remove(req.match["id"])
+    return no_content()
 
-    async def prune(req: Request) -> Response:
-        filters = parse_filters(req)
-        until = parse_time(filters["until"][0]) if "until" in filters else None
 
-        def keep(n: Network) -> bool:
-            if until is not None and (parse_time(n.created) or 0) >= until:
-                return True
-            return "label" in filters and not labels_match(n.labels, filters["label"])
+async def connect(app: App, req: Request) -> Response:
+    b = _body(await req.read())
+    c = app.containers.get(b.get("Container") or "")
+    pid = c.state.pid if c.running else 0
+    await app.networks.connect(req.match["id"], app.attachments.view(c), b.get("EndpointConfig"), pid)
+    return Response(200, b"", content_type=None)
 
-        deleted = await nets.prune(keep)
-        return json_response({"NetworksDeleted": deleted})
 
-    router.add("GET", "/networks", list_)
-    router.add("POST", "/networks/create", create)
-    router.add("POST", "/networks/prune", prune)
-    router.add("GET", "/networks/{id}", inspect)
-    router.add("DELETE", "/networks/{id}", delete)
-    router.add("POST", "/networks/{id}/connect", connect)
-    router.add("POST", "/networks/{id}/disconnect", disconnect)
+async def disconnect(app: App, req: Request) -> Response:
+    b = _body(await req.read())
+    ref = b.get("Container") or ""
+    try:
+        cid = app.containers.get(ref).id
+    except Exception:
+        if not b.get("Force"):
+            raise
+        cid = ref
+    await app.networks.disconnect(req.match["id"], cid, bool(b.get("Force")))
+    return Response(200, b"", content_type=None)
+
+
+async def prune(app: App, req: Request) -> Response:
+    filters = parse_filters(req)
+    until = parse_time(filters["until"][0]) if "until" in filters else None
+
+    def keep(n: Network) -> bool:
+        if until is not None and (parse_time(n.created) or 0) >= until:
+            return True
+        return "label" in filters and not labels_match(n.labels, filters["label"])
+
+    deleted = await app.networks.prune(keep)
+    return json_response({"NetworksDeleted": deleted})
+
+
+ROUTES: Routes = [
+    ("GET", "/networks", list_networks),
+    ("POST", "/networks/create", create),
+    ("POST", "/networks/prune", prune),
+    ("GET", "/networks/{id}", inspect),
+    ("DELETE", "/networks/{id}", delete),
+    ("POST", "/networks/{id}/connect", connect),
+    ("POST", "/networks/{id}/disconnect", disconnect),
+]

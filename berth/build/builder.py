@@ -22,6 +22,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
+import platform as _p
 import secrets
 import shutil
 import time
@@ -41,7 +42,8 @@ from berth.build.fsview import RootView
 from berth.build.output import BuildFailed, Ordered, Output, excerpt
 from berth.engine import build_support as bs
 from berth.engine.containers import Containers
-from berth.engine.distribution import Distribution, Progress
+from berth.engine.distribution import Distribution
+from berth.engine.progress import Progress
 from berth.engine.images import Images
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import Image, NoSuchImage
@@ -674,7 +676,6 @@ def _quote(s: str) -> str:
 
 
 def _host_platform() -> str:
-    import platform as _p
     m = _p.machine()
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(m, m)
     return f"linux/{arch}"

@@ -309,7 +309,11 @@ def _main(args: list[str]) -> int:
         return 125 if exc.flag_error else 1
     cli = Cli(host)
     cli.command_path = path
-    return _dispatch(cli, getattr(module, f"run_{suffix}"), opts, pos)
+    try:
+        return _dispatch(cli, getattr(module, f"run_{suffix}"), opts, pos)
+    except UsageError as exc:  # a flag's value the command itself found bad (e.g. a --filter)
+        sys.stderr.write(spec.error_text(exc) + "\n")
+        return 125 if exc.flag_error else 1
 
 
 def _dispatch(cli: Cli, func, opts, pos) -> int:  # type: ignore[no-untyped-def]

@@ -1,10 +1,12 @@
-"""berthd: flags, the data-root lock, wiring (the one place objects are constructed), signals.
+"""berthd: flags, the data-root lock, listening, start-up and shutdown, signals.
 
 Start-up is on a budget (/_ping must answer well under 100 ms after exec). berthd listens
 first, with only /_ping routed (``api.ping``); the engine's modules are imported in a thread
-meanwhile, then the objects are wired and the containers recovered, and only then are other
-requests served (``Server.ready``): they wait, so none sees a half-recovered state. The fork
-server warms up the runtime in the background.
+meanwhile (``daemon.wiring``, the one place objects are constructed), then the objects are
+wired and the containers recovered, and only then are other requests served
+(``Server.ready``): they wait, so none sees a half-recovered state. The fork server warms up
+the runtime in the background. What this module imports is what listening needs
+(docs/design-notes.md, "Lazy imports").
 """
 
 from __future__ import annotations
@@ -19,23 +21,19 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import berth
+from berth.api.http import Request, Response, Router, Server
+from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
+from berth.daemon import settings
+from berth.daemon.config import load
+from berth.daemon.config_values import ConfigError
 from berth.state.paths import DataRoot, ExecRoot
 
-if TYPE_CHECKING:  # imported inside wire(): start-up imports only what /_ping needs
+if TYPE_CHECKING:  # imported in a thread while /_ping already answers (serve)
     from berth.api.app import App
-    from berth.api.http import Request, Response, Router, Server
-    from berth.build.admin import BuildAdmin
-    from berth.build.builder import Builder
-    from berth.engine.containers import Containers
-    from berth.engine.images import Images
-    from berth.engine.distribution import Distribution
-    from berth.engine.shims import ForkServer
-    from berth.image.store import ImageStore
-    from berth.state.db import Database
 
 T0 = time.perf_counter()  # as near the exec as berthd can measure
 log = logging.getLogger("berthd")
@@ -44,40 +42,11 @@ DEFAULT_HOST = "unix:///run/berth/berth.sock"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="berthd", description="berth: a Docker-compatible container engine")
-    p.add_argument("-H", "--host", action="append", default=[], help="daemon socket(s) to connect to")
-    p.add_argument("--data-root", default="/var/lib/berth", help="root of persistent berth state")
-    p.add_argument("--exec-root", default="/run/berth", help="root of the berth execution state")
-    p.add_argument("-p", "--pidfile", default=None, help="path to use for the daemon PID file")
-    p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
-    p.add_argument("-G", "--group", default="docker", help="group for the unix socket")
-    p.add_argument("-v", "--version", action="store_true")
-    p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
-                   help="enable insecure registry communication (host[:port] or CIDR)")
-    p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
-                   help="preferred registry mirror (URL) for Docker Hub")
-    p.add_argument("--live-restore", nargs="?", const=True, default=True, type=_bool_flag, metavar="BOOL",
-                   help="keep containers running while berthd is down (default true; "
-                        "--live-restore=false stops them when berthd exits, as dockerd does)")
-    return p.parse_args(argv)
-
-
-def _bool_flag(v: str) -> bool:
-    """A boolean flag's value as Go's strconv.ParseBool reads it (dockerd's flags)."""
-    if v in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if v in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
-
-
-@dataclass
-class Daemon:
-    """What wire() built: the API's context, and what only the daemon itself drives."""
-
-    app: App
-    db: Database
-    forkserver: ForkServer
+    """The flags and daemon.json merged (``daemon.config``); a bad configuration ends berthd."""
+    try:
+        return load(argv)
+    except ConfigError as e:
+        raise SystemExit(f"berthd: {e}") from None
 
 
 def _lock(data: DataRoot) -> int:
@@ -92,120 +61,8 @@ def _lock(data: DataRoot) -> int:
     return fd
 
 
-def _daemon_id(data: DataRoot) -> str:
-    p = data.root / "engine-id"
-    try:
-        return p.read_text().strip()
-    except FileNotFoundError:
-        import secrets
-
-        from berth.state.atomic import write_atomic
-        i = secrets.token_hex(16)
-        write_atomic(p, i.encode())
-        return i
-
-
-def wire(args: argparse.Namespace) -> Daemon:
-    from berth.api.app import App
-    from berth.engine import events
-    from berth.engine.archive import Archives
-    from berth.engine.attachments import Attachments
-    from berth.engine.containers import Containers
-    from berth.engine.distribution import Distribution
-    from berth.engine.exec import Execs
-    from berth.engine.health import HealthMonitor
-    from berth.engine.images import ImageFiles, Images
-    from berth.engine.networks import Networks, instance_of
-    from berth.engine.shims import ForkServer
-    from berth.engine.volumes import Volumes
-    from berth.image.store import ImageStore
-    from berth.oci.spec import encode_spec
-    from berth.registry.client.options import Options as RegistryOptions
-    from berth.runtime.defaults import build_spec
-    from berth.state.db import Database
-
-    data = DataRoot(Path(args.data_root))
-    exec_root = ExecRoot(Path(args.exec_root))
-    db = Database(data.db)
-    store = ImageStore(db, data)
-    store.sweep()
-    forkserver = ForkServer(exec_root.forkserver)
-    containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
-    images = Images(store, containers, str(data.image_tmp))
-    distribution = Distribution(store, RegistryOptions(
-        insecure=list(getattr(args, "insecure_registries", [])), mirrors=list(getattr(args, "registry_mirrors", []))))
-    bus = events.Events()
-    containers.on_event = events.container_hook(bus)
-    images.on_event = events.image_hook(bus)
-    distribution.on_event = images.on_event
-    execs = Execs(containers, events.exec_hook(bus, containers))
-    health = HealthMonitor(containers, execs, events.exec_hook(bus, containers))
-    networks = Networks(db, data.root, instance_of(data.root), bus.emit)
-    volumes = Volumes(db, data.volumes, bus.emit)
-    attachments = containers.attachments = Attachments(networks, volumes, data, containers)
-    builder, build_admin = _wire_builder(db, store, containers, images, distribution, data, exec_root)
-    app = App(root=data.root, daemon_id=_daemon_id(data), cgroup_version=_cgroup_version(),
-              containers=containers, images=images, image_files=ImageFiles(images), distribution=distribution,
-              events=bus, execs=execs, archives=Archives(containers), health=health, networks=networks,
-              volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
-              live_restore=bool(getattr(args, "live_restore", True)))
-    return Daemon(app, db, forkserver)
-
-
-def _wire_builder(db: Database, store: ImageStore, containers: Containers, images: Images,
-                  distribution: Distribution, data: DataRoot, exec_root: ExecRoot) -> tuple[Builder, BuildAdmin]:
-    from berth.build.admin import BuildAdmin
-    from berth.build.builder import Builder
-    from berth.build.cache import BuildCache
-    cache = BuildCache(db)
-    pids = os.environ.get("BERTH_BUILD_PIDS_LIMIT")  # RUN steps' pids limit; 0 = none
-    builder = Builder(containers, images, distribution, cache,
-                      data.build_tmp, data.build_mounts, exec_root.root / "build",
-                      **({"pids_limit": int(pids)} if pids else {}))
-    builder.sweep()
-    return builder, BuildAdmin(store, containers, cache)
-
-
-def _cgroup_version() -> str:
-    try:
-        from berth.runtime.cgroups import detect
-        return str(detect().version)
-    except Exception:
-        return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
-
-
-def add_routes(router: Router, app: App) -> None:
-    from berth.api import (attach_ws, build as build_api, commit as commit_api, containers, containers_io, events,
-                           exec as exec_api, images, jsonbody, links as links_api, networks as networks_api,
-                           swarm as swarm_api, system, system_df, volumes as volumes_api)
-    from berth.api.app import register
-
-    for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
-                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES):
-        register(router, app, table)
-    networks_api.routes(router, app)
-    register(router, app, volumes_api.ROUTES)
-    build_api.routes(router, app)
-    register(router, app, swarm_api.ROUTES)
-    jsonbody.guard(router)
-
-
-def build_server(app: App) -> Server:
-    """A server with every route, ready at once (tests drive the API through it)."""
-    from berth.api.errors import error_response
-    from berth.api.http import Router, Server
-    from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION
-
-    router = Router()
-    add_routes(router, app)
-    return Server(router, HEADERS, error_response, (MIN_API_VERSION, API_VERSION))
-
-
 def _early_server() -> Server:
     """A server that answers /_ping now and holds every other request until ``ready``."""
-    from berth.api.http import Router, Server
-    from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
-
     return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router())
 
 
@@ -214,22 +71,26 @@ def _error_response(req: Request | None, e: BaseException) -> Response:
     return error_response(req, e)
 
 
-# What wire() and add_routes() import: imported in a thread while the event loop already
-# answers /_ping. (pyroute2, ~200 ms, is imported by the network setup, in the background.)
-_ENGINE_MODULES = (
-    "berth.api.app", "berth.api.errors", "berth.api.system", "berth.api.images", "berth.api.system_df",
-    "berth.api.containers", "berth.api.containers_io", "berth.api.attach_ws", "berth.api.commit",
-    "berth.api.links", "berth.api.events", "berth.api.exec", "berth.api.networks", "berth.api.volumes",
-    "berth.api.build", "berth.api.swarm", "berth.api.jsonbody",
-    "berth.engine.containers", "berth.engine.images", "berth.engine.networks", "berth.engine.volumes",
-    "berth.engine.archive", "berth.engine.build_support", "berth.build.builder", "berth.build.admin",
-    "berth.runtime.defaults", "berth.oci.spec", "berth.state.db",
-)
+class _Reload:
+    """SIGHUP: reloads daemon.json into the wired objects; one that comes while berthd still
+    imports and wires is applied once the objects exist."""
 
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.app: App | None = None
+        self.pending = False
 
-def _import_engine() -> None:
-    for name in _ENGINE_MODULES:
-        importlib.import_module(name)
+    def __call__(self) -> None:
+        if self.app is None:
+            self.pending = True
+            return
+        settings.reload(self.args, self.app)
+
+    def wired(self, app: App) -> None:
+        self.app = app
+        if self.pending:
+            self.pending = False
+            settings.reload(self.args, app)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -243,7 +104,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
     server = _early_server()
-    hosts = args.host or [DEFAULT_HOST]
+    hosts = args.hosts or [DEFAULT_HOST]
     sockets = await _listen(server, hosts, args.group)
     # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
     # still end in the orderly shutdown below, or bridges and rules stay behind.
@@ -251,17 +112,26 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
+    reload = _Reload(args)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     t = [time.perf_counter()]
-    await asyncio.to_thread(_import_engine)
+    await asyncio.to_thread(importlib.import_module, "berth.daemon.wiring")
+    from berth.daemon import wiring  # imported just above, off the event loop
     t.append(time.perf_counter())
-    d = wire(args)
+    try:
+        d = wiring.wire(args)
+    except ConfigError as e:
+        raise SystemExit(f"berthd: {e}") from None
     app = d.app
-    add_routes(server.router, app)
+    reload.wired(app)
+    # The build containers a dead berthd left: named before any other request is served, so
+    # the sweep below never touches a build that a client starts meanwhile.
+    stale_builds = wiring.build_containers(app.containers)
+    wiring.add_routes(server.router, app)
     d.forkserver.start()
     t.append(time.perf_counter())
     await app.containers.recover()
-    from berth.engine.build_support import sweep as sweep_builds
-    await sweep_builds(app.containers, app.builder.cache.kept_containers)
+    await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     server.ready.set()
     t.append(time.perf_counter())
     log.debug("start-up: listening at %.0f ms; imports %.0f ms, wiring %.0f ms, recovery %.0f ms",
@@ -269,11 +139,11 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     await server.close()
-    if args.live_restore:
+    if app.live_restore:
         log.info("shutting down (containers keep running)")
     else:
         log.info("shutting down: stopping the containers (live restore is off)")
-        await app.containers.shutdown()
+        await _stop_containers(app, args.shutdown_timeout)
     await d.forkserver.stop()
     # With no container running, bridges and rules go (recreated at start); else they stay.
     await app.attachments.shutdown(list(app.containers.by_id.values()))
@@ -315,14 +185,21 @@ async def _listen(server: Server, hosts: list[str], group: str) -> list[Path]:
     return sockets
 
 
+async def _stop_containers(app: App, timeout: int) -> None:
+    """Stop the containers, waiting at most shutdown-timeout seconds (0: as long as it takes)."""
+    task = asyncio.ensure_future(app.containers.shutdown())
+    done, _ = await asyncio.wait([task], timeout=timeout or None)
+    if not done:
+        log.warning("containers still stopping after the shutdown timeout (%d s); exiting", timeout)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.version:
-        import berth
         print(f"berthd version {berth.__version__}")
         return
-    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(args.log_level, args.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=settings.log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     if os.geteuid() != 0:
         raise SystemExit("berthd: must run as root")
     try:

@@ -60,8 +60,8 @@ async def run_container(containers: Containers, req: CreateRequest, on_created: 
     try:
         reader, writer = await attach
     except (asyncio.CancelledError, OSError, ConnectionError):
-        reader = writer = None  # type: ignore[assignment]
-    if reader is not None:
+        pass
+    else:
         try:
             await _pump(reader, output)
         finally:
@@ -112,10 +112,10 @@ def tidy_upper(upper: Path, present: Callable[[str], bool], extra: list[str], cl
     if clamp is not None:
         for root, dirs, files in os.walk(upper):
             for n in dirs + files:
-                p = os.path.join(root, n)
-                st = os.lstat(p)
+                path = os.path.join(root, n)
+                st = os.lstat(path)
                 if st.st_mtime > clamp:
-                    os.utime(p, (clamp, clamp), follow_symlinks=False)
+                    os.utime(path, (clamp, clamp), follow_symlinks=False)
         st = os.lstat(upper)
 
 
@@ -143,17 +143,21 @@ def create_image(images: Images, config: ImageConfig) -> Image:
     return images.store.create_image(config)
 
 
-async def sweep(containers: Containers, kept: Callable[[set[str]], set[str]] | None = None) -> None:
-    """Remove the containers of builds that did not finish (berthd died under them); ``kept``
-    names, among the build containers, those a build kept on purpose (rm=0)."""
-    ours = [c for c in containers.list() if BUILD_LABEL in (c.config.Labels or {})]
-    keep = kept({c.id for c in ours}) if kept is not None else set()
-    for c in ours:
-        if c.id not in keep:
-            try:
-                await containers.remove(c.id, force=True, volumes=True)
-            except Exception:  # already gone
-                pass
+def build_containers(containers: Containers) -> set[str]:
+    """The IDs of every build step's container now in the table."""
+    return {c.id for c in containers.list() if BUILD_LABEL in (c.config.Labels or {})}
+
+
+async def sweep(containers: Containers, stale: set[str], kept: Callable[[set[str]], set[str]] | None = None) -> None:
+    """Remove ``stale``: the containers of builds that did not finish (berthd died under
+    them), named at start before any new build could begin; ``kept`` names, among them,
+    those a build kept on purpose (rm=0)."""
+    keep = kept(set(stale)) if kept is not None else set()
+    for cid in sorted(stale - keep):
+        try:
+            await containers.remove(cid, force=True, volumes=True)
+        except Exception:  # already gone
+            pass
 
 
 def free_space(path: Path) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 
 from berth.engine import shims
 from berth.engine.container_table import ContainerTable, now
+from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
 from berth.errors import InvalidArgument
 from berth.runtime.shim.protocol import ExitStatus
@@ -74,7 +75,10 @@ class Monitor:
             except Exception as e:  # a full disk: the exit is still delivered (and kept in memory)
                 log.error("container %s: recording its exit: %s", cid[:12], e)
             if self.t.attachments is not None:
-                await self.t.attachments.stopped(c)
+                try:
+                    await self.t.attachments.stopped(c)
+                except Exception as e:  # a full disk again: waiters must still hear of the exit
+                    log.error("container %s: releasing its network and mounts: %s", cid[:12], e)
             if status.oom_killed:
                 self.t.on_event("oom", c, {})
             self.t.on_event("die", c, {"exitCode": str(status.exit_code)})
@@ -156,7 +160,6 @@ def _record_exit(c: Container, status: ExitStatus) -> None:
 
 
 def _parse_iso(t: str) -> float | None:
-    from berth.engine.logs import parse_time
     try:
         return parse_time(t) if t and not t.startswith("0001-") else None
     except InvalidArgument:

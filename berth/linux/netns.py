@@ -13,7 +13,8 @@ import os
 import threading
 from typing import Callable, TypeVar
 
-from berth.linux.sched import CloneFlags, setns
+from berth.linux.net import set_link_up
+from berth.linux.sched import CloneFlags, setns, unshare
 
 T = TypeVar("T")
 
@@ -74,8 +75,6 @@ def new_netns() -> int:
     """A new network namespace with ``lo`` up, held by the returned fd (O_CLOEXEC) and by
     nothing else: closing the fd frees it unless a process joined it meanwhile (through
     ``/proc/<pid>/fd/<fd>``)."""
-    from berth.linux.net import set_link_up
-    from berth.linux.sched import unshare
 
     box: dict[str, object] = {}
 

@@ -159,14 +159,19 @@ def _ruleset() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _iptables_nft_binary() -> str | None:
-    found = shutil.which("iptables-nft")
+def _iptables_binary(variant: str, marker: str) -> str | None:
+    """``iptables-<variant>``, else a plain ``iptables`` whose ``-V`` names ``marker``."""
+    found = shutil.which(f"iptables-{variant}")
     if found:
         return found
     plain = shutil.which("iptables")
-    if plain and "nf_tables" in _run([plain, "-V"]).stdout:
+    if plain and marker in _run([plain, "-V"]).stdout:
         return plain
     return None
+
+
+def _iptables_nft_binary() -> str | None:
+    return _iptables_binary("nft", "nf_tables")
 
 
 def _iptables_legacy_binary() -> str | None:
@@ -175,13 +180,7 @@ def _iptables_legacy_binary() -> str | None:
             return None    # no legacy filter table here: nothing to get past, nothing to create
     except OSError:
         return None
-    found = shutil.which("iptables-legacy")
-    if found:
-        return found
-    plain = shutil.which("iptables")
-    if plain and "legacy" in _run([plain, "-V"]).stdout:
-        return plain
-    return None
+    return _iptables_binary("legacy", "legacy")
 
 
 def _iptables_sync(binary: str, chain: str, bridges: list[str]) -> None:

@@ -50,6 +50,25 @@ def parse_address(text: str, what: str = "address") -> IPv4Address:
         raise InvalidArgument(f"invalid {what} {text}") from None
 
 
+def expand_pools(pools: Iterable[tuple[IPv4Network, int]]) -> Iterable[IPv4Network]:
+    """daemon.json's default-address-pools ((base, size) pairs) as the subnets they hand out,
+    lazily (10.0.0.0/8 in /24s is 65536 of them)."""
+    for base, size in pools:
+        yield from base.subnets(new_prefix=size)
+
+
+def unusable_pools(pools: Iterable[tuple[IPv4Network, int]],
+                   host: Iterable[IPv4Network]) -> list[tuple[IPv4Network, IPv4Network]]:
+    """The pools whose every subnet overlaps a host network: [(pool base, a route in the way)]."""
+    used = list(host)
+    out = []
+    for base, size in pools:
+        hits = [u for u in used if base.overlaps(u)]
+        if hits and all(any(s.overlaps(u) for u in hits) for s in base.subnets(new_prefix=size)):
+            out.append((base, hits[0]))
+    return out
+
+
 def choose_subnet(in_use: Iterable[IPv4Network],
                   pools: Iterable[IPv4Network] = DEFAULT_POOLS) -> IPv4Network:
     """The first default pool that overlaps nothing in use (host routes and addresses, other

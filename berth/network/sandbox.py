@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from berth.errors import RuntimeFailure
+from berth.linux.netns import new_netns, read_sysctl, write_sysctl
 from berth.network import forward, nat
 
 if TYPE_CHECKING:
@@ -124,8 +125,6 @@ class Kernel:
     @staticmethod
     def enable_forwarding() -> None:
         try:
-            from berth.linux.netns import read_sysctl, write_sysctl
-
             if read_sysctl("net.ipv4.ip_forward") != "1":
                 write_sysctl("net.ipv4.ip_forward", "1")
         except OSError as e:
@@ -144,7 +143,6 @@ class Kernel:
     @staticmethod
     async def new_netns() -> tuple[int, str]:
         """A fresh network namespace, held by an fd of berthd -> (fd, path for the spec)."""
-        from berth.linux.netns import new_netns
 
         try:
             fd = await asyncio.get_running_loop().run_in_executor(None, new_netns)

@@ -3,7 +3,7 @@
 Nothing here parses the spec or imports anything: the parent did the work (STYLE §3). The
 sequence follows runc's standard_init_linux.go:
 
-    wait for the parent (cgroup joined) -> join/unshare namespaces -> lo up, hostname
+    wait for the parent -> join the cgroup (v1; on v2 the parent did) -> join/unshare namespaces -> lo up, hostname
     -> rootfs (mounts, /dev, pivot_root) -> sysctls, cwd, read-only/masked paths, ro root
     -> rlimits, oom_score_adj -> user lookup -> no_new_privs -> seccomp (early, without nnp)
     -> bounding set, setgroups/setgid/setuid, chdir, capset, ambient -> PATH lookup
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from berth.linux import caps as lcaps
 from berth.linux import fd as lfd
@@ -70,15 +70,20 @@ def _cgroup_paths() -> dict[str, str]:
     return out
 
 
-def _namespaces(plan: Plan) -> None:
-    for path, flag in plan.join:
+def enter_namespaces(join: Iterable[tuple[str, int]], unshare: int) -> None:
+    """setns into each ``(path, flag)`` of ``join``, then unshare the ``unshare`` flags."""
+    for path, flag in join:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             sched.setns(fd, flag)
         finally:
             os.close(fd)
-    if plan.unshare:
-        sched.unshare(plan.unshare)
+    if unshare:
+        sched.unshare(unshare)
+
+
+def _namespaces(plan: Plan) -> None:
+    enter_namespaces(plan.join, plan.unshare)
 
 
 def _read_text(path: str) -> str:
@@ -180,12 +185,17 @@ def _console(sock: int, bind: bool = True) -> None:
     ltty.set_controlling_tty(0)
 
 
-def _setup(plan: Plan, ctl: int, console: int | None = None) -> tuple[str | None, str, list[str]]:
-    """Everything up to the wait for start. -> (exec error, path, env)."""
+def _setup(plan: Plan, ctl: int, console: int | None = None,
+           cgroup_tasks: tuple[str, ...] = ()) -> tuple[str | None, str, list[str]]:
+    """Everything up to the wait for start. -> (exec error, path, env). With ``cgroup_tasks``
+    (v1) the init joins its cgroup itself, first thing (see container._self_join_tasks)."""
     step = _Step
     step.name = "sync"
     if _sync.wait_byte(ctl) != _sync.GO:
         os._exit(1)
+    if cgroup_tasks:
+        step.name = "cgroup"
+        _join_cgroup_tasks(cgroup_tasks, strict=True)
     cg_paths = _cgroup_paths() if plan.cgroups else {}
     step.name = "namespaces"
     _namespaces(plan)
@@ -251,17 +261,22 @@ def _before_exec(plan: Plan, env: list[str]) -> tuple[str | None, str, list[str]
     return error, path, env
 
 
-def _join_cgroup_tasks(tasks: tuple[str, ...]) -> None:
-    """Move this (single-threaded) process into a v1 cgroup through each ``tasks`` file."""
+def _join_cgroup_tasks(tasks: tuple[str, ...], strict: bool = False) -> None:
+    """Move this (single-threaded) process into a v1 cgroup through each ``tasks`` file.
+    An exec tolerates a cgroup that is gone (its container is stopping); the init (``strict``)
+    must never run outside its cgroup."""
     for path in tasks:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            continue  # the container's cgroup is gone: it is stopping
+            if strict:
+                raise
+            continue
         try:
             os.write(fd, b"0")
         except (ProcessLookupError, FileNotFoundError):
-            pass
+            if strict:
+                raise
         finally:
             os.close(fd)
 
@@ -298,9 +313,10 @@ def run_exec(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
     _main(plan, stdio, ctl, report, lambda: _setup_exec(plan, ctl, namespaces, console, cgroup_tasks))
 
 
-def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None) -> None:
+def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None,
+        cgroup_tasks: tuple[str, ...] = ()) -> None:
     """The child's whole life; never returns."""
-    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console))
+    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console, cgroup_tasks))
 
 
 def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,

@@ -69,7 +69,14 @@ class Database:
                 self.conn.execute("ROLLBACK")
                 raise
             else:
-                self.conn.execute("COMMIT")
+                try:
+                    self.conn.execute("COMMIT")
+                except sqlite3.Error:
+                    # A COMMIT that fails (a full disk) can leave the transaction open, and then
+                    # every later BEGIN fails: end it, so the next write can succeed.
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, args).fetchall()

@@ -29,7 +29,8 @@
     <exec-root>/                      default /run/berth, wiped at boot
       berth.sock                      the API socket
       forkserver.sock                 berthd <-> its shim fork server
-      shims/<id>.sock                 one shim's control socket
+      shims/<id>.sock                 one shim's control socket (paths past the AF_UNIX
+                                      limit are reached via /proc/self/fd: state/sockaddr.py)
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class DnsServer:
 
         sock = await loop.run_in_executor(None, run_in_netns, ns_path, make)
         transport, _ = await loop.create_datagram_endpoint(lambda: _Serve(self, cid), sock=sock)
-        self.transports[cid] = transport  # type: ignore[assignment]
+        self.transports[cid] = transport
 
     def close(self, cid: str) -> None:
         self.per_container.pop(cid, None)

@@ -249,7 +249,7 @@ class Cgroup:
     def oom_killed(self) -> bool:
         raise NotImplementedError
 
-    def freeze(self) -> None:
+    def freeze(self, timeout: float = 10.0) -> None:
         raise NotImplementedError
 
     def thaw(self) -> None:

@@ -12,8 +12,11 @@ import os
 import select
 import socket
 import time
+
+from berth.linux import fd as lfd
 from berth.runtime.shim import helper, logfile, protocol
 from berth.runtime.shim.protocol import STDERR, STDOUT, Attach, SpawnRequest, frame
+from berth.state.sockaddr import address
 
 POLLIN = select.POLLIN | select.POLLPRI
 POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -28,7 +31,6 @@ def now() -> str:
 def _widen(*pipes: int) -> None:
     """Room for a chatty container's output while the shim writes the log: it does not block
     on a full 64 KiB pipe, and the shim reads (and logs) more per wake-up."""
-    from berth.linux import fd as lfd
     for p in pipes:
         try:
             lfd.set_pipe_size(p, _PIPE_SIZE)
@@ -74,10 +76,11 @@ class Client:
 
 
 class Hub:
-    """The poll set and the control socket's connections."""
+    """The poll set (the shim host's, shared by its containers) and one container's control
+    socket and its connections."""
 
-    def __init__(self) -> None:
-        self.poll = select.poll()
+    def __init__(self, poll: select.poll | None = None) -> None:
+        self.poll = poll if poll is not None else select.poll()
         self.clients: dict[int, Client] = {}
         self.listener: socket.socket | None = None
 
@@ -87,7 +90,8 @@ class Hub:
         except FileNotFoundError:
             pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
+        with address(path) as name:
+            self.listener.bind(name)
         self.listener.listen(64)
         self.listener.setblocking(False)
         self.poll.register(self.listener.fileno(), POLLIN)
@@ -184,7 +188,16 @@ class Hub:
                     c.sock.sendall(exit_line)
             except OSError:
                 pass
-            c.sock.close()
+            self.drop(c)
+
+    def close(self) -> None:
+        """The container's shim is done: stop listening, drop every connection."""
+        for c in list(self.clients.values()):
+            self.drop(c)
+        if self.listener is not None:
+            self.poll.unregister(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
 
 
 # -- the json-file log ----------------------------------------------------------------------
@@ -320,6 +333,7 @@ class ContainerIO:
             os.set_blocking(fd, False)
             self.pipes[fd] = stream
             self.hub.poll.register(fd, POLLIN)
+        self._out = (-1, -1)  # owned by ``pipes`` now
 
     def pipe_ready(self, fd: int) -> None:
         try:
@@ -378,3 +392,16 @@ class ContainerIO:
         if self.stdin_w is not None:
             os.close(self.stdin_w)
             self.stdin_w = None
+
+    def close(self) -> None:
+        """Every fd of the container's stdio and log (the shim host outlives this container)."""
+        self.close_pipes()
+        self.close_stdin()
+        for fd in (*self._out, self.log.log):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._out = (-1, -1)
+        self.log.log = -1

@@ -1,4 +1,4 @@
-"""The network setup runs in the background at berthd's start (``Networks.setup_soon``): every
+"""The network setup runs in the background at berthd's start (``Bridges.setup_soon``): every
 caller of ``ensure_ready`` (a container start, a network create) waits for that one run, and a
 setup that failed is tried again by the next caller. The kernel side is replaced by a recorder:
 what is under test is the scheduling, not the bridges."""
@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from berth.engine.networks import Networks
+from berth.engine.network_bridges import Bridges
+from berth.engine.network_records import NetworkTable
+from berth.network.sandbox import Kernel
 from berth.state.db import Database
 
 
 class Setup:
-    """Stands in for Networks.setup: counts runs, takes a while, fails when told to."""
+    """Stands in for Bridges.setup: counts runs, takes a while, fails when told to."""
 
-    def __init__(self, nets: Networks, fail: int = 0):
+    def __init__(self, nets: Bridges, fail: int = 0):
         self.nets = nets
         self.runs = 0
         self.fail = fail
@@ -27,11 +29,12 @@ class Setup:
         await asyncio.sleep(0.02)
         if self.runs <= self.fail:
             raise OSError("bridge berth0: no such device")
-        self.nets._ready = True
+        self.nets.ready = True
 
 
-def _networks(tmp_path: Path) -> Networks:
-    return Networks(Database(tmp_path / "berth.db"), tmp_path, "t1")
+def _networks(tmp_path: Path) -> Bridges:
+    table = NetworkTable(Database(tmp_path / "berth.db"), "bertht1")
+    return Bridges(table, Kernel(tmp_path, lambda cid, name: (None, False)), "t1")
 
 
 def test_concurrent_callers_share_one_background_setup(tmp_path: Path) -> None:
@@ -44,7 +47,7 @@ def test_concurrent_callers_share_one_background_setup(tmp_path: Path) -> None:
         await asyncio.gather(*(nets.ensure_ready() for _ in range(5)))
         await nets.ensure_ready()
     asyncio.run(run())
-    assert setup.runs == 1 and nets._ready
+    assert setup.runs == 1 and nets.ready
 
 
 def test_a_failed_setup_is_tried_again_by_the_next_caller(tmp_path: Path) -> None:
@@ -58,4 +61,4 @@ def test_a_failed_setup_is_tried_again_by_the_next_caller(tmp_path: Path) -> Non
             await nets.ensure_ready()  # waits for the background run, and sees it fail
         await nets.ensure_ready()
     asyncio.run(run())
-    assert setup.runs == 2 and nets._ready
+    assert setup.runs == 2 and nets.ready
