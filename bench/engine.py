@@ -12,6 +12,8 @@
     rate    N x `docker run -d busybox sleep 3600` (containers/s), then `docker ps` with N
             running, PSS per shim and berthd's RSS
     cold    berthd cold start until /_ping answers
+    cpu     berthd's CPU time per API `run --rm` (default network, all its threads), from
+            /proc/PID/stat: it moves much less with the machine's load than the walls do
     start   (not in the default list) each daemon stopped and started again, alternating: on
             an empty data root and on its existing one, until /_ping answers and until
             GET /containers/json (which needs the recovered state) answers, with the CPU
@@ -206,6 +208,29 @@ def alternate(hosts: dict[str, str], runs: int, fn: Callable[[str, str], float])
     return out
 
 
+# -- CPU ------------------------------------------------------------------------------------
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads), in seconds."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_run(daemons: dict[str, Daemon], runs: int) -> None:
+    """berthd's CPU per API `run --rm`, alternating run by run: totals over all runs / runs (a
+    clock tick is 10 ms, so single runs are not resolved, their sum is). The runtime side
+    (shim, helper, init) is not counted: the shim double-forks away from the fork server."""
+    own = {k: 0.0 for k in daemons}
+    for _ in range(runs):
+        for k, dm in daemons.items():
+            assert dm.proc is not None
+            a = cpu_s(dm.proc.pid)
+            run_phases(dm.host)
+            own[k] += cpu_s(dm.proc.pid) - a
+    report("CPU per run --rm: berthd (mean)", {k: [v / runs] for k, v in own.items()})
+
+
 # -- memory ---------------------------------------------------------------------------------
 
 
@@ -363,6 +388,8 @@ def main() -> None:
                 alternate(hosts, args.runs, lambda k, h: rows[k].append(run_phases(h, net)) or 0.0)
                 for i, name in enumerate(("create", "attach", "wait (header)", "start", "exit + remove", "total")):
                     report(f"API run --rm --net {net}: {name}", {k: [r[i] for r in rows[k][1:]] for k in hosts})
+        if "cpu" in only:
+            cpu_per_run(daemons, args.runs)
         if "exec" in only:
             cids = {k: docker_out(h, "run", "-d", "busybox", "sleep", "3600").strip() for k, h in hosts.items()}
             try:

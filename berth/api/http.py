@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
@@ -123,7 +125,6 @@ class Request:
         (attach with logs=1, a fast exec). So the first stream bytes go out only once the head
         has left the socket's queue."""
         from berth.linux import fd  # ctypes: not on the path to the first /_ping
-
         await self.writer.drain()
         sock = self.writer.get_extra_info("socket")
         if sock is None:
@@ -135,7 +136,7 @@ class Request:
             while fd.unread_output(sock.fileno()) > 0 and loop.time() < end:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.01)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the connection is already closed (fd -1)
             return
 
 
@@ -237,9 +238,7 @@ class Router:
 
 class Server:
     """Serves a Router; `on_error` turns an exception into a Response (the one error table).
-
-    With ``early`` routes (/_ping), those answer at once and any other request waits for
-    ``ready``: berthd listens while it still wires and recovers, and no request sees that."""
+    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered)."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
@@ -258,8 +257,25 @@ class Server:
     async def serve_unix(self, path: str) -> None:
         self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
 
-    async def serve_tcp(self, host: str, port: int) -> None:
-        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+    async def serve_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on host:port; with ``tls`` every connection is TLS (berth.api.tls)."""
+        if tls is None:
+            self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+            return
+        from berth.api.tls import protocol_factory
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), host, port, backlog=512))
+
+    async def serve_socket(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        """Serve a socket that already listens (systemd socket activation); ``tls`` for TCP ones."""
+        if sock.family == socket.AF_UNIX:
+            self.servers.append(await asyncio.start_unix_server(self._conn, sock=sock, backlog=512))
+        elif tls is None:
+            self.servers.append(await asyncio.start_server(self._conn, sock=sock, backlog=512))
+        else:
+            from berth.api.tls import protocol_factory
+            loop = asyncio.get_running_loop()
+            self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), sock=sock, backlog=512))
 
     async def close(self) -> None:
         for s in self.servers:
@@ -333,8 +349,7 @@ class Server:
                 check_version(req.api_version, *self.versions)
             handler, match, path_found = self.early.resolve(method, req.path)
             if handler is None:
-                if not self.ready.is_set():
-                    await self.ready.wait()
+                await self.ready.wait()  # at once when set
                 handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":

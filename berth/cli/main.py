@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "port": (_O, "port"),
     "cp": (_CP, "cp"),
     "build": ("berth.cli.cmd_build", "build"),
+    "completion": ("berth.cli.completion", "completion"),
 }
 
 MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
@@ -83,7 +84,8 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
                                              "build")},
         "prune": (_F, "image_prune"),
     },
-    "system": {"info": COMMANDS["info"], "df": (_F, "system_df"), "events": COMMANDS["events"]},
+    "system": {"info": COMMANDS["info"], "df": (_F, "system_df"), "events": COMMANDS["events"],
+               "dial-stdio": ("berth.cli.cmd_remote", "dial_stdio")},
     "network": {name: ("berth.cli.cmd_network", f"network_{name}") for name in (
         "create", "ls", "inspect", "rm", "connect", "disconnect", "prune")} | {
         "list": ("berth.cli.cmd_network", "network_ls"), "remove": ("berth.cli.cmd_network", "network_rm")},

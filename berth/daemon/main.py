@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import berth
 from berth.api.http import Request, Response, Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
-from berth.daemon import settings
+from berth.daemon import remote, settings
 from berth.daemon.config import load
 from berth.daemon.config_values import ConfigError
 from berth.state.paths import DataRoot, ExecRoot
@@ -94,6 +94,8 @@ class _Reload:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    hosts = args.hosts or [DEFAULT_HOST]
+    listeners = remote.prepare(hosts, args)  # before any state: a bad -H or TLS flag stops here
     data = DataRoot(Path(args.data_root))
     exec_root = ExecRoot(Path(args.exec_root))
     data.root.mkdir(parents=True, exist_ok=True)
@@ -104,8 +106,11 @@ async def serve(args: argparse.Namespace) -> None:
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
     server = _early_server()
-    hosts = args.hosts or [DEFAULT_HOST]
-    sockets = await _listen(server, hosts, args.group)
+    try:
+        gid = grp.getgrnam(args.group).gr_gid
+    except KeyError:
+        gid = -1
+    sockets = await remote.listen(server, listeners, gid)
     # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
     # still end in the orderly shutdown below, or bridges and rules stay behind.
     stop = asyncio.Event()
@@ -137,6 +142,7 @@ async def serve(args: argparse.Namespace) -> None:
     log.debug("start-up: listening at %.0f ms; imports %.0f ms, wiring %.0f ms, recovery %.0f ms",
               (t[0] - T0) * 1000, *((b - a) * 1000 for a, b in zip(t, t[1:])))
     log.info("berthd is up: %s", ", ".join(hosts))
+    remote.notify_ready()
     await stop.wait()
     await server.close()
     if app.live_restore:
@@ -153,36 +159,6 @@ async def serve(args: argparse.Namespace) -> None:
         Path(args.pidfile).unlink(missing_ok=True)
     d.db.close()
     os.close(lock_fd)
-
-
-async def _listen(server: Server, hosts: list[str], group: str) -> list[Path]:
-    """Listen on each -H address; returns the Unix socket paths (removed at exit)."""
-    sockets: list[Path] = []
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        gid = -1
-    for h in hosts:
-        if h.startswith("unix://"):
-            path = Path(h[len("unix://"):])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
-            old = os.umask(0o117)
-            try:
-                await server.serve_unix(str(path))
-            finally:
-                os.umask(old)
-            os.chmod(path, 0o660)
-            if gid >= 0:
-                os.chown(path, 0, gid)
-            sockets.append(path)
-        elif h.startswith("tcp://"):
-            hostport = h.removeprefix("tcp://")
-            host, _, port = hostport.rpartition(":")
-            await server.serve_tcp(host or "127.0.0.1", int(port))
-        else:
-            raise SystemExit(f"berthd: unsupported host {h!r}")
-    return sockets
 
 
 async def _stop_containers(app: App, timeout: int) -> None:

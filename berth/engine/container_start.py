@@ -196,13 +196,16 @@ class Starter:
         return other.id, pid, other.host_config.IpcMode
 
     def _write_etc_files(self, c: Container) -> None:
+        """/etc/hostname; /etc/hosts and /etc/resolv.conf too when no attachments write them
+        (``networks.begin_start`` does, for every network mode)."""
         d = self.t.data.container(c.id)
         hostname = c.config.Hostname
         if c.config.Domainname:
             hostname += "." + c.config.Domainname
         write_atomic(d.hostname, f"{hostname}\n".encode(), sync=False)
-        write_atomic(d.hosts, HOSTS, sync=False)
-        write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+        if self.t.attachments is None:
+            write_atomic(d.hosts, HOSTS, sync=False)
+            write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
 
 
 def _with_init(spec: Spec, init_path: str = "") -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 from berth.runtime.cgroups import open_cgroup
 from berth.state.db import Database
 from berth.state.paths import DataRoot, ExecRoot
+from berth.state.trash import Trash
 
 START_ERROR_PREFIX = ("failed to create shim task: OCI runtime create failed: runc create failed: "
                       "unable to start container process: ")
@@ -94,6 +95,7 @@ class ContainerTable:
         self.attachments: Attachable | None = None  # networks and volumes; set by daemon/
         self.defaults = ContainerDefaults()         # daemon.json's defaults; set by daemon/
         self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
+        self.trash = Trash(data.trash)  # removed containers' directories, deleted in the background
         for (data_,) in db.query("SELECT data FROM containers"):
             c = decode(data_)
             self.by_id[c.id] = c

@@ -1,9 +1,12 @@
-"""Links, addresses and routes through netlink (pyroute2): bridges and veth endpoints.
+"""Links, addresses and routes through netlink: bridges and veth endpoints.
 
-These are blocking calls. pyroute2 runs an event loop of its own inside each call, so they
-must not run on berthd's asyncio thread: the engine calls them from one worker thread
-(``engine.networks`` owns it). Work inside a container's network namespace runs in a
-throwaway thread that joined it (``linux.netns.run_in_netns``).
+A container's veth (``add_endpoint``, ``remove_endpoint``: every start on a bridge) goes
+through raw rtnetlink messages (``linux.rtnl``) on one socket kept by the netlink thread; the
+rarer work (bridges, the host's routes, listing) through pyroute2, which runs an event loop of
+its own inside each call. These are blocking calls: the engine makes them from one worker
+thread (``network.sandbox.Kernel`` owns it), never on berthd's asyncio thread. Work inside a
+container's network namespace uses a socket opened there by a thread that joined it
+(``linux.netns``).
 
     ensure_bridge("br-1a2b3c4d5e6f", "172.18.0.1", 16)
     add_endpoint("br-1a2b...", "veth1a2b3c4", "/proc/4242/ns/net", "eth0", "02:42:ac:12:00:02",
@@ -22,27 +25,26 @@ import threading
 from ipaddress import IPv4Network
 from typing import Any
 
-from berth.linux import netns
+from berth.linux import netns, rtnl
 
 _local = threading.local()
+log = logging.getLogger("berth.network")
 
 
-def preload() -> None:
-    """Import pyroute2 ahead of use (berthd does it in a thread while it starts)."""
-    import pyroute2  # noqa: F401
+def _iproute() -> Any:
+    """pyroute2's IPRoute class. ~200 ms to import: never on berthd's start-up path. Its
+    import sets the "pyroute2" logger to level 0 (pyroute2/config/log.py), which under a
+    debug root logs every message it sends: quieted after the import, not before."""
+    from pyroute2 import IPRoute
 
-    # Its import resets its logger to NOTSET, and at debug level it logs every message it
-    # parses (whole link dumps: tens of ms per bridge at berthd's start).
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    return IPRoute
 
 
 def _ipr() -> Any:
     ipr = getattr(_local, "ipr", None)
     if ipr is None:
-        preload()  # ~200 ms the first time: never on the path to berthd's first /_ping
-        from pyroute2 import IPRoute
-
-        ipr = _local.ipr = IPRoute()
+        ipr = _local.ipr = _iproute()()
     return ipr
 
 
@@ -92,52 +94,52 @@ def delete_link(name: str) -> None:
                 raise
 
 
+def _rtnl() -> rtnl.Rtnl:
+    """The netlink thread's own raw socket, in berthd's namespace, made once."""
+    sock = getattr(_local, "rtnl", None)
+    if sock is None:
+        sock = _local.rtnl = rtnl.Rtnl()
+    return sock
+
+
 def add_endpoint(bridge: str, host_if: str, ns_path: str, ifname: str, mac: str, address: str,
-                 prefixlen: int, gateway: str | None, mtu: int | None = None) -> None:
+                 prefixlen: int, gateway: str | None, mtu: int | None = None,
+                 inside: rtnl.Rtnl | None = None) -> None:
     """A veth pair: ``host_if`` on the bridge, ``ifname`` in the namespace with its address,
-    MAC and (when ``gateway``) the default route."""
-    ipr = _ipr()
-    br = _index(ipr, bridge)
-    if br is None:
-        raise OSError(errno.ENODEV, "bridge not found", bridge)
+    MAC and (when ``gateway``) the default route. Raw rtnetlink: one request in berthd's
+    namespace, one batch in the container's, through ``inside`` (a socket already opened in
+    that namespace) or one opened now."""
+    host = _rtnl()
+    master = rtnl.if_index(bridge)
     fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _index(ipr, host_if) is not None:
-            delete_link(host_if)
-        peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": fd}
-        kw: dict[str, Any] = {"ifname": host_if, "kind": "veth", "peer": peer}
-        if mtu:
-            kw["mtu"] = mtu
-            peer["mtu"] = mtu
-        ipr.link("add", **kw)
+        try:
+            host.add_veth(host_if, ifname, fd, mac, master, mtu)
+        except FileExistsError:  # left by a berthd killed before the namespace went
+            host.delete_link(host_if)
+            host.add_veth(host_if, ifname, fd, mac, master, mtu)
+        except OSError as e:
+            log.warning("add veth %s (bridge %s, index %d; namespace %s -> %s): %s", host_if, bridge, master,
+                        ns_path, _target(fd), e)
+            raise
     finally:
         os.close(fd)
-    idx = _index(ipr, host_if)
-    ipr.link("set", index=idx, master=br, state="up")
-
-    def inside() -> None:
-        preload()
-        from pyroute2 import IPRoute
-
-        with IPRoute() as nsr:
-            k = _index(nsr, ifname)
-            if k is None:
-                raise OSError(errno.ENODEV, "veth peer not found in the container", ifname)
-            nsr.link("set", index=k, address=mac)
-            nsr.addr("add", index=k, address=address, prefixlen=prefixlen)
-            nsr.link("set", index=k, state="up")
-            if gateway:
-                try:
-                    nsr.route("add", dst="0.0.0.0/0", gateway=gateway)
-                except Exception as e:
-                    if getattr(e, "code", None) != errno.EEXIST:
-                        raise
-
     try:
-        netns.run_in_netns(ns_path, inside)
+        if inside is None:
+            with netns.run_in_netns(ns_path, rtnl.Rtnl) as sock:
+                sock.configure(ifname, address, prefixlen, gateway)
+        else:
+            inside.configure(ifname, address, prefixlen, gateway)
     except BaseException:
-        delete_link(host_if)
+        host.delete_link(host_if)
         raise
+
+
+def _target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError as e:
+        return str(e)
 
 
 def stale_bridges(own: str) -> list[tuple[str, str]]:
@@ -154,15 +156,12 @@ def stale_bridges(own: str) -> list[tuple[str, str]]:
 
 
 def remove_endpoint(host_if: str) -> None:
-    delete_link(host_if)
+    _rtnl().delete_link(host_if)
 
 
 def interfaces_in(ns_path: str) -> list[str]:
     def names() -> list[str]:
-        preload()
-        from pyroute2 import IPRoute
-
-        with IPRoute() as nsr:
+        with _iproute()() as nsr:
             return [link.get_attr("IFLA_IFNAME") for link in nsr.get_links()]
 
     return netns.run_in_netns(ns_path, names)

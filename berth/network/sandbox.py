@@ -4,7 +4,9 @@ address management, and asks this module for the kernel objects, with plain valu
 addresses, paths): nothing here knows a record.
 
 Netlink work runs on one thread (``Kernel.run``), so that the asyncio loop never blocks on it
-and netlink requests never interleave.
+and netlink requests never interleave. ``SPARE_NETNS`` network namespaces are made ahead (each
+with a netlink socket inside, so the plug needs no thread of its own), held by berthd's fds
+only: a berthd killed with -9 leaves none behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from berth.errors import RuntimeFailure
-from berth.linux.netns import new_netns, read_sysctl, write_sysctl
+from berth.linux.netns import read_sysctl, write_sysctl
+from berth.linux.rtnl import Rtnl
 from berth.network import forward, nat
 
 if TYPE_CHECKING:
@@ -30,6 +33,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("berth.network")
 
 T = TypeVar("T")
+SPARE_NETNS = 2   # network namespaces made ahead for the next starts
+
+
+def _close_all(sock: Rtnl | None, fd: int) -> None:
+    if sock is not None:
+        sock.close()
+    os.close(fd)
+
+
+def _make_netns() -> tuple[int, Rtnl]:
+    from berth.linux.netns import new_netns_with
+
+    return new_netns_with(Rtnl)
+
+
+def _drop(fd: int, sock: Rtnl) -> None:
+    sock.close()
+    os.close(fd)
 
 
 def instance_of(data_root: Path) -> str:
@@ -73,12 +94,21 @@ class Kernel:
         self.lookup = lookup
         self.dns: DnsServer | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
+        # Network namespaces made ahead, each held only by its fd (and the netlink socket
+        # opened in it): nothing outlives berthd, even after kill -9.
+        self._spare: list[tuple[int, Rtnl]] = []
+        self._inside: dict[str, Rtnl] = {}     # namespace path -> its socket, until released
+        self._filling = False
+        self._closed = False
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` on the netlink thread."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
+        self._closed = True
+        while self._spare:
+            _drop(*self._spare.pop())
         self._pool.shutdown(wait=True)
 
     # -- bridges ----------------------------------------------------------------------------
@@ -140,27 +170,57 @@ class Kernel:
 
     # -- namespaces and endpoints -----------------------------------------------------------
 
-    @staticmethod
-    async def new_netns() -> tuple[int, str]:
-        """A fresh network namespace, held by an fd of berthd -> (fd, path for the spec)."""
+    async def new_netns(self) -> tuple[int, str]:
+        """A fresh network namespace, held by an fd of berthd -> (fd, path for the spec). One
+        made ahead if there is one (``SPARE_NETNS``), with a netlink socket opened inside it
+        for the plug; the pool refills after each start."""
+        if self._spare:
+            fd, sock = self._spare.pop()
+        else:
+            try:
+                fd, sock = await asyncio.get_running_loop().run_in_executor(None, _make_netns)
+            except OSError as e:
+                raise RuntimeFailure(f"failed to create a network namespace: {e}") from None
+        path = f"/proc/{os.getpid()}/fd/{fd}"
+        self._inside[path] = sock
+        return fd, path
 
-        try:
-            fd = await asyncio.get_running_loop().run_in_executor(None, new_netns)
-        except OSError as e:
-            raise RuntimeFailure(f"failed to create a network namespace: {e}") from None
-        return fd, f"/proc/{os.getpid()}/fd/{fd}"
-
-    @staticmethod
-    def release_netns(fd: int) -> None:
+    def release_netns(self, fd: int) -> None:
         """berthd lets go of a namespace it made (the init holds it once it joined)."""
-        os.close(fd)
+        sock = self._inside.pop(f"/proc/{os.getpid()}/fd/{fd}", None)
+        # Both go after any plug still queued on the netlink thread (a cancelled start): a plug
+        # must never find the fd closed, or worse, its number reused by another file (EINVAL).
+        try:
+            self._pool.submit(_close_all, sock, fd)
+        except RuntimeError:                    # the netlink thread is gone (berthd stopping)
+            _close_all(sock, fd)
+        self._refill()
+
+    def _refill(self) -> None:
+        if self._filling or self._closed or len(self._spare) >= SPARE_NETNS:
+            return
+        self._filling = True
+        asyncio.get_running_loop().create_task(self._fill())
+
+    async def _fill(self) -> None:
+        try:
+            while len(self._spare) < SPARE_NETNS and not self._closed:
+                made = await asyncio.get_running_loop().run_in_executor(None, _make_netns)
+                if self._closed:
+                    _drop(*made)
+                    break
+                self._spare.append(made)
+        except OSError as e:
+            log.warning("making a network namespace ahead: %s", e)
+        finally:
+            self._filling = False
 
     async def plug(self, p: Plug) -> None:
         from berth.network import netlink
 
         try:
             await self.run(netlink.add_endpoint, p.bridge, p.host_if, p.ns_path, p.ifname, p.mac, p.ip,
-                           p.prefixlen, p.gateway, p.mtu)
+                           p.prefixlen, p.gateway, p.mtu, self._inside.get(p.ns_path))
         except OSError as ex:
             raise RuntimeFailure(f"failed to set up container networking: {ex}") from None
 

@@ -41,6 +41,8 @@ class Daemon:
         self.sock = self.base / "berth.sock"
         self.log = self.base / "berthd.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.launcher: list[str] = []  # runs before berthd and execs it (socket activation's LISTEN_PID)
+        self.popen_kwargs: dict = {}  # e.g. pass_fds and preexec_fn for sockets handed in
 
     @property
     def host(self) -> str:
@@ -62,9 +64,9 @@ class Daemon:
         # /sys, hiding the cgroup mounts); it execs, so proc.pid is berthd's.
         enter = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
         self.proc = subprocess.Popen(
-            [*enter, sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
+            [*enter, *self.launcher, sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
              "--exec-root", str(self.exec_root), "--log-level", "debug", *self.extra_args],
-            stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.extra_env})
+            stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.extra_env}, **self.popen_kwargs)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"berthd exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
