@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
@@ -47,7 +48,7 @@ def network_json(nets: Networks, n: Network, detailed: bool = True) -> dict[str,
                 continue
             info = nets.names(cid)
             containers[cid] = {"Name": info[0] if info else "", "EndpointID": e.endpoint_id,
-                               "MacAddress": e.mac, "IPv4Address": f"{e.ip}/{IPv4Network(n.subnet).prefixlen}",
+                               "MacAddress": e.mac, "IPv4Address": f"{e.ip}/{prefix_len(n.subnet)}",
                                "IPv6Address": f"{e.ip6}/{IPv6Network(n.subnet6).prefixlen}" if e.ip6 else ""}
     return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
             "EnableIPv4": True, "EnableIPv6": n.enable_ipv6,
@@ -58,8 +59,14 @@ def network_json(nets: Networks, n: Network, detailed: bool = True) -> dict[str,
             "Options": n.options, "Labels": n.labels}
 
 
+@functools.lru_cache(maxsize=1024)
+def prefix_len(subnet: str) -> int:
+    """A network's prefix length (parsing the subnet was a third of ``GET /containers/json``)."""
+    return IPv4Network(subnet).prefixlen
+
+
 def endpoint_json(nets: Networks, s: Sandbox | None, e: Endpoint | None, n: Network) -> dict[str, Any]:
-    prefix = IPv4Network(n.subnet).prefixlen if (e and e.ip and n.subnet) else 0
+    prefix = prefix_len(n.subnet) if (e and e.ip and n.subnet) else 0
     ip6 = e.ip6 if e and e.ip6 and n.subnet6 else ""
     ipam_cfg = {k: v for k, v in (("IPv4Address", e.ipv4 if e else ""), ("IPv6Address", e.ipv6 if e else "")) if v}
     return {"IPAMConfig": ipam_cfg or None,
@@ -81,20 +88,27 @@ def _dns_names(nets: Networks, s: Sandbox | None, e: Endpoint | None, n: Network
     return list(dict.fromkeys(out))
 
 
-def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
-    """A container's NetworkSettings in inspect (and, with fewer fields, in the list)."""
-    mode = "bridge" if c.host_config.NetworkMode == "default" else c.host_config.NetworkMode
-    exposed = c.config.ExposedPorts
-    s = nets.sandbox(c.id)
+def networks_json(nets: Networks, c: Container, s: Sandbox | None) -> dict[str, Any]:
+    """NetworkSettings.Networks: the container's endpoints by network name (``s``: its sandbox)."""
     endpoints: dict[str, Any] = {}
     if s is not None and s.endpoints:
         for e in s.endpoints:
             n = nets.nets.get(e.network_id)
             if n is not None:
                 endpoints[n.name] = endpoint_json(nets, s, e, n)
-    elif mode in ("host", "none"):
+        return endpoints
+    mode = "bridge" if c.host_config.NetworkMode == "default" else c.host_config.NetworkMode
+    if mode in ("host", "none"):
         n = nets.get(mode)
         endpoints[n.name] = endpoint_json(nets, s, None, n)
+    return endpoints
+
+
+def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
+    """A container's NetworkSettings in inspect (and, with fewer fields, in the list)."""
+    exposed = c.config.ExposedPorts
+    s = nets.sandbox(c.id)
+    endpoints = networks_json(nets, c, s)
     running = c.id in nets.running
     primary = s.endpoints[0] if s and s.endpoints else None
     pn = nets.nets.get(primary.network_id) if primary else None
@@ -109,7 +123,7 @@ def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
     }
     if primary is not None and pn is not None and pn.name == "bridge" and primary.ip:
         out.update({"EndpointID": primary.endpoint_id, "Gateway": pn.gateway, "IPAddress": primary.ip,
-                    "IPPrefixLen": IPv4Network(pn.subnet).prefixlen, "MacAddress": primary.mac})
+                    "IPPrefixLen": prefix_len(pn.subnet), "MacAddress": primary.mac})
         if primary.ip6 and pn.subnet6:
             out.update({"GlobalIPv6Address": primary.ip6, "GlobalIPv6PrefixLen": IPv6Network(pn.subnet6).prefixlen,
                         "IPv6Gateway": pn.gateway6})
@@ -128,9 +142,8 @@ def _port_map(bindings: list[PortBinding], exposed: dict[str, Any] | None) -> di
     return out
 
 
-def ports_json(nets: Networks, c: Container) -> list[dict[str, Any]]:
-    """The container list's ``Ports``."""
-    s = nets.sandbox(c.id)
+def ports_json(nets: Networks, c: Container, s: Sandbox | None) -> list[dict[str, Any]]:
+    """The container list's ``Ports`` (``s``: its sandbox)."""
     out: list[dict[str, Any]] = []
     bound = set()
     if s is not None and c.id in nets.running:

@@ -37,6 +37,7 @@ class Bridges:
         self.ip6tables = True
         self.ip_forward = True
         self.backend = ""
+        self._setup: asyncio.Task[None] | None = None  # setup() in the background (berthd start)
 
     async def assign_subnet(self, n: Network) -> None:
         """``n``'s subnet: the configured one, or a pool that avoids the host's routes."""
@@ -78,8 +79,41 @@ class Bridges:
         await self.apply_rules()
 
     async def ensure_ready(self) -> None:
-        if not self.ready:
-            await self.setup()
+        """The kernel side is set up (setup(), once; the first caller starts it, the others
+        wait for it). A setup that failed is tried again by the next caller."""
+        if self.ready:
+            return
+        if self._setup is None:
+            self._setup = asyncio.ensure_future(self.setup())
+        task = self._setup
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            if self._setup is task:
+                self._setup = None
+            raise
+
+    def setup_soon(self) -> None:
+        """Start setup() in the background (berthd start: requests need not wait for it)."""
+        if self.ready or self._setup is not None:
+            return
+        self._setup = asyncio.ensure_future(self.setup())
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("network setup: %s (tried again at the next start of a container)", t.exception())
+                if self._setup is t:
+                    self._setup = None
+        self._setup.add_done_callback(done)
+
+    async def settle(self) -> None:
+        """berthd stops: a background setup still running is let finish (one cut short would
+        leave half its objects behind)."""
+        if self._setup is not None and not self._setup.done():
+            try:
+                await self._setup
+            except Exception:  # noqa: BLE001 - logged by its done callback
+                pass
 
     async def apply_rules(self) -> None:
         """The NAT rules again, from the records: every bridge, every running container's ports."""

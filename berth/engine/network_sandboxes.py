@@ -256,8 +256,9 @@ class Sandboxes:
     # -- berthd start -----------------------------------------------------------------------
 
     async def recover(self, running: dict[str, int]) -> None:
-        """berthd start: ``running`` maps live container IDs to their init pids."""
-        await self.bridges.setup()
+        """berthd start: ``running`` maps live container IDs to their init pids. The bridges,
+        forwarding and rules are set up in the background (``Bridges.ensure_ready`` waits for
+        them): a request need not wait for pyroute2 and nft, a container start does."""
         for cid, s in list(self.table.sandboxes.items()):
             if cid not in running:
                 if any(e.ip for e in s.endpoints) or s.ports:
@@ -273,7 +274,7 @@ class Sandboxes:
             await self._proxy(s)
             if network_names.uses_embedded_dns(self.table, s):
                 await self.serve_dns(s)
-        await self.bridges.apply_rules()
+        self.bridges.setup_soon()  # its last step applies the rules, with the ports recovered above
 
 
 def _reserve_again(bindings: list[PortBinding]) -> list[socket.socket]:

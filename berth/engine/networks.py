@@ -91,6 +91,7 @@ class Networks(NetworkTable):
             raise InvalidArgument(f"bridge name {n.bridge} is too long (15 characters at most)")
         if any(o.bridge == n.bridge for o in self.nets.values()):
             raise Conflict(f"bridge name {n.bridge} is used by another network")
+        await self.bridges.ensure_ready()  # the default bridge's subnet is chosen first
         await self.bridges.assign_subnet(n)
         await self.bridges.up(n)
         self.save_net(n)
@@ -111,6 +112,7 @@ class Networks(NetworkTable):
         active = [cid for cid in self.containers_on(n) if cid in self.running]
         if active:
             raise PermissionDenied(f"error while removing network: network {n.name} id {n.id} has active endpoints")
+        await self.bridges.ensure_ready()
         for cid in self.containers_on(n):
             s = self.sandboxes[cid]
             s.endpoints = [e for e in s.endpoints if e.network_id != n.id]
@@ -232,13 +234,15 @@ class Networks(NetworkTable):
     # -- berthd start and stop --------------------------------------------------------------
 
     async def recover(self, running: dict[str, int]) -> None:
-        """berthd start: ``running`` maps live container IDs to their init pids."""
+        """berthd start: ``running`` maps live container IDs to their init pids. The bridges
+        and rules come up in the background; start, create, remove and connect wait for them."""
         await self.live.recover(running)
 
     async def shutdown(self, containers_running: bool) -> None:
         """berthd stops. With no container running, take every kernel object down (they are
         recreated at the next start); otherwise leave them to the running containers."""
         self.live.close_all()
+        await self.bridges.settle()
         if not containers_running:
             await self.bridges.teardown()
         self.kernel.close()
