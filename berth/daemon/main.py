@@ -33,7 +33,7 @@ from berth.api import links as links_api
 from berth.api import networks as networks_api
 from berth.api import swarm as swarm_api
 from berth.api import volumes as volumes_api
-from berth.api.app import App, register
+from berth.api.app import App, Wrap, register
 from berth.api.errors import error_response
 from berth.api.http import Router, Server
 from berth.build.admin import BuildAdmin
@@ -154,12 +154,12 @@ def _cgroup_version() -> str:
         return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
-def build_server(app: App) -> Server:
+def build_server(app: App, wrap: Wrap | None = None) -> Server:
     router = Router()
     for table in (system.ROUTES, images_api.ROUTES, system_df.ROUTES, containers_api.ROUTES, containers_io.ROUTES,
                   attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events_api.ROUTES, exec_api.ROUTES,
                   networks_api.ROUTES, volumes_api.ROUTES, build_api.ROUTES, swarm_api.ROUTES):
-        register(router, app, table)
+        register(router, app, table, wrap)
     jsonbody.guard(router)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
@@ -182,7 +182,16 @@ async def serve(args: argparse.Namespace) -> None:
     except ConfigError as e:
         raise SystemExit(f"berthd: {e}") from None
     app = d.app
-    server = build_server(app)
+    metrics_server = None
+    if args.metrics_addr:
+        from berth.api import metrics  # only with metrics-addr
+        api_metrics = metrics.ApiMetrics()
+        server = build_server(app, api_metrics.wrap)
+        metrics_server = metrics.server(app, api_metrics)
+        host, _, port = args.metrics_addr.rpartition(":")
+        await metrics_server.serve_tcp(host.strip("[]") or "127.0.0.1", int(port))
+    else:
+        server = build_server(app)
     # The build containers a dead berthd left: named before the socket answers, so the sweep
     # below never touches a build that a client starts meanwhile.
     stale_builds = build_containers(app.containers)
@@ -226,6 +235,8 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     await server.close()
+    if metrics_server is not None:
+        await metrics_server.close()
     if app.live_restore:
         log.info("shutting down (containers keep running)")
     else:
