@@ -27,7 +27,7 @@ import time
 from berth.api.app import App, Bound
 from berth.api.errors import status_of
 from berth.api.http import Request, Response, Router, Server, StreamResponse
-from berth.api.promtext import CONTENT_TYPE, Family, Histogram
+from berth.api.promtext import CONTENT_TYPE, Family, Histogram, escape, label_text
 from berth.engine.model import Status
 from berth.engine.stats import Counters, counters
 
@@ -137,18 +137,20 @@ def container_families(samples: list[Counters]) -> list[Family]:
     blk = {op: Family(f"berth_container_blkio_{op}_bytes_total", "counter", f"Bytes {op} per block device")
            for op in ("read", "write")}
     for s in samples:
-        who = (("id", s.id), ("name", s.name))
+        who = label_text((("id", s.id), ("name", s.name)))
         for key, value in (("cpu_usage_seconds_total", s.cpu_ns / _NS), ("cpu_user_seconds_total", s.user_ns / _NS),
                            ("cpu_system_seconds_total", s.system_ns / _NS), ("memory_usage_bytes", s.memory),
                            ("memory_limit_bytes", s.memory_limit), ("pids", s.pids)):
             if value is not None:
-                fams[key].add(value, who)
+                fams[key].add_labelled(who, value)
         for iface, n in sorted(s.networks.items()):
+            at = f'{who},interface="{escape(iface)}"'
             for key, attr in _NET:
-                net[key].add(getattr(n, attr), (*who, ("interface", iface)))
+                net[key].add_labelled(at, getattr(n, attr))
         for e in s.io:  # v1 says "Read", v2 "read"
-            if e.op.lower() in blk:
-                blk[e.op.lower()].add(e.value, (*who, ("device", f"{e.major}:{e.minor}")))
+            op = e.op.lower()
+            if op in blk:
+                blk[op].add_labelled(f'{who},device="{e.major}:{e.minor}"', e.value)
     return [*fams.values(), *net.values(), *blk.values()]
 
 

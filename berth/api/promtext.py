@@ -20,15 +20,20 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
-def _escape(v: str) -> str:
+def escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_text(pairs: tuple[tuple[str, str], ...]) -> str:
+    """``a="1",b="2"``: labels for ``Family.add_labelled``."""
+    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
 
 
 def labels(pairs: tuple[tuple[str, str], ...]) -> str:
     """``{a="1",b="2"}``, or "" for no labels."""
     if not pairs:
         return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in pairs) + "}"
 
 
 def number(v: float) -> str:
@@ -50,6 +55,11 @@ class Family:
 
     def add(self, value: float, pairs: tuple[tuple[str, str], ...] = (), suffix: str = "") -> None:
         self.lines.append(f"{self.name}{suffix}{labels(pairs)} {number(value)}")
+
+    def add_labelled(self, inner: str, value: float) -> None:
+        """A sample whose labels are already written (``label_text``, without the braces):
+        a scrape of many containers writes each container's labels once."""
+        self.lines.append(f"{self.name}{{{inner}}} {number(value)}")
 
     def render(self) -> str:
         head = f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.type}\n"

@@ -208,3 +208,50 @@ def test_rotation_under_a_chatty_container(daemon: Daemon, name: str, driver: st
     nums = [int(x.rpartition("-")[2]) for x in lines]
     assert nums[-1] == 40000 and nums == list(range(nums[0], 40001)), (nums[:3], nums[-3:])
     assert nums[0] > 1  # the oldest lines were rotated away
+
+
+# -- a real journald: docker logs reads the journal back ---------------------------------------
+
+_JOURNALD = """set -e
+mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/journal
+mkdir -p /run/log && mount -t tmpfs tmpfs /run/log
+if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+exec /lib/systemd/systemd-journald
+"""
+
+
+@pytest.fixture(scope="module")
+def journal_daemon() -> Iterator[Daemon]:
+    """Debian's systemd-journald in a private mount namespace (its sockets and journal on
+    tmpfs there, nothing on the host's), and a berthd started inside that namespace."""
+    if not os.path.exists("/lib/systemd/systemd-journald"):
+        pytest.skip("no systemd-journald on this host")
+    jd = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", _JOURNALD])
+    d = Daemon(mountns=f"/proc/{jd.pid}/ns/mnt")
+    try:
+        end = time.monotonic() + 10
+        while not os.path.exists(f"/proc/{jd.pid}/root/run/systemd/journal/socket"):
+            assert jd.poll() is None and time.monotonic() < end, "systemd-journald did not start"
+            time.sleep(0.05)
+        d.start()
+        d.import_busybox()
+        yield d
+    finally:
+        d.cleanup()
+        jd.terminate()
+        jd.wait(10)
+
+
+def test_docker_logs_reads_journald(journal_daemon: Daemon, name: str) -> None:
+    d = journal_daemon
+    docker(d, "run", "--name", name, "--log-driver", "journald", "busybox", "sh", "-c",
+           "for i in 1 2 3; do echo j-out-$i; done; echo j-err >&2")
+    end = time.monotonic() + 10
+    r = docker(d, "logs", name)
+    while r.stdout.count("\n") < 3 and time.monotonic() < end:  # journald writes asynchronously
+        time.sleep(0.2)
+        r = docker(d, "logs", name)
+    assert (r.stdout, r.stderr) == ("j-out-1\nj-out-2\nj-out-3\n", "j-err\n")
+    assert docker(d, "logs", "--tail", "2", name).stdout == "j-out-3\n"
+    stamped = docker(d, "logs", "-t", name).stdout.splitlines()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z j-out-1", stamped[0]), stamped
