@@ -189,7 +189,10 @@ async def serve(args: argparse.Namespace) -> None:
         server = build_server(app, api_metrics.wrap)
         metrics_server = metrics.server(app, api_metrics)
         host, _, port = args.metrics_addr.rpartition(":")
-        await metrics_server.serve_tcp(host.strip("[]") or "127.0.0.1", int(port))
+        try:
+            await metrics_server.serve_tcp(host.strip("[]") or "127.0.0.1", int(port))
+        except OSError as e:
+            raise SystemExit(f"berthd: failed to listen on metrics-addr {args.metrics_addr}: {os.strerror(e.errno) if e.errno else e}") from None
     else:
         server = build_server(app)
     # The build containers a dead berthd left: named before the socket answers, so the sweep

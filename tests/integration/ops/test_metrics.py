@@ -131,3 +131,17 @@ def test_metrics_listener_only_serves_metrics(daemon: Daemon) -> None:
     # the Engine API socket does not serve /metrics either (dockerd: only on metrics-addr)
     status, body = daemon.request("GET", "/metrics")
     assert status == 404 and json.loads(body)["message"] == "page not found"
+
+
+def test_metrics_addr_in_use_stops_berthd_naming_it() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        addr = f"127.0.0.1:{s.getsockname()[1]}"
+        d = Daemon(args=["--metrics-addr", addr])
+        try:
+            with pytest.raises(RuntimeError) as e:
+                d.start()
+            assert f"failed to listen on metrics-addr {addr}: Address already in use" in str(e.value)
+        finally:
+            d.cleanup()
