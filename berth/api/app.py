@@ -78,10 +78,16 @@ Handler = Callable[[App, Request], Awaitable["Response | StreamResponse | None"]
 Routes = list[tuple[str, str, Handler]]
 
 
-def register(router: Router, app: App, routes: Iterable[tuple[str, str, Handler]]) -> None:
-    """Add each (method, path pattern, handler) of ``routes`` to ``router``, bound to ``app``."""
+Bound = Callable[[Request], Awaitable["Response | StreamResponse | None"]]
+Wrap = Callable[[str, str, Bound], Bound]  # (method, pattern, handler) -> handler, e.g. metrics.observed
+
+
+def register(router: Router, app: App, routes: Iterable[tuple[str, str, Handler]], wrap: Wrap | None = None) -> None:
+    """Add each (method, path pattern, handler) of ``routes`` to ``router``, bound to ``app``
+    (and wrapped by ``wrap`` when given: the metrics' request counters)."""
     for method, pattern, handler in routes:
-        router.add(method, pattern, functools.partial(handler, app))
+        bound: Bound = functools.partial(handler, app)
+        router.add(method, pattern, bound if wrap is None else wrap(method, pattern, bound))
 
 
 def no_content() -> Response:

@@ -19,6 +19,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,29 @@ class _Reload:
             settings.reload(self.args, app)
 
 
+def _bind_metrics(addr: str) -> socket.socket:
+    """``metrics-addr``'s listening socket, bound before the API answers: a busy address stops
+    berthd at start, as dockerd does."""
+    host, _, port = addr.rpartition(":")
+    try:
+        return socket.create_server((host.strip("[]") or "127.0.0.1", int(port)), backlog=128)
+    except (OSError, ValueError) as e:
+        reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+        raise SystemExit(f"berthd: failed to listen on metrics-addr {addr}: {reason}") from None
+
+
+async def _serve_metrics(sock: socket.socket, app: App, server: Server) -> Server:
+    """Prometheus text on the metrics socket; the API's routes are counted."""
+    from berth.api import metrics  # only with metrics-addr
+    from berth.daemon import wiring
+
+    api_metrics = metrics.ApiMetrics()
+    wiring.add_routes(server.router, app, api_metrics.wrap)
+    metrics_server = metrics.server(app, api_metrics)
+    await metrics_server.serve_socket(sock)
+    return metrics_server
+
+
 async def serve(args: argparse.Namespace) -> None:
     hosts = args.hosts or [DEFAULT_HOST]
     listeners = remote.prepare(hosts, args)  # before any state: a bad -H or TLS flag stops here
@@ -105,6 +129,7 @@ async def serve(args: argparse.Namespace) -> None:
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
+    metrics_sock = _bind_metrics(args.metrics_addr) if args.metrics_addr else None
     server = _early_server()
     try:
         gid = grp.getgrnam(args.group).gr_gid
@@ -132,7 +157,9 @@ async def serve(args: argparse.Namespace) -> None:
     # The build containers a dead berthd left: named before any other request is served, so
     # the sweep below never touches a build that a client starts meanwhile.
     stale_builds = wiring.build_containers(app.containers)
-    wiring.add_routes(server.router, app)
+    metrics_server = await _serve_metrics(metrics_sock, app, server) if metrics_sock is not None else None
+    if metrics_server is None:
+        wiring.add_routes(server.router, app)
     d.forkserver.start()
     t.append(time.perf_counter())
     await app.containers.recover()
@@ -145,6 +172,8 @@ async def serve(args: argparse.Namespace) -> None:
     remote.notify_ready()
     await stop.wait()
     await server.close()
+    if metrics_server is not None:
+        await metrics_server.close()
     if app.live_restore:
         log.info("shutting down (containers keep running)")
     else:

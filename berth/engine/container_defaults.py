@@ -33,6 +33,7 @@ class ContainerDefaults:
     init_path: str = ""
     no_new_privileges: bool = False
     seccomp_profile: str = ""        # "", "builtin", "unconfined" or a file's path
+    journal_socket: str = "/run/systemd/journal/socket"  # the journald driver's (tests bind their own)
 
     def at_create(self, hc: HostConfig) -> None:
         """The defaults a create records (before logdrivers.normalize checks the log config)."""

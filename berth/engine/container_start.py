@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, Protocol
 
-from berth.engine import hostspec, links, logdrivers, shims, validate
+from berth.engine import hostspec, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
 from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, RuntimeFailure
@@ -147,9 +147,15 @@ class Starter:
     def _spawn_request(self, c: Container) -> SpawnRequest:
         d = self.t.data.container(c.id)
         lc = c.host_config.LogConfig
-        rot = logdrivers.rotation(lc.Type or logdrivers.DEFAULT, lc.Config or {})
+        kind = lc.Type or logdrivers.DEFAULT
+        remote = None
+        if kind in logremote.DRIVERS:
+            info = logremote.Info(c.id, c.name, c.image_id, c.config.Image or "")
+            remote = logremote.resolve(kind, lc.Config or {}, info, self.t.defaults.journal_socket)
+        rot = logdrivers.rotation(kind, lc.Config or {}) if remote is None else logdrivers.Rotation(-1, 1, False)
         return SpawnRequest(id=c.id, bundle=str(d.root), socket=str(self.t.exec_root.shim_socket(c.id)),
-                            exit_file=str(d.exit), log="" if lc.Type == "none" else str(d.log),
+                            exit_file=str(d.exit), log=str(d.log) if kind in logdrivers.FILE_DRIVERS else "",
+                            remote_log=remote,
                             log_max_size=rot.max_size, log_max_file=rot.max_file, log_compress=rot.compress,
                             stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
                             seccomp_cache=str(self.t.data.seccomp_cache),
