@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -197,6 +198,18 @@ def _last_error(log: bytes) -> str:
             msg = str(rec.get("msg", "")) or msg
     for prefix in ("exec failed: ", "unable to start container process: "):  # berth's own prefix says it
         msg = msg.removeprefix(prefix)
+    return _runc_words(msg)
+
+
+# crun's words for what runc (and so Docker, and the docker CLI's exit codes 127 and 126) says
+_CRUN_WORDS = ((re.compile(r"executable file `(.*)` not found in \$PATH: No such file or directory"),
+                r'exec: "\1": executable file not found in $PATH'),
+               (re.compile(r"open executable: Operation not permitted"), "open executable: permission denied"))
+
+
+def _runc_words(msg: str) -> str:
+    for pattern, words in _CRUN_WORDS:
+        msg = pattern.sub(words, msg)
     return msg
 
 

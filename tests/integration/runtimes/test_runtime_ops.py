@@ -1,0 +1,86 @@
+"""External runtimes as an operator sees them: /info, --runtime by name, refusals, live restore
+across kill -9 of berthd, and the cleanup after kill -9 of a shim (rootfs unmounted, the
+runtime's state gone)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.integration.daemon import Daemon
+
+pytestmark = pytest.mark.root
+
+
+def _runtime(berthd: Daemon) -> str:
+    return json.loads(berthd.request("GET", "/info")[1])["DefaultRuntime"]
+
+
+def _mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def test_info_lists_runtimes_and_bad_names_are_refused(docker, berthd):
+    info = json.loads(berthd.request("GET", "/info")[1])
+    rt = info["DefaultRuntime"]
+    assert rt in ("runc", "crun") and "berth" in info["Runtimes"] and info["Runtimes"][rt]["path"]
+    r = docker("run", "--rm", "--runtime", "nosuch", "busybox", "true")
+    assert r.returncode == 125 and "unknown or invalid runtime name: nosuch" in r.stderr
+    status, body = berthd.request("POST", "/containers/create", json.dumps(
+        {"Image": "busybox", "HostConfig": {"Runtime": "nosuch"}}).encode(), {"Content-Type": "application/json"})
+    assert status == 400 and json.loads(body)["message"] == "unknown or invalid runtime name: nosuch"
+    # berth's own runtime by name, beside the default one
+    r = docker("run", "--rm", "--runtime", "berth", "busybox", "sh", "-c", "echo own")
+    assert (r.returncode, r.stdout) == (0, "own\n"), r.stderr
+    cid = docker("create", "busybox", "true").stdout.strip()
+    assert docker("inspect", "-f", "{{.HostConfig.Runtime}}", cid).stdout.strip() == rt
+    docker("rm", cid)
+
+
+def test_rootfs_mounted_while_running_and_gone_after(docker, berthd):
+    cid = docker("run", "-d", "busybox", "sleep", "30").stdout.strip()
+    rootfs = str(berthd.data_root / "containers" / cid / "rootfs")
+    assert _mounted(rootfs)  # the engine mounted it on the host for the runtime
+    assert docker("stop", "-t", "0", cid).returncode == 0
+    assert not _mounted(rootfs)  # the shim unmounted it at exit
+    assert not (berthd.exec_root / "runtimes" / _runtime(berthd) / cid).exists()
+    docker("rm", cid)
+
+
+def test_live_restore_across_kill9_of_berthd(docker, berthd):
+    cid = docker("run", "-d", "busybox", "sh", "-c", "echo before; sleep 300").stdout.strip()
+    pid = int(docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+    berthd.kill9()
+    berthd.start()
+    try:
+        assert docker("inspect", "-f", "{{.State.Running}} {{.State.Pid}}", cid).stdout.split() == ["true", str(pid)]
+        r = docker("exec", cid, "sh", "-c", "echo after; exit 3")
+        assert (r.returncode, r.stdout) == (3, "after\n")
+        assert docker("logs", cid).stdout == "before\n"
+        assert docker("kill", cid).returncode == 0
+        assert docker("wait", cid).stdout.strip() == "137"
+    finally:
+        docker("rm", "-f", cid)
+
+
+def test_kill9_of_the_shim_is_cleaned_up(docker, berthd):
+    cid = docker("run", "-d", "busybox", "sleep", "300").stdout.strip()
+    rootfs = str(berthd.data_root / "containers" / cid / "rootfs")
+    pid = int(docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+    shim = json.loads(berthd.request("GET", f"/containers/{cid}/json")[1])
+    shim_pids = [p for p in berthd.shim_pids() if str(pid) in open(f"/proc/{p}/task/{p}/children").read().split()]
+    assert len(shim_pids) == 1, (shim_pids, shim["State"])
+    os.kill(shim_pids[0], signal.SIGKILL)
+    assert docker("wait", cid).returncode == 0
+    deadline = time.monotonic() + 5
+    while (_mounted(rootfs) or os.path.exists(f"/proc/{pid}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _mounted(rootfs)
+    assert not os.path.exists(f"/proc/{pid}/status") or "Z" in open(f"/proc/{pid}/status").read().split("State:")[1][:4]
+    assert not (berthd.exec_root / "runtimes" / _runtime(berthd) / cid).exists()
+    assert docker("rm", cid).returncode == 0
