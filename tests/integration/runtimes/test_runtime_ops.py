@@ -84,3 +84,36 @@ def test_kill9_of_the_shim_is_cleaned_up(docker, berthd):
     assert not os.path.exists(f"/proc/{pid}/status") or "Z" in open(f"/proc/{pid}/status").read().split("State:")[1][:4]
     assert not (berthd.exec_root / "runtimes" / _runtime(berthd) / cid).exists()
     assert docker("rm", cid).returncode == 0
+
+
+def test_daemon_json_runtimes_default_and_sighup_reload() -> None:
+    """daemon.json's runtimes (with runtimeArgs) and default-runtime; a SIGHUP that adds a
+    runtime reaches the next create, and /info shows it."""
+    import shutil
+    import subprocess
+
+    from tests.integration.ops.test_daemon_config import ConfiguredDaemon
+    runc = shutil.which("runc")
+    if runc is None:
+        pytest.skip("runc is not installed (Debian's runc package; .ci/run installs it)")
+    d = ConfiguredDaemon({"runtimes": {"r1": {"path": runc, "runtimeArgs": ["--debug"]}}, "default-runtime": "r1"})
+    d.start()
+    try:
+        d.import_busybox()
+
+        def dk(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["/usr/local/bin/docker", *args], env=d.env, capture_output=True, text=True, timeout=60)
+        r = dk("run", "--rm", "busybox", "sh", "-c", "echo r1")
+        assert (r.returncode, r.stdout) == (0, "r1\n"), r.stderr
+        assert "unknown or invalid runtime name: r2" in dk("run", "--rm", "--runtime", "r2", "busybox", "true").stderr
+        d.write({"hosts": [d.host], "data-root": str(d.data_root), "exec-root": str(d.exec_root),
+                 "runtimes": {"r1": {"path": runc}, "r2": {"path": runc}}, "default-runtime": "r1"})
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "r2" not in json.loads(d.request("GET", "/info")[1])["Runtimes"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = dk("run", "--rm", "--runtime", "r2", "busybox", "sh", "-c", "echo r2")
+        assert (r.returncode, r.stdout) == (0, "r2\n"), r.stderr
+    finally:
+        d.cleanup()
