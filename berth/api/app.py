@@ -41,8 +41,6 @@ class DaemonInfo:
 
     debug: bool = False
     labels: list[str] = field(default_factory=list)
-    runtimes: dict[str, dict[str, object]] = field(default_factory=dict)  # besides berth's own "runc"
-    default_runtime: str = "runc"
     logging_driver: str = "json-file"
     init_binary: str = ""
     no_new_privileges: bool = False

@@ -139,7 +139,7 @@ async def info(app: App, req: Request) -> Response:
         "DockerRootDir": str(app.root),
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": list(conf.labels),
         "ExperimentalBuild": False, "ServerVersion": berth.__version__,
-        "Runtimes": {"runc": {"path": "berth-runtime"}, **conf.runtimes}, "DefaultRuntime": conf.default_runtime,
+        "Runtimes": app.containers.defaults.runtimes.info(), "DefaultRuntime": app.containers.defaults.runtimes.default,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": app.live_restore, "Isolation": "", "InitBinary": conf.init_binary or "docker-init",

@@ -125,8 +125,8 @@ KEYS: tuple[Key, ...] = (
     _k("init", "bool", False, help="run an init inside containers by default"),
     _k("init-path", "str", "", help="the docker-init (tini) binary", check=values.init_path),
     _k("runtimes", "runtimes", {}, "--add-runtime", reloadable=True,
-       help="external OCI runtimes (NAME=PATH; stored, not used yet)"),
-    _k("default-runtime", "str", "runc", help="default runtime of containers"),
+       help="external OCI runtimes (NAME=PATH): runc, crun"),
+    _k("default-runtime", "str", "berth", help="default runtime of containers (berth: berth's own)"),
 )
 BY_NAME = {k.name: k for k in KEYS}
 RELOADABLE = tuple(k.name for k in KEYS if k.reloadable)

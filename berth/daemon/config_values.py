@@ -86,8 +86,8 @@ def _ulimit(name: str, key: str, u: dict[str, Any]) -> dict[str, Any]:
 
 
 def _runtime(name: str, key: str, r: dict[str, Any]) -> dict[str, Any]:
-    if key == "runc":
-        raise ConfigError(f'invalid value for "{name}": runtime name \'runc\' is reserved')
+    if key == "berth":
+        raise ConfigError(f'invalid value for "{name}": runtime name \'berth\' is reserved')
     path = r.get("path")
     args = r.get("runtimeArgs", [])
     if not isinstance(path, str) or not path:
@@ -296,7 +296,7 @@ def check_together(ns: argparse.Namespace) -> None:
         logdrivers.normalize(ns.log_driver, ns.log_opts)
     except InvalidArgument as e:
         raise ConfigError(f'invalid value for "log-opts": {e}') from None
-    if ns.default_runtime != "runc" and ns.default_runtime not in ns.runtimes:
+    if ns.default_runtime not in ("berth", "runc") and ns.default_runtime not in ns.runtimes:
         raise ConfigError(f"specified default runtime '{ns.default_runtime}' does not exist")
     if ns.bip and ns.fixed_cidr:
         net = ipaddress.IPv4Interface(ns.bip).network

@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon import config
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from berth.api.app import App, DaemonInfo
     from berth.engine.container_defaults import ContainerDefaults
     from berth.engine.networks import Networks
+    from berth.engine.runtimes import Runtimes
     from berth.registry.client.options import Options
 
 log = logging.getLogger("berthd")
@@ -37,7 +39,21 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         shm_size=args.default_shm_size, cgroupns_mode=args.default_cgroupns_mode, dns=list(args.dns),
         dns_search=list(args.dns_search), dns_options=list(args.dns_opts), init=args.init,
         init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
-        journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket")
+        journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",
+        runtimes=runtimes(args))
+
+
+def runtimes(args: argparse.Namespace) -> Runtimes:
+    """runtimes and default-runtime; a Docker host's ``default-runtime: runc`` without a runc
+    binary falls back to berth's own runtime (with a warning)."""
+    from berth.engine.runtimes import Runtimes, with_found_runc
+    from berth.state.paths import ExecRoot
+    rts = Runtimes(configured=with_found_runc(args.runtimes), default=args.default_runtime,
+                   exec_root=ExecRoot(Path(args.exec_root)))
+    if rts.default not in rts.names():
+        log.warning("default runtime %s is not installed: containers run with berth's own runtime", rts.default)
+        rts.default = "berth"
+    return rts
 
 
 def registry_options(args: argparse.Namespace) -> Options:
@@ -51,8 +67,6 @@ def warnings(args: argparse.Namespace) -> list[str]:
     out = []
     if args.ipv6 and not args.fixed_cidr_v6:
         out.append("WARNING: ipv6 is true but fixed-cidr-v6 is not set: the default bridge has no IPv6")
-    if args.runtimes:
-        out.append("WARNING: runtimes are configured, but berth runs containers with its own runtime only")
     if args.cgroup_parent:
         out.append("WARNING: cgroup-parent is configured, but berth puts containers under /berth")
     return out
@@ -60,8 +74,7 @@ def warnings(args: argparse.Namespace) -> list[str]:
 
 def daemon_info(args: argparse.Namespace) -> DaemonInfo:
     from berth.api.app import DaemonInfo
-    return DaemonInfo(debug=args.debug, labels=list(args.labels), runtimes=dict(args.runtimes),
-                      default_runtime=args.default_runtime, logging_driver=args.log_driver,
+    return DaemonInfo(debug=args.debug, labels=list(args.labels), logging_driver=args.log_driver,
                       init_binary=args.init_path, no_new_privileges=args.no_new_privileges,
                       warnings=warnings(args))
 
@@ -120,7 +133,8 @@ def reload(args: argparse.Namespace, app: App) -> dict[str, Any]:
         elif key == "default-ulimits":
             defaults.ulimits = dict(value)
         elif key == "runtimes":
-            app.config.runtimes = dict(value)
+            from berth.engine.runtimes import with_found_runc
+            defaults.runtimes.configured = with_found_runc(value)
         log.info("reloaded %s: %s", key, value)
     app.config.warnings = warnings(args)
     if not changed:

@@ -103,8 +103,6 @@ def _defaults(hc: HostConfig) -> None:
         hc.ShmSize = 64 * 1024 * 1024
     if hc.NetworkMode in ("", "default"):
         hc.NetworkMode = "default"
-    if hc.Runtime == "":
-        hc.Runtime = "runc"
     hc.CgroupnsMode = _cgroupns_mode(hc.CgroupnsMode)
 
 

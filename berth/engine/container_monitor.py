@@ -70,6 +70,7 @@ class Monitor:
             return
         async with self.t.lock(cid):
             _record_exit(c, status)
+            await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, cid, str(self.t.data.container(cid).rootfs))
             try:
                 self.t.save(c)
             except Exception as e:  # a full disk: the exit is still delivered (and kept in memory)

@@ -18,6 +18,8 @@ from berth.engine.model import ZERO_TIME, Container, Status
 from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
+from berth.runtime import external
+from berth.runtime.external import OCIRuntime
 from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
 from berth.state.atomic import write_atomic
 
@@ -130,6 +132,18 @@ class Starter:
             raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
         if self.t.defaults.init_for(c.host_config):
             _with_init(spec, self.t.defaults.init_path)
+        rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
+        if rt is not None:
+            spec = _for_external(spec)
+        try:
+            await self._spawn_and_start(c, spec, rt)
+        except BaseException:
+            if rt is not None:
+                await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, c.id, str(d.rootfs))
+            raise
+
+    async def _spawn_and_start(self, c: Container, spec: Spec, rt: OCIRuntime | None) -> None:
+        d = self.t.data.container(c.id)
         write_atomic(d.spec, self.encode_spec(spec), sync=False)
         try:
             d.exit.unlink()
@@ -138,7 +152,10 @@ class Starter:
         c.state.starting = True
         c.state.error = ""
         self.t.save(c)
-        spawned = await self.forkserver.spawn(self._spawn_request(c))
+        req = self._spawn_request(c)
+        if rt is not None:
+            req.runtime_path, req.runtime_root, req.runtime_args = rt.path, rt.root, list(rt.args)
+        spawned = await self.forkserver.spawn(req)
         try:
             await self._start_spawned(c, spawned.reply, self.t.exec_root.shim_socket(c.id))
         finally:
@@ -212,6 +229,16 @@ class Starter:
         if self.t.attachments is None:
             write_atomic(d.hosts, HOSTS, sync=False)
             write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+
+
+def _for_external(spec: Spec) -> Spec:
+    """The spec runc or crun can run: the rootfs mounted here, users resolved (``external``)."""
+    try:
+        return external.prepare(spec)
+    except RuntimeFailure as e:
+        raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
+    except OSError as e:
+        raise RuntimeFailure(f"{START_ERROR_PREFIX}mount rootfs: {e}: unknown") from None
 
 
 def _with_init(spec: Spec, init_path: str = "") -> None:

@@ -33,6 +33,7 @@
       forkserver.sock                 berthd <-> its shim fork server
       shims/<id>.sock                 one shim's control socket (paths past the AF_UNIX
                                       limit are reached via /proc/self/fd: state/sockaddr.py)
+      runtimes/<name>/                an external OCI runtime's state (its --root: runc, crun)
 """
 
 from __future__ import annotations
@@ -180,6 +181,9 @@ class ExecRoot:
 
     def shim_socket(self, cid: str) -> Path:
         return self.shims / f"{cid}.sock"
+
+    def runtime_root(self, name: str) -> Path:
+        return self.root / "runtimes" / name
 
     def make(self) -> None:
         self.shims.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -200,10 +201,7 @@ class Shim:
         """Init has exited and its output is drained: record, tell waiters, leave."""
         assert self.exit is not None
         self.io.log.flush()
-        try:
-            runtime.delete(self._spec())
-        except Exception:
-            pass
+        self._delete()
         line = protocol.encode(self.exit)
         write_atomic(self.req.exit_file, line)
         try:
@@ -212,6 +210,23 @@ class Shim:
             pass
         self.execs.end_all()
         self.hub.flush_all(line)
+
+    def _delete(self) -> None:
+        """The container is gone: remove its cgroup (with runc or crun: its state, then the
+        rootfs the engine mounted for it)."""
+        from berth import runtime
+        rt = helper.external(self.req)
+        try:
+            if rt is None:
+                runtime.delete(self._spec())
+                return
+            from berth.runtime import external
+            rt.delete(self.req.id)
+            root = self._spec().root
+            if root is not None:
+                external.release(root.path)
+        except Exception as e:
+            print(f"berth-shim: {self.req.id}: delete: {e}", file=sys.stderr)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -283,12 +298,22 @@ class Shim:
     def _kill(self, signo: int) -> Reply:
         try:
             if self.exit is None and self.init_pid:
-                os.kill(self.init_pid, signo)
+                self._signal(signo)
             if not self.started:
                 self.setup_helper.abort()  # the helper aborts the init it holds
             return Reply(ok=True)
         except OSError as e:
             return Reply(error=f"kill: {os.strerror(e.errno or 0)}")
+
+    def _signal(self, signo: int) -> None:
+        rt = helper.external(self.req) if self.started else None
+        if rt is None:
+            os.kill(self.init_pid, signo)
+            return
+        try:
+            rt.kill(self.req.id, signo)
+        except Exception:  # the runtime no longer knows it (stopped meanwhile): as kill(2)
+            os.kill(self.init_pid, signo)
 
     def _resize(self, req: protocol.Resize) -> Reply:
         fd = self.execs.master(req.exec) if req.exec is not None else self.io.master

@@ -171,6 +171,9 @@ class SpawnRequest(Message):
     log_max_file: int = 1   # files kept, the live one included (1: truncate instead)
     log_compress: bool = False  # gzip rotated files (log.1.gz ...)
     remote_log: RemoteLog | None = None  # syslog / journald instead of a file (then log is "")
+    runtime_path: str = ""  # an external OCI runtime's binary (runc, crun); "": berth's own
+    runtime_root: str = ""  # its state directory (--root)
+    runtime_args: list[str] = []  # its global options (daemon.json's runtimeArgs)
 
 
 class SpawnReply(Message):
