@@ -151,6 +151,7 @@ class Starter:
         return SpawnRequest(id=c.id, bundle=str(d.root), socket=str(self.t.exec_root.shim_socket(c.id)),
                             exit_file=str(d.exit), log="" if lc.Type == "none" else str(d.log),
                             log_max_size=rot.max_size, log_max_file=rot.max_file, log_compress=rot.compress,
+                            cri_log=c.cri_log,
                             stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
                             seccomp_cache=str(self.t.data.seccomp_cache),
                             console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)

@@ -31,6 +31,7 @@
     <exec-root>/                      default /run/berth, wiped at boot
       berth.sock                      the API socket
       forkserver.sock                 berthd <-> its shim fork server
+      cri.sock                        the Kubernetes CRI (gRPC), unless --cri-socket says
       shims/<id>.sock                 one shim's control socket (paths past the AF_UNIX
                                       limit are reached via /proc/self/fd: state/sockaddr.py)
 """
@@ -180,6 +181,10 @@ class ExecRoot:
 
     def shim_socket(self, cid: str) -> Path:
         return self.shims / f"{cid}.sock"
+
+    @property
+    def cri_socket(self) -> Path:
+        return self.root / "cri.sock"
 
     def make(self) -> None:
         self.shims.mkdir(parents=True, exist_ok=True)

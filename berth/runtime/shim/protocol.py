@@ -158,6 +158,7 @@ class SpawnRequest(Message):
     log_max_size: int = -1  # rotate the log when it reaches this many bytes (-1: never)
     log_max_file: int = 1   # files kept, the live one included (1: truncate instead)
     log_compress: bool = False  # gzip rotated files (log.1.gz ...)
+    cri_log: str = ""       # also log in the CRI format here (a kubelet's container log path)
 
 
 class SpawnReply(Message):
