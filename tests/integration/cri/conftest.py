@@ -3,6 +3,7 @@ CRI socket, and pod/container configs as a kubelet would send them."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,8 +29,14 @@ class Cri:
 def wait_socket(sock: Path, timeout: float = 30) -> None:
     """berthd opens the CRI socket once the Docker API answers (grpc imports in the background)."""
     deadline = time.monotonic() + timeout
-    while not sock.exists():
-        assert time.monotonic() < deadline, f"no CRI socket at {sock}"
+    while True:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(sock))
+                return
+            except OSError:  # not there yet, or a dead berthd's (kill -9 leaves the file)
+                pass
+        assert time.monotonic() < deadline, f"no CRI server on {sock}"
         time.sleep(0.05)
 
 
