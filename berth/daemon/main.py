@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import berth
 from berth.api.http import Request, Response, Router, Server
@@ -170,7 +170,9 @@ async def serve(args: argparse.Namespace) -> None:
               (t[0] - T0) * 1000, *((b - a) * 1000 for a, b in zip(t, t[1:])))
     log.info("berthd is up: %s", ", ".join(hosts))
     remote.notify_ready()
+    cri = asyncio.ensure_future(_start_cri(args, app, exec_root))
     await stop.wait()
+    await _stop_cri(cri)
     await server.close()
     if metrics_server is not None:
         await metrics_server.close()
@@ -188,6 +190,37 @@ async def serve(args: argparse.Namespace) -> None:
         Path(args.pidfile).unlink(missing_ok=True)
     d.db.close()
     os.close(lock_fd)
+
+
+async def _start_cri(args: argparse.Namespace, app: App, exec_root: ExecRoot) -> Any:
+    """The CRI server (berth/cri/), when on and its extra is installed. grpc is imported in a
+    thread once the Docker API answers: berthd's cold start does not pay for it."""
+    if not args.cri:
+        return None
+    try:
+        cri = await asyncio.to_thread(importlib.import_module, "berth.cri.server")
+    except ImportError as e:
+        log.info("CRI off: the cri extra is not installed (%s)", e)
+        return None
+    sock = Path(args.cri_socket) if args.cri_socket else exec_root.cri_socket
+    driver = "systemd" if "native.cgroupdriver=systemd" in (args.exec_opts or []) else "cgroupfs"
+    engine = cri.Engine(app.containers, app.images, app.distribution, app.execs, str(app.root), driver)
+    try:
+        server = await cri.start(sock, engine)
+    except (OSError, RuntimeError) as e:
+        log.error("CRI off: cannot serve on %s: %s", sock, e)
+        return None
+    log.info("CRI (Kubernetes runtime v1) on unix://%s", sock)
+    return server
+
+
+async def _stop_cri(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        return
+    server = task.result()
+    if server is not None:
+        await server.stop(1)
 
 
 async def _stop_containers(app: App, timeout: int) -> None:

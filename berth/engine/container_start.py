@@ -174,6 +174,7 @@ class Starter:
                             exit_file=str(d.exit), log=str(d.log) if kind in logdrivers.FILE_DRIVERS else "",
                             remote_log=remote,
                             log_max_size=rot.max_size, log_max_file=rot.max_file, log_compress=rot.compress,
+                            cri_log=c.cri_log,
                             stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
                             seccomp_cache=str(self.t.data.seccomp_cache),
                             console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)

@@ -31,6 +31,7 @@
     <exec-root>/                      default /run/berth, wiped at boot
       berth.sock                      the API socket
       forkserver.sock                 berthd <-> its shim fork server
+      cri.sock                        the Kubernetes CRI (gRPC), unless --cri-socket says
       shims/<id>.sock                 one shim's control socket (paths past the AF_UNIX
                                       limit are reached via /proc/self/fd: state/sockaddr.py)
       runtimes/<name>/                an external OCI runtime's state (its --root: runc, crun)
@@ -184,6 +185,10 @@ class ExecRoot:
 
     def runtime_root(self, name: str) -> Path:
         return self.root / "runtimes" / name
+
+    @property
+    def cri_socket(self) -> Path:
+        return self.root / "cri.sock"
 
     def make(self) -> None:
         self.shims.mkdir(parents=True, exist_ok=True)

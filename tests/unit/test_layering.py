@@ -7,7 +7,7 @@ itself are open to all)::
 
     cli -> client -> schema
     daemon -> api -> build -> engine -> image, registry.client, network, runtime
-    daemon -> cri -> engine
+    daemon -> cri -> engine (and schema, as api)
     daemon -> registry.server -> image
     image, network, runtime, registry.client -> oci, state, linux -> errors
 
@@ -58,7 +58,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                      *DATA),
     "berth.build": ("berth.engine", *DATA),
     "berth.api": ("berth.build", "berth.engine", "berth.schema"),
-    "berth.cri": ("berth.engine",),
+    "berth.cri": ("berth.engine", "berth.schema"),
     "berth.daemon": ("berth.api", "berth.cri", "berth.registry.server", "berth.build",
                      "berth.engine", "berth.image", "berth.registry.client", "berth.network",
                      "berth.runtime", *LOW, "berth.schema"),

@@ -174,6 +174,7 @@ class SpawnRequest(Message):
     runtime_path: str = ""  # an external OCI runtime's binary (runc, crun); "": berth's own
     runtime_root: str = ""  # its state directory (--root)
     runtime_args: list[str] = []  # its global options (daemon.json's runtimeArgs)
+    cri_log: str = ""       # also log in the CRI format here (a kubelet's container log path)
 
 
 class SpawnReply(Message):

@@ -211,6 +211,7 @@ class LogWriter:
     def __init__(self, req: SpawnRequest):
         self.req = req
         self.log = -1  # the "none" driver: no log file
+        self.cri = -1  # the kubelet's log of a CRI container (CRI format, no rotation here)
         self.log_size = 0
         self.compressor = 0  # pid of the child gzipping the last rotated file
         self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
@@ -225,6 +226,8 @@ class LogWriter:
         if self.req.log:
             self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
             self.log_size = os.fstat(self.log).st_size
+        if self.req.cri_log:
+            self.cri = os.open(self.req.cri_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
     def reaped(self, pid: int) -> bool:
         """``pid`` was the gzip child's."""
@@ -237,7 +240,7 @@ class LogWriter:
         """Log what is left of unfinished lines (the container has exited)."""
         for p in self.partial:
             if self.partial[p]:
-                self._log(p, self.partial[p])
+                self._log(p, self.partial[p], final=True)
                 self.partial[p] = b""
 
     def chunk(self, stream: int, data: bytes) -> None:
@@ -258,9 +261,14 @@ class LogWriter:
             self.sink.close()
             self.sink = None
 
-    def _log(self, stream: int, lines: bytes, partial: bool = False) -> None:
+    def _log(self, stream: int, lines: bytes, partial: bool = False, final: bool = False) -> None:
         """Append the records of ``lines`` (logfile.encode), rotating as max-size says; or send
-        them, a message a line (``partial``: the last one is a long line's first part)."""
+        them, a message a line (``partial``: the last one is a long line's first part). A CRI
+        container's lines also go to the kubelet's log, in the CRI format."""
+        name, t = "stdout" if stream == STDOUT else "stderr", now()
+        if self.cri >= 0:
+            # the last line of all is full in CRI terms, newline or not (containerd's too)
+            _append(self.cri, logfile.encode_cri(lines + b"\n" if final else lines, name, t))
         if self.sink is not None:
             parts = lines.split(b"\n")
             last = parts.pop()
@@ -271,7 +279,7 @@ class LogWriter:
             return
         if self.log < 0:
             return
-        blob = logfile.encode(lines, "stdout" if stream == STDOUT else "stderr", now())
+        blob = logfile.encode(lines, name, t)
         while blob:
             n = len(blob) if self.req.log_max_size <= 0 else logfile.cut(blob, self.req.log_max_size - self.log_size)
             self.log_size += _append(self.log, blob[:n] if n < len(blob) else blob)
