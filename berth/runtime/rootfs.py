@@ -162,9 +162,11 @@ def _device(rootfs: str, node: DeviceNode) -> None:
 
 def apply_dev(plan: Plan) -> None:
     old = os.umask(0)
+    links = {link for _, link in plan.symlinks}
     try:
         for node in plan.devices:
-            _device(plan.rootfs, node)
+            if node.path not in links:  # /dev/ptmx of --privileged: the link to pts/ptmx wins
+                _device(plan.rootfs, node)
     finally:
         os.umask(old)
     for target, link in plan.symlinks:
