@@ -43,12 +43,26 @@ class IdMaps:
     def host_gid(self, gid: int) -> int:
         return _to_host(self.gid, gid)
 
+    def container_ids(self, uid: int, gid: int) -> tuple[int, int]:
+        """A host file's owner as the container sees it (65534, the overflow id, when unmapped)."""
+        return _to_container(self.uid, uid), _to_container(self.gid, gid)
+
 
 def _to_host(lines: Sequence[tuple[int, int, int]], cid: int) -> int:
     for c, h, n in lines:
         if c <= cid < c + n:
             return h + cid - c
     return -1
+
+
+def _to_container(lines: Sequence[tuple[int, int, int]], hid: int) -> int:
+    for c, h, n in lines:
+        if h <= hid < h + n:
+            return c + hid - h
+    return OVERFLOW_ID
+
+
+OVERFLOW_ID = 65534
 
 
 class UserNamespace:

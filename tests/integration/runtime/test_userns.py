@@ -164,3 +164,23 @@ def test_bad_modes_and_exhausted_ranges(daemon: Daemon) -> None:
 def test_info_shows_the_default(daemon: Daemon) -> None:
     r = _docker(daemon, "info", "-f", "{{json .SecurityOptions}}")
     assert "name=userns,default=auto" in json.loads(r.stdout)
+
+
+def test_commit_and_build_layers_carry_the_containers_own_ids(daemon: Daemon, tmp_path: Path) -> None:
+    r = _docker(daemon, "run", "--name", "uns-commit", "busybox", "sh", "-c",
+                "touch /by-root && touch /by-1000 && chown 1000:1001 /by-1000")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN touch /built && chown 7:8 /built\n")
+    try:
+        assert _docker(daemon, "commit", "uns-commit", "uns-committed").returncode == 0
+        env = {**daemon.env, "DOCKER_BUILDKIT": "0"}
+        b = subprocess.run([DOCKER, "build", "-q", "-t", "uns-built", str(tmp_path)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert b.returncode == 0, b.stderr
+        for image, script, want in (("uns-committed", "stat -c %u:%g /by-root /by-1000", "0:0\n1000:1001"),
+                                    ("uns-built", "stat -c %u:%g /built", "7:8")):
+            out = _docker(daemon, "run", "--rm", "--userns=host", image, "sh", "-c", script)
+            assert out.stdout.strip() == want, (image, out)
+    finally:
+        _docker(daemon, "rm", "-f", "uns-commit")
+        _docker(daemon, "rmi", "-f", "uns-committed", "uns-built")
