@@ -45,6 +45,7 @@ class DaemonInfo:
     init_binary: str = ""
     no_new_privileges: bool = False
     warnings: list[str] = field(default_factory=list)
+    security_options: list[str] = field(default_factory=list)  # more of SecurityOptions (name=userns)
 
 
 @dataclass

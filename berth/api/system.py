@@ -146,7 +146,7 @@ async def info(app: App, req: Request) -> Response:
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=no-new-privileges"] if conf.no_new_privileges
-                                                               else []) + (["name=cgroupns"] if cg == "2" else []),
+                                                               else []) + (["name=cgroupns"] if cg == "2" else []) + list(conf.security_options),
         "Warnings": list(conf.warnings) or None,
         "Uptime": int(time.time() - app.started),
         "CDISpecDirs": [], "Containerd": None, "FirewallBackend": {"Driver": "nftables"},

@@ -125,6 +125,10 @@ KEYS: tuple[Key, ...] = (
        check=values.seccomp_profile),
     _k("no-new-privileges", "bool", False, help="no new privileges for containers by default"),
     _k("init", "bool", False, help="run an init inside containers by default"),
+    _k("userns-remap", "str", "", help="one user namespace range for every container: user[:group] "
+       "(their /etc/subuid and /etc/subgid lines) or default (the dockremap user's)", check=values.userns_remap),
+    _k("userns-default", "str", "", help="the user namespace of new containers: auto[:size=N] (a range "
+       "of its own) or empty (the host's)", check=values.userns_default),
     _k("init-path", "str", "", help="the docker-init (tini) binary", check=values.init_path),
     _k("runtimes", "runtimes", {}, "--add-runtime", reloadable=True,
        help="external OCI runtimes (NAME=PATH): runc, crun"),

@@ -286,6 +286,22 @@ def init_path(name: str, v: str) -> str:
     return v
 
 
+def userns_remap(name: str, v: str) -> str:
+    """dockerd's rule: ``default``, ``user`` or ``user:group`` (names or ids)."""
+    user, _, group = v.partition(":")
+    if v and (not user or ":" in group or (v.count(":") and not group)):
+        raise ConfigError(f'invalid value for "{name}": {v!r} is not user, user:group or default')
+    return v
+
+
+def userns_default(name: str, v: str) -> str:
+    mode, _, opts = v.partition(":")
+    size = opts.removeprefix("size=")
+    if v and (mode != "auto" or (opts and (not opts.startswith("size=") or not size.isdigit() or int(size) < 1))):
+        raise ConfigError(f'invalid value for "{name}": {v!r} is not auto or auto:size=N')
+    return v
+
+
 # -- checks of several keys -----------------------------------------------------------------
 
 

@@ -18,6 +18,8 @@ from berth.daemon.config_values import ConfigError
 if TYPE_CHECKING:
     from berth.api.app import App, DaemonInfo
     from berth.engine.container_defaults import ContainerDefaults
+    from berth.engine.container_userns import UsernsSettings
+    from berth.state.db import Database
     from berth.engine.networks import Networks
     from berth.engine.runtimes import Runtimes
     from berth.registry.client.options import Options
@@ -54,6 +56,49 @@ def runtimes(args: argparse.Namespace) -> Runtimes:
         log.warning("default runtime %s is not installed: containers run with berth's own runtime", rts.default)
         rts.default = "berth"
     return rts
+
+
+REMAP_DEFAULT = "dockremap"  # dockerd's name for ``userns-remap: default``
+
+
+def userns_settings(args: argparse.Namespace, db: Database) -> UsernsSettings:
+    """userns-default and userns-remap, with berth's pool of subordinate ids: the ``berth``
+    lines of /etc/subuid and /etc/subgid (or of $BERTH_SUBUID_FILE and $BERTH_SUBGID_FILE,
+    which tests point at files of their own), created at first use. Raises ConfigError when
+    the kernel has no user namespaces."""
+    import os
+    from pathlib import Path
+
+    from berth.engine.container_userns import UsernsSettings
+    from berth.runtime.userns import IdMaps
+    from berth.state.subids import SubidFiles, SubidPool, remap_ranges
+    files = SubidFiles(Path(os.environ.get("BERTH_SUBUID_FILE") or "/etc/subuid"),
+                       Path(os.environ.get("BERTH_SUBGID_FILE") or "/etc/subgid"))
+    out = UsernsSettings(default=args.userns_default, pool=SubidPool(db, files))
+    if (args.userns_default or args.userns_remap) and not os.path.exists("/proc/self/ns/user"):
+        raise ConfigError("user namespaces are enabled in the configuration (userns-default, userns-remap) "
+                          "but this kernel has none (CONFIG_USER_NS)")
+    if args.userns_remap:
+        user, _, group = args.userns_remap.partition(":")
+        if user == "default":
+            user = group = REMAP_DEFAULT
+        group = group or user
+        uids, gids = remap_ranges(files, user, group)
+        out.remap = f"{user}:{group}"
+        out.remap_maps = IdMaps(uid=_concat(uids), gid=_concat(gids))
+        out.uses.append("name=userns")
+    elif args.userns_default:
+        out.uses.append(f"name=userns,default={args.userns_default}")
+    return out
+
+
+def _concat(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
+    """Ranges mapped one after another from container id 0 (dockerd's userns-remap)."""
+    out, at = [], 0
+    for start, count in ranges:
+        out.append((at, start, count))
+        at += count
+    return tuple(out)
 
 
 def registry_options(args: argparse.Namespace) -> Options:

@@ -85,6 +85,9 @@ def wire(args: argparse.Namespace) -> Daemon:
     forkserver = ForkServer(exec_root.forkserver)
     containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
     containers.defaults = settings.container_defaults(args)
+    containers.userns = settings.userns_settings(args, db)
+    if containers.userns.pool is not None:
+        containers.userns.pool.forget_except(set(containers.by_id))
     images = Images(store, containers, str(data.image_tmp))
     distribution = Distribution(store, settings.registry_options(args))
     bus = events.Events()
@@ -103,6 +106,7 @@ def wire(args: argparse.Namespace) -> Daemon:
               events=bus, execs=execs, archives=Archives(containers), health=health, networks=networks,
               volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
               live_restore=args.live_restore, config=settings.daemon_info(args))
+    app.config.security_options = list(containers.userns.uses)
     return Daemon(app, db, forkserver)
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, Protocol
 
-from berth.engine import hostspec, links, logdrivers, logremote, shims, validate
+from berth.engine import container_userns, hostspec, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
 from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, RuntimeFailure
@@ -61,6 +61,9 @@ class SpecBuilder:
             memory_swap = 2 * hc.Memory
         secopts = validate.security_options(hc.SecurityOpt or [])
         dflt = self.t.defaults
+        lowers, overlay = self.t.overlay(c, image)
+        if container_userns.maps_for(c.id, hc, self.t.userns) is not None:
+            overlay = container_userns.overlay_options(lowers, self.t.data)
         return self.build_spec(
             args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
             hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
@@ -71,7 +74,7 @@ class SpecBuilder:
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs,
             no_new_privileges=dflt.no_new_privileges_for(hc.SecurityOpt or [], secopts.no_new_privileges),
             seccomp=dflt.seccomp_for(hc.SecurityOpt or [], secopts.seccomp),
-            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=self.t.overlay(c, image)[1],
+            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
             annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
             group_add=list(hc.GroupAdd or []), netns=sandbox.netns if sandbox is not None else "",
             extra_mounts=sandbox.extra_mounts if sandbox is not None else None)
@@ -132,6 +135,9 @@ class Starter:
             raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
         if self.t.defaults.init_for(c.host_config):
             _with_init(spec, self.t.defaults.init_path)
+        maps = container_userns.maps_for(c.id, c.host_config, self.t.userns)
+        if maps is not None:
+            container_userns.apply(spec, maps, d, self.t.data)
         rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
         if rt is not None:
             spec = _for_external(spec)

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
+from berth.engine import container_userns
 from berth.engine.container_defaults import ContainerDefaults
+from berth.engine.container_userns import UsernsSettings
 from berth.engine.model import Container, decode, encode
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import Image, ImageStore
@@ -94,6 +96,7 @@ class ContainerTable:
         self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
         self.attachments: Attachable | None = None  # networks and volumes; set by daemon/
         self.defaults = ContainerDefaults()         # daemon.json's defaults; set by daemon/
+        self.userns = UsernsSettings()              # user namespaces; set by daemon/
         self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
         self.trash = Trash(data.trash)  # removed containers' directories, deleted in the background
         for (data_,) in db.query("SELECT data FROM containers"):
@@ -109,6 +112,7 @@ class ContainerTable:
         with self.db.tx() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
         self.by_id.pop(c.id, None)
+        container_userns.release(c.id, self.userns)
 
     def lock(self, cid: str) -> asyncio.Lock:
         lk = self.locks.get(cid)

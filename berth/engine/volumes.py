@@ -253,6 +253,8 @@ class Volumes:
             opts = ["rbind", p.propagation or "rprivate"]
             if not p.rw:
                 opts.append("ro")
+            if p.idmap:
+                opts.append("idmap")
             if p.type == "bind":
                 out.append(oci.Mount(destination=p.destination, type="bind", source=p.source, options=opts))
                 continue

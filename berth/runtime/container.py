@@ -34,7 +34,8 @@ from berth.runtime import caps as capmod
 from berth.runtime.cgroups import open_cgroup
 from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
-from berth.runtime.plan import CgroupHierarchy, HostInfo, PlanError, build_plan
+from berth.runtime.plan import CgroupHierarchy, HostInfo, Plan, PlanError, build_plan
+from berth.runtime.userns import UserNamespace
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
 
@@ -187,6 +188,11 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             _destroy(cgroup)  # a limit that cannot be set must not leave the directory behind
             raise
     tasks = _self_join_tasks(cgroup)
+    try:
+        userns = _user_namespace(plan)
+    except BaseException:
+        _destroy(cgroup)
+        raise
     ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -194,12 +200,15 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             pid = os.fork()
             if pid == 0:  # pragma: no cover (the child; measured by integration tests)
                 init.run(plan, (stdin, stdout, stderr), ctl_r, report_w,
-                         console_socket if plan.terminal else None, tasks)
+                         console_socket if plan.terminal else None, tasks, userns)
     except BaseException:
         for fd in (ctl_r, ctl_w, report_r, report_w):
             os.close(fd)
         _destroy(cgroup)
         raise
+    finally:
+        for fd in userns:
+            os.close(fd)
     os.close(ctl_r)
     os.close(report_w)
     try:
@@ -207,6 +216,10 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             cgroup.add(pid)
         os.write(ctl_w, _sync.GO)
         msg = _sync.recv(report_r)
+        if isinstance(msg, _sync.Forked):  # a user namespace's PID 1 (init._enter_userns)
+            os.waitpid(pid, 0)
+            pid = msg.pid
+            msg = _sync.recv(report_r)
     except BaseException:
         _fail(pid, ctl_w, report_r, cgroup)
         raise
@@ -217,6 +230,23 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
         raise SetupFailed(f"{msg.step}: {msg.message}" if msg.step not in ("user",) else msg.message,
                           msg.step, msg.errno)
     raise SetupFailed("container init exited before it was set up", "init")
+
+
+def _user_namespace(plan: Plan) -> tuple[int, ...]:
+    """The fds the init needs for a user namespace: the namespace, then one tree per
+    ``plan.userns_trees``; () without one. Raises SetupFailed."""
+    if plan.userns is None:
+        return ()
+    try:
+        ns = UserNamespace.create(plan.userns)
+    except OSError as e:
+        raise SetupFailed(f"userns: create user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
+    try:
+        trees = ns.trees(plan.userns_trees)
+    except OSError as e:
+        ns.close()
+        raise SetupFailed(f"userns: open mount source: {init.describe(e)}", "userns", e.errno or 0) from e
+    return (ns.fd, *trees)
 
 
 def _self_join_tasks(cgroup: Any | None) -> tuple[str, ...]:
@@ -257,7 +287,7 @@ def oom_killed(spec: Spec) -> bool:
 # -- exec ------------------------------------------------------------------------------------------
 
 _EXEC_NAMESPACES = (("ipc", CloneFlags.NEWIPC), ("uts", CloneFlags.NEWUTS), ("net", CloneFlags.NEWNET),
-                    ("cgroup", CloneFlags.NEWCGROUP), ("mnt", CloneFlags.NEWNS))
+                    ("cgroup", CloneFlags.NEWCGROUP), ("mnt", CloneFlags.NEWNS), ("user", CloneFlags.NEWUSER))
 
 
 def _ns_differs(pid: int, name: str) -> bool:

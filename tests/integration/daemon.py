@@ -46,6 +46,12 @@ class Daemon:
         self.popen_kwargs: dict = {}  # e.g. pass_fds and preexec_fn for sockets handed in
 
     @property
+    def subid_env(self) -> dict[str, str]:
+        """User namespaces take their ids from files of this daemon's, never the host's
+        /etc/subuid and /etc/subgid (berth adds its line at first use)."""
+        return {"BERTH_SUBUID_FILE": str(self.base / "subuid"), "BERTH_SUBGID_FILE": str(self.base / "subgid")}
+
+    @property
     def host(self) -> str:
         return f"unix://{self.sock}"
 
@@ -69,7 +75,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [*enter, *self.launcher, sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
              "--exec-root", str(self.exec_root), "--log-level", "debug", *self.extra_args],
-            stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.extra_env}, **self.popen_kwargs)
+            stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.subid_env, **self.extra_env},
+            **self.popen_kwargs)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"berthd exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")

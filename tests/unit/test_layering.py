@@ -83,6 +83,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("berth.engine.container_create", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.hostspec", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.container_defaults", "berth.schema.containers"): "Docker JSON in the engine (daemon defaults fill a HostConfig)",
+    ("berth.engine.container_userns", "berth.schema.containers"): "Docker JSON in the engine (UsernsMode recorded in HostConfig)",
     ("berth.engine.images", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.image_changes", "berth.schema.containers"): "Docker JSON in the engine (from images)",
     ("berth.engine.image_commit", "berth.schema.containers"): "Docker JSON in the engine (from images)",
