@@ -124,6 +124,11 @@ class DataRoot:
             p.chmod(mode)
         for d in self.layers.iterdir():
             d.chmod(LAYER_DIR_MODE)
+        # The database holds container configs (their Env too): root's alone, fixed here before
+        # berthd answers at all (its tables are opened later, off the event loop).
+        for f in (self.db, Path(f"{self.db}-wal"), Path(f"{self.db}-shm")):
+            if f.exists():
+                f.chmod(0o600)
 
 
 @dataclass(frozen=True)
