@@ -3,7 +3,8 @@
 Why not aiohttp: importing aiohttp.web costs ~250 ms on our machines, and berthd must answer
 /_ping well under 150 ms after exec. The Engine API needs little: keep-alive, Content-Length
 and chunked bodies, chunked streaming responses, and connection hijacking (attach, exec) that
-hands the raw socket to the handler. That is what this module does, and nothing more.
+hands the raw socket to the handler. That is what this module does, and nothing more;
+conns.py bounds what clients may hold (header size and time, connections).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.api import framing
+from berth.api import conns, framing
+from berth.api.conns import Conn, Connections, Limits
 from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
 from berth.linux import fd
 
@@ -24,11 +26,10 @@ log = logging.getLogger("berth.api")
 REASONS = {
     101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
+    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
+    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 503: "Service Unavailable",
 }
-
-MAX_HEADER = 64 * 1024
 
 
 @dataclass
@@ -238,8 +239,10 @@ class Server:
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None):
+                 versions: tuple[str, str] | None = None, limits: Limits | None = None):
         self.router = router
+        self.limits = limits or Limits()
+        self.admission = Connections(self.limits)
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -247,10 +250,12 @@ class Server:
         self.connections: set[asyncio.Task[None]] = set()
 
     async def serve_unix(self, path: str) -> None:
-        self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
+        self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512,
+                                                            limit=self.limits.max_header))
 
     async def serve_tcp(self, host: str, port: int) -> None:
-        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512,
+                                                       limit=self.limits.max_header))
 
     async def close(self) -> None:
         for s in self.servers:
@@ -262,9 +267,13 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
+        conn = self.admission.admit(_peer(writer), writer)
         try:
+            if conn.refused:
+                await conns.refuse(reader, writer, self.limits.header_timeout, *conn.refused)
+                return
             while True:
-                keep = await self._one(reader, writer)
+                keep = await self._one(reader, writer, conn)
                 if not keep:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -275,18 +284,16 @@ class Server:
             log.exception("connection error")
         finally:
             self.connections.discard(task)
+            self.admission.leave(conn)
             try:
                 writer.close()
             except Exception:
                 pass
 
-    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return False
-        except asyncio.LimitOverrunError:
-            writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   conn: Conn | None = None) -> bool:
+        head = await conns.read_head(reader, writer, conn, self.limits)
+        if head is None:
             return False
         lines = head.decode("latin-1").split("\r\n")
         try:
@@ -370,3 +377,15 @@ class Server:
         writer.write(_head(resp.status, h) + (resp.body if method != "HEAD" else b""))
         await writer.drain()
         return keep_alive
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    """A client's name for the per-client bound: its pid on a Unix socket, its address on TCP."""
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return f"ip:{peer[0]}"
+    sock = writer.get_extra_info("socket")
+    try:
+        return f"pid:{fd.peer_pid(sock)}" if sock is not None else "unknown"
+    except OSError:
+        return "unknown"

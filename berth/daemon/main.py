@@ -173,7 +173,9 @@ def build_server(app: App) -> Server:
                            swarm as swarm_api, system, system_df, volumes as volumes_api)
     from berth.api.app import register
     from berth.api.errors import error_response
+    from berth.api.conns import Limits
     from berth.api.http import Router, Server
+    from berth.linux import rlimit
 
     router = Router()
     for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
@@ -183,7 +185,9 @@ def build_server(app: App) -> Server:
     jsonbody.guard(router)
     headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"{system.SERVER} (linux)"}
-    return Server(router, headers, error_response, (system.MIN_API_VERSION, system.API_VERSION))
+    nofile = rlimit.getrlimit(rlimit.Resource.NOFILE)[0]
+    return Server(router, headers, error_response, (system.MIN_API_VERSION, system.API_VERSION),
+                  Limits.for_fds(nofile))
 
 
 async def serve(args: argparse.Namespace) -> None:
