@@ -107,14 +107,38 @@ async def read_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
             conn.idle_since = None
     try:
         async with asyncio.timeout(limits.header_timeout):
-            return first + await reader.readuntil(b"\r\n\r\n")
+            return first + await _head(reader, limits.max_header - 1)
     except asyncio.IncompleteReadError:
         return None
     except TimeoutError:
         error(writer, 408, "timeout reading the request header")
-    except asyncio.LimitOverrunError:  # Go's net/http: errTooLarge
+    except HeaderTooLarge:  # Go's net/http: errTooLarge
         error(writer, 431, "request header fields too large")
     return None
+
+
+class HeaderTooLarge(Exception):
+    pass
+
+
+async def _head(reader: asyncio.StreamReader, most: int) -> bytes:
+    """Up to the blank line that ends a head, at most ``most`` bytes. The reader's own limit
+    (64 KiB) stays what bodies are buffered by; a head longer than that is taken in pieces."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            last = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError as e:  # not in the buffer's first 64 KiB: take them
+            last = await reader.readexactly(e.consumed)
+            if size + len(last) > most:
+                raise HeaderTooLarge() from None
+            parts.append(last)
+            size += len(last)
+            continue
+        if size + len(last) > most:
+            raise HeaderTooLarge()
+        return b"".join(parts) + last
 
 
 async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float,

@@ -250,12 +250,10 @@ class Server:
         self.connections: set[asyncio.Task[None]] = set()
 
     async def serve_unix(self, path: str) -> None:
-        self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512,
-                                                            limit=self.limits.max_header))
+        self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
 
     async def serve_tcp(self, host: str, port: int) -> None:
-        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512,
-                                                       limit=self.limits.max_header))
+        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
 
     async def close(self) -> None:
         for s in self.servers:
