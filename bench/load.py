@@ -27,6 +27,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -311,6 +312,7 @@ def main() -> int:
     p.add_argument("--idle", type=int, default=1000)
     p.add_argument("--slowloris", type=int, default=50)
     p.add_argument("--warmup", type=float, default=10, help="seconds of the same mix before 'before'")
+    p.add_argument("--log", default="", help="keep the started berthd's log here")
     p.add_argument("--host", default="", help="a running berthd (unix://PATH); default: start one")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -349,6 +351,8 @@ def main() -> int:
             h.kill()
             h.wait()
         if d is not None:
+            if args.log:
+                shutil.copy(d.log, args.log)
             d.cleanup()
 
 
