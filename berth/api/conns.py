@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import struct
 from dataclasses import dataclass, field
 
 
@@ -31,6 +33,8 @@ class Limits:
         """Limits for a process allowed ``nofile`` descriptors, ``reserve`` of them kept for the
         engine (layers, logs, shims' sockets, the store); ``BERTH_API_HEADER_TIMEOUT`` and
         ``BERTH_API_CONNS_PER_CLIENT`` override the defaults."""
+        if nofile < 0:  # RLIM_INFINITY
+            nofile = 1 << 20
         timeout = os.environ.get("BERTH_API_HEADER_TIMEOUT")
         per_client = os.environ.get("BERTH_API_CONNS_PER_CLIENT")
         return cls(header_timeout=float(timeout) if timeout else cls.header_timeout,
@@ -95,7 +99,10 @@ async def read_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
     Waiting for a request's first byte has no time limit (an idle keep-alive connection, shed
     under fd pressure); from that byte on, the head must be whole within the header time and
-    the header size."""
+    the header size. A connection admitted past a bound gets its error instead."""
+    if conn is not None and conn.refused:
+        await refuse(reader, writer, limits.header_timeout, *conn.refused)
+        return None
     if conn is not None:
         conn.idle_since = asyncio.get_running_loop().time()
     try:
@@ -163,3 +170,17 @@ def error(writer: asyncio.StreamWriter, status: int, message: str) -> None:
     body = json.dumps({"message": message}).encode() + b"\n"
     writer.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+
+
+def peer_of(writer: asyncio.StreamWriter) -> str:
+    """A client's name for the per-client bound: its address on TCP; on a Unix socket the pid
+    that connected it (SO_PEERCRED: struct ucred, pid first)."""
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return f"ip:{peer[0]}"
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return f"pid:{struct.unpack('3i', creds)[0]}"
+    except (OSError, AttributeError):
+        return "unknown"

@@ -3,8 +3,7 @@
 Why not aiohttp: importing aiohttp.web costs ~250 ms on our machines, and berthd must answer
 /_ping well under 150 ms after exec. The Engine API needs little: keep-alive, Content-Length
 and chunked bodies, chunked streaming responses, and connection hijacking (attach, exec) that
-hands the raw socket to the handler. That is what this module does, and nothing more;
-conns.py bounds what clients may hold (header size and time, connections).
+hands the raw socket to the handler. That is what this module does, and nothing more.
 """
 
 from __future__ import annotations
@@ -12,22 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.api import conns, framing
-from berth.api.conns import Conn, Connections, Limits
+from berth.api import conns, framing  # conns: what clients may hold (header size and time, connections)
 from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
-from berth.linux import fd
 
 log = logging.getLogger("berth.api")
 
 REASONS = {
     101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
-    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 503: "Service Unavailable",
 }
 
@@ -49,6 +47,7 @@ class Request:
     _eof: bool = False
     hijacked: bool = False
     responded: bool = False
+    extra_headers: dict[str, str] = field(default_factory=dict)  # the server's common headers
 
     async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
         parts = []
@@ -111,7 +110,7 @@ class Request:
         if upgrade:
             head += ["Connection: Upgrade", "Upgrade: tcp"]
         if common:
-            head += [f"{k}: {v}" for k, v in getattr(self, "extra_headers", {}).items()]
+            head += [f"{k}: {v}" for k, v in self.extra_headers.items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         self.hijacked = True
         self.responded = True
@@ -123,6 +122,7 @@ class Request:
         stream bytes that arrived together with the head stay in that buffer and are lost
         (attach with logs=1, a fast exec). So the first stream bytes go out only once the head
         has left the socket's queue."""
+        from berth.linux import fd  # ctypes: not on the path to the first /_ping
         await self.writer.drain()
         sock = self.writer.get_extra_info("socket")
         if sock is None:
@@ -134,7 +134,7 @@ class Request:
             while fd.unread_output(sock.fileno()) > 0 and loop.time() < end:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.01)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the connection is already closed (fd -1)
             return
 
 
@@ -178,7 +178,7 @@ class StreamResponse:
             return
         self.started = True
         self.req.responded = True
-        h = dict(self.req.extra_headers) if hasattr(self.req, "extra_headers") else {}
+        h = dict(self.req.extra_headers)
         h.update(self.headers)
         if self.content_type:
             h["Content-Type"] = self.content_type
@@ -235,14 +235,18 @@ class Router:
 
 
 class Server:
-    """Serves a Router; `on_error` turns an exception into a Response (the one error table)."""
+    """Serves a Router; `on_error` turns an exception into a Response (the one error table).
+    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered)."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None, limits: Limits | None = None):
+                 versions: tuple[str, str] | None = None, early: Router | None = None, limits: conns.Limits | None = None):
         self.router = router
-        self.limits = limits or Limits()
-        self.admission = Connections(self.limits)
+        self.early = early or Router()
+        self.ready = asyncio.Event()  # set once: the daemon's engine is wired and recovered
+        if early is None:
+            self.ready.set()
+        self.admission = conns.Connections(limits or conns.Limits())
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -252,8 +256,25 @@ class Server:
     async def serve_unix(self, path: str) -> None:
         self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
 
-    async def serve_tcp(self, host: str, port: int) -> None:
-        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+    async def serve_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on host:port; with ``tls`` every connection is TLS (berth.api.tls)."""
+        if tls is None:
+            self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+            return
+        from berth.api.tls import protocol_factory
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), host, port, backlog=512))
+
+    async def serve_socket(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        """Serve a socket that already listens (systemd socket activation); ``tls`` for TCP ones."""
+        if sock.family == socket.AF_UNIX:
+            self.servers.append(await asyncio.start_unix_server(self._conn, sock=sock, backlog=512))
+        elif tls is None:
+            self.servers.append(await asyncio.start_server(self._conn, sock=sock, backlog=512))
+        else:
+            from berth.api.tls import protocol_factory
+            loop = asyncio.get_running_loop()
+            self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), sock=sock, backlog=512))
 
     async def close(self) -> None:
         for s in self.servers:
@@ -265,11 +286,8 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
-        conn = self.admission.admit(_peer(writer), writer)
+        conn = self.admission.admit(conns.peer_of(writer), writer)
         try:
-            if conn.refused:
-                await conns.refuse(reader, writer, self.limits.header_timeout, *conn.refused)
-                return
             while True:
                 keep = await self._one(reader, writer, conn)
                 if not keep:
@@ -289,8 +307,8 @@ class Server:
                 pass
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   conn: Conn | None = None) -> bool:
-        head = await conns.read_head(reader, writer, conn, self.limits)
+                   conn: conns.Conn | None = None) -> bool:
+        head = await conns.read_head(reader, writer, conn, self.admission.limits)
         if head is None:
             return False
         lines = head.decode("latin-1").split("\r\n")
@@ -309,7 +327,7 @@ class Server:
         qlist = parse_qsl(qs, keep_blank_values=True)
         req = Request(method=method, path=path, query=dict(qlist), headers=headers,
                       reader=reader, writer=writer, query_list=qlist)
-        req.extra_headers = self.common_headers  # type: ignore[attr-defined]
+        req.extra_headers = self.common_headers
         te = headers.get("transfer-encoding", "").lower()
         if "chunked" in te:
             req._chunked = True
@@ -327,7 +345,10 @@ class Server:
         try:
             if req.api_version is not None and self.versions is not None:
                 check_version(req.api_version, *self.versions)
-            handler, match, path_found = self.router.resolve(method, req.path)
+            handler, match, path_found = self.early.resolve(method, req.path)
+            if handler is None:
+                await self.ready.wait()  # at once when set
+                handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":
                     handler, match, _ = self.router.resolve("GET", req.path)
@@ -375,15 +396,3 @@ class Server:
         writer.write(_head(resp.status, h) + (resp.body if method != "HEAD" else b""))
         await writer.drain()
         return keep_alive
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    """A client's name for the per-client bound: its pid on a Unix socket, its address on TCP."""
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and peer:
-        return f"ip:{peer[0]}"
-    sock = writer.get_extra_info("socket")
-    try:
-        return f"pid:{fd.peer_pid(sock)}" if sock is not None else "unknown"
-    except OSError:
-        return "unknown"

@@ -1,15 +1,16 @@
 """Streams of JSON messages (pull, push, load, build progress) as Docker writes them: one Go-encoded
 message per line, the stream starting with its first message so that an early error can still
-be a plain status."""
+be a plain status; and byte streams (export, save) that start the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator
 from typing import Any, Awaitable, Callable
 
 from berth.api.http import Request, StreamResponse
-from berth.engine.distribution import Progress
+from berth.engine.progress import Progress
 
 
 def go_json(msg: dict[str, Any]) -> bytes:
@@ -103,3 +104,21 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
             await task
         except BaseException:
             pass
+
+
+async def stream_chunks(req: Request, chunks: AsyncGenerator[bytes, None], content_type: str,
+                        empty: bytes | None = None) -> StreamResponse:
+    """Answer with ``chunks`` once the first has come (an error before it is a plain status).
+
+    ``empty``: what an empty stream sends; None: an empty stream is the producer's error.
+    """
+    try:
+        first = await anext(chunks) if empty is None else await anext(chunks, empty)
+        resp = StreamResponse(req, content_type=content_type)
+        await resp.write(first)
+        async for chunk in chunks:
+            await resp.write(chunk)
+        await resp.finish()
+        return resp
+    finally:
+        await chunks.aclose()

@@ -13,6 +13,7 @@ attributes or zero-argument methods; methods with arguments (``.Label "k"``) are
 
 from __future__ import annotations
 
+import json
 import math
 
 TYPE_CHECKING = False
@@ -89,7 +90,6 @@ def truth(value: Any) -> bool:
 
 def to_json(value: Any) -> str:
     """docker's ``json`` function: compact JSON, HTML characters not escaped."""
-    import json
 
     if hasattr(value, "as_json"):
         # docker's row types marshal themselves with json.Marshal, which escapes HTML

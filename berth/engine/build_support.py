@@ -60,8 +60,8 @@ async def run_container(containers: Containers, req: CreateRequest, on_created: 
     try:
         reader, writer = await attach
     except (asyncio.CancelledError, OSError, ConnectionError):
-        reader = writer = None  # type: ignore[assignment]
-    if reader is not None:
+        pass
+    else:
         try:
             await _pump(reader, output)
         finally:
@@ -112,10 +112,10 @@ def tidy_upper(upper: Path, present: Callable[[str], bool], extra: list[str], cl
     if clamp is not None:
         for root, dirs, files in os.walk(upper):
             for n in dirs + files:
-                p = os.path.join(root, n)
-                st = os.lstat(p)
+                path = os.path.join(root, n)
+                st = os.lstat(path)
                 if st.st_mtime > clamp:
-                    os.utime(p, (clamp, clamp), follow_symlinks=False)
+                    os.utime(path, (clamp, clamp), follow_symlinks=False)
         st = os.lstat(upper)
 
 

@@ -14,6 +14,7 @@ from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container
 from berth.errors import Conflict, InvalidArgument
 from berth.image.store import Image
+from berth.runtime.cgroups import detect
 from berth.schema.containers import ContainerConfig, CreateRequest, HostConfig, config_of, strslice
 
 __all__ = ["CreateRequest", "Creator", "check_host_config", "merge_config"]
@@ -30,6 +31,7 @@ class Creator:
         warnings: list[str] = []
         check_host_config(hc)
         validate.check_create(req, hc)
+        self.t.defaults.at_create(hc)
         hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
         if name:
             if not names.valid(name):
@@ -181,7 +183,6 @@ def _cgroupns_mode(mode: str) -> str:
         return mode
     if mode:
         raise InvalidArgument(f"invalid cgroup namespace mode: {mode}")
-    from berth.runtime.cgroups import detect
     try:
         return "private" if detect().version == 2 else "host"
     except Exception:

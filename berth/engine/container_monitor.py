@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 
 from berth.engine import shims
 from berth.engine.container_table import ContainerTable, now
+from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
 from berth.errors import InvalidArgument
 from berth.runtime.shim.protocol import ExitStatus
@@ -159,7 +160,6 @@ def _record_exit(c: Container, status: ExitStatus) -> None:
 
 
 def _parse_iso(t: str) -> float | None:
-    from berth.engine.logs import parse_time
     try:
         return parse_time(t) if t and not t.startswith("0001-") else None
     except InvalidArgument:

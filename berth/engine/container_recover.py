@@ -7,7 +7,6 @@ containers (the host may have rebooted).
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 from berth.engine import shims
 from berth.engine.container_monitor import Monitor
@@ -82,11 +81,13 @@ class Recovery:
             await asyncio.sleep(0.01)
 
     def _sweep_orphans(self) -> None:
-        """Container dirs no record knows: a create or remove cut short by a crash."""
+        """Container dirs no record knows: a create or remove cut short by a crash; and
+        what the trash still held."""
+        self.t.trash.sweep()
         try:
             entries = list(self.t.data.containers.iterdir())
         except FileNotFoundError:
             return
         for d in entries:
             if d.name not in self.t.by_id:
-                shutil.rmtree(d, ignore_errors=True)
+                self.t.trash.discard(d)

@@ -14,18 +14,22 @@ import asyncio
 import builtins
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
+from berth.engine.container_defaults import ContainerDefaults
 from berth.engine.model import Container, decode, encode
 from berth.errors import InvalidArgument, NotFound
-from berth.image.store import ImageStore
+from berth.image.store import Image, ImageStore
 from berth.oci.spec import Mount
 from berth.runtime.shim.protocol import ExitStatus
 
 if TYPE_CHECKING:
     from berth.runtime.cgroups import Cgroup
+from berth.runtime.cgroups import open_cgroup
 from berth.state.db import Database
 from berth.state.paths import DataRoot, ExecRoot
+from berth.state.trash import Trash
 
 START_ERROR_PREFIX = ("failed to create shim task: OCI runtime create failed: runc create failed: "
                       "unable to start container process: ")
@@ -89,7 +93,9 @@ class ContainerTable:
         self.exit_hooks: list[Callable[[str], None]] = []  # called with the id after each exit
         self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
         self.attachments: Attachable | None = None  # networks and volumes; set by daemon/
+        self.defaults = ContainerDefaults()         # daemon.json's defaults; set by daemon/
         self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
+        self.trash = Trash(data.trash)  # removed containers' directories, deleted in the background
         for (data_,) in db.query("SELECT data FROM containers"):
             c = decode(data_)
             self.by_id[c.id] = c
@@ -134,8 +140,18 @@ class ContainerTable:
         return [c for c in self.by_id.values() if c.image_id == image_id]
 
     def cgroup(self, c: Container) -> Cgroup:
-        from berth.runtime.cgroups import open_cgroup  # the cgroup version is probed on first use
         return open_cgroup(f"/berth/{c.id}")
+
+    def overlay(self, c: Container, image: Image) -> tuple[builtins.list[Path], str]:
+        """The container's overlay: its image's layer dirs (an empty dir for an image without
+        layers: overlayfs needs a lowerdir) and the mount options over its writable layer."""
+        d = self.data.container(c.id)
+        lowers = self.images.lower_dirs(image)
+        if not lowers:
+            empty = self.data.root / "image" / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        return lowers, f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
 
     # -- waiters ----------------------------------------------------------------------------
 

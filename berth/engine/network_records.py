@@ -15,6 +15,7 @@ import builtins
 import secrets
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Network
 from typing import Any
 
 import msgspec
@@ -82,6 +83,12 @@ class Network(msgspec.Struct):
     bridge: str = ""
     cursor: int = 0
     predefined: bool = False
+    enable_ipv6: bool = False        # --ipv6 (daemon.json ipv6 for the default bridge)
+    subnet6: str = ""
+    gateway6: str = ""
+    ip_range6: str = ""
+    user_subnet6: bool = False       # an IPv6 --subnet given: --ip6 is allowed
+    cursor6: int = 0
 
     @property
     def is_bridge(self) -> bool:
@@ -100,8 +107,10 @@ class Endpoint(msgspec.Struct):
     mac_req: str = ""                # requested (--mac-address)
     driver_opts: dict[str, str] | None = None
     gw_priority: int = 0             # API 1.48: the highest provides the default route
+    ipv6: str = ""                   # requested (--ip6)
     endpoint_id: str = ""
     ip: str = ""                     # allocated while running
+    ip6: str = ""
     mac: str = ""
     ifname: str = ""
     host_if: str = ""
@@ -170,6 +179,7 @@ class NetworkTable:
             s = _dec_sb.decode(data)
             self.sandboxes[s.container_id] = s
         self._ensure_predefined()
+        self.pools: list[tuple[IPv4Network, int]] = []   # daemon.json's default-address-pools
         self.running: set[str] = set()          # containers whose endpoints are live
         self.names: Callable[[str], tuple[str, str] | None] = lambda cid: None  # -> (name, hostname)
 

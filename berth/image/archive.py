@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import stat
@@ -121,7 +123,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     ti = tarfile.TarInfo(name)
     ti.size = len(data)
     ti.mode = 0o644
-    import io
     tar.addfile(ti, io.BytesIO(data))
 
 
@@ -133,8 +134,6 @@ def _dir(tar: tarfile.TarFile, name: str) -> None:
 
 
 def write_save(out: BinaryIO, images: list[SaveImage], familiar: Callable[[str], str]) -> None:
-    import hashlib
-
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _dir(tar, "blobs")
         _dir(tar, "blobs/sha256")

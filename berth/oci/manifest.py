@@ -6,6 +6,7 @@ index / manifest list (one manifest per platform). Schema 1 is refused with a cl
 
 from __future__ import annotations
 
+import json
 import platform as _platform
 from typing import Any
 
@@ -186,6 +187,5 @@ def choose(index: Index, want: Platform) -> Descriptor:
 
 def encode_pretty(obj: Any) -> bytes:
     """JSON indented with 3 spaces, as Docker writes the manifests it pushes."""
-    import json
 
     return json.dumps(msgspec.to_builtins(obj), indent=3, separators=(",", ": ")).encode()

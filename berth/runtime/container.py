@@ -15,18 +15,26 @@ forked child is then PID 1 of its namespace *and* the caller's direct child.
 
 from __future__ import annotations
 
+import dataclasses
+import marshal
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from berth.errors import RuntimeFailure
 from berth.linux import sched
 from berth.linux.sched import CloneFlags
-from berth.oci.spec import Spec
-from berth.runtime import _sync, init
+from berth.oci import spec as oci
+from berth.oci.spec import DeviceCgroup, Spec, decode_spec
+from berth.runtime import _sync, init, seccomp
+from berth.runtime import caps as capmod
+from berth.runtime.cgroups import open_cgroup
+from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
-from berth.runtime.plan import PlanError, build_plan
+from berth.runtime.plan import CgroupHierarchy, HostInfo, PlanError, build_plan
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
 
@@ -95,7 +103,6 @@ def _open_cgroup(spec: Spec) -> Any | None:
     path = spec.linux.cgroupsPath if spec.linux else None
     if not path:
         return None
-    from berth.runtime.cgroups import open_cgroup  # the colleague's module
 
     return open_cgroup(path)
 
@@ -109,9 +116,7 @@ _RUNC_DEVICES = (("c", None, None, "m"), ("b", None, None, "m"), ("c", 136, None
 def _with_runc_devices(resources: Any) -> Any:
     if resources is None or not resources.devices:
         return resources
-    import msgspec
 
-    from berth.oci.spec import DeviceCgroup
     extra = [DeviceCgroup(allow=True, type=t, major=ma, minor=mi, access=acc) for t, ma, mi, acc in _RUNC_DEVICES]
     return msgspec.structs.replace(resources, devices=[*resources.devices, *extra])
 
@@ -119,8 +124,6 @@ def _with_runc_devices(resources: Any) -> Any:
 def _seccomp_bpf(spec: Spec, cache: Path | None) -> bytes | None:
     if spec.linux is None or spec.linux.seccomp is None:
         return None
-    from berth.runtime import seccomp  # the colleague's module
-
     return seccomp.compile(spec.linux.seccomp, cache)
 
 
@@ -128,26 +131,13 @@ def _console(stdin: int, terminal: bool) -> str | None:
     return os.ttyname(stdin) if terminal and os.isatty(stdin) else None
 
 
-class _ForkNamespaces:
-    """Enter the pid/time namespaces for the next fork(); leave them right after."""
+class _NamespacesBack:
+    """Leaving: setns back to the namespaces saved in ``_restore`` (fds of /proc/self/ns/*)."""
 
-    def __init__(self, unshare: int, join: tuple[tuple[str, int], ...]) -> None:
-        self._flags = unshare | sum(f for _, f in join)
-        self._unshare, self._join = unshare, join
-        self._restore: list[tuple[int, int]] = []
+    _restore: list[tuple[int, int]]
 
-    def __enter__(self) -> None:
-        for flag, name in _NS_FILES.items():
-            if self._flags & flag:
-                self._restore.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
-        for path, flag in self._join:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                sched.setns(fd, flag)
-            finally:
-                os.close(fd)
-        if self._unshare:
-            sched.unshare(self._unshare)
+    def _save(self, flag: int) -> None:
+        self._restore.append((os.open(f"/proc/self/ns/{_NS_FILES[flag]}", os.O_RDONLY | os.O_CLOEXEC), flag))
 
     def __exit__(self, *exc: object) -> None:
         # setns to our own namespace resets "pid_for_children" to it (setns(2)).
@@ -156,6 +146,21 @@ class _ForkNamespaces:
                 sched.setns(fd, flag)
             finally:
                 os.close(fd)
+
+
+class _ForkNamespaces(_NamespacesBack):
+    """Enter the pid/time namespaces for the next fork(); leave them right after."""
+
+    def __init__(self, unshare: int, join: tuple[tuple[str, int], ...]) -> None:
+        self._flags = unshare | sum(f for _, f in join)
+        self._unshare, self._join = unshare, join
+        self._restore = []
+
+    def __enter__(self) -> None:
+        for flag in _NS_FILES:
+            if self._flags & flag:
+                self._save(flag)
+        init.enter_namespaces(self._join, self._unshare)
 
 
 def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
@@ -308,15 +313,12 @@ class ExecContext:
         """As ``direct``, but the work (and its garbage) happens in a short-lived child. The
         answer comes back through marshal (built in: importing pickle in the shim alone costs
         it more private memory than all the rest)."""
-        import dataclasses
-        import marshal
 
         r, w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # pragma: no cover (the child)
             code = 1
             try:
-                from berth.oci.spec import decode_spec
                 host, bpf, procs, tasks = _context_facts(decode_spec(spec_bytes), seccomp_cache)
                 data = marshal.dumps((dataclasses.astuple(host), bpf, procs, tasks))
                 while data:
@@ -344,7 +346,6 @@ class ExecContext:
         if not data or data[:1] == b"E":
             raise SetupFailed(data[1:].decode(errors="replace") or "cannot prepare exec", "plan")
         host_t, bpf, procs, tasks = marshal.loads(data)
-        from berth.runtime.plan import CgroupHierarchy, HostInfo
         vals = dict(zip((f.name for f in dataclasses.fields(HostInfo)), host_t))
         vals["cgroups"] = tuple(CgroupHierarchy(*h) for h in vals["cgroups"])
         return cls(init_pid, HostInfo(**vals), bpf, procs, tasks, spec_bytes=spec_bytes)
@@ -352,7 +353,6 @@ class ExecContext:
     @property
     def spec(self) -> Spec:
         if self._spec is None:
-            from berth.oci.spec import decode_spec
             assert self._spec_bytes is not None
             self._spec = decode_spec(self._spec_bytes)
         return self._spec
@@ -408,25 +408,17 @@ def _open_ns(pid: int, name: str, opened: list[int]) -> int:
     return fd
 
 
-class _JoinNamespaceFds:
+class _JoinNamespaceFds(_NamespacesBack):
     """Enter the pid/time namespaces (already-open fds) for the next fork(); leave right after."""
 
     def __init__(self, join: tuple[tuple[int, int], ...]) -> None:
         self._join = join
-        self._restore: list[tuple[int, int]] = []
+        self._restore = []
 
     def __enter__(self) -> None:
         for fd, flag in self._join:
-            name = _NS_FILES[flag]
-            self._restore.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+            self._save(flag)
             sched.setns(fd, flag)
-
-    def __exit__(self, *exc: object) -> None:
-        for fd, flag in self._restore:
-            try:
-                sched.setns(fd, flag)
-            finally:
-                os.close(fd)
 
 
 def exec_process(spec: Spec, init_pid: int, *, stdin: int, stdout: int, stderr: int,
@@ -519,11 +511,7 @@ def exec_spec(spec: Spec, *, args: list[str], env: list[str], cwd: str, user: st
     """The container's spec with an exec's process in it (pure): Docker's rules for
     ``docker exec``: the container's environment plus ``env``, its user and working
     directory unless given, and every capability when ``privileged``."""
-    import msgspec
 
-    from berth.oci import spec as oci
-    from berth.runtime import caps as capmod
-    from berth.runtime.defaults import ANNOTATION_USER
 
     base = spec.process or oci.Process()
     merged: dict[str, str] = {}

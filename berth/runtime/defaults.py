@@ -20,6 +20,8 @@ import functools
 
 from typing import Any, Literal
 
+import msgspec
+
 from berth.oci import spec as oci
 from berth.runtime import caps as capmod
 
@@ -146,7 +148,6 @@ def _default_seccomp(caps: tuple[str, ...]) -> oci.Seccomp | None:
 
 
 def _resolve_seccomp(mode: str | dict[str, Any], cap_list: list[str]) -> oci.Seccomp | None:
-    import msgspec
 
     from berth.runtime import seccomp as profiles  # the colleague's module; lazy on purpose
 

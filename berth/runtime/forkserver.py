@@ -19,6 +19,7 @@ import sys
 
 import msgspec
 
+from berth.linux import prctl
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
 from berth.state.sockaddr import address
@@ -91,7 +92,6 @@ def _preload() -> None:
 
 
 def _set_pdeathsig() -> None:
-    from berth.linux import prctl
     prctl.set_pdeathsig(9)
     prctl.set_name("berth-forkserver")
 

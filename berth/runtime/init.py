@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from berth.linux import caps as lcaps
 from berth.linux import fd as lfd
@@ -70,15 +70,20 @@ def _cgroup_paths() -> dict[str, str]:
     return out
 
 
-def _namespaces(plan: Plan) -> None:
-    for path, flag in plan.join:
+def enter_namespaces(join: Iterable[tuple[str, int]], unshare: int) -> None:
+    """setns into each ``(path, flag)`` of ``join``, then unshare the ``unshare`` flags."""
+    for path, flag in join:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             sched.setns(fd, flag)
         finally:
             os.close(fd)
-    if plan.unshare:
-        sched.unshare(plan.unshare)
+    if unshare:
+        sched.unshare(unshare)
+
+
+def _namespaces(plan: Plan) -> None:
+    enter_namespaces(plan.join, plan.unshare)
 
 
 def _read_text(path: str) -> str:

@@ -19,6 +19,8 @@
         hostname hosts resolv.conf    bind-mounted into the container
         <id>-json.log                 json-file log, written by the shim
         exit.json                     written atomically by the shim when init exits
+      trash/<name>.<random>/          a removed container's directory, deleted in the
+                                      background (state/trash.py); swept at start
       volumes/<name>/_data/           a volume's content (local driver, no mount options)
       build/
         tmp/<build id>/               one build's context (extracted), secrets; swept at start
@@ -82,6 +84,10 @@ class DataRoot:
         return self.root / "volumes"
 
     @property
+    def trash(self) -> Path:
+        return self.root / "trash"
+
+    @property
     def build_tmp(self) -> Path:
         return self.root / "build" / "tmp"
 
@@ -95,7 +101,7 @@ class DataRoot:
 
     def make(self) -> None:
         for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.seccomp_cache,
-                  self.build_tmp, self.build_mounts, self.volumes):
+                  self.build_tmp, self.build_mounts, self.volumes, self.trash):
             p.mkdir(parents=True, exist_ok=True)
         self.secure()
 
@@ -108,7 +114,7 @@ class DataRoot:
         """
         return [(self.root, 0o701), (self.root / "image", 0o710), (self.layers, 0o710),
                 (self.short_links, 0o710), (self.containers, 0o710), (self.volumes, 0o701),
-                (self.root / "build", 0o700), (self.root / "runtime", 0o700)]
+                (self.root / "build", 0o700), (self.root / "runtime", 0o700), (self.trash, 0o700)]
 
     def secure(self) -> None:
         """Apply modes() and LAYER_DIR_MODE, also to a data root an older berthd made."""

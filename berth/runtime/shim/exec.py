@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from berth.runtime.container import ExecContext
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExecReply, SpawnRequest, frame
 from berth.runtime.shim.stdio import POLLIN, Client, Hub, write_all
@@ -53,7 +54,6 @@ class Execs:
 
     def _context(self, init_pid: int) -> ExecContext:
         if self.ctx is None:
-            from berth.runtime.container import ExecContext
             cache = self.req.seccomp_cache
             with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
                 raw = f.read()

@@ -16,11 +16,17 @@ import os
 import signal
 import socket
 import threading
+import traceback
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from berth import runtime
+from berth.linux import tty
+from berth.oci.spec import decode_spec
+from berth.runtime.container import exec_process, exec_spec
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import ExecReply, Reply, SpawnReply, SpawnRequest
 
@@ -53,7 +59,6 @@ def recv_master(sock: socket.socket) -> int:
 
 
 def resize(fd: int, rows: int, cols: int) -> None:
-    from berth.linux import tty
     tty.set_winsize(fd, rows, cols)
 
 
@@ -150,8 +155,6 @@ def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: in
         # and SIGCHLD handler are not ours, and the init must not inherit them.
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        from berth import runtime
-        from berth.oci.spec import decode_spec
         with open(os.path.join(req.bundle, "config.json"), "rb") as f:
             spec = decode_spec(f.read())
         cache = Path(req.seccomp_cache) if req.seccomp_cache else None
@@ -174,7 +177,6 @@ def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: in
         else:
             init.abort()
     except BaseException:
-        import traceback
         traceback.print_exc()
         code = 1
     os._exit(code)
@@ -193,8 +195,6 @@ def exec_child(ctx: ExecContext, req: protocol.Exec, in_r: int, out_w: int, err_
     the cgroup. The process is reparented to the shim (a child subreaper) when this exits."""
     code = 0
     try:
-        from berth import runtime
-        from berth.runtime.container import exec_process, exec_spec
         signal.set_wakeup_fd(-1)  # the shim's wakeup pipe is not ours (closed above)
         joiner = None
         if ctx.self_join is None and ctx.procs:  # the child cannot move itself cheaply
@@ -218,7 +218,6 @@ def exec_child(ctx: ExecContext, req: protocol.Exec, in_r: int, out_w: int, err_
             os._exit(0)
         _report(rep_w, ExecReply(pid=pid))
     except BaseException:
-        import traceback
         traceback.print_exc()
         code = 1
     os._exit(code)
@@ -233,7 +232,6 @@ def gzip_child(src: str) -> None:
     try:
         close_all_but(2)
         signal.set_wakeup_fd(-1)
-        import zlib
         tmp = f"{src}.gz.tmp"
         with open(src, "rb") as fi, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as fo:
             z = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip framing

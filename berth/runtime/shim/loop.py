@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from berth import runtime
+from berth.linux import prctl
+from berth.oci.spec import decode_spec
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.exec import Execs
 from berth.runtime.shim.protocol import ExitStatus, Reply, SpawnRequest, StateReply
@@ -58,7 +61,6 @@ class Shim:
     def setup(self) -> None:
         """Create the container through a short-lived helper child (``helper.Setup``); the
         init is reparented to the shim, a child subreaper, and reaped here."""
-        from berth.linux import prctl
         prctl.set_child_subreaper()
         self.io.log.open()
         child = self.io.make_pipes()
@@ -72,7 +74,6 @@ class Shim:
 
     def _spec(self) -> Spec:
         if self.spec is None:
-            from berth.oci.spec import decode_spec
             with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
                 self.spec = decode_spec(f.read())
         return self.spec
@@ -186,7 +187,6 @@ class Shim:
             self.reaped(pid, status)
 
     def _exited(self, code: int, error: str = "") -> None:
-        from berth import runtime
         self.execs.close_context()
         oom = False
         try:
@@ -198,7 +198,6 @@ class Shim:
 
     def finish(self) -> None:
         """Init has exited and its output is drained: record, tell waiters, leave."""
-        from berth import runtime
         assert self.exit is not None
         self.io.log.flush()
         try:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import os
 import socket
+import traceback
 
 from berth.runtime.shim.host import Host
+from berth.linux import prctl
 from berth.runtime.shim.loop import Shim
 from berth.runtime.shim.protocol import SpawnRequest
 
@@ -38,7 +40,6 @@ def main(req: SpawnRequest, status_sock: socket.socket, join: socket.socket | No
         os.setsid()
     except OSError:
         pass
-    from berth.linux import prctl
     prctl.set_name("berth-shim")
     prctl.set_child_subreaper()
     host = Host(join)
@@ -46,7 +47,6 @@ def main(req: SpawnRequest, status_sock: socket.socket, join: socket.socket | No
         host.add(req, status_sock)
         host.run()
     except BaseException:
-        import traceback
         traceback.print_exc()
         code = 1
     os._exit(code)

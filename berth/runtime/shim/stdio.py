@@ -3,7 +3,8 @@
 ``Hub`` owns the poll set and the control socket's connections (non-blocking sends with a
 backlog per client). ``ContainerIO`` owns the container's stdout/stderr pipes (or its pty),
 fans each read out to the log and to every attached client, and writes stdin. ``LogWriter``
-appends the json-file records (``logfile``) and rotates the log as dockerd does.
+appends the json-file records (``logfile``) and rotates the log as dockerd does, or sends each
+line to syslog or the journal (``logsinks``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 import select
 import socket
 import time
-from berth.runtime.shim import helper, logfile, protocol
+
+from berth.linux import fd as lfd
+from berth.runtime.shim import helper, logfile, logsinks, protocol
 from berth.runtime.shim.protocol import STDERR, STDOUT, Attach, SpawnRequest, frame
 from berth.state.sockaddr import address
 
@@ -29,7 +32,6 @@ def now() -> str:
 def _widen(*pipes: int) -> None:
     """Room for a chatty container's output while the shim writes the log: it does not block
     on a full 64 KiB pipe, and the shim reads (and logs) more per wake-up."""
-    from berth.linux import fd as lfd
     for p in pipes:
         try:
             lfd.set_pipe_size(p, _PIPE_SIZE)
@@ -203,7 +205,8 @@ class Hub:
 
 
 class LogWriter:
-    """The container's json-file log: records appended per read, rotated at max-size."""
+    """The container's json-file log: records appended per read, rotated at max-size; or, for
+    syslog and journald, its lines sent to a ``logsinks`` sink."""
 
     def __init__(self, req: SpawnRequest):
         self.req = req
@@ -211,8 +214,14 @@ class LogWriter:
         self.log_size = 0
         self.compressor = 0  # pid of the child gzipping the last rotated file
         self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
+        self.sink: logsinks.Sink | None = None
 
     def open(self) -> None:
+        if self.req.remote_log is not None:
+            try:
+                self.sink = logsinks.open_sink(self.req.remote_log)
+            except OSError as e:
+                raise OSError(e.errno, f"failed to initialize logging driver: {e.strerror or e}") from None
         if self.req.log:
             self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
             self.log_size = os.fstat(self.log).st_size
@@ -237,14 +246,29 @@ class LogWriter:
         buf = self.partial[stream] + data
         cut = buf.rfind(b"\n") + 1
         rest = buf[cut:]
-        if len(rest) >= 16384:
+        long = len(rest) >= 16384
+        if long:
             cut, rest = len(buf), b""
         self.partial[stream] = rest
         if cut:
-            self._log(stream, buf[:cut])
+            self._log(stream, buf[:cut], long)
 
-    def _log(self, stream: int, lines: bytes) -> None:
-        """Append the records of ``lines`` (logfile.encode), rotating as max-size says."""
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+
+    def _log(self, stream: int, lines: bytes, partial: bool = False) -> None:
+        """Append the records of ``lines`` (logfile.encode), rotating as max-size says; or send
+        them, a message a line (``partial``: the last one is a long line's first part)."""
+        if self.sink is not None:
+            parts = lines.split(b"\n")
+            last = parts.pop()
+            for line in parts:
+                self.sink.send(stream, line, False)
+            if last:
+                self.sink.send(stream, last, partial)
+            return
         if self.log < 0:
             return
         blob = logfile.encode(lines, "stdout" if stream == STDOUT else "stderr", now())
@@ -404,3 +428,4 @@ class ContainerIO:
                     pass
         self._out = (-1, -1)
         self.log.log = -1
+        self.log.close()

@@ -29,10 +29,12 @@ RUNS = 3
 MAX_PROCESSES = 3   # fork server -> shim -> setup helper -> init
 MAX_EXECVE = 1      # the container's process; nothing else is executed
 MAX_UMOUNTS = 1     # the old root after pivot_root
-MAX_THREADS = 2     # berthd: one to make the netns, one to configure it from inside
+MAX_THREADS = 1     # berthd: one to make the next spare netns (the veth is configured through a
+                    # socket opened in it then, so no thread joins the namespace per run)
 MAX_MOUNTS = 58     # the init's rootfs, /proc /dev /sys, cgroup dirs, masked and read-only paths
+MAX_RENAMES = 6     # atomic writes: config.json, hostname, hosts, resolv.conf (each once), exit.json; the trash
 
-_CALL = re.compile(r"^\d+\s+(clone3?|fork|vfork|execve|mount|umount2)\((.*)$")
+_CALL = re.compile(r"^\d+\s+(clone3?|fork|vfork|execve|mount|umount2|rename(?:at2?)?)\((.*)$")
 
 
 def _fork_server(berthd: int) -> int:
@@ -58,6 +60,8 @@ def count_calls(trace: str) -> Counter[str]:
         name, rest = m.groups()
         if name in ("clone", "clone3", "fork", "vfork"):
             out["thread" if "CLONE_THREAD" in rest else "process"] += 1
+        elif name.startswith("rename"):
+            out["rename"] += 1
         else:
             out[name] += 1
     return out
@@ -71,8 +75,10 @@ def test_count_calls_parses_strace_lines() -> None:
         "11  execve(\"/bin/true\", [\"true\"], 0x7f /* 3 vars */ <unfinished ...>\n"
         "11  <... execve resumed>) = 0\n"
         "11  mount(\"proc\", \"/x/proc\", \"proc\", MS_NOSUID, NULL) = 0\n"
-        "11  umount2(\"/.old\", MNT_DETACH) = 0\n")
-    assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1)
+        "11  umount2(\"/.old\", MNT_DETACH) = 0\n"
+        "12  rename(\"/d/.hosts.1.tmp\", \"/d/hosts\") = 0\n"
+        "12  renameat2(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/t/c.1\", 0) = 0\n")
+    assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1, rename=2)
 
 
 def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybox: str, tmp_path: Path) -> None:
@@ -83,7 +89,7 @@ def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybo
     subprocess.run(run, env=berthd.env, check=True, capture_output=True)  # warm: fork server, pools
     fs = _fork_server(berthd.proc.pid)
     out = tmp_path / "trace"
-    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,umount2",
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,umount2,rename,renameat,renameat2",
                                "-o", str(out), "-p", str(berthd.proc.pid), "-p", str(fs)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -104,5 +110,6 @@ def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybo
     assert per_run.get("thread", 0) <= MAX_THREADS, per_run
     assert per_run.get("mount", 0) <= MAX_MOUNTS, per_run
     assert per_run.get("umount2", 0) <= MAX_UMOUNTS, per_run
+    assert per_run.get("rename", 0) <= MAX_RENAMES, per_run
     assert per_run.get("process", 0) >= 1, f"nothing traced: {per_run}"  # the guard itself works
     print(f"per run: {per_run}")
