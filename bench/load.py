@@ -28,6 +28,7 @@ import os
 import random
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -69,7 +70,7 @@ class Conn:
     async def request(self, method: str, url: str, body: object | None = None,
                       keep: bool = True) -> tuple[int, bytes]:
         if self.w is None:
-            self.r, self.w = await asyncio.open_unix_connection(self.path, limit=1 << 20)
+            self.r, self.w = await asyncio.open_unix_connection(sock=await connect(self.path), limit=1 << 20)
         assert self.r is not None and self.w is not None
         data = json.dumps(body).encode() if body is not None else b""
         head = f"{method} /v1.50{url} HTTP/1.1\r\nHost: api\r\nContent-Length: {len(data)}\r\n"
@@ -112,6 +113,22 @@ class Conn:
         if self.w is not None:
             self.w.close()
         self.r = self.w = None
+
+
+async def connect(path: str, tries: int = 500) -> socket.socket:
+    """A connected Unix socket. A full listen backlog makes a non-blocking connect() fail with
+    EAGAIN, which asyncio's own connect takes for "in progress" and reports as connected (the
+    first write then fails with ENOTCONN): retry instead, as a blocking connect would wait."""
+    for _ in range(tries):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(path)
+            return s
+        except BlockingIOError:
+            s.close()
+            await asyncio.sleep(0.01)
+    raise OSError(f"{path}: listen backlog full for {tries * 0.01:.0f} s")
 
 
 class Load:
@@ -221,7 +238,7 @@ class Load:
     async def slowloris(self) -> None:
         """Trickles a head a byte a second; counts how often berthd cuts it."""
         while time.monotonic() < self.end:
-            r, w = await asyncio.open_unix_connection(self.sock)
+            r, w = await asyncio.open_unix_connection(sock=await connect(self.sock))
             w.write(b"GET /_ping HTTP/1.1\r\n")
             try:
                 while time.monotonic() < self.end:
@@ -338,6 +355,9 @@ def main() -> int:
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
         for h in holders:
             assert h.stdout is not None and h.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while daemon_stats(pid)[1] < before[1] + args.idle and time.monotonic() < deadline:
+            time.sleep(0.1)  # berthd has accepted them all
         load = asyncio.run(drive(sock, pid, args.seconds, args.clients, args.slowloris))
         for h in holders:
             h.communicate("")
