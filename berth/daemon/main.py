@@ -18,6 +18,7 @@ import grp
 import importlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import berth
+from berth.api.conns import Limits
 from berth.api.http import Request, Response, Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
 from berth.daemon import remote, settings
@@ -64,7 +66,9 @@ def _lock(data: DataRoot) -> int:
 
 def _early_server() -> Server:
     """A server that answers /_ping now and holds every other request until ``ready``."""
-    return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router())
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # stdlib: ctypes is not on this path
+    return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router(),
+                  limits=Limits.for_fds(nofile))
 
 
 def _error_response(req: Request | None, e: BaseException) -> Response:

@@ -28,11 +28,20 @@ class ShimGone(Unavailable):
     """The shim's socket does not answer: the container's shim has exited."""
 
 
+# Spawns in flight at the fork server at once. It accepts one connection at a time (its listen
+# backlog is 128): past the backlog a non-blocking connect() on a Unix socket fails with EAGAIN,
+# which asyncio takes for a connect in progress and reports as connected, so the request's
+# write meets a socket that never connected ("Connection lost", a 500 on start). Found by
+# bench/load.py: 200 clients starting containers.
+SPAWNS_IN_FLIGHT = 64
+
+
 class ForkServer:
-    def __init__(self, socket_path: Path):
+    def __init__(self, socket_path: Path, in_flight: int = SPAWNS_IN_FLIGHT):
         self.path = socket_path
         self.proc: asyncio.subprocess.Process | None = None
         self._ready: asyncio.Future[None] | None = None
+        self._slots = asyncio.Semaphore(in_flight)
 
     def start(self) -> None:
         """Launch the fork server in the background; spawn() waits until it is ready."""
@@ -62,14 +71,15 @@ class ForkServer:
         """
         assert self._ready is not None
         await asyncio.shield(self._ready)
-        reader, writer = await _connect(self.path)
-        try:
-            writer.write(protocol.encode(req))
-            await writer.drain()
-            line = await reader.readline()
-        except BaseException:
-            writer.close()
-            raise
+        async with self._slots:
+            reader, writer = await _connect(self.path)
+            try:
+                writer.write(protocol.encode(req))
+                await writer.drain()
+                line = await reader.readline()
+            except BaseException:
+                writer.close()
+                raise
         return Spawned(_decode(line, SpawnReply, SpawnReply(error="shim exited before reporting")), writer)
 
     async def stop(self) -> None:
