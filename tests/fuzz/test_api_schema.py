@@ -22,7 +22,7 @@ def fuzzed() -> Iterator[Daemon]:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
     if spec is None:
-        pytest.skip(f"no {fz.SPEC_NAME} under {fz.SPECS}")
+        pytest.fail(f"no {fz.SPEC_NAME} under {fz.SPECS}")
     pytest.importorskip("schemathesis")
     ns_gen = fz.netns()
     ns = next(ns_gen)

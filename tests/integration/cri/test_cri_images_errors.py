@@ -26,7 +26,7 @@ def _code(call) -> object:  # type: ignore[no-untyped-def]
 
 def test_images_are_the_docker_store(cri: Cri, busybox: str, berthd: Daemon, tmp_path: Path) -> None:
     if not os.path.exists(BINARY) or not os.path.exists("/usr/bin/htpasswd"):
-        pytest.skip("needs docker-registry and htpasswd")
+        pytest.fail("needs docker-registry and htpasswd (.ci/run installs them)")
     env = dict(berthd.env, DOCKER_CONFIG=str(tmp_path / "cfg"))
 
     def docker(*args: str) -> subprocess.CompletedProcess[str]:
