@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+import signal
+import time
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from berth.engine import shims
 from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container, Status
 from berth.errors import InvalidArgument
 from berth.runtime.shim.protocol import ExitStatus
+
+if TYPE_CHECKING:
+    from berth.runtime.cgroups import Cgroup
 
 log = logging.getLogger("berth.engine")
 
@@ -58,10 +63,20 @@ class Monitor:
                 if not shims.alive(c.state.shim_pid, c.state.shim_start):
                     break
                 await asyncio.sleep(0.05)
-            status = shims.read_exit_file(self.t.data.container(cid).exit) or \
-                ExitStatus(exit_code=255, finished_at=now(), error="container's shim exited unexpectedly")
+            status = shims.read_exit_file(self.t.data.container(cid).exit) or await self.shim_died(cid)
         self.monitors.pop(cid, None)
         await self.exited(cid, status)
+
+    async def shim_died(self, cid: str) -> ExitStatus:
+        """The shim died before it recorded an exit (``kill -9``): its container's init was its
+        child, and nobody holds its stdio or will reap it. As containerd does for a dead shim,
+        kill whatever is left in the container's cgroup and report the exit as a SIGKILL (137)."""
+        log.warning("container %s: its shim died; killing what is left of it", cid[:12])
+        c = self.t.by_id.get(cid)
+        if c is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _kill_cgroup, self.t.cgroup(c))
+        self.t.exec_root.shim_socket(cid).unlink(missing_ok=True)
+        return ExitStatus(exit_code=128 + signal.SIGKILL, finished_at=now())
 
     async def exited(self, cid: str, status: ExitStatus) -> None:
         c = self.t.by_id.get(cid)
@@ -141,6 +156,18 @@ class Monitor:
 
     def forget(self, cid: str) -> None:
         self.backoff.pop(cid, None)
+
+
+def _kill_cgroup(cg: Cgroup) -> None:
+    """SIGKILL every process of ``cg``, wait (5 s at most) for them to go, remove it."""
+    deadline = time.monotonic() + 5
+    try:
+        while cg.pids() and time.monotonic() < deadline:
+            cg.kill_all(signal.SIGKILL)
+            time.sleep(0.02)
+        cg.destroy()
+    except OSError as e:
+        log.error("removing %s: %s", cg.path, e)
 
 
 def _record_exit(c: Container, status: ExitStatus) -> None:

@@ -61,8 +61,10 @@ class Recovery:
                 self.t.started(c.id)
             return
         status = shims.read_exit_file(self.t.data.container(c.id).exit)
-        if status is None:
-            status = ExitStatus(exit_code=255 if c.running else c.state.exit_code, finished_at=now())
+        if status is None and c.running:
+            status = await self.monitor.shim_died(c.id)
+        elif status is None:
+            status = ExitStatus(exit_code=c.state.exit_code, finished_at=now())
         if c.state.starting and not c.running:
             c.state.starting = False
             self.t.save(c)

@@ -1,0 +1,213 @@
+"""Fault injection (issue 16, item 4): a berthd of each test's own, a churn of runs to inject
+faults into, and the checks every fault must pass afterwards (``assert_consistent``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pytest
+
+from tests.integration.daemon import Daemon
+
+DOCKER = "/usr/local/bin/docker"
+_ROOTFS: list[Path] = []  # one busybox tarball for every daemon of the session
+
+
+@pytest.fixture
+def own_daemon() -> Iterator[Daemon]:
+    if os.geteuid() != 0:
+        pytest.skip("needs uid 0")
+    d = Daemon()
+    yield from _run(d)
+
+
+def _run(d: Daemon) -> Iterator[Daemon]:
+    if not _ROOTFS:
+        tar = Path(d.base.parent / f"berth-faults-rootfs-{os.getpid()}.tar")
+        subprocess.run([str(Path(__file__).resolve().parents[3] / "scripts" / "mkrootfs.sh"), str(tar)], check=True)
+        _ROOTFS.append(tar)
+    d.base.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_ROOTFS[0], d.base / "rootfs.tar")
+    d.start()
+    d.import_busybox()
+    try:
+        yield d
+    finally:
+        if d.proc is None or d.proc.poll() is not None:
+            d.start()
+        d.cleanup()
+
+
+def pytest_sessionfinish() -> None:
+    for tar in _ROOTFS:
+        tar.unlink(missing_ok=True)
+
+
+def api(d: Daemon, method: str, path: str, body: object = None, timeout: float = 30) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    status, raw = d.request(method, path, data, {"Content-Type": "application/json"} if data else None, timeout)
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw
+
+
+def docker(d: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_detached(d: Daemon, *cmd: str, name: str | None = None) -> str:
+    """Create and start a container through the API; its id."""
+    q = f"?name={name}" if name else ""
+    status, body = api(d, "POST", f"/containers/create{q}", {"Image": "busybox", "Cmd": list(cmd)})
+    assert status == 201, body
+    assert isinstance(body, dict)
+    cid = str(body["Id"])
+    status, body = api(d, "POST", f"/containers/{cid}/start")
+    assert status == 204, body
+    return cid
+
+
+class Churn:
+    """A background loop of run/exec/stop/rm (API and docker CLI) to inject faults into.
+
+    Errors while a fault is on are expected (the fault is the point); ``ok`` counts the
+    loops that went through, so a test can require that work went on around the fault."""
+
+    def __init__(self, d: Daemon, seed: int = 0, workers: int = 2, cli: bool = True):
+        self.d = d
+        self.rng = random.Random(seed)
+        self.stop_ev = threading.Event()
+        self.ok = 0
+        self.failed = 0
+        self.created: set[str] = set()  # every container id the API loops made
+        self.threads = [threading.Thread(target=self._loop, args=(i, cli and i == 0), daemon=True)
+                        for i in range(workers)]
+
+    def __enter__(self) -> Churn:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(60)
+
+    def _loop(self, i: int, cli: bool) -> None:
+        while not self.stop_ev.is_set():
+            try:
+                good = self._cli_once() if cli else self._api_once()
+            except (OSError, AssertionError, subprocess.TimeoutExpired, ValueError):
+                good = False
+            if good:
+                self.ok += 1
+            else:
+                self.failed += 1
+                time.sleep(0.05)
+
+    def _cli_once(self) -> bool:
+        r = docker(self.d, "run", "--rm", "busybox", "echo", "churn", timeout=30)
+        return r.returncode == 0 and r.stdout == "churn\n"
+
+    def _api_once(self) -> bool:
+        d = self.d
+        status, body = api(d, "POST", "/containers/create", {"Image": "busybox", "Cmd": ["sleep", "30"]}, 20)
+        if status != 201 or not isinstance(body, dict):
+            return False
+        cid = body["Id"]
+        self.created.add(cid)
+        try:
+            if api(d, "POST", f"/containers/{cid}/start", None, 20)[0] != 204:
+                return False
+            status, ex = api(d, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"]}, 20)
+            if status == 201 and isinstance(ex, dict):
+                api(d, "POST", f"/exec/{ex['Id']}/start", {"Detach": True}, 20)
+            return api(d, "POST", f"/containers/{cid}/stop?t=0", None, 20)[0] in (204, 304)
+        finally:
+            api(d, "DELETE", f"/containers/{cid}?force=1", None, 20)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _cgroup_dirs(cid: str) -> list[Path]:
+    return [p for p in Path("/sys/fs/cgroup").glob(f"*/berth/{cid}") if p.is_dir()]
+
+
+def _cgroup_procs(cid: str) -> set[int]:
+    out: set[int] = set()
+    for cg in _cgroup_dirs(cid):
+        try:
+            out |= {int(p) for p in (cg / "cgroup.procs").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
+def assert_consistent(d: Daemon, running: Iterable[str] = (), gone: Iterable[str] = (),
+                      settle: float = 10) -> None:
+    """The promises after a fault: berthd answers; inspect and list agree with each other, with
+    the container dirs and with the processes; every container of ``running`` still runs;
+    nothing stopped or removed (``gone``: ids seen before) keeps a process, a shim or a cgroup;
+    nothing is mounted under the roots."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            _check(d, list(running), set(gone))
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
+    status, listed = api(d, "GET", "/containers/json?all=1")
+    assert status == 200 and isinstance(listed, list), listed
+    ids = {c["Id"] for c in listed}
+    on_disk = {p.name for p in (d.data_root / "containers").iterdir()}
+    assert ids == on_disk, f"records {sorted(ids - on_disk)} / dirs {sorted(on_disk - ids)} disagree"
+    shims = set(d.shim_pids())
+    for c in listed:
+        status, info = api(d, "GET", f"/containers/{c['Id']}/json")
+        assert status == 200 and isinstance(info, dict), info
+        st = info["State"]
+        assert c["State"] == st["Status"], f"list says {c['State']}, inspect {st['Status']}"
+        if st["Running"]:
+            assert st["Pid"] > 0 and _alive(st["Pid"]), f"{c['Id'][:12]} reported running, pid {st['Pid']} gone"
+        elif st["Status"] in ("exited", "created", "dead"):
+            assert not _cgroup_procs(c["Id"]), f"{c['Id'][:12]} is {st['Status']} but has processes"
+            assert not _cgroup_dirs(c["Id"]), f"{c['Id'][:12]} is {st['Status']} but keeps its cgroup"
+    for cid in running:
+        status, info = api(d, "GET", f"/containers/{cid}/json")
+        assert status == 200 and isinstance(info, dict) and info["State"]["Running"], f"{cid[:12]} stopped"
+    for cid in gone - ids:
+        assert not _cgroup_dirs(cid), f"removed {cid[:12]} left its cgroup"
+    n_running = sum(1 for c in listed if c["State"] in ("running", "paused"))
+    assert len(shims) <= n_running, f"{len(shims)} shims for {n_running} running containers"
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if str(d.base) in line], "mounts left under the roots"
+
+
+def assert_up(d: Daemon) -> None:
+    """berthd still runs and still runs containers."""
+    assert d.proc is not None and d.proc.poll() is None, "berthd died"
+    r = docker(d, "run", "--rm", "busybox", "echo", "still fine")
+    assert r.returncode == 0 and r.stdout == "still fine\n", r.stderr
