@@ -253,6 +253,7 @@ async def serve(args: argparse.Namespace) -> None:
         p.unlink(missing_ok=True)
     if args.pidfile:
         Path(args.pidfile).unlink(missing_ok=True)
+    app.containers.flush_unsaved()  # records a full disk held back, if there is room now
     d.db.close()
     os.close(lock_fd)
 

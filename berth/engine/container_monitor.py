@@ -84,12 +84,12 @@ class Monitor:
             return
         async with self.t.lock(cid):
             _record_exit(c, status)
-            try:
-                self.t.save(c)
-            except Exception as e:  # a full disk: the exit is still delivered (and kept in memory)
-                log.error("container %s: recording its exit: %s", cid[:12], e)
+            self.t.save_soon(c)  # a full disk: kept in memory, written once there is room
             if self.t.attachments is not None:
-                await self.t.attachments.stopped(c)
+                try:
+                    await self.t.attachments.stopped(c)
+                except OSError as e:  # a full disk again: the exit is still delivered
+                    log.error("container %s: releasing its network and volumes: %s", cid[:12], e)
             if status.oom_killed:
                 self.t.on_event("oom", c, {})
             self.t.on_event("die", c, {"exitCode": str(status.exit_code)})

@@ -5,6 +5,7 @@ The schema is created here; the engine's stores own their queries.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -51,6 +52,7 @@ class Database:
         for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if f.exists():
                 os.chmod(f, 0o600)
+        self.path = path
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -61,15 +63,20 @@ class Database:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction. A full disk raises OSError(ENOSPC) naming the file, and leaves no
+        transaction open (a COMMIT that fails is rolled back, or every later one would fail)."""
         with self._tx_lock:
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as e:
+                raise _os_error(e, self.path) from e
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, args).fetchall()
@@ -79,3 +86,10 @@ class Database:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _os_error(e: sqlite3.OperationalError, path: Path) -> Exception:
+    """SQLite's "database or disk is full" as the OSError it is (Docker's "no space left on device")."""
+    if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return e

@@ -25,6 +25,14 @@ if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory
     from berth.oci.spec import Spec
 
 
+def _warn(text: str) -> None:
+    """A line in shim.log, if the disk takes it."""
+    try:
+        os.write(2, f"berth-shim: {text}\n".encode())
+    except OSError:
+        pass
+
+
 class _Closed:
     """Stands in for the fork server connection once it is closed."""
 
@@ -175,13 +183,19 @@ class Shim:
         """Init has exited and its output is drained: record, tell waiters, leave."""
         from berth import runtime
         assert self.exit is not None
-        self.io.log.flush()
+        try:
+            self.io.log.flush()
+        except OSError as e:
+            _warn(f"flushing the log: {e}")
         try:
             runtime.delete(self._spec())
         except Exception:
             pass
         line = protocol.encode(self.exit)
-        write_atomic(self.req.exit_file, line)
+        try:
+            write_atomic(self.req.exit_file, line)
+        except OSError as e:  # a full disk: berthd still hears of the exit from the waiters' line
+            _warn(f"recording the exit in {self.req.exit_file}: {e}")
         try:
             os.unlink(self.req.socket)
         except FileNotFoundError:

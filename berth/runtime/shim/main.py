@@ -46,7 +46,10 @@ def main(req: SpawnRequest, status_sock: socket.socket) -> None:
             status_sock.sendall(protocol.encode(SpawnReply(error=str(e) or e.__class__.__name__)))
             status_sock.close()
             os._exit(1)
-        status_sock.sendall(protocol.encode(SpawnReply(pid=shim.init_pid, shim_pid=os.getpid())))
+        try:
+            status_sock.sendall(protocol.encode(SpawnReply(pid=shim.init_pid, shim_pid=os.getpid())))
+        except OSError:
+            pass  # berthd died meanwhile: the loop sees the hang-up and aborts the container
         # berthd keeps this connection open until it has sent "start": if it dies before
         # that (the connection hangs up), nobody will ever start this container: abort it.
         status_sock.setblocking(False)

@@ -3,6 +3,7 @@ faults into, and the checks every fault must pass afterwards (``assert_consisten
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -86,6 +87,11 @@ class Churn:
         self.d = d
         self.rng = random.Random(seed)
         self.stop_ev = threading.Event()
+        self.run_ev = threading.Event()
+        self.run_ev.set()
+        self.lock = threading.Lock()
+        self.busy = 0  # loops in the middle of a round
+        self.steps = 0  # API requests answered (progress, to time a fault into the middle of)
         self.ok = 0
         self.failed = 0
         self.created: set[str] = set()  # every container id the API loops made
@@ -105,38 +111,67 @@ class Churn:
         for t in self.threads:
             t.join(60)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the loops (each finishes the round it is in) for a check that must not race them."""
+        self.run_ev.clear()
+        deadline = time.monotonic() + 60
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            self.run_ev.set()
+
     def _loop(self, i: int, cli: bool) -> None:
         while not self.stop_ev.is_set():
+            if not self.run_ev.is_set():
+                self.run_ev.wait(0.1)
+                continue
+            with self.lock:
+                self.busy += 1
             try:
-                good = self._cli_once() if cli else self._api_once()
-            except (OSError, AssertionError, subprocess.TimeoutExpired, ValueError):
-                good = False
-            if good:
-                self.ok += 1
-            else:
-                self.failed += 1
-                time.sleep(0.05)
+                self._round(cli)
+            finally:
+                with self.lock:
+                    self.busy -= 1
+
+    def _round(self, cli: bool) -> None:
+        try:
+            good = self._cli_once() if cli else self._api_once()
+        except (OSError, AssertionError, subprocess.TimeoutExpired, ValueError):
+            good = False
+        if good:
+            self.ok += 1
+        else:
+            self.failed += 1
+            time.sleep(0.05)
 
     def _cli_once(self) -> bool:
         r = docker(self.d, "run", "--rm", "busybox", "echo", "churn", timeout=30)
         return r.returncode == 0 and r.stdout == "churn\n"
 
+    def _api(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+        r = api(self.d, method, path, body, 20)
+        self.steps += 1
+        return r
+
     def _api_once(self) -> bool:
-        d = self.d
-        status, body = api(d, "POST", "/containers/create", {"Image": "busybox", "Cmd": ["sleep", "30"]}, 20)
+        api = self._api
+        status, body = api("POST", "/containers/create", {"Image": "busybox", "Cmd": ["sleep", "30"]})
         if status != 201 or not isinstance(body, dict):
             return False
         cid = body["Id"]
         self.created.add(cid)
         try:
-            if api(d, "POST", f"/containers/{cid}/start", None, 20)[0] != 204:
+            if api("POST", f"/containers/{cid}/start")[0] != 204:
                 return False
-            status, ex = api(d, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"]}, 20)
+            status, ex = api("POST", f"/containers/{cid}/exec", {"Cmd": ["true"]})
             if status == 201 and isinstance(ex, dict):
-                api(d, "POST", f"/exec/{ex['Id']}/start", {"Detach": True}, 20)
-            return api(d, "POST", f"/containers/{cid}/stop?t=0", None, 20)[0] in (204, 304)
+                api("POST", f"/exec/{ex['Id']}/start", {"Detach": True})
+            return api("POST", f"/containers/{cid}/stop?t=0")[0] in (204, 304)
         finally:
-            api(d, "DELETE", f"/containers/{cid}?force=1", None, 20)
+            api("DELETE", f"/containers/{cid}?force=1")
 
 
 def _alive(pid: int) -> bool:
@@ -178,6 +213,20 @@ def assert_consistent(d: Daemon, running: Iterable[str] = (), gone: Iterable[str
             time.sleep(0.2)
 
 
+def _describe(pids: Iterable[int]) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            st = open(f"/proc/{pid}/status").read()
+            ppid = st.split("PPid:")[1].split()[0]
+            pcmd = open(f"/proc/{ppid}/cmdline", "rb").read()[:80].replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{pid} {cmd!r} ppid {ppid} {pcmd!r}")
+        except (OSError, IndexError):
+            out.append(f"{pid} (gone)")
+    return out
+
+
 def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
     status, listed = api(d, "GET", "/containers/json?all=1")
     assert status == 200 and isinstance(listed, list), listed
@@ -193,7 +242,8 @@ def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
         if st["Running"]:
             assert st["Pid"] > 0 and _alive(st["Pid"]), f"{c['Id'][:12]} reported running, pid {st['Pid']} gone"
         elif st["Status"] in ("exited", "created", "dead"):
-            assert not _cgroup_procs(c["Id"]), f"{c['Id'][:12]} is {st['Status']} but has processes"
+            procs = _cgroup_procs(c["Id"])
+            assert not procs, f"{c['Id'][:12]} is {st['Status']} but has processes {_describe(procs)}"
             assert not _cgroup_dirs(c["Id"]), f"{c['Id'][:12]} is {st['Status']} but keeps its cgroup"
     for cid in running:
         status, info = api(d, "GET", f"/containers/{cid}/json")
