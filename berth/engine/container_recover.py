@@ -7,6 +7,7 @@ containers (the host may have rebooted).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 
 from berth.engine import shims
@@ -91,4 +92,11 @@ class Recovery:
             return
         for d in entries:
             if d.name not in self.t.by_id:
-                shutil.rmtree(d, ignore_errors=True)
+                q = self.t.db.quarantine
+                if self.t.db.quarantined or (q / f"containers-{d.name}").exists():
+                    # its record was lost (unreadable), not the container: keep its files
+                    dest = q / "containers"
+                    dest.mkdir(parents=True, exist_ok=True)
+                    os.replace(d, dest / d.name)
+                else:
+                    shutil.rmtree(d, ignore_errors=True)

@@ -96,8 +96,7 @@ class ContainerTable:
         self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
         self.unsaved: set[str] = set()  # records changed in memory that the disk refused (save_soon)
         self._saver: asyncio.Task[None] | None = None
-        for (data_,) in db.query("SELECT data FROM containers"):
-            c = decode(data_)
+        for _, c in db.rows("containers", "id", decode):
             self.by_id[c.id] = c
 
     def save(self, c: Container) -> None:

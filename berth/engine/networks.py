@@ -186,11 +186,9 @@ class Networks:
         db.conn.executescript(SCHEMA)
         self.nets: dict[str, Network] = {}
         self.sandboxes: dict[str, Sandbox] = {}
-        for (data,) in db.query("SELECT data FROM networks"):
-            n = _dec_net.decode(data)
+        for _, n in db.rows("networks", "id", _dec_net.decode):
             self.nets[n.id] = n
-        for (data,) in db.query("SELECT data FROM sandboxes"):
-            s = _dec_sb.decode(data)
+        for _, s in db.rows("sandboxes", "container_id", _dec_sb.decode):
             self.sandboxes[s.container_id] = s
         self._ensure_predefined()
         self.port_sockets: dict[str, list[socket.socket]] = {}

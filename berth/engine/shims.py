@@ -214,9 +214,18 @@ async def open_exec(sock: Path, req: protocol.Exec
 
 
 def read_exit_file(path: Path) -> ExitStatus | None:
+    """The exit a shim recorded; None if there is none, or none readable (a corrupt file is
+    renamed ``exit.json.corrupt``, with an error in the log)."""
     try:
         return protocol.decode(path.read_bytes(), ExitStatus)
-    except (FileNotFoundError, msgspec.DecodeError):
+    except FileNotFoundError:
+        return None
+    except (msgspec.DecodeError, OSError) as e:
+        log.error("%s is unreadable (%s): moved to %s.corrupt", path, e, path.name)
+        try:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        except OSError:
+            pass
         return None
 
 
@@ -233,5 +242,3 @@ def proc_start_time(pid: int) -> int:
 def alive(pid: int, start: int) -> bool:
     return pid > 0 and start > 0 and proc_start_time(pid) == start
 
-
-_ = os
