@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import msgspec
 
@@ -35,16 +34,6 @@ def status_of(e: BaseException) -> int | None:
     return None
 
 
-def _os_text(e: OSError) -> str:
-    """An OSError as Go prints one (``<path>: no space left on device``): clients and users
-    look for the errno's words, in lower case."""
-    if not e.errno:
-        return str(e)
-    reason = os.strerror(e.errno)
-    reason = reason[:1].lower() + reason[1:]
-    return f"{e.filename}: {reason}" if e.filename else reason
-
-
 def message(text: str) -> bytes:
     return msgspec.json.encode({"message": text}) + b"\n"
 
@@ -53,7 +42,7 @@ def error_response(req: Request | None, e: BaseException) -> Response:
     status = status_of(e)
     if status is None:
         log.exception("unhandled error", exc_info=e)
-        return Response(500, message(_os_text(e) if isinstance(e, OSError) else str(e) or e.__class__.__name__))
+        return Response(500, message(errors.os_text(e) if isinstance(e, OSError) else str(e) or e.__class__.__name__))
     if status == 304:
         return Response(304, b"", content_type=None)
     text = str(e)

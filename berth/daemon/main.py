@@ -235,9 +235,7 @@ async def serve(args: argparse.Namespace) -> None:
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
     d.forkserver.start()
-    await app.containers.recover()
-    from berth.engine.build_support import sweep as sweep_builds
-    await sweep_builds(app.containers, app.builder.cache.kept_containers)
+    await _recover(app)
     log.info("berthd is up: %s", ", ".join(hosts))
     await stop.wait()
     await server.close()
@@ -256,6 +254,18 @@ async def serve(args: argparse.Namespace) -> None:
     app.containers.flush_unsaved()  # records a full disk held back, if there is room now
     d.db.close()
     os.close(lock_fd)
+
+
+async def _recover(app: App) -> None:
+    """Live restore and the start-up sweeps. A failure there (out of descriptors, a full
+    disk) is logged, not fatal: the socket already answers, and a berthd that exits at every
+    start is worse than one whose recovery is incomplete."""
+    from berth.engine.build_support import sweep as sweep_builds
+    try:
+        await app.containers.recover()
+        await sweep_builds(app.containers, app.builder.cache.kept_containers)
+    except Exception:
+        log.exception("start-up recovery is incomplete")
 
 
 def main(argv: list[str] | None = None) -> None:

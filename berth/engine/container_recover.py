@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 
 from berth.engine import shims
 from berth.engine.container_monitor import Monitor
@@ -99,4 +98,5 @@ class Recovery:
                     dest.mkdir(parents=True, exist_ok=True)
                     os.replace(d, dest / d.name)
                 else:
-                    shutil.rmtree(d, ignore_errors=True)
+                    self.t.discard_dir(d.name)
+        self.t.empty_trash()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import signal as signal_mod
 
 from berth.engine import shims
@@ -171,7 +170,7 @@ class Stopper:
         self.t.delete(c)
         if self.t.attachments is not None:
             self.t.attachments.removed(c, volumes or c.host_config.AutoRemove)
-        shutil.rmtree(self.t.data.container(c.id).root, ignore_errors=True)
+        self.t.discard_dir(c.id)
         self.t.on_event("destroy", c, {})
         st = ExitStatus(exit_code=c.state.exit_code)
         for f in self.t.remove_waiters.pop(c.id, []) + self.t.exit_waiters.pop(c.id, []):

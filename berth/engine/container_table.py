@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import os
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -139,6 +141,28 @@ class ContainerTable:
         with self.db.tx() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
         self.by_id.pop(c.id, None)
+
+    def discard_dir(self, cid: str) -> None:
+        """Take a container's dir out of ``containers/`` at once (a rename needs no descriptor:
+        out of them, rmtree fails half-way) and empty the trash, where what could not be
+        removed now waits for the next removal or berthd's start."""
+        src = self.data.container(cid).root
+        try:
+            self.data.trash.mkdir(exist_ok=True)
+            os.replace(src, self.data.trash / cid)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.error("container %s: moving its directory to the trash: %s", cid[:12], e)
+            shutil.rmtree(src, ignore_errors=True)
+        self.empty_trash()
+
+    def empty_trash(self) -> None:
+        try:
+            for d in os.scandir(self.data.trash):
+                shutil.rmtree(d.path, ignore_errors=True)
+        except OSError:
+            pass
 
     def lock(self, cid: str) -> asyncio.Lock:
         lk = self.locks.get(cid)

@@ -20,7 +20,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from berth.errors import RuntimeFailure
+from berth.errors import RuntimeFailure, os_text
 from berth.network import forward, nat
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class Kernel:
             await self.run(netlink.add_endpoint, p.bridge, p.host_if, p.ns_path, p.ifname, p.mac, p.ip,
                            p.prefixlen, p.gateway, p.mtu)
         except OSError as ex:
-            raise RuntimeFailure(f"failed to set up container networking: {ex}") from None
+            raise RuntimeFailure(f"failed to set up container networking: {os_text(ex)}") from None
 
     async def unplug(self, host_if: str) -> None:
         from berth.network import netlink

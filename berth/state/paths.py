@@ -19,6 +19,9 @@
         hostname hosts resolv.conf    bind-mounted into the container
         <id>-json.log                 json-file log, written by the shim
         exit.json                     written atomically by the shim when init exits
+      trash/<id>/                     a removed container's dir on its way out (a rename: no
+                                      descriptor needed); emptied after each removal and at start
+      quarantine/                     what berthd could not read (records, berth.db, exit.json)
       volumes/<name>/_data/           a volume's content (local driver, no mount options)
       build/
         tmp/<build id>/               one build's context (extracted), secrets; swept at start
@@ -77,6 +80,10 @@ class DataRoot:
         return self.root / "containers"
 
     @property
+    def trash(self) -> Path:
+        return self.root / "trash"
+
+    @property
     def volumes(self) -> Path:
         return self.root / "volumes"
 
@@ -93,7 +100,7 @@ class DataRoot:
         return self.root / "runtime" / "seccomp"
 
     def make(self) -> None:
-        for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.seccomp_cache,
+        for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.trash, self.seccomp_cache,
                   self.build_tmp, self.build_mounts, self.volumes):
             p.mkdir(parents=True, exist_ok=True)
         self.secure()

@@ -91,6 +91,7 @@ class Churn:
         self.run_ev.set()
         self.lock = threading.Lock()
         self.busy = 0  # loops in the middle of a round
+        self.errors: list[str] = []  # the 5xx messages the API loops got
         self.steps = 0  # API requests answered (progress, to time a fault into the middle of)
         self.ok = 0
         self.failed = 0
@@ -154,6 +155,8 @@ class Churn:
     def _api(self, method: str, path: str, body: object = None) -> tuple[int, object]:
         r = api(self.d, method, path, body, 20)
         self.steps += 1
+        if r[0] >= 500 and isinstance(r[1], dict):
+            self.errors.append(f"{method} {path.split('?')[0]}: {r[1].get('message')}")
         return r
 
     def _api_once(self) -> bool:
