@@ -42,9 +42,11 @@ def _run(d: Daemon) -> Iterator[Daemon]:
     try:
         yield d
     finally:
-        if d.proc is None or d.proc.poll() is not None:
-            d.start()
-        d.cleanup()
+        try:
+            if d.proc is None or d.proc.poll() is not None:
+                d.start()
+        finally:
+            d.cleanup()
 
 
 def pytest_sessionfinish() -> None:
@@ -216,6 +218,18 @@ def assert_consistent(d: Daemon, running: Iterable[str] = (), gone: Iterable[str
             time.sleep(0.2)
 
 
+def _bridge_ports(d: Daemon) -> int:
+    """The interfaces enslaved to this daemon's bridges (one veth per running container)."""
+    out = subprocess.run(["ip", "-d", "-o", "link", "show"], capture_output=True, text=True).stdout
+    bridges = [line.split(": ")[1].split("@")[0] for line in out.splitlines()
+               if f"alias berth:{d.data_root}" in line.replace("\\", " ")]
+    n = 0
+    for br in bridges:
+        ports = subprocess.run(["ip", "-o", "link", "show", "master", br], capture_output=True, text=True).stdout
+        n += len(ports.splitlines())
+    return n
+
+
 def _describe(pids: Iterable[int]) -> list[str]:
     out = []
     for pid in pids:
@@ -255,6 +269,8 @@ def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
         assert not _cgroup_dirs(cid), f"removed {cid[:12]} left its cgroup"
     n_running = sum(1 for c in listed if c["State"] in ("running", "paused"))
     assert len(shims) <= n_running, f"{len(shims)} shims for {n_running} running containers"
+    veths = _bridge_ports(d)
+    assert veths <= n_running, f"{veths} veths on the bridges for {n_running} running containers"
     with open("/proc/self/mountinfo") as f:
         assert not [line for line in f if str(d.base) in line], "mounts left under the roots"
 
