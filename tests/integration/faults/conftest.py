@@ -230,6 +230,29 @@ def _bridge_ports(d: Daemon) -> int:
     return n
 
 
+def _netns_holders(d: Daemon, inits: list[int]) -> list[str]:
+    """What keeps a network namespace other than the host's and the running containers' alive
+    among berthd's and the shims' descriptors and threads (a leaked veth's namespace)."""
+    def ns(path: str) -> str:
+        try:
+            return os.readlink(path)
+        except OSError:
+            return ""
+    known = {ns(f"/proc/{p}/ns/net") for p in inits} | {ns("/proc/self/ns/net"), ""}
+    out = []
+    for pid in ([d.proc.pid] if d.proc else []) + d.shim_pids():
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if (link := ns(f"/proc/{pid}/fd/{fd}")).startswith("net:") and link not in known:
+                    out.append(f"pid {pid} fd {fd}: {link}")
+            for t in os.listdir(f"/proc/{pid}/task"):
+                if (link := ns(f"/proc/{pid}/task/{t}/ns/net")) not in known:
+                    out.append(f"pid {pid} thread {t}: {link}")
+        except OSError:
+            continue
+    return out
+
+
 def _describe(pids: Iterable[int]) -> list[str]:
     out = []
     for pid in pids:
@@ -251,6 +274,7 @@ def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
     on_disk = {p.name for p in (d.data_root / "containers").iterdir()}
     assert ids == on_disk, f"records {sorted(ids - on_disk)} / dirs {sorted(on_disk - ids)} disagree"
     shims = set(d.shim_pids())
+    inits: list[int] = []
     for c in listed:
         status, info = api(d, "GET", f"/containers/{c['Id']}/json")
         assert status == 200 and isinstance(info, dict), info
@@ -258,6 +282,7 @@ def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
         assert c["State"] == st["Status"], f"list says {c['State']}, inspect {st['Status']}"
         if st["Running"]:
             assert st["Pid"] > 0 and _alive(st["Pid"]), f"{c['Id'][:12]} reported running, pid {st['Pid']} gone"
+            inits.append(st["Pid"])
         elif st["Status"] in ("exited", "created", "dead"):
             procs = _cgroup_procs(c["Id"])
             assert not procs, f"{c['Id'][:12]} is {st['Status']} but has processes {_describe(procs)}"
@@ -270,7 +295,8 @@ def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
     n_running = sum(1 for c in listed if c["State"] in ("running", "paused"))
     assert len(shims) <= n_running, f"{len(shims)} shims for {n_running} running containers"
     veths = _bridge_ports(d)
-    assert veths <= n_running, f"{veths} veths on the bridges for {n_running} running containers"
+    assert veths <= n_running, \
+        f"{veths} veths on the bridges for {n_running} running containers; holders: {_netns_holders(d, inits)}"
     with open("/proc/self/mountinfo") as f:
         assert not [line for line in f if str(d.base) in line], "mounts left under the roots"
 
@@ -278,5 +304,9 @@ def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
 def assert_up(d: Daemon) -> None:
     """berthd still runs and still runs containers."""
     assert d.proc is not None and d.proc.poll() is None, "berthd died"
-    r = docker(d, "run", "--rm", "busybox", "echo", "still fine")
+    try:
+        r = docker(d, "run", "--rm", "busybox", "echo", "still fine")
+    except subprocess.TimeoutExpired:
+        tail = [line for line in d.log.read_text(errors="replace").splitlines() if "pyroute2" not in line]
+        raise AssertionError("docker run hung; berthd's log ends:\n" + "\n".join(tail[-40:])) from None
     assert r.returncode == 0 and r.stdout == "still fine\n", r.stderr
