@@ -115,7 +115,7 @@ class Starter:
     async def _failed(self, c: Container, e: BaseException) -> None:
         c.state.error = str(e)
         c.state.starting = False
-        self.t.save(c)
+        self.t.save_soon(c)  # never raises: on a full disk the namespace below still goes
         self.t.fail_pending_attach(c.id)
         if self.t.attachments is not None:
             await self.t.attachments.stopped(c)

@@ -751,7 +751,10 @@ class Networks:
             e.mac = ""
         s.ports = []
         s.ns_path = ""
-        self._save_sb(s)
+        try:
+            self._save_sb(s)
+        except OSError as err:  # a full disk: the rules below must still go (saved at the next change)
+            log.error("container %s: saving its network sandbox: %s", cid[:12], err)
         if was_running and had_ports:
             await self.apply_rules()
         if was_running:
