@@ -191,7 +191,7 @@ class Starter:
         c.state.finished_at = ZERO_TIME
         c.state.exit_code = 0
         c.state.oom_killed = False
-        self.t.save(c)
+        self.t.save_soon(c)  # it runs now, whether or not the disk takes the record: watch it
         self.monitor.watch(c)
         self.t.on_event("start", c, {})
         self.t.started(c.id)
