@@ -97,9 +97,32 @@ class Monitor:
                 hook(cid)
             self.t.resolve_exit(cid, status)
             if c.host_config.AutoRemove:
-                await self._remove(c, True)
+                await self._auto_remove(c, status)
             elif self.should_restart(c):
                 self.schedule_restart(c)
+
+    async def _auto_remove(self, c: Container, status: ExitStatus) -> None:
+        """``--rm``. If the disk refuses (full), the waiters for the removal get the exit
+        anyway (as dockerd's SetRemovalError) and the removal is retried every second."""
+        try:
+            await self._remove(c, True)
+        except OSError as e:
+            log.error("container %s: removing it (--rm), retried every second: %s", c.id[:12], e)
+            for f in self.t.remove_waiters.pop(c.id, []):
+                if not f.done():
+                    f.set_result(status)
+            task = asyncio.get_running_loop().create_task(self._remove_later(c.id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _remove_later(self, cid: str) -> None:
+        while (c := self.t.by_id.get(cid)) is not None:
+            await asyncio.sleep(1)
+            try:
+                async with self.t.lock(cid):
+                    await self._remove(c, True)
+            except OSError:
+                continue
 
     # -- restart policies -------------------------------------------------------------------
 

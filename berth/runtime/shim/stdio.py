@@ -199,6 +199,7 @@ class LogWriter:
         self.log_size = 0
         self.compressor = 0  # pid of the child gzipping the last rotated file
         self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
+        self.log_failed = False  # the last write failed (full disk): output is being dropped
 
     def open(self) -> None:
         if self.req.log:
@@ -236,12 +237,24 @@ class LogWriter:
         if self.log < 0:
             return
         blob = logfile.encode(lines, "stdout" if stream == STDOUT else "stderr", now())
-        while blob:
-            n = len(blob) if self.req.log_max_size <= 0 else logfile.cut(blob, self.req.log_max_size - self.log_size)
-            self.log_size += _append(self.log, blob[:n] if n < len(blob) else blob)
-            blob = blob[n:]
-            if 0 < self.req.log_max_size <= self.log_size:
-                self._rotate()
+        try:
+            while blob:
+                n = len(blob) if self.req.log_max_size <= 0 else logfile.cut(blob, self.req.log_max_size - self.log_size)
+                self.log_size += _append(self.log, blob[:n] if n < len(blob) else blob)
+                blob = blob[n:]
+                if 0 < self.req.log_max_size <= self.log_size:
+                    self._rotate()
+        except OSError as e:
+            # A full disk: as dockerd's json-file logger, drop what cannot be written and go
+            # on (attached clients still get it); the container is not taken down for it.
+            if not self.log_failed:
+                try:
+                    os.write(2, f"berth-shim: writing the log: {e}; dropping output until it works\n".encode())
+                except OSError:
+                    pass
+            self.log_failed = True
+        else:
+            self.log_failed = False
 
     def _rotate(self) -> None:
         """json-file rotation as dockerd's: log -> log.1 -> ... -> log.<max-file - 1>, the oldest

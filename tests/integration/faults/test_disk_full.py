@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from tests.integration.daemon import Daemon
-from tests.integration.faults.conftest import Churn, _run, api, assert_consistent, assert_up, docker, run_detached
+from tests.integration.faults.conftest import DOCKER, Churn, _run, api, assert_consistent, assert_up, docker, run_detached
 
 pytestmark = pytest.mark.root
 
@@ -67,6 +67,9 @@ def test_full_disk(small_disk: Daemon):
     filler = d.data_root / "filler"
     with Churn(d, seed=4) as churn:
         time.sleep(0.5)
+        late = subprocess.Popen([DOCKER, "run", "--rm", "busybox", "sh", "-c", "sleep 2; echo late"], env=d.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
         _fill(filler)
         t_full = time.monotonic()
         r = docker(d, "run", "--rm", "busybox", "true")
@@ -75,6 +78,10 @@ def test_full_disk(small_disk: Daemon):
         assert status == 500 and isinstance(body, dict) and "no space left on device" in body["message"], body
         assert docker(d, "ps", "-a").returncode == 0
         assert docker(d, "wait", soon).stdout.strip() == "3"
+        # a run in flight when the disk filled: its output reaches the client (the log drops
+        # it, the container is not killed for it) and --rm does not hang it
+        out, err = late.communicate(timeout=30)
+        assert late.returncode == 0 and out == "late\n", (late.returncode, out, err)
         time.sleep(max(0.0, 1.5 - (time.monotonic() - t_full)))
         assert d.proc is not None and d.proc.poll() is None, "berthd died on a full disk"
         ok_full = churn.ok
