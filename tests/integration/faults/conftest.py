@@ -67,6 +67,15 @@ def docker(d: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=timeout)
 
 
+def docker_or_log(d: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """docker(); a hang fails with the end of berthd's log."""
+    try:
+        return docker(d, *args, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tail = [line for line in d.log.read_text(errors="replace").splitlines() if "pyroute2" not in line]
+        raise AssertionError(f"docker {' '.join(args)} hung; berthd's log ends:\n" + "\n".join(tail[-40:])) from None
+
+
 def run_detached(d: Daemon, *cmd: str, name: str | None = None) -> str:
     """Create and start a container through the API; its id."""
     q = f"?name={name}" if name else ""
@@ -304,9 +313,5 @@ def _check(d: Daemon, running: list[str], gone: set[str]) -> None:
 def assert_up(d: Daemon) -> None:
     """berthd still runs and still runs containers."""
     assert d.proc is not None and d.proc.poll() is None, "berthd died"
-    try:
-        r = docker(d, "run", "--rm", "busybox", "echo", "still fine")
-    except subprocess.TimeoutExpired:
-        tail = [line for line in d.log.read_text(errors="replace").splitlines() if "pyroute2" not in line]
-        raise AssertionError("docker run hung; berthd's log ends:\n" + "\n".join(tail[-40:])) from None
+    r = docker_or_log(d, "run", "--rm", "busybox", "echo", "still fine")
     assert r.returncode == 0 and r.stdout == "still fine\n", r.stderr
