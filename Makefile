@@ -6,7 +6,7 @@ SOCK   := /run/berth/berth.sock
 PIDFILE := /run/berth/berthd.pid
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: deps venv demo lint test unit bench bench-build stop clean
+.PHONY: deps venv demo lint test unit bench bench-build stop clean install-systemd completion
 
 deps:
 	@command -v busybox >/dev/null 2>&1 && [ -x /bin/busybox ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static)
@@ -54,6 +54,27 @@ bench: venv
 
 bench-build: venv
 	$(PY) bench/build/run.py
+
+# Puts berth on a systemd host (after `pip install .`, which makes $(PREFIX)/bin/berthd and berth):
+# the units (socket-activated), a default /etc/berth/daemon.json (kept if present) and the shell
+# completions. DESTDIR installs under another root (packaging, tests); then run, as root:
+#   systemctl daemon-reload && systemctl enable --now berth.socket berth.service
+PREFIX  ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= /etc/systemd/system
+install-systemd:
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/berth
+	sed 's|@BERTHD@|$(PREFIX)/bin/berthd|' contrib/systemd/berth.service >$(DESTDIR)$(UNITDIR)/berth.service
+	install -m 0644 contrib/systemd/berth.socket $(DESTDIR)$(UNITDIR)/berth.socket
+	[ -e $(DESTDIR)/etc/berth/daemon.json ] || install -m 0644 contrib/daemon.json $(DESTDIR)/etc/berth/daemon.json
+	install -D -m 0644 contrib/completion/bash/berth $(DESTDIR)$(PREFIX)/share/bash-completion/completions/berth
+	install -D -m 0644 contrib/completion/zsh/_berth $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_berth
+	install -D -m 0644 contrib/completion/fish/berth.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/berth.fish
+
+# Regenerates contrib/completion/ from the CLI's own flag specs (tests/unit/cli/test_completion.py
+# fails when they are stale).
+completion:
+	$(PY) -m berth.cli.completion write contrib/completion
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,29 +1,63 @@
-"""Engine-core benchmarks through the real docker CLI (not a test).
+"""Engine-core benchmarks through the real docker CLI and the raw API (not a test).
 
-    python bench/engine.py [--runs 20] [--containers 100] [--other unix:///var/run/docker.sock]
+    python bench/engine.py [--runs 20] [--containers 100] [--dockerd | --other HOST]
+                           [--baseline TREE] [--only run,phases,exec,rate,cold,start,restart]
 
-(a) `docker run --rm busybox true` latency; (b) N x `docker run -d busybox sleep 3600`
-(containers/s), then `docker ps` latency with N running, PSS per shim (from
-/proc/PID/smaps_rollup) and berthd's RSS; (c) berthd cold start until /_ping answers.
-With --other (or BENCH_OTHER_HOST), the same runs go to a second daemon (e.g. a real dockerd),
-alternating the two in one run; medians and ratios are reported.
+    run     `docker run --rm busybox true` latency through the CLI
+    phases  the same through the raw API, hop by hop as the CLI does it: create, attach,
+            wait (header), start, then exit + auto-remove until the wait returns; on the
+            default network and with --network none (no veth to plug in)
+    exec    `docker exec C true` through the CLI, and through the API alone (exec create +
+            start with the stream + inspect: the CLI's work minus its own start-up)
+    rate    N x `docker run -d busybox sleep 3600` (containers/s), then `docker ps` with N
+            running, PSS per shim and berthd's RSS
+    cold    berthd cold start until /_ping answers
+    cpu     berthd's CPU time per API `run --rm` (default network, all its threads), from
+            /proc/PID/stat: it moves much less with the machine's load than the walls do
+    start   (not in the default list) each daemon stopped and started again, alternating: on
+            an empty data root and on its existing one, until /_ping answers and until
+            GET /containers/json (which needs the recovered state) answers, with the CPU
+            seconds the daemon process itself used by then (``bench/daemons.py``)
+    restart (not in the default list) N x `docker run -d`, GET /containers/json through the
+            API with N running, then restarts with the N running (live restore) to /_ping
+            and to the list, and the list again after them
+
+Every daemon runs side by side, alternating run by run; medians and ratios are printed.
+berthd runs at its default log level (info), as users run it. --dockerd starts Debian's
+dockerd on its own roots with a bridge of its own (``--bridge``, made here; no iptables) and
+stops it by its PID; --other uses a daemon already running at HOST. --baseline TREE also runs a
+berthd from another source tree (``git archive HEAD`` unpacked), for before/after in one run.
+start and restart run their own daemons (``bench/daemons.py``: berthd from this tree and the
+baseline on /var/tmp, and with --dockerd Debian's dockerd with ``--bridge=none --iptables=false
+--live-restore``), each byte-compiled first (a packaged install has its bytecode).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Union
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.integration.daemon import Daemon  # noqa: E402
+import tests.integration.daemon as daemon_mod  # noqa: E402
+from bench.daemons import Berthd, request  # noqa: E402
+from bench.daemons import Dockerd as StartedDockerd  # noqa: E402
+from logs import Dockerd  # noqa: E402
+from tests.integration.daemon import ROOT, Daemon  # noqa: E402
 
 DOCKER = "/usr/local/bin/docker"
+INFO = ["--log-level", "info"]
 
 
 def docker(host: str, *args: str, check: bool = True) -> float:
@@ -36,12 +70,168 @@ def docker(host: str, *args: str, check: bool = True) -> float:
     return dt
 
 
+def docker_out(host: str, *args: str) -> str:
+    return subprocess.run([DOCKER, *args], env=dict(os.environ, DOCKER_HOST=host), check=True,
+                          capture_output=True, text=True).stdout
+
+
 def ensure_busybox(host: str, rootfs: Path) -> None:
     env = dict(os.environ, DOCKER_HOST=host)
     if subprocess.run([DOCKER, "image", "inspect", "busybox:latest"], env=env, capture_output=True).returncode == 0:
         return
     subprocess.run([DOCKER, "import", "--change", 'CMD ["sh"]', str(rootfs), "busybox:latest"], env=env,
                    check=True, capture_output=True)
+
+
+# -- the raw API ----------------------------------------------------------------------------
+
+
+def _conn(host: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(host.removeprefix("unix://"))
+    return s
+
+
+def _send(s: socket.socket, method: str, url: str, body: object = None, upgrade: bool = False) -> None:
+    b = json.dumps(body).encode() if body is not None else b""
+    up = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
+    s.sendall(f"{method} /v1.41{url} HTTP/1.1\r\nHost: x\r\n{up}Content-Type: application/json\r\n"
+              f"Content-Length: {len(b)}\r\n\r\n".encode() + b)
+
+
+def _head(s: socket.socket) -> tuple[int, bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response head")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head, rest
+
+
+def _response(s: socket.socket) -> tuple[int, bytes]:
+    status, head, body = _head(s)
+    if b"chunked" in head.lower():
+        while not body.endswith(b"0\r\n\r\n"):
+            body += s.recv(65536)
+        return status, body
+    n = next((int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")), 0)
+    while len(body) < n:
+        body += s.recv(65536)
+    return status, body
+
+
+def _json(body: bytes) -> dict[str, object]:
+    if not body.startswith(b"{"):  # one chunk of a chunked body
+        body = body.split(b"\r\n", 1)[1]
+    return json.loads(body[:body.rindex(b"}") + 1])
+
+
+def run_phases(host: str, network: str = "default") -> list[float]:
+    """create, attach, wait header, start, exit + remove (wait returns), total — seconds."""
+    t = [time.perf_counter()]
+    s = _conn(host)
+    _send(s, "POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"], "AttachStdout": True,
+                                            "AttachStderr": True,
+                                            "HostConfig": {"AutoRemove": True, "NetworkMode": network}})
+    status, body = _response(s)
+    assert status == 201, body
+    cid = str(_json(body)["Id"])
+    t.append(time.perf_counter())
+    a = _conn(host)
+    _send(a, "POST", f"/containers/{cid}/attach?stream=1&stdout=1&stderr=1", upgrade=True)
+    _head(a)
+    t.append(time.perf_counter())
+    w = _conn(host)
+    _send(w, "POST", f"/containers/{cid}/wait?condition=removed")
+    _, _, rest = _head(w)
+    t.append(time.perf_counter())
+    _send(s, "POST", f"/containers/{cid}/start")
+    status, body = _response(s)
+    assert status == 204, body
+    t.append(time.perf_counter())
+    while b"}" not in rest:
+        chunk = w.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    t.append(time.perf_counter())
+    for x in (s, a, w):
+        x.close()
+    return [b - a_ for a_, b in zip(t, t[1:])] + [t[-1] - t[0]]
+
+
+def exec_api(host: str, cid: str) -> float:
+    t0 = time.perf_counter()
+    s = _conn(host)
+    _send(s, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"], "AttachStdout": True, "AttachStderr": True})
+    status, body = _response(s)
+    assert status == 201, body
+    eid = str(_json(body)["Id"])
+    st = _conn(host)
+    _send(st, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False}, upgrade=True)
+    st.shutdown(socket.SHUT_WR)
+    while st.recv(65536):
+        pass
+    st.close()
+    _send(s, "GET", f"/exec/{eid}/json")
+    status, body = _response(s)
+    assert _json(body)["ExitCode"] == 0, body
+    s.close()
+    return time.perf_counter() - t0
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def report(title: str, res: dict[str, list[float]], unit: str = "ms") -> None:
+    scale = 1000 if unit == "ms" else 1
+    line = f"  {title:34s}" + "".join(f"  {k} {med(v) * scale:7.1f} {unit}" for k, v in res.items())
+    for other in ("before", "dockerd"):
+        if other in res and "berthd" in res:
+            line += f"  berthd/{other} {med(res['berthd']) / med(res[other]):.2f}x"
+    print(line, flush=True)
+
+
+def alternate(hosts: dict[str, str], runs: int, fn: Callable[[str, str], float]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in hosts}
+    for k, h in hosts.items():
+        fn(k, h)  # warm up
+    for _ in range(runs):
+        for k, h in hosts.items():
+            out[k].append(fn(k, h))
+    return out
+
+
+# -- CPU ------------------------------------------------------------------------------------
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads), in seconds."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_run(daemons: dict[str, Daemon], runs: int) -> None:
+    """berthd's CPU per API `run --rm`, alternating run by run: totals over all runs / runs (a
+    clock tick is 10 ms, so single runs are not resolved, their sum is). The runtime side
+    (shim, helper, init) is not counted: the shim double-forks away from the fork server."""
+    own = {k: 0.0 for k in daemons}
+    for _ in range(runs):
+        for k, dm in daemons.items():
+            assert dm.proc is not None
+            a = cpu_s(dm.proc.pid)
+            run_phases(dm.host)
+            own[k] += cpu_s(dm.proc.pid) - a
+    report("CPU per run --rm: berthd (mean)", {k: [v / runs] for k, v in own.items()})
+
+
+# -- memory ---------------------------------------------------------------------------------
 
 
 def kib(path: str, key: str) -> int:
@@ -54,24 +244,95 @@ def kib(path: str, key: str) -> int:
     return 0
 
 
-def shim_pids(exec_root: Path) -> list[int]:
-    out = []
-    needle = f"forkserver {exec_root}/forkserver.sock".encode()
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            comm = open(f"/proc/{p}/comm", "rb").read().strip()
-            cmd = open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if comm == b"berth-shim" and needle in cmd:
-            out.append(int(p))
-    return out
+def berth_memory(d: Daemon) -> str:
+    pss = [kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in d.shim_pids()]
+    assert d.proc is not None
+    rss = kib(f"/proc/{d.proc.pid}/status", "VmRSS:")
+    return (f"shims: {len(pss)}, PSS per shim median {med([float(p) for p in pss]) / 1024:.2f} MiB; "
+            f"berthd RSS {rss / 1024:.1f} MiB")
 
 
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
+# -- start and restart (bench/daemons.py) ---------------------------------------------------
+
+Starter = Union[Berthd, StartedDockerd]
+
+
+def api_ms(sock: str, path: str, n: int = 50) -> float:
+    """Median ms of GET path through the API (no CLI), after one warm-up."""
+    request(sock, "GET", path)
+    xs = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, _ = request(sock, "GET", path)
+        xs.append(time.perf_counter() - t0)
+        assert status == 200
+    return med(xs) * 1000
+
+
+def starts(daemons: dict[str, Starter], runs: int, fresh: bool, title: str) -> None:
+    """Stop and start each daemon ``runs`` times, alternating; ``fresh``: a new data root each time."""
+    ping: dict[str, list[float]] = {k: [] for k in daemons}
+    ready: dict[str, list[float]] = {k: [] for k in daemons}
+    cpu_ping: dict[str, list[float]] = {k: [] for k in daemons}
+    cpu_ready: dict[str, list[float]] = {k: [] for k in daemons}
+    for _ in range(runs):
+        for k in list(daemons):
+            dm = daemons[k]
+            dm.stop()
+            if fresh:
+                dm.cleanup()
+                dm = daemons[k] = Berthd(dm.code) if isinstance(dm, Berthd) else StartedDockerd()
+            p, r = dm.timed_start()
+            ping[k].append(p)
+            ready[k].append(r)
+            cpu_ping[k].append(dm.cpu[0])
+            cpu_ready[k].append(dm.cpu[1])
+    report(f"{title} -> /_ping", ping)
+    report("  daemon's own CPU by then", cpu_ping)
+    report(f"{title} -> GET /containers/json", ready)
+    report("  daemon's own CPU by then", cpu_ready)
+
+
+def start_and_restart(args: argparse.Namespace, only: set[str], rootfs: Path) -> None:
+    """The start and restart figures, on daemons of their own (stopped and started here)."""
+    daemons: dict[str, Starter] = {"berthd": Berthd()}
+    if args.baseline:
+        daemons["before"] = Berthd(Path(args.baseline))
+    if args.dockerd:
+        daemons["dockerd"] = StartedDockerd()
+    for tree in {str(ROOT), *([args.baseline] if args.baseline else [])}:
+        # an installed berth has its bytecode; PYTHONDONTWRITEBYTECODE would leave every start compiling
+        subprocess.run([sys.executable, "-m", "compileall", "-q", f"{tree}/berth"], check=True, capture_output=True)
+    try:
+        for dm in daemons.values():
+            dm.timed_start()
+            ensure_busybox(dm.host, rootfs)
+        if "start" in only:
+            print(f"daemon start, median of {args.cold}:", flush=True)
+            starts(daemons, args.cold, True, "empty data root")
+            for dm in daemons.values():
+                ensure_busybox(dm.host, rootfs)
+            starts(daemons, args.cold, False, "restart, existing data root")
+        if "restart" in only:
+            print(f"{args.containers} running:", flush=True)
+            for k, dm in daemons.items():
+                for _ in range(args.containers):
+                    docker(dm.host, "run", "-d", "busybox", "sleep", "3600")
+                print(f"  {k}: GET /containers/json {api_ms(str(dm.sock), '/containers/json'):.2f} ms", flush=True)
+            starts(daemons, args.cold, False, f"restart with {args.containers} running")
+            for k, dm in daemons.items():
+                print(f"  {k}: GET /containers/json after the restart "
+                      f"{api_ms(str(dm.sock), '/containers/json'):.2f} ms", flush=True)
+            for dm in daemons.values():
+                ids = docker_out(dm.host, "ps", "-aq", "--no-trunc").split()
+                if ids:
+                    docker(dm.host, "rm", "-f", *ids, check=False)
+    finally:
+        for dm in daemons.values():
+            dm.cleanup()
+
+
+# -- main -----------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -79,64 +340,103 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--cold", type=int, default=10)
+    ap.add_argument("--dockerd", action="store_true", help="start Debian's dockerd for the comparison")
     ap.add_argument("--other", default=os.environ.get("BENCH_OTHER_HOST"))
+    ap.add_argument("--baseline", help="a second berth source tree to run side by side")
+    ap.add_argument("--only", default="run,phases,exec,rate,cold")
     args = ap.parse_args()
+    only = set(args.only.split(","))
 
-    d = Daemon()
-    d.start()
-    rootfs = d.base / "rootfs.tar"
-    d.import_busybox()
-    hosts = {"berthd": d.host}
-    if args.other:
-        hosts["other"] = args.other
-        ensure_busybox(args.other, rootfs)
+    d = Daemon(args=INFO)
+    base = Daemon(args=INFO) if args.baseline else None
+    dk: Dockerd | None = None
+    bridge = f"bbk{os.getpid() % 100000}"
     try:
-        # (a) run --rm latency, alternating daemons
-        lat: dict[str, list[float]] = {k: [] for k in hosts}
-        for name, h in hosts.items():
-            docker(h, "run", "--rm", "busybox", "true")  # warm up
-        for _ in range(args.runs):
-            for name, h in hosts.items():
-                lat[name].append(docker(h, "run", "--rm", "busybox", "true"))
-        print(f"(a) docker run --rm busybox true, median of {args.runs}:")
-        for name in hosts:
-            print(f"    {name:7s} {med(lat[name]) * 1000:7.1f} ms")
-        if "other" in hosts:
-            print(f"    ratio berthd/other: {med(lat['berthd']) / med(lat['other']):.2f}")
+        d.start()
+        d.import_busybox()
+        daemons = {"berthd": d}
+        hosts = {"berthd": d.host}
+        if base is not None:
+            here, daemon_mod.ROOT = daemon_mod.ROOT, Path(args.baseline)  # berthd runs from its cwd
+            try:
+                base.start()
+            finally:
+                daemon_mod.ROOT = here
+            daemons["before"] = base
+            hosts["before"] = base.host
+        if args.dockerd:
+            net = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+            for cmd in (["link", "add", bridge, "type", "bridge"], ["addr", "add", f"{net}.1/24", "dev", bridge],
+                        ["link", "set", bridge, "up"]):
+                subprocess.run(["ip", *cmd], check=True)
+            dk = Dockerd((f"--bridge={bridge}", "--iptables=false", "--ip-masq=false"))
+            dk.start()
+            hosts["dockerd"] = dk.host
+        elif args.other:
+            hosts["dockerd"] = args.other
+        for h in hosts.values():
+            ensure_busybox(h, d.base / "rootfs.tar")
+        print(f"medians of {args.runs}, daemons alternating; load average {open('/proc/loadavg').read().split()[:3]}",
+              flush=True)
 
-        # (b) N detached containers, ps latency, memory
-        for name, h in hosts.items():
-            t0 = time.perf_counter()
-            for _ in range(args.containers):
-                docker(h, "run", "-d", "busybox", "sleep", "3600")
-            rate = args.containers / (time.perf_counter() - t0)
-            ps = [docker(h, "ps") for _ in range(20)]
-            print(f"(b) {name}: {args.containers} x run -d: {rate:.1f} containers/s; "
-                  f"docker ps with {args.containers} running: {med(ps) * 1000:.1f} ms median")
-            if name == "berthd":
-                pids = shim_pids(d.exec_root)
-                pss = [kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids]
-                assert d.proc is not None
-                rss = kib(f"/proc/{d.proc.pid}/status", "VmRSS:")
-                fs = [p for p in os.listdir("/proc") if p.isdigit() and kib(f"/proc/{p}/status", "PPid:") == d.proc.pid]
-                fs_rss = sum(kib(f"/proc/{p}/status", "VmRSS:") for p in fs)
-                print(f"    shims: {len(pids)}, PSS per shim median {med(pss) / 1024:.2f} MiB "
-                      f"(max {max(pss) / 1024 if pss else 0:.2f}); berthd RSS {rss / 1024:.1f} MiB; "
-                      f"fork server RSS {fs_rss / 1024:.1f} MiB")
-            env = dict(os.environ, DOCKER_HOST=h)
-            ids = subprocess.run([DOCKER, "ps", "-q", "--no-trunc"], env=env, capture_output=True, text=True).stdout.split()
-            if ids:
-                subprocess.run([DOCKER, "rm", "-f", *ids], env=env, capture_output=True)
-
-        # (c) cold start of berthd until /_ping answers
-        cold = []
-        for _ in range(args.cold):
-            d.stop()
-            cold.append(d.start())
-        print(f"(c) berthd cold start to /_ping: {med(cold) * 1000:.1f} ms median of {args.cold} "
-              f"(min {min(cold) * 1000:.1f})")
+        if "run" in only:
+            report("docker run --rm busybox true", alternate(hosts, args.runs,
+                                                             lambda k, h: docker(h, "run", "--rm", "busybox", "true")))
+        if "phases" in only:
+            for net in ("default", "none"):
+                rows: dict[str, list[list[float]]] = {k: [] for k in hosts}
+                alternate(hosts, args.runs, lambda k, h: rows[k].append(run_phases(h, net)) or 0.0)
+                for i, name in enumerate(("create", "attach", "wait (header)", "start", "exit + remove", "total")):
+                    report(f"API run --rm --net {net}: {name}", {k: [r[i] for r in rows[k][1:]] for k in hosts})
+        if "cpu" in only:
+            cpu_per_run(daemons, args.runs)
+        if "exec" in only:
+            cids = {k: docker_out(h, "run", "-d", "busybox", "sleep", "3600").strip() for k, h in hosts.items()}
+            try:
+                report("docker exec C true", alternate(hosts, args.runs,
+                                                       lambda k, h: docker(h, "exec", cids[k], "true")))
+                report("exec through the API", alternate(hosts, args.runs, lambda k, h: exec_api(h, cids[k])))
+            finally:
+                for k, h in hosts.items():
+                    docker(h, "rm", "-f", cids[k], check=False)
+        if "rate" in only:
+            rates: dict[str, list[float]] = {}
+            for k, h in hosts.items():
+                t0 = time.perf_counter()
+                for _ in range(args.containers):
+                    docker(h, "run", "-d", "busybox", "sleep", "3600")
+                rates[k] = [args.containers / (time.perf_counter() - t0)]
+                ps = [docker(h, "ps") for _ in range(20)]
+                print(f"  {k}: docker ps with {args.containers} running: {med(ps) * 1000:.1f} ms"
+                      + (f"; {berth_memory(daemons[k])}" if k in daemons else ""), flush=True)
+                ids = docker_out(h, "ps", "-q", "--no-trunc").split()
+                if ids:
+                    docker(h, "rm", "-f", *ids, check=False)
+            line = f"  {'sequential docker run -d':34s}" + "".join(f"  {k} {v[0]:7.1f}/s" for k, v in rates.items())
+            for other in ("before", "dockerd"):
+                if other in rates:
+                    line += f"  berthd/{other} {rates['berthd'][0] / rates[other][0]:.2f}x"
+            print(line, flush=True)
+        if "cold" in only:
+            cold = []
+            for _ in range(args.cold):
+                d.stop()
+                cold.append(d.start())
+            report("berthd cold start to /_ping", {"berthd": cold})
+        if only & {"start", "restart"}:
+            rootfs = Path(tempfile.mkdtemp(prefix="bench-", dir="/var/tmp")) / "rootfs.tar"
+            try:
+                shutil.copy(d.base / "rootfs.tar", rootfs)
+                start_and_restart(args, only, rootfs)
+            finally:
+                shutil.rmtree(rootfs.parent, ignore_errors=True)
     finally:
-        d.cleanup()
+        for x in (d, base):
+            if x is not None:
+                x.cleanup()
+        if dk is not None:
+            dk.stop()
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def curl(host: str, path: str) -> list[str]:
 class Dockerd:
     """Debian's dockerd on private roots; stopped by its PID."""
 
-    def __init__(self) -> None:
+    def __init__(self, flags: tuple[str, ...] = ("--bridge=none", "--iptables=false")) -> None:
+        self.flags = flags
         self.run = Path(tempfile.mkdtemp(prefix="dkl-", dir="/tmp"))
         self.data = Path(tempfile.mkdtemp(prefix="dkl-", dir="/var/tmp"))
         self.host = f"unix://{self.run}/docker.sock"
@@ -92,7 +93,7 @@ class Dockerd:
         log = open(self.run / "dockerd.log", "ab")
         self.proc = subprocess.Popen(
             [DOCKERD, "-H", self.host, "--data-root", str(self.data / "data"), "--exec-root", str(self.run / "exec"),
-             "--pidfile", str(self.run / "pid"), "--bridge=none", "--iptables=false"],
+             "--pidfile", str(self.run / "pid"), *self.flags],
             stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """The API's application context and its route tables.
 
-``App`` is everything a handler may use: the engine objects, built once by ``daemon.main.wire``.
+``App`` is everything a handler may use: the engine objects, built once by ``daemon.wiring.wire``.
 A handler is a module-level function ``async def h(app: App, req: Request)``; each resource
 module lists its routes in ``ROUTES`` and ``register`` binds them to one ``App``::
 
@@ -29,9 +29,23 @@ if TYPE_CHECKING:  # the engine is imported by daemon.main before the API is bui
     from berth.engine.events import Events
     from berth.engine.exec import Execs
     from berth.engine.health import HealthMonitor
-    from berth.engine.images import ImageFiles, Images
+    from berth.engine.image_files import ImageFiles
+    from berth.engine.images import Images
     from berth.engine.networks import Networks
     from berth.engine.volumes import Volumes
+
+
+@dataclass
+class DaemonInfo:
+    """What /info shows of berthd's configuration (daemon.json); SIGHUP changes it in place."""
+
+    debug: bool = False
+    labels: list[str] = field(default_factory=list)
+    logging_driver: str = "json-file"
+    init_binary: str = ""
+    no_new_privileges: bool = False
+    warnings: list[str] = field(default_factory=list)
+    security_options: list[str] = field(default_factory=list)  # more of SecurityOptions (name=userns)
 
 
 @dataclass
@@ -55,6 +69,7 @@ class App:
     builder: Builder
     build_admin: BuildAdmin
     live_restore: bool = True
+    config: DaemonInfo = field(default_factory=DaemonInfo)
     started: float = field(default_factory=time.time)
 
 
@@ -62,10 +77,16 @@ Handler = Callable[[App, Request], Awaitable["Response | StreamResponse | None"]
 Routes = list[tuple[str, str, Handler]]
 
 
-def register(router: Router, app: App, routes: Iterable[tuple[str, str, Handler]]) -> None:
-    """Add each (method, path pattern, handler) of ``routes`` to ``router``, bound to ``app``."""
+Bound = Callable[[Request], Awaitable["Response | StreamResponse | None"]]
+Wrap = Callable[[str, str, Bound], Bound]  # (method, pattern, handler) -> handler, e.g. metrics.observed
+
+
+def register(router: Router, app: App, routes: Iterable[tuple[str, str, Handler]], wrap: Wrap | None = None) -> None:
+    """Add each (method, path pattern, handler) of ``routes`` to ``router``, bound to ``app``
+    (and wrapped by ``wrap`` when given: the metrics' request counters)."""
     for method, pattern, handler in routes:
-        router.add(method, pattern, functools.partial(handler, app))
+        bound: Bound = functools.partial(handler, app)
+        router.add(method, pattern, bound if wrap is None else wrap(method, pattern, bound))
 
 
 def no_content() -> Response:

@@ -23,10 +23,10 @@ import hashlib
 import struct
 
 from berth.api.app import App, Routes
+from berth.api.containers_io import detach_keys
 from berth.api.http import Request, Response
 from berth.engine.containers import Containers
 from berth.engine.logs import LogReader
-from berth.errors import InvalidArgument
 from berth.schema import detachkeys, stdcopy
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -211,12 +211,7 @@ async def attach_ws(app: App, req: Request) -> Response | None:
     if bad is not None:
         return bad
     stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
-    keys = b""
-    if stdin and c.config.Tty:
-        try:
-            keys = detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
+    keys = detach_keys(req, c) if stdin else b""
     head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Accept: {accept_key(req.headers['sec-websocket-key'].strip())}\r\n\r\n")
     req.writer.write(head.encode("latin-1"))

@@ -14,16 +14,23 @@ import base64
 import json
 import logging
 import shutil
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from berth.api.http import Request, Response, Router, StreamResponse
+from berth.api.app import App, Routes
+from berth.api.filters import parse_filters
+from berth.api.http import Request, Response, StreamResponse
 from berth.api.jsonstream import JsonLines
-from berth.api.system import json_response
+from berth.api.shape import json_response
 from berth.build.builder import BuildOptions, Builder
-from berth.build.context import load
+from berth.build.context import BuildContext, load
 from berth.build.output import BuildFailed
 from berth.errors import InvalidArgument
 from berth.oci import reference
+
+if TYPE_CHECKING:
+    from berth.registry.client.auth import Credentials
 
 log = logging.getLogger("berth.api.build")
 
@@ -46,9 +53,9 @@ def _b64json(v: str) -> Any:
         raise InvalidArgument("invalid X-Registry-Config header") from None
 
 
-def _creds(header: str | None):  # type: ignore[no-untyped-def]
+def _creds(header: str | None) -> Callable[[str], Credentials | None]:
     """``X-Registry-Config``: {registry: auth config} -> a lookup by registry domain."""
-    from berth.registry.client.auth import Credentials
+    from berth.registry.client.auth import Credentials  # lazy: start-up time
     doc = _b64json(header) if header else {}
     table: dict[str, Credentials] = {}
     if isinstance(doc, dict):
@@ -96,41 +103,43 @@ def options(req: Request) -> BuildOptions:
         creds=_creds(req.headers.get("x-registry-config")))
 
 
-async def _receive(req: Request, path) -> None:  # type: ignore[no-untyped-def]
+async def _receive(req: Request, path: Path) -> None:
     with open(path, "wb") as f:
         while chunk := await req.read_chunk(1 << 20):
             f.write(chunk)
 
 
-def routes(router: Router, ctx: Any) -> None:
-    builder: Builder = ctx.builder
-
-    async def build(req: Request) -> StreamResponse | Response:
-        opts = options(req)
-        bid, work = builder.new_dir()
-        try:
-            archive = work / "context.tar"
-            await _receive(req, archive)
-            bctx = await asyncio.to_thread(load, work, archive, req.query.get("remote", ""), opts.dockerfile)
-            return await _stream(req, builder, bctx, opts, bid, work)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, work, True)
-
-    async def prune(req: Request) -> Response:
-        from berth.api.filters import parse_filters
-        keep = req.int_arg("keep-storage", 0) or req.int_arg("reserved-space", 0) or 0
-        return json_response(ctx.build_admin.prune(req.flag("all"), keep, parse_filters(req)))
-
-    router.add("POST", "/build", build)
-    router.add("POST", "/build/prune", prune)
-    router.add("POST", "/build/cancel", lambda req: _no_content())
+async def build(app: App, req: Request) -> StreamResponse | Response:
+    opts = options(req)
+    bid, work = app.builder.new_dir()
+    try:
+        archive = work / "context.tar"
+        await _receive(req, archive)
+        bctx = await asyncio.to_thread(load, work, archive, req.query.get("remote", ""), opts.dockerfile)
+        return await _stream(req, app.builder, bctx, opts, bid, work)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
 
 
-async def _no_content() -> Response:
+async def prune(app: App, req: Request) -> Response:
+    keep = req.int_arg("keep-storage", 0) or req.int_arg("reserved-space", 0) or 0
+    return json_response(app.build_admin.prune(req.flag("all"), keep, parse_filters(req)))
+
+
+async def cancel(app: App, req: Request) -> Response:
+    """The classic builder stops a build when its client hangs up; there is nothing to cancel."""
     return Response(200, b"", None)
 
 
-async def _stream(req: Request, builder: Builder, bctx, opts: BuildOptions, bid: str, work) -> StreamResponse:  # type: ignore[no-untyped-def]
+ROUTES: Routes = [
+    ("POST", "/build", build),
+    ("POST", "/build/prune", prune),
+    ("POST", "/build/cancel", cancel),
+]
+
+
+async def _stream(req: Request, builder: Builder, bctx: BuildContext, opts: BuildOptions, bid: str,
+                  work: Path) -> StreamResponse:
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     task = asyncio.ensure_future(builder.build(bctx, opts, q.put_nowait, bid, work))
     hangup = asyncio.ensure_future(req.reader.read(1))  # EOF: the client went away

@@ -7,6 +7,7 @@ import msgspec
 
 from berth.api.app import App, Routes
 from berth.api.http import Request, Response, StreamResponse
+from berth.api.jsonstream import stream_chunks
 from berth.api.shape import json_response
 from berth.errors import InvalidArgument
 from berth.schema.containers import ContainerConfig
@@ -28,17 +29,7 @@ async def commit(app: App, req: Request) -> Response:
 
 
 async def export(app: App, req: Request) -> StreamResponse:
-    chunks = app.image_files.export(req.match["id"])
-    try:
-        first = await anext(chunks)  # tar has started: a failure before it is a plain status
-        resp = StreamResponse(req, content_type="application/x-tar")
-        await resp.write(first)
-        async for chunk in chunks:
-            await resp.write(chunk)
-        await resp.finish()
-        return resp
-    finally:
-        await chunks.aclose()
+    return await stream_chunks(req, app.image_files.export(req.match["id"]), "application/x-tar")
 
 
 ROUTES: Routes = [

@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import msgspec
 
 from berth.api.app import App, Routes
 from berth.api.http import Request, Response, StreamResponse
 from berth.api.shape import json_response
+from berth.api.stats_shape import stats_json
+from berth.engine import logjournal
 from berth.engine import stats as st
+from berth.engine.archive import PathStat
 from berth.engine.logdrivers import ReadNotSupported
 from berth.engine.logs import LogReader
 from berth.engine.model import Container
@@ -23,6 +28,16 @@ from berth.schema import detachkeys
 from berth.schema.stdcopy import frame
 
 _enc = msgspec.json.Encoder()
+
+
+def detach_keys(req: Request, c: Container) -> bytes:
+    """The attach's ``detachKeys`` as bytes (Docker's default when absent); only a tty detaches."""
+    if not c.config.Tty:
+        return b""
+    try:
+        return detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
 
 
 def stream_type(req: Request, c: Container) -> str:
@@ -39,7 +54,7 @@ async def stats(app: App, req: Request) -> StreamResponse:
     ncpu = st.online_cpus()
     loop = asyncio.get_running_loop()
 
-    async def take() -> dict[str, object]:
+    async def take() -> st.Sample:
         cur = engine.by_id.get(c.id) or c
         raw = await loop.run_in_executor(None, st.raw_stats, cur)
         return st.sample(cur, raw, ncpu)
@@ -50,14 +65,12 @@ async def stats(app: App, req: Request) -> StreamResponse:
     if not stream and not one_shot:
         await asyncio.sleep(1.0)  # dockerd answers with two samples, a second apart
     elif not stream:
-        await resp.write(_enc.encode(prev) + b"\n")
+        await resp.write(_enc.encode(stats_json(prev)) + b"\n")
         await resp.finish()
         return resp
     while True:
         cur = await take()
-        cur["precpu_stats"] = prev["cpu_stats"]
-        cur["preread"] = prev["read"]
-        await resp.write(_enc.encode(cur) + b"\n")
+        await resp.write(_enc.encode(stats_json(cur, prev)) + b"\n")
         if not stream or not engine.by_id.get(c.id) or not engine.by_id[c.id].running:
             break
         prev = cur
@@ -70,8 +83,9 @@ async def changes(app: App, req: Request) -> Response:
     return json_response([{"Path": ch.path, "Kind": ch.kind} for ch in app.archives.changes(req.match["id"])])
 
 
-def _stat_header(stat: dict[str, object]) -> dict[str, str]:
-    return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode()).decode()}
+def _stat_header(ps: PathStat) -> dict[str, str]:
+    doc = {"name": ps.name, "size": ps.size, "mode": ps.mode, "mtime": ps.mtime, "linkTarget": ps.link_target}
+    return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(doc).encode()).decode()}
 
 
 async def archive_head(app: App, req: Request) -> Response:
@@ -111,24 +125,42 @@ async def logs(app: App, req: Request) -> StreamResponse:
     stdout, stderr = req.flag("stdout"), req.flag("stderr")
     if not (stdout or stderr):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    if c.host_config.LogConfig.Type == "none":
+    kind = c.host_config.LogConfig.Type or "json-file"
+    if kind not in ("json-file", "local", "journald"):
         raise ReadNotSupported()
     tail_s = req.query.get("tail", "all")
     try:
         tail = None if tail_s in ("all", "") else int(tail_s)
     except ValueError:
         tail = None
-    reader = LogReader(engine.data.container(c.id).log, stdout, stderr, req.query.get("since"),
+    path = engine.data.container(c.id).log
+    if kind == "journald":
+        tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix="journal-", delete=False)
+        tmp.close()
+        path = Path(tmp.name)
+        try:
+            await logjournal.export(c.id, path)
+            return await _send_logs(req, LogReader(path, stdout, stderr, req.query.get("since"),
+                                                   req.query.get("until"), req.flag("timestamps"), tail),
+                                    c, lambda: False, False)
+        finally:
+            path.unlink(missing_ok=True)
+    reader = LogReader(path, stdout, stderr, req.query.get("since"),
                        req.query.get("until"), req.flag("timestamps"), tail)
-    resp = StreamResponse(req, content_type=stream_type(req, c))
-    await resp.prepare()
     cid = c.id
 
     def running() -> bool:
         cur = engine.by_id.get(cid)
         return cur is not None and (cur.running or cur.state.starting)
 
-    async for chunk in reader.chunks(req.flag("follow"), running, raw=c.config.Tty):
+    return await _send_logs(req, reader, c, running, req.flag("follow"))
+
+
+async def _send_logs(req: Request, reader: LogReader, c: Container, running: Callable[[], bool],
+                     follow: bool) -> StreamResponse:
+    resp = StreamResponse(req, content_type=stream_type(req, c))
+    await resp.prepare()
+    async for chunk in reader.chunks(follow, running, raw=c.config.Tty):
         await resp.write(chunk)
     await resp.finish()
     return resp
@@ -138,12 +170,7 @@ async def attach(app: App, req: Request) -> None:
     engine = app.containers
     c = engine.get(req.match["id"])
     stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
-    keys = b""
-    if stdin and c.config.Tty:
-        try:
-            keys = detachkeys.parse(req.query.get("detachKeys") or detachkeys.DEFAULT)
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
+    keys = detach_keys(req, c) if stdin else b""
     req.hijack(stream_type(req, c))
     await req.head_read()
     if req.flag("logs"):

@@ -32,8 +32,23 @@ def event_time(v: str | None, now: float) -> float | None:
     return parse_time(v)
 
 
+def event_json(ev: Event) -> dict[str, object]:
+    """Docker's event (API >= 1.22): ``Type``, ``Action``, ``Actor{ID,Attributes}``, ``scope``,
+    ``time``, ``timeNano``, plus the legacy ``status``/``id``/``from`` fields for container and
+    image events, as dockerd still sends them."""
+    d: dict[str, object] = {}
+    if ev.type in ("container", "image"):
+        d["status"] = ev.action
+        d["id"] = ev.id
+        if ev.type == "container" and "image" in ev.attributes:
+            d["from"] = ev.attributes["image"]
+    d.update({"Type": ev.type, "Action": ev.action, "Actor": {"ID": ev.id, "Attributes": dict(ev.attributes)},
+              "scope": "local", "time": ev.time_nano // 10**9, "timeNano": ev.time_nano})
+    return d
+
+
 def encode_event(ev: Event) -> bytes:
-    return _enc.encode(ev.to_json()) + b"\n"
+    return _enc.encode(event_json(ev)) + b"\n"
 
 
 async def events(app: App, req: Request) -> StreamResponse:

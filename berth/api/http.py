@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.linux import fd
+from berth.api import framing
+from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
 
 log = logging.getLogger("berth.api")
 
@@ -27,10 +30,6 @@ REASONS = {
 }
 
 MAX_HEADER = 64 * 1024
-
-
-class BadRequest(Exception):
-    pass
 
 
 @dataclass
@@ -50,6 +49,7 @@ class Request:
     _eof: bool = False
     hijacked: bool = False
     responded: bool = False
+    extra_headers: dict[str, str] = field(default_factory=dict)  # the server's common headers
 
     async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
         parts = []
@@ -77,24 +77,8 @@ class Request:
                 raise BadRequest("unexpected end of request body")
             self._body_left -= len(data)
             return data
-        if self._chunk_left == 0:
-            line = await self.reader.readline()
-            try:
-                n = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("bad chunk size") from None
-            if n == 0:
-                while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                self._eof = True
-                return b""
-            self._chunk_left = n
-        data = await self.reader.read(min(size, self._chunk_left))
-        if not data:
-            raise BadRequest("unexpected end of request body")
-        self._chunk_left -= len(data)
-        if self._chunk_left == 0:
-            await self.reader.readexactly(2)
+        data, self._chunk_left = await framing.read_chunk(self.reader, self._chunk_left, size)
+        self._eof = not data
         return data
 
     def version_at_least(self, v: str) -> bool:
@@ -128,7 +112,7 @@ class Request:
         if upgrade:
             head += ["Connection: Upgrade", "Upgrade: tcp"]
         if common:
-            head += [f"{k}: {v}" for k, v in getattr(self, "extra_headers", {}).items()]
+            head += [f"{k}: {v}" for k, v in self.extra_headers.items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         self.hijacked = True
         self.responded = True
@@ -140,6 +124,7 @@ class Request:
         stream bytes that arrived together with the head stay in that buffer and are lost
         (attach with logs=1, a fast exec). So the first stream bytes go out only once the head
         has left the socket's queue."""
+        from berth.linux import fd  # ctypes: not on the path to the first /_ping
         await self.writer.drain()
         sock = self.writer.get_extra_info("socket")
         if sock is None:
@@ -151,7 +136,7 @@ class Request:
             while fd.unread_output(sock.fileno()) > 0 and loop.time() < end:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.01)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the connection is already closed (fd -1)
             return
 
 
@@ -195,7 +180,7 @@ class StreamResponse:
             return
         self.started = True
         self.req.responded = True
-        h = dict(self.req.extra_headers) if hasattr(self.req, "extra_headers") else {}
+        h = dict(self.req.extra_headers)
         h.update(self.headers)
         if self.content_type:
             h["Content-Type"] = self.content_type
@@ -252,12 +237,17 @@ class Router:
 
 
 class Server:
-    """Serves a Router; `on_error` turns an exception into a Response (the one error table)."""
+    """Serves a Router; `on_error` turns an exception into a Response (the one error table).
+    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered)."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None):
+                 versions: tuple[str, str] | None = None, early: Router | None = None):
         self.router = router
+        self.early = early or Router()
+        self.ready = asyncio.Event()  # set once: the daemon's engine is wired and recovered
+        if early is None:
+            self.ready.set()
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -267,8 +257,25 @@ class Server:
     async def serve_unix(self, path: str) -> None:
         self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
 
-    async def serve_tcp(self, host: str, port: int) -> None:
-        self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+    async def serve_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on host:port; with ``tls`` every connection is TLS (berth.api.tls)."""
+        if tls is None:
+            self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+            return
+        from berth.api.tls import protocol_factory
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), host, port, backlog=512))
+
+    async def serve_socket(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        """Serve a socket that already listens (systemd socket activation); ``tls`` for TCP ones."""
+        if sock.family == socket.AF_UNIX:
+            self.servers.append(await asyncio.start_unix_server(self._conn, sock=sock, backlog=512))
+        elif tls is None:
+            self.servers.append(await asyncio.start_server(self._conn, sock=sock, backlog=512))
+        else:
+            from berth.api.tls import protocol_factory
+            loop = asyncio.get_running_loop()
+            self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), sock=sock, backlog=512))
 
     async def close(self) -> None:
         for s in self.servers:
@@ -322,15 +329,16 @@ class Server:
         qlist = parse_qsl(qs, keep_blank_values=True)
         req = Request(method=method, path=path, query=dict(qlist), headers=headers,
                       reader=reader, writer=writer, query_list=qlist)
-        req.extra_headers = self.common_headers  # type: ignore[attr-defined]
+        req.extra_headers = self.common_headers
         te = headers.get("transfer-encoding", "").lower()
         if "chunked" in te:
             req._chunked = True
         else:
-            try:
-                req._body_left = int(headers.get("content-length", "0") or 0)
-            except ValueError:
-                req._body_left = 0
+            length = framing.content_length(headers.get("content-length", "0") or "0")
+            if length is None:  # Go's "bad Content-Length": what follows cannot be framed
+                writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
+                return False
+            req._body_left = length
         keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
 
         m = _VERSION_PREFIX.match(path)
@@ -339,7 +347,10 @@ class Server:
         try:
             if req.api_version is not None and self.versions is not None:
                 check_version(req.api_version, *self.versions)
-            handler, match, path_found = self.router.resolve(method, req.path)
+            handler, match, path_found = self.early.resolve(method, req.path)
+            if handler is None:
+                await self.ready.wait()  # at once when set
+                handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":
                     handler, match, _ = self.router.resolve("GET", req.path)

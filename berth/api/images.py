@@ -12,7 +12,7 @@ from berth.api import images_shape as shape
 from berth.api.app import App, Routes
 from berth.api.filters import labels_match, parse_filters
 from berth.api.http import Request, Response, StreamResponse
-from berth.api.jsonstream import json_stream
+from berth.api.jsonstream import json_stream, stream_chunks
 from berth.api.shape import json_response
 from berth.engine.distribution import Credentials, credentials
 from berth.engine.image_records import Image
@@ -87,10 +87,10 @@ async def list_images(app: App, req: Request) -> Response:
     filters = parse_filters(req)
     out = []
     hidden = app.build_admin.intermediate() if not req.flag("all") else set()
-    for img in app.images.list():
+    for r in app.images.records():
+        img = r.image
         if img.id in hidden:
             continue  # a build step's intermediate image (docker images -a shows it)
-        r = app.images.record(img)
         if _listed(app, img, r.tags, filters):
             out.append(shape.summary(r, req))
     if req.flag("shared-size") and req.version_at_least("1.42"):
@@ -140,7 +140,8 @@ async def create(app: App, req: Request) -> StreamResponse | Response:
             creds = credentials(req.headers.get("x-registry-auth"))
             name, tag = req.query["fromImage"], req.query.get("tag", "")
             platform = req.query.get("platform") or None
-            return await json_stream(req, lambda p: app.distribution.pull(name, tag, creds, platform, p))
+            return await json_stream(req, lambda p: app.distribution.pull(name, tag, creds, platform, p),
+                                     cancel_on_hangup=True)
         raise InvalidArgument("fromImage or fromSrc is required")
     changes = [v for k, v in req.query_list if k == "changes"]
     repo, tag, message = req.query.get("repo", ""), req.query.get("tag", ""), req.query.get("message", "")
@@ -166,7 +167,8 @@ async def auth(app: App, req: Request) -> Response:
     body = json.loads(await req.read(1 << 20) or b"{}")
     creds = Credentials(str(body.get("username") or ""), str(body.get("password") or ""),
                         str(body.get("identitytoken") or ""), "", str(body.get("serveraddress") or ""))
-    return json_response(await asyncio.to_thread(app.distribution.login, creds))
+    token = await asyncio.to_thread(app.distribution.login, creds)
+    return json_response({"Status": "Login Succeeded", "IdentityToken": token})
 
 
 async def save(app: App, req: Request) -> StreamResponse:
@@ -176,17 +178,8 @@ async def save(app: App, req: Request) -> StreamResponse:
     wanted = parse_platforms(req, "platform") if req.version_at_least("1.48") else []
     for n in names:
         check_platform(app.images.resolve(n), n, wanted)  # a missing image answers 404 before the tar starts
-    chunks = app.image_files.save_chunks(names)
-    try:
-        first = await anext(chunks, b"")  # the whole tar is written first: errors are plain statuses
-        resp = StreamResponse(req, content_type="application/x-tar")
-        await resp.write(first)
-        async for b in chunks:
-            await resp.write(b)
-        await resp.finish()
-        return resp
-    finally:
-        await chunks.aclose()
+    # the whole tar is written before its first chunk: errors are plain statuses
+    return await stream_chunks(req, app.image_files.save_chunks(names), "application/x-tar", empty=b"")
 
 
 async def load(app: App, req: Request) -> StreamResponse:
@@ -197,7 +190,8 @@ async def load(app: App, req: Request) -> StreamResponse:
                 f.write(chunk)
         # dockerd answers 200 and reports a bad archive inside the stream; docker-py
         # raises ImageLoadError only for an "error" message there.
-        return await json_stream(req, lambda p: files.load(path, p.emit), errors_in_stream=True)
+        return await json_stream(req, lambda p: files.load(path, lambda line: p.emit({"stream": line})),
+                                 errors_in_stream=True)
 
 
 async def prune(app: App, req: Request) -> Response:

@@ -1,15 +1,16 @@
 """Streams of JSON messages (pull, push, load, build progress) as Docker writes them: one Go-encoded
 message per line, the stream starting with its first message so that an early error can still
-be a plain status."""
+be a plain status; and byte streams (export, save) that start the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator
 from typing import Any, Awaitable, Callable
 
 from berth.api.http import Request, StreamResponse
-from berth.engine.distribution import Progress
+from berth.engine.progress import Progress
 
 
 def go_json(msg: dict[str, Any]) -> bytes:
@@ -48,31 +49,76 @@ class JsonLines:
         return self.resp
 
 
+async def client_gone(req: Request) -> None:
+    """Returns when the client hangs up (EOF on its connection, after any request body)."""
+    while await req.read_chunk():
+        pass
+    while await req.reader.read(4096):
+        pass  # a streaming response's client sends nothing more: wait for its EOF
+
+
 async def json_stream(req: Request, work: Callable[[Progress], Awaitable[Any]],
-                      errors_in_stream: bool = False) -> StreamResponse:
+                      errors_in_stream: bool = False, cancel_on_hangup: bool = False) -> StreamResponse:
     """Run ``work(progress)`` and stream its JSON messages; the response starts with the
     first message, so an error before it gets a plain status (as Docker's pull answers 404).
     An error after it is the stream's last message (``errorDetail``). With
-    ``errors_in_stream`` every error is a stream message under a 200 (Docker's load)."""
+    ``errors_in_stream`` every error is a stream message under a 200 (Docker's load). With
+    ``cancel_on_hangup`` the work is cancelled when the client hangs up (Docker's pull)."""
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     task = asyncio.ensure_future(work(Progress(loop, q.put_nowait)))
+    hangup = asyncio.ensure_future(client_gone(req) if cancel_on_hangup else loop.create_future())
     out = JsonLines(req, started=errors_in_stream)
     send = out.send
-    while True:
-        get = asyncio.ensure_future(q.get())
-        done, _ = await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
-        if get in done:
-            await send(get.result())
-            continue
-        get.cancel()
-        await asyncio.sleep(0)  # let call_soon_threadsafe messages land
-        while not q.empty():
-            await send(q.get_nowait())
-        break
+    try:
+        while True:
+            get = asyncio.ensure_future(q.get())
+            done, _ = await asyncio.wait({get, task, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            if get in done:
+                await send(get.result())
+                continue
+            get.cancel()
+            if hangup in done and not task.done():
+                await _cancel(task)
+                req.responded = True
+                raise ConnectionResetError("the client went away")
+            await asyncio.sleep(0)  # let call_soon_threadsafe messages land
+            while not q.empty():
+                await send(q.get_nowait())
+            break
+    finally:
+        hangup.cancel()
+        await _cancel(task)
     exc = task.exception()
     if exc is not None:
         if out.resp is None:
             raise exc
         await send({"errorDetail": {"message": str(exc)}, "error": str(exc)})
     return await out.finish()
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        try:
+            await task
+        except BaseException:
+            pass
+
+
+async def stream_chunks(req: Request, chunks: AsyncGenerator[bytes, None], content_type: str,
+                        empty: bytes | None = None) -> StreamResponse:
+    """Answer with ``chunks`` once the first has come (an error before it is a plain status).
+
+    ``empty``: what an empty stream sends; None: an empty stream is the producer's error.
+    """
+    try:
+        first = await anext(chunks) if empty is None else await anext(chunks, empty)
+        resp = StreamResponse(req, content_type=content_type)
+        await resp.write(first)
+        async for chunk in chunks:
+            await resp.write(chunk)
+        await resp.finish()
+        return resp
+    finally:
+        await chunks.aclose()

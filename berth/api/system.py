@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 import socket
 import time
+from typing import Any
 
 import berth
+from berth.api import ping as early
 from berth.api.app import App, Routes
 from berth.api.http import Request, Response
+from berth.api.ping import API_VERSION as API_VERSION, MIN_API_VERSION as MIN_API_VERSION, SERVER as SERVER
 from berth.api.shape import json_response as json_response  # re-exported: networks, build
 from berth.engine.model import Status
-
-API_VERSION = "1.50"
-MIN_API_VERSION = "1.24"
-SERVER = f"berth/{berth.__version__}"
-
 
 def _os_release() -> tuple[str, str]:
     name, version = "Linux", ""
@@ -42,7 +41,7 @@ def _mem_total() -> int:
     return 0
 
 
-def info_for_version(req: Request, d: dict[str, object]) -> dict[str, object]:
+def info_for_version(req: Request, d: dict[str, Any]) -> dict[str, Any]:
     """GET /info as the requested API version shapes it (fields added or dropped per version)."""
     if req.version_at_least("1.42"):  # omitted when unsupported: berth never limits kernel memory
         d.pop("KernelMemory", None)
@@ -50,11 +49,11 @@ def info_for_version(req: Request, d: dict[str, object]) -> dict[str, object]:
     if not req.version_at_least("1.44"):
         d.pop("CDISpecDirs", None)
     else:
-        d["Runtimes"] = {k: {**v, "status": {}} for k, v in d["Runtimes"].items()}  # type: ignore[attr-defined]
+        d["Runtimes"] = {k: {**v, "status": {}} for k, v in d["Runtimes"].items()}
     if not req.version_at_least("1.46"):
         d.pop("Containerd", None)
     if req.version_at_least("1.49"):
-        reg = dict(d["RegistryConfig"])  # type: ignore[call-overload]
+        reg = dict(d["RegistryConfig"])
         reg.pop("AllowNondistributableArtifactsCIDRs", None)
         reg.pop("AllowNondistributableArtifactsHostnames", None)
         d["RegistryConfig"] = reg
@@ -68,12 +67,29 @@ def info_for_version(req: Request, d: dict[str, object]) -> dict[str, object]:
     return d
 
 
+def registry_config(insecure: list[str], mirrors: list[str]) -> dict[str, object]:
+    """/info's RegistryConfig as dockerd builds it from insecure-registries and registry-mirrors:
+    CIDRs (always 127.0.0.0/8) apart from host names, which get an index config each."""
+    cidrs = ["127.0.0.0/8"]
+    indexes: dict[str, object] = {}
+    for entry in insecure:
+        entry = entry.removeprefix("http://").removeprefix("https://").rstrip("/")
+        try:
+            net = str(ipaddress.ip_network(entry, strict=False))
+            if "/" in entry and net not in cidrs:
+                cidrs.append(net)
+                continue
+        except ValueError:
+            pass
+        indexes[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
+    hub_mirrors = [m.rstrip("/") + "/" for m in mirrors]
+    indexes["docker.io"] = {"Name": "docker.io", "Mirrors": hub_mirrors, "Secure": True, "Official": True}
+    return {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": cidrs, "IndexConfigs": indexes, "Mirrors": hub_mirrors}
+
+
 async def ping(app: App, req: Request) -> Response:
-    # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
-    # builder, and "2" would send the CLI to BuildKit.
-    return Response(200, b"OK" if req.method == "GET" else b"", content_type="text/plain; charset=utf-8",
-                    headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
-                             "Swarm": "inactive"})
+    return await early.ping(req)
 
 
 async def version(app: App, req: Request) -> Response:
@@ -97,6 +113,7 @@ async def info(app: App, req: Request) -> Response:
     os_name, os_version = _os_release()
     uname = platform.uname()
     cg = app.cgroup_version
+    conf = app.config
     return json_response(info_for_version(req, {
         "ID": app.daemon_id,
         "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
@@ -111,29 +128,26 @@ async def info(app: App, req: Request) -> Response:
         "KernelMemory": False, "KernelMemoryTCP": False,
         "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
         "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False,
-        "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
+        "Debug": conf.debug, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
         "NGoroutines": 1, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cg,
+        "LoggingDriver": conf.logging_driver, "CgroupDriver": "cgroupfs", "CgroupVersion": cg,
         "NEventsListener": 0, "KernelVersion": uname.release,
         "OperatingSystem": os_name, "OSVersion": os_version, "OSType": "linux",
         "Architecture": uname.machine, "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
-                           "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                           "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
-                                                          "Official": True}},
-                           "Mirrors": []},
+        "RegistryConfig": registry_config(app.distribution.opts.insecure, app.distribution.opts.mirrors),
         "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
         "DockerRootDir": str(app.root),
-        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": [],
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": list(conf.labels),
         "ExperimentalBuild": False, "ServerVersion": berth.__version__,
-        "Runtimes": {"runc": {"path": "berth-runtime"}}, "DefaultRuntime": "runc",
+        "Runtimes": app.containers.defaults.runtimes.info(), "DefaultRuntime": app.containers.defaults.runtimes.default,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": app.live_restore, "Isolation": "", "InitBinary": "",
+        "LiveRestoreEnabled": app.live_restore, "Isolation": "", "InitBinary": conf.init_binary or "docker-init",
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if cg == "2" else []),
-        "Warnings": None,
+        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=no-new-privileges"] if conf.no_new_privileges
+                                                               else []) + (["name=cgroupns"] if cg == "2" else []) + list(conf.security_options),
+        "Warnings": list(conf.warnings) or None,
         "Uptime": int(time.time() - app.started),
         "CDISpecDirs": [], "Containerd": None, "FirewallBackend": {"Driver": "nftables"},
         "DiscoveredDevices": [],

@@ -9,6 +9,7 @@ from typing import Any
 
 from berth.build.cache import BuildCache, Record
 from berth.engine.containers import Containers
+from berth.engine.logs import parse_time
 from berth.image.store import ImageStore, NoSuchImage
 
 
@@ -27,7 +28,6 @@ def _until(filters: dict[str, list[str]]) -> float | None:
             return time.time() - float(v[:-1]) * mult[v[-1]]
         return float(v)
     except (ValueError, IndexError):
-        from berth.engine.logs import parse_time
         return parse_time(v)
 
 

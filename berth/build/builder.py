@@ -19,9 +19,11 @@ nothing is tagged before the end, so a build cut short leaves no visible image.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import dataclasses
 import logging
+import platform as _p
 import secrets
 import shutil
 import time
@@ -41,7 +43,8 @@ from berth.build.fsview import RootView
 from berth.build.output import BuildFailed, Ordered, Output, excerpt
 from berth.engine import build_support as bs
 from berth.engine.containers import Containers
-from berth.engine.distribution import Distribution, Progress
+from berth.engine.distribution import Distribution
+from berth.engine.progress import Progress
 from berth.engine.images import Images
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import Image, NoSuchImage
@@ -142,6 +145,7 @@ class Builder:
         self.pids_limit = pids_limit   # of every RUN step's container (0: none)
         self.reserve = bs.Reserve(tmp_root.parent / "space-reserve")
         self.locks: dict[str, asyncio.Lock] = {}
+        self.outcomes: collections.Counter[str] = collections.Counter()  # builds by outcome: /metrics
 
     def new_dir(self) -> tuple[str, Path]:
         bid = secrets.token_hex(16)
@@ -161,8 +165,11 @@ class Builder:
         out = Output(sink, opts.quiet)
         b = Build(self, ctx, opts, out, build_id, work)
         try:
-            return await b.run()
-        except BaseException:
+            img = await b.run()
+            self.outcomes["success"] += 1
+            return img
+        except BaseException as e:
+            self.outcomes["cancelled" if isinstance(e, asyncio.CancelledError) else "failure"] += 1
             if opts.quiet:
                 out.flush_held()
             raise
@@ -674,7 +681,6 @@ def _quote(s: str) -> str:
 
 
 def _host_platform() -> str:
-    import platform as _p
     m = _p.machine()
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(m, m)
     return f"linux/{arch}"

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from berth.build.fsview import RootView
 from berth.errors import InvalidArgument
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
@@ -212,8 +213,6 @@ class BuildContext:
 
 
 def _load_dockerfile(root: Path, name: str) -> tuple[bytes, str]:
-    from berth.build.fsview import RootView
-
     view = RootView([root], layered=False)
     names = [name] if name not in ("", "Dockerfile") else ["Dockerfile", "dockerfile"]
     for n in names:

@@ -7,10 +7,13 @@ miss, produces the stage's next image. ``created_by`` strings are the classic bu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import secrets
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from berth.build import instructions as ins
 from berth.build.output import BuildFailed
@@ -59,8 +62,6 @@ def nop(b: Build, st: StageState, comment: str, single: bool = False) -> None:
 
 
 def _config_digest(st: StageState) -> str:
-    import hashlib
-    import msgspec
     return hashlib.sha256(msgspec.json.encode(st.cc)).hexdigest()
 
 

@@ -11,11 +11,16 @@ sent on start and on every SIGWINCH.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import sys
+import termios
 import threading
+import tty as ttymod
 
-from berth.schema import stdcopy
+from berth.schema import detachkeys, stdcopy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,7 +44,6 @@ class Session:
         self.detached = False
         self.keys = b""
         if tty:
-            from berth.schema import detachkeys
             self.keys = detachkeys.parse(detach_keys or _config_detach_keys() or detachkeys.DEFAULT)
         self._saved: Any = None
 
@@ -50,7 +54,6 @@ class Session:
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
-        from berth.schema import detachkeys
         matcher = detachkeys.Matcher(self.keys)
         try:
             while True:
@@ -92,8 +95,6 @@ class Session:
         """Put our stdin terminal in raw mode (restored by ``restore``)."""
         if not self.tty or not os.isatty(0):
             return
-        import termios
-        import tty as ttymod
         try:
             self._saved = termios.tcgetattr(0)
             ttymod.setraw(0, termios.TCSANOW)
@@ -102,13 +103,21 @@ class Session:
 
     def restore(self) -> None:
         if self._saved is not None:
-            import termios
             termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
             self._saved = None
 
 
+def attach(client: Any, cid: str, streams: list[str], tty: bool, detach_keys: str) -> tuple[Any, Session]:
+    """Hijack ``POST /containers/{cid}/attach`` for ``streams`` (stdin, stdout, stderr); the
+    returned session is not started yet."""
+    params: dict[str, object] = {"stream": True, **{s: True for s in streams}}
+    if detach_keys:
+        params["detachKeys"] = detach_keys
+    conn = client.hijack(f"/containers/{cid}/attach", params)
+    return conn, Session(conn, tty, detach_keys)
+
+
 def _shutdown(conn: Any) -> None:
-    import socket
     try:
         conn.sock.shutdown(socket.SHUT_RDWR)
     except OSError:
@@ -117,7 +126,6 @@ def _shutdown(conn: Any) -> None:
 
 def _config_detach_keys() -> str:
     """``detachKeys`` from the CLI config (~/.berth/config.json, then ~/.docker/config.json)."""
-    import json
     for d in (os.environ.get("BERTH_CONFIG"), os.path.expanduser("~/.berth"),
               os.environ.get("DOCKER_CONFIG"), os.path.expanduser("~/.docker")):
         if not d:
@@ -144,7 +152,6 @@ def terminal_size() -> tuple[int, int] | None:
 
 def monitor_size(resize: Callable[[int, int], None]) -> None:
     """Send our size now and on every SIGWINCH."""
-    import signal
 
     def send(*_: object) -> None:
         size = terminal_size()
@@ -162,7 +169,6 @@ def monitor_size(resize: Callable[[int, int], None]) -> None:
 
 def proxy_signals(kill: Callable[[str], None]) -> None:
     """--sig-proxy: forward the signals we get to the container (not SIGCHLD, SIGWINCH...)."""
-    import signal
 
     def forward(signo: int, _frame: object) -> None:
         try:

@@ -13,6 +13,7 @@ and its last few output lines, and a ``[+] Building`` summary line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -20,7 +21,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any, TextIO
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -56,7 +57,7 @@ def _messages(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:
 def _check_error(msg: dict[str, Any]) -> None:
     if msg.get("error") or msg.get("errorDetail"):
         detail = msg.get("errorDetail") or {}
-        code = detail.get("code") if isinstance(detail.get("code"), int) else 1
+        code: int = detail["code"] if isinstance(detail.get("code"), int) else 1
         raise BuildFailed(msg.get("error") or detail.get("message") or "unknown error", code)
 
 
@@ -80,13 +81,18 @@ def _status_line(msg: dict[str, Any]) -> str | None:
     return f"{ident}: {status}" if ident else str(status)
 
 
+def _shown(lines: Iterable[bytes], result: Result) -> Iterator[dict[str, Any]]:
+    """The messages to show: an error message raises, the image ID (aux) goes into ``result``."""
+    for msg in _messages(lines):
+        _check_error(msg)
+        if not _aux_id(msg, result):
+            yield msg
+
+
 def render_plain(lines: Iterable[bytes], out: TextIO) -> Result:
     """Print the stream as the docker CLI does off a terminal."""
     result = Result()
-    for msg in _messages(lines):
-        _check_error(msg)
-        if _aux_id(msg, result):
-            continue
+    for msg in _shown(lines, result):
         if msg.get("stream") is not None:
             out.write(str(msg["stream"]))
             out.flush()
@@ -99,10 +105,7 @@ def render_plain(lines: Iterable[bytes], out: TextIO) -> Result:
 
 def render_quiet(lines: Iterable[bytes]) -> Result:
     result = Result()
-    for msg in _messages(lines):
-        _check_error(msg)
-        if _aux_id(msg, result):
-            continue
+    for msg in _shown(lines, result):
         if msg.get("stream") is not None:
             result.stream_text.append(str(msg["stream"]))
     return result
@@ -223,8 +226,6 @@ class TtyView:
 
     @staticmethod
     def _width() -> int:
-        import os
-
         try:
             return max(20, os.get_terminal_size(sys.stdout.fileno()).columns)
         except (OSError, ValueError):
@@ -289,9 +290,9 @@ def render_tty(lines: Iterable[bytes], out: TextIO, context_size: str = "") -> R
                 for text in complete:
                     view.line(text)
                 continue
-            text = _status_line(msg)
-            if text is not None:
-                view.line(text)
+            status = _status_line(msg)
+            if status is not None:
+                view.line(status)
         if pending:
             view.line(pending)
     except BuildFailed:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
-from berth.cli._flags import Flag
+from berth.cli._flags import Flag, UsageError
+from berth.client.api import APIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +21,6 @@ def format_flag(short: str = "") -> Flag:
 
 def filters_json(items: list[str], extra: dict[str, list[str]] | None = None) -> str | None:
     """docker's filters.Args encoding: {"key":{"value":true}}."""
-    import json
 
     out: dict[str, dict[str, bool]] = {}
     for item in items:
@@ -31,6 +32,37 @@ def filters_json(items: list[str], extra: dict[str, list[str]] | None = None) ->
         for value in values:
             out.setdefault(key, {})[value] = True
     return json.dumps(out, separators=(",", ":")) if out else None
+
+
+def filters_param(items: list[str], extra: dict[str, list[str]] | None = None) -> str | None:
+    """filters_json for a command's ``--filter`` values; a malformed one is a usage error."""
+    try:
+        return filters_json(items, extra)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def confirm(warning: str) -> bool:
+    """Print ``warning`` and docker's prune question; True when the answer is y or yes."""
+    sys.stdout.write(warning + "Are you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def remove_each(cli: Any, names: list[str], path: str, params: dict[str, object] | None = None,
+                ignore_missing: bool = False) -> int:
+    """DELETE ``path.format(name)`` for each name, printing it; errors print and make the exit code 1."""
+    code = 0
+    for name in names:
+        try:
+            cli.client.call("DELETE", path.format(name), params)
+            sys.stdout.write(name + "\n")
+        except APIError as exc:
+            if ignore_missing and exc.status == 404:
+                continue
+            print_error(f"Error response from daemon: {exc.message}")
+            code = 1
+    return code
 
 
 def print_template(fmt: str, data: Any) -> int:
@@ -48,7 +80,6 @@ def print_template(fmt: str, data: Any) -> int:
 
 def go_json_indent(value: Any) -> str:
     """json.MarshalIndent-like output as ``docker inspect`` prints it (4-space indent)."""
-    import json
 
     text = json.dumps(value, indent=4, ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -65,7 +96,6 @@ def inspect_each(cli: Any, fmt: str | None, paths: list[str]) -> int:
 
     A missing object prints the daemon's error and makes the exit code 1; the rest still print.
     """
-    from berth.client.api import APIError
 
     out, code = [], 0
     for path in paths:

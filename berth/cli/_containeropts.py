@@ -7,6 +7,8 @@ slice nil, ``NetworkingConfig.EndpointsConfig`` keyed by the network mode.
 
 from __future__ import annotations
 
+import os
+import re
 
 from berth.cli._flags import Flag, UsageError
 from berth.cli._units import mem_swap_bytes, nano_cpus, ram_in_bytes
@@ -113,7 +115,6 @@ RUN_ONLY_FLAGS = [
 
 def _read_kv_file(path: str, kind: str) -> list[str]:
     """docker's opts.ParseEnvFile: KEY=VALUE lines, '#' comments, bare KEY taken from env."""
-    import os
 
     try:
         with open(path, encoding="utf-8") as fh:
@@ -142,7 +143,6 @@ def _read_kv_file(path: str, kind: str) -> list[str]:
 
 def _go_duration(text: str) -> int:
     """A Go duration ("1m30s", "200ms") -> nanoseconds."""
-    import re
     units = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
     if text == "0":
         return 0
@@ -170,7 +170,6 @@ def _healthcheck(opts: dict[str, Any]) -> dict[str, Any] | None:
 
 def _env_value(item: str) -> str | None:
     """-e KEY=VALUE is kept; -e KEY takes the value from the environment or is dropped."""
-    import os
 
     if "=" in item:
         return item
@@ -260,8 +259,6 @@ def _mounts(items: list[str]) -> list[dict[str, Any]] | None:
                 k, _, v = value.partition("=")
                 m.setdefault("VolumeOptions", {}).setdefault("Labels", {})[k] = v
             elif key == "tmpfs-size":
-                from berth.cli._units import ram_in_bytes
-
                 m.setdefault("TmpfsOptions", {})["SizeBytes"] = ram_in_bytes(value)
             elif key == "tmpfs-mode":
                 m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)

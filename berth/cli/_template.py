@@ -13,6 +13,7 @@ attributes or zero-argument methods; methods with arguments (``.Label "k"``) are
 
 from __future__ import annotations
 
+import json
 import math
 
 TYPE_CHECKING = False
@@ -89,7 +90,6 @@ def truth(value: Any) -> bool:
 
 def to_json(value: Any) -> str:
     """docker's ``json`` function: compact JSON, HTML characters not escaped."""
-    import json
 
     if hasattr(value, "as_json"):
         # docker's row types marshal themselves with json.Marshal, which escapes HTML
@@ -607,14 +607,7 @@ class Template:
             args = [self._arg(a, dot, scopes) for a in cmd[1:]]
             if piped is not _MISSING:
                 args.append(piped)
-            try:
-                return fn(*args)
-            except TemplateError:
-                raise
-            except TypeError as exc:
-                raise TemplateError(f"error calling {value}: wrong number of args ({exc})") from None
-            except Exception as exc:  # a template function failing is a template error
-                raise TemplateError(f"error calling {value}: {exc}") from None
+            return _call(value, fn, args)
         if kind == "field" and (len(cmd) > 1 or piped is not _MISSING) and value:
             # method call with arguments: .Label "com.example"
             target = self._walk(dot, value[:-1])
@@ -624,7 +617,7 @@ class Template:
             args = [self._arg(a, dot, scopes) for a in cmd[1:]]
             if piped is not _MISSING:
                 args.append(piped)
-            return method(*args)
+            return _call(value[-1], method, args)
         if len(cmd) > 1 or piped is not _MISSING:
             raise TemplateError(f"can't give argument to non-function {cmd[0][1]}")
         return self._arg(cmd[0], dot, scopes)
@@ -648,7 +641,7 @@ class Template:
             fn = self.funcs.get(value)
             if fn is None:
                 raise TemplateError(f'template: :1: function "{value}" not defined')
-            return fn()
+            return _call(value, fn, [])  # a function as an argument is called without any
         raise TemplateError(f"template: :1: unexpected {value!r}")
 
     @staticmethod
@@ -668,6 +661,18 @@ class Template:
 
 
 _MISSING: Any = object()
+
+
+def _call(name: str, fn: Callable[..., Any], args: list[Any]) -> Any:
+    """Call a template function or method; its failure is a template error, in Go's words."""
+    try:
+        return fn(*args)
+    except TemplateError:
+        raise
+    except TypeError as exc:
+        raise TemplateError(f"error calling {name}: wrong number of args ({exc})") from None
+    except Exception as exc:
+        raise TemplateError(f"error calling {name}: {exc}") from None
 
 
 def render(source: str, data: Any) -> str:

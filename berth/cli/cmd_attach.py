@@ -9,11 +9,13 @@ container's code, or 1 after a detach ("read escape sequence").
 
 from __future__ import annotations
 
+import json
 import sys
 
 from berth.cli._common import print_error
 from berth.cli._flags import Flag, Spec
 from berth.client.api import APIError
+from berth.schema import detachkeys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,13 +50,8 @@ def run_attach(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     config = info.get("Config") or {}
     tty = bool(config.get("Tty"))
     with_stdin = bool(config.get("OpenStdin")) and not opts["no_stdin"]
-    params: dict[str, object] = {"stream": True, "stdout": True, "stderr": True}
-    if with_stdin:
-        params["stdin"] = True
-    if opts["detach_keys"]:
-        params["detachKeys"] = opts["detach_keys"]
-    conn = client.hijack(f"/containers/{cid}/attach", params)
-    session = _attach.Session(conn, tty, opts["detach_keys"])
+    streams = ["stdout", "stderr", *(["stdin"] if with_stdin else [])]
+    conn, session = _attach.attach(client, cid, streams, tty, opts["detach_keys"])
     wait = client.request("POST", f"/containers/{cid}/wait", fresh=True)
     session.start(with_stdin)
     if tty and with_stdin:
@@ -117,7 +114,6 @@ def run_exec(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     cid = info["Id"]
     tty, interactive, detach = opts["tty"], opts["interactive"], opts["detach"]
     if opts["detach_keys"]:
-        from berth.schema import detachkeys
         try:
             detachkeys.parse(opts["detach_keys"])
         except ValueError as e:
@@ -136,7 +132,6 @@ def run_exec(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     if detach:
         client.request("POST", f"/exec/{exec_id}/start", json_body={"Detach": True, "Tty": tty}).read()
         return 0
-    import json
     conn = client.hijack(f"/exec/{exec_id}/start", body=json.dumps({"Detach": False, "Tty": tty}).encode(),
                          content_type="application/json")
     session = _attach.Session(conn, tty, opts["detach_keys"])

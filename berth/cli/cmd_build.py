@@ -9,11 +9,13 @@ another), as the docker CLI does; flag mistakes exit 125.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-from berth.cli._common import print_error
+from berth.cli._common import confirm, filters_json, print_error
 from berth.cli._flags import Flag, Spec
+from berth.schema.human import human_size, ram_in_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
 
 
 def _size(text: str) -> int:
-    from berth.schema.human import ram_in_bytes
-
     return ram_in_bytes(text)
 
 
@@ -122,7 +122,6 @@ def _secrets(items: list[str]) -> dict[str, str]:
 def _registry_config() -> str:
     """X-Registry-Config: every ``auths`` entry of the docker config file, base64url JSON."""
     import base64
-    import json
 
     cfg_dir = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     auths: dict[str, dict[str, str]] = {}
@@ -144,8 +143,6 @@ def _is_url(text: str) -> bool:
 
 
 def build_params(opts: dict[str, Any]) -> dict[str, object]:
-    import json
-
     params: dict[str, object] = {
         "t": opts["tag"], "q": opts["quiet"] or opts["progress"] == "quiet",
         "nocache": opts["no_cache"], "pull": opts["pull"], "forcerm": opts["force_rm"],
@@ -252,7 +249,6 @@ def run_build(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
 
 def _show(resp: Any, opts: dict[str, Any], stats: Any) -> int:
     from berth.cli import _buildprogress as bp
-    from berth.schema.human import human_size
 
     progress = opts["progress"]
     tty = progress == "tty" or (progress == "auto" and sys.stdout.isatty())
@@ -299,14 +295,9 @@ def spec_builder_prune() -> Spec:
 
 
 def run_builder_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli._common import filters_json
-    from berth.schema.human import human_size
-
     if not opts["force"]:
         what = "all build cache" if opts["all"] else "all dangling build cache"
-        sys.stdout.write(f"WARNING! This will remove {what}. Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        if not confirm(f"WARNING! This will remove {what}. "):
             return 0
     try:
         filters = filters_json(opts["filter"])

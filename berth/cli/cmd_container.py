@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 import sys
 import time
 
-from berth.cli._common import filters_json, format_flag, print_error
+from berth.cli._common import filters_param, format_flag, print_error
 from berth.cli._flags import Flag, Spec, UsageError
+from berth.cli._tabwriter import render
+from berth.schema import stdcopy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,10 +50,7 @@ def run_ps(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         params["limit"] = limit
         if limit > 0:
             params["all"] = True
-    try:
-        filters = filters_json(opts["filter"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    filters = filters_param(opts["filter"])
     if filters:
         params["filters"] = filters
     containers = cli.client.get_json("/containers/json", params) or []
@@ -89,7 +90,6 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m
 
 def parse_go_duration(text: str) -> float | None:
     """Go's time.ParseDuration ("1h30m", "42m", "1.5s") in seconds, or None."""
-    import re
 
     if not text or text in ("0",):
         return 0.0 if text == "0" else None
@@ -112,7 +112,6 @@ def timestamp_param(value: str, now: float | None = None) -> str:
         return f"{secs}.{int(round((when - secs) * 1e9)):09d}"
     if value.replace(".", "", 1).isdigit():
         return value
-    import datetime
 
     text = value.replace("Z", "+00:00")
     try:
@@ -127,8 +126,6 @@ def timestamp_param(value: str, now: float | None = None) -> str:
 
 
 def run_logs(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.schema import stdcopy
-
     client = cli.client
     info = client.get_json(f"/containers/{args[0]}/json")
     tty = bool((info.get("Config") or {}).get("Tty"))
@@ -172,8 +169,6 @@ def spec_top() -> Spec:
 
 
 def run_top(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli._tabwriter import render
-
     params = {"ps_args": " ".join(args[1:])} if len(args) > 1 else None
     result = cli.client.get_json(f"/containers/{args[0]}/top", params)
     lines = ["\t".join(result.get("Titles") or [])]

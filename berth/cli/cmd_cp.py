@@ -8,16 +8,19 @@ directory SRC lands inside it, else SRC is sent renamed to DEST's base name into
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
 
 from berth.cli._common import print_error
 from berth.cli._flags import Flag, Spec
+from berth.cli._units import human_size
 from berth.client.api import APIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import IO, Any
 
 
 def spec_cp() -> Spec:
@@ -58,14 +61,12 @@ def run_cp(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         print_error(str(exc))
         return 1
     if not opts["quiet"] and (sc and dp != "-" or dc and sp != "-"):
-        from berth.cli._units import human_size
         print_error(f"Successfully copied {human_size(n, 3)} to {what}")
     return 0
 
 
 def _stat(cli: Any, name: str, path: str) -> dict[str, Any] | None:
     import base64
-    import json
     try:
         resp = cli.client.request("HEAD", f"/containers/{name}/archive", {"path": path})
     except APIError as exc:
@@ -79,6 +80,7 @@ def _stat(cli: Any, name: str, path: str) -> dict[str, Any] | None:
 
 def _from_container(cli: Any, name: str, src: str, dest: str, follow: bool) -> int:
     import tarfile
+    from typing import cast
     if follow:
         st = _stat(cli, name, src)
         if st and st.get("linkTarget"):
@@ -98,7 +100,8 @@ def _from_container(cli: Any, name: str, src: str, dest: str, follow: bool) -> i
         raise OSError(f"destination directory \"{dest}\" must exist")
     parent = dest if into_dir else (os.path.dirname(dest.rstrip("/")) or ".")
     new_name = None if into_dir else os.path.basename(dest.rstrip("/"))
-    with tarfile.open(fileobj=counter, mode="r|") as tar:
+    # stream mode ("r|") only ever calls read(), which is all _Counter has
+    with tarfile.open(fileobj=cast("IO[bytes]", counter), mode="r|") as tar:
         root = None
         for m in tar:
             if root is None:
@@ -134,7 +137,6 @@ class _Counter:
 
 
 def _to_container(cli: Any, src: str, name: str, dest: str, archive: bool, follow: bool) -> int:
-    import io
     import tarfile
     params: dict[str, object] = {"noOverwriteDirNonDir": True}
     if archive:

@@ -7,14 +7,20 @@ the daemon as ``X-Registry-Auth``. On a terminal, progress is drawn as one line 
 
 from __future__ import annotations
 
+import getpass
+import json
 import sys
 
 from berth.cli._common import print_error
 from berth.cli._flags import Flag, Spec
+from berth.client._http import quote
+from berth.client.api import APIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable
+
+    from berth.oci.reference import Reference
 
 
 def _registry_of(name: str) -> str:
@@ -67,7 +73,6 @@ class Renderer:
 
 def stream(lines: Iterable[bytes], out: Any, tty: bool) -> list[dict[str, Any]]:
     """Render a JSON message stream; raise StreamFailed on an error message; return aux."""
-    import json
 
     from berth.cli._progress import StreamFailed
 
@@ -105,15 +110,35 @@ def spec_pull() -> Spec:
     ], aliases=("image pull", "pull"), min_args=1, max_args=1)
 
 
-def run_pull(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
+def _parse(name: str) -> Reference | None:
+    """The image reference to pull or push; None (error printed) when it is malformed."""
+    from berth.oci import reference
+
+    try:
+        return reference.parse(name, default_tag=False)
+    except Exception:
+        print_error("invalid reference format")
+        return None
+
+
+def _follow(resp: Any, quiet: bool) -> bool:
+    """Render a pull or push progress stream (nothing when quiet); False when it failed (printed)."""
     from berth.cli._progress import StreamFailed
+
+    try:
+        stream(resp.iter_lines(), _Null() if quiet else sys.stdout, sys.stdout.isatty() and not quiet)
+    except StreamFailed as exc:
+        print_error(str(exc))
+        return False
+    return True
+
+
+def run_pull(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.oci import reference
 
     name = args[0]
-    try:
-        ref = reference.parse(name, default_tag=False)
-    except Exception:
-        print_error("invalid reference format")
+    ref = _parse(name)
+    if ref is None:
         return 1
     if not ref.tag and not ref.digest:
         if not opts["quiet"]:
@@ -124,14 +149,7 @@ def run_pull(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     if opts["platform"]:
         params["platform"] = opts["platform"]
     resp = cli.client.request("POST", "/images/create", params, headers=auth_header(name))
-    try:
-        if opts["quiet"]:
-            for _ in stream(resp.iter_lines(), _Null(), False):
-                pass
-        else:
-            stream(resp.iter_lines(), sys.stdout, sys.stdout.isatty())
-    except StreamFailed as exc:
-        print_error(str(exc))
+    if not _follow(resp, opts["quiet"]):
         return 1
     sys.stdout.write(f"{ref.familiar if ref.domain != 'docker.io' else str(ref)}\n")
     return 0
@@ -158,15 +176,9 @@ def spec_push() -> Spec:
 
 
 def run_push(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli._progress import StreamFailed
-    from berth.client._http import quote
-    from berth.oci import reference
-
     name = args[0]
-    try:
-        ref = reference.parse(name, default_tag=False)
-    except Exception:
-        print_error("invalid reference format")
+    ref = _parse(name)
+    if ref is None:
         return 1
     tag = ref.tag or ("" if opts["all_tags"] else "latest")
     if not ref.tag and not opts["all_tags"] and not opts["quiet"]:
@@ -174,11 +186,7 @@ def run_push(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     repo = ref.familiar_repository
     resp = cli.client.request("POST", f"/images/{quote(repo, safe='/:')}/push", {"tag": tag},
                               headers=auth_header(name))
-    try:
-        stream(resp.iter_lines(), _Null() if opts["quiet"] else sys.stdout,
-               sys.stdout.isatty() and not opts["quiet"])
-    except StreamFailed as exc:
-        print_error(str(exc))
+    if not _follow(resp, opts["quiet"]):
         return 1
     if opts["quiet"]:
         sys.stdout.write(f"{repo}:{tag}\n" if tag else f"{repo}\n")
@@ -197,7 +205,6 @@ def spec_login() -> Spec:
 
 
 def run_login(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
     from berth.client.credentials import INDEX_SERVER, server_key, store
 
     server = args[0] if args else INDEX_SERVER
@@ -219,7 +226,6 @@ def run_login(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         sys.stdout.flush()
         user = sys.stdin.readline().strip()
     if not pw:
-        import getpass
         pw = getpass.getpass("Password: ")
     if not user or not pw:
         print_error("Error: Cannot perform an interactive login from a non TTY device")

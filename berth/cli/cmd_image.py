@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 
-from berth.cli._common import filters_json, format_flag, print_error
-from berth.cli._flags import Flag, Spec, UsageError
+from berth.cli._common import filters_param, format_flag, print_error
+from berth.cli._flags import Flag, Spec
+from berth.cli._units import human_size
+from berth.client._http import quote
 from berth.client.api import APIError
 
 TYPE_CHECKING = False
@@ -40,6 +43,12 @@ def split_ref(ref: str) -> tuple[str, str]:
     return ref, ""
 
 
+def repo_tag_params(ref: str) -> dict[str, object]:
+    """The ``repo`` and ``tag`` query parameters of import and commit."""
+    repo, tag = split_ref(ref)
+    return {"repo": repo, "tag": tag} if tag else {"repo": repo}
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 
@@ -59,10 +68,7 @@ def spec_images() -> Spec:
 def run_images(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.cli._formatter import ImageRow, image_rows
 
-    try:
-        filters = filters_json(opts["filter"], {"reference": args} if args else None)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    filters = filters_param(opts["filter"], {"reference": args} if args else None)
     params: dict[str, object] = {"all": opts["all"]}
     if filters:
         params["filters"] = filters
@@ -123,10 +129,7 @@ def run_import(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         params["fromSrc"] = "-"
         body = _file_blocks(stream)
     if len(args) > 1:
-        repo, tag = split_ref(args[1])
-        params["repo"] = repo
-        if tag:
-            params["tag"] = tag
+        params.update(repo_tag_params(args[1]))
     if opts["message"]:
         params["message"] = opts["message"]
     if opts["platform"]:
@@ -156,8 +159,6 @@ def spec_tag() -> Spec:
 
 
 def run_tag(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client._http import quote
-
     source, target = args
     repo, tag = split_ref(target)
     if "@" in target:
@@ -180,8 +181,6 @@ def spec_rmi() -> Spec:
 
 
 def run_rmi(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client._http import quote
-
     params = {"force": opts["force"], "noprune": opts["no_prune"]}
     failed = False
     for name in args:
@@ -225,8 +224,6 @@ class HistoryRow:
         return since(self.h.get("Created") or 0)
 
     def CreatedAt(self) -> str:
-        import time
-
         created = self.h.get("Created") or 0
         if self.human:
             from berth.cli._formatter import go_time
@@ -244,8 +241,6 @@ class HistoryRow:
         return ellipsis(text, 45) if self.trunc else text
 
     def Size(self) -> str:
-        from berth.cli._units import human_size
-
         size = self.h.get("Size") or 0
         return human_size(size, 3) if self.human else str(size)
 
@@ -271,8 +266,6 @@ def spec_history() -> Spec:
 
 
 def run_history(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client._http import quote
-
     items = cli.client.get_json(f"/images/{quote(args[0], safe='/:@')}/history") or []
     rows = [HistoryRow(h, not opts["no_trunc"], opts["human"]) for h in items]
     fmt = opts["format"]

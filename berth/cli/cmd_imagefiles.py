@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from berth.cli._common import filters_json, format_flag, print_error
+from berth.cli._common import confirm, filters_json, format_flag, print_error
 from berth.cli._flags import Flag, Spec
+from berth.cli._tabwriter import render
+from berth.cli._units import human_size
+from berth.client._http import quote
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
 
 def _copy_to(resp: Any, output: str, what: str) -> int:
+    f: BinaryIO
     if output:
         f = open(output + ".tmp", "wb")
     else:
@@ -29,7 +34,6 @@ def _copy_to(resp: Any, output: str, what: str) -> int:
         if output:
             f.close()
     if output:
-        import os
         os.replace(output + ".tmp", output)
     else:
         f.flush()
@@ -64,6 +68,7 @@ def run_load(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.cli._progress import StreamFailed
     from berth.cli.cmd_distribution import stream
 
+    src: BinaryIO
     if opts["input"]:
         try:
             src = open(opts["input"], "rb")
@@ -104,14 +109,11 @@ def spec_commit() -> Spec:
 
 
 def run_commit(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli.cmd_image import split_ref
+    from berth.cli.cmd_image import repo_tag_params
 
     params: dict[str, object] = {"container": args[0], "pause": opts["pause"] and not opts["no_pause"]}
     if len(args) > 1:
-        repo, tag = split_ref(args[1])
-        params["repo"] = repo
-        if tag:
-            params["tag"] = tag
+        params.update(repo_tag_params(args[1]))
     if opts["message"]:
         params["comment"] = opts["message"]
     if opts["author"]:
@@ -130,8 +132,6 @@ def spec_export() -> Spec:
 
 
 def run_export(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client._http import quote
-
     if not opts["output"] and sys.stdout.isatty():
         print_error("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         return 1
@@ -148,14 +148,9 @@ def spec_image_prune() -> Spec:
 
 
 def run_image_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli._units import human_size
-
     if not opts["force"]:
-        sys.stdout.write("WARNING! This will remove all " + ("images without at least one container associated "
-                         "to them" if opts["all"] else "dangling images") +
-                         ".\nAre you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        what = "images without at least one container associated to them" if opts["all"] else "dangling images"
+        if not confirm(f"WARNING! This will remove all {what}.\n"):
             print_error("Error: image prune has been cancelled")
             return 1
     filters = filters_json(opts["filter"], {"dangling": ["false"]} if opts["all"] else None)
@@ -181,8 +176,6 @@ def spec_system_df() -> Spec:
 
 
 def run_system_df(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli._units import human_size
-
     df = cli.client.get_json("/system/df") or {}
     images = df.get("Images") or []
     containers = df.get("Containers") or []
@@ -204,7 +197,6 @@ def run_system_df(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
             ("Containers", len(containers), len(c_active), human_size(c_size), pct(c_reclaim, c_size)),
             ("Local Volumes", 0, 0, "0B", "0B"),
             ("Build Cache", 0, 0, "0B", "0B")]
-    from berth.cli._tabwriter import render
 
     lines = ["TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE"] + ["\t".join(str(x) for x in r) for r in rows]
     sys.stdout.write(render("".join(line + "\n" for line in lines)))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from berth.cli._common import filters_json, print_error
+from berth.cli._common import confirm, filters_json, print_error
 from berth.cli._flags import Flag, Spec
+from berth.cli._units import human_size
 from berth.client.api import APIError
 
 TYPE_CHECKING = False
@@ -55,9 +56,15 @@ def spec_stop() -> Spec:
                 _timeout_flags(), aliases=("container stop", "stop"), min_args=1)
 
 
-def run_stop(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    params = _stop_params(opts)
-    return _each(args, lambda n: cli.client.call("POST", f"/containers/{n}/stop", params))
+def _stop_like(action: str) -> Callable[[Any, dict[str, Any], list[str]], int]:
+    """``stop`` and ``restart``: the same flags, one POST per container."""
+    def run(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
+        params = _stop_params(opts)
+        return _each(args, lambda n: cli.client.call("POST", f"/containers/{n}/{action}", params))
+    return run
+
+
+run_stop = _stop_like("stop")
 
 
 def spec_restart() -> Spec:
@@ -65,9 +72,7 @@ def spec_restart() -> Spec:
                 _timeout_flags(), aliases=("container restart", "restart"), min_args=1)
 
 
-def run_restart(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    params = _stop_params(opts)
-    return _each(args, lambda n: cli.client.call("POST", f"/containers/{n}/restart", params))
+run_restart = _stop_like("restart")
 
 
 def spec_kill() -> Spec:
@@ -133,14 +138,8 @@ def spec_container_prune() -> Spec:
 
 
 def run_container_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.cli._units import human_size
-
     if not opts["force"]:
-        sys.stdout.write("WARNING! This will remove all stopped containers.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
+        if not confirm("WARNING! This will remove all stopped containers.\n"):
             print_error("Error: container prune has been cancelled")
             return 1
     filters = filters_json(opts["filter"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from berth.cli._common import filters_json, format_flag, inspect_each, print_error
+from berth.cli._common import confirm, filters_param, format_flag, inspect_each, remove_each
 from berth.cli._flags import Flag, Spec, UsageError
 
 TYPE_CHECKING = False
@@ -108,10 +108,7 @@ def spec_network_ls() -> Spec:
 def run_network_ls(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.cli._formatter import render_rows
 
-    try:
-        filters = filters_json(opts["filter"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    filters = filters_param(opts["filter"])
     nets = cli.client.get_json("/networks", {"filters": filters} if filters else None) or []
     nets.sort(key=lambda n: n["Name"])
     rows = [NetworkRow(n, not opts["no_trunc"]) for n in nets]
@@ -139,19 +136,7 @@ def spec_network_rm() -> Spec:
 
 
 def run_network_rm(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
-
-    code = 0
-    for ref in args:
-        try:
-            cli.client.call("DELETE", f"/networks/{ref}")
-            sys.stdout.write(ref + "\n")
-        except APIError as exc:
-            if opts["force"] and exc.status == 404:
-                continue
-            print_error(f"Error response from daemon: {exc.message}")
-            code = 1
-    return code
+    return remove_each(cli, args, "/networks/{}", ignore_missing=opts["force"])
 
 
 def spec_network_connect() -> Spec:
@@ -194,16 +179,10 @@ def spec_network_prune() -> Spec:
 
 
 def run_network_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    if not opts["force"]:
-        sys.stdout.write("WARNING! This will remove all custom networks not used by at least one container.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
-    try:
-        filters = filters_json(opts["filter"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    if not opts["force"] and not confirm(
+            "WARNING! This will remove all custom networks not used by at least one container.\n"):
+        return 0
+    filters = filters_param(opts["filter"])
     resp = cli.client.json("POST", "/networks/prune", {"filters": filters} if filters else None)
     deleted = resp.get("NetworksDeleted") or []
     if deleted:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import sys
+import time
 
-from berth.cli._common import filters_json, print_error
+from berth.cli._common import filters_json, print_error, print_template
 from berth.cli._flags import Flag, Spec, UsageError
+from berth.cli._tabwriter import render
+from berth.cli._units import bytes_size, human_size, mem_swap_bytes, nano_cpus, ram_in_bytes
 from berth.client.api import APIError
 
 TYPE_CHECKING = False
@@ -94,8 +99,6 @@ def _hostport(b: dict[str, str]) -> str:
 # -- update --------------------------------------------------------------------------------------
 
 def spec_update() -> Spec:
-    from berth.cli._units import nano_cpus, ram_in_bytes
-    from berth.cli._units import mem_swap_bytes
     return Spec("update [OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers", [
         Flag("blkio-weight", "", "int", "Block IO (relative weight), between 10 and 1000, or 0 to disable"),
         Flag("cpu-period", "", "int", "Limit CPU CFS (Completely Fair Scheduler) period"),
@@ -161,7 +164,6 @@ def spec_events() -> Spec:
 
 
 def format_event(ev: dict[str, Any]) -> str:
-    import datetime
     ns = int(ev.get("timeNano") or int(ev.get("time", 0)) * 10**9)
     t = datetime.datetime.fromtimestamp(ns // 10**9).astimezone()
     stamp = t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9:09d}" + t.strftime("%z")
@@ -175,7 +177,6 @@ def format_event(ev: dict[str, Any]) -> str:
 
 
 def run_events(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    import json
     params: dict[str, object] = {}
     if opts["since"]:
         params["since"] = opts["since"]
@@ -194,7 +195,6 @@ def run_events(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
             continue
         ev = json.loads(line)
         if opts["format"]:
-            from berth.cli._common import print_template
             if opts["format"] == "{{json .}}" or opts["format"] == "json":
                 sys.stdout.write(json.dumps(ev) + "\n")
             else:
@@ -218,7 +218,6 @@ def spec_stats() -> Spec:
 
 def stats_row(s: dict[str, Any], no_trunc: bool = False) -> dict[str, str]:
     """docker's stats formatter: CPU % from the cpu/precpu delta, memory minus inactive file."""
-    from berth.cli._units import bytes_size, human_size
     cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
     sys_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
@@ -265,14 +264,11 @@ def _stats_table(rows: list[dict[str, str]], fmt: str) -> str:
         if fmt.startswith("table "):
             fmt = fmt[6:]
         return "".join(Template(fmt).execute(r) + "\n" for r in rows)
-    from berth.cli._tabwriter import render
     lines = ["\t".join(_STATS_HEADER)] + ["\t".join(r[k] for k in _STATS_KEYS) for r in rows]
     return render("\n".join(lines) + "\n")
 
 
 def run_stats(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    import json
-    import time
     client = cli.client
     names = list(args)
     if not names:

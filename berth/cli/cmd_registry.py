@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from berth.cli._flags import Flag, Spec
+from berth.errors import BerthError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ def run_registry_serve(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         cli.err(f"berth registry serve: {exc}\n")
         return 1
     except Exception as exc:  # berth.errors.Conflict from the writers lock
-        from berth.errors import BerthError
 
         if isinstance(exc, BerthError):
             cli.err(f"berth registry serve: {exc}\n")
@@ -66,7 +66,6 @@ def spec_registry_gc() -> Spec:
 
 
 def run_registry_gc(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.errors import BerthError
     from berth.registry.server.gc import collect
     from berth.registry.server.storage import Storage
 

@@ -8,6 +8,8 @@ exit code is the wait's ``StatusCode``.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 from berth.cli._common import print_error
@@ -117,8 +119,6 @@ def create_container(cli: Any, opts: dict[str, Any], body: dict[str, Any]) -> st
 
 
 def _console_size(tty: bool) -> tuple[int, int]:
-    import os
-
     if not tty or not os.isatty(1):
         return (0, 0)
     try:
@@ -178,26 +178,25 @@ def _run(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         sys.stdout.write(container_id + "\n")
         return 0
 
-    attach_params: dict[str, object] = {"stream": True}
-    for stream in ("stdin", "stdout", "stderr"):
-        if body[f"Attach{stream.capitalize()}"]:
-            attach_params[stream] = True
-    if opts["detach_keys"]:
-        attach_params["detachKeys"] = opts["detach_keys"]
-    conn = client.hijack(f"/containers/{container_id}/attach", attach_params)
     tty = bool(body["Tty"])
-    session = _attach.Session(conn, tty, opts["detach_keys"])
+    streams = [s for s in ("stdin", "stdout", "stderr") if body[f"Attach{s.capitalize()}"]]
+    conn, session = _attach.attach(client, container_id, streams, tty, opts["detach_keys"])
     session.start(bool(body["AttachStdin"]))
-    wait = client.request("POST", f"/containers/{container_id}/wait",
-                          {"condition": condition}, fresh=True)
+    wait = _wait_and_start(client, container_id, condition, conn)
+    return _follow(cli, container_id, session, wait, tty, bool(body["AttachStdin"]), opts.get("sig_proxy", True),
+                   detach_code=0)
+
+
+def _wait_and_start(client: Any, container_id: str, condition: str, conn: Any) -> Any:
+    """Ask to wait (as the docker CLI does, before start), then start; returns the wait response."""
+    wait = client.request("POST", f"/containers/{container_id}/wait", {"condition": condition}, fresh=True)
     try:
         client.call("POST", f"/containers/{container_id}/start")
     except APIError:
         conn.close()
         wait.close()
         raise
-    return _follow(cli, container_id, session, wait, tty, bool(body["AttachStdin"]), opts.get("sig_proxy", True),
-                   detach_code=0)
+    return wait
 
 
 def _follow(cli: Any, container_id: str, session: Any, wait: Any, tty: bool, stdin: bool, sig_proxy: bool,
@@ -225,8 +224,6 @@ def _follow(cli: Any, container_id: str, session: Any, wait: Any, tty: bool, std
 
 
 def _wait_status(wait: Any) -> int:
-    import json
-
     try:
         data = wait.read()
     except (OSError, ConnectionError) as exc:
@@ -277,21 +274,9 @@ def _start_attached(cli: Any, opts: dict[str, Any], name: str) -> int:
     config = info.get("Config") or {}
     tty = bool(config.get("Tty"))
     with_stdin = bool(opts["interactive"] and config.get("OpenStdin"))
-    params: dict[str, object] = {"stream": True, "stdout": True, "stderr": True}
-    if with_stdin:
-        params["stdin"] = True
-    if opts["detach_keys"]:
-        params["detachKeys"] = opts["detach_keys"]
-    conn = client.hijack(f"/containers/{container_id}/attach", params)
-    session = _attach.Session(conn, tty, opts["detach_keys"])
+    streams = ["stdout", "stderr", *(["stdin"] if with_stdin else [])]
+    conn, session = _attach.attach(client, container_id, streams, tty, opts["detach_keys"])
     session.start(with_stdin)
     auto_remove = bool((info.get("HostConfig") or {}).get("AutoRemove"))
-    wait = client.request("POST", f"/containers/{container_id}/wait",
-                          {"condition": "removed" if auto_remove else "next-exit"}, fresh=True)
-    try:
-        client.call("POST", f"/containers/{container_id}/start")
-    except APIError:
-        conn.close()
-        wait.close()
-        raise
+    wait = _wait_and_start(client, container_id, "removed" if auto_remove else "next-exit", conn)
     return _follow(cli, container_id, session, wait, tty, with_stdin, True, detach_code=0)

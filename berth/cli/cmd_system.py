@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import sys
 
+from berth import __version__
 from berth.cli._common import format_flag, go_json_indent, print_error, print_template
 from berth.cli._flags import Flag, Spec
+from berth.cli._units import bytes_size
+from berth.client._http import quote
 from berth.client.api import MAX_API_VERSION, APIError, DaemonUnavailable
 
 TYPE_CHECKING = False
@@ -23,7 +28,6 @@ def spec_version() -> Spec:
 
 def _ansic(rfc3339: str) -> str:
     """Go's time.ANSIC rendering of an RFC 3339 timestamp ("Thu May  7 21:09:36 2026")."""
-    import datetime
 
     text = rfc3339.replace("Z", "+00:00")
     if "." in text:
@@ -39,8 +43,6 @@ def _ansic(rfc3339: str) -> str:
 
 
 def _client_info(api_version: str) -> dict[str, Any]:
-    from berth import __version__
-
     return {
         "Platform": {"Name": ""},
         "Version": __version__,
@@ -120,8 +122,6 @@ def run_version(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     if fmt:
         data = {"Client": info, "Server": server}
         if fmt == "json":
-            import json
-
             sys.stdout.write(json.dumps(data, separators=(",", ":")) + "\n")
         elif print_template(fmt, data):
             return 1
@@ -144,9 +144,6 @@ def spec_info() -> Spec:
 
 
 def _info_text(i: dict[str, Any]) -> str:
-    from berth import __version__
-    from berth.cli._units import bytes_size
-
     g = i.get
     out = ["Client:", f" Version:    {__version__}", " Context:    default",
            " Debug Mode: false", "", "Server:"]
@@ -207,8 +204,6 @@ def run_info(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     info = cli.client.get_json("/info")
     if fmt:
         if fmt == "json":
-            import json
-
             sys.stdout.write(json.dumps(info, separators=(",", ":")) + "\n")
             return 0
         return print_template(fmt, info)
@@ -253,8 +248,6 @@ _PATHS = {
 
 
 def _inspect(cli: Any, opts: dict[str, Any], names: list[str], kind: str | None) -> int:
-    from berth.client._http import quote
-
     client = cli.client
     found: list[Any] = []
     errors: list[str] = []

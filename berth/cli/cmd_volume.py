@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from berth.cli._common import filters_json, format_flag, inspect_each, print_error
+from berth.cli._common import confirm, filters_param, format_flag, inspect_each, remove_each
 from berth.cli._flags import Flag, Spec, UsageError
+from berth.schema import human
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,10 +77,7 @@ def spec_volume_ls() -> Spec:
 def run_volume_ls(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     from berth.cli._formatter import render_rows
 
-    try:
-        filters = filters_json(opts["filter"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    filters = filters_param(opts["filter"])
     resp = cli.client.get_json("/volumes", {"filters": filters} if filters else None) or {}
     rows = [VolumeRow(v) for v in sorted(resp.get("Volumes") or [], key=lambda v: v["Name"])]
     fmt = "{{.Name}}" if opts["quiet"] else (opts["format"] or DEFAULT_LS)
@@ -105,17 +103,7 @@ def spec_volume_rm() -> Spec:
 
 
 def run_volume_rm(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    from berth.client.api import APIError
-
-    code = 0
-    for name in args:
-        try:
-            cli.client.call("DELETE", f"/volumes/{name}", {"force": "1"} if opts["force"] else None)
-            sys.stdout.write(name + "\n")
-        except APIError as exc:
-            print_error(f"Error response from daemon: {exc.message}")
-            code = 1
-    return code
+    return remove_each(cli, args, "/volumes/{}", {"force": "1"} if opts["force"] else None)
 
 
 def spec_volume_prune() -> Spec:
@@ -127,22 +115,14 @@ def spec_volume_prune() -> Spec:
 
 
 def run_volume_prune(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
-    if not opts["force"]:
-        sys.stdout.write("WARNING! This will remove anonymous local volumes not used by at least one container.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
-    items = list(opts["filter"]) + (["all=true"] if opts["all"] else [])
-    try:
-        filters = filters_json(items)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    if not opts["force"] and not confirm(
+            "WARNING! This will remove anonymous local volumes not used by at least one container.\n"):
+        return 0
+    filters = filters_param(list(opts["filter"]) + (["all=true"] if opts["all"] else []))
     resp = cli.client.json("POST", "/volumes/prune", {"filters": filters} if filters else None)
     deleted = resp.get("VolumesDeleted") or []
     if deleted:
         sys.stdout.write("Deleted Volumes:\n" + "".join(f"{n}\n" for n in deleted) + "\n")
-    from berth.schema import human
 
     sys.stdout.write(f"Total reclaimed space: {human.size(resp.get('SpaceReclaimed') or 0)}\n")
     return 0

@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "port": (_O, "port"),
     "cp": (_CP, "cp"),
     "build": ("berth.cli.cmd_build", "build"),
+    "completion": ("berth.cli.completion", "completion"),
 }
 
 MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
@@ -83,7 +84,8 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
                                              "build")},
         "prune": (_F, "image_prune"),
     },
-    "system": {"info": COMMANDS["info"], "df": (_F, "system_df"), "events": COMMANDS["events"]},
+    "system": {"info": COMMANDS["info"], "df": (_F, "system_df"), "events": COMMANDS["events"],
+               "dial-stdio": ("berth.cli.cmd_remote", "dial_stdio")},
     "network": {name: ("berth.cli.cmd_network", f"network_{name}") for name in (
         "create", "ls", "inspect", "rm", "connect", "disconnect", "prune")} | {
         "list": ("berth.cli.cmd_network", "network_ls"), "remove": ("berth.cli.cmd_network", "network_rm")},
@@ -309,7 +311,11 @@ def _main(args: list[str]) -> int:
         return 125 if exc.flag_error else 1
     cli = Cli(host)
     cli.command_path = path
-    return _dispatch(cli, getattr(module, f"run_{suffix}"), opts, pos)
+    try:
+        return _dispatch(cli, getattr(module, f"run_{suffix}"), opts, pos)
+    except UsageError as exc:  # a flag's value the command itself found bad (e.g. a --filter)
+        sys.stderr.write(spec.error_text(exc) + "\n")
+        return 125 if exc.flag_error else 1
 
 
 def _dispatch(cli: Cli, func, opts, pos) -> int:  # type: ignore[no-untyped-def]

@@ -12,6 +12,8 @@ Typical use::
 
 from __future__ import annotations
 
+import json
+import socket
 
 from berth.client import _http
 
@@ -60,8 +62,6 @@ def min_version(a: str, b: str) -> str:
 def _error_message(body: bytes, status: int) -> str:
     text = body.decode("utf-8", "replace")
     if text.lstrip().startswith("{"):
-        import json
-
         try:
             doc = json.loads(text)
         except ValueError:
@@ -125,8 +125,6 @@ class Client:
         """Send a request; raise ``APIError`` for a status >= 400 (the body is consumed)."""
         headers = dict(headers or {})
         if json_body is not None:
-            import json
-
             body = json.dumps(json_body, separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json")
         target = self.url(path, params)
@@ -140,8 +138,6 @@ class Client:
 
     def json(self, method: str, path: str, params: dict[str, object] | None = None,
              json_body: Any = None) -> Any:
-        import json
-
         data = self.request(method, path, params, json_body=json_body).read()
         return json.loads(data) if data.strip() else None
 
@@ -175,8 +171,6 @@ class Hijacked:
         self.sock.sendall(data)
 
     def close_write(self) -> None:
-        import socket
-
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:

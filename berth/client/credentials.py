@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from berth.errors import InvalidArgument
+from berth.schema.registryauth import b64decode
 from berth.state.atomic import write_atomic
 
 INDEX_SERVER = "https://index.docker.io/v1/"
@@ -35,14 +36,6 @@ def _normalize_key(k: str) -> str:
     k = k.removeprefix("https://").removeprefix("http://")
     return k.split("/", 1)[0] if not k.startswith("index.docker.io") else "docker.io"
 
-
-def _b64decode(s: str) -> bytes:
-    s = s.strip()
-    pad = "=" * (-len(s) % 4)
-    try:
-        return base64.urlsafe_b64decode(s + pad)
-    except ValueError:
-        return base64.b64decode(s + pad)
 
 
 def load_config(path: Path | None = None) -> dict[str, object]:
@@ -69,7 +62,7 @@ def lookup(registry: str, path: Path | None = None) -> dict[str, str] | None:
         user, pw = v.get("username", ""), v.get("password", "")
         if v.get("auth"):
             try:
-                user, _, pw = _b64decode(v["auth"]).decode().partition(":")
+                user, _, pw = b64decode(v["auth"]).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 continue
         return {"username": user, "password": pw, "identitytoken": v.get("identitytoken", "") or "",

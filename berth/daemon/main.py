@@ -1,7 +1,12 @@
-"""berthd: flags, the data-root lock, wiring (the one place objects are constructed), signals.
+"""berthd: flags, the data-root lock, listening, start-up and shutdown, signals.
 
-Start-up is on a budget (/_ping must answer well under 150 ms after exec): only the modules
-the API needs are imported here; the fork server warms up the runtime in the background.
+Start-up is on a budget (/_ping must answer well under 100 ms after exec). berthd listens
+first, with only /_ping routed (``api.ping``); the engine's modules are imported in a thread
+meanwhile (``daemon.wiring``, the one place objects are constructed), then the objects are
+wired and the containers recovered, and only then are other requests served
+(``Server.ready``): they wait, so none sees a half-recovered state. The fork server warms up
+the runtime in the background. What this module imports is what listening needs
+(docs/design-notes.md, "Lazy imports").
 """
 
 from __future__ import annotations
@@ -10,69 +15,39 @@ import argparse
 import asyncio
 import fcntl
 import grp
+import importlib
 import logging
 import os
-import secrets
 import signal
+import socket
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import berth
+from berth.api.http import Request, Response, Router, Server
+from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
+from berth.daemon import remote, settings
+from berth.daemon.config import load
+from berth.daemon.config_values import ConfigError
 from berth.state.paths import DataRoot, ExecRoot
 
-if TYPE_CHECKING:  # imported inside wire(): start-up imports only what /_ping needs
+if TYPE_CHECKING:  # imported in a thread while /_ping already answers (serve)
     from berth.api.app import App
-    from berth.api.http import Server
-    from berth.build.admin import BuildAdmin
-    from berth.build.builder import Builder
-    from berth.engine.containers import Containers
-    from berth.engine.images import Images
-    from berth.engine.distribution import Distribution
-    from berth.engine.shims import ForkServer
-    from berth.image.store import ImageStore
-    from berth.state.db import Database
 
+T0 = time.perf_counter()  # as near the exec as berthd can measure
 log = logging.getLogger("berthd")
 
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="berthd", description="berth: a Docker-compatible container engine")
-    p.add_argument("-H", "--host", action="append", default=[], help="daemon socket(s) to connect to")
-    p.add_argument("--data-root", default="/var/lib/berth", help="root of persistent berth state")
-    p.add_argument("--exec-root", default="/run/berth", help="root of the berth execution state")
-    p.add_argument("-p", "--pidfile", default=None, help="path to use for the daemon PID file")
-    p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
-    p.add_argument("-G", "--group", default="docker", help="group for the unix socket")
-    p.add_argument("-v", "--version", action="store_true")
-    p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
-                   help="enable insecure registry communication (host[:port] or CIDR)")
-    p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
-                   help="preferred registry mirror (URL) for Docker Hub")
-    p.add_argument("--live-restore", nargs="?", const=True, default=True, type=_bool_flag, metavar="BOOL",
-                   help="keep containers running while berthd is down (default true; "
-                        "--live-restore=false stops them when berthd exits, as dockerd does)")
-    return p.parse_args(argv)
-
-
-def _bool_flag(v: str) -> bool:
-    """A boolean flag's value as Go's strconv.ParseBool reads it (dockerd's flags)."""
-    if v in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if v in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
-
-
-@dataclass
-class Daemon:
-    """What wire() built: the API's context, and what only the daemon itself drives."""
-
-    app: App
-    db: Database
-    forkserver: ForkServer
+    """The flags and daemon.json merged (``daemon.config``); a bad configuration ends berthd."""
+    try:
+        return load(argv)
+    except ConfigError as e:
+        raise SystemExit(f"berthd: {e}") from None
 
 
 def _lock(data: DataRoot) -> int:
@@ -87,109 +62,64 @@ def _lock(data: DataRoot) -> int:
     return fd
 
 
-def _daemon_id(data: DataRoot) -> str:
-    p = data.root / "engine-id"
+def _early_server() -> Server:
+    """A server that answers /_ping now and holds every other request until ``ready``."""
+    return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router())
+
+
+def _error_response(req: Request | None, e: BaseException) -> Response:
+    from berth.api.errors import error_response  # msgspec and the error kinds: not needed to listen
+    return error_response(req, e)
+
+
+class _Reload:
+    """SIGHUP: reloads daemon.json into the wired objects; one that comes while berthd still
+    imports and wires is applied once the objects exist."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.app: App | None = None
+        self.pending = False
+
+    def __call__(self) -> None:
+        if self.app is None:
+            self.pending = True
+            return
+        settings.reload(self.args, self.app)
+
+    def wired(self, app: App) -> None:
+        self.app = app
+        if self.pending:
+            self.pending = False
+            settings.reload(self.args, app)
+
+
+def _bind_metrics(addr: str) -> socket.socket:
+    """``metrics-addr``'s listening socket, bound before the API answers: a busy address stops
+    berthd at start, as dockerd does."""
+    host, _, port = addr.rpartition(":")
     try:
-        return p.read_text().strip()
-    except FileNotFoundError:
-        from berth.state.atomic import write_atomic
-        i = secrets.token_hex(16)
-        write_atomic(p, i.encode())
-        return i
+        return socket.create_server((host.strip("[]") or "127.0.0.1", int(port)), backlog=128)
+    except (OSError, ValueError) as e:
+        reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+        raise SystemExit(f"berthd: failed to listen on metrics-addr {addr}: {reason}") from None
 
 
-def wire(args: argparse.Namespace) -> Daemon:
-    from berth.api.app import App
-    from berth.engine import events
-    from berth.engine.archive import Archives
-    from berth.engine.attachments import Attachments
-    from berth.engine.containers import Containers
-    from berth.engine.distribution import Distribution
-    from berth.engine.exec import Execs
-    from berth.engine.health import HealthMonitor
-    from berth.engine.images import ImageFiles, Images
-    from berth.engine.networks import Networks, instance_of
-    from berth.engine.shims import ForkServer
-    from berth.engine.volumes import Volumes
-    from berth.image.store import ImageStore
-    from berth.oci.spec import encode_spec
-    from berth.registry.client.options import Options as RegistryOptions
-    from berth.runtime.defaults import build_spec
-    from berth.state.db import Database
+async def _serve_metrics(sock: socket.socket, app: App, server: Server) -> Server:
+    """Prometheus text on the metrics socket; the API's routes are counted."""
+    from berth.api import metrics  # only with metrics-addr
+    from berth.daemon import wiring
 
-    data = DataRoot(Path(args.data_root))
-    exec_root = ExecRoot(Path(args.exec_root))
-    db = Database(data.db)
-    store = ImageStore(db, data)
-    store.sweep()
-    forkserver = ForkServer(exec_root.forkserver)
-    containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
-    images = Images(store, containers, str(data.image_tmp))
-    distribution = Distribution(store, RegistryOptions(
-        insecure=list(getattr(args, "insecure_registries", [])), mirrors=list(getattr(args, "registry_mirrors", []))))
-    bus = events.Events()
-    containers.on_event = events.container_hook(bus)
-    images.on_event = events.image_hook(bus)
-    distribution.on_event = images.on_event
-    execs = Execs(containers, events.exec_hook(bus, containers))
-    health = HealthMonitor(containers, execs, events.exec_hook(bus, containers))
-    networks = Networks(db, data.root, instance_of(data.root), bus.emit)
-    volumes = Volumes(db, data.volumes, bus.emit)
-    attachments = containers.attachments = Attachments(networks, volumes, data, containers)
-    builder, build_admin = _wire_builder(db, store, containers, images, distribution, data, exec_root)
-    app = App(root=data.root, daemon_id=_daemon_id(data), cgroup_version=_cgroup_version(),
-              containers=containers, images=images, image_files=ImageFiles(images), distribution=distribution,
-              events=bus, execs=execs, archives=Archives(containers), health=health, networks=networks,
-              volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
-              live_restore=bool(getattr(args, "live_restore", True)))
-    return Daemon(app, db, forkserver)
-
-
-def _wire_builder(db: Database, store: ImageStore, containers: Containers, images: Images,
-                  distribution: Distribution, data: DataRoot, exec_root: ExecRoot) -> tuple[Builder, BuildAdmin]:
-    from berth.build.admin import BuildAdmin
-    from berth.build.builder import Builder
-    from berth.build.cache import BuildCache
-    cache = BuildCache(db)
-    pids = os.environ.get("BERTH_BUILD_PIDS_LIMIT")  # RUN steps' pids limit; 0 = none
-    builder = Builder(containers, images, distribution, cache,
-                      data.build_tmp, data.build_mounts, exec_root.root / "build",
-                      **({"pids_limit": int(pids)} if pids else {}))
-    builder.sweep()
-    return builder, BuildAdmin(store, containers, cache)
-
-
-def _cgroup_version() -> str:
-    try:
-        from berth.runtime.cgroups import detect
-        return str(detect().version)
-    except Exception:
-        return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
-
-
-def build_server(app: App) -> Server:
-    from berth.api import (attach_ws, build as build_api, commit as commit_api, containers, containers_io, events,
-                           exec as exec_api, images, jsonbody, links as links_api, networks as networks_api,
-                           swarm as swarm_api, system, system_df, volumes as volumes_api)
-    from berth.api.app import register
-    from berth.api.errors import error_response
-    from berth.api.http import Router, Server
-
-    router = Router()
-    for table in (system.ROUTES, images.ROUTES, system_df.ROUTES, containers.ROUTES, containers_io.ROUTES,
-                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events.ROUTES, exec_api.ROUTES):
-        register(router, app, table)
-    networks_api.routes(router, app)
-    register(router, app, volumes_api.ROUTES)
-    build_api.routes(router, app)
-    register(router, app, swarm_api.ROUTES)
-    jsonbody.guard(router)
-    headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
-               "Server": f"{system.SERVER} (linux)"}
-    return Server(router, headers, error_response, (system.MIN_API_VERSION, system.API_VERSION))
+    api_metrics = metrics.ApiMetrics()
+    wiring.add_routes(server.router, app, api_metrics.wrap)
+    metrics_server = metrics.server(app, api_metrics)
+    await metrics_server.serve_socket(sock)
+    return metrics_server
 
 
 async def serve(args: argparse.Namespace) -> None:
+    hosts = args.hosts or [DEFAULT_HOST]
+    listeners = remote.prepare(hosts, args)  # before any state: a bad -H or TLS flag stops here
     data = DataRoot(Path(args.data_root))
     exec_root = ExecRoot(Path(args.exec_root))
     data.root.mkdir(parents=True, exist_ok=True)
@@ -199,51 +129,57 @@ async def serve(args: argparse.Namespace) -> None:
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
-    d = wire(args)
-    app = d.app
-    server = build_server(app)
-    hosts = args.host or [DEFAULT_HOST]
-    sockets: list[Path] = []
+    metrics_sock = _bind_metrics(args.metrics_addr) if args.metrics_addr else None
+    server = _early_server()
     try:
         gid = grp.getgrnam(args.group).gr_gid
     except KeyError:
         gid = -1
-    for h in hosts:
-        if h.startswith("unix://"):
-            path = Path(h[len("unix://"):])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
-            old = os.umask(0o117)
-            try:
-                await server.serve_unix(str(path))
-            finally:
-                os.umask(old)
-            os.chmod(path, 0o660)
-            if gid >= 0:
-                os.chown(path, 0, gid)
-            sockets.append(path)
-        elif h.startswith("tcp://"):
-            hostport = h.removeprefix("tcp://")
-            host, _, port = hostport.rpartition(":")
-            await server.serve_tcp(host or "127.0.0.1", int(port))
-        else:
-            raise SystemExit(f"berthd: unsupported host {h!r}")
+    sockets = await remote.listen(server, listeners, gid)
     # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
     # still end in the orderly shutdown below, or bridges and rules stay behind.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
+    reload = _Reload(args)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    t = [time.perf_counter()]
+    await asyncio.to_thread(importlib.import_module, "berth.daemon.wiring")
+    from berth.daemon import wiring  # imported just above, off the event loop
+    t.append(time.perf_counter())
+    try:
+        d = wiring.wire(args)
+    except ConfigError as e:
+        raise SystemExit(f"berthd: {e}") from None
+    app = d.app
+    reload.wired(app)
+    # The build containers a dead berthd left: named before any other request is served, so
+    # the sweep below never touches a build that a client starts meanwhile.
+    stale_builds = wiring.build_containers(app.containers)
+    metrics_server = await _serve_metrics(metrics_sock, app, server) if metrics_sock is not None else None
+    if metrics_server is None:
+        wiring.add_routes(server.router, app)
     d.forkserver.start()
-    await _recover(app)
+    t.append(time.perf_counter())
+    await _recover(app, wiring, stale_builds)
+    server.ready.set()
+    t.append(time.perf_counter())
+    log.debug("start-up: listening at %.0f ms; imports %.0f ms, wiring %.0f ms, recovery %.0f ms",
+              (t[0] - T0) * 1000, *((b - a) * 1000 for a, b in zip(t, t[1:])))
     log.info("berthd is up: %s", ", ".join(hosts))
+    remote.notify_ready()
+    cri = asyncio.ensure_future(_start_cri(args, app, exec_root))
     await stop.wait()
+    await _stop_cri(cri)
     await server.close()
-    if args.live_restore:
+    if metrics_server is not None:
+        await metrics_server.close()
+    if app.live_restore:
         log.info("shutting down (containers keep running)")
     else:
         log.info("shutting down: stopping the containers (live restore is off)")
-        await app.containers.shutdown()
+        await _stop_containers(app, args.shutdown_timeout)
     await d.forkserver.stop()
     # With no container running, bridges and rules go (recreated at start); else they stay.
     await app.attachments.shutdown(list(app.containers.by_id.values()))
@@ -256,26 +192,63 @@ async def serve(args: argparse.Namespace) -> None:
     os.close(lock_fd)
 
 
-async def _recover(app: App) -> None:
+async def _recover(app: App, wiring: Any, stale_builds: Any) -> None:
     """Live restore and the start-up sweeps. A failure there (out of descriptors, a full
     disk) is logged, not fatal: the socket already answers, and a berthd that exits at every
     start is worse than one whose recovery is incomplete."""
-    from berth.engine.build_support import sweep as sweep_builds
     try:
         await app.containers.recover()
-        await sweep_builds(app.containers, app.builder.cache.kept_containers)
+        await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     except Exception:
         log.exception("start-up recovery is incomplete")
+
+
+async def _start_cri(args: argparse.Namespace, app: App, exec_root: ExecRoot) -> Any:
+    """The CRI server (berth/cri/), when on and its extra is installed. grpc is imported in a
+    thread once the Docker API answers: berthd's cold start does not pay for it."""
+    if not args.cri:
+        return None
+    try:
+        cri = await asyncio.to_thread(importlib.import_module, "berth.cri.server")
+    except ImportError as e:
+        log.info("CRI off: the cri extra is not installed (%s)", e)
+        return None
+    sock = Path(args.cri_socket) if args.cri_socket else exec_root.cri_socket
+    driver = "systemd" if "native.cgroupdriver=systemd" in (args.exec_opts or []) else "cgroupfs"
+    engine = cri.Engine(app.containers, app.images, app.distribution, app.execs, str(app.root), driver)
+    try:
+        server = await cri.start(sock, engine)
+    except (OSError, RuntimeError) as e:
+        log.error("CRI off: cannot serve on %s: %s", sock, e)
+        return None
+    log.info("CRI (Kubernetes runtime v1) on unix://%s", sock)
+    return server
+
+
+async def _stop_cri(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        return
+    server = task.result()
+    if server is not None:
+        await server.stop(1)
+
+
+async def _stop_containers(app: App, timeout: int) -> None:
+    """Stop the containers, waiting at most shutdown-timeout seconds (0: as long as it takes)."""
+    task = asyncio.ensure_future(app.containers.shutdown())
+    done, _ = await asyncio.wait([task], timeout=timeout or None)
+    if not done:
+        log.warning("containers still stopping after the shutdown timeout (%d s); exiting", timeout)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.version:
-        import berth
         print(f"berthd version {berth.__version__}")
         return
-    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(args.log_level, args.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=settings.log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     if os.geteuid() != 0:
         raise SystemExit("berthd: must run as root")
     try:

@@ -13,8 +13,11 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from berth.engine.containers import Containers
 from berth.engine.model import Container
@@ -33,6 +36,16 @@ class Change:
     kind: int  # 0 modified, 1 added, 2 deleted (Docker's ChangeType)
 
 
+class PathStat(msgspec.Struct, frozen=True):
+    """A path in a container, as the archive helper reports it (Go's ``os.FileMode`` bits)."""
+
+    name: str
+    size: int
+    mode: int
+    mtime: str
+    link_target: str = msgspec.field(name="linkTarget", default="")
+
+
 class Archives:
     def __init__(self, containers: Containers) -> None:
         self.containers = containers
@@ -48,12 +61,7 @@ class Archives:
         mounts for a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given."""
         d = self.containers.data.container(c.id)
         image = self.containers.images.get_by_id(c.image_id)
-        lowers = self.containers.images.lower_dirs(image)
-        if not lowers:
-            empty = self.containers.data.root / "image" / "empty"
-            empty.mkdir(exist_ok=True)
-            lowers = [empty]
-        opts = f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
+        lowers, opts = self.containers.overlay(c, image)
         out = ["--overlay", opts, "--mnt", str(d.rootfs)]
         for m in self._mounts(c, lowers, d.upper):
             out += ["--bind", m]
@@ -94,16 +102,16 @@ class Archives:
             raise Conflict(f"archive helper failed: {err.decode(errors='replace').strip()}") from None
         raise _KINDS.get(kind, InvalidArgument)(msg)
 
-    async def stat(self, ref: str, path: str) -> dict[str, object]:
+    async def stat(self, ref: str, path: str) -> PathStat:
         c = self.containers.get(ref)
         async with self._guard(c):
             proc = await self._spawn(c, "stat", path)
             out, err = await proc.communicate()
         if proc.returncode != 0:
             self._raise(err)
-        return json.loads(out)
+        return msgspec.json.decode(out, type=PathStat)
 
-    async def get(self, ref: str, path: str) -> tuple[dict[str, object], AsyncIterator[bytes]]:
+    async def get(self, ref: str, path: str) -> tuple[PathStat, AsyncIterator[bytes]]:
         st = await self.stat(ref, path)
         c = self.containers.get(ref)
 
@@ -151,7 +159,7 @@ class Archives:
         if proc.returncode != 0:
             self._raise(err)
 
-    def _guard(self, c: Container):  # type: ignore[no-untyped-def]
+    def _guard(self, c: Container) -> AbstractAsyncContextManager[None]:
         """Stopped containers mount their overlay (one user of its workdir at a time)."""
         if c.running:
             return _nolock()

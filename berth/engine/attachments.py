@@ -20,7 +20,8 @@ from typing import Any, cast
 from berth.engine.container_table import ContainerTable, SandboxArgs
 from berth.engine.model import Container
 from berth.engine.networks import ContainerView, Networks
-from berth.engine.volumes import MountPoint, Volumes
+from berth.engine.mount_specs import MountPoint
+from berth.engine.volumes import Volumes
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.state.paths import DataRoot
 
@@ -39,14 +40,14 @@ class Attachments:
         c = self.containers.by_id.get(cid)
         return (c.name, c.config.Hostname) if c is not None else None
 
-    @staticmethod
-    def view(c: Container) -> ContainerView:
+    def view(self, c: Container) -> ContainerView:
         hc = c.host_config
+        dns, dns_search, dns_options = self.containers.defaults.dns_for(hc)
         return ContainerView(
             id=c.id, name=c.name, hostname=c.config.Hostname, domainname=c.config.Domainname,
             network_mode=hc.NetworkMode, port_bindings=hc.PortBindings, exposed=c.config.ExposedPorts,
-            publish_all=hc.PublishAllPorts, dns=list(hc.Dns or []), dns_search=list(hc.DnsSearch or []),
-            dns_options=list(hc.DnsOptions or []), extra_hosts=list(hc.ExtraHosts or []),
+            publish_all=hc.PublishAllPorts, dns=dns, dns_search=dns_search,
+            dns_options=dns_options, extra_hosts=list(hc.ExtraHosts or []),
             links=list(hc.Links or []), mac=c.config.MacAddress or "")
 
     # -- create -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 from typing import Awaitable, BinaryIO, Callable
 
+from berth.engine import container_userns
 from berth.engine.containers import Containers
 from berth.errors import Conflict, NotFound
 from berth.engine.images import Images
@@ -60,8 +61,8 @@ async def run_container(containers: Containers, req: CreateRequest, on_created: 
     try:
         reader, writer = await attach
     except (asyncio.CancelledError, OSError, ConnectionError):
-        reader = writer = None  # type: ignore[assignment]
-    if reader is not None:
+        pass
+    else:
         try:
             await _pump(reader, output)
         finally:
@@ -112,10 +113,10 @@ def tidy_upper(upper: Path, present: Callable[[str], bool], extra: list[str], cl
     if clamp is not None:
         for root, dirs, files in os.walk(upper):
             for n in dirs + files:
-                p = os.path.join(root, n)
-                st = os.lstat(p)
+                path = os.path.join(root, n)
+                st = os.lstat(path)
                 if st.st_mtime > clamp:
-                    os.utime(p, (clamp, clamp), follow_symlinks=False)
+                    os.utime(path, (clamp, clamp), follow_symlinks=False)
         st = os.lstat(upper)
 
 
@@ -135,25 +136,35 @@ async def commit_tar(images: Images, write: Callable[[BinaryIO], None], parent: 
     return await images.layer_from_blob(blob, parent.top if parent else None)
 
 
-async def commit_upper(images: Images, upper: Path, parent: Image | None) -> Layer:
-    return await commit_tar(images, lambda out: diff_tar(upper, out), parent)
+async def commit_upper(images: Images, upper: Path, parent: Image | None, cid: str = "") -> Layer:
+    """The RUN step's upper dir as a layer; ``cid``: its container, whose user namespace's ids
+    (if any) go back to the container's own in the tar."""
+    maps = None
+    if cid:
+        c = images.containers.get(cid)
+        maps = container_userns.maps_for(cid, c.host_config, images.containers.userns)
+    return await commit_tar(images, lambda out: diff_tar(upper, out, maps.container_ids if maps else None), parent)
 
 
 def create_image(images: Images, config: ImageConfig) -> Image:
     return images.store.create_image(config)
 
 
-async def sweep(containers: Containers, kept: Callable[[set[str]], set[str]] | None = None) -> None:
-    """Remove the containers of builds that did not finish (berthd died under them); ``kept``
-    names, among the build containers, those a build kept on purpose (rm=0)."""
-    ours = [c for c in containers.list() if BUILD_LABEL in (c.config.Labels or {})]
-    keep = kept({c.id for c in ours}) if kept is not None else set()
-    for c in ours:
-        if c.id not in keep:
-            try:
-                await containers.remove(c.id, force=True, volumes=True)
-            except Exception:  # already gone
-                pass
+def build_containers(containers: Containers) -> set[str]:
+    """The IDs of every build step's container now in the table."""
+    return {c.id for c in containers.list() if BUILD_LABEL in (c.config.Labels or {})}
+
+
+async def sweep(containers: Containers, stale: set[str], kept: Callable[[set[str]], set[str]] | None = None) -> None:
+    """Remove ``stale``: the containers of builds that did not finish (berthd died under
+    them), named at start before any new build could begin; ``kept`` names, among them,
+    those a build kept on purpose (rm=0)."""
+    keep = kept(set(stale)) if kept is not None else set()
+    for cid in sorted(stale - keep):
+        try:
+            await containers.remove(cid, force=True, volumes=True)
+        except Exception:  # already gone
+            pass
 
 
 def free_space(path: Path) -> tuple[int, int]:

@@ -9,11 +9,12 @@ import secrets
 
 import msgspec
 
-from berth.engine import links, logdrivers, names, validate
+from berth.engine import container_userns, links, logdrivers, names, validate
 from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container
 from berth.errors import Conflict, InvalidArgument
 from berth.image.store import Image
+from berth.runtime.cgroups import detect
 from berth.schema.containers import ContainerConfig, CreateRequest, HostConfig, config_of, strslice
 
 __all__ = ["CreateRequest", "Creator", "check_host_config", "merge_config"]
@@ -30,6 +31,7 @@ class Creator:
         warnings: list[str] = []
         check_host_config(hc)
         validate.check_create(req, hc)
+        self.t.defaults.at_create(hc)
         hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
         if name:
             if not names.valid(name):
@@ -51,6 +53,7 @@ class Creator:
         if not config.Hostname:
             config.Hostname = cid[:12]
         _defaults(hc)
+        container_userns.at_create(cid, hc, self.t.userns)
         if hc.Links:
             hc.Links = links.normalize(self.t, name, hc.Links, hc.NetworkMode)
         c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
@@ -64,7 +67,7 @@ class Creator:
                 p.mkdir()
             self.t.save(c)
         except BaseException:  # out of space or descriptors: no dir without a record
-            self.t.discard_dir(cid)
+            self.t.trash.discard(d.root)
             raise
         self.t.on_event("create", c, {})
         return c, warnings
@@ -105,8 +108,6 @@ def _defaults(hc: HostConfig) -> None:
         hc.ShmSize = 64 * 1024 * 1024
     if hc.NetworkMode in ("", "default"):
         hc.NetworkMode = "default"
-    if hc.Runtime == "":
-        hc.Runtime = "runc"
     hc.CgroupnsMode = _cgroupns_mode(hc.CgroupnsMode)
 
 
@@ -185,7 +186,6 @@ def _cgroupns_mode(mode: str) -> str:
         return mode
     if mode:
         raise InvalidArgument(f"invalid cgroup namespace mode: {mode}")
-    from berth.runtime.cgroups import detect
     try:
         return "private" if detect().version == 2 else "host"
     except Exception:

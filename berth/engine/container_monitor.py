@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from berth.engine import shims
 from berth.engine.container_table import ContainerTable, now
+from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
 from berth.errors import InvalidArgument
 from berth.runtime.shim.protocol import ExitStatus
@@ -84,12 +85,13 @@ class Monitor:
             return
         async with self.t.lock(cid):
             _record_exit(c, status)
+            await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, cid, str(self.t.data.container(cid).rootfs))
             self.t.save_soon(c)  # a full disk: kept in memory, written once there is room
             if self.t.attachments is not None:
                 try:
                     await self.t.attachments.stopped(c)
-                except OSError as e:  # a full disk again: the exit is still delivered
-                    log.error("container %s: releasing its network and volumes: %s", cid[:12], e)
+                except Exception as e:  # a full disk again: waiters must still hear of the exit
+                    log.error("container %s: releasing its network and mounts: %s", cid[:12], e)
             if status.oom_killed:
                 self.t.on_event("oom", c, {})
             self.t.on_event("die", c, {"exitCode": str(status.exit_code)})
@@ -206,7 +208,6 @@ def _record_exit(c: Container, status: ExitStatus) -> None:
 
 
 def _parse_iso(t: str) -> float | None:
-    from berth.engine.logs import parse_time
     try:
         return parse_time(t) if t and not t.startswith("0001-") else None
     except InvalidArgument:

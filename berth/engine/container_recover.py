@@ -84,7 +84,9 @@ class Recovery:
             await asyncio.sleep(0.01)
 
     def _sweep_orphans(self) -> None:
-        """Container dirs no record knows: a create or remove cut short by a crash."""
+        """Container dirs no record knows: a create or remove cut short by a crash; and
+        what the trash still held."""
+        self.t.trash.sweep()
         try:
             entries = list(self.t.data.containers.iterdir())
         except FileNotFoundError:
@@ -98,5 +100,4 @@ class Recovery:
                     dest.mkdir(parents=True, exist_ok=True)
                     os.replace(d, dest / d.name)
                 else:
-                    self.t.discard_dir(d.name)
-        self.t.empty_trash()
+                    self.t.trash.discard(d)

@@ -12,12 +12,14 @@ import os
 from pathlib import Path
 from typing import Callable, Protocol
 
-from berth.engine import hostspec, links, logdrivers, shims, validate
+from berth.engine import container_userns, hostspec, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
 from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
+from berth.runtime import external
+from berth.runtime.external import OCIRuntime
 from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
 from berth.state.atomic import write_atomic
 
@@ -58,6 +60,10 @@ class SpecBuilder:
         if hc.Memory > 0 and memory_swap == 0:
             memory_swap = 2 * hc.Memory
         secopts = validate.security_options(hc.SecurityOpt or [])
+        dflt = self.t.defaults
+        lowers, overlay = self.t.overlay(c, image)
+        if container_userns.maps_for(c.id, hc, self.t.userns) is not None:
+            overlay = container_userns.overlay_options(lowers, self.t.data)
         return self.build_spec(
             args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
             hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
@@ -66,20 +72,12 @@ class SpecBuilder:
             nano_cpus=hc.NanoCpus, cpu_shares=hc.CpuShares, cpu_quota=hc.CpuQuota, cpu_period=hc.CpuPeriod,
             pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs,
-            no_new_privileges=secopts.no_new_privileges, seccomp=secopts.seccomp,
-            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=self._overlay(c, image),
+            no_new_privileges=dflt.no_new_privileges_for(hc.SecurityOpt or [], secopts.no_new_privileges),
+            seccomp=dflt.seccomp_for(hc.SecurityOpt or [], secopts.seccomp),
+            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
             annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
             group_add=list(hc.GroupAdd or []), netns=sandbox.netns if sandbox is not None else "",
             extra_mounts=sandbox.extra_mounts if sandbox is not None else None)
-
-    def _overlay(self, c: Container, image: Image) -> str:
-        d = self.t.data.container(c.id)
-        lowers = self.t.images.lower_dirs(image)
-        if not lowers:
-            empty = self.t.data.root / "image" / "empty"
-            empty.mkdir(exist_ok=True)
-            lowers = [empty]
-        return f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
 
 
 class Starter:
@@ -132,11 +130,26 @@ class Starter:
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
         try:
-            hostspec.apply(spec, c.host_config, self._ns_donor)
+            hostspec.apply(spec, c.host_config, self._ns_donor, self.t.defaults.ulimits_for(c.host_config))
         except hostspec.Refused as e:
             raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
-        if c.host_config.Init:
-            _with_init(spec)
+        if self.t.defaults.init_for(c.host_config):
+            _with_init(spec, self.t.defaults.init_path)
+        maps = container_userns.maps_for(c.id, c.host_config, self.t.userns)
+        if maps is not None:
+            container_userns.apply(spec, maps, d, self.t.data)
+        rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
+        if rt is not None:
+            spec = _for_external(spec)
+        try:
+            await self._spawn_and_start(c, spec, rt)
+        except BaseException:
+            if rt is not None:
+                await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, c.id, str(d.rootfs))
+            raise
+
+    async def _spawn_and_start(self, c: Container, spec: Spec, rt: OCIRuntime | None) -> None:
+        d = self.t.data.container(c.id)
         write_atomic(d.spec, self.encode_spec(spec), sync=False)
         try:
             d.exit.unlink()
@@ -145,7 +158,10 @@ class Starter:
         c.state.starting = True
         c.state.error = ""
         self.t.save(c)
-        spawned = await self.forkserver.spawn(self._spawn_request(c))
+        req = self._spawn_request(c)
+        if rt is not None:
+            req.runtime_path, req.runtime_root, req.runtime_args = rt.path, rt.root, list(rt.args)
+        spawned = await self.forkserver.spawn(req)
         try:
             await self._start_spawned(c, spawned.reply, self.t.exec_root.shim_socket(c.id))
         finally:
@@ -154,10 +170,17 @@ class Starter:
     def _spawn_request(self, c: Container) -> SpawnRequest:
         d = self.t.data.container(c.id)
         lc = c.host_config.LogConfig
-        rot = logdrivers.rotation(lc.Type or logdrivers.DEFAULT, lc.Config or {})
+        kind = lc.Type or logdrivers.DEFAULT
+        remote = None
+        if kind in logremote.DRIVERS:
+            info = logremote.Info(c.id, c.name, c.image_id, c.config.Image or "")
+            remote = logremote.resolve(kind, lc.Config or {}, info, self.t.defaults.journal_socket)
+        rot = logdrivers.rotation(kind, lc.Config or {}) if remote is None else logdrivers.Rotation(-1, 1, False)
         return SpawnRequest(id=c.id, bundle=str(d.root), socket=str(self.t.exec_root.shim_socket(c.id)),
-                            exit_file=str(d.exit), log="" if lc.Type == "none" else str(d.log),
+                            exit_file=str(d.exit), log=str(d.log) if kind in logdrivers.FILE_DRIVERS else "",
+                            remote_log=remote,
                             log_max_size=rot.max_size, log_max_file=rot.max_file, log_compress=rot.compress,
+                            cri_log=c.cri_log,
                             stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
                             seccomp_cache=str(self.t.data.seccomp_cache),
                             console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)
@@ -203,19 +226,33 @@ class Starter:
         return other.id, pid, other.host_config.IpcMode
 
     def _write_etc_files(self, c: Container) -> None:
+        """/etc/hostname; /etc/hosts and /etc/resolv.conf too when no attachments write them
+        (``networks.begin_start`` does, for every network mode)."""
         d = self.t.data.container(c.id)
         hostname = c.config.Hostname
         if c.config.Domainname:
             hostname += "." + c.config.Domainname
         write_atomic(d.hostname, f"{hostname}\n".encode(), sync=False)
-        write_atomic(d.hosts, HOSTS, sync=False)
-        write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+        if self.t.attachments is None:
+            write_atomic(d.hosts, HOSTS, sync=False)
+            write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
 
 
-def _with_init(spec: Spec) -> None:
-    """--init: a static tini bound read-only at /sbin/docker-init as PID 1 (as Docker does);
-    it reaps zombies and forwards signals to the command."""
-    src = next((p for p in INIT_BINARIES if os.path.exists(p)), None)
+def _for_external(spec: Spec) -> Spec:
+    """The spec runc or crun can run: the rootfs mounted here, users resolved (``external``)."""
+    try:
+        return external.prepare(spec)
+    except RuntimeFailure as e:
+        raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
+    except OSError as e:
+        raise RuntimeFailure(f"{START_ERROR_PREFIX}mount rootfs: {e}: unknown") from None
+
+
+def _with_init(spec: Spec, init_path: str = "") -> None:
+    """--init: a static tini (daemon.json's init-path, or the first of INIT_BINARIES) bound
+    read-only at /sbin/docker-init as PID 1 (as Docker does); it reaps zombies and forwards
+    signals to the command."""
+    src = init_path or next((p for p in INIT_BINARIES if os.path.exists(p)), None)
     if src is None:
         raise InvalidArgument("docker-init binary not found: install the tini package (tini-static)")
     assert spec.process is not None  # build_spec always sets it

@@ -13,23 +13,27 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import os
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
+from berth.engine import container_userns
+from berth.engine.container_defaults import ContainerDefaults
+from berth.engine.container_userns import UsernsSettings
 from berth.engine.model import Container, decode, encode
 from berth.errors import InvalidArgument, NotFound
-from berth.image.store import ImageStore
+from berth.image.store import Image, ImageStore
 from berth.oci.spec import Mount
 from berth.runtime.shim.protocol import ExitStatus
 
 if TYPE_CHECKING:
     from berth.runtime.cgroups import Cgroup
+from berth.runtime.cgroups import open_cgroup
 from berth.state.db import Database
 from berth.state.paths import DataRoot, ExecRoot
+from berth.state.trash import Trash
 
 log = logging.getLogger("berth.engine")
 
@@ -95,9 +99,12 @@ class ContainerTable:
         self.exit_hooks: list[Callable[[str], None]] = []  # called with the id after each exit
         self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
         self.attachments: Attachable | None = None  # networks and volumes; set by daemon/
+        self.defaults = ContainerDefaults()         # daemon.json's defaults; set by daemon/
+        self.userns = UsernsSettings()              # user namespaces; set by daemon/
         self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
         self.unsaved: set[str] = set()  # records changed in memory that the disk refused (save_soon)
         self._saver: asyncio.Task[None] | None = None
+        self.trash = Trash(data.trash)  # removed containers' directories, deleted in the background
         for _, c in db.rows("containers", "id", decode):
             self.by_id[c.id] = c
 
@@ -141,28 +148,7 @@ class ContainerTable:
         with self.db.tx() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
         self.by_id.pop(c.id, None)
-
-    def discard_dir(self, cid: str) -> None:
-        """Take a container's dir out of ``containers/`` at once (a rename needs no descriptor:
-        out of them, rmtree fails half-way) and empty the trash, where what could not be
-        removed now waits for the next removal or berthd's start."""
-        src = self.data.container(cid).root
-        try:
-            self.data.trash.mkdir(exist_ok=True)
-            os.replace(src, self.data.trash / cid)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            log.error("container %s: moving its directory to the trash: %s", cid[:12], e)
-            shutil.rmtree(src, ignore_errors=True)
-        self.empty_trash()
-
-    def empty_trash(self) -> None:
-        try:
-            for d in os.scandir(self.data.trash):
-                shutil.rmtree(d.path, ignore_errors=True)
-        except OSError:
-            pass
+        container_userns.release(c.id, self.userns)
 
     def lock(self, cid: str) -> asyncio.Lock:
         lk = self.locks.get(cid)
@@ -194,8 +180,18 @@ class ContainerTable:
         return [c for c in self.by_id.values() if c.image_id == image_id]
 
     def cgroup(self, c: Container) -> Cgroup:
-        from berth.runtime.cgroups import open_cgroup  # the cgroup version is probed on first use
         return open_cgroup(f"/berth/{c.id}")
+
+    def overlay(self, c: Container, image: Image) -> tuple[builtins.list[Path], str]:
+        """The container's overlay: its image's layer dirs (an empty dir for an image without
+        layers: overlayfs needs a lowerdir) and the mount options over its writable layer."""
+        d = self.data.container(c.id)
+        lowers = self.images.lower_dirs(image)
+        if not lowers:
+            empty = self.data.root / "image" / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        return lowers, f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
 
     # -- waiters ----------------------------------------------------------------------------
 

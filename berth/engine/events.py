@@ -10,9 +10,7 @@ Nothing here blocks: a subscriber that does not keep up loses its oldest queued 
     ...                              # await sub.get()
     bus.unsubscribe(sub)
 
-Docker's event JSON (API >= 1.22) is ``Event.to_json()``: ``Type``, ``Action``,
-``Actor{ID,Attributes}``, ``scope``, ``time``, ``timeNano``, plus the legacy ``status``/``id``/
-``from`` fields for container and image events, as dockerd still sends them.
+Docker's event JSON is written by ``api/events.py`` (``event_json``).
 """
 
 from __future__ import annotations
@@ -20,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from berth.engine.model import Container
 
 HISTORY = 1024
 QUEUE = 4096
@@ -35,18 +36,6 @@ class Event:
     attributes: dict[str, str] = field(default_factory=dict)
     time_nano: int = 0
 
-    def to_json(self) -> dict[str, object]:
-        d: dict[str, object] = {}
-        if self.type in ("container", "image"):
-            d["status"] = self.action
-            d["id"] = self.id
-            if self.type == "container" and "image" in self.attributes:
-                d["from"] = self.attributes["image"]
-        d.update({"Type": self.type, "Action": self.action,
-                  "Actor": {"ID": self.id, "Attributes": dict(self.attributes)},
-                  "scope": "local", "time": self.time_nano // 10**9, "timeNano": self.time_nano})
-        return d
-
 
 class Events:
     """The bus: emit, history, subscribe."""
@@ -54,9 +43,11 @@ class Events:
     def __init__(self, history: int = HISTORY) -> None:
         self._history: collections.deque[Event] = collections.deque(maxlen=history)
         self._subs: list[asyncio.Queue[Event]] = []
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()  # (type, action): /metrics
 
     def emit(self, type: str, action: str, id: str, attributes: dict[str, str] | None = None) -> Event:
         ev = Event(type, action, id, dict(attributes or {}), time.time_ns())
+        self.counts[type, action] += 1
         self._history.append(ev)
         for q in self._subs:
             if q.full():
@@ -141,10 +132,14 @@ def filter_events(events: Iterable[Event], filters: dict[str, list[str]]) -> lis
 
 # -- adapters for the engine's on_event hooks ---------------------------------------------------
 
-def container_hook(bus: Events):  # type: ignore[no-untyped-def]
+ContainerHook = Callable[[str, Container, dict[str, str]], None]
+IdHook = Callable[[str, str, dict[str, str]], None]
+
+
+def container_hook(bus: Events) -> ContainerHook:
     """``Containers.on_event(action, container, attrs)`` -> a container event with Docker's
     attributes (image, name, the labels, then the action's own)."""
-    def hook(action: str, c, attrs: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    def hook(action: str, c: Container, attrs: dict[str, str]) -> None:
         a = dict((c.config.Labels or {}) if c.config else {})
         a["image"] = (c.config.Image if c.config else "") or c.image_id
         a["name"] = c.name
@@ -153,14 +148,19 @@ def container_hook(bus: Events):  # type: ignore[no-untyped-def]
     return hook
 
 
-def image_hook(bus: Events):  # type: ignore[no-untyped-def]
+def image_hook(bus: Events) -> IdHook:
     """``Images.on_event(action, image_id, attrs)`` -> an image event."""
     def hook(action: str, image_id: str, attrs: dict[str, str]) -> None:
         bus.emit("image", action, image_id, attrs)
     return hook
 
 
-def exec_hook(bus: Events, containers):  # type: ignore[no-untyped-def]
+class _HasContainers(Protocol):
+    @property
+    def by_id(self) -> Mapping[str, Container]: ...
+
+
+def exec_hook(bus: Events, containers: _HasContainers) -> IdHook:
     """``Execs.on_event(action, container id, attrs)`` -> a container event (Docker reports
     exec_create/exec_start/exec_die on the container)."""
     chook = container_hook(bus)

@@ -28,11 +28,21 @@ MAX_LOG = 5
 MAX_OUTPUT = 4096
 
 
+@dataclass(frozen=True)
+class Probe:
+    """One run of the check (the last MAX_LOG are kept)."""
+
+    start: str
+    end: str
+    exit_code: int
+    output: str
+
+
 @dataclass
 class Health:
     status: str = "starting"
     failing_streak: int = 0
-    log: list[dict[str, Any]] = field(default_factory=list)
+    log: list[Probe] = field(default_factory=list)
 
 
 def test_argv(test: list[str] | None) -> list[str] | None:
@@ -102,7 +112,7 @@ class HealthMonitor:
             h = self.state.get(cid)
             if h is None:
                 return
-            h.log = (h.log + [{"Start": start, "End": end, "ExitCode": code, "Output": output}])[-MAX_LOG:]
+            h.log = (h.log + [Probe(start, end, code, output)])[-MAX_LOG:]
             old = h.status
             if code == 0:
                 h.failing_streak = 0

@@ -30,8 +30,9 @@ _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 
 
-def apply(spec: Any, hc: HostConfig, lookup: Lookup) -> None:
-    """Change ``spec`` (an oci.Spec) in place. Raises Conflict (a joined container is not
+def apply(spec: Any, hc: HostConfig, lookup: Lookup, ulimits: list[Any] | None = None) -> None:
+    """Change ``spec`` (an oci.Spec) in place. ``ulimits``: the ones to set, when not just the
+    container's (the daemon's defaults merged in). Raises Conflict (a joined container is not
     running or not shareable) or Refused (a sysctl runc would refuse)."""
     namespaces = list(spec.linux.namespaces or [])
     namespaces = _mode(namespaces, "pid", hc.PidMode, "PID", lookup)
@@ -45,8 +46,9 @@ def apply(spec: Any, hc: HostConfig, lookup: Lookup) -> None:
         for key in hc.Sysctls:
             check_sysctl(key, kinds)
         spec.linux.sysctl = {**(spec.linux.sysctl or {}), **hc.Sysctls}
-    if hc.Ulimits:
-        spec.process.rlimits = _rlimits(spec.process.rlimits, hc.Ulimits)
+    ulimits = hc.Ulimits if ulimits is None else ulimits
+    if ulimits:
+        spec.process.rlimits = _rlimits(spec.process.rlimits, ulimits)
     spec.process.oomScoreAdj = hc.OomScoreAdj
     resources(spec, hc)
     _devices(spec, hc)

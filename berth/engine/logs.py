@@ -14,16 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, AsyncIterator, Callable, Iterator
+from typing import IO, AsyncIterator, Callable, Iterator, Protocol, TypeVar
 
 from berth.errors import InvalidArgument
 from berth.engine.logscan import Filter, line_time, render, select, time_key
 
-Render = Callable[[bytes], list]  # a block of whole lines -> one item per selected line
+T = TypeVar("T")
+
+
+class Reader(Protocol):
+    """What reading whole-line blocks needs: a plain log file or a gzipped rotated one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def tell(self) -> int: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
+Render = Callable[[bytes], list[T]]  # a block of whole lines -> one item per selected line
 
 BLOCK = 1 << 20  # bytes read (and rendered) at a time
 _SEEK_MIN = 1 << 16  # bisect --since down to this span, then scan
@@ -96,7 +108,7 @@ class LogReader:
                 found[int(m.group(1))] = self.path.parent / name
         return [p for _, p in sorted(found.items(), reverse=True)]
 
-    def _blocks(self, f: IO[bytes], end: int | None = None) -> Iterator[bytes]:
+    def _blocks(self, f: Reader, end: int | None = None) -> Iterator[bytes]:
         """Whole-line blocks from f's position (to ``end``); a last line without its newline
         is left unread (f is positioned at its start)."""
         pending = b""
@@ -118,11 +130,11 @@ class LogReader:
     def _old_blocks(self, p: Path) -> Iterator[bytes]:
         """A rotated file's whole-line blocks (skipped if it vanished meanwhile)."""
         try:
-            f: IO[bytes] = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
+            f = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
         except (FileNotFoundError, OSError):
             return
         try:
-            if self.since is not None and p.suffix != ".gz":
+            if self.since is not None and isinstance(f, io.BufferedReader):  # not gzipped
                 self._seek_since(f)
             yield from self._blocks(f)
         except (OSError, EOFError):
@@ -150,9 +162,9 @@ class LogReader:
 
     # -- tail: backwards from the end -------------------------------------------------------
 
-    def _tail_plain(self, f: IO[bytes], end: int, need: int, fn: Render) -> list:
+    def _tail_plain(self, f: IO[bytes], end: int, need: int, fn: Render[T]) -> list[T]:
         """The last ``need`` selected lines of f's bytes [0, end), read backwards."""
-        out: list[bytes] = []
+        out: list[T] = []
         pos, carry, size = end, b"", 1 << 16
         while pos > 0 and len(out) < need:
             n = min(size, pos)
@@ -168,9 +180,9 @@ class LogReader:
             size = min(size * 2, BLOCK * 4)
         return out[-need:] if need else []
 
-    def _tail_old(self, p: Path, need: int, fn: Render) -> list:
+    def _tail_old(self, p: Path, need: int, fn: Render[T]) -> list[T]:
         if p.suffix == ".gz":
-            out: list = []
+            out: list[T] = []
             for block in self._old_blocks(p):
                 out = (out + fn(block))[-need:]
             return out
@@ -180,7 +192,7 @@ class LogReader:
         except (FileNotFoundError, OSError):
             return []
 
-    def _tail(self, f: IO[bytes], fn: Render) -> list:
+    def _tail(self, f: IO[bytes], fn: Render[T]) -> list[T]:
         """The last ``tail`` selected lines across the rotated files and the live one (f);
         leaves f after the last whole line."""
         assert self.tail is not None
@@ -198,7 +210,7 @@ class LogReader:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _history(self, f: IO[bytes], fn: Render) -> Iterator[list]:
+    def _history(self, f: IO[bytes], fn: Render[T]) -> Iterator[list[T]]:
         """What the log holds now, as lists of rendered lines; leaves f after the last whole line."""
         if self.tail is not None:
             out = self._tail(f, fn)
@@ -213,8 +225,8 @@ class LogReader:
         for block in self._blocks(f):
             yield fn(block)
 
-    async def _follow(self, f: IO[bytes], fn: Render, running: Callable[[], bool], poll: float
-                      ) -> AsyncIterator[list]:
+    async def _follow(self, f: IO[bytes], fn: Render[T], running: Callable[[], bool], poll: float
+                      ) -> AsyncIterator[list[T]]:
         """New lines as the shim writes them, until the container stops."""
         while True:
             try:
@@ -242,8 +254,8 @@ class LogReader:
             except FileNotFoundError:
                 return
 
-    async def _lines(self, fn: Render, follow: bool, running: Callable[[], bool], poll: float
-                     ) -> AsyncIterator[list]:
+    async def _lines(self, fn: Render[T], follow: bool, running: Callable[[], bool], poll: float
+                     ) -> AsyncIterator[list[T]]:
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:

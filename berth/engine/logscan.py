@@ -107,14 +107,15 @@ def _record(line: bytes) -> tuple[int, bytes, bytes] | None:
     if line.startswith(_PREFIX) and j > 0:
         rest = line[j + 12:]
         if rest[6:16] == b'","time":"' and rest[-2:] == b'"}' and rest[:6] in (b"stdout", b"stderr"):
-            p = line[8:j]
-            if p[-2:] == b"\\n" and p.find(b"\\", 0, len(p) - 2) < 0:
-                p = p[:-2] + b"\n"
-            elif b"\\" in p:
+            raw = line[8:j]
+            p: bytes | None = raw
+            if raw[-2:] == b"\\n" and raw.find(b"\\", 0, len(raw) - 2) < 0:
+                p = raw[:-2] + b"\n"
+            elif b"\\" in raw:
                 try:
-                    p = json.loads(b'"' + p + b'"').encode("utf-8", "replace")
+                    p = json.loads(b'"' + raw + b'"').encode("utf-8", "replace")
                 except ValueError:
-                    p = None  # type: ignore[assignment]
+                    p = None
             if p is not None:
                 return (1 if rest[3] == 111 else 2), rest[16:-2], p
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 from berth.errors import Unavailable
+from berth.state.sockaddr import address
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import ExecReply, ExitStatus, Reply, SpawnReply, SpawnRequest
 from berth.runtime.shim.protocol import Kill as Kill, Resize as Resize, Start as Start  # for call()
@@ -90,7 +91,7 @@ class ForkServer:
             assert ready is not None
             await asyncio.shield(ready)
             try:
-                reader, writer = await asyncio.open_unix_connection(str(self.path))
+                reader, writer = await _connect(self.path)
             except (FileNotFoundError, ConnectionRefusedError):
                 await self._relaunched(ready)  # it died: wait for the next one
                 continue
@@ -137,6 +138,13 @@ class Spawned:
         self._writer.close()
 
 
+async def _connect(path: Path, limit: int = 1 << 16
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to a Unix socket under the exec root, however long its path."""
+    with address(path) as name:
+        return await asyncio.open_unix_connection(name, limit=limit)
+
+
 def _decode(line: bytes, kind: type[protocol._M], gone: protocol._M) -> protocol._M:
     """A reply line as ``kind``; ``gone`` when the line is empty or not a reply."""
     try:
@@ -148,7 +156,7 @@ def _decode(line: bytes, kind: type[protocol._M], gone: protocol._M) -> protocol
 async def call(sock: Path, req: protocol.Request, timeout: float | None = 30) -> Reply:
     """One request (Start, Kill, Resize), one reply on a shim's control socket."""
     try:
-        reader, writer = await asyncio.open_unix_connection(str(sock))
+        reader, writer = await _connect(sock)
     except (FileNotFoundError, ConnectionRefusedError) as e:
         raise ShimGone(f"shim at {sock} is gone: {e.strerror}") from None
     try:
@@ -167,7 +175,7 @@ async def call(sock: Path, req: protocol.Request, timeout: float | None = 30) ->
 async def wait_exit(sock: Path) -> ExitStatus | None:
     """Block until the container exits; None when the shim vanished without telling."""
     try:
-        reader, writer = await asyncio.open_unix_connection(str(sock))
+        reader, writer = await _connect(sock)
     except (FileNotFoundError, ConnectionRefusedError):
         return None
     try:
@@ -187,7 +195,7 @@ async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool
                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Subscribe to a shim's output; returns once the shim has registered the subscriber."""
     try:
-        reader, writer = await asyncio.open_unix_connection(str(sock), limit=1 << 20)
+        reader, writer = await _connect(sock, limit=1 << 20)
     except (FileNotFoundError, ConnectionRefusedError) as e:
         raise ShimGone(f"shim at {sock} is gone: {e.strerror}") from None
     writer.write(protocol.encode(protocol.Attach(stdin=stdin, stdout=stdout, stderr=stderr)))
@@ -204,7 +212,7 @@ async def open_exec(sock: Path, req: protocol.Exec
     """Ask the shim to start an exec; the connection becomes its stream when the reply has a
     pid (with an error the caller closes it). Raises ShimGone when the shim is not there."""
     try:
-        reader, writer = await asyncio.open_unix_connection(str(sock), limit=1 << 20)
+        reader, writer = await _connect(sock, limit=1 << 20)
     except (FileNotFoundError, ConnectionRefusedError) as e:
         raise ShimGone(f"shim at {sock} is gone: {e.strerror}") from None
     writer.write(protocol.encode(req))

@@ -1,18 +1,21 @@
-"""Container stats in Docker's JSON (``GET /containers/{id}/stats``, ``docker stats``).
+"""Container stats (``GET /containers/{id}/stats``, ``docker stats``) as typed samples;
+``api/stats_shape.py`` writes them as Docker's JSON.
 
 One sample = the cgroup's counters (``Cgroup.stats()``), the host's total CPU time from
 /proc/stat, and the container's network counters from /proc/<pid>/net/dev. The docker CLI
-computes CPU % from two samples (``cpu_stats`` and ``precpu_stats``), and memory as usage minus
-the inactive file cache, so both are shaped exactly as dockerd's.
+computes CPU % from two samples, and memory as usage minus the inactive file cache, so a sample
+keeps what dockerd reports for both.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from berth.engine.model import Container
+from berth.engine.model import ZERO_TIME, Container
+from berth.runtime.cgroups import open_cgroup
 
 _NS = 1_000_000_000
 _HZ = os.sysconf("SC_CLK_TCK")
@@ -41,8 +44,65 @@ def host_memory() -> int:
     return 0
 
 
-def net_dev(pid: int) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
+@dataclass(frozen=True)
+class NetCounters:
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    total_ns: int
+    kernel_ns: int
+    user_ns: int
+    percpu_ns: list[int]
+    system_ns: int               # the host's CPU time, all CPUs (the CLI's denominator)
+    online_cpus: int
+    periods: int
+    throttled_periods: int
+    throttled_ns: int
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    usage: int
+    limit: int                   # the cgroup's, or the host's memory when unlimited
+    stats: dict[str, int]        # memory.stat
+    max_usage: int | None = None
+    failcnt: int | None = None
+
+
+@dataclass(frozen=True)
+class BlkioEntry:
+    major: int
+    minor: int
+    op: str
+    value: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of a container's counters; ``cpu`` is None when it is not running."""
+
+    id: str
+    name: str                    # without the leading "/"
+    read: str                    # when it was taken (RFC 3339, ns), or ZERO_TIME
+    cpu: CpuSample | None = None
+    memory: MemorySample | None = None
+    pids_current: int | None = None
+    pids_limit: int | None = None
+    io_service_bytes: list[BlkioEntry] | None = None
+    networks: dict[str, NetCounters] = field(default_factory=dict)
+
+
+def net_dev(pid: int) -> dict[str, NetCounters]:
+    out: dict[str, NetCounters] = {}
     try:
         with open(f"/proc/{pid}/net/dev") as f:
             lines = f.readlines()[2:]
@@ -54,79 +114,40 @@ def net_dev(pid: int) -> dict[str, dict[str, int]]:
         if name == "lo":
             continue
         v = [int(x) for x in rest.split()]
-        out[name] = {"rx_bytes": v[0], "rx_packets": v[1], "rx_errors": v[2], "rx_dropped": v[3],
-                     "tx_bytes": v[8], "tx_packets": v[9], "tx_errors": v[10], "tx_dropped": v[11]}
+        out[name] = NetCounters(v[0], v[1], v[2], v[3], v[8], v[9], v[10], v[11])
     return out
 
 
-def empty_cpu() -> dict[str, Any]:
-    return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
-
-
-def sample(c: Container, raw: dict[str, Any] | None, online_cpus: int) -> dict[str, Any]:
-    """One stats object (without precpu_stats/preread, which the caller fills)."""
-    running = c.running and c.state.pid > 0 and raw is not None
-    if not running:
-        return {"read": "0001-01-01T00:00:00Z", "preread": "0001-01-01T00:00:00Z", "pids_stats": {},
-                "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None,
-                                "io_queue_recursive": None, "io_service_time_recursive": None,
-                                "io_wait_time_recursive": None, "io_merged_recursive": None,
-                                "io_time_recursive": None, "sectors_recursive": None},
-                "num_procs": 0, "storage_stats": {}, "cpu_stats": empty_cpu(), "precpu_stats": empty_cpu(),
-                "memory_stats": {}, "name": f"/{c.name}", "id": c.id}
-    assert raw is not None
+def sample(c: Container, raw: dict[str, Any] | None, online_cpus: int) -> Sample:
+    """One reading of ``c`` from its cgroup's counters (``raw``: ``Cgroup.stats()``)."""
+    if not (c.running and c.state.pid > 0 and raw is not None):
+        return Sample(c.id, c.name, ZERO_TIME)
     cpu = raw.get("cpu") or {}
     thr = cpu.get("throttling") or {}
-    cpu_stats: dict[str, Any] = {
-        "cpu_usage": {"total_usage": cpu.get("usage_ns") or 0,
-                      "usage_in_kernelmode": cpu.get("system_ns") or 0,
-                      "usage_in_usermode": cpu.get("user_ns") or 0},
-        "system_cpu_usage": system_cpu_ns(),
-        "online_cpus": online_cpus,
-        "throttling_data": {"periods": thr.get("periods", 0), "throttled_periods": thr.get("throttled_periods", 0),
-                            "throttled_time": thr.get("throttled_time_ns", 0)},
-    }
-    if cpu.get("percpu_ns"):
-        cpu_stats["cpu_usage"]["percpu_usage"] = cpu["percpu_ns"]
-    mem = raw.get("memory") or {}
-    memory_stats: dict[str, Any] = {}
-    if mem:
-        limit = mem.get("limit")
-        host = host_memory()
-        if limit is None or limit <= 0 or limit > host:
-            limit = host
-        memory_stats = {"usage": mem.get("usage") or 0, "stats": mem.get("stats") or {}, "limit": limit}
-        if mem.get("max_usage") is not None:
-            memory_stats["max_usage"] = mem["max_usage"]
-        if mem.get("failcnt") is not None:
-            memory_stats["failcnt"] = mem["failcnt"]
+    cpu_sample = CpuSample(cpu.get("usage_ns") or 0, cpu.get("system_ns") or 0, cpu.get("user_ns") or 0,
+                           list(cpu.get("percpu_ns") or []), system_cpu_ns(), online_cpus, thr.get("periods", 0),
+                           thr.get("throttled_periods", 0), thr.get("throttled_time_ns", 0))
     pids = raw.get("pids") or {}
-    pids_stats: dict[str, Any] = {}
-    if pids.get("current") is not None:
-        pids_stats["current"] = pids["current"]
-        if pids.get("limit"):
-            pids_stats["limit"] = pids["limit"]
-    blk = raw.get("blkio") or {}
-    d: dict[str, Any] = {
-        "read": _now(), "preread": "0001-01-01T00:00:00Z", "pids_stats": pids_stats,
-        "blkio_stats": {"io_service_bytes_recursive": blk.get("io_service_bytes_recursive"),
-                        "io_serviced_recursive": None, "io_queue_recursive": None,
-                        "io_service_time_recursive": None, "io_wait_time_recursive": None,
-                        "io_merged_recursive": None, "io_time_recursive": None, "sectors_recursive": None},
-        "num_procs": 0, "storage_stats": {}, "cpu_stats": cpu_stats, "precpu_stats": empty_cpu(),
-        "memory_stats": memory_stats, "name": f"/{c.name}", "id": c.id,
-    }
-    nets = net_dev(c.state.pid)
-    if nets:
-        d["networks"] = nets
-    return d
+    blk = (raw.get("blkio") or {}).get("io_service_bytes_recursive")
+    return Sample(c.id, c.name, _now(), cpu_sample, _memory(raw.get("memory") or {}), pids.get("current"),
+                  pids.get("limit") or None, None if blk is None else [BlkioEntry(**e) for e in blk],
+                  net_dev(c.state.pid))
+
+
+def _memory(mem: dict[str, Any]) -> MemorySample | None:
+    if not mem:
+        return None
+    limit = mem.get("limit")
+    host = host_memory()
+    if limit is None or limit <= 0 or limit > host:
+        limit = host
+    return MemorySample(mem.get("usage") or 0, limit, mem.get("stats") or {}, mem.get("max_usage"),
+                        mem.get("failcnt"))
 
 
 def raw_stats(c: Container) -> dict[str, Any] | None:
     if not c.running:
         return None
-    from berth.runtime.cgroups import open_cgroup
     try:
         return open_cgroup(f"/berth/{c.id}").stats()
     except OSError:
@@ -138,3 +159,35 @@ def online_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except OSError:
         return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What ``/metrics`` shows of one running container: its cgroup's and its netns's counters."""
+
+    id: str
+    name: str
+    cpu_ns: int
+    user_ns: int
+    system_ns: int
+    memory: int | None
+    memory_limit: int | None     # None: unlimited
+    pids: int | None
+    io: list[BlkioEntry]
+    networks: dict[str, NetCounters]
+
+
+def counters(c: Container) -> Counters | None:
+    """One cheap reading of ``c`` (None when it is not running): no host-wide files are read."""
+    if not c.running or c.state.pid <= 0:
+        return None
+    try:
+        raw = open_cgroup(f"/berth/{c.id}").counters()
+    except OSError:
+        return None
+    cpu = raw.get("cpu") or {}
+    mem = raw.get("memory") or {}
+    blk = (raw.get("blkio") or {}).get("io_service_bytes_recursive") or []
+    return Counters(c.id, c.name, cpu.get("usage_ns") or 0, cpu.get("user_ns") or 0, cpu.get("system_ns") or 0,
+                    mem.get("usage"), mem.get("limit"), (raw.get("pids") or {}).get("current"),
+                    [BlkioEntry(**e) for e in blk], net_dev(c.state.pid))

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import stat
@@ -42,8 +44,9 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
-def diff_tar(upper: Path, out: BinaryIO) -> None:
-    """Write the changes recorded in an overlay upper dir as a layer tar."""
+def diff_tar(upper: Path, out: BinaryIO, ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
+    """Write the changes recorded in an overlay upper dir as a layer tar. ``ids``: a user
+    namespace container's host uid and gid -> its own (the tar carries the container's ids)."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         inodes: dict[tuple[int, int], str] = {}
 
@@ -57,7 +60,7 @@ def diff_tar(upper: Path, out: BinaryIO) -> None:
                 return
             ti = tarfile.TarInfo(arc + ("/" if stat.S_ISDIR(st.st_mode) else ""))
             ti.mode = stat.S_IMODE(st.st_mode)
-            ti.uid, ti.gid = st.st_uid, st.st_gid
+            ti.uid, ti.gid = ids(st.st_uid, st.st_gid) if ids is not None else (st.st_uid, st.st_gid)
             ti.uname = ti.gname = ""
             ti.mtime = int(st.st_mtime)
             ti.pax_headers = _xattrs(path)
@@ -121,7 +124,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     ti = tarfile.TarInfo(name)
     ti.size = len(data)
     ti.mode = 0o644
-    import io
     tar.addfile(ti, io.BytesIO(data))
 
 
@@ -133,8 +135,6 @@ def _dir(tar: tarfile.TarFile, name: str) -> None:
 
 
 def write_save(out: BinaryIO, images: list[SaveImage], familiar: Callable[[str], str]) -> None:
-    import hashlib
-
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _dir(tar, "blobs")
         _dir(tar, "blobs/sha256")

@@ -22,7 +22,7 @@ import secrets
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from berth.errors import InvalidArgument, NotFound
 from berth.state.atomic import fsync_dir, write_atomic
@@ -169,7 +169,7 @@ class ContentStore:
             write_atomic(dest, data, mode=0o444, sync=self.fsync)
         return d
 
-    def put_file(self, src: BinaryIO, expected: str | None = None) -> str:
+    def put_file(self, src: IO[bytes], expected: str | None = None) -> str:
         w = self.ingest(expected)
         try:
             while True:

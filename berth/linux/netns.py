@@ -13,7 +13,8 @@ import os
 import threading
 from typing import Callable, TypeVar
 
-from berth.linux.sched import CloneFlags, setns
+from berth.linux.net import set_link_up
+from berth.linux.sched import CloneFlags, setns, unshare
 
 T = TypeVar("T")
 
@@ -74,8 +75,12 @@ def new_netns() -> int:
     """A new network namespace with ``lo`` up, held by the returned fd (O_CLOEXEC) and by
     nothing else: closing the fd frees it unless a process joined it meanwhile (through
     ``/proc/<pid>/fd/<fd>``)."""
-    from berth.linux.net import set_link_up
-    from berth.linux.sched import unshare
+    return new_netns_with(lambda: None)[0]
+
+
+def new_netns_with(fn: Callable[[], T]) -> tuple[int, T]:
+    """``new_netns``, and ``fn()`` called inside it by the thread that made it (a socket it
+    opens stays in that namespace) -> (fd, what ``fn`` returned)."""
 
     box: dict[str, object] = {}
 
@@ -83,7 +88,12 @@ def new_netns() -> int:
         try:
             unshare(CloneFlags.NEWNET)
             set_link_up("lo")
-            box["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                box["result"] = fd, fn()
+            except BaseException:
+                os.close(fd)
+                raise
         except BaseException as e:  # handed back to the caller below
             box["error"] = e
 
@@ -92,4 +102,4 @@ def new_netns() -> int:
     t.join()
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
-    return box["fd"]  # type: ignore[return-value]
+    return box["result"]  # type: ignore[return-value]

@@ -1,9 +1,12 @@
-"""Links, addresses and routes through netlink (pyroute2): bridges and veth endpoints.
+"""Links, addresses and routes through netlink: bridges and veth endpoints.
 
-These are blocking calls. pyroute2 runs an event loop of its own inside each call, so they
-must not run on berthd's asyncio thread: the engine calls them from one worker thread
-(``engine.networks`` owns it). Work inside a container's network namespace runs in a
-throwaway thread that joined it (``linux.netns.run_in_netns``).
+A container's veth (``add_endpoint``, ``remove_endpoint``: every start on a bridge) goes
+through raw rtnetlink messages (``linux.rtnl``) on one socket kept by the netlink thread; the
+rarer work (bridges, the host's routes, listing) through pyroute2, which runs an event loop of
+its own inside each call. These are blocking calls: the engine makes them from one worker
+thread (``network.sandbox.Kernel`` owns it), never on berthd's asyncio thread. Work inside a
+container's network namespace uses a socket opened there by a thread that joined it
+(``linux.netns``).
 
     ensure_bridge("br-1a2b3c4d5e6f", "172.18.0.1", 16)
     add_endpoint("br-1a2b...", "veth1a2b3c4", "/proc/4242/ns/net", "eth0", "02:42:ac:12:00:02",
@@ -22,18 +25,26 @@ import threading
 from ipaddress import IPv4Network
 from typing import Any
 
-from berth.linux import netns
+from berth.linux import netns, rtnl
 
 _local = threading.local()
-logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug level logs every message
+log = logging.getLogger("berth.network")
+
+
+def _iproute() -> Any:
+    """pyroute2's IPRoute class. ~200 ms to import: never on berthd's start-up path. Its
+    import sets the "pyroute2" logger to level 0 (pyroute2/config/log.py), which under a
+    debug root logs every message it sends: quieted after the import, not before."""
+    from pyroute2 import IPRoute
+
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    return IPRoute
 
 
 def _ipr() -> Any:
     ipr = getattr(_local, "ipr", None)
     if ipr is None:
-        from pyroute2 import IPRoute  # ~200 ms to import: never on berthd's start-up path
-
-        ipr = _local.ipr = IPRoute()
+        ipr = _local.ipr = _iproute()()
     return ipr
 
 
@@ -83,51 +94,91 @@ def delete_link(name: str) -> None:
                 raise
 
 
+def _rtnl() -> rtnl.Rtnl:
+    """The netlink thread's own raw socket, in berthd's namespace, made once."""
+    sock = getattr(_local, "rtnl", None)
+    if sock is None:
+        sock = _local.rtnl = rtnl.Rtnl()
+    return sock
+
+
 def add_endpoint(bridge: str, host_if: str, ns_path: str, ifname: str, mac: str, address: str,
-                 prefixlen: int, gateway: str | None, mtu: int | None = None) -> None:
+                 prefixlen: int, gateway: str | None, mtu: int | None = None,
+                 inside: rtnl.Rtnl | None = None) -> None:
     """A veth pair: ``host_if`` on the bridge, ``ifname`` in the namespace with its address,
-    MAC and (when ``gateway``) the default route."""
-    ipr = _ipr()
-    br = _index(ipr, bridge)
-    if br is None:
-        raise OSError(errno.ENODEV, "bridge not found", bridge)
+    MAC and (when ``gateway``) the default route. Raw rtnetlink: one request in berthd's
+    namespace, one batch in the container's, through ``inside`` (a socket already opened in
+    that namespace) or one opened now."""
+    host = _rtnl()
+    master = rtnl.if_index(bridge)
     fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _index(ipr, host_if) is not None:
-            delete_link(host_if)
-        peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": fd}
-        kw: dict[str, Any] = {"ifname": host_if, "kind": "veth", "peer": peer}
-        if mtu:
-            kw["mtu"] = mtu
-            peer["mtu"] = mtu
-        ipr.link("add", **kw)
+        try:
+            host.add_veth(host_if, ifname, fd, mac, master, mtu)
+        except FileExistsError:  # left by a berthd killed before the namespace went
+            host.delete_link(host_if)
+            host.add_veth(host_if, ifname, fd, mac, master, mtu)
+        except OSError as e:
+            log.warning("add veth %s (bridge %s, index %d; namespace %s -> %s): %s", host_if, bridge, master,
+                        ns_path, _target(fd), e)
+            raise
     finally:
         os.close(fd)
-    idx = _index(ipr, host_if)
-    ipr.link("set", index=idx, master=br, state="up")
+    try:
+        if inside is None:
+            with netns.run_in_netns(ns_path, rtnl.Rtnl) as sock:
+                sock.configure(ifname, address, prefixlen, gateway)
+        else:
+            inside.configure(ifname, address, prefixlen, gateway)
+    except BaseException:
+        host.delete_link(host_if)
+        raise
 
+
+def _target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError as e:
+        return str(e)
+
+
+IFA_F_NODAD = 0x02   # no duplicate address detection: the address works at once (as libnetwork)
+
+
+def add_address6(name: str, address: str, prefixlen: int) -> None:
+    """An IPv6 address on a host link (a bridge's gateway), IPv6 switched on for it."""
+    try:
+        netns.write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "0")
+    except OSError:
+        pass
+    ipr = _ipr()
+    idx = _index(ipr, name)
+    if idx is None:
+        raise OSError(errno.ENODEV, "link not found", name)
+    have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=10)}
+    if (address, prefixlen) not in have:
+        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen, flags=IFA_F_NODAD)
+
+
+def add_endpoint6(ns_path: str, ifname: str, address: str, prefixlen: int, gateway: str | None) -> None:
+    """The IPv6 address (and default route, when ``gateway``) of an endpoint ``add_endpoint`` made."""
     def inside() -> None:
         from pyroute2 import IPRoute
 
+        netns.write_sysctl(f"net.ipv6.conf.{ifname}.disable_ipv6", "0")
         with IPRoute() as nsr:
             k = _index(nsr, ifname)
             if k is None:
                 raise OSError(errno.ENODEV, "veth peer not found in the container", ifname)
-            nsr.link("set", index=k, address=mac)
-            nsr.addr("add", index=k, address=address, prefixlen=prefixlen)
-            nsr.link("set", index=k, state="up")
+            nsr.addr("add", index=k, address=address, prefixlen=prefixlen, flags=IFA_F_NODAD)
             if gateway:
                 try:
-                    nsr.route("add", dst="0.0.0.0/0", gateway=gateway)
+                    nsr.route("add", dst="::/0", gateway=gateway, family=10)
                 except Exception as e:
                     if getattr(e, "code", None) != errno.EEXIST:
                         raise
 
-    try:
-        netns.run_in_netns(ns_path, inside)
-    except BaseException:
-        delete_link(host_if)
-        raise
+    netns.run_in_netns(ns_path, inside)
 
 
 def stale_bridges(own: str) -> list[tuple[str, str]]:
@@ -144,14 +195,12 @@ def stale_bridges(own: str) -> list[tuple[str, str]]:
 
 
 def remove_endpoint(host_if: str) -> None:
-    delete_link(host_if)
+    _rtnl().delete_link(host_if)
 
 
 def interfaces_in(ns_path: str) -> list[str]:
     def names() -> list[str]:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as nsr:
+        with _iproute()() as nsr:
             return [link.get_attr("IFLA_IFNAME") for link in nsr.get_links()]
 
     return netns.run_in_netns(ns_path, names)

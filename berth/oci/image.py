@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from berth.errors import InvalidArgument
 from berth.schema.containers import ContainerConfig
 
 
@@ -43,7 +44,12 @@ _enc = msgspec.json.Encoder()
 
 
 def decode_config(b: bytes) -> ImageConfig:
-    return _dec.decode(b)
+    """Raises InvalidArgument for bytes that are not an image config (from a registry or an
+    archive: outside input)."""
+    try:
+        return _dec.decode(b)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"invalid image config: {e}") from None
 
 
 def encode_config(c: ImageConfig) -> bytes:

@@ -6,6 +6,7 @@ index / manifest list (one manifest per platform). Schema 1 is refused with a cl
 
 from __future__ import annotations
 
+import json
 import platform as _platform
 from typing import Any
 
@@ -83,7 +84,7 @@ def kind_of(data: bytes, content_type: str | None) -> str:
     """The manifest media type: from the body's mediaType, else the header, else its shape."""
     try:
         p = msgspec.json.decode(data, type=_Probe)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"invalid manifest: {e}") from None
     if p.schemaVersion == 1:
         raise Unsupported("Docker Image Format v1 and Docker Image manifest version 2, schema 1 "
@@ -119,14 +120,14 @@ def check_blob_media_type(media_type: str) -> None:
 def decode_manifest(data: bytes) -> Manifest:
     try:
         return msgspec.json.decode(data, type=Manifest)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"invalid manifest: {e}") from None
 
 
 def decode_index(data: bytes) -> Index:
     try:
         return msgspec.json.decode(data, type=Index)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"invalid manifest list: {e}") from None
 
 
@@ -186,6 +187,5 @@ def choose(index: Index, want: Platform) -> Descriptor:
 
 def encode_pretty(obj: Any) -> bytes:
     """JSON indented with 3 spaces, as Docker writes the manifests it pushes."""
-    import json
 
     return json.dumps(msgspec.to_builtins(obj), indent=3, separators=(",", ": ")).encode()

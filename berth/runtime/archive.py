@@ -32,6 +32,12 @@ import sys
 import tarfile
 import time
 
+from berth.linux import mount as lmount
+from berth.linux import sched
+from berth.linux.mount import MountFlags as MF
+from berth.linux.sched import CloneFlags
+from berth.runtime import users
+
 
 class _Fail(Exception):
     def __init__(self, kind: str, message: str) -> None:
@@ -110,7 +116,6 @@ def _owner(user: str) -> tuple[int, int] | None:
     """The container's ``User`` as ids, from its own /etc/passwd and /etc/group (chrooted)."""
     if not user:
         return None
-    from berth.runtime import users
 
     def read(p: str) -> str:
         try:
@@ -190,8 +195,6 @@ def _in_root(root: str, path: str) -> str:
 
 def _bind(root: str, spec: str) -> None:
     """Bind ``SRC:DEST:rw|ro`` over the container's root, making the mount point as dockerd does."""
-    from berth.linux import mount as lmount
-    from berth.linux.mount import MountFlags as MF
 
     src, dest, mode = spec.rsplit(":", 2)
     if not os.path.exists(src):
@@ -209,11 +212,6 @@ def _bind(root: str, spec: str) -> None:
 
 def _enter(root: str | None, overlay: str | None, mnt: str | None, binds: list[str]) -> None:
     if overlay is not None:
-        from berth.linux import mount as lmount
-        from berth.linux import sched
-        from berth.linux.mount import MountFlags as MF
-        from berth.linux.sched import CloneFlags
-
         sched.unshare(CloneFlags.NEWNS)
         lmount.mount(None, "/", None, MF.PRIVATE | MF.REC)
         root = mnt
@@ -242,7 +240,6 @@ def main(argv: list[str]) -> int:
         # every module used after chroot is imported above (nothing can be imported after)
         import encodings.idna  # noqa: F401
         import grp, pwd  # noqa: F401,E401
-        from berth.runtime import users  # noqa: F401
         _enter(root, overlay, mnt, binds)
         if mode == "stat":
             do_stat(path)

@@ -15,18 +15,27 @@ forked child is then PID 1 of its namespace *and* the caller's direct child.
 
 from __future__ import annotations
 
+import dataclasses
+import marshal
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from berth.errors import RuntimeFailure
 from berth.linux import sched
 from berth.linux.sched import CloneFlags
-from berth.oci.spec import Spec
-from berth.runtime import _sync, init
+from berth.oci import spec as oci
+from berth.oci.spec import DeviceCgroup, Spec, decode_spec
+from berth.runtime import _sync, init, seccomp
+from berth.runtime import caps as capmod
+from berth.runtime.cgroups import open_cgroup
+from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
-from berth.runtime.plan import PlanError, build_plan
+from berth.runtime.plan import CgroupHierarchy, HostInfo, Plan, PlanError, build_plan
+from berth.runtime.userns import UserNamespace
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
 
@@ -100,7 +109,6 @@ def _open_cgroup(spec: Spec) -> Any | None:
     path = spec.linux.cgroupsPath if spec.linux else None
     if not path:
         return None
-    from berth.runtime.cgroups import open_cgroup  # the colleague's module
 
     return open_cgroup(path)
 
@@ -114,9 +122,7 @@ _RUNC_DEVICES = (("c", None, None, "m"), ("b", None, None, "m"), ("c", 136, None
 def _with_runc_devices(resources: Any) -> Any:
     if resources is None or not resources.devices:
         return resources
-    import msgspec
 
-    from berth.oci.spec import DeviceCgroup
     extra = [DeviceCgroup(allow=True, type=t, major=ma, minor=mi, access=acc) for t, ma, mi, acc in _RUNC_DEVICES]
     return msgspec.structs.replace(resources, devices=[*resources.devices, *extra])
 
@@ -124,8 +130,6 @@ def _with_runc_devices(resources: Any) -> Any:
 def _seccomp_bpf(spec: Spec, cache: Path | None) -> bytes | None:
     if spec.linux is None or spec.linux.seccomp is None:
         return None
-    from berth.runtime import seccomp  # the colleague's module
-
     return seccomp.compile(spec.linux.seccomp, cache)
 
 
@@ -133,26 +137,13 @@ def _console(stdin: int, terminal: bool) -> str | None:
     return os.ttyname(stdin) if terminal and os.isatty(stdin) else None
 
 
-class _ForkNamespaces:
-    """Enter the pid/time namespaces for the next fork(); leave them right after."""
+class _NamespacesBack:
+    """Leaving: setns back to the namespaces saved in ``_restore`` (fds of /proc/self/ns/*)."""
 
-    def __init__(self, unshare: int, join: tuple[tuple[str, int], ...]) -> None:
-        self._flags = unshare | sum(f for _, f in join)
-        self._unshare, self._join = unshare, join
-        self._restore: list[tuple[int, int]] = []
+    _restore: list[tuple[int, int]]
 
-    def __enter__(self) -> None:
-        for flag, name in _NS_FILES.items():
-            if self._flags & flag:
-                self._restore.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
-        for path, flag in self._join:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                sched.setns(fd, flag)
-            finally:
-                os.close(fd)
-        if self._unshare:
-            sched.unshare(self._unshare)
+    def _save(self, flag: int) -> None:
+        self._restore.append((os.open(f"/proc/self/ns/{_NS_FILES[flag]}", os.O_RDONLY | os.O_CLOEXEC), flag))
 
     def __exit__(self, *exc: object) -> None:
         # setns to our own namespace resets "pid_for_children" to it (setns(2)).
@@ -161,6 +152,21 @@ class _ForkNamespaces:
                 sched.setns(fd, flag)
             finally:
                 os.close(fd)
+
+
+class _ForkNamespaces(_NamespacesBack):
+    """Enter the pid/time namespaces for the next fork(); leave them right after."""
+
+    def __init__(self, unshare: int, join: tuple[tuple[str, int], ...]) -> None:
+        self._flags = unshare | sum(f for _, f in join)
+        self._unshare, self._join = unshare, join
+        self._restore = []
+
+    def __enter__(self) -> None:
+        for flag in _NS_FILES:
+            if self._flags & flag:
+                self._save(flag)
+        init.enter_namespaces(self._join, self._unshare)
 
 
 def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
@@ -186,6 +192,12 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
         except BaseException:
             _destroy(cgroup)  # a limit that cannot be set must not leave the directory behind
             raise
+    tasks = _self_join_tasks(cgroup)
+    try:
+        userns = _user_namespace(plan)
+    except BaseException:
+        _destroy(cgroup)
+        raise
     ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -193,19 +205,26 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             pid = os.fork()
             if pid == 0:  # pragma: no cover (the child; measured by integration tests)
                 init.run(plan, (stdin, stdout, stderr), ctl_r, report_w,
-                         console_socket if plan.terminal else None)
+                         console_socket if plan.terminal else None, tasks, userns)
     except BaseException:
         for fd in (ctl_r, ctl_w, report_r, report_w):
             os.close(fd)
         _destroy(cgroup)
         raise
+    finally:
+        for fd in userns:
+            os.close(fd)
     os.close(ctl_r)
     os.close(report_w)
     try:
-        if cgroup is not None:
+        if cgroup is not None and not tasks:
             cgroup.add(pid)
         os.write(ctl_w, _sync.GO)
         msg = _sync.recv(report_r)
+        if isinstance(msg, _sync.Forked):  # a user namespace's PID 1 (init._enter_userns)
+            os.waitpid(pid, 0)
+            pid = msg.pid
+            msg = _sync.recv(report_r)
     except BaseException:
         _fail(pid, ctl_w, report_r, cgroup)
         raise
@@ -216,6 +235,36 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
         raise SetupFailed(f"{msg.step}: {msg.message}" if msg.step not in ("user",) else msg.message,
                           msg.step, msg.errno)
     raise SetupFailed("container init exited before it was set up", "init")
+
+
+def _user_namespace(plan: Plan) -> tuple[int, ...]:
+    """The fds the init needs for a user namespace: the namespace, then one tree per
+    ``plan.userns_trees``; () without one. Raises SetupFailed."""
+    if plan.userns is None:
+        return ()
+    try:
+        ns = UserNamespace.create(plan.userns)
+    except OSError as e:
+        raise SetupFailed(f"userns: create user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
+    try:
+        trees = ns.trees(plan.userns_trees)
+    except OSError as e:
+        ns.close()
+        raise SetupFailed(f"userns: open mount source: {init.describe(e)}", "userns", e.errno or 0) from e
+    return (ns.fd, *trees)
+
+
+def _self_join_tasks(cgroup: Any | None) -> tuple[str, ...]:
+    """cgroup v1: the ``tasks`` files through which the init moves *itself* into its cgroup.
+
+    Writing another process's pid to ``cgroup.procs`` takes the kernel's global threadgroup
+    rwsem for writing, which waits for an RCU grace period whenever no other migration happened
+    in the last few ms: 8-20 ms on every ``docker run`` here (measured). A single-threaded
+    process moving itself (``0`` to ``tasks``) skips that lock (cgroup_procs_write_start).
+    cgroup v2 has no such file: the parent writes ``cgroup.procs`` there."""
+    if cgroup is None or cgroup.version != 1:
+        return ()
+    return tuple(os.path.join(d, "tasks") for d in dict.fromkeys(str(p) for p in cgroup.paths().values()))
 
 
 def _fail(pid: int, ctl: int, report: int, cgroup: Any | None) -> None:
@@ -243,7 +292,7 @@ def oom_killed(spec: Spec) -> bool:
 # -- exec ------------------------------------------------------------------------------------------
 
 _EXEC_NAMESPACES = (("ipc", CloneFlags.NEWIPC), ("uts", CloneFlags.NEWUTS), ("net", CloneFlags.NEWNET),
-                    ("cgroup", CloneFlags.NEWCGROUP), ("mnt", CloneFlags.NEWNS))
+                    ("cgroup", CloneFlags.NEWCGROUP), ("mnt", CloneFlags.NEWNS), ("user", CloneFlags.NEWUSER))
 
 
 def _ns_differs(pid: int, name: str) -> bool:
@@ -299,15 +348,12 @@ class ExecContext:
         """As ``direct``, but the work (and its garbage) happens in a short-lived child. The
         answer comes back through marshal (built in: importing pickle in the shim alone costs
         it more private memory than all the rest)."""
-        import dataclasses
-        import marshal
 
         r, w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # pragma: no cover (the child)
             code = 1
             try:
-                from berth.oci.spec import decode_spec
                 host, bpf, procs, tasks = _context_facts(decode_spec(spec_bytes), seccomp_cache)
                 data = marshal.dumps((dataclasses.astuple(host), bpf, procs, tasks))
                 while data:
@@ -335,7 +381,6 @@ class ExecContext:
         if not data or data[:1] == b"E":
             raise SetupFailed(data[1:].decode(errors="replace") or "cannot prepare exec", "plan")
         host_t, bpf, procs, tasks = marshal.loads(data)
-        from berth.runtime.plan import CgroupHierarchy, HostInfo
         vals = dict(zip((f.name for f in dataclasses.fields(HostInfo)), host_t))
         vals["cgroups"] = tuple(CgroupHierarchy(*h) for h in vals["cgroups"])
         return cls(init_pid, HostInfo(**vals), bpf, procs, tasks, spec_bytes=spec_bytes)
@@ -343,7 +388,6 @@ class ExecContext:
     @property
     def spec(self) -> Spec:
         if self._spec is None:
-            from berth.oci.spec import decode_spec
             assert self._spec_bytes is not None
             self._spec = decode_spec(self._spec_bytes)
         return self._spec
@@ -399,25 +443,17 @@ def _open_ns(pid: int, name: str, opened: list[int]) -> int:
     return fd
 
 
-class _JoinNamespaceFds:
+class _JoinNamespaceFds(_NamespacesBack):
     """Enter the pid/time namespaces (already-open fds) for the next fork(); leave right after."""
 
     def __init__(self, join: tuple[tuple[int, int], ...]) -> None:
         self._join = join
-        self._restore: list[tuple[int, int]] = []
+        self._restore = []
 
     def __enter__(self) -> None:
         for fd, flag in self._join:
-            name = _NS_FILES[flag]
-            self._restore.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+            self._save(flag)
             sched.setns(fd, flag)
-
-    def __exit__(self, *exc: object) -> None:
-        for fd, flag in self._restore:
-            try:
-                sched.setns(fd, flag)
-            finally:
-                os.close(fd)
 
 
 def exec_process(spec: Spec, init_pid: int, *, stdin: int, stdout: int, stderr: int,
@@ -510,11 +546,7 @@ def exec_spec(spec: Spec, *, args: list[str], env: list[str], cwd: str, user: st
     """The container's spec with an exec's process in it (pure): Docker's rules for
     ``docker exec``: the container's environment plus ``env``, its user and working
     directory unless given, and every capability when ``privileged``."""
-    import msgspec
 
-    from berth.oci import spec as oci
-    from berth.runtime import caps as capmod
-    from berth.runtime.defaults import ANNOTATION_USER
 
     base = spec.process or oci.Process()
     merged: dict[str, str] = {}

@@ -2,7 +2,8 @@
 
 berthd runs an event loop and threads, so it never forks. This process is started once with
 ``python -m berth.runtime.forkserver SOCKET``, imports the runtime up front, and for each
-request forks once: the child becomes the shim. When berthd dies this process dies with it
+request either hands it to the open group's shim host or forks once: the child becomes the
+host of a new group (``shim.host``). When berthd dies this process dies with it
 (PR_SET_PDEATHSIG) and the shims are reparented, still running: containers outlive berthd.
 Forking a warm process is what keeps container start fast, and the shims share its pages
 copy-on-write.
@@ -18,8 +19,58 @@ import sys
 
 import msgspec
 
+from berth.linux import prctl
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
+from berth.state.sockaddr import address
+
+# Containers one shim process (a host) serves: a forked shim's memory is mostly what any forked
+# interpreter dirties, so a group shares it (docs/performance.md, "Shim memory"); a crash of a
+# host ends its group's shims only. 1: a shim process per container.
+GROUP = max(1, int(os.environ.get("BERTH_SHIM_GROUP", "8")))
+_ACK_TIMEOUT = 30.0  # a host takes a request when it is between two of its containers' setups
+
+
+class _OpenGroup:
+    """The host that still takes containers: its end of the join socket, how many it took."""
+
+    sock: socket.socket | None = None
+    taken = 0
+
+    @classmethod
+    def hand_over(cls, data: bytes, conn: socket.socket) -> bool | None:
+        """Give the request to the open group's host: True when it took it, False when there
+        is none (or it is gone: fork another), None when it did not answer in time (berthd
+        is told; should the host take it late, berthd's hang-up makes it abort the init)."""
+        sock = cls.sock
+        if sock is None:
+            return False
+        try:
+            socket.send_fds(sock, [data], [conn.fileno()])
+            sock.settimeout(_ACK_TIMEOUT)
+            taken: bool | None = sock.recv(1) == b"+"
+        except TimeoutError:
+            taken = None
+        except OSError:
+            taken = False
+        cls.taken += taken is True
+        if not taken or cls.taken >= GROUP:
+            cls.close()
+        return taken
+
+    @classmethod
+    def opened(cls, sock: socket.socket) -> None:
+        cls.close()
+        cls.sock, cls.taken = sock, 1
+        if GROUP <= 1:
+            cls.close()
+
+    @classmethod
+    def close(cls) -> None:
+        """No more containers for this host: it exits after its last one."""
+        if cls.sock is not None:
+            cls.sock.close()
+            cls.sock = None
 
 
 def _preload() -> None:
@@ -32,12 +83,15 @@ def _preload() -> None:
     try:
         import berth.runtime.seccomp  # noqa: F401
         import berth.runtime.cgroups  # noqa: F401
+        # detect() picks one of these per host: imported after the fork, each helper and
+        # each shim (at the container's exit) would pay for it again.
+        import berth.runtime.cgroups.v1  # noqa: F401
+        import berth.runtime.cgroups.v2  # noqa: F401
     except ImportError:
         pass
 
 
 def _set_pdeathsig() -> None:
-    from berth.linux import prctl
     prctl.set_pdeathsig(9)
     prctl.set_name("berth-forkserver")
 
@@ -56,15 +110,24 @@ def _serve_one(conn: socket.socket, listener: socket.socket) -> None:
         conn.sendall(protocol.encode(SpawnReply(error=f"bad spawn request: {e}")))
         conn.close()
         return
+    taken = _OpenGroup.hand_over(data, conn)
+    if taken is None:
+        conn.sendall(protocol.encode(SpawnReply(error="shim host did not answer")))
+    if taken is not False:
+        conn.close()
+        return
+    join, join_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         try:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             listener.close()
-            _become_shim(req, conn)
+            _become_shim(req, conn, join_child)
         finally:
             os._exit(1)
     conn.close()
+    join_child.close()
+    _OpenGroup.opened(join)
 
 
 def _reap(*_: object) -> None:
@@ -79,8 +142,9 @@ def _reap(*_: object) -> None:
             return
 
 
-def _become_shim(req: SpawnRequest, conn: socket.socket) -> None:
+def _become_shim(req: SpawnRequest, conn: socket.socket, join: socket.socket) -> None:
     from berth.runtime.shim import main as shim
+    from berth.runtime.shim.helper import close_all_but
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
@@ -88,9 +152,8 @@ def _become_shim(req: SpawnRequest, conn: socket.socket) -> None:
     os.dup2(log, 2)
     os.close(null)
     os.close(log)
-    os.closerange(3, conn.fileno())
-    os.closerange(conn.fileno() + 1, 4096)
-    shim.main(req, conn)
+    close_all_but(0, 1, 2, conn.fileno(), join.fileno())  # the open group's join socket too
+    shim.main(req, conn, join)
 
 
 def main() -> None:
@@ -104,7 +167,8 @@ def main() -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    listener.bind(path)
+    with address(path) as name:
+        listener.bind(name)
     listener.listen(128)
     signal.signal(signal.SIGCHLD, _reap)
     gc.collect()

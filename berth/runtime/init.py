@@ -3,7 +3,7 @@
 Nothing here parses the spec or imports anything: the parent did the work (STYLE §3). The
 sequence follows runc's standard_init_linux.go:
 
-    wait for the parent (cgroup joined) -> join/unshare namespaces -> lo up, hostname
+    wait for the parent -> join the cgroup (v1; on v2 the parent did) -> join/unshare namespaces -> lo up, hostname
     -> rootfs (mounts, /dev, pivot_root) -> sysctls, cwd, read-only/masked paths, ro root
     -> rlimits, oom_score_adj -> user lookup -> no_new_privs -> seccomp (early, without nnp)
     -> bounding set, setgroups/setgid/setuid, chdir, capset, ambient -> PATH lookup
@@ -15,10 +15,11 @@ returns: the child always leaves through os._exit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from berth.linux import caps as lcaps
 from berth.linux import fd as lfd
@@ -29,7 +30,7 @@ from berth.linux import sched
 from berth.linux import tty as ltty
 from berth.linux import uts
 from berth.runtime import _sync, rootfs, users
-from berth.runtime.plan import Plan
+from berth.runtime.plan import FORK_NAMESPACES, Plan
 
 try:  # the colleague's loader; imported here so the child never imports
     from berth.linux import seccomp as lseccomp
@@ -70,15 +71,20 @@ def _cgroup_paths() -> dict[str, str]:
     return out
 
 
-def _namespaces(plan: Plan) -> None:
-    for path, flag in plan.join:
+def enter_namespaces(join: Iterable[tuple[str, int]], unshare: int) -> None:
+    """setns into each ``(path, flag)`` of ``join``, then unshare the ``unshare`` flags."""
+    for path, flag in join:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             sched.setns(fd, flag)
         finally:
             os.close(fd)
-    if plan.unshare:
-        sched.unshare(plan.unshare)
+    if unshare:
+        sched.unshare(unshare)
+
+
+def _namespaces(plan: Plan) -> None:
+    enter_namespaces(plan.join, plan.unshare)
 
 
 def _read_text(path: str) -> str:
@@ -180,15 +186,59 @@ def _console(sock: int, bind: bool = True) -> None:
     ltty.set_controlling_tty(0)
 
 
-def _setup(plan: Plan, ctl: int, console: int | None = None) -> tuple[str | None, str, list[str]]:
-    """Everything up to the wait for start. -> (exec error, path, env)."""
+def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
+    """In a user namespace: join the given (host-owned) namespaces and write the network
+    sysctls and rlimits while still host root, setns into the user namespace (fd
+    ``userns[0]``), become its root, then unshare the rest, owned by it. A new pid namespace
+    takes a fork: this process tells the parent the pid of its child (the container's PID 1)
+    and exits; the child goes on (see runtime/userns.py).
+
+    The container's root cannot search berth's directories (root's, 0710), so the rootfs'
+    directory becomes the cwd first: the plan returned names the rootfs relative to it, as
+    the overlay options and ``idmap_lower`` already do."""
+    os.chdir(os.path.dirname(plan.rootfs))
+    plan = dataclasses.replace(plan, rootfs=os.path.basename(plan.rootfs))
+    enter_namespaces(plan.join, 0)
+    _Step.name = "sysctl"
+    for path, value in plan.sysctls:
+        if path.startswith("/proc/sys/net/"):  # the netns is the host's user namespace's
+            _write(path, value)
+    _Step.name = "rlimits"
+    for res, soft, hard in plan.rlimits:  # raising a hard limit needs the host's CAP_SYS_RESOURCE
+        lrlimit.setrlimit(res, soft, hard)
+    _Step.name = "userns"
+    sched.setns(userns[0], sched.CloneFlags.NEWUSER)
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    _Step.name = "namespaces"
+    sched.unshare(plan.unshare)
+    if plan.unshare & FORK_NAMESPACES:
+        pid = os.fork()
+        if pid:
+            _sync.send(report, _sync.Forked(pid=pid))
+            os._exit(0)
+    return plan
+
+
+def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple[str, ...] = (),
+           userns: tuple[int, ...] = (), report: int = -1) -> tuple[str | None, str, list[str]]:
+    """Everything up to the wait for start. -> (exec error, path, env). With ``cgroup_tasks``
+    (v1) the init joins its cgroup itself, first thing (see container._self_join_tasks).
+    ``userns``: the user namespace's fd, then the idmapped trees (plan.userns_trees)."""
     step = _Step
     step.name = "sync"
     if _sync.wait_byte(ctl) != _sync.GO:
         os._exit(1)
+    if cgroup_tasks:
+        step.name = "cgroup"
+        _join_cgroup_tasks(cgroup_tasks, strict=True)
     cg_paths = _cgroup_paths() if plan.cgroups else {}
     step.name = "namespaces"
-    _namespaces(plan)
+    if plan.userns is not None:
+        plan = _enter_userns(plan, userns, report)
+    else:
+        _namespaces(plan)
     if plan.loopback:
         step.name = "loopback"
         lnet.set_link_up("lo")
@@ -196,8 +246,9 @@ def _setup(plan: Plan, ctl: int, console: int | None = None) -> tuple[str | None
         step.name = "sethostname"
         uts.sethostname(plan.hostname)
     step.name = "rootfs"
-    rootfs.enter_rootfs(plan)
-    rootfs.apply_mounts(plan, cg_paths)
+    trees = list(userns[1:])
+    rootfs.enter_rootfs(plan, trees)
+    rootfs.apply_mounts(plan, cg_paths, trees)
     rootfs.apply_dev(plan)
     step.name = "pivot_root"
     rootfs.pivot(plan.rootfs)
@@ -206,14 +257,16 @@ def _setup(plan: Plan, ctl: int, console: int | None = None) -> tuple[str | None
         _console(console)
     step.name = "sysctl"
     for path, value in plan.sysctls:
-        _write(path, value)
+        if plan.userns is None or not path.startswith("/proc/sys/net/"):
+            _write(path, value)
     step.name = "cwd"
     os.makedirs(plan.cwd, 0o755, exist_ok=True)
     step.name = "rootfs"
     rootfs.finalize(plan)
-    step.name = "rlimits"
-    for res, soft, hard in plan.rlimits:
-        lrlimit.setrlimit(res, soft, hard)
+    if plan.userns is None:
+        step.name = "rlimits"
+        for res, soft, hard in plan.rlimits:
+            lrlimit.setrlimit(res, soft, hard)
     if plan.oom_score_adj is not None:
         step.name = "oom_score_adj"
         _oom_score_adj(plan.oom_score_adj)
@@ -251,17 +304,22 @@ def _before_exec(plan: Plan, env: list[str]) -> tuple[str | None, str, list[str]
     return error, path, env
 
 
-def _join_cgroup_tasks(tasks: tuple[str, ...]) -> None:
-    """Move this (single-threaded) process into a v1 cgroup through each ``tasks`` file."""
+def _join_cgroup_tasks(tasks: tuple[str, ...], strict: bool = False) -> None:
+    """Move this (single-threaded) process into a v1 cgroup through each ``tasks`` file.
+    An exec tolerates a cgroup that is gone (its container is stopping); the init (``strict``)
+    must never run outside its cgroup."""
     for path in tasks:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            continue  # the container's cgroup is gone: it is stopping
+            if strict:
+                raise
+            continue
         try:
             os.write(fd, b"0")
         except (ProcessLookupError, FileNotFoundError):
-            pass
+            if strict:
+                raise
         finally:
             os.close(fd)
 
@@ -278,16 +336,22 @@ def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
     if cgroup_tasks:
         step.name = "cgroup"
         _join_cgroup_tasks(cgroup_tasks)
+    step.name = "rlimits"  # before the user namespace: raising a hard limit needs host caps
+    for res, soft, hard in plan.rlimits:
+        lrlimit.setrlimit(res, soft, hard)
     step.name = "namespaces"
-    for fd, flag in namespaces:  # the mount namespace comes last: it also moves root and cwd
+    # The mount namespace comes after the others: it also moves root and cwd; the user
+    # namespace last: joining the others needs the host's capabilities.
+    for fd, flag in namespaces:
         sched.setns(fd, flag)
         os.close(fd)
+        if flag == sched.CloneFlags.NEWUSER:
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
     if console is not None:
         step.name = "console"
         _console(console, bind=False)
-    step.name = "rlimits"
-    for res, soft, hard in plan.rlimits:
-        lrlimit.setrlimit(res, soft, hard)
     return _become_process(plan)
 
 
@@ -298,9 +362,10 @@ def run_exec(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
     _main(plan, stdio, ctl, report, lambda: _setup_exec(plan, ctl, namespaces, console, cgroup_tasks))
 
 
-def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None) -> None:
+def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None,
+        cgroup_tasks: tuple[str, ...] = (), userns: tuple[int, ...] = ()) -> None:
     """The child's whole life; never returns."""
-    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console))
+    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console, cgroup_tasks, userns, report))
 
 
 def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,

@@ -26,7 +26,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from berth.errors import InvalidArgument
+from berth.state.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +198,6 @@ _memo: dict[str, bytes] = {}
 def _as_builtins(seccomp: Any) -> dict[str, Any]:
     if isinstance(seccomp, Mapping):
         return dict(seccomp)
-    import msgspec  # only for struct input
 
     data = msgspec.to_builtins(seccomp)
     if not isinstance(data, dict):
@@ -239,8 +241,6 @@ def compile(seccomp: Any, cache_dir: Path | None = None) -> bytes:  # noqa: A001
             pass
     data = _compile(spec)
     if cached is not None:
-        from berth.state.atomic import write_atomic
-
         cache_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
         write_atomic(cached, data, mode=0o600, sync=False)
     _memo[key] = data

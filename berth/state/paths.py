@@ -19,8 +19,8 @@
         hostname hosts resolv.conf    bind-mounted into the container
         <id>-json.log                 json-file log, written by the shim
         exit.json                     written atomically by the shim when init exits
-      trash/<id>/                     a removed container's dir on its way out (a rename: no
-                                      descriptor needed); emptied after each removal and at start
+      trash/<name>.<random>/          a removed container's directory, deleted in the
+                                      background (state/trash.py); swept at start
       quarantine/                     what berthd could not read (records, berth.db, exit.json)
       volumes/<name>/_data/           a volume's content (local driver, no mount options)
       build/
@@ -32,7 +32,10 @@
     <exec-root>/                      default /run/berth, wiped at boot
       berth.sock                      the API socket
       forkserver.sock                 berthd <-> its shim fork server
-      shims/<id>.sock                 one shim's control socket
+      cri.sock                        the Kubernetes CRI (gRPC), unless --cri-socket says
+      shims/<id>.sock                 one shim's control socket (paths past the AF_UNIX
+                                      limit are reached via /proc/self/fd: state/sockaddr.py)
+      runtimes/<name>/                an external OCI runtime's state (its --root: runc, crun)
 """
 
 from __future__ import annotations
@@ -80,12 +83,12 @@ class DataRoot:
         return self.root / "containers"
 
     @property
-    def trash(self) -> Path:
-        return self.root / "trash"
-
-    @property
     def volumes(self) -> Path:
         return self.root / "volumes"
+
+    @property
+    def trash(self) -> Path:
+        return self.root / "trash"
 
     @property
     def build_tmp(self) -> Path:
@@ -100,8 +103,8 @@ class DataRoot:
         return self.root / "runtime" / "seccomp"
 
     def make(self) -> None:
-        for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.trash, self.seccomp_cache,
-                  self.build_tmp, self.build_mounts, self.volumes):
+        for p in (self.layers, self.short_links, self.image_tmp, self.containers, self.seccomp_cache,
+                  self.build_tmp, self.build_mounts, self.volumes, self.trash):
             p.mkdir(parents=True, exist_ok=True)
         self.secure()
 
@@ -114,7 +117,7 @@ class DataRoot:
         """
         return [(self.root, 0o701), (self.root / "image", 0o710), (self.layers, 0o710),
                 (self.short_links, 0o710), (self.containers, 0o710), (self.volumes, 0o701),
-                (self.root / "build", 0o700), (self.root / "runtime", 0o700)]
+                (self.root / "build", 0o700), (self.root / "runtime", 0o700), (self.trash, 0o700)]
 
     def secure(self) -> None:
         """Apply modes() and LAYER_DIR_MODE, also to a data root an older berthd made."""
@@ -122,6 +125,11 @@ class DataRoot:
             p.chmod(mode)
         for d in self.layers.iterdir():
             d.chmod(LAYER_DIR_MODE)
+        # The database holds container configs (their Env too): root's alone, fixed here before
+        # berthd answers at all (its tables are opened later, off the event loop).
+        for f in (self.db, Path(f"{self.db}-wal"), Path(f"{self.db}-shm")):
+            if f.exists():
+                f.chmod(0o600)
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,13 @@ class ExecRoot:
 
     def shim_socket(self, cid: str) -> Path:
         return self.shims / f"{cid}.sock"
+
+    def runtime_root(self, name: str) -> Path:
+        return self.root / "runtimes" / name
+
+    @property
+    def cri_socket(self) -> Path:
+        return self.root / "cri.sock"
 
     def make(self) -> None:
         self.shims.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import pytest
 from berth.api import system
 from berth.api.containers import adapt_create
 from berth.api.http import BadRequest, Request, check_version
-from berth.engine.volumes import parse_mount
+from berth.engine.mount_specs import parse_mount
 from berth.errors import InvalidArgument
 from berth.schema.containers import decode_create
 

@@ -4,12 +4,12 @@ Credentials, and ``WWW-Authenticate`` challenges (pure, stdlib only). The docker
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import dataclass
 
 from berth.errors import InvalidArgument
+from berth.schema.registryauth import b64decode
 
 
 @dataclass(frozen=True)
@@ -25,21 +25,13 @@ class Credentials:
         return not (self.username or self.password or self.identitytoken or self.registrytoken)
 
 
-def _b64decode(s: str) -> bytes:
-    s = s.strip()
-    pad = "=" * (-len(s) % 4)
-    try:
-        return base64.urlsafe_b64decode(s + pad)
-    except ValueError:
-        return base64.b64decode(s + pad)
-
 
 def decode_registry_auth(header: str | None) -> Credentials:
     """The ``X-Registry-Auth`` header: base64url of ``{"username", "password", ...}``."""
     if not header:
         return Credentials()
     try:
-        doc = json.loads(_b64decode(header) or b"{}")
+        doc = json.loads(b64decode(header) or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument("invalid X-Registry-Auth header") from None
     if not isinstance(doc, dict):

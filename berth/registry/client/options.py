@@ -10,9 +10,12 @@ USER_AGENT = "berth/0.1 (linux)"
 
 @dataclass
 class Options:
-    """Daemon-wide registry settings (``--insecure-registry``, ``--registry-mirror``)."""
+    """Daemon-wide registry settings (``--insecure-registry``, ``--registry-mirror``,
+    ``--max-concurrent-downloads``/``-uploads``); berthd changes them in place on SIGHUP."""
     insecure: list[str] = field(default_factory=list)
     mirrors: list[str] = field(default_factory=list)
+    max_downloads: int = 6
+    max_uploads: int = 5
     timeout: float = 30.0
     user_agent: str = USER_AGENT
 

@@ -16,6 +16,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from typing import Any, BinaryIO, Callable, Iterable
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -88,6 +89,14 @@ class Response:
     def readinto(self, b: Any) -> int:
         return self.resp.readinto(b)
 
+    def read1(self, n: int) -> bytes:
+        """What has arrived, up to ``n`` bytes (at least one; b"" at the end). A body cut
+        short of its Content-Length raises RegistryUnavailable."""
+        b = self.resp.read1(n)
+        if not b and n and self.resp.length:
+            raise RegistryUnavailable(f"unexpected EOF: {self.resp.length} bytes of the body missing")
+        return b
+
     def close(self) -> None:
         if self.resp.isclosed() or self.resp.length == 0:
             self.resp.close()
@@ -128,6 +137,8 @@ class Registry:
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._local = threading.local()
         self._insecure = self.opts.is_insecure(host)
+        self._open: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
+        self._aborted = False
 
     # -- connections -----------------------------------------------------------------------
 
@@ -138,10 +149,30 @@ class Registry:
         return c
 
     def _new_conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
         if scheme == "https":
             ctx = _tls_context(verify=not (self._insecure and netloc == self.host))
-            return http.client.HTTPSConnection(netloc, timeout=self.opts.timeout, context=ctx)
-        return http.client.HTTPConnection(netloc, timeout=self.opts.timeout)
+            conn = http.client.HTTPSConnection(netloc, timeout=self.opts.timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(netloc, timeout=self.opts.timeout)
+        with self._lock:
+            self._open.add(conn)
+        return conn
+
+    def abort(self) -> None:
+        """Hang up every connection of this registry, from any thread: a transfer blocked on
+        a slow registry wakes up with an error (its thread closes the socket), and no new
+        request is sent. For a pull or push nobody waits for any more."""
+        self._aborted = True
+        with self._lock:
+            conns = list(self._open)
+        for c in conns:
+            sock = c.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         for c in self._conns().values():
@@ -157,6 +188,8 @@ class Registry:
         conns = self._conns()
         h = {"User-Agent": self.opts.user_agent, **headers}
         for attempt in (0, 1):
+            if self._aborted:
+                raise RegistryUnavailable(f"{method} {url}: cancelled")
             conn = conns.pop(key, None) or self._new_conn(scheme, netloc)
             fresh = attempt == 1 or conn.sock is None
             try:
@@ -447,18 +480,14 @@ def _status_error(status: int, body: bytes) -> RegistryError:
 
 def copy_to(resp: Response, write: Callable[[bytes], None], limit: int, chunk: int = 1 << 20,
             progress: Callable[[int], None] | None = None) -> int:
-    """Read the body into ``write`` in pieces; more than ``limit`` bytes is an error."""
+    """Read the body into ``write`` in pieces as they arrive (so ``write`` can stop a transfer
+    that trickles); more than ``limit`` bytes is an error."""
     n = 0
-    buf = bytearray(chunk)
-    mv = memoryview(buf)
-    while True:
-        k = resp.readinto(mv)
-        if not k:
-            break
-        n += k
+    while b := resp.read1(chunk):
+        n += len(b)
         if n > limit:
             raise RegistryProtocolError(f"blob larger than the {limit} bytes announced")
-        write(bytes(mv[:k]))
+        write(b)
         if progress:
             progress(n)
     return n

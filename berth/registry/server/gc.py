@@ -20,6 +20,7 @@ from pathlib import Path
 from berth.registry.server import manifests
 from berth.registry.server.locks import hold
 from berth.registry.server.storage import Storage, _listdir
+from berth.registry.server.uploads import Uploads
 
 
 @dataclass
@@ -139,8 +140,6 @@ def _sweep_temporaries(storage: Storage) -> None:
 
 
 def _sweep_uploads(storage: Storage, max_age: float) -> int:
-    from berth.registry.server.uploads import Uploads
-
     return len(Uploads(storage).sweep(max_age, now=time.time()))
 
 

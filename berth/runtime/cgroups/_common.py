@@ -249,13 +249,18 @@ class Cgroup:
     def oom_killed(self) -> bool:
         raise NotImplementedError
 
-    def freeze(self) -> None:
+    def freeze(self, timeout: float = 10.0) -> None:
         raise NotImplementedError
 
     def thaw(self) -> None:
         raise NotImplementedError
 
     def stats(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def counters(self) -> dict[str, Any]:
+        """The few counters a metrics scrape shows (fewer files than ``stats``): memory usage
+        and limit, CPU usage/user/system ns, pids, per-device I/O bytes (``stats``' shapes)."""
         raise NotImplementedError
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from berth.runtime.container import ExecContext
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExecReply, SpawnRequest, frame
 from berth.runtime.shim.stdio import POLLIN, Client, Hub, write_all
@@ -53,7 +54,6 @@ class Execs:
 
     def _context(self, init_pid: int) -> ExecContext:
         if self.ctx is None:
-            from berth.runtime.container import ExecContext
             cache = self.req.seccomp_cache
             with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
                 raw = f.read()
@@ -75,11 +75,13 @@ class Execs:
 
     def start(self, c: Client, req: protocol.Exec, rest: bytes, init_pid: int) -> None:
         """Start a process in the container through a short-lived helper child (as setup)."""
-        try:
-            ctx = self._context(init_pid)
-        except Exception as ex:
-            self.hub.reply(c, ExecReply(error=str(ex) or ex.__class__.__name__, exit_code=126))
-            return
+        ctx = None
+        if not self.req.runtime_path:  # runc and crun join the container themselves
+            try:
+                ctx = self._context(init_pid)
+            except Exception as ex:
+                self.hub.reply(c, ExecReply(error=str(ex) or ex.__class__.__name__, exit_code=126))
+                return
         e = ExecSession(req.id, c)
         con_parent = con_child = None
         if req.tty:
@@ -98,8 +100,12 @@ class Execs:
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
-            helper.close_all_but(0, 1, 2, rep_w, *child, *ctx.fds(), con_child.fileno() if con_child else 2)
-            helper.exec_child(ctx, req, in_r, out_w, err_w, rep_w, con_child.fileno() if con_child else None)
+            con = con_child.fileno() if con_child else None
+            helper.close_all_but(0, 1, 2, rep_w, *child, *(ctx.fds() if ctx else ()), con if con is not None else 2)
+            if ctx is None:
+                helper.external_exec_child(self.req, req, in_r, out_w, err_w, rep_w, con)
+            else:
+                helper.exec_child(ctx, req, in_r, out_w, err_w, rep_w, con)
         os.close(rep_w)
         for fd in set(child):
             if con_child is None or fd != con_child.fileno():

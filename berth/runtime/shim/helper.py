@@ -15,17 +15,25 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
+import traceback
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from berth import runtime
+from berth.linux import tty
+from berth.oci.spec import decode_spec
+from berth.runtime.container import exec_process, exec_spec
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import ExecReply, Reply, SpawnReply, SpawnRequest
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
     from berth.runtime.container import ExecContext
+    from berth.runtime.external import OCIRuntime
 
 
 def close_all_but(*keep: int) -> None:
@@ -53,7 +61,6 @@ def recv_master(sock: socket.socket) -> int:
 
 
 def resize(fd: int, rows: int, cols: int) -> None:
-    from berth.linux import tty
     tty.set_winsize(fd, rows, cols)
 
 
@@ -82,6 +89,7 @@ class Setup:
         self.req = req
         self.pid = 0       # the helper's
         self.init_pid = 0
+        self.rep = -1  # the helper's report pipe
         self.ctl_w: int | None = None  # closing it before "start" aborts the init
 
     def spawn(self, in_r: int, out_w: int, err_w: int, console: socket.socket | None) -> None:
@@ -132,14 +140,26 @@ class Setup:
             os.close(self.ctl_w)
             self.ctl_w = None
 
+    def close(self) -> None:
+        """Let go of both pipes (the container is gone)."""
+        self.abort()
+        if self.rep >= 0:
+            os.close(self.rep)
+            self.rep = -1
+
 
 def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int,
                  console: int | None = None) -> None:
     """The setup child: create the init, report its pid, release it on "start", then exit."""
     code = 0
     try:
-        from berth import runtime
-        from berth.oci.spec import decode_spec
+        # A host forks this while serving other containers: its wake-up pipe (closed here)
+        # and SIGCHLD handler are not ours, and the init must not inherit them.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if req.runtime_path:
+            _external_setup(req, in_r, out_w, err_w, rep_w, ctl_r, console)
+            os._exit(0)
         with open(os.path.join(req.bundle, "config.json"), "rb") as f:
             spec = decode_spec(f.read())
         cache = Path(req.seccomp_cache) if req.seccomp_cache else None
@@ -162,10 +182,51 @@ def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: in
         else:
             init.abort()
     except BaseException:
-        import traceback
         traceback.print_exc()
         code = 1
     os._exit(code)
+
+
+def external(req: SpawnRequest) -> OCIRuntime | None:
+    """The external OCI runtime ``req`` names (None: berth's own)."""
+    if not req.runtime_path:
+        return None
+    from berth.runtime.external import OCIRuntime
+    return OCIRuntime(path=req.runtime_path, root=req.runtime_root, args=list(req.runtime_args))
+
+
+def _external_setup(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int,
+                    console: int | None) -> None:
+    """The setup child with runc or crun: ``create``, report the init's pid (``state``), then
+    ``start`` on "start", or ``delete`` (which kills the waiting init) on abort."""
+    rt = external(req)
+    assert rt is not None
+    con = socket.socket(fileno=console) if console is not None else None
+    try:
+        pid = rt.create(req.id, req.bundle, (in_r, out_w, err_w), con)
+    except Exception as e:
+        _report(rep_w, SpawnReply(error=str(e) or e.__class__.__name__))
+        _forget(rt, req.id)
+        return
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    _report(rep_w, SpawnReply(pid=pid))
+    cmd = os.read(ctl_r, 16)
+    if not cmd.startswith(b"start"):
+        _forget(rt, req.id)
+        return
+    try:
+        rt.start(req.id)
+        _report(rep_w, Reply(ok=True))
+    except Exception as e:
+        _report(rep_w, Reply(error=str(e) or e.__class__.__name__))
+
+
+def _forget(rt: OCIRuntime, cid: str) -> None:
+    try:
+        rt.delete(cid)
+    except Exception as e:
+        print(f"berth-shim: {cid}: delete: {e}", file=sys.stderr)
 
 
 # -- the exec helper ------------------------------------------------------------------------
@@ -181,8 +242,6 @@ def exec_child(ctx: ExecContext, req: protocol.Exec, in_r: int, out_w: int, err_
     the cgroup. The process is reparented to the shim (a child subreaper) when this exits."""
     code = 0
     try:
-        from berth import runtime
-        from berth.runtime.container import exec_process, exec_spec
         signal.set_wakeup_fd(-1)  # the shim's wakeup pipe is not ours (closed above)
         joiner = None
         if ctx.self_join is None and ctx.procs:  # the child cannot move itself cheaply
@@ -206,6 +265,38 @@ def exec_child(ctx: ExecContext, req: protocol.Exec, in_r: int, out_w: int, err_
             os._exit(0)
         _report(rep_w, ExecReply(pid=pid))
     except BaseException:
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
+def external_exec_child(req: SpawnRequest, ex: protocol.Exec, in_r: int, out_w: int, err_w: int,
+                        rep_w: int, console: int | None) -> None:
+    """The exec child with runc or crun: the process as berth's own runtime would run it
+    (``exec_spec``; a named user resolved in the rootfs the engine mounted), then
+    ``exec -d``; report its pid (reparented to the shim when the runtime exits) and exit."""
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        from berth.oci.spec import decode_spec
+        from berth.runtime.container import exec_spec
+        from berth.runtime.external import resolve_process
+        rt = external(req)
+        assert rt is not None
+        with open(os.path.join(req.bundle, "config.json"), "rb") as f:
+            base = decode_spec(f.read())
+        try:
+            spec = exec_spec(base, args=list(ex.args), env=list(ex.env), cwd=ex.cwd, user=ex.user,
+                             tty=ex.tty, privileged=ex.privileged)
+            assert spec.process is not None and spec.root is not None
+            process = resolve_process(spec.process, spec.root.path, dict(spec.annotations or {}))
+            con = socket.socket(fileno=console) if console is not None else None
+            pid = rt.exec(req.id, process, (in_r, out_w, err_w), con)
+        except Exception as e:
+            _report(rep_w, ExecReply(error=str(e) or e.__class__.__name__, exit_code=126))
+            os._exit(0)
+        _report(rep_w, ExecReply(pid=pid))
+    except BaseException:
         import traceback
         traceback.print_exc()
         code = 1
@@ -221,7 +312,6 @@ def gzip_child(src: str) -> None:
     try:
         close_all_but(2)
         signal.set_wakeup_fd(-1)
-        import zlib
         tmp = f"{src}.gz.tmp"
         with open(src, "rb") as fi, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as fo:
             z = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip framing

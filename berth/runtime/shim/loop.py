@@ -1,28 +1,37 @@
-"""The shim's poll loop and its control requests: the container's life seen from its shim.
+"""One container seen from its shim: setup, its control requests, reaping, the exit record.
 
-``Shim`` creates the container (through the setup helper), then loops until the init has
-exited and its output is drained: it reaps children, routes ready fds to the stdio
-(``stdio``) and exec (``exec``) parts, answers the control socket's requests
-(``protocol``), and finally records the exit status atomically in ``exit.json``.
+``Shim`` creates the container (through the setup helper), then is driven by the shim host's
+poll loop (``host``) until the init has exited and its output is drained: it takes the ready
+fds that are its own to the stdio (``stdio``) and exec (``exec``) parts, answers the control
+socket's requests (``protocol``), is told of its reaped children, and finally records the
+exit status atomically in ``exit.json`` and closes everything it held.
 """
 
 from __future__ import annotations
 
 import os
-import signal
+import select
 import socket
+import sys
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from berth import runtime
+from berth.linux import prctl
+from berth.oci.spec import decode_spec
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.exec import Execs
 from berth.runtime.shim.protocol import ExitStatus, Reply, SpawnRequest, StateReply
-from berth.runtime.shim.stdio import POLLIN, Client, ContainerIO, Hub, now
+from berth.runtime.shim.stdio import Client, ContainerIO, Hub, now
 from berth.state.atomic import write_atomic
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
     from berth.oci.spec import Spec
+
+
+_DRAIN = 0.2  # seconds the init's output pipes stay open after its exit with nothing on them
 
 
 def _warn(text: str) -> None:
@@ -42,10 +51,10 @@ class _Closed:
 
 
 class Shim:
-    def __init__(self, req: SpawnRequest, status_sock: socket.socket):
+    def __init__(self, req: SpawnRequest, status_sock: socket.socket, poll: select.poll | None = None):
         self.req = req
         self.status_sock: socket.socket | _Closed = status_sock
-        self.hub = Hub()
+        self.hub = Hub(poll)
         self.io = ContainerIO(self.hub, req)
         self.execs = Execs(self.hub, req)
         self.setup_helper = helper.Setup(req)
@@ -53,6 +62,7 @@ class Shim:
         self.start_sent = False
         self.spec: Spec | None = None
         self.exit: ExitStatus | None = None
+        self.drain_deadline = 0.0  # after exit: when to stop waiting for the init's output
         self.started = False
 
     # -- setup ------------------------------------------------------------------------------
@@ -60,7 +70,6 @@ class Shim:
     def setup(self) -> None:
         """Create the container through a short-lived helper child (``helper.Setup``); the
         init is reparented to the shim, a child subreaper, and reaped here."""
-        from berth.linux import prctl
         prctl.set_child_subreaper()
         self.io.log.open()
         child = self.io.make_pipes()
@@ -74,46 +83,41 @@ class Shim:
 
     def _spec(self) -> Spec:
         if self.spec is None:
-            from berth.oci.spec import decode_spec
             with open(os.path.join(self.req.bundle, "config.json"), "rb") as f:
                 self.spec = decode_spec(f.read())
         return self.spec
 
-    # -- loop -------------------------------------------------------------------------------
+    # -- the loop's side: the host's poll loop drives each of its containers' Shims ------------
 
-    def run(self) -> None:
-        sig_r, sig_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        signal.set_wakeup_fd(sig_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        self.hub.poll.register(sig_r, POLLIN)
-        self._reap()
-        while True:
-            if self.exit is not None and not self.io.pipes:
-                self._finish()
-                return
-            timeout = 200 if self.exit is not None else None  # after exit, don't wait forever on leaked pipe holders
-            if self.execs.by_pid:
-                timeout = self.execs.timeout(timeout)
-            events = self.hub.poll.poll(timeout)
-            if not events and self.execs.by_pid:
-                self.execs.deadlines()
-            if not events and self.exit is not None:
-                self.io.close_pipes()
-                continue
-            for fd, ev in events:
-                if fd == sig_r:
-                    try:
-                        os.read(sig_r, 512)
-                    except BlockingIOError:
-                        pass
-                    self._reap()
-                else:
-                    self._ready(fd, ev)
+    def owns(self, fd: int) -> bool:
+        return (fd == self.status_sock.fileno() or fd in self.io.pipes or fd in self.execs.by_fd
+                or fd in self.hub.clients or self.hub.listener is not None and fd == self.hub.listener.fileno())
 
-    def _ready(self, fd: int, ev: int) -> None:
+    @property
+    def done(self) -> bool:
+        """The init has exited and its output is drained: time to ``finish``."""
+        return self.exit is not None and not self.io.pipes
+
+    def timeout(self) -> int | None:
+        """How long (ms) this container lets the host's poll wait; None: no limit."""
+        timeout = None
+        if self.exit is not None:  # after exit, don't wait forever on leaked pipe holders
+            timeout = max(0, int((self.drain_deadline - time.monotonic()) * 1000) + 1)
+        if self.execs.by_pid:
+            timeout = self.execs.timeout(timeout)
+        return timeout
+
+    def tick(self) -> None:
+        """After each poll: end what waited past its deadline (exited execs' streams, and the
+        init's output pipes 200 ms after its exit with nothing more on them)."""
+        if self.execs.by_pid:
+            self.execs.deadlines()
+        if self.exit is not None and self.io.pipes and time.monotonic() >= self.drain_deadline:
+            self.io.close_pipes()
+
+    def ready(self, fd: int, ev: int) -> None:
+        if self.exit is not None:
+            self.drain_deadline = time.monotonic() + _DRAIN
         if fd == self.status_sock.fileno():
             self._spawner_ready()
         elif fd in self.io.pipes:
@@ -124,6 +128,21 @@ class Shim:
             self.hub.accept()
         elif fd in self.hub.clients:
             self._client_ready(fd, ev)
+
+    def close(self) -> None:
+        """Let go of every fd of this container (the host serves others and lives on)."""
+        self.hub.close()
+        self.io.close()
+        self.execs.close_context()
+        self.setup_helper.close()
+        sock = self.status_sock
+        if isinstance(sock, socket.socket):
+            try:
+                self.hub.poll.unregister(sock.fileno())
+            except KeyError:
+                pass
+            sock.close()
+            self.status_sock = _Closed()
 
     def _spawner_ready(self) -> None:
         """The fork server connection (berthd's end) spoke or hung up."""
@@ -148,29 +167,35 @@ class Shim:
                     pass
             self.setup_helper.abort()  # the helper aborts the init it holds
 
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if self.io.log.reaped(pid):
-                pass
-            elif pid == self.init_pid and self.exit is None:
+    def reaped(self, pid: int, status: int) -> bool:
+        """A child of the host exited: True when it was one of this container's."""
+        if self.io.log.reaped(pid):
+            return True
+        if pid == self.init_pid and self.init_pid:
+            if self.exit is None:
                 code = os.waitstatus_to_exitcode(status)
-                code = 128 - code if code < 0 else code
-                self._exited(code)
-            elif pid == self.setup_helper.pid and not self.start_sent and self.exit is None:
+                self._exited(128 - code if code < 0 else code)
+        elif pid == self.setup_helper.pid and self.setup_helper.pid:
+            if not self.start_sent and self.exit is None:
                 # The helper left before "start": it aborted (and reaped) the init.
                 self._exited(137, "container aborted before start")
-            elif pid in self.execs.by_pid:
-                code = os.waitstatus_to_exitcode(status)
-                self.execs.exited(self.execs.by_pid[pid], 128 - code if code < 0 else code)
+        elif pid in self.execs.by_pid:
+            code = os.waitstatus_to_exitcode(status)
+            self.execs.exited(self.execs.by_pid[pid], 128 - code if code < 0 else code)
+        else:
+            return False
+        return True
+
+    def _reap_init(self) -> None:
+        """Reap the init now if it is already gone (its code beats the exec error's)."""
+        try:
+            pid, status = os.waitpid(self.init_pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            self.reaped(pid, status)
 
     def _exited(self, code: int, error: str = "") -> None:
-        from berth import runtime
         self.execs.close_context()
         oom = False
         try:
@@ -178,19 +203,16 @@ class Shim:
         except Exception:
             pass
         self.exit = ExitStatus(exit_code=code, oom_killed=oom, finished_at=now(), error=error)
+        self.drain_deadline = time.monotonic() + _DRAIN
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         """Init has exited and its output is drained: record, tell waiters, leave."""
-        from berth import runtime
         assert self.exit is not None
         try:
             self.io.log.flush()
         except OSError as e:
             _warn(f"flushing the log: {e}")
-        try:
-            runtime.delete(self._spec())
-        except Exception:
-            pass
+        self._delete()
         line = protocol.encode(self.exit)
         try:
             write_atomic(self.req.exit_file, line)
@@ -202,6 +224,23 @@ class Shim:
             pass
         self.execs.end_all()
         self.hub.flush_all(line)
+
+    def _delete(self) -> None:
+        """The container is gone: remove its cgroup (with runc or crun: its state, then the
+        rootfs the engine mounted for it)."""
+        from berth import runtime
+        rt = helper.external(self.req)
+        try:
+            if rt is None:
+                runtime.delete(self._spec())
+                return
+            from berth.runtime import external
+            rt.delete(self.req.id)
+            root = self._spec().root
+            if root is not None:
+                external.release(root.path)
+        except Exception as e:
+            print(f"berth-shim: {self.req.id}: delete: {e}", file=sys.stderr)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -240,7 +279,7 @@ class Shim:
         elif isinstance(req, protocol.Attach):
             self.io.attach(c, req, rest)
         elif isinstance(req, protocol.Wait):
-            c.waiting = True  # answered in _finish
+            c.waiting = True  # answered in finish
         elif isinstance(req, protocol.Kill):
             self.hub.reply(c, self._kill(req.signal))
         elif isinstance(req, protocol.State):
@@ -261,7 +300,7 @@ class Shim:
         self.start_sent = True
         err = self.setup_helper.start()
         if err is not None:
-            self._reap()
+            self._reap_init()
             if self.exit is None:
                 self._exited(127 if "not found" in err or "no such file" in err else 126, err)
             else:
@@ -273,12 +312,22 @@ class Shim:
     def _kill(self, signo: int) -> Reply:
         try:
             if self.exit is None and self.init_pid:
-                os.kill(self.init_pid, signo)
+                self._signal(signo)
             if not self.started:
                 self.setup_helper.abort()  # the helper aborts the init it holds
             return Reply(ok=True)
         except OSError as e:
             return Reply(error=f"kill: {os.strerror(e.errno or 0)}")
+
+    def _signal(self, signo: int) -> None:
+        rt = helper.external(self.req) if self.started else None
+        if rt is None:
+            os.kill(self.init_pid, signo)
+            return
+        try:
+            rt.kill(self.req.id, signo)
+        except Exception:  # the runtime no longer knows it (stopped meanwhile): as kill(2)
+            os.kill(self.init_pid, signo)
 
     def _resize(self, req: protocol.Resize) -> Reply:
         fd = self.execs.master(req.exec) if req.exec is not None else self.io.master

@@ -218,3 +218,4 @@ def test_prune_and_df(berthd, busybox):
     assert set(res) == {"CachesDeleted", "SpaceReclaimed"} and res["CachesDeleted"]
     assert get(berthd, "/system/df")["BuildCache"] == []  # type: ignore[index]
     assert run_output(berthd, "apitest/prune", ["cat", "/p", "/q"]) == "prune-me\nmore\n"  # the image stays
+    assert berthd.request("POST", "/build/cancel?id=none")[0] == 200   # buildkit's endpoint: nothing to cancel

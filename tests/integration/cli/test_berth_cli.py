@@ -443,3 +443,32 @@ def test_usage_errors(berth):
     assert r.returncode == 1 and "unknown command" in r.stderr
     r = berth("ps", "--help")
     assert r.returncode == 0 and r.stdout.startswith("Usage:  berth ps [OPTIONS]")
+
+
+# -- rm, prune and filters of networks and volumes (shared helpers in cli/_common.py) -------------
+
+def test_volume_and_network_rm_prune(berth):
+    vol, net = f"v-{uuid.uuid4().hex[:8]}", f"n-{uuid.uuid4().hex[:8]}"
+    assert berth("volume", "create", vol).returncode == 0
+    assert berth("network", "create", net).returncode == 0
+    try:
+        r = berth("volume", "rm", vol, "nosuchvol")
+        assert (r.returncode, r.stdout) == (1, f"{vol}\n")
+        assert r.stderr == "Error response from daemon: get nosuchvol: no such volume\n"
+        r = berth("network", "rm", "nosuchnet")
+        assert r.returncode == 1 and r.stderr.startswith("Error response from daemon: ")
+        r = berth("network", "rm", "-f", "nosuchnet", net)
+        assert (r.returncode, r.stdout, r.stderr) == (0, f"{net}\n", "")
+        r = berth("volume", "ls", "--filter", "nosep")
+        assert r.returncode == 125 and "bad format of filter (expected name=value)" in r.stderr
+        r = berth("volume", "prune", input="n\n")
+        assert r.returncode == 0
+        assert r.stdout == ("WARNING! This will remove anonymous local volumes not used by at least one "
+                            "container.\nAre you sure you want to continue? [y/N] ")
+        r = berth("network", "prune", "--filter", "label=nosuch", input="yes\n")
+        assert r.returncode == 0 and "Are you sure you want to continue? [y/N] " in r.stdout
+        r = berth("container", "prune", input="\n")
+        assert (r.returncode, r.stderr) == (1, "Error: container prune has been cancelled\n")
+    finally:
+        berth("volume", "rm", "-f", vol)
+        berth("network", "rm", "-f", net)

@@ -275,6 +275,33 @@ def test_cgroup_limits_and_delete(bundle: Bundle) -> None:
     assert not Path(f"/sys/fs/cgroup/pids{cg}").exists()
 
 
+def test_init_is_in_every_hierarchy_of_its_cgroup_before_start(bundle: Bundle) -> None:
+    """On v1 the init joins its cgroup itself (``tasks``); it must be in every hierarchy's
+    directory before it is released, and so must what it runs."""
+    from berth.runtime.cgroups import open_cgroup
+
+    cg = f"/{TEST_CGROUP_PARENT}/{uuid.uuid4().hex[:12]}"
+    spec = bundle.spec(["cat", "/proc/self/cgroup"], cgroups_path=cg, pids_limit=50)
+    r, w = os.pipe()
+    try:
+        init = create(spec, stdin=0, stdout=w, stderr=w)
+        os.close(w)
+        dirs = set(open_cgroup(cg).paths().values())
+        assert dirs
+        for d in dirs:
+            assert str(init.pid) in (d / "cgroup.procs").read_text().split(), d
+        init.start()
+        out = b""
+        while chunk := os.read(r, 4096):
+            out += chunk
+        os.waitpid(init.pid, 0)
+        paths = [ln.split(":", 2)[2] for ln in out.decode().splitlines()]
+        assert paths.count(cg) == len(dirs), out  # one line per hierarchy (v1), or 0::cg (v2)
+    finally:
+        os.close(r)
+        delete(spec)
+
+
 def test_terminal(bundle: Bundle) -> None:
     master, slave = os.openpty()
     try:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from berth.client import credentials
-from berth.engine.distribution import progress_bar
+from berth.engine.progress import progress_bar
 from berth.errors import NotFound, Unsupported
 from berth.oci import manifest as mf
 from berth.oci import reference

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from berth.api.events import event_json
 from berth.engine.events import Event, Events, matches
 from berth.oci import spec as oci
 from berth.runtime.container import exec_spec
@@ -46,10 +47,10 @@ def test_events_history_and_subscribers():
 
 def test_event_json_shape():
     ev = Event("container", "die", "abc", {"image": "busybox", "name": "c", "exitCode": "3"}, 1_700_000_000_123_456_789)
-    d = ev.to_json()
+    d = event_json(ev)
     assert d["status"] == "die" and d["from"] == "busybox" and d["Actor"]["ID"] == "abc"
     assert d["time"] == 1_700_000_000 and d["timeNano"] == 1_700_000_000_123_456_789 and d["scope"] == "local"
-    assert "status" not in Event("network", "connect", "n").to_json()
+    assert "status" not in event_json(Event("network", "connect", "n"))
 
 
 def test_event_filters():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from berth.engine import volumes as v
+from berth.engine import mount_specs as v
 from berth.errors import InvalidArgument
 from berth.oci import spec as oci
 from berth.runtime.defaults import build_spec

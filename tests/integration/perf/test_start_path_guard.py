@@ -1,0 +1,115 @@
+"""Regression guard for the start path (issue 12): what one ``docker run --rm`` costs in
+processes, threads, execs and mounts, counted with ``strace -f`` on berthd and its fork server
+(and so every shim, helper and init they fork). Counts, not timings: they do not depend on the
+machine's load, and each of them grew before a start got slower.
+
+If a change needs more, it must say why and raise the bound here; if it needs fewer, lower it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import DOCKER
+from tests.integration.daemon import Daemon
+
+pytestmark = pytest.mark.root
+
+RUNS = 3
+# Per `docker run --rm busybox true` on the default bridge network (measured on a cgroup v1
+# host with 9 hierarchies; a v2 host mounts fewer cgroup directories):
+MAX_PROCESSES = 3   # fork server -> shim -> setup helper -> init
+MAX_EXECVE = 1      # the container's process; nothing else is executed
+MAX_UMOUNTS = 1     # the old root after pivot_root
+MAX_THREADS = 1     # berthd: one to make the next spare netns (the veth is configured through a
+                    # socket opened in it then, so no thread joins the namespace per run)
+MAX_MOUNTS = 58     # the init's rootfs, /proc /dev /sys, cgroup dirs, masked and read-only paths
+MAX_RENAMES = 6     # atomic writes: config.json, hostname, hosts, resolv.conf (each once), exit.json; the trash
+
+_CALL = re.compile(r"^\d+\s+(clone3?|fork|vfork|execve|mount|umount2|rename(?:at2?)?)\((.*)$")
+
+
+def _fork_server(berthd: int) -> int:
+    for pid in Path(f"/proc/{berthd}/task/{berthd}/children").read_text().split():
+        if b"berth.runtime.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    raise AssertionError("berthd has no fork server")
+
+
+def _traced(pid: int) -> bool:
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    return all("TracerPid:\t0\n" not in (t / "status").read_text() for t in tasks)
+
+
+def count_calls(trace: str) -> Counter[str]:
+    """strace -f output -> {"process", "thread", "execve", "mount", "umount2"}: calls made
+    (a call split into "<unfinished ...>" and "resumed" counts once)."""
+    out: Counter[str] = Counter()
+    for line in trace.splitlines():
+        m = _CALL.match(line)
+        if not m:
+            continue
+        name, rest = m.groups()
+        if name in ("clone", "clone3", "fork", "vfork"):
+            out["thread" if "CLONE_THREAD" in rest else "process"] += 1
+        elif name.startswith("rename"):
+            out["rename"] += 1
+        else:
+            out[name] += 1
+    return out
+
+
+def test_count_calls_parses_strace_lines() -> None:
+    trace = (
+        "10  clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD <unfinished ...>\n"
+        "10  <... clone resumed>, child_tidptr=0x7f) = 11\n"
+        "10  clone3({flags=CLONE_VM|CLONE_FS|CLONE_THREAD|CLONE_SYSVSEM, exit_signal=0}, 88) = 12\n"
+        "11  execve(\"/bin/true\", [\"true\"], 0x7f /* 3 vars */ <unfinished ...>\n"
+        "11  <... execve resumed>) = 0\n"
+        "11  mount(\"proc\", \"/x/proc\", \"proc\", MS_NOSUID, NULL) = 0\n"
+        "11  umount2(\"/.old\", MNT_DETACH) = 0\n"
+        "12  rename(\"/d/.hosts.1.tmp\", \"/d/hosts\") = 0\n"
+        "12  renameat2(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/t/c.1\", 0) = 0\n")
+    assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1, rename=2)
+
+
+def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybox: str, tmp_path: Path) -> None:
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    assert berthd.proc is not None
+    run = [DOCKER, "run", "--rm", busybox, "true"]
+    subprocess.run(run, env=berthd.env, check=True, capture_output=True)  # warm: fork server, pools
+    fs = _fork_server(berthd.proc.pid)
+    out = tmp_path / "trace"
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,umount2,rename,renameat,renameat2",
+                               "-o", str(out), "-p", str(berthd.proc.pid), "-p", str(fs)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not (_traced(berthd.proc.pid) and _traced(fs)):
+            assert time.monotonic() < deadline, "strace did not attach"
+            time.sleep(0.02)
+        for _ in range(RUNS):
+            subprocess.run(run, env=berthd.env, check=True, capture_output=True, timeout=60)
+        time.sleep(0.3)  # the shims' last calls after the CLI returned (none expected)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(10)
+    calls = count_calls(out.read_text())
+    per_run = {k: v / RUNS for k, v in calls.items()}
+    assert per_run.get("process", 0) <= MAX_PROCESSES, per_run
+    assert per_run.get("execve", 0) <= MAX_EXECVE, per_run
+    assert per_run.get("thread", 0) <= MAX_THREADS, per_run
+    assert per_run.get("mount", 0) <= MAX_MOUNTS, per_run
+    assert per_run.get("umount2", 0) <= MAX_UMOUNTS, per_run
+    assert per_run.get("rename", 0) <= MAX_RENAMES, per_run
+    assert per_run.get("process", 0) >= 1, f"nothing traced: {per_run}"  # the guard itself works
+    print(f"per run: {per_run}")
