@@ -99,12 +99,12 @@ class Monitor:
                 hook(cid)
             self.t.resolve_exit(cid, status)
             if c.host_config.AutoRemove:
-                await self._auto_remove(c, status)
+                await self.auto_remove(c, status)
             elif self.should_restart(c):
                 self.schedule_restart(c)
 
-    async def _auto_remove(self, c: Container, status: ExitStatus) -> None:
-        """``--rm``. If the disk refuses (full), the waiters for the removal get the exit
+    async def auto_remove(self, c: Container, status: ExitStatus) -> None:
+        """``--rm``, after an exit or a failed start. If the disk refuses (full), the waiters for the removal get the exit
         anyway (as dockerd's SetRemovalError) and the removal is retried every second."""
         try:
             await self._remove(c, True)

@@ -27,10 +27,10 @@ def own_daemon() -> Iterator[Daemon]:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
     d = Daemon()
-    yield from _run(d)
+    yield from run_daemon(d)
 
 
-def _run(d: Daemon) -> Iterator[Daemon]:
+def run_daemon(d: Daemon) -> Iterator[Daemon]:
     if not _ROOTFS:
         tar = Path(d.base.parent / f"berth-faults-rootfs-{os.getpid()}.tar")
         subprocess.run([str(Path(__file__).resolve().parents[3] / "scripts" / "mkrootfs.sh"), str(tar)], check=True)
@@ -52,6 +52,14 @@ def _run(d: Daemon) -> Iterator[Daemon]:
 def pytest_sessionfinish() -> None:
     for tar in _ROOTFS:
         tar.unlink(missing_ok=True)
+
+
+def start_ready(d: Daemon) -> None:
+    """Start berthd and wait until it is wired and has recovered (``/_ping`` answers before
+    that; any other request waits for it)."""
+    d.start()
+    status, _ = d.request("GET", "/containers/json?all=1", timeout=60)
+    assert status == 200, status
 
 
 def api(d: Daemon, method: str, path: str, body: object = None, timeout: float = 30) -> tuple[int, object]:

@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 
 from tests.integration.daemon import Daemon
-from tests.integration.faults.conftest import Churn, assert_consistent, assert_up, run_detached
+from tests.integration.faults.conftest import Churn, assert_consistent, assert_up, run_detached, start_ready
 
 pytestmark = pytest.mark.root
 MEMORY = Path("/sys/fs/cgroup/memory")
@@ -90,7 +90,7 @@ def test_berthd_oom_killed(own_daemon: Daemon, memcg: Path):
         assert _oom_kills(memcg) >= 1
         for cid in running:  # the containers outlive berthd
             assert (d.exec_root / "shims" / f"{cid}.sock").exists()
-        d.start()  # outside the limited cgroup, as a supervisor would restart it
+        start_ready(d)  # outside the limited cgroup, as a supervisor would restart it
         ok = churn.ok
         deadline = time.monotonic() + 30
         while churn.ok < ok + 2:

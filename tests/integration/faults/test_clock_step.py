@@ -23,7 +23,7 @@ from typing import Iterator
 import pytest
 
 from tests.integration.daemon import Daemon
-from tests.integration.faults.conftest import Churn, _run, api, assert_consistent, assert_up, docker, run_detached
+from tests.integration.faults.conftest import Churn, run_daemon, api, assert_consistent, assert_up, docker, run_detached
 
 pytestmark = pytest.mark.root
 
@@ -101,7 +101,7 @@ def shifted_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
     subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl"], check=True)
     shift.write_text("0\n")
     d = Daemon(env={"LD_PRELOAD": str(lib), "BERTH_TEST_CLOCK_SHIFT": str(shift)})
-    for dd in _run(d):
+    for dd in run_daemon(d):
         yield dd, shift
 
 

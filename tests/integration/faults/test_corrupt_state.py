@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.integration.daemon import Daemon
-from tests.integration.faults.conftest import api, assert_consistent, assert_up, docker, run_detached
+from tests.integration.faults.conftest import api, assert_consistent, assert_up, docker, run_detached, start_ready
 
 pytestmark = pytest.mark.root
 
@@ -49,7 +49,7 @@ def test_corrupt_records_and_files_are_quarantined(own_daemon: Daemon):
     _sql(d, "UPDATE containers SET data=? WHERE id=?", (b"\x00garbage", bad_record))
     _sql(d, "UPDATE images SET config=substr(config, 1, 40) WHERE id=?", (second_id,))
     offset = d.log.stat().st_size
-    d.start()
+    start_ready(d)
     log = _log_since(d, offset)
     assert f"containers {bad_record}: unreadable record" in log, log[-2000:]
     assert f"images {second_id}: unreadable record" in log
@@ -79,7 +79,7 @@ def test_unreadable_database_is_quarantined(own_daemon: Daemon, damage: str):
         with open(db, "r+b") as f:
             f.truncate(size // 3 or 100)
     offset = d.log.stat().st_size
-    d.start()  # no crash loop: it comes up
+    start_ready(d)  # no crash loop: it comes up
     log = _log_since(d, offset)
     assert "state database" in log and "is unreadable" in log, log[-2000:]
     moved = list((d.data_root / "quarantine").glob("berth.db.*/berth.db"))
@@ -91,5 +91,5 @@ def test_unreadable_database_is_quarantined(own_daemon: Daemon, damage: str):
     assert_consistent(d)
     assert_up(d)
     d.stop()  # and the new database is a good one
-    d.start()
+    start_ready(d)
     assert docker(d, "images", "-q").stdout.strip()

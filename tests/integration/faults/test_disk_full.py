@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from tests.integration.daemon import Daemon
-from tests.integration.faults.conftest import DOCKER, Churn, docker_or_log, _run, api, assert_consistent, assert_up, docker, run_detached
+from tests.integration.faults.conftest import DOCKER, Churn, docker_or_log, run_daemon, api, assert_consistent, assert_up, docker, run_detached, start_ready
 
 pytestmark = pytest.mark.root
 
@@ -33,7 +33,7 @@ def small_disk() -> Iterator[Daemon]:
         d = Daemon()
         d.base.mkdir(parents=True, exist_ok=True)
         (d.base / "data").symlink_to(disk)
-        yield from _run(d)
+        yield from run_daemon(d)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
         disk.rmdir()
@@ -97,7 +97,7 @@ def test_full_disk(small_disk: Daemon):
     assert _integrity(d.data_root / "berth.db") == "ok"
     assert docker(d, "logs", soon).stdout == "bye\n"
     d.stop()  # the exit recorded on the full disk outlives berthd
-    d.start()
+    start_ready(d)
     st = api(d, "GET", f"/containers/{soon}/json")[1]
     assert isinstance(st, dict) and st["State"]["Status"] == "exited" and st["State"]["ExitCode"] == 3, st
     assert_consistent(d, running=running)
