@@ -96,6 +96,7 @@ def test_full_disk(small_disk: Daemon):
             (r.returncode, r.stderr)
         with churn.paused():  # the churn's removals free space (the trash, in the background)
             _wait_empty(d.data_root / "trash")
+            os.truncate(filler, 0)  # room for the checkpoint
             _truncate_wal(d.data_root / "berth.db")
             _fill(filler)
             for _ in range(20):  # a record may still fit in SQLite's WAL, a dir needs no block
