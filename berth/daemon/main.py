@@ -166,8 +166,7 @@ async def serve(args: argparse.Namespace) -> None:
         wiring.add_routes(server.router, app)
     d.forkserver.start()
     t.append(time.perf_counter())
-    await app.containers.recover()
-    await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
+    await _recover(app, wiring, stale_builds)
     server.ready.set()
     t.append(time.perf_counter())
     log.debug("start-up: listening at %.0f ms; imports %.0f ms, wiring %.0f ms, recovery %.0f ms",
@@ -192,8 +191,20 @@ async def serve(args: argparse.Namespace) -> None:
         p.unlink(missing_ok=True)
     if args.pidfile:
         Path(args.pidfile).unlink(missing_ok=True)
+    app.containers.flush_unsaved()  # records a full disk held back, if there is room now
     d.db.close()
     os.close(lock_fd)
+
+
+async def _recover(app: App, wiring: Any, stale_builds: Any) -> None:
+    """Live restore and the start-up sweeps. A failure there (out of descriptors, a full
+    disk) is logged, not fatal: the socket already answers, and a berthd that exits at every
+    start is worse than one whose recovery is incomplete."""
+    try:
+        await app.containers.recover()
+        await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
+    except Exception:
+        log.exception("start-up recovery is incomplete")
 
 
 async def _start_cri(args: argparse.Namespace, app: App, exec_root: ExecRoot) -> Any:

@@ -61,10 +61,14 @@ class Creator:
         if self.t.attachments is not None:
             self.t.attachments.prepare(c, req.NetworkingConfig, bool(req.Hostname))
         d = self.t.data.container(cid)
-        d.root.mkdir(parents=True)
-        for p in (d.rootfs, d.upper, d.work):
-            p.mkdir()
-        self.t.save(c)
+        try:
+            d.root.mkdir(parents=True)
+            for p in (d.rootfs, d.upper, d.work):
+                p.mkdir()
+            self.t.save(c)
+        except BaseException:  # out of space or descriptors: no dir without a record
+            self.t.trash.discard(d.root)
+            raise
         self.t.on_event("create", c, {})
         return c, warnings
 

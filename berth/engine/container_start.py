@@ -15,12 +15,12 @@ from typing import Callable, Protocol
 from berth.engine import container_userns, hostspec, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
-from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, RuntimeFailure
+from berth.errors import Conflict, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
 from berth.runtime import external
 from berth.runtime.external import OCIRuntime
-from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
+from berth.runtime.shim.protocol import ExitStatus, SpawnReply, SpawnRequest
 from berth.state.atomic import write_atomic
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -34,6 +34,8 @@ class _Monitor(Protocol):
     def watch(self, c: Container) -> None: ...
 
     def cancel_restart(self, c: Container) -> bool: ...
+
+    async def auto_remove(self, c: Container, status: ExitStatus) -> None: ...
 
 
 class _Remover(Protocol):
@@ -113,12 +115,13 @@ class Starter:
     async def _failed(self, c: Container, e: BaseException) -> None:
         c.state.error = str(e)
         c.state.starting = False
-        self.t.save(c)
+        self.t.save_soon(c)  # never raises: on a full disk the namespace below still goes
         self.t.fail_pending_attach(c.id)
         if self.t.attachments is not None:
             await self.t.attachments.stopped(c)
-        if c.host_config.AutoRemove and isinstance(e, BerthError):  # dockerd: any start error
-            await self.remover.remove_locked(c, force=True)
+        if c.host_config.AutoRemove and isinstance(e, Exception):  # dockerd: any start error
+            # (a full disk too: `docker run --rm` waits for the removal; it hung)
+            await self.monitor.auto_remove(c, ExitStatus(exit_code=c.state.exit_code))
 
     async def _start_locked(self, c: Container) -> None:
         image = self.t.images.get_by_id(c.image_id)
@@ -214,7 +217,7 @@ class Starter:
         c.state.finished_at = ZERO_TIME
         c.state.exit_code = 0
         c.state.oom_killed = False
-        self.t.save(c)
+        self.t.save_soon(c)  # it runs now, whether or not the disk takes the record: watch it
         self.monitor.watch(c)
         self.t.on_event("start", c, {})
         self.t.started(c.id)

@@ -78,9 +78,14 @@ class Init:
             raise ExecFailed(msg.message)
 
     def abort(self) -> None:
-        """SIGKILL the init before start and reap it."""
+        """SIGKILL the init before start, reap it and remove its cgroup (its shim may be gone
+        too: nobody else would)."""
         self._close()
         _kill_and_reap(self.pid)
+        try:
+            _destroy(self.cgroup)
+        except OSError:
+            pass  # the shim, if alive, removes it again when it records the exit
 
     def _close(self) -> None:
         for fd in (self._ctl, self._report):

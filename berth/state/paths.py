@@ -21,6 +21,7 @@
         exit.json                     written atomically by the shim when init exits
       trash/<name>.<random>/          a removed container's directory, deleted in the
                                       background (state/trash.py); swept at start
+      quarantine/                     what berthd could not read (records, berth.db, exit.json)
       volumes/<name>/_data/           a volume's content (local driver, no mount options)
       build/
         tmp/<build id>/               one build's context (extracted), secrets; swept at start

@@ -34,6 +34,14 @@ if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory
 _DRAIN = 0.2  # seconds the init's output pipes stay open after its exit with nothing on them
 
 
+def _warn(text: str) -> None:
+    """A line in shim.log, if the disk takes it."""
+    try:
+        os.write(2, f"berth-shim: {text}\n".encode())
+    except OSError:
+        pass
+
+
 class _Closed:
     """Stands in for the fork server connection once it is closed."""
 
@@ -200,10 +208,16 @@ class Shim:
     def finish(self) -> None:
         """Init has exited and its output is drained: record, tell waiters, leave."""
         assert self.exit is not None
-        self.io.log.flush()
+        try:
+            self.io.log.flush()
+        except OSError as e:
+            _warn(f"flushing the log: {e}")
         self._delete()
         line = protocol.encode(self.exit)
-        write_atomic(self.req.exit_file, line)
+        try:
+            write_atomic(self.req.exit_file, line)
+        except OSError as e:  # a full disk: berthd still hears of the exit from the waiters' line
+            _warn(f"recording the exit in {self.req.exit_file}: {e}")
         try:
             os.unlink(self.req.socket)
         except FileNotFoundError:

@@ -215,6 +215,7 @@ class LogWriter:
         self.log_size = 0
         self.compressor = 0  # pid of the child gzipping the last rotated file
         self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
+        self.log_failed = False  # the last write failed (full disk): output is being dropped
         self.sink: logsinks.Sink | None = None
 
     def open(self) -> None:
@@ -264,7 +265,23 @@ class LogWriter:
     def _log(self, stream: int, lines: bytes, partial: bool = False, final: bool = False) -> None:
         """Append the records of ``lines`` (logfile.encode), rotating as max-size says; or send
         them, a message a line (``partial``: the last one is a long line's first part). A CRI
-        container's lines also go to the kubelet's log, in the CRI format."""
+        container's lines also go to the kubelet's log, in the CRI format.
+
+        A full disk: as dockerd's json-file logger, drop what cannot be written and go on
+        (attached clients still get it); the container is not taken down for it."""
+        try:
+            self._write(stream, lines, partial, final)
+        except OSError as e:
+            if not self.log_failed:
+                try:
+                    os.write(2, f"berth-shim: writing the log: {e}; dropping output until it works\n".encode())
+                except OSError:
+                    pass
+            self.log_failed = True
+        else:
+            self.log_failed = False
+
+    def _write(self, stream: int, lines: bytes, partial: bool, final: bool) -> None:
         name, t = "stdout" if stream == STDOUT else "stderr", now()
         if self.cri >= 0:
             # the last line of all is full in CRI terms, newline or not (containerd's too)
