@@ -19,6 +19,7 @@ from pathlib import Path
 
 import msgspec
 
+from berth.engine import container_userns
 from berth.engine.containers import Containers
 from berth.engine.model import Container
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, PermissionDenied
@@ -52,17 +53,26 @@ class Archives:
 
     def _argv(self, c: Container, mode: str, path: str, extra: list[str]) -> list[str]:
         argv = [sys.executable, "-m", "berth.runtime.archive", mode, path, *extra]
+        maps = container_userns.maps_for(c.id, c.host_config, self.containers.userns)
+        if maps is not None:  # the tar carries the container's own ids
+            argv += ["--idmaps", maps.encode()]
         if c.running and c.state.pid:
-            return argv + ["--root", f"/proc/{c.state.pid}/root"]
-        return argv + self._stopped_root(c)
+            own = ["--userns", f"/proc/{c.state.pid}/ns/user"] if maps is not None else []
+            return argv + ["--root", f"/proc/{c.state.pid}/root", *own]
+        return argv + self._stopped_root(c, maps is not None)
 
-    def _stopped_root(self, c: Container) -> list[str]:
-        """Helper arguments for a container that is not running: its overlay, then what dockerd
-        mounts for a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given."""
+    def _stopped_root(self, c: Container, userns: bool) -> list[str]:
+        """Helper arguments for a container that is not running: its overlay (in a user
+        namespace: on the idmapped image/, as the init mounts it), then what dockerd mounts for
+        a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given."""
         d = self.containers.data.container(c.id)
         image = self.containers.images.get_by_id(c.image_id)
         lowers, opts = self.containers.overlay(c, image)
         out = ["--overlay", opts, "--mnt", str(d.rootfs)]
+        if userns:
+            data = self.containers.data
+            out = ["--overlay", container_userns.overlay_options(lowers, data), "--mnt", str(d.rootfs),
+                   "--image-tree", str(data.root / "image"), "--chdir", str(d.root)]
         for m in self._mounts(c, lowers, d.upper):
             out += ["--bind", m]
         return out
@@ -82,7 +92,8 @@ class Archives:
             return binds
         for m in mounts:
             if m.type == "bind":  # volumes (local driver) and binds; tmpfs holds nothing while stopped
-                binds.append(f"{m.source}:{m.destination}:{'ro' if 'ro' in (m.options or []) else 'rw'}")
+                o = m.options or []
+                binds.append(f"{m.source}:{m.destination}:{'ro' if 'ro' in o else 'rw'}{',idmap' if 'idmap' in o else ''}")
         return binds
 
     async def _spawn(self, c: Container, mode: str, path: str, extra: list[str] | None = None,

@@ -9,6 +9,16 @@ berthd runs ``python -m berth.runtime.archive MODE PATH (--root DIR | --overlay 
   the container's volumes and bind mounts, and its hostname/hosts/resolv.conf, over it, as
   dockerd mounts them for a copy.
 
+A user namespace container (``--idmaps u:0:H:N,g:0:H:N``): once chrooted, the helper joins
+the container's user namespace as its root (``--userns /proc/<pid>/ns/user`` while it runs;
+one it makes with the maps while stopped), so the kernel maps every id both ways: a tar read
+out carries the container's own ids (65534, the overflow id, for an unmapped one), and one
+copied in is written with the host ids its ids map to (an id outside the map is refused with
+dockerd's words). Stopped, the overlay's lower dirs are under an idmapped tree of
+``--image-tree`` attached at ``lower/`` of ``--chdir`` (the container's directory: the
+options are relative to it, as the init's are), and a ``--bind`` whose mode has ``idmap`` is
+idmapped as well.
+
 Then it imports everything it needs and chroots into the container's root, so every path and
 every symlink (``/etc/x -> /``, ``../../..``) resolves inside the container: nothing read or
 written can be outside it. Modes:
@@ -32,11 +42,15 @@ import sys
 import tarfile
 import time
 
+from berth.linux import idmap as lidmap
 from berth.linux import mount as lmount
 from berth.linux import sched
 from berth.linux.mount import MountFlags as MF
 from berth.linux.sched import CloneFlags
 from berth.runtime import users
+from berth.runtime.userns import IdMaps, UserNamespace
+
+_maps: IdMaps | None = None  # the container's user namespace, if any (set by main)
 
 
 class _Fail(Exception):
@@ -112,6 +126,15 @@ def do_get(path: str) -> None:
         tar.add(full, arcname=name, recursive=True)
 
 
+def _check_mapped(uid: int, gid: int) -> None:
+    """dockerd's idtools wording for a container id its user namespace does not map."""
+    if _maps is None:
+        return
+    for cid, host in ((uid, _maps.host_uid(uid)), (gid, _maps.host_gid(gid))):
+        if host < 0:
+            raise _Fail("invalid", f"Container ID {cid} cannot be mapped to a host ID")
+
+
 def _owner(user: str) -> tuple[int, int] | None:
     """The container's ``User`` as ids, from its own /etc/passwd and /etc/group (chrooted)."""
     if not user:
@@ -151,6 +174,7 @@ def do_put(path: str, no_overwrite_dir_non_dir: bool, chown_user: str, readonly_
         m = m.replace(uname="", gname="", deep=False)
         if owner is not None:
             m = m.replace(uid=owner[0], gid=owner[1], deep=False)
+        _check_mapped(m.uid, m.gid)
         target = os.path.join(dest, m.name)
         if no_overwrite_dir_non_dir and os.path.lexists(target):
             is_dir = os.path.isdir(target) and not os.path.islink(target)
@@ -193,10 +217,12 @@ def _in_root(root: str, path: str) -> str:
     return root + cur
 
 
-def _bind(root: str, spec: str) -> None:
-    """Bind ``SRC:DEST:rw|ro`` over the container's root, making the mount point as dockerd does."""
+def _bind(root: str, spec: str, ns: UserNamespace | None) -> None:
+    """Bind ``SRC:DEST:MODE`` (``rw`` or ``ro``, ``,idmap``: through the user namespace ``ns``)
+    over the container's root, making the mount point as dockerd does."""
 
-    src, dest, mode = spec.rsplit(":", 2)
+    src, dest, modes = spec.rsplit(":", 2)
+    mode = modes.split(",")[0]
     if not os.path.exists(src):
         return
     target = _in_root(root, dest)
@@ -205,23 +231,58 @@ def _bind(root: str, spec: str) -> None:
     elif not os.path.lexists(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         open(target, "a").close()
-    lmount.mount(src, target, None, MF.BIND | MF.REC)
+    if ns is not None and "idmap" in modes.split(","):
+        tree = ns.trees([(src, True)])[0]
+        try:
+            lidmap.move_mount(tree, target)
+        finally:
+            os.close(tree)
+    else:
+        lmount.mount(src, target, None, MF.BIND | MF.REC)
     if mode == "ro":
         lmount.mount(None, target, None, MF.REMOUNT | MF.BIND | MF.RDONLY)
 
 
-def _enter(root: str | None, overlay: str | None, mnt: str | None, binds: list[str]) -> None:
+def _enter(root: str | None, overlay: str | None, mnt: str | None, binds: list[str], image_tree: str | None,
+           userns: str | None) -> None:
+    ns = None
+    if userns is not None:
+        ns = UserNamespace(os.open(userns, os.O_RDONLY | os.O_CLOEXEC))
+    elif _maps is not None:
+        ns = UserNamespace.create(_maps)
     if overlay is not None:
-        sched.unshare(CloneFlags.NEWNS)
-        lmount.mount(None, "/", None, MF.PRIVATE | MF.REC)
+        _mount_stopped(overlay, mnt, binds, image_tree, ns)
         root = mnt
-        assert root is not None
-        lmount.mount("overlay", root, "overlay", 0, overlay)
-        for spec in binds:
-            _bind(root, spec)
     assert root is not None
     os.chroot(root)
     os.chdir("/")
+    if ns is not None:  # setns(CLONE_NEWUSER) is allowed in a chroot (unshare is not)
+        sched.setns(ns.fd, CloneFlags.NEWUSER)
+        ns.close()
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+
+
+def _mount_stopped(overlay: str, mnt: str | None, binds: list[str], image_tree: str | None,
+                   ns: UserNamespace | None) -> None:
+    """A stopped container's root at ``mnt``, in a mount namespace of the helper's own: in a
+    user namespace, the image's tree idmapped at ``lower/`` first (the cwd is the container's
+    directory, the overlay's options are relative to it)."""
+    tree = ns.trees([(image_tree, True)])[0] if ns is not None and image_tree else -1
+    try:
+        sched.unshare(CloneFlags.NEWNS)
+        lmount.mount(None, "/", None, MF.PRIVATE | MF.REC)
+        if tree >= 0:
+            os.makedirs("lower", exist_ok=True)
+            lidmap.move_mount(tree, "lower")
+    finally:
+        if tree >= 0:
+            os.close(tree)
+    assert mnt is not None
+    lmount.mount("overlay", mnt, "overlay", 0, overlay)
+    for spec in binds:
+        _bind(mnt, spec, ns)
 
 
 def main(argv: list[str]) -> int:
@@ -236,11 +297,18 @@ def main(argv: list[str]) -> int:
         overlay = opts[opts.index("--overlay") + 1]
     binds = [opts[i + 1] for i, o in enumerate(opts) if o == "--bind"]
     chown_user = opts[opts.index("--chown-user") + 1] if "--chown-user" in opts else ""
+    image_tree = opts[opts.index("--image-tree") + 1] if "--image-tree" in opts else None
+    global _maps
+    if "--idmaps" in opts:
+        _maps = IdMaps.decode(opts[opts.index("--idmaps") + 1])
+    if "--chdir" in opts:
+        os.chdir(opts[opts.index("--chdir") + 1])
     try:
         # every module used after chroot is imported above (nothing can be imported after)
         import encodings.idna  # noqa: F401
         import grp, pwd  # noqa: F401,E401
-        _enter(root, overlay, mnt, binds)
+        userns = opts[opts.index("--userns") + 1] if "--userns" in opts else None
+        _enter(root, overlay, mnt, binds, image_tree, userns)
         if mode == "stat":
             do_stat(path)
         elif mode == "get":

@@ -47,6 +47,19 @@ class IdMaps:
         """A host file's owner as the container sees it (65534, the overflow id, when unmapped)."""
         return _to_container(self.uid, uid), _to_container(self.gid, gid)
 
+    def encode(self) -> str:
+        """One command-line word: ``u:0:100000:65536,g:0:100000:65536``."""
+        return ",".join(f"{k}:{c}:{h}:{n}" for k, lines in (("u", self.uid), ("g", self.gid))
+                        for c, h, n in lines)
+
+    @staticmethod
+    def decode(word: str) -> IdMaps:
+        lines: dict[str, list[tuple[int, int, int]]] = {"u": [], "g": []}
+        for item in filter(None, word.split(",")):
+            k, c, h, n = item.split(":")
+            lines[k].append((int(c), int(h), int(n)))
+        return IdMaps(uid=tuple(lines["u"]), gid=tuple(lines["g"]))
+
 
 def _to_host(lines: Sequence[tuple[int, int, int]], cid: int) -> int:
     for c, h, n in lines:

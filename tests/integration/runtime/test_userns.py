@@ -6,10 +6,12 @@ from the daemon's default; ``berth run --userns=auto`` sends it."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +186,62 @@ def test_commit_and_build_layers_carry_the_containers_own_ids(daemon: Daemon, tm
     finally:
         _docker(daemon, "rm", "-f", "uns-commit")
         _docker(daemon, "rmi", "-f", "uns-committed", "uns-built")
+
+
+def _tar_of(entries: list[tuple[str, int, int]]) -> bytes:
+    """A tar of small files ``(name, uid, gid)``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, uid, gid in entries:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.uid, ti.gid, ti.mode = 3, uid, gid, 0o644
+            tar.addfile(ti, io.BytesIO(b"hi\n"))
+    return buf.getvalue()
+
+
+def _owners(tar_bytes: bytes) -> dict[str, tuple[int, int]]:
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        return {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+
+
+def test_cp_both_ways_carries_the_containers_own_ids(daemon: Daemon) -> None:
+    r = _docker(daemon, "run", "-d", "--name", "uns-cp", "busybox", "sh", "-c",
+                "mkdir -p /d && touch /d/by-1000 && chown 1000:1001 /d/by-1000 && sleep 60")
+    assert r.returncode == 0, r.stderr
+    try:
+        base = _host_ids(_pid(daemon, "uns-cp"))[0]
+        cid = _docker(daemon, "inspect", "-f", "{{.Id}}", "uns-cp").stdout.strip()
+        upper = daemon.data_root / "containers" / cid / "upper"
+        for state in ("running", "stopped"):
+            src = _tar_of([(f"in-{state}-root", 0, 0), (f"in-{state}-1000", 1000, 1002)])
+            put = subprocess.run([DOCKER, "cp", "-", "uns-cp:/d"], env=daemon.env, input=src, capture_output=True,
+                                 timeout=60)
+            assert put.returncode == 0, put.stderr
+            # on disk: the host ids the container's map to
+            st = (upper / "d" / f"in-{state}-1000").stat()
+            assert (st.st_uid, st.st_gid) == (base + 1000, base + 1002)
+            st = (upper / "d" / f"in-{state}-root").stat()
+            assert (st.st_uid, st.st_gid) == (base, base)
+            # out: the container's own ids, for the writable layer's files and the image's
+            out = subprocess.run([DOCKER, "cp", "uns-cp:/d", "-"], env=daemon.env, capture_output=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            owners = _owners(out.stdout)
+            assert owners["d"] == (0, 0) and owners["d/by-1000"] == (1000, 1001), owners
+            assert owners[f"d/in-{state}-1000"] == (1000, 1002) and owners[f"d/in-{state}-root"] == (0, 0)
+            img = subprocess.run([DOCKER, "cp", "uns-cp:/bin/busybox", "-"], env=daemon.env, capture_output=True,
+                                 timeout=60)
+            assert _owners(img.stdout) == {"busybox": (0, 0)}
+            # HEAD (docker cp's stat) works on both
+            assert daemon.request("HEAD", f"/containers/{cid}/archive?path=/d/by-1000")[0] == 200
+            # an id the container's map does not hold is refused, the daemon stays up
+            bad = subprocess.run([DOCKER, "cp", "-", "uns-cp:/d"], env=daemon.env,
+                                 input=_tar_of([("too-high", 70000, 0)]), capture_output=True, timeout=60)
+            assert bad.returncode != 0 and b"Container ID 70000 cannot be mapped to a host ID" in bad.stderr, bad
+            if state == "running":
+                assert _docker(daemon, "stop", "-t", "0", "uns-cp").returncode == 0
+        # started again, the files copied in while it was stopped are the container's ids inside
+        assert _docker(daemon, "start", "uns-cp").returncode == 0
+        r = _docker(daemon, "exec", "uns-cp", "stat", "-c", "%u:%g", "/d/in-stopped-1000", "/d/in-stopped-root")
+        assert r.stdout.split() == ["1000:1002", "0:0"], r
+    finally:
+        _docker(daemon, "rm", "-f", "uns-cp")
