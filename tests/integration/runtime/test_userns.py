@@ -245,3 +245,36 @@ def test_cp_both_ways_carries_the_containers_own_ids(daemon: Daemon) -> None:
         assert r.stdout.split() == ["1000:1002", "0:0"], r
     finally:
         _docker(daemon, "rm", "-f", "uns-cp")
+
+
+def _layer_owners(d: Daemon, image: str) -> dict[str, tuple[int, int]]:
+    """Every file's (uid, gid) in the layer tars of ``docker save image``."""
+    saved = subprocess.run([DOCKER, "save", image], env=d.env, capture_output=True, timeout=60)
+    assert saved.returncode == 0, saved.stderr
+    owners: dict[str, tuple[int, int]] = {}
+    with tarfile.open(fileobj=io.BytesIO(saved.stdout)) as outer:
+        for m in outer.getmembers():
+            f = outer.extractfile(m) if m.isfile() else None
+            head = f.read(262) if f is not None else b""
+            if len(head) > 257 and head[257:262] == b"ustar":
+                f = outer.extractfile(m)
+                assert f is not None
+                owners.update(_owners(f.read()))
+    return owners
+
+
+def test_diff_and_commit_of_a_non_root_users_file(daemon: Daemon) -> None:
+    r = _docker(daemon, "run", "-d", "--name", "uns-diff", "busybox", "sh", "-c",
+                "touch /added && rm /etc/group && sleep 60")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert _docker(daemon, "exec", "-u", "1000:1002", "uns-diff", "touch", "/tmp/by-user").returncode == 0
+        diff = _docker(daemon, "diff", "uns-diff").stdout.splitlines()
+        for line in ("A /added", "C /etc", "D /etc/group", "C /tmp", "A /tmp/by-user"):
+            assert line in diff, diff
+        assert _docker(daemon, "commit", "uns-diff", "uns-diffed").returncode == 0
+        owners = _layer_owners(daemon, "uns-diffed")
+        assert owners["tmp/by-user"] == (1000, 1002) and owners["added"] == (0, 0), owners
+    finally:
+        _docker(daemon, "rm", "-f", "uns-diff")
+        _docker(daemon, "rmi", "-f", "uns-diffed")
