@@ -22,6 +22,7 @@ import msgspec
 from berth.engine import container_userns
 from berth.engine.containers import Containers
 from berth.engine.model import Container
+from berth.runtime.userns import IdMaps
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 _KINDS = {"notfound": NotFound, "notdir": InvalidArgument, "invalid": InvalidArgument, "denied": PermissionDenied}
@@ -59,9 +60,9 @@ class Archives:
         if c.running and c.state.pid:
             own = ["--userns", f"/proc/{c.state.pid}/ns/user"] if maps is not None else []
             return argv + ["--root", f"/proc/{c.state.pid}/root", *own]
-        return argv + self._stopped_root(c, maps is not None)
+        return argv + self._stopped_root(c, maps)
 
-    def _stopped_root(self, c: Container, userns: bool) -> list[str]:
+    def _stopped_root(self, c: Container, maps: IdMaps | None) -> list[str]:
         """Helper arguments for a container that is not running: its overlay (in a user
         namespace: on the idmapped image/, as the init mounts it), then what dockerd mounts for
         a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given."""
@@ -69,15 +70,15 @@ class Archives:
         image = self.containers.images.get_by_id(c.image_id)
         lowers, opts = self.containers.overlay(c, image)
         out = ["--overlay", opts, "--mnt", str(d.rootfs)]
-        if userns:
+        if maps is not None:
             data = self.containers.data
             out = ["--overlay", container_userns.overlay_options(lowers, data), "--mnt", str(d.rootfs),
                    "--image-tree", str(data.root / "image"), "--chdir", str(d.root)]
-        for m in self._mounts(c, lowers, d.upper):
+        for m in self._mounts(c, lowers, d.upper, maps):
             out += ["--bind", m]
         return out
 
-    def _mounts(self, c: Container, lowers: list[Path], upper: Path) -> list[str]:
+    def _mounts(self, c: Container, lowers: list[Path], upper: Path, maps: IdMaps | None) -> list[str]:
         volumes = getattr(self.containers.attachments, "volumes", None)
         binds: list[str] = []
         d = self.containers.data.container(c.id)
@@ -87,7 +88,7 @@ class Archives:
         if volumes is None:
             return binds
         try:
-            mounts = volumes.spec_mounts(c.id, lowers, upper)
+            mounts = volumes.spec_mounts(c.id, lowers, upper, maps)
         except BerthError:
             return binds
         for m in mounts:

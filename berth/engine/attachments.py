@@ -17,6 +17,7 @@ import socket
 import time
 from typing import Any, cast
 
+from berth.engine import container_userns
 from berth.engine.container_table import ContainerTable, SandboxArgs
 from berth.engine.model import Container
 from berth.engine.networks import ContainerView, Networks
@@ -110,7 +111,8 @@ class Attachments:
         try:
             image = self.containers.images.get_by_id(c.image_id)
             lowers = list(self.containers.images.lower_dirs(image))
-            mounts = self.volumes.spec_mounts(c.id, lowers, d.upper)
+            maps = container_userns.maps_for(c.id, c.host_config, self.containers.userns)
+            mounts = self.volumes.spec_mounts(c.id, lowers, d.upper, maps)
         except BaseException:
             await self.networks.release(c.id)
             raise

@@ -123,7 +123,8 @@ def apply(spec: Spec, maps: IdMaps, d: ContainerDir, data: DataRoot) -> None:
     for p in (d.upper, d.work, d.hostname, d.hosts, d.resolv_conf):
         _chown(p, uid, gid)
     for m in spec.mounts:
-        if m.type == "bind" and m.source and Path(m.source).parent.parent == data.volumes:
+        if m.type == "bind" and m.source and Path(m.source).parent.parent == data.volumes \
+                and "idmap" not in (m.options or []):  # idmapped, the disk's 0 is the container's root
             _chown_fresh(Path(m.source), uid, gid)
 
 

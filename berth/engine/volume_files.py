@@ -6,15 +6,25 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+Ids = Callable[[int, int], tuple[int, int]]  # a file's (uid, gid) in a layer -> the volume's
 
-def copy_up(layers_top_first: list[Path], dest: str, target: Path) -> None:
+
+def _same(uid: int, gid: int) -> tuple[int, int]:
+    return uid, gid
+
+
+def copy_up(layers_top_first: list[Path], dest: str, target: Path, ids: Sequence[Ids] = ()) -> None:
     """Copy the image's content at ``dest`` into an empty volume, as Docker does on first use:
-    layers bottom-up, honouring overlay whiteouts and opaque directories."""
+    layers bottom-up, honouring overlay whiteouts and opaque directories. ``ids``: per layer,
+    how its owners become the volume's (a user namespace container's image layers hold its own
+    ids, its writable layer the host's); owners are kept as they are without."""
     rel = dest.lstrip("/")
     found = False
-    for layer in reversed(layers_top_first):
+    for i, layer in reversed(list(enumerate(layers_top_first))):
+        fix = ids[i] if i < len(ids) else _same
         src = layer / rel
         try:
             st = os.lstat(src)
@@ -33,10 +43,10 @@ def copy_up(layers_top_first: list[Path], dest: str, target: Path) -> None:
                     _rm(child)
         except OSError:
             pass
-        _merge(src, target)
+        _merge(src, target, fix)
         if not found:
             os.chmod(target, stat.S_IMODE(st.st_mode))
-            os.chown(target, st.st_uid, st.st_gid)
+            os.chown(target, *fix(st.st_uid, st.st_gid))
             found = True
 
 
@@ -47,7 +57,7 @@ def _rm(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _merge(src: Path, dst: Path) -> None:
+def _merge(src: Path, dst: Path, fix: Ids) -> None:
     for entry in os.scandir(src):
         s, d = Path(entry.path), dst / entry.name
         st = entry.stat(follow_symlinks=False)
@@ -60,8 +70,8 @@ def _merge(src: Path, dst: Path) -> None:
                 _rm(d)
             d.mkdir(exist_ok=True)
             shutil.copystat(s, d, follow_symlinks=False)
-            os.chown(d, st.st_uid, st.st_gid)
-            _merge(s, d)
+            os.chown(d, *fix(st.st_uid, st.st_gid))
+            _merge(s, d, fix)
         else:
             if d.exists() or d.is_symlink():
                 _rm(d)
@@ -69,7 +79,7 @@ def _merge(src: Path, dst: Path) -> None:
                 os.symlink(os.readlink(s), d)
             else:
                 shutil.copy2(s, d, follow_symlinks=False)
-            os.lchown(d, st.st_uid, st.st_gid)
+            os.lchown(d, *fix(st.st_uid, st.st_gid))
 
 
 def du(path: Path) -> int:

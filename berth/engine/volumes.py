@@ -26,7 +26,8 @@ from typing import Any
 import msgspec
 
 from berth.engine.mount_specs import VOLUME_NAME, MountPoint, clean_dest, parse_bind, parse_mount, tmpfs_opts
-from berth.engine.volume_files import copy_up, du, tree_size
+from berth.engine.volume_files import Ids, copy_up, du, tree_size
+from berth.runtime.userns import OVERFLOW_ID, IdMaps
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci import spec as oci
 from berth.state.db import Database
@@ -240,9 +241,11 @@ class Volumes:
     def of(self, cid: str) -> builtins.list[MountPoint]:
         return self.points.get(cid, [])
 
-    def spec_mounts(self, cid: str, lowers: builtins.list[Path], upper: Path) -> builtins.list[oci.Mount]:
+    def spec_mounts(self, cid: str, lowers: builtins.list[Path], upper: Path,
+                    maps: IdMaps | None = None) -> builtins.list[oci.Mount]:
         """OCI mounts for a start, in order (parents before children). Copies the image's
-        content into a volume used for the first time."""
+        content into a volume used for the first time (``maps``: the container's user
+        namespace, whose ids the copy gets)."""
         out = []
         for p in sorted(self.of(cid), key=lambda p: p.destination.count("/")):
             if p.type == "tmpfs":
@@ -264,7 +267,7 @@ class Volumes:
             data = self.data_dir(v.name)
             data.mkdir(parents=True, exist_ok=True)
             if not p.nocopy and not any(data.iterdir()):
-                copy_up([upper, *lowers], p.destination, data)
+                copy_up([upper, *lowers], p.destination, data, _copy_ids(maps, p.idmap, len(lowers)))
             src = str(data)
             if p.subpath:  # API 1.45; resolved here, so a symlink in the volume cannot lead out of it
                 real = os.path.realpath(data / p.subpath)
@@ -298,3 +301,23 @@ class Volumes:
                 v = self.vols.get(p.source) if p.type == "volume" else None
                 if v is not None and v.anonymous and not self.users(v.name):
                     self.remove(v.name, force=True)
+
+
+def _copy_ids(maps: IdMaps | None, idmapped: bool, n_lowers: int) -> builtins.list[Ids]:
+    """How a first use's copy sets owners, per layer (the writable one first): in a user
+    namespace the image's layers hold the container's ids and the writable layer the host's.
+    A volume seen through the map (``idmap``) keeps the container's on disk; any other, the
+    host's, so the container sees its own ids either way."""
+    if maps is None:
+        return []
+
+    def host(uid: int, gid: int) -> tuple[int, int]:
+        hu, hg = maps.host_uid(uid), maps.host_gid(gid)
+        return (hu if hu >= 0 else OVERFLOW_ID), (hg if hg >= 0 else OVERFLOW_ID)
+
+    def same(uid: int, gid: int) -> tuple[int, int]:
+        return uid, gid
+
+    if idmapped:
+        return [maps.container_ids, *[same] * n_lowers]
+    return [same, *[host] * n_lowers]

@@ -278,3 +278,30 @@ def test_diff_and_commit_of_a_non_root_users_file(daemon: Daemon) -> None:
     finally:
         _docker(daemon, "rm", "-f", "uns-diff")
         _docker(daemon, "rmi", "-f", "uns-diffed")
+
+
+def test_image_content_copied_into_a_new_volume_keeps_its_owners(daemon: Daemon) -> None:
+    r = _docker(daemon, "run", "--userns=host", "--name", "uns-src", "busybox", "sh", "-c",
+                "mkdir -p /srv/sub && touch /srv/f && chown -R 1000:1001 /srv")
+    assert r.returncode == 0, r.stderr
+    vols = ("uns-cv", "uns-cv-idmap", "uns-cv-etc")
+    try:
+        assert _docker(daemon, "commit", "uns-src", "uns-owned").returncode == 0
+        script = "stat -c %u:%g /srv /srv/f /srv/sub && cat /proc/self/uid_map"
+        for run, vol, opt in ((_docker, "uns-cv", ""), (_berth, "uns-cv-idmap", ":idmap")):
+            r = run(daemon, "run", "--rm", "-v", f"{vol}:/srv{opt}", "uns-owned", "sh", "-c", script)
+            assert r.returncode == 0, r.stderr
+            lines = r.stdout.split("\n")
+            assert lines[:3] == ["1000:1001"] * 3, r.stdout  # not nobody (65534)
+            base = int(lines[3].split()[1])
+            st = (daemon.data_root / "volumes" / vol / "_data" / "f").stat()
+            # on disk: the host ids of the container's, or (idmapped) the container's own
+            want = (1000, 1001) if opt else (base + 1000, base + 1001)
+            assert (st.st_uid, st.st_gid) == want, (vol, st)
+        r = _docker(daemon, "run", "--rm", "-v", "uns-cv-etc:/etc", "busybox", "stat", "-c", "%u:%g", "/etc",
+                    "/etc/passwd")
+        assert r.stdout.split() == ["0:0", "0:0"], r
+    finally:
+        _docker(daemon, "rm", "-f", "uns-src")
+        _docker(daemon, "rmi", "-f", "uns-owned")
+        _docker(daemon, "volume", "rm", *vols)
