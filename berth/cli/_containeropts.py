@@ -238,6 +238,7 @@ def _mounts(items: list[str]) -> list[dict[str, Any]] | None:
     out = []
     for item in items:
         m: dict[str, Any] = {"Type": "volume"}
+        idmap: bool | None = None
         for field in item.split(","):
             key, eq, value = field.partition("=")
             key = key.strip().lower()
@@ -262,10 +263,16 @@ def _mounts(items: list[str]) -> list[dict[str, Any]] | None:
                 m.setdefault("TmpfsOptions", {})["SizeBytes"] = ram_in_bytes(value)
             elif key == "tmpfs-mode":
                 m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+            elif key == "idmap":  # podman's: seen through the user namespace (idmap=false: as it is)
+                idmap = value.lower() not in ("false", "0") if eq else True
             elif key in ("consistency", "bind-recursive", "bind-nonrecursive"):
                 continue
             else:
                 raise UsageError(f"invalid argument \"{item}\" for \"--mount\" flag: unexpected key '{key}' in '{field}'")
+        if idmap is not None:
+            if m["Type"] not in ("bind", "volume"):
+                raise UsageError(f"invalid argument \"{item}\" for \"--mount\" flag: idmap is for bind and volume mounts")
+            m.setdefault("BindOptions" if m["Type"] == "bind" else "VolumeOptions", {})["Idmap"] = idmap
         out.append(m)
     return out or None
 

@@ -66,6 +66,7 @@ def at_create(cid: str, hc: HostConfig, settings: UsernsSettings) -> None:
             return
         mode = settings.default
     if not mode.startswith("auto"):
+        _no_idmap(hc)
         return
     host_ns = [f"--{what}=host" for what, m in (("network", hc.NetworkMode), ("pid", hc.PidMode)) if m == "host"]
     if host_ns:
@@ -73,11 +74,23 @@ def at_create(cid: str, hc: HostConfig, settings: UsernsSettings) -> None:
             raise InvalidArgument(f"--userns={mode} cannot be used with {' and '.join(host_ns)}: the host's "
                                   "namespaces are not the container's user namespace's (use --userns=host)")
         hc.UsernsMode = "host"  # the daemon's default gives way, as with Docker's --userns=host
+        _no_idmap(hc)
         return
     if settings.pool is None:
         raise Unsupported("user namespaces are not available: berthd has no subordinate id pool")
     settings.pool.allocate(cid, parse_size(mode))
     hc.UsernsMode = mode
+
+
+def _no_idmap(hc: HostConfig) -> None:
+    """A container in the host's user namespace has no map to see a mount through."""
+    binds = [b for b in hc.Binds or [] if "idmap" in [*b.split(":"), ""][2].split(",")]
+    mounts = [m.get("Target") for m in hc.Mounts or [] if isinstance(m, dict) and any(
+        isinstance(m.get(k), dict) and m[k].get("Idmap") is True for k in ("BindOptions", "VolumeOptions"))]
+    if binds or mounts:
+        what = binds[0] if binds else mounts[0]
+        raise InvalidArgument(f"invalid mount config: {what}: the idmap option needs a user namespace "
+                              "(--userns=auto, or the daemon's userns-default or userns-remap)")
 
 
 def maps_for(cid: str, hc: HostConfig, settings: UsernsSettings) -> IdMaps | None:

@@ -98,7 +98,8 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
             raise InvalidArgument("invalid mount config for type \"bind\": "
                                   "recursively read-only mounts are not supported by the runtime")
         return MountPoint(type="bind", source=os.path.normpath(src), destination=target, rw=not ro,
-                          mode="mount-create" if bo.get("CreateMountpoint") else "mount", propagation=prop)
+                          mode="mount-create" if bo.get("CreateMountpoint") else "mount", propagation=prop,
+                          idmap=_idmap(bo))
     if kind == "volume":
         vo = m.get("VolumeOptions") or {}
         if src and not VOLUME_NAME.match(src):
@@ -108,7 +109,8 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
             raise InvalidArgument(f"invalid mount config for type \"volume\": subpath must be a relative "
                                   f"path within the volume: {sub}")
         return MountPoint(type="volume", source=src, destination=target, rw=not ro,
-                          nocopy=bool(vo.get("NoCopy")), subpath=os.path.normpath(sub) if sub else "")
+                          nocopy=bool(vo.get("NoCopy")), subpath=os.path.normpath(sub) if sub else "",
+                          idmap=_idmap(vo))
     if kind == "tmpfs":
         to = m.get("TmpfsOptions") or {}
         opts = []
@@ -126,6 +128,15 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
                           rw=not ro)
     raise InvalidArgument(f"invalid mount config for type \"{kind}\": mount type unknown" if kind else
                           "invalid mount config: mount type must not be empty")
+
+
+def _idmap(options: dict[str, Any]) -> bool:
+    """``BindOptions.Idmap`` / ``VolumeOptions.Idmap`` (berth's, as podman's ``--mount ...,idmap``):
+    the mount is seen through the container's user namespace."""
+    value = options.get("Idmap", False)
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"invalid mount config: Idmap must be a boolean, not {value!r}")
+    return value
 
 
 # tmpfs options dockerd accepts in TmpfsOptions.Options (the rest are set by other fields).

@@ -305,3 +305,44 @@ def test_image_content_copied_into_a_new_volume_keeps_its_owners(daemon: Daemon)
         _docker(daemon, "rm", "-f", "uns-src")
         _docker(daemon, "rmi", "-f", "uns-owned")
         _docker(daemon, "volume", "rm", *vols)
+
+
+def test_mount_idmap_on_and_off(daemon: Daemon, tmp_path: Path) -> None:
+    import docker
+    secret = tmp_path / "secret"
+    secret.write_text("host root only\n")
+    os.chmod(secret, 0o600)
+    os.chmod(tmp_path, 0o755)
+    bind = f"type=bind,src={tmp_path},dst=/h"
+    # podman's --mount ...,idmap: the host root's file is the container root's; idmap=false: as it is
+    on = _berth(daemon, "run", "--rm", "--mount", f"{bind},idmap", "busybox", "sh", "-c",
+                "stat -c %u /h/secret && cat /h/secret")
+    assert on.returncode == 0 and on.stdout.split("\n")[:2] == ["0", "host root only"], on
+    off = _berth(daemon, "run", "--rm", "--mount", f"{bind},idmap=false", "busybox", "cat", "/h/secret")
+    assert off.returncode != 0 and "Permission denied" in off.stderr, off
+    # a volume: idmapped, its files are the container's own ids on disk; else the host's
+    r = _berth(daemon, "run", "--rm", "--mount", "type=volume,src=uns-mv,dst=/v,idmap", "busybox", "sh", "-c",
+               "touch /v/f && chown 7:8 /v/f")
+    assert r.returncode == 0, r.stderr
+    f = daemon.data_root / "volumes" / "uns-mv" / "_data" / "f"
+    try:
+        assert (f.stat().st_uid, f.stat().st_gid) == (7, 8)
+        # the API's BindOptions.Idmap (docker-py sends HostConfig.Mounts as given)
+        client = docker.APIClient(base_url=f"unix://{daemon.sock}", version="1.50")
+        hc = client.create_host_config(mounts=[{"Type": "bind", "Source": str(tmp_path), "Target": "/h",
+                                                "BindOptions": {"Idmap": True}}])
+        c = client.create_container("busybox", ["cat", "/h/secret"], host_config=hc)
+        try:
+            client.start(c)
+            assert client.wait(c)["StatusCode"] == 0
+            assert client.logs(c) == b"host root only\n"
+        finally:
+            client.remove_container(c, force=True)
+        # no user namespace: nothing to map through, refused at create
+        r = _berth(daemon, "run", "--rm", "--userns=host", "--mount", f"{bind},idmap", "busybox", "true")
+        assert r.returncode == 125 and "the idmap option needs a user namespace" in r.stderr, r
+        r = _docker(daemon, "run", "--rm", "--userns=host", "-v", f"{tmp_path}:/h:idmap", "busybox", "true")
+        assert r.returncode == 125 and "the idmap option needs a user namespace" in r.stderr, r
+        assert not _docker(daemon, "ps", "-aq").stdout.split()
+    finally:
+        _docker(daemon, "volume", "rm", "uns-mv")
