@@ -46,6 +46,7 @@ class DaemonInfo:
     no_new_privileges: bool = False
     warnings: list[str] = field(default_factory=list)
     security_options: list[str] = field(default_factory=list)  # more of SecurityOptions (name=userns)
+    driver_status: list[list[str]] = field(default_factory=list)  # more of DriverStatus (userns layers)
 
 
 @dataclass

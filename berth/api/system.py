@@ -121,7 +121,7 @@ async def info(app: App, req: Request) -> Response:
         "Images": len(app.images.list()),
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
-                         ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+                         ["Native Overlay Diff", "true"], ["userxattr", "false"], *conf.driver_status],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                     "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": cg == "2" or os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from berth.engine.container_defaults import ContainerDefaults
     from berth.engine.container_userns import UsernsSettings
     from berth.state.db import Database
+    from berth.state.paths import DataRoot
+    from berth.state.trash import Trash
     from berth.engine.networks import Networks
     from berth.engine.runtimes import Runtimes
     from berth.registry.client.options import Options
@@ -90,6 +92,25 @@ def userns_settings(args: argparse.Namespace, db: Database) -> UsernsSettings:
     elif args.userns_default:
         out.uses.append(f"name=userns,default={args.userns_default}")
     return out
+
+
+def userns_layers(userns: UsernsSettings, data: DataRoot, trash: Trash) -> list[list[str]]:
+    """How a user namespace container sees the image's layers: idmapped mounts, or where the
+    kernel cannot idmap overlay lower dirs (or BERTH_FORCE_USERNS_COPY=1, for tests) a chown'd
+    copy per id range. The probe forks, so it runs in a helper process. -> /info's DriverStatus."""
+    import subprocess
+    import sys
+
+    from berth.engine.userns_copies import LayerCopies
+    if not userns.enabled:
+        return []
+    forced = os.environ.get("BERTH_FORCE_USERNS_COPY") == "1"
+    if forced or subprocess.run([sys.executable, "-m", "berth.runtime.userns", "probe",
+                                 str(data.root / "image")], capture_output=True).returncode != 0:
+        userns.copies = LayerCopies(data, trash)
+        why = "forced by BERTH_FORCE_USERNS_COPY" if forced else "no idmapped overlay in this kernel"
+        return [["User namespace layers", f"chown'd copy per id range ({why})"]]
+    return [["User namespace layers", "idmapped mounts"]]
 
 
 def _concat(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:

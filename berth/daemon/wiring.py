@@ -107,6 +107,7 @@ def wire(args: argparse.Namespace) -> Daemon:
               volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
               live_restore=args.live_restore, config=settings.daemon_info(args))
     app.config.security_options = list(containers.userns.uses)
+    app.config.driver_status = settings.userns_layers(containers.userns, data, containers.trash)
     return Daemon(app, db, forkserver)
 
 

@@ -72,8 +72,9 @@ class Archives:
         out = ["--overlay", opts, "--mnt", str(d.rootfs)]
         if maps is not None:
             data = self.containers.data
+            tree, idmapped = container_userns.image_tree(maps, lowers, self.containers.userns, data)
             out = ["--overlay", container_userns.overlay_options(lowers, data), "--mnt", str(d.rootfs),
-                   "--image-tree", str(data.root / "image"), "--chdir", str(d.root)]
+                   "--image-tree", str(tree), "--chdir", str(d.root), *([] if idmapped else ["--image-copy"])]
         for m in self._mounts(c, lowers, d.upper, maps):
             out += ["--bind", m]
         return out

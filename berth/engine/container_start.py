@@ -8,6 +8,7 @@ finds the shim again at recovery and aborts it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Callable, Protocol
@@ -140,7 +141,9 @@ class Starter:
             _with_init(spec, self.t.defaults.init_path)
         maps = container_userns.maps_for(c.id, c.host_config, self.t.userns)
         if maps is not None:
-            container_userns.apply(spec, maps, d, self.t.data)
+            lowers, _ = self.t.overlay(c, image)
+            tree = await asyncio.to_thread(container_userns.image_tree, maps, lowers, self.t.userns, self.t.data)
+            container_userns.apply(spec, maps, d, self.t.data, tree)
         rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
         if rt is not None:
             spec = _for_external(spec)

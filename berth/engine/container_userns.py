@@ -23,10 +23,11 @@ from pathlib import Path
 from berth.errors import InvalidArgument, Unsupported
 from berth.oci.spec import IDMapping, Namespace, Spec
 from berth.runtime.defaults import ANNOTATION_IDMAP, ANNOTATION_OVERLAY
+from berth.engine.userns_copies import LayerCopies
 from berth.runtime.userns import IdMaps
 from berth.schema.containers import HostConfig
 from berth.state.paths import ContainerDir, DataRoot
-from berth.state.subids import SubidPool, parse_size
+from berth.state.subids import IdRange, SubidPool, parse_size
 
 LOWER = "lower"  # the idmapped image/ is attached at <container dir>/lower
 
@@ -40,6 +41,7 @@ class UsernsSettings:
     remap_maps: IdMaps | None = None
     pool: SubidPool | None = None
     uses: list[str] = field(default_factory=list)      # what /info shows in SecurityOptions
+    copies: LayerCopies | None = None                  # the layers' fallback: no idmapped overlay
 
     @property
     def enabled(self) -> bool:
@@ -100,15 +102,33 @@ def maps_for(cid: str, hc: HostConfig, settings: UsernsSettings) -> IdMaps | Non
         if r is None:
             raise InvalidArgument(f"container {cid[:12]} has no user namespace range (was it created by "
                                   "a berthd without a subordinate id pool?)")
-        return IdMaps(uid=((0, r.uid, r.size),), gid=((0, r.gid, r.size),))
+        return _maps_of(r)
     if not hc.UsernsMode and settings.remap:
         return settings.remap_maps
     return None
 
 
+def _maps_of(r: IdRange) -> IdMaps:
+    return IdMaps(uid=((0, r.uid, r.size),), gid=((0, r.gid, r.size),))
+
+
 def release(cid: str, settings: UsernsSettings) -> None:
-    if settings.pool is not None:
-        settings.pool.release(cid)
+    """Free the container's range, and the copies of layers made for it (an auto range is
+    one container's; userns-remap's is every container's and keeps them)."""
+    if settings.pool is None:
+        return
+    r = settings.pool.get(cid)
+    settings.pool.release(cid)
+    if r is not None and settings.copies is not None:
+        settings.copies.release(_maps_of(r))
+
+
+def image_tree(maps: IdMaps, lowers: list[Path], settings: UsernsSettings, data: DataRoot) -> tuple[Path, bool]:
+    """The tree the overlay's lower dirs are under, and whether it is to be idmapped: image/,
+    or the range's chown'd copy of ``lowers`` (made here where missing: blocking)."""
+    if settings.copies is None:
+        return data.root / "image", True
+    return settings.copies.ensure(maps, lowers), False
 
 
 def overlay_options(lowers: list[Path], data: DataRoot) -> str:
@@ -119,17 +139,17 @@ def overlay_options(lowers: list[Path], data: DataRoot) -> str:
     return f"lowerdir={':'.join(rel)},upperdir=upper,workdir=work"
 
 
-def apply(spec: Spec, maps: IdMaps, d: ContainerDir, data: DataRoot) -> None:
+def apply(spec: Spec, maps: IdMaps, d: ContainerDir, data: DataRoot, tree: tuple[Path, bool]) -> None:
     """The user namespace into ``spec`` (built with ``overlay_options``), and the container's
-    directory ready for its root: the mount point of image/, the writable layer, the /etc
-    files and fresh volumes owned by the container's uid and gid 0."""
+    directory ready for its root: the mount point of ``tree`` (``image_tree``), the writable
+    layer, the /etc files and fresh volumes owned by the container's uid and gid 0."""
     assert spec.linux is not None
     spec.linux.namespaces = [*(spec.linux.namespaces or []), Namespace(type="user")]
     spec.linux.uidMappings = [IDMapping(containerID=c, hostID=h, size=n) for c, h, n in maps.uid]
     spec.linux.gidMappings = [IDMapping(containerID=c, hostID=h, size=n) for c, h, n in maps.gid]
     notes = dict(spec.annotations or {})
     if ANNOTATION_OVERLAY in notes:
-        notes[ANNOTATION_IDMAP] = f"{data.root / 'image'}\n{LOWER}"
+        notes[ANNOTATION_IDMAP] = f"{tree[0]}\n{LOWER}" + ("" if tree[1] else "\ncopy")
     spec.annotations = notes
     (d.root / LOWER).mkdir(exist_ok=True)
     uid, gid = maps.host_uid(0), maps.host_gid(0)

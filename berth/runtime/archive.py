@@ -15,9 +15,9 @@ one it makes with the maps while stopped), so the kernel maps every id both ways
 out carries the container's own ids (65534, the overflow id, for an unmapped one), and one
 copied in is written with the host ids its ids map to (an id outside the map is refused with
 dockerd's words). Stopped, the overlay's lower dirs are under an idmapped tree of
-``--image-tree`` attached at ``lower/`` of ``--chdir`` (the container's directory: the
-options are relative to it, as the init's are), and a ``--bind`` whose mode has ``idmap`` is
-idmapped as well.
+``--image-tree`` (with ``--image-copy``: a chown'd copy, not idmapped) attached at ``lower/``
+of ``--chdir`` (the container's directory: the options are relative to it, as the init's
+are), and a ``--bind`` whose mode has ``idmap`` is idmapped as well.
 
 Then it imports everything it needs and chroots into the container's root, so every path and
 every symlink (``/etc/x -> /``, ``../../..``) resolves inside the container: nothing read or
@@ -51,6 +51,7 @@ from berth.runtime import users
 from berth.runtime.userns import IdMaps, UserNamespace
 
 _maps: IdMaps | None = None  # the container's user namespace, if any (set by main)
+_image_copy = False  # --image-copy: the image tree is a chown'd copy, attached as it is
 
 
 class _Fail(Exception):
@@ -269,7 +270,7 @@ def _mount_stopped(overlay: str, mnt: str | None, binds: list[str], image_tree: 
     """A stopped container's root at ``mnt``, in a mount namespace of the helper's own: in a
     user namespace, the image's tree idmapped at ``lower/`` first (the cwd is the container's
     directory, the overlay's options are relative to it)."""
-    tree = ns.trees([(image_tree, True)])[0] if ns is not None and image_tree else -1
+    tree = ns.trees([(image_tree, not _image_copy)])[0] if ns is not None and image_tree else -1
     try:
         sched.unshare(CloneFlags.NEWNS)
         lmount.mount(None, "/", None, MF.PRIVATE | MF.REC)
@@ -298,7 +299,8 @@ def main(argv: list[str]) -> int:
     binds = [opts[i + 1] for i, o in enumerate(opts) if o == "--bind"]
     chown_user = opts[opts.index("--chown-user") + 1] if "--chown-user" in opts else ""
     image_tree = opts[opts.index("--image-tree") + 1] if "--image-tree" in opts else None
-    global _maps
+    global _maps, _image_copy
+    _image_copy = "--image-copy" in opts
     if "--idmaps" in opts:
         _maps = IdMaps.decode(opts[opts.index("--idmaps") + 1])
     if "--chdir" in opts:

@@ -251,15 +251,16 @@ def _id_maps(spec: oci.Spec) -> IdMaps | None:
                   gid=tuple((m.containerID, m.hostID, m.size) for m in linux.gidMappings))
 
 
-def _idmap_lower(notes: dict[str, str]) -> tuple[str, str] | None:
-    """``berth.rootfs.idmap``: ``<source dir>\\n<mount point>``."""
+def _idmap_lower(notes: dict[str, str]) -> tuple[str, str, bool] | None:
+    """``berth.rootfs.idmap``: ``<source dir>\\n<mount point>[\\ncopy]`` -> (source, mount
+    point, idmapped): ``copy`` names a chown'd copy of the layers, attached as it is."""
     value = notes.get(ANNOTATION_IDMAP)
     if not value:
         return None
-    src, _, target = value.partition("\n")
-    if not src or not target:
+    src, target, *rest = value.split("\n")
+    if not src or not target or rest not in ([], ["copy"]):
         raise PlanError(f"bad {ANNOTATION_IDMAP} annotation {value!r}")
-    return src, target
+    return src, target, not rest
 
 
 def _caps(spec: oci.Spec, host: HostInfo) -> CapPlan | None:
@@ -364,6 +365,6 @@ def build_plan(spec: oci.Spec, host: HostInfo, *, seccomp_bpf: bytes | None = No
         seccomp_early=seccomp_bpf is not None and not proc.noNewPrivileges,
         group_add=tuple(g for g in notes.get(ANNOTATION_GROUPS, "").split(",") if g),
         userns=userns,
-        userns_trees=(((lower[0], True),) if lower else ()) + binds if userns is not None else (),
+        userns_trees=(((lower[0], lower[2]),) if lower else ()) + binds if userns is not None else (),
         idmap_lower=lower[1] if lower else None,
     )

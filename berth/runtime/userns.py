@@ -138,3 +138,35 @@ class UserNamespace:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+# overlayfs takes idmapped lower layers from Linux 5.19 on (idmapped mounts themselves: 5.12)
+_IDMAPPED_OVERLAY = (5, 19)
+
+
+def idmapped_overlay(path: str, release: str | None = None) -> bool:
+    """Whether the layers under ``path`` can be idmapped lower dirs of an overlay: a kernel
+    recent enough, and a file system that takes MOUNT_ATTR_IDMAP (tried on a detached tree).
+    Forks (the holder): run it in a helper process, never in berthd."""
+    rel = release if release is not None else os.uname().release
+    try:
+        version = tuple(int(x) for x in rel.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    if version < _IDMAPPED_OVERLAY:
+        return False
+    try:
+        ns = UserNamespace.create(IdMaps(uid=((0, 0, 1),), gid=((0, 0, 1),)))
+        try:
+            for tree in ns.trees([(path, True)]):
+                os.close(tree)
+        finally:
+            ns.close()
+    except OSError:
+        return False
+    return True
+
+
+if __name__ == "__main__":  # python -m berth.runtime.userns probe PATH: exit 0 when idmapped overlay works
+    import sys
+    sys.exit(0 if sys.argv[1:2] == ["probe"] and idmapped_overlay(sys.argv[2]) else 1)

@@ -24,13 +24,15 @@ DOCKER = "/usr/local/bin/docker"
 POOL = (300000, 1000000)
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
+@pytest.fixture(scope="module", params=["idmap", "copy"])
+def daemon(request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """Image layers idmapped, and (``copy``) the fallback without idmapped overlay, forced."""
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
     if not os.path.exists("/proc/self/ns/user"):
         pytest.skip("no user namespaces in this kernel")
-    d = Daemon(args=["--userns-default", "auto"])
+    env = {"BERTH_FORCE_USERNS_COPY": "1"} if request.param == "copy" else {}
+    d = Daemon(args=["--userns-default", "auto"], env=env)
     d.base.mkdir(parents=True, exist_ok=True)
     for name in ("subuid", "subgid"):
         (d.base / name).write_text(f"someone:100000:65536\nberth:{POOL[0]}:{POOL[1]}\n")
@@ -163,9 +165,45 @@ def test_bad_modes_and_exhausted_ranges(daemon: Daemon) -> None:
     assert not before
 
 
-def test_info_shows_the_default(daemon: Daemon) -> None:
+def _copying(d: Daemon) -> bool:
+    return d.extra_env.get("BERTH_FORCE_USERNS_COPY") == "1"
+
+
+def test_info_shows_the_default_and_the_layers(daemon: Daemon) -> None:
     r = _docker(daemon, "info", "-f", "{{json .SecurityOptions}}")
     assert "name=userns,default=auto" in json.loads(r.stdout)
+    text = _docker(daemon, "info").stdout
+    want = "chown'd copy per id range (forced by BERTH_FORCE_USERNS_COPY)" if _copying(daemon) else "idmapped mounts"
+    assert f"User namespace layers: {want}" in text, text
+
+
+def _copies(d: Daemon) -> list[Path]:
+    top = d.data_root / "image" / "userns"
+    return sorted(top.iterdir()) if top.exists() else []
+
+
+def test_layers_copied_per_range_only_in_the_fallback(daemon: Daemon) -> None:
+    """idmapped: no copy of any layer; the fallback: one chown'd copy per range, gone with the
+    range's last container."""
+    assert _docker(daemon, "run", "-d", "--name", "uns-cp1", "busybox", "sleep", "60").returncode == 0
+    try:
+        base = _host_ids(_pid(daemon, "uns-cp1"))[0]
+        copies = _copies(daemon)
+        if not _copying(daemon):
+            assert copies == []
+            return
+        assert len(copies) == 1
+        bb = next((copies[0] / "l").iterdir()) / "bin" / "busybox"
+        st = bb.stat()
+        assert (st.st_uid, st.st_gid) == (base, base) and st.st_mode & 0o777 == 0o755
+        layer = next((daemon.data_root / "image" / "l").iterdir()) / "bin" / "busybox"
+        assert layer.stat().st_uid == 0  # the image's own layer is never chowned
+        # setuid survives the chown, hard links stay one inode
+        r = _docker(daemon, "exec", "uns-cp1", "sh", "-c", "stat -c %u:%g:%h /bin/busybox /bin/sh")
+        assert r.stdout.split() == [f"0:0:{st.st_nlink}"] * 2, r
+    finally:
+        _docker(daemon, "rm", "-f", "uns-cp1")
+    assert _copies(daemon) == []
 
 
 def test_commit_and_build_layers_carry_the_containers_own_ids(daemon: Daemon, tmp_path: Path) -> None:

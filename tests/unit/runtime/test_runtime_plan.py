@@ -166,6 +166,14 @@ def test_user_namespace_plan() -> None:
     assert ("/c/hosts", False) in trees and len(trees) == 1 + [m.kind for m in plan.mounts].count(MountKind.BIND)
     data = next(m for m in plan.mounts if m.dest == "/data")
     assert data.idmap and data.data is None
+    # the fallback without idmapped overlay: a chown'd copy of the layers, attached as it is
+    spec.annotations["berth.rootfs.idmap"] = "/var/lib/berth/image/userns/k\nlower\ncopy"
+    plan = build_plan(spec, HOST, is_dir=os.path.isdir)
+    assert plan.userns_trees[0] == ("/var/lib/berth/image/userns/k", False) and plan.idmap_lower == "lower"
+    spec.annotations["berth.rootfs.idmap"] = "/x\nlower\nchown"
+    with pytest.raises(PlanError, match="bad berth.rootfs.idmap annotation"):
+        build_plan(spec, HOST, is_dir=os.path.isdir)
+    del spec.annotations["berth.rootfs.idmap"]
     spec.linux.namespaces.pop()
     with pytest.raises(PlanError, match="idmap mount option needs a user namespace"):
         build_plan(spec, HOST, is_dir=os.path.isdir)
