@@ -53,7 +53,7 @@ class Creator:
         if not config.Hostname:
             config.Hostname = cid[:12]
         _defaults(hc)
-        container_userns.at_create(cid, hc, self.t.userns)
+        container_userns.at_create(cid, hc, self.t.userns, lambda ref: self.t.get(ref).id)
         if hc.Links:
             hc.Links = links.normalize(self.t, name, hc.Links, hc.NetworkMode)
         c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,

@@ -17,10 +17,11 @@ container's root); a bind or volume with the ``idmap`` option is seen through th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth.errors import InvalidArgument, Unsupported
+from berth.errors import InvalidArgument, NotFound, Unsupported
 from berth.oci.spec import IDMapping, Namespace, Spec
 from berth.runtime.defaults import ANNOTATION_IDMAP, ANNOTATION_OVERLAY
 from berth.engine.userns_copies import LayerCopies
@@ -57,9 +58,20 @@ def check_mode(mode: str) -> None:
     parse_size(mode)
 
 
-def at_create(cid: str, hc: HostConfig, settings: UsernsSettings) -> None:
-    """Record the container's mode in ``hc`` and allocate its range. Raises InvalidArgument
-    (a bad mode; auto with the host's pid or network namespace), RangesExhausted."""
+def _donor(hc: HostConfig) -> str:
+    """The container whose pid, ipc or network namespace this one joins ("" if none)."""
+    for mode in (hc.PidMode, hc.IpcMode, hc.NetworkMode):
+        if mode.startswith("container:"):
+            return mode.split(":", 1)[1]
+    return ""
+
+
+def at_create(cid: str, hc: HostConfig, settings: UsernsSettings, resolve: Callable[[str], str]) -> None:
+    """Record the container's mode in ``hc`` and allocate its range: one of its own, or, when
+    it joins another container's namespaces, that container's (it joins its user namespace
+    too, as dockerd makes it: "to share a PID namespace, they must also share a user
+    namespace"). ``resolve``: a container reference -> its ID. Raises InvalidArgument (a bad
+    mode; auto with the host's pid, ipc or network namespace), RangesExhausted."""
     mode = hc.UsernsMode
     check_mode(mode)
     explicit = bool(mode)
@@ -70,7 +82,8 @@ def at_create(cid: str, hc: HostConfig, settings: UsernsSettings) -> None:
     if not mode.startswith("auto"):
         _no_idmap(hc)
         return
-    host_ns = [f"--{what}=host" for what, m in (("network", hc.NetworkMode), ("pid", hc.PidMode)) if m == "host"]
+    host_ns = [f"--{what}=host" for what, m in (("network", hc.NetworkMode), ("pid", hc.PidMode),
+                                                ("ipc", hc.IpcMode)) if m == "host"]
     if host_ns:
         if explicit:
             raise InvalidArgument(f"--userns={mode} cannot be used with {' and '.join(host_ns)}: the host's "
@@ -80,7 +93,19 @@ def at_create(cid: str, hc: HostConfig, settings: UsernsSettings) -> None:
         return
     if settings.pool is None:
         raise Unsupported("user namespaces are not available: berthd has no subordinate id pool")
-    settings.pool.allocate(cid, parse_size(mode))
+    donor = _donor(hc)
+    try:
+        donor_id = resolve(donor) if donor else ""
+    except NotFound:  # the start says so, as dockerd's does
+        donor, donor_id = "", ""
+    if donor and settings.pool.share(cid, donor_id) is None:
+        if explicit:
+            raise InvalidArgument(f"--userns={mode} cannot join the namespaces of container {donor}, which "
+                                  "runs in the host's user namespace (use --userns=host)")
+        hc.UsernsMode = "host"
+        return
+    if not donor:
+        settings.pool.allocate(cid, parse_size(mode))
     hc.UsernsMode = mode
 
 
@@ -119,7 +144,7 @@ def release(cid: str, settings: UsernsSettings) -> None:
         return
     r = settings.pool.get(cid)
     settings.pool.release(cid)
-    if r is not None and settings.copies is not None:
+    if r is not None and settings.copies is not None and not settings.pool.in_use(r):
         settings.copies.release(_maps_of(r))
 
 
@@ -144,7 +169,7 @@ def apply(spec: Spec, maps: IdMaps, d: ContainerDir, data: DataRoot, tree: tuple
     directory ready for its root: the mount point of ``tree`` (``image_tree``), the writable
     layer, the /etc files and fresh volumes owned by the container's uid and gid 0."""
     assert spec.linux is not None
-    spec.linux.namespaces = [*(spec.linux.namespaces or []), Namespace(type="user")]
+    spec.linux.namespaces = [*(spec.linux.namespaces or []), Namespace(type="user", path=_joined_userns(spec))]
     spec.linux.uidMappings = [IDMapping(containerID=c, hostID=h, size=n) for c, h, n in maps.uid]
     spec.linux.gidMappings = [IDMapping(containerID=c, hostID=h, size=n) for c, h, n in maps.gid]
     notes = dict(spec.annotations or {})
@@ -159,6 +184,22 @@ def apply(spec: Spec, maps: IdMaps, d: ContainerDir, data: DataRoot, tree: tuple
         if m.type == "bind" and m.source and Path(m.source).parent.parent == data.volumes \
                 and "idmap" not in (m.options or []):  # idmapped, the disk's 0 is the container's root
             _chown_fresh(Path(m.source), uid, gid)
+
+
+def _joined_userns(spec: Spec) -> str | None:
+    """The user namespace of the container whose namespaces ``spec`` joins (``/proc/<its
+    pid>/ns/...``), when it is not the host's; None: a new one."""
+    assert spec.linux is not None
+    for ns in spec.linux.namespaces or ():
+        parts = (ns.path or "").split("/")
+        if len(parts) == 5 and parts[:2] == ["", "proc"] and parts[2].isdigit() and parts[3] == "ns":
+            user = f"/proc/{parts[2]}/ns/user"
+            try:
+                if os.stat(user).st_ino != os.stat("/proc/self/ns/user").st_ino:
+                    return user
+            except FileNotFoundError:
+                pass
+    return None
 
 
 def _chown(p: Path, uid: int, gid: int) -> None:

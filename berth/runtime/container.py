@@ -243,7 +243,10 @@ def _user_namespace(plan: Plan) -> tuple[int, ...]:
     if plan.userns is None:
         return ()
     try:
-        ns = UserNamespace.create(plan.userns)
+        if plan.userns_path:  # another container's, whose namespaces this one joins
+            ns = UserNamespace(os.open(plan.userns_path, os.O_RDONLY | os.O_CLOEXEC))
+        else:
+            ns = UserNamespace.create(plan.userns)
     except OSError as e:
         raise SetupFailed(f"userns: create user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
     try:

@@ -206,6 +206,9 @@ def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
     _Step.name = "rlimits"
     for res, soft, hard in plan.rlimits:  # raising a hard limit needs the host's CAP_SYS_RESOURCE
         lrlimit.setrlimit(res, soft, hard)
+    if plan.oom_score_adj is not None:  # /proc/self/ stays root's (not dumpable past setns)
+        _Step.name = "oom_score_adj"
+        _oom_score_adj(plan.oom_score_adj)
     _Step.name = "userns"
     sched.setns(userns[0], sched.CloneFlags.NEWUSER)
     os.setgroups([])
@@ -218,6 +221,9 @@ def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
         if pid:
             _sync.send(report, _sync.Forked(pid=pid))
             os._exit(0)
+        os.setsid()  # PID 1 leads the session its terminal (if any) is the controlling tty of
+        if plan.terminal and os.isatty(0):
+            ltty.set_controlling_tty(0)
     return plan
 
 
@@ -267,7 +273,7 @@ def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple
         step.name = "rlimits"
         for res, soft, hard in plan.rlimits:
             lrlimit.setrlimit(res, soft, hard)
-    if plan.oom_score_adj is not None:
+    if plan.oom_score_adj is not None and plan.userns is None:
         step.name = "oom_score_adj"
         _oom_score_adj(plan.oom_score_adj)
     return _become_process(plan)

@@ -166,6 +166,7 @@ class Plan:
     # source in order (idmapped when asked), since the container's root may not reach them;
     # where the image's is attached before the overlay is mounted (its lowerdirs are under it).
     userns: IdMaps | None = None
+    userns_path: str | None = None  # join this user namespace (another container's: same maps)
     userns_trees: tuple[tuple[str, bool], ...] = ()
     idmap_lower: str | None = None
 
@@ -238,13 +239,12 @@ def _namespaces(spec: oci.Spec) -> tuple[int, tuple[tuple[str, int], ...], int, 
 
 
 def _id_maps(spec: oci.Spec) -> IdMaps | None:
-    """The maps of a new user namespace, None without one."""
+    """The maps of the container's user namespace (a new one, or the one it joins: then the
+    maps are that namespace's), None without one."""
     linux = spec.linux or oci.Linux()
     users = [ns for ns in linux.namespaces or () if ns.type == "user"]
     if not users:
         return None
-    if users[0].path:
-        raise PlanError("joining an existing user namespace is not supported")
     if not linux.uidMappings or not linux.gidMappings:
         raise PlanError("a user namespace needs linux.uidMappings and linux.gidMappings")
     return IdMaps(uid=tuple((m.containerID, m.hostID, m.size) for m in linux.uidMappings),
@@ -365,6 +365,7 @@ def build_plan(spec: oci.Spec, host: HostInfo, *, seccomp_bpf: bytes | None = No
         seccomp_early=seccomp_bpf is not None and not proc.noNewPrivileges,
         group_add=tuple(g for g in notes.get(ANNOTATION_GROUPS, "").split(",") if g),
         userns=userns,
+        userns_path=next((ns.path for ns in linux.namespaces or () if ns.type == "user" and ns.path), None),
         userns_trees=(((lower[0], lower[2]),) if lower else ()) + binds if userns is not None else (),
         idmap_lower=lower[1] if lower else None,
     )

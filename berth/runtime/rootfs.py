@@ -155,9 +155,30 @@ def _device(rootfs: str, node: DeviceNode) -> None:
     except PermissionError:
         # No CAP_MKNOD here (e.g. a user namespace): bind the host's node instead.
         _mount_point(path, False)
-        _bind(node.path, path, MF.BIND)
+        _bind(_host_node(node), path, MF.BIND)
         return
     os.chown(path, node.uid, node.gid)
+
+
+def _host_node(node: DeviceNode) -> str:
+    """The host's node of ``node``'s device: its own path when that is the device (the spec
+    names the container's path: ``--device /dev/null:/dev/mynull``), else the one in /dev."""
+    kind = {"c": stat.S_IFCHR, "b": stat.S_IFBLK}.get(node.kind)
+    rdev = os.makedev(node.major, node.minor)
+
+    def same(p: str) -> bool:
+        try:
+            st = os.stat(p)
+        except OSError:
+            return False
+        return stat.S_IFMT(st.st_mode) == kind and st.st_rdev == rdev
+    if kind is None or same(node.path):
+        return node.path
+    for d in ("/dev", *(e.path for e in os.scandir("/dev") if e.is_dir(follow_symlinks=False))):
+        for e in os.scandir(d):
+            if not e.is_symlink() and same(e.path):
+                return e.path
+    return node.path
 
 
 def apply_dev(plan: Plan) -> None:

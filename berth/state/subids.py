@@ -154,6 +154,22 @@ class SubidPool:
             tx.execute("INSERT OR REPLACE INTO userns_ranges VALUES (?, ?, ?, ?)", (container_id, uid, gid, size))
         return IdRange(uid, gid, size)
 
+    def share(self, container_id: str, donor_id: str) -> IdRange | None:
+        """Record ``donor_id``'s range for ``container_id`` too (a container that joins the
+        donor's namespaces, and so its user namespace): the range stays in use until both
+        are released. None when the donor has no range."""
+        with self.db.tx() as tx:
+            row = tx.execute("SELECT uid, gid, size FROM userns_ranges WHERE container_id = ?",
+                             (donor_id,)).fetchone()
+            if row is None:
+                return None
+            tx.execute("INSERT OR REPLACE INTO userns_ranges VALUES (?, ?, ?, ?)", (container_id, *row))
+        return IdRange(*row)
+
+    def in_use(self, r: IdRange) -> bool:
+        return self.db.one("SELECT 1 FROM userns_ranges WHERE uid = ? AND gid = ? AND size = ?",
+                           (r.uid, r.gid, r.size)) is not None
+
     def get(self, container_id: str) -> IdRange | None:
         row = self.db.one("SELECT uid, gid, size FROM userns_ranges WHERE container_id = ?", (container_id,))
         return IdRange(*row) if row else None

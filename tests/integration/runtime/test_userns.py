@@ -384,3 +384,25 @@ def test_mount_idmap_on_and_off(daemon: Daemon, tmp_path: Path) -> None:
         assert not _docker(daemon, "ps", "-aq").stdout.split()
     finally:
         _docker(daemon, "volume", "rm", "uns-mv")
+
+
+def test_joining_another_containers_namespaces_joins_its_user_namespace(daemon: Daemon) -> None:
+    r = _docker(daemon, "run", "-d", "--name", "uns-donor", "--ipc=shareable", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        donor_map = _docker(daemon, "exec", "uns-donor", "cat", "/proc/self/uid_map").stdout.split()
+        donor_userns = os.readlink(f"/proc/{_pid(daemon, 'uns-donor')}/ns/user")
+        for ns in ("pid", "ipc", "network"):
+            r = _docker(daemon, "run", "--rm", f"--{ns}", "container:uns-donor", "busybox", "sh", "-c",
+                        "cat /proc/self/uid_map; readlink /proc/self/ns/user; ps -o comm")
+            assert r.returncode == 0, (ns, r)
+            lines = r.stdout.split("\n")
+            assert lines[0].split() == donor_map and lines[1] == donor_userns, (ns, r.stdout)
+            assert ("sleep" in lines[2:]) == (ns == "pid"), (ns, r.stdout)
+        # the host's ipc namespace: the daemon's default gives way, as for --pid/--network=host
+        r = _docker(daemon, "run", "--rm", "--ipc=host", "busybox", "cat", "/proc/self/uid_map")
+        assert r.returncode == 0 and r.stdout.split() == ["0", "0", "4294967295"], r
+        r = _berth(daemon, "run", "--rm", "--userns=auto", "--ipc=host", "busybox", "true")
+        assert r.returncode == 125 and "cannot be used with --ipc=host" in r.stderr, r
+    finally:
+        _docker(daemon, "rm", "-f", "uns-donor")

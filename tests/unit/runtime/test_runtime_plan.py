@@ -87,9 +87,12 @@ def test_namespace_paths_and_errors() -> None:
     spec.linux.namespaces.append(oci.Namespace(type="user"))
     with pytest.raises(PlanError, match="uidMappings"):
         build_plan(spec, HOST, is_dir=os.path.isdir)
+    # joining another container's user namespace (its maps given too: the plan's ids)
     spec.linux.namespaces[-1] = oci.Namespace(type="user", path="/proc/7/ns/user")
-    with pytest.raises(PlanError, match="existing user namespace"):
-        build_plan(spec, HOST, is_dir=os.path.isdir)
+    spec.linux.uidMappings = spec.linux.gidMappings = [oci.IDMapping(containerID=0, hostID=100000, size=65536)]
+    plan = build_plan(spec, HOST, is_dir=os.path.isdir)
+    assert plan.userns_path == "/proc/7/ns/user" and plan.userns is not None
+    assert plan.prefork_join == (("/proc/7/ns/pid", int(CloneFlags.NEWPID)),)
     with pytest.raises(PlanError, match="args"):
         build_plan(oci.Spec(process=oci.Process(), root=oci.Root(path="/r")), HOST)
 
