@@ -333,7 +333,7 @@ def _join_cgroup_tasks(tasks: tuple[str, ...], strict: bool = False) -> None:
 def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
                 console: int | None, cgroup_tasks: tuple[str, ...] = ()) -> tuple[str | None, str, list[str]]:
     """An exec'd process: join the container's cgroup (when ``cgroup_tasks``, else the parent
-    did) and namespaces (already in its pid namespace, see container.exec_process), then the
+    did) and namespaces (already in its pid namespace, see container_exec.exec_process), then the
     same security steps as the init."""
     step = _Step
     step.name = "sync"

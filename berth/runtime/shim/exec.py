@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from berth.runtime.container import ExecContext
+from berth.runtime.container_exec import ExecContext
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExecReply, SpawnRequest, frame
 from berth.runtime.shim.stdio import POLLIN, Client, Hub, write_all
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
-    from berth.runtime.container import ExecContext
+    from berth.runtime.container_exec import ExecContext
 
 
 class ExecSession:

@@ -27,12 +27,12 @@ import msgspec
 from berth import runtime
 from berth.linux import tty
 from berth.oci.spec import decode_spec
-from berth.runtime.container import exec_process, exec_spec
+from berth.runtime.container_exec import exec_process, exec_spec
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import ExecReply, Reply, SpawnReply, SpawnRequest
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
-    from berth.runtime.container import ExecContext
+    from berth.runtime.container_exec import ExecContext
     from berth.runtime.external import OCIRuntime
 
 
@@ -279,7 +279,7 @@ def external_exec_child(req: SpawnRequest, ex: protocol.Exec, in_r: int, out_w: 
     try:
         signal.set_wakeup_fd(-1)
         from berth.oci.spec import decode_spec
-        from berth.runtime.container import exec_spec
+        from berth.runtime.container_exec import exec_spec
         from berth.runtime.external import resolve_process
         rt = external(req)
         assert rt is not None
