@@ -21,6 +21,7 @@ from berth.build import instructions as ins
 from berth.build.output import BuildFailed
 from berth.build.steps import shell
 from berth.engine import build_support as bs
+from berth.engine import container_userns
 from berth.errors import InvalidArgument
 from berth.schema.containers import CreateRequest, HostConfig
 
@@ -76,6 +77,10 @@ async def _run_container(b: Build, st: StageState, cmd: ins.Run, argv: list[str]
                     ShmSize=o.shmsize, Memory=o.memory, MemorySwap=o.memswap, CpuShares=o.cpushares,
                     CpusetCpus=o.cpusetcpus, CpuPeriod=o.cpuperiod, CpuQuota=o.cpuquota,
                     PidsLimit=b.b.pids_limit or None, Mounts=mounts or None)
+    if container_userns.default_applies(hc, b.b.containers.userns):
+        for m in mounts:  # cache dirs, secrets, context files: the build's own, the step's ids on disk
+            if m["Type"] == "bind":
+                m.setdefault("BindOptions", {})["Idmap"] = True
     req = CreateRequest(Image=st.image_id, Cmd=argv, Entrypoint=[""], Env=list(cc.Env or []) + args_env,
                         WorkingDir=cc.WorkingDir, User=cc.User, Labels={bs.BUILD_LABEL: b.id},
                         Healthcheck={"Test": ["NONE"]}, AttachStdout=True, AttachStderr=True, HostConfig=hc)

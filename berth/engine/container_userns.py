@@ -58,6 +58,14 @@ def check_mode(mode: str) -> None:
     parse_size(mode)
 
 
+def default_applies(hc: HostConfig, settings: UsernsSettings) -> bool:
+    """Whether a container created with ``hc`` and no UsernsMode gets a user namespace
+    (the daemon's userns-remap, or its userns-default where no host namespace is asked)."""
+    if hc.UsernsMode or not settings.enabled:
+        return hc.UsernsMode.startswith("auto")
+    return bool(settings.remap) or "host" not in (hc.NetworkMode, hc.PidMode, hc.IpcMode)
+
+
 def _donor(hc: HostConfig) -> str:
     """The container whose pid, ipc or network namespace this one joins ("" if none)."""
     for mode in (hc.PidMode, hc.IpcMode, hc.NetworkMode):
