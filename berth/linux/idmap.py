@@ -1,5 +1,6 @@
 """Idmapped mounts and user namespace maps: open_tree(2), mount_setattr(2) with
-MOUNT_ATTR_IDMAP, move_mount(2) (Linux >= 5.12), and /proc/<pid>/{uid,gid}_map.
+MOUNT_ATTR_IDMAP, move_mount(2) (Linux >= 5.12), and /proc/<pid>/{uid,gid}_map; a new
+detached file system mount (fsopen(2), fsconfig(2), fsmount(2)).
 
 An idmapped mount shows a tree's files through a user namespace's mapping without changing
 them on disk: ``tree = open_tree(path, clone=True)``, ``set_idmap(tree, userns_fd)``, then
@@ -17,6 +18,12 @@ from berth.linux._libc import check, cstr, fn
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
 SYS_MOUNT_SETATTR = 442
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+FSOPEN_CLOEXEC = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
 
 OPEN_TREE_CLONE = 1
 AT_FDCWD = -100
@@ -59,6 +66,24 @@ def move_mount(tree: int, target: str | os.PathLike[str]) -> None:
     """Attach the detached mount ``tree`` at ``target``."""
     check(_move_mount(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, cstr(target), MOVE_MOUNT_F_EMPTY_PATH),
           "move_mount", os.fspath(target))
+
+
+_fsopen = fn("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_char_p, ctypes.c_uint)
+_fsconfig = fn("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p,
+               ctypes.c_void_p, ctypes.c_int)
+_fsmount = fn("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_uint, ctypes.c_uint)
+
+
+def fsmount_new(fstype: str, attrs: int = 0) -> int:
+    """A detached mount of a new ``fstype`` file system (no source, no options), made with the
+    caller's namespaces (sysfs: its network namespace's devices); MOUNT_ATTR_* ``attrs``
+    (RDONLY 1, NOSUID 2, NODEV 4, NOEXEC 8). Attach it with ``move_mount``."""
+    fs = int(check(_fsopen(SYS_FSOPEN, cstr(fstype), FSOPEN_CLOEXEC), "fsopen", fstype))
+    try:
+        check(_fsconfig(SYS_FSCONFIG, fs, FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig", fstype)
+        return int(check(_fsmount(SYS_FSMOUNT, fs, FSMOUNT_CLOEXEC, attrs), "fsmount", fstype))
+    finally:
+        os.close(fs)
 
 
 def write_id_maps(pid: int, uid_map: str, gid_map: str) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 
 from berth.linux import caps as lcaps
 from berth.linux import fd as lfd
+from berth.linux import idmap as lidmap
 from berth.linux import net as lnet
 from berth.linux import prctl
 from berth.linux import rlimit as lrlimit
@@ -186,6 +187,10 @@ def _console(sock: int, bind: bool = True) -> None:
     ltty.set_controlling_tty(0)
 
 
+_sysfs = -1  # a detached sysfs of the container's network namespace (_enter_userns)
+_MOUNT_ATTRS = 0xF  # MS_RDONLY, NOSUID, NODEV, NOEXEC have MOUNT_ATTR_*'s values
+
+
 def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
     """In a user namespace: join the given (host-owned) namespaces and write the network
     sysctls and rlimits while still host root, setns into the user namespace (fd
@@ -209,6 +214,13 @@ def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
     if plan.oom_score_adj is not None:  # /proc/self/ stays root's (not dumpable past setns)
         _Step.name = "oom_score_adj"
         _oom_score_adj(plan.oom_score_adj)
+    sysfs = next((s for s in plan.mounts if s.fstype == "sysfs"), None)
+    if sysfs is not None and not plan.unshare & sched.CloneFlags.NEWNET:
+        # the netns is the host's user namespace's: only its root can mount its sysfs (the
+        # container's devices, not the host's): detached now, attached in the rootfs
+        _Step.name = "sysfs"
+        global _sysfs
+        _sysfs = lidmap.fsmount_new("sysfs", sysfs.flags & _MOUNT_ATTRS)
     _Step.name = "userns"
     sched.setns(userns[0], sched.CloneFlags.NEWUSER)
     os.setgroups([])
@@ -254,7 +266,7 @@ def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple
     step.name = "rootfs"
     trees = list(userns[1:])
     rootfs.enter_rootfs(plan, trees)
-    rootfs.apply_mounts(plan, cg_paths, trees)
+    rootfs.apply_mounts(plan, cg_paths, trees, _sysfs)
     rootfs.apply_dev(plan)
     step.name = "pivot_root"
     rootfs.pivot(plan.rootfs)

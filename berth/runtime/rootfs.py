@@ -116,19 +116,24 @@ def _attach(tree: int, target: str, flags: int) -> None:
         lmount.mount(None, target, None, rest | MF.BIND | MF.REMOUNT | _kept_flags(target))
 
 
-def _fs(step: MountStep, target: str, plan: Plan) -> None:
+def _fs(step: MountStep, target: str, plan: Plan, sysfs: int) -> None:
+    if step.fstype == "sysfs" and sysfs >= 0:
+        lidmap.move_mount(sysfs, target)
+        return
     try:
         lmount.mount(step.source, target, step.fstype, step.flags, step.data)
     except PermissionError:
         # sysfs in a user namespace needs the network namespace to be the user namespace's
-        # too; with berthd's (the host's) one, bind the host's /sys read-only instead, as runc.
+        # too; with berthd's (the host's) one and no detached sysfs, bind the host's /sys
+        # read-only instead, as runc.
         if step.fstype != "sysfs" or plan.userns is None:
             raise
         _bind("/sys", target, step.flags | MF.BIND | MF.REC | MF.RDONLY)
 
 
-def apply_mounts(plan: Plan, cg_paths: dict[str, str], trees: list[int] | None = None) -> None:
-    """The spec's mounts in order; ``trees``: in a user namespace, the binds' detached mounts."""
+def apply_mounts(plan: Plan, cg_paths: dict[str, str], trees: list[int] | None = None, sysfs: int = -1) -> None:
+    """The spec's mounts in order; ``trees``: in a user namespace, the binds' detached mounts;
+    ``sysfs``: a detached sysfs the init made in the network namespace as the host's root."""
     for step in plan.mounts:
         target = secure_join(plan.rootfs, step.dest)
         _mount_point(target, step.kind is not MountKind.BIND or step.source_is_dir)
@@ -139,7 +144,7 @@ def apply_mounts(plan: Plan, cg_paths: dict[str, str], trees: list[int] | None =
         elif step.kind is MountKind.BIND:
             _bind(step.source or "", target, step.flags, step.data)
         else:
-            _fs(step, target, plan)
+            _fs(step, target, plan, sysfs)
         if step.propagation:
             lmount.mount(None, target, None, step.propagation)
 

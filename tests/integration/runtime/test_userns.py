@@ -406,3 +406,14 @@ def test_joining_another_containers_namespaces_joins_its_user_namespace(daemon: 
         assert r.returncode == 125 and "cannot be used with --ipc=host" in r.stderr, r
     finally:
         _docker(daemon, "rm", "-f", "uns-donor")
+
+
+def test_sysfs_shows_the_containers_network_devices(daemon: Daemon) -> None:
+    """/sys of a user namespace container is its network namespace's sysfs (a fresh one the
+    init makes as the host's root), read-only, not the host's /sys."""
+    r = _docker(daemon, "run", "--rm", "--mac-address", "02:42:aa:bb:cc:dd", "busybox", "sh", "-c",
+                "cat /sys/class/net/eth0/address; ls /sys/class/net; touch /sys/x 2>&1; grep ' /sys ' /proc/mounts")
+    assert r.returncode == 0, r
+    lines = r.stdout.split("\n")
+    assert lines[0] == "02:42:aa:bb:cc:dd" and lines[1:3] == ["eth0", "lo"], r.stdout
+    assert "Read-only file system" in r.stdout and " ro," in r.stdout.split("/sys ")[-1], r.stdout
