@@ -1,4 +1,6 @@
-"""Test options shared by every suite: root-only tests run with --run-root as uid 0."""
+"""Test options shared by every suite: root-only tests run with --run-root as uid 0; tests
+marked ``host_userns(reason)`` are skipped, with the reason, when BERTH_TEST_DAEMON_ARGS runs
+the suite's berthd with user namespaces (``--userns-default auto``, ``--userns-remap``)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "root: needs uid 0 and a real kernel (run with --run-root)")
+    config.addinivalue_line("markers", "host_userns(reason): inherently needs the host's user namespace "
+                                       "(skipped when the suite's berthd gives containers their own)")
+
+
+def _suite_userns() -> bool:
+    return "--userns" in os.environ.get("BERTH_TEST_DAEMON_ARGS", "")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _suite_userns():
+        for item in items:
+            mark = item.get_closest_marker("host_userns")
+            if mark is not None:
+                item.add_marker(pytest.mark.skip(reason=f"user namespace: {mark.args[0]}"))
     if config.getoption("--run-root") and os.geteuid() == 0:
         return
     why = "needs --run-root as uid 0" if os.geteuid() == 0 else "needs uid 0"

@@ -139,6 +139,11 @@ def test_port_in_use_is_a_clear_error_at_start(docker, cleanup):
     assert json.loads(ok(docker("inspect", name)))[0]["State"]["Running"] is False
 
 
+_PING = pytest.mark.host_userns("busybox's ping needs a raw socket, so CAP_NET_RAW over the network namespace, "
+                                "which berthd (as dockerd's libnetwork) makes in the host's user namespace")
+
+
+@_PING
 def test_user_network_resolves_names_aliases_and_short_ids(docker, cleanup):
     net, web = f"net-{uid()}", f"web-{uid()}"
     cleanup += [("network", net), ("container", web)]
@@ -154,6 +159,7 @@ def test_user_network_resolves_names_aliases_and_short_ids(docker, cleanup):
     assert "nameserver 127.0.0.11" in ok(r)
 
 
+@_PING
 def test_default_bridge_has_no_names_but_links_add_hosts(docker, cleanup):
     a = f"a-{uid()}"
     cleanup.append(("container", a))
@@ -236,6 +242,7 @@ def test_mac_address_through_the_api(berthd, busybox):
         berthd.request("DELETE", f"/containers/{cid}?force=1")
 
 
+@_PING
 def test_connect_and_disconnect_a_running_container(docker, cleanup):
     net, name = f"cn-{uid()}", f"cn-{uid()}"
     cleanup += [("network", net), ("container", name)]

@@ -87,6 +87,8 @@ def test_image_volume_gets_the_image_content(docker, berthd, cleanup):
     assert set(ok(docker("volume", "ls", "-q")).split()) == before
 
 
+@pytest.mark.host_userns("the bind's source is under pytest's root-only (0700) tmp dir: the container's root "
+                        "is not the host's and cannot search it")
 def test_bind_mounts_read_only_enforced(docker, tmp_path):
     (tmp_path / "in.txt").write_text("from host\n")
     out = ok(docker("run", "--rm", "-v", f"{tmp_path}:/mnt:ro,Z", "busybox", "sh", "-c",
