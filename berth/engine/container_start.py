@@ -142,7 +142,11 @@ class Starter:
         maps = container_userns.maps_for(c.id, c.host_config, self.t.userns)
         if maps is not None:
             lowers, _ = self.t.overlay(c, image)
-            tree = await asyncio.to_thread(container_userns.image_tree, maps, lowers, self.t.userns, self.t.data)
+            if self.t.userns.copies is None:  # idmapped: nothing to copy, no thread
+                tree = container_userns.image_tree(maps, lowers, self.t.userns, self.t.data)
+            else:
+                tree = await asyncio.to_thread(container_userns.image_tree, maps, lowers, self.t.userns,
+                                               self.t.data)
             container_userns.apply(spec, maps, d, self.t.data, tree)
         rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
         if rt is not None:

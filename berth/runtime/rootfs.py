@@ -149,13 +149,15 @@ def apply_mounts(plan: Plan, cg_paths: dict[str, str], trees: list[int] | None =
             lmount.mount(None, target, None, step.propagation)
 
 
-def _device(rootfs: str, node: DeviceNode) -> None:
+def _device(rootfs: str, node: DeviceNode, userns: bool) -> None:
     path = secure_join(rootfs, node.path)
     os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
     if os.path.lexists(path):
         os.unlink(path)
     kind = {"c": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[node.kind]
     try:
+        if userns:  # mknod(2) of a device needs CAP_MKNOD in the host's user namespace
+            raise PermissionError
         os.mknod(path, kind | node.mode, os.makedev(node.major, node.minor))
     except PermissionError:
         # No CAP_MKNOD here (e.g. a user namespace): bind the host's node instead.
@@ -192,7 +194,7 @@ def apply_dev(plan: Plan) -> None:
     try:
         for node in plan.devices:
             if node.path not in links:  # /dev/ptmx of --privileged: the link to pts/ptmx wins
-                _device(plan.rootfs, node)
+                _device(plan.rootfs, node, plan.userns is not None and node.kind != "p")
     finally:
         os.umask(old)
     for target, link in plan.symlinks:
