@@ -10,6 +10,7 @@ import secrets
 import msgspec
 
 from berth.engine import container_userns, links, logdrivers, names, validate
+from berth.runtime.external import OWN as OWN_RUNTIME
 from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container
 from berth.errors import Conflict, InvalidArgument
@@ -53,7 +54,8 @@ class Creator:
         if not config.Hostname:
             config.Hostname = cid[:12]
         _defaults(hc)
-        container_userns.at_create(cid, hc, self.t.userns, lambda ref: self.t.get(ref).id)
+        container_userns.at_create(cid, hc, self.t.userns, lambda ref: self.t.get(ref).id,
+                                   own_runtime=self.t.defaults.runtimes.check(hc.Runtime) == OWN_RUNTIME)
         if hc.Links:
             hc.Links = links.normalize(self.t, name, hc.Links, hc.NetworkMode)
         c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,

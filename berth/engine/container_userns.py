@@ -74,20 +74,32 @@ def _donor(hc: HostConfig) -> str:
     return ""
 
 
-def at_create(cid: str, hc: HostConfig, settings: UsernsSettings, resolve: Callable[[str], str]) -> None:
+def at_create(cid: str, hc: HostConfig, settings: UsernsSettings, resolve: Callable[[str], str],
+              own_runtime: bool = True) -> None:
     """Record the container's mode in ``hc`` and allocate its range: one of its own, or, when
     it joins another container's namespaces, that container's (it joins its user namespace
     too, as dockerd makes it: "to share a PID namespace, they must also share a user
-    namespace"). ``resolve``: a container reference -> its ID. Raises InvalidArgument (a bad
-    mode; auto with the host's pid, ipc or network namespace), RangesExhausted."""
+    namespace"). ``resolve``: a container reference -> its ID; ``own_runtime``: berth's
+    runtime runs it (runc and crun get no idmapped layers: the daemon's default gives way).
+    Raises InvalidArgument (a bad mode; auto with the host's pid, ipc or network namespace, or
+    with another runtime), RangesExhausted."""
     mode = hc.UsernsMode
     check_mode(mode)
     explicit = bool(mode)
     if not mode:
         if settings.remap:
+            if not own_runtime:
+                raise InvalidArgument(f"userns-remap needs berth's own runtime, not {hc.Runtime} "
+                                      "(use --userns=host)")
             return
         mode = settings.default
     if not mode.startswith("auto"):
+        _no_idmap(hc)
+        return
+    if not own_runtime:
+        if explicit:
+            raise InvalidArgument(f"--userns={mode} needs berth's own runtime, not {hc.Runtime}")
+        hc.UsernsMode = "host"
         _no_idmap(hc)
         return
     host_ns = [f"--{what}=host" for what, m in (("network", hc.NetworkMode), ("pid", hc.PidMode),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -32,7 +33,9 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[Daemon]:
     if not os.path.exists("/proc/self/ns/user"):
         pytest.skip("no user namespaces in this kernel")
     env = {"BERTH_FORCE_USERNS_COPY": "1"} if request.param == "copy" else {}
-    d = Daemon(args=["--userns-default", "auto"], env=env)
+    runc = shutil.which("runc")  # .ci/run installs it
+    assert runc is not None, "runc is not installed"
+    d = Daemon(args=["--userns-default", "auto", "--add-runtime", f"runc={runc}"], env=env)
     d.base.mkdir(parents=True, exist_ok=True)
     for name in ("subuid", "subgid"):
         (d.base / name).write_text(f"someone:100000:65536\nberth:{POOL[0]}:{POOL[1]}\n")
@@ -417,3 +420,11 @@ def test_sysfs_shows_the_containers_network_devices(daemon: Daemon) -> None:
     lines = r.stdout.split("\n")
     assert lines[0] == "02:42:aa:bb:cc:dd" and lines[1:3] == ["eth0", "lo"], r.stdout
     assert "Read-only file system" in r.stdout and " ro," in r.stdout.split("/sys ")[-1], r.stdout
+
+
+def test_another_runtime_runs_in_the_hosts_user_namespace(daemon: Daemon) -> None:
+    """runc gets no idmapped layers: the daemon's default gives way, an explicit auto is refused."""
+    r = _docker(daemon, "run", "--rm", "--runtime", "runc", "busybox", "cat", "/proc/self/uid_map")
+    assert r.returncode == 0 and r.stdout.split() == ["0", "0", "4294967295"], r
+    r = _berth(daemon, "run", "--rm", "--userns=auto", "--runtime", "runc", "busybox", "true")
+    assert r.returncode == 125 and "needs berth's own runtime, not runc" in r.stderr, r
