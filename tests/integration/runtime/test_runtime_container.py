@@ -66,7 +66,7 @@ class Bundle:
 @pytest.fixture
 def bundle(tmp_path: Path) -> Bundle:
     if not os.path.exists(BUSYBOX):
-        pytest.skip("needs /bin/busybox")
+        pytest.fail("needs /bin/busybox (.ci/run installs busybox-static)")
     rootfs = tmp_path / "rootfs"
     (rootfs / "bin").mkdir(parents=True)
     (rootfs / "etc").mkdir()
