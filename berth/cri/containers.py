@@ -24,9 +24,9 @@ from berth.cri.errors import DeadlineExceeded
 from berth.cri.sandboxes import NODE, POD, Sandboxes
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
-from berth.engine.exec import ExecCreate, Execs
+from berth.engine.exec import ExecCreate, Execs, ExecSession
 from berth.engine.model import Container, Status
-from berth.errors import InvalidArgument, NotFound, NotModified
+from berth.errors import Conflict, InvalidArgument, NotFound, NotModified
 from berth.schema.containers import HostConfig
 
 
@@ -45,6 +45,13 @@ class PodContainers:
             c = None
         if c is None or (c.config.Labels or {}).get(meta.TYPE) != meta.CONTAINER:
             raise NotFound(f"container {ref} not found")
+        return c
+
+    def running(self, ref: str) -> Container:
+        """The container, which must be running (FAILED_PRECONDITION otherwise)."""
+        c = self.get(ref)
+        if not c.running:
+            raise Conflict(f"container {c.id} is not running")
         return c
 
     async def create(self, sandbox_id: str, config: Any) -> str:
@@ -91,13 +98,19 @@ class PodContainers:
             return  # the CRI's remove is idempotent
         await self.containers.remove(c.id, force=True)
 
-    async def exec_sync(self, cid: str, cmd: list[str], timeout: int) -> tuple[bytes, bytes, int]:
-        """Run ``cmd`` in the container; its stdout, stderr and exit code."""
+    async def open_exec(self, cid: str, cmd: list[str], tty: bool = False, stdin: bool = False,
+                        stdout: bool = True, stderr: bool = True) -> ExecSession:
+        """Start ``cmd`` in the container; its stream (raw with a tty, else stdcopy frames)."""
         c = self.get(cid)
         if not cmd:
             raise InvalidArgument("exec command must not be empty")
-        ex = self.execs.create(c.id, ExecCreate(Cmd=cmd, AttachStdout=True, AttachStderr=True))
-        session = await self.execs.start(ex.id, detach=False)
+        ex = self.execs.create(c.id, ExecCreate(Cmd=cmd, Tty=tty, AttachStdin=stdin, AttachStdout=stdout,
+                                                AttachStderr=stderr))
+        return await self.execs.start(ex.id, detach=False, tty=tty)
+
+    async def exec_sync(self, cid: str, cmd: list[str], timeout: int) -> tuple[bytes, bytes, int]:
+        """Run ``cmd`` in the container; its stdout, stderr and exit code."""
+        session = await self.open_exec(cid, cmd)
         out: dict[int, list[bytes]] = {1: [], 2: []}
 
         async def collect() -> None:
@@ -107,7 +120,7 @@ class PodContainers:
             await asyncio.wait_for(collect(), timeout or None)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"command {cmd!r} timed out after {timeout}s") from None
-        code = self.execs.get(ex.id).exit_code
+        code = session.ex.exit_code
         return b"".join(out[1]), b"".join(out[2]), 0 if code is None else code
 
     # -- views ------------------------------------------------------------------------------

@@ -14,16 +14,20 @@ from berth.cri.containers import PodContainers
 from berth.cri.errors import rpc
 from berth.cri.images import ImageStore
 from berth.cri.sandboxes import Sandboxes
+from berth.cri.streaming import Streaming
+from berth.errors import Conflict, InvalidArgument
 
 RUNTIME_NAME = "berth"
 API_VERSION = "v1"
 
 
 class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
-    def __init__(self, sandboxes: Sandboxes, containers: PodContainers, cgroup_driver: str):
+    def __init__(self, sandboxes: Sandboxes, containers: PodContainers, cgroup_driver: str,
+                 streaming: Streaming):
         self.sandboxes = sandboxes
         self.containers = containers
         self.cgroup_driver = cgroup_driver
+        self.streaming = streaming
 
     @rpc
     async def Version(self, request: Any, context: Any) -> Any:
@@ -106,6 +110,38 @@ class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
         out, err, code = await self.containers.exec_sync(request.container_id, list(request.cmd),
                                                          int(request.timeout))
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    # -- streaming: a URL on the streaming server -------------------------------------------
+
+    @rpc
+    async def Exec(self, request: Any, context: Any) -> Any:
+        if not request.cmd:
+            raise InvalidArgument("exec command must not be empty")
+        _check_streams(request)
+        self.containers.running(request.container_id)
+        return pb.ExecResponse(url=self.streaming.url("exec", request))
+
+    @rpc
+    async def Attach(self, request: Any, context: Any) -> Any:
+        _check_streams(request)
+        self.containers.running(request.container_id)
+        return pb.AttachResponse(url=self.streaming.url("attach", request))
+
+    @rpc
+    async def PortForward(self, request: Any, context: Any) -> Any:
+        if not self.sandboxes.get(request.pod_sandbox_id).running:
+            raise Conflict(f"pod sandbox {request.pod_sandbox_id} is not ready")
+        if any(not 0 < p < 65536 for p in request.port):
+            raise InvalidArgument(f"invalid port in {list(request.port)}")
+        return pb.PortForwardResponse(url=self.streaming.url("portforward", request))
+
+
+def _check_streams(request: Any) -> None:
+    """The kubelet's own checks of an Exec or Attach request."""
+    if not (request.stdin or request.stdout or request.stderr):
+        raise InvalidArgument("one of stdin, stdout, or stderr must be set")
+    if request.tty and request.stderr:
+        raise InvalidArgument("tty and stderr cannot both be true")
 
 
 class ImageService(pbg.ImageServiceServicer):  # type: ignore[misc]
