@@ -142,7 +142,7 @@ class PodContainers:
                 if not meta.selected(labels, f.label_selector):
                     continue
             out.append(pb.Container(
-                id=c.id, pod_sandbox_id=labels.get(meta.SANDBOX_ID, ""), metadata=_metadata(labels),
+                id=c.id, pod_sandbox_id=labels.get(meta.SANDBOX_ID, ""), metadata=container_metadata(labels),
                 image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id, image_id=c.image_id,
                 state=_state(c), created_at=meta.nanos(c.created), labels=meta.user_labels(labels),
                 annotations=meta.annotations_of(labels)))
@@ -156,7 +156,7 @@ class PodContainers:
         if state == pb.ContainerState.CONTAINER_EXITED:
             reason = "OOMKilled" if c.state.oom_killed else "Completed" if c.state.exit_code == 0 else "Error"
         return pb.ContainerStatus(
-            id=c.id, metadata=_metadata(labels), state=state, created_at=meta.nanos(c.created),
+            id=c.id, metadata=container_metadata(labels), state=state, created_at=meta.nanos(c.created),
             started_at=meta.nanos(c.state.started_at), finished_at=meta.nanos(c.state.finished_at),
             exit_code=c.state.exit_code, image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id,
             image_id=c.image_id, reason=reason, message=c.state.error, labels=meta.user_labels(labels),
@@ -193,7 +193,7 @@ def _user(sc: Any) -> str:
     return user
 
 
-def _metadata(labels: dict[str, str]) -> Any:
+def container_metadata(labels: dict[str, str]) -> Any:
     return pb.ContainerMetadata(name=labels.get(meta.CONTAINER_NAME, ""), attempt=int(labels.get(meta.ATTEMPT, "0")))
 
 

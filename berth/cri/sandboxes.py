@@ -123,7 +123,7 @@ class Sandboxes:
                                 ipc=NODE if c.host_config.IpcMode == "host" else POD,
                                 pid=NODE if c.host_config.PidMode == "host" else pb.NamespaceMode.CONTAINER)
         return pb.PodSandboxStatus(
-            id=c.id, metadata=_metadata(labels), state=_state(c), created_at=meta.nanos(c.created),
+            id=c.id, metadata=pod_metadata(labels), state=_state(c), created_at=meta.nanos(c.created),
             network=pb.PodSandboxNetworkStatus(ip=self._ip(c)),
             linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=ns)),
             labels=meta.user_labels(labels), annotations=meta.annotations_of(labels))
@@ -144,13 +144,13 @@ class Sandboxes:
                     continue
                 if not meta.selected(labels, f.label_selector):
                     continue
-            out.append(pb.PodSandbox(id=c.id, metadata=_metadata(labels), state=_state(c),
+            out.append(pb.PodSandbox(id=c.id, metadata=pod_metadata(labels), state=_state(c),
                                      created_at=meta.nanos(c.created), labels=meta.user_labels(labels),
                                      annotations=meta.annotations_of(labels)))
         return out
 
 
-def _metadata(labels: dict[str, str]) -> Any:
+def pod_metadata(labels: dict[str, str]) -> Any:
     return pb.PodSandboxMetadata(name=labels.get(meta.POD_NAME, ""), uid=labels.get(meta.POD_UID, ""),
                                  namespace=labels.get(meta.POD_NAMESPACE, ""),
                                  attempt=int(labels.get(meta.ATTEMPT, "0")))

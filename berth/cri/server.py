@@ -3,7 +3,7 @@
 berthd imports this module only when the CRI is on (``--cri``, the default) and grpcio is
 installed, after the Docker API answers: its cold start does not pay for gRPC.
 
-    server = await start(Path("/run/berth/cri.sock"), Engine(containers, images, distribution, execs, root))
+    server = await start(Path("/run/berth/cri.sock"), Engine(containers, images, distribution, execs, root, events))
     ...
     await server.stop(2)                   # the gRPC server, then the streaming server
 """
@@ -21,12 +21,15 @@ from cri_api.v1 import api_pb2_grpc as pbg
 
 from berth.cri import stream_channels, stream_portforward
 from berth.cri.containers import PodContainers
+from berth.cri.events import ContainerEvents
 from berth.cri.images import ImageStore
 from berth.cri.sandboxes import Sandboxes
 from berth.cri.service import ImageService, RuntimeService
+from berth.cri.stats import Stats
 from berth.cri.streaming import Streaming
 from berth.engine.containers import Containers
 from berth.engine.distribution import Distribution
+from berth.engine.events import Events
 from berth.engine.exec import Execs
 from berth.engine.images import Images
 
@@ -40,6 +43,7 @@ class Engine:
     distribution: Distribution
     execs: Execs
     data_root: str
+    events: Events
     cgroup_driver: str = "cgroupfs"
     stream_address: str = "127.0.0.1:0"  # the streaming server (host:port; port 0: any free one)
 
@@ -68,8 +72,9 @@ async def start(socket: Path, engine: Engine) -> Server:
         "portforward": functools.partial(stream_portforward.serve, sandboxes)})
     host, _, port = engine.stream_address.rpartition(":")
     await streaming.start(host.strip("[]"), int(port))
+    events = ContainerEvents(engine.events, sandboxes, pods)
     pbg.add_RuntimeServiceServicer_to_server(
-        RuntimeService(sandboxes, pods, engine.cgroup_driver, streaming), server)
+        RuntimeService(sandboxes, pods, engine.cgroup_driver, streaming, Stats(sandboxes, pods), events), server)
     pbg.add_ImageServiceServicer_to_server(
         ImageService(ImageStore(engine.images, engine.distribution, engine.data_root)), server)
     socket.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ here yet answers UNIMPLEMENTED (the generated base classes); docs/kubernetes.md 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
@@ -12,8 +13,10 @@ from cri_api.v1 import api_pb2_grpc as pbg
 import berth
 from berth.cri.containers import PodContainers
 from berth.cri.errors import rpc
+from berth.cri.events import ContainerEvents
 from berth.cri.images import ImageStore
 from berth.cri.sandboxes import Sandboxes
+from berth.cri.stats import Stats
 from berth.cri.streaming import Streaming
 from berth.errors import Conflict, InvalidArgument
 
@@ -23,11 +26,13 @@ API_VERSION = "v1"
 
 class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
     def __init__(self, sandboxes: Sandboxes, containers: PodContainers, cgroup_driver: str,
-                 streaming: Streaming):
+                 streaming: Streaming, stats: Stats, events: ContainerEvents):
         self.sandboxes = sandboxes
         self.containers = containers
         self.cgroup_driver = cgroup_driver
         self.streaming = streaming
+        self.stats = stats
+        self.events = events
 
     @rpc
     async def Version(self, request: Any, context: Any) -> Any:
@@ -134,6 +139,39 @@ class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
         if any(not 0 < p < 65536 for p in request.port):
             raise InvalidArgument(f"invalid port in {list(request.port)}")
         return pb.PortForwardResponse(url=self.streaming.url("portforward", request))
+
+
+    # -- stats, events, metrics -------------------------------------------------------------
+
+    @rpc
+    async def ContainerStats(self, request: Any, context: Any) -> Any:
+        return pb.ContainerStatsResponse(stats=await self.stats.one_container(request.container_id))
+
+    @rpc
+    async def ListContainerStats(self, request: Any, context: Any) -> Any:
+        f = request.filter if request.HasField("filter") else None
+        return pb.ListContainerStatsResponse(stats=await self.stats.list_containers(f))
+
+    @rpc
+    async def PodSandboxStats(self, request: Any, context: Any) -> Any:
+        return pb.PodSandboxStatsResponse(stats=await self.stats.one_pod(request.pod_sandbox_id))
+
+    @rpc
+    async def ListPodSandboxStats(self, request: Any, context: Any) -> Any:
+        f = request.filter if request.HasField("filter") else None
+        return pb.ListPodSandboxStatsResponse(stats=await self.stats.list_pods(f))
+
+    async def GetContainerEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        async for ev in self.events.stream():
+            yield ev
+
+    @rpc
+    async def ListMetricDescriptors(self, request: Any, context: Any) -> Any:
+        return pb.ListMetricDescriptorsResponse()  # none, like containerd's default
+
+    @rpc
+    async def ListPodSandboxMetrics(self, request: Any, context: Any) -> Any:
+        return pb.ListPodSandboxMetricsResponse()
 
 
 def _check_streams(request: Any) -> None:
