@@ -123,6 +123,13 @@ class PodContainers:
         code = session.ex.exit_code
         return b"".join(out[1]), b"".join(out[2]), 0 if code is None else code
 
+    async def update_resources(self, cid: str, r: Any) -> None:
+        """CPU shares, quota and period, cpusets and memory, applied to the running cgroup."""
+        await self.containers.update(self.get(cid).id, resource_changes(r))
+
+    async def reopen_log(self, cid: str) -> None:
+        await self.containers.reopen_cri_log(self.get(cid).id)
+
     # -- views ------------------------------------------------------------------------------
 
     def all(self) -> list[Container]:
@@ -160,7 +167,7 @@ class PodContainers:
             started_at=meta.nanos(c.state.started_at), finished_at=meta.nanos(c.state.finished_at),
             exit_code=c.state.exit_code, image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id,
             image_id=c.image_id, reason=reason, message=c.state.error, labels=meta.user_labels(labels),
-            annotations=meta.annotations_of(labels), log_path=c.cri_log)
+            annotations=meta.annotations_of(labels), log_path=c.cri_log, resources=_resources(c))
 
 
 def _host_config(sid: str, config: Any) -> HostConfig:
@@ -174,7 +181,26 @@ def _host_config(sid: str, config: Any) -> HostConfig:
         CapAdd=list(caps.add_capabilities) or None, CapDrop=list(caps.drop_capabilities) or None,
         GroupAdd=[str(g) for g in sc.supplemental_groups] or None,
         SecurityOpt=["no-new-privileges"] if sc.no_new_privs else None,
-        Binds=[_bind(m) for m in config.mounts] or None)
+        Binds=[_bind(m) for m in config.mounts] or None,
+        OomScoreAdj=config.linux.resources.oom_score_adj, **resource_changes(config.linux.resources))
+
+
+def resource_changes(r: Any) -> dict[str, Any]:
+    """A LinuxContainerResources as the engine's HostConfig fields (the ones it sets)."""
+    out: dict[str, Any] = {"CpuShares": r.cpu_shares, "CpuQuota": r.cpu_quota, "CpuPeriod": r.cpu_period,
+                           "Memory": r.memory_limit_in_bytes, "CpusetCpus": r.cpuset_cpus,
+                           "CpusetMems": r.cpuset_mems}
+    if r.memory_swap_limit_in_bytes:
+        out["MemorySwap"] = r.memory_swap_limit_in_bytes
+    return {k: v for k, v in out.items() if v}
+
+
+def _resources(c: Container) -> Any:
+    hc = c.host_config
+    return pb.ContainerResources(linux=pb.LinuxContainerResources(
+        cpu_shares=hc.CpuShares or 0, cpu_quota=hc.CpuQuota or 0, cpu_period=hc.CpuPeriod or 0,
+        memory_limit_in_bytes=hc.Memory or 0, memory_swap_limit_in_bytes=max(hc.MemorySwap or 0, 0),
+        cpuset_cpus=hc.CpusetCpus or "", cpuset_mems=hc.CpusetMems or "", oom_score_adj=hc.OomScoreAdj or 0))
 
 
 def _bind(m: Any) -> str:

@@ -116,6 +116,16 @@ class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
                                                          int(request.timeout))
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
 
+    @rpc
+    async def UpdateContainerResources(self, request: Any, context: Any) -> Any:
+        await self.containers.update_resources(request.container_id, request.linux)
+        return pb.UpdateContainerResourcesResponse()
+
+    @rpc
+    async def ReopenContainerLog(self, request: Any, context: Any) -> Any:
+        await self.containers.reopen_log(request.container_id)
+        return pb.ReopenContainerLogResponse()
+
     # -- streaming: a URL on the streaming server -------------------------------------------
 
     @rpc
