@@ -49,13 +49,15 @@ def test_update_resources_and_reopen_log(cri: Cri, busybox: str, tmp_path: Path)
     cfg = pod_config(tmp_path, "resources")
     sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
     try:
-        start = pb.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=256 << 20)
+        start = pb.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=256 << 20, oom_score_adj=500)
         cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, sandbox_config=cfg, config=container_config(
             "ticker", busybox, ["sh", "-c", TICK], linux=pb.LinuxContainerConfig(resources=start)))).container_id
         rt.StartContainer(pb.StartContainerRequest(container_id=cid))
         before = _cgroup(cid)
         assert before["memory"] == str(256 << 20)
         assert before["shares"] == ("20" if V2 else "512")  # v2: shares 512 as a weight
+        procs = (CG / ("" if V2 else "cpu") / "berth" / cid / "cgroup.procs").read_text().split()
+        assert procs and {Path(f"/proc/{p}/oom_score_adj").read_text() for p in procs} == {"500\n"}
 
         rt.UpdateContainerResources(pb.UpdateContainerResourcesRequest(container_id=cid, linux=pb.LinuxContainerResources(
             cpu_shares=1024, cpu_quota=50000, cpu_period=100000, memory_limit_in_bytes=128 << 20)))
