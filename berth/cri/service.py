@@ -11,6 +11,7 @@ from cri_api.v1 import api_pb2 as pb
 from cri_api.v1 import api_pb2_grpc as pbg
 
 import berth
+from berth.cri import verbose
 from berth.cri.containers import PodContainers
 from berth.cri.errors import rpc
 from berth.cri.events import ContainerEvents
@@ -72,7 +73,10 @@ class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
 
     @rpc
     async def PodSandboxStatus(self, request: Any, context: Any) -> Any:
-        return pb.PodSandboxStatusResponse(status=self.sandboxes.status(request.pod_sandbox_id))
+        status = self.sandboxes.status(request.pod_sandbox_id)
+        info = verbose.sandbox_info(self.sandboxes.containers, self.sandboxes.get(status.id)) if request.verbose \
+            else None
+        return pb.PodSandboxStatusResponse(status=status, info=info)
 
     @rpc
     async def ListPodSandbox(self, request: Any, context: Any) -> Any:
@@ -108,7 +112,10 @@ class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
 
     @rpc
     async def ContainerStatus(self, request: Any, context: Any) -> Any:
-        return pb.ContainerStatusResponse(status=self.containers.status(request.container_id))
+        status = self.containers.status(request.container_id)
+        info = verbose.container_info(self.containers.containers, self.containers.get(status.id)) \
+            if request.verbose else None
+        return pb.ContainerStatusResponse(status=status, info=info)
 
     @rpc
     async def ExecSync(self, request: Any, context: Any) -> Any:

@@ -1,9 +1,11 @@
 """UpdateContainerResources (read back from the running container's cgroup files and from
 ContainerStatus), resources given at CreateContainer, and ReopenContainerLog (the kubelet's
-rotation: rename the file, ask for a reopen, new lines land in a new file at the path)."""
+rotation: rename the file, ask for a reopen, new lines land in a new file at the path); the
+verbose info of ContainerStatus and PodSandboxStatus."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -85,7 +87,19 @@ def test_update_resources_and_reopen_log(cri: Cri, busybox: str, tmp_path: Path)
         old, new = _lines(rotated), _lines(log)
         assert new[0] == old[-1] + 1 and new == list(range(new[0], new[0] + len(new)))
 
+        # verbose: containerd's info document (pid, runtimeSpec, ...)
+        assert dict(rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).info) == {}
+        info = json.loads(rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=True)).info["info"])
+        assert str(info["pid"]) in procs and info["sandboxID"] == sid and info["logPath"] == str(log)
+        assert info["runtimeSpec"]["process"]["oomScoreAdj"] == 500
+        assert info["runtimeSpec"]["process"]["args"] == ["sh", "-c", TICK]
+        pod = json.loads(rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=True)).info["info"])
+        assert pod["processStatus"] == "running" and pod["pid"] > 0 and not pod["netNamespaceClosed"]
+        assert Path(f"/proc/{pod['pid']}/cmdline").read_bytes().startswith(b"/pause")
+
         rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=1))
+        assert json.loads(rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=True))
+                          .info["info"])["pid"] == 0
         for call, req, code in (
                 (rt.ReopenContainerLog, pb.ReopenContainerLogRequest(container_id=cid), grpc.StatusCode.FAILED_PRECONDITION),
                 (rt.ReopenContainerLog, pb.ReopenContainerLogRequest(container_id="0" * 64), grpc.StatusCode.NOT_FOUND),
