@@ -19,7 +19,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta
+from berth.cri import meta, records
 from berth.cri.errors import DeadlineExceeded
 from berth.cri.sandboxes import NODE, POD, Sandboxes
 from berth.engine.container_create import CreateRequest
@@ -37,15 +37,7 @@ class PodContainers:
         self.execs = execs
 
     def get(self, ref: str) -> Container:
-        if not ref:
-            raise InvalidArgument("container ID must not be empty")
-        try:
-            c = self.containers.get(ref)
-        except NotFound:
-            c = None
-        if c is None or (c.config.Labels or {}).get(meta.TYPE) != meta.CONTAINER:
-            raise NotFound(f"container {ref} not found")
-        return c
+        return records.get(self.containers, ref, meta.CONTAINER, "container")
 
     def running(self, ref: str) -> Container:
         """The container, which must be running (FAILED_PRECONDITION otherwise)."""
@@ -63,9 +55,8 @@ class PodContainers:
         labels = sb.config.Labels or {}
         pod, ns, uid = labels.get(meta.POD_NAME, ""), labels.get(meta.POD_NAMESPACE, ""), labels.get(meta.POD_UID, "")
         name = meta.container_name(config.metadata.name, pod, ns, uid, config.metadata.attempt)
-        extra = {meta.POD_NAME: pod, meta.POD_NAMESPACE: ns, meta.POD_UID: uid,
-                 meta.CONTAINER_NAME: config.metadata.name, meta.SANDBOX_ID: sb.id,
-                 meta.ATTEMPT: str(config.metadata.attempt)}
+        extra = {**meta.pod_labels(pod, ns, uid, config.metadata.attempt),
+                 meta.CONTAINER_NAME: config.metadata.name, meta.SANDBOX_ID: sb.id}
         req = CreateRequest(
             Image=config.image.image, Entrypoint=list(config.command) or None, Cmd=list(config.args) or None,
             Env=[f"{kv.key}={kv.value}" for kv in config.envs] or None, WorkingDir=config.working_dir,
@@ -133,21 +124,14 @@ class PodContainers:
     # -- views ------------------------------------------------------------------------------
 
     def all(self) -> list[Container]:
-        return [c for c in self.containers.list() if (c.config.Labels or {}).get(meta.TYPE) == meta.CONTAINER]
+        return records.of_kind(self.containers, meta.CONTAINER)
 
     def list(self, f: Any) -> list[Any]:
         out = []
         for c in self.all():
             labels = c.config.Labels or {}
-            if f is not None:
-                if f.id and not c.id.startswith(f.id):
-                    continue
-                if f.pod_sandbox_id and not labels.get(meta.SANDBOX_ID, "").startswith(f.pod_sandbox_id):
-                    continue
-                if f.HasField("state") and f.state.state != _state(c):
-                    continue
-                if not meta.selected(labels, f.label_selector):
-                    continue
+            if not records.selected(c, f, _state(c)):
+                continue
             out.append(pb.Container(
                 id=c.id, pod_sandbox_id=labels.get(meta.SANDBOX_ID, ""), metadata=container_metadata(labels),
                 image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id, image_id=c.image_id,

@@ -19,7 +19,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta
+from berth.cri import meta, records
 from berth.cri.containers import PodContainers, container_metadata
 from berth.cri.sandboxes import Sandboxes, pod_metadata
 from berth.engine import stats as engine_stats
@@ -40,7 +40,7 @@ class Stats:
         return await asyncio.to_thread(self._container, self.pods.get(cid))
 
     async def list_containers(self, f: Any) -> list[Any]:
-        chosen = [c for c in self.pods.all() if _selected(c, f, meta.SANDBOX_ID)]
+        chosen = [c for c in self.pods.all() if records.selected(c, f)]
         return await asyncio.to_thread(lambda: [self._container(c) for c in chosen])
 
     def _container(self, c: Container) -> Any:
@@ -76,7 +76,7 @@ class Stats:
         return await asyncio.to_thread(self._pod, self.sandboxes.get(sid))
 
     async def list_pods(self, f: Any) -> list[Any]:
-        chosen = [c for c in self.sandboxes.all() if _selected(c, f, None)]
+        chosen = [c for c in self.sandboxes.all() if records.selected(c, f)]
         return await asyncio.to_thread(lambda: [self._pod(c) for c in chosen])
 
     def _pod(self, sb: Container) -> Any:
@@ -101,17 +101,6 @@ class Stats:
             attributes=pb.PodSandboxAttributes(id=sb.id, metadata=pod_metadata(labels),
                                                labels=meta.user_labels(labels), annotations=meta.annotations_of(labels)),
             linux=linux)
-
-
-def _selected(c: Container, f: Any, sandbox_key: str | None) -> bool:
-    if f is None:
-        return True
-    labels = c.config.Labels or {}
-    if f.id and not c.id.startswith(f.id):
-        return False
-    if sandbox_key and f.pod_sandbox_id and not labels.get(sandbox_key, "").startswith(f.pod_sandbox_id):
-        return False
-    return meta.selected(labels, f.label_selector)
 
 
 def _memory(now: int, raw: dict[str, Any]) -> Any:
