@@ -41,6 +41,11 @@ def encode(kind: str, labels: Mapping[str, str], annotations: Mapping[str, str],
     return out
 
 
+def pod_labels(name: str, namespace: str, uid: str, attempt: int) -> dict[str, str]:
+    """The pod's identity, on its sandbox and on each of its containers (with its own attempt)."""
+    return {POD_NAME: name, POD_NAMESPACE: namespace, POD_UID: uid, ATTEMPT: str(attempt)}
+
+
 def user_labels(docker: Mapping[str, str]) -> dict[str, str]:
     """The labels the kubelet gave (and the io.kubernetes.* ones everyone sees)."""
     return {k: v for k, v in docker.items() if k not in _OURS and not k.startswith(ANNOTATION)}

@@ -17,7 +17,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta, pause
+from berth.cri import meta, pause, records
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.images import Images
@@ -37,23 +37,15 @@ class Sandboxes:
 
     def get(self, ref: str) -> Container:
         """A sandbox by ID or unique ID prefix (NOT_FOUND otherwise)."""
-        if not ref:
-            raise InvalidArgument("pod sandbox ID must not be empty")
-        try:
-            c = self.containers.get(ref)
-        except NotFound:
-            c = None
-        if c is None or (c.config.Labels or {}).get(meta.TYPE) != meta.SANDBOX:
-            raise NotFound(f"pod sandbox {ref} not found")
-        return c
+        return records.get(self.containers, ref, meta.SANDBOX, "pod sandbox")
 
     def all(self) -> list[Container]:
-        return [c for c in self.containers.list() if (c.config.Labels or {}).get(meta.TYPE) == meta.SANDBOX]
+        return records.of_kind(self.containers, meta.SANDBOX)
 
     def members(self, sid: str) -> list[Container]:
         """The pod's containers."""
-        return [c for c in self.containers.list() if (c.config.Labels or {}).get(meta.SANDBOX_ID) == sid
-                and (c.config.Labels or {}).get(meta.TYPE) == meta.CONTAINER]
+        return [c for c in records.of_kind(self.containers, meta.CONTAINER)
+                if (c.config.Labels or {}).get(meta.SANDBOX_ID) == sid]
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -80,8 +72,7 @@ class Sandboxes:
     def _request(self, config: Any, image_id: str) -> CreateRequest:
         m, ns = config.metadata, config.linux.security_context.namespace_options
         host_net = ns.network == NODE
-        extra = {meta.POD_NAME: m.name, meta.POD_NAMESPACE: m.namespace, meta.POD_UID: m.uid,
-                 meta.ATTEMPT: str(m.attempt), meta.LOG_DIRECTORY: config.log_directory}
+        extra = {**meta.pod_labels(m.name, m.namespace, m.uid, m.attempt), meta.LOG_DIRECTORY: config.log_directory}
         hc = HostConfig(NetworkMode="host" if host_net else "bridge",
                         IpcMode="host" if ns.ipc == NODE else "shareable",
                         PidMode="host" if ns.pid == NODE else "",
@@ -123,7 +114,7 @@ class Sandboxes:
                                 ipc=NODE if c.host_config.IpcMode == "host" else POD,
                                 pid=NODE if c.host_config.PidMode == "host" else pb.NamespaceMode.CONTAINER)
         return pb.PodSandboxStatus(
-            id=c.id, metadata=_metadata(labels), state=_state(c), created_at=meta.nanos(c.created),
+            id=c.id, metadata=pod_metadata(labels), state=_state(c), created_at=meta.nanos(c.created),
             network=pb.PodSandboxNetworkStatus(ip=self._ip(c)),
             linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=ns)),
             labels=meta.user_labels(labels), annotations=meta.annotations_of(labels))
@@ -137,20 +128,15 @@ class Sandboxes:
         out = []
         for c in self.all():
             labels = c.config.Labels or {}
-            if f is not None:
-                if f.id and not c.id.startswith(f.id):
-                    continue
-                if f.HasField("state") and f.state.state != _state(c):
-                    continue
-                if not meta.selected(labels, f.label_selector):
-                    continue
-            out.append(pb.PodSandbox(id=c.id, metadata=_metadata(labels), state=_state(c),
+            if not records.selected(c, f, _state(c)):
+                continue
+            out.append(pb.PodSandbox(id=c.id, metadata=pod_metadata(labels), state=_state(c),
                                      created_at=meta.nanos(c.created), labels=meta.user_labels(labels),
                                      annotations=meta.annotations_of(labels)))
         return out
 
 
-def _metadata(labels: dict[str, str]) -> Any:
+def pod_metadata(labels: dict[str, str]) -> Any:
     return pb.PodSandboxMetadata(name=labels.get(meta.POD_NAME, ""), uid=labels.get(meta.POD_UID, ""),
                                  namespace=labels.get(meta.POD_NAMESPACE, ""),
                                  attempt=int(labels.get(meta.ATTEMPT, "0")))

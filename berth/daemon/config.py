@@ -74,6 +74,8 @@ KEYS: tuple[Key, ...] = (
     _k("live-restore", "bool", True, help="keep containers running while berthd is down", reloadable=True),
     _k("cri", "bool", True, help="serve the Kubernetes CRI v1 (gRPC; needs the cri extra)"),
     _k("cri-socket", "str", "", help="the CRI socket (default: cri.sock under the exec root)"),
+    _k("cri-stream-address", "str", "127.0.0.1:0",
+       help="host:port of the CRI streaming server (exec, attach, port-forward URLs; port 0: any free one)"),
     _k("shutdown-timeout", "int", 15, help="seconds to wait for containers to stop at shutdown",
        check=values.non_negative),
     # remote access (the listener is the remote work's)

@@ -219,7 +219,8 @@ async def _start_cri(args: argparse.Namespace, app: App, exec_root: ExecRoot) ->
         return None
     sock = Path(args.cri_socket) if args.cri_socket else exec_root.cri_socket
     driver = "systemd" if "native.cgroupdriver=systemd" in (args.exec_opts or []) else "cgroupfs"
-    engine = cri.Engine(app.containers, app.images, app.distribution, app.execs, str(app.root), driver)
+    engine = cri.Engine(app.containers, app.images, app.distribution, app.execs, str(app.root), app.events, driver,
+                        args.cri_stream_address)
     try:
         server = await cri.start(sock, engine)
     except (OSError, RuntimeError) as e:

@@ -287,6 +287,8 @@ class Shim:
             self.hub.reply(c, StateReply(pid=self.init_pid, status=status))
         elif isinstance(req, protocol.Resize):
             self.hub.reply(c, self._resize(req))
+        elif isinstance(req, protocol.ReopenLog):
+            self.hub.reply(c, self.io.log.reopen_cri())
         elif not self.started or self.exit is not None:  # an Exec
             self.hub.reply(c, protocol.ExecReply(error="container is not running"))
         else:
