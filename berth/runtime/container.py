@@ -20,6 +20,7 @@ import marshal
 import os
 import signal
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -34,7 +35,7 @@ from berth.runtime import caps as capmod
 from berth.runtime.cgroups import open_cgroup
 from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
-from berth.runtime.plan import CgroupHierarchy, HostInfo, PlanError, build_plan
+from berth.runtime.plan import CgroupHierarchy, HostInfo, Plan, PlanError, build_plan
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
 
@@ -272,8 +273,8 @@ class ExecContext:
 
     The shim keeps one per container (made at its first exec, closed when the init exits) so
     that each ``docker exec`` does not re-compute host facts and the seccomp program, re-open
-    the cgroup, re-read the spec or re-open the init's namespaces. Its exec helper children
-    inherit it (fork). Small on purpose: the raw spec bytes (decoded in the helper), the BPF
+    the cgroup, re-read the spec or re-open the init's namespaces. Each exec's process, forked
+    by the shim, inherits it. Small on purpose: the raw spec bytes (decoded in that child), the BPF
     program, a few paths and fds; ``prepare`` does the Python work in a throwaway child, since
     every object allocated in the shim dirties pages it shares copy-on-write (measured: ~1.7 MB
     of private memory when done in the shim itself).
@@ -304,13 +305,8 @@ class ExecContext:
             raise
 
     @classmethod
-    def direct(cls, spec: Spec, init_pid: int, seccomp_cache: Path | None = None) -> ExecContext:
-        host, bpf, procs, tasks = _context_facts(spec, seccomp_cache)
-        return cls(init_pid, host, bpf, procs, tasks, spec=spec)
-
-    @classmethod
     def prepare(cls, spec_bytes: bytes, init_pid: int, seccomp_cache: Path | None = None) -> ExecContext:
-        """As ``direct``, but the work (and its garbage) happens in a short-lived child. The
+        """Work the facts out in a short-lived child (its garbage dies with it). The
         answer comes back through marshal (built in: importing pickle in the shim alone costs
         it more private memory than all the rest)."""
 
@@ -360,22 +356,7 @@ class ExecContext:
     def fds(self) -> tuple[int, ...]:
         return tuple(fd for fd, _ in (*self.ns_fds, *self.fork_ns))
 
-    def join_cgroup(self) -> None:
-        """Move the calling process into the container's cgroup through cgroup.procs, so that
-        what it forks next starts there (when the child cannot move itself cheaply, see
-        ``self_join``). This waits for an RCU grace period, so the exec helper does it in a
-        thread while it plans."""
-        for path in self.procs:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    os.write(fd, str(os.getpid()).encode())
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass  # the container's cgroup is gone: it is stopping
-
-    def plan(self, spec: Spec) -> Any:
+    def plan(self, spec: Spec) -> Plan:
         try:
             return build_plan(spec, self.host, seccomp_bpf=self.bpf)
         except PlanError as e:
@@ -421,86 +402,38 @@ class _JoinNamespaceFds(_NamespacesBack):
             sched.setns(fd, flag)
 
 
-def exec_process(spec: Spec, init_pid: int, *, stdin: int, stdout: int, stderr: int,
-                 seccomp_cache: Path | None = None, console_socket: int | None = None,
-                 context: ExecContext | None = None, plan: Any = None, in_cgroup: bool = False) -> int:
-    """Run ``spec.process`` inside the running container whose PID 1 is ``init_pid``.
+def spawn_exec(context: ExecContext, build: Callable[[], Plan], *, stdio: tuple[int, int, int], report: int,
+               console_socket: int | None = None) -> int:
+    """Fork a process of the running container described by ``context``: one fork from the
+    caller (the shim), inside the container's pid (and time) namespace, and no handshake.
+    Returns its pid at once; it is the caller's child (reap it).
 
-    ``spec`` is the container's spec with the exec's process in it: the same capabilities
-    (unless privileged), seccomp, rlimits and no_new_privs as the init. The new process joins
-    every namespace of the init and its cgroup. Returns its pid once execve succeeded; the
-    process is the caller's child (reap it).
+    In the child, ``build`` returns the Plan of its process (the caller's own clean-up after
+    fork goes there too), then the child joins the container's cgroup itself (v1 ``tasks``,
+    which skips the kernel's global threadgroup lock; v2 ``cgroup.procs``), its other
+    namespaces, and takes the init's security steps (rlimits, user, no_new_privs, seccomp,
+    capabilities) before execve. ``report`` (the write end of a CLOEXEC pipe) is how the
+    caller learns the outcome without waiting here: EOF alone when execve succeeded, one
+    framed SetupError or ExecError before EOF when it did not (``exec_failure``)."""
+    with _JoinNamespaceFds(context.fork_ns):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            init.run_exec_now(build, stdio, report, context.ns_fds, console_socket,
+                              context.self_join or context.procs)
+    return pid
 
-    With ``context`` (see ExecContext) nothing is re-read or re-opened; ``plan`` is the plan of
-    ``spec`` when the caller already made it; ``in_cgroup`` says the caller already joined the
-    container's cgroup (ExecContext.join_cgroup), so the child starts in it.
 
-    Raises:
-        SetupFailed: the process could not be set up (e.g. an unknown user).
-        ExecFailed: execve failed (``executable file not found in $PATH``).
-    """
-    own: list[int] = []  # fds opened here (closed here); a context's stay open
-    if context is None:
-        context = ExecContext.direct(spec, init_pid, seccomp_cache)
-        own = list(context.fds())
-    if plan is None:
-        try:
-            plan = context.plan(spec)
-        except BaseException:
-            if own:
-                context.close()
-            raise
-    ns_fds = context.ns_fds
-    join_procs = not in_cgroup and context.self_join is None
-    self_join = () if in_cgroup else (context.self_join or ())
-    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+def exec_failure(report: bytes) -> str:
+    """What an exec child reported before EOF (see spawn_exec), as Docker's error text."""
     try:
-        with _JoinNamespaceFds(context.fork_ns):
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover (the child)
-                init.run_exec(plan, (stdin, stdout, stderr), ctl_r, report_w, ns_fds,
-                              console_socket if plan.terminal else None, self_join)
-    except BaseException:
-        for fd in (ctl_r, ctl_w, report_r, report_w, *own):
-            os.close(fd)
-        raise
-    for fd in (ctl_r, report_w, *own):
-        os.close(fd)
-    try:
-        if join_procs:
-            for path in context.procs:
-                try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                    try:
-                        os.write(fd, str(pid).encode())
-                    finally:
-                        os.close(fd)
-                except OSError:
-                    pass  # the container's cgroup is gone: it is stopping
-        os.write(ctl_w, _sync.GO)
-        msg = _sync.recv(report_r)
-        if isinstance(msg, _sync.Ready):
-            os.write(ctl_w, _sync.START)
-            msg = _sync.recv(report_r)
-            if msg is None:
-                return pid
-    except BaseException:
-        _kill_and_reap(pid)
-        raise
-    finally:
-        os.close(ctl_w)
-        os.close(report_r)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+        msg = _sync.decode_framed(report)
+    except (ValueError, msgspec.DecodeError):
+        msg = None
     if isinstance(msg, _sync.ExecError):
-        raise ExecFailed(msg.message)
+        return msg.message
     if isinstance(msg, _sync.SetupError):
-        raise SetupFailed(msg.message if msg.step == "user" else f"{msg.step}: {msg.message}",
-                          msg.step, msg.errno)
-    raise SetupFailed("exec process exited before it was set up", "init")
+        return msg.message if msg.step in ("user", "plan") else f"{msg.step}: {msg.message}"
+    return "exec process exited before it was set up"
 
 
 _NS_FILES_BY_NAME = (("pid", CloneFlags.NEWPID), ("time", CloneFlags.NEWTIME))

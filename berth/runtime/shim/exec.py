@@ -1,10 +1,12 @@
 """``docker exec`` in the shim: processes started in the running container, each with its own
 stdio and its own stream (the connection that asked for it).
 
-The process is started by a short-lived exec helper child (``helper.exec_child``) from an
-``ExecContext`` (spec, host facts, seccomp program, cgroup and namespace fds) made at the
-first exec and kept until the container exits. Its output goes down the stream as stdcopy
-frames, ending with one EXIT frame carrying the exit code; then the shim closes the stream.
+The shim forks each process itself, straight into the container (``container.spawn_exec``:
+one fork, no helper), from an ``ExecContext`` (spec, host facts, seccomp program, cgroup and
+namespace fds) made at the first exec and kept until the container exits, and goes back to
+its loop: the reply (the pid, or the error) goes out when the process's report pipe says
+how its execve went. Its output then goes down the stream as stdcopy frames, ending with one
+EXIT frame carrying the exit code; then the shim closes the stream.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
-
-from berth.runtime.container import ExecContext
+from berth.runtime.container import ExecContext, exec_failure, spawn_exec
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExecReply, SpawnRequest, frame
 from berth.runtime.shim.stdio import POLLIN, Client, Hub, write_all
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory
 class ExecSession:
     """A process started by ``docker exec``: its stdio, its stream, its exit."""
 
-    __slots__ = ("id", "pid", "client", "fds", "stdin_w", "master", "code", "deadline")
+    __slots__ = ("id", "pid", "client", "fds", "stdin_w", "master", "code", "deadline", "pending")
 
     def __init__(self, id: str, client: Client):
         self.id = id
@@ -40,6 +40,18 @@ class ExecSession:
         self.master: int | None = None
         self.code: int | None = None
         self.deadline = 0.0  # after exit: stop waiting for output held by leftover children
+        self.pending: _Pending | None = None  # forked, execve not reported yet
+
+
+class _Pending:
+    """An exec forked but not replied to: what the reply needs, and the client's early bytes."""
+
+    __slots__ = ("console", "stdin", "early")
+
+    def __init__(self, console: socket.socket | None, stdin: bool, rest: bytes) -> None:
+        self.console = console  # receives the pty master (tty)
+        self.stdin = stdin
+        self.early = [rest] if rest else []
 
 
 class Execs:
@@ -50,6 +62,7 @@ class Execs:
         self.req = req
         self.by_pid: dict[int, ExecSession] = {}
         self.by_fd: dict[int, ExecSession] = {}  # output fd -> its exec
+        self.by_report: dict[int, ExecSession] = {}  # report pipe -> its exec, until execve
         self.ctx: ExecContext | None = None  # made at the first exec
 
     def _context(self, init_pid: int) -> ExecContext:
@@ -66,6 +79,15 @@ class Execs:
             self.ctx.close()
             self.ctx = None
 
+    def owns(self, fd: int) -> bool:
+        return fd in self.by_fd or fd in self.by_report
+
+    def ready(self, fd: int) -> None:
+        if fd in self.by_report:
+            self.reported(fd)
+        else:
+            self.output(fd)
+
     def master(self, exec_id: str) -> int | None:
         """The terminal of the exec ``exec_id``, if it has one."""
         e = next((x for x in self.by_pid.values() if x.id == exec_id), None)
@@ -74,7 +96,8 @@ class Execs:
     # -- start ------------------------------------------------------------------------------
 
     def start(self, c: Client, req: protocol.Exec, rest: bytes, init_pid: int) -> None:
-        """Start a process in the container through a short-lived helper child (as setup)."""
+        """Fork the process straight into the container (``spawn_exec``) and return to the
+        loop: the reply goes out when its report pipe says how execve went (``reported``)."""
         try:
             ctx = self._context(init_pid)
         except Exception as ex:
@@ -96,36 +119,67 @@ class Execs:
             e.fds = {out_r: STDOUT, err_r: STDERR}
             child = [in_r, out_w, err_w]
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            helper.close_all_but(0, 1, 2, rep_w, *child, *ctx.fds(), con_child.fileno() if con_child else 2)
-            helper.exec_child(ctx, req, in_r, out_w, err_w, rep_w, con_child.fileno() if con_child else None)
-        os.close(rep_w)
-        for fd in set(child):
-            if con_child is None or fd != con_child.fileno():
-                os.close(fd)
-        if con_child is not None:
-            con_child.close()
-        reply = _helper_reply(rep_r)
-        if reply.error is not None:
-            for fd in list(e.fds) + ([e.stdin_w] if e.stdin_w is not None else []):
-                os.close(fd)
-            if con_parent is not None:
-                con_parent.close()
-            self.hub.reply(c, reply)
+        keep = (*child, rep_w, *ctx.fds())
+        try:
+            pid = spawn_exec(ctx, lambda: helper.exec_plan(ctx, req, keep), stdio=(in_r, out_w, err_w),
+                             report=rep_w, console_socket=con_child.fileno() if con_child else None)
+        except OSError as ex:
+            pid = 0
+            os.close(rep_r)
+            self._failed(c, e, con_parent, f"fork exec process: {os.strerror(ex.errno or 0)}")
+        finally:
+            os.close(rep_w)
+            for fd in set(child):
+                if con_child is None or fd != con_child.fileno():
+                    os.close(fd)
+            if con_child is not None:
+                con_child.close()
+        if not pid:
+            return
+        e.pid = pid
+        e.pending = _Pending(con_parent, req.stdin, rest)
+        c.exec = e
+        self.by_pid[pid] = e
+        self.by_report[rep_r] = e
+        self.hub.poll.register(rep_r, POLLIN)
+
+    def reported(self, rep_r: int) -> None:
+        """The exec's report pipe is readable: read it to EOF (execve, or the child's exit,
+        follows at once), then reply and start streaming, or reply the error."""
+        e = self.by_report.pop(rep_r)
+        self.hub.poll.unregister(rep_r)
+        chunks = []
+        with os.fdopen(rep_r, "rb", buffering=0) as f:
+            while chunk := f.read(4096):
+                chunks.append(chunk)
+        assert e.pending is not None and e.client is not None
+        p, e.pending = e.pending, None
+        con_parent = p.console
+        c = e.client
+        if chunks:
+            self.by_pid.pop(e.pid, None)  # the child exits; the host reaps it
+            self._failed(c, e, con_parent, exec_failure(b"".join(chunks)))
             return
         if con_parent is not None:
             e.master = helper.recv_master(con_parent)
             e.fds = {e.master: STDOUT}
-            if req.stdin:
+            if p.stdin:
                 e.stdin_w = os.dup(e.master)
-        self._started(c, e, reply.pid)
-        if rest:
-            self.input(c, rest)
+        self._started(c, e)
+        for data in p.early:
+            self.input(c, data)
 
-    def _started(self, c: Client, e: ExecSession, pid: int) -> None:
-        e.pid = pid
-        c.exec = e
+    def _failed(self, c: Client, e: ExecSession, con_parent: socket.socket | None, error: str) -> None:
+        for fd in list(e.fds) + ([e.stdin_w] if e.stdin_w is not None else []):
+            os.close(fd)
+        e.fds, e.stdin_w = {}, None
+        if con_parent is not None:
+            con_parent.close()
+        c.exec = None
+        e.client = None
+        self.hub.reply(c, ExecReply(error=error, exit_code=126))
+
+    def _started(self, c: Client, e: ExecSession) -> None:
         c.attached = True
         self.by_pid[e.pid] = e
         for fd in e.fds:
@@ -139,6 +193,9 @@ class Execs:
     def input(self, c: Client, data: bytes) -> None:
         e = c.exec
         assert isinstance(e, ExecSession)
+        if e.pending is not None:  # not replied to yet: kept for when it is
+            e.pending.early.append(data)
+            return
         if data:
             if e.stdin_w is not None and not write_all(e.stdin_w, data):
                 self._close_stdin(e)
@@ -183,7 +240,7 @@ class Execs:
         if e.code is None:
             e.code = code
             e.deadline = time.monotonic() + 0.2
-        if not e.fds:
+        if not e.fds and e.pending is None:
             self._done(e)
 
     def _done(self, e: ExecSession) -> None:
@@ -197,6 +254,8 @@ class Execs:
 
     def end_all(self) -> None:
         """The container is gone: end every stream (137 for a process not reaped yet)."""
+        for fd in list(self.by_report):  # each report ends at once: execve or exit
+            self.reported(fd)
         for e in list(self.by_pid.values()):
             self.exited(e, e.code if e.code is not None else 137)
             self._done(e)
@@ -213,14 +272,6 @@ class Execs:
         """End the streams of exited execs whose output is still held by leftover children."""
         now = time.monotonic()
         for e in list(self.by_pid.values()):
-            if e.code is not None and e.deadline <= now:
+            if e.code is not None and e.deadline <= now and e.pending is None:
                 self._done(e)
 
-
-def _helper_reply(rep_r: int) -> ExecReply:
-    with os.fdopen(rep_r, "rb") as f:
-        line = f.readline()
-    try:
-        return protocol.decode(line, ExecReply)
-    except msgspec.DecodeError:
-        return ExecReply(error="exec helper exited", exit_code=126)
