@@ -149,23 +149,33 @@ def run_phases(host: str, network: str = "default") -> list[float]:
 
 
 def exec_api(host: str, cid: str) -> float:
-    t0 = time.perf_counter()
+    return exec_phases(host, cid)[-1]
+
+
+def exec_phases(host: str, cid: str) -> list[float]:
+    """exec create, start until the 101, the stream until its end, inspect, total — seconds."""
+    t = [time.perf_counter()]
     s = _conn(host)
     _send(s, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"], "AttachStdout": True, "AttachStderr": True})
     status, body = _response(s)
     assert status == 201, body
     eid = str(_json(body)["Id"])
+    t.append(time.perf_counter())
     st = _conn(host)
     _send(st, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False}, upgrade=True)
+    _head(st)
+    t.append(time.perf_counter())
     st.shutdown(socket.SHUT_WR)
     while st.recv(65536):
         pass
     st.close()
+    t.append(time.perf_counter())
     _send(s, "GET", f"/exec/{eid}/json")
     status, body = _response(s)
     assert _json(body)["ExitCode"] == 0, body
     s.close()
-    return time.perf_counter() - t0
+    t.append(time.perf_counter())
+    return [b - a for a, b in zip(t, t[1:])] + [t[-1] - t[0]]
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -301,7 +311,15 @@ def main() -> None:
             try:
                 report("docker exec C true", alternate(hosts, args.runs,
                                                        lambda k, h: docker(h, "exec", cids[k], "true")))
-                report("exec through the API", alternate(hosts, args.runs, lambda k, h: exec_api(h, cids[k])))
+                steps: dict[str, list[list[float]]] = {k: [] for k in hosts}
+
+                def one_exec(k: str, h: str) -> float:
+                    steps[k].append(exec_phases(h, cids[k]))
+                    return steps[k][-1][-1]
+
+                alternate(hosts, args.runs, one_exec)
+                for i, name in enumerate(("create", "start (101)", "stream to its end", "inspect", "total")):
+                    report(f"exec through the API: {name}", {k: [r[i] for r in steps[k]] for k in hosts})
             finally:
                 for k, h in hosts.items():
                     docker(h, "rm", "-f", cids[k], check=False)

@@ -471,4 +471,5 @@ def exec_spec(spec: Spec, *, args: list[str], env: list[str], cwd: str, user: st
     process = msgspec.structs.replace(
         base, terminal=tty, user=u, args=list(args), env=list(merged.values()), cwd=cwd or base.cwd or "/",
         capabilities=caps)
-    return msgspec.structs.replace(spec, process=process, annotations=notes or None)
+    # mounts=[]: an exec joins the mounts the init made; planning them would stat every source
+    return msgspec.structs.replace(spec, process=process, annotations=notes or None, mounts=[])
