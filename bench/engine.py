@@ -1,7 +1,7 @@
 """Engine-core benchmarks through the real docker CLI and the raw API (not a test).
 
     python bench/engine.py [--runs 20] [--containers 100] [--dockerd | --other HOST]
-                           [--baseline TREE] [--only run,phases,exec,rate,cold]
+                           [--baseline TREE] [--only run,phases,exec,rate,cold,start,restart]
 
     run     `docker run --rm busybox true` latency through the CLI
     phases  the same through the raw API, hop by hop as the CLI does it: create, attach,
@@ -14,12 +14,22 @@
     cold    berthd cold start until /_ping answers
     cpu     berthd's CPU time per API `run --rm` (default network, all its threads), from
             /proc/PID/stat: it moves much less with the machine's load than the walls do
+    start   (not in the default list) each daemon stopped and started again, alternating: on
+            an empty data root and on its existing one, until /_ping answers and until
+            GET /containers/json (which needs the recovered state) answers, with the CPU
+            seconds the daemon process itself used by then (``bench/daemons.py``)
+    restart (not in the default list) N x `docker run -d`, GET /containers/json through the
+            API with N running, then restarts with the N running (live restore) to /_ping
+            and to the list, and the list again after them
 
 Every daemon runs side by side, alternating run by run; medians and ratios are printed.
 berthd runs at its default log level (info), as users run it. --dockerd starts Debian's
 dockerd on its own roots with a bridge of its own (``--bridge``, made here; no iptables) and
 stops it by its PID; --other uses a daemon already running at HOST. --baseline TREE also runs a
 berthd from another source tree (``git archive HEAD`` unpacked), for before/after in one run.
+start and restart run their own daemons (``bench/daemons.py``: berthd from this tree and the
+baseline on /var/tmp, and with --dockerd Debian's dockerd with ``--bridge=none --iptables=false
+--live-restore``), each byte-compiled first (a packaged install has its bytecode).
 """
 
 from __future__ import annotations
@@ -27,20 +37,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tests.integration.daemon as daemon_mod  # noqa: E402
+from bench.daemons import Berthd, request  # noqa: E402
+from bench.daemons import Dockerd as StartedDockerd  # noqa: E402
 from logs import Dockerd  # noqa: E402
-from tests.integration.daemon import Daemon  # noqa: E402
+from tests.integration.daemon import ROOT, Daemon  # noqa: E402
 
 DOCKER = "/usr/local/bin/docker"
 INFO = ["--log-level", "info"]
@@ -248,6 +262,86 @@ def berth_memory(d: Daemon) -> str:
             f"berthd RSS {rss / 1024:.1f} MiB")
 
 
+# -- start and restart (bench/daemons.py) ---------------------------------------------------
+
+Starter = Union[Berthd, StartedDockerd]
+
+
+def api_ms(sock: str, path: str, n: int = 50) -> float:
+    """Median ms of GET path through the API (no CLI), after one warm-up."""
+    request(sock, "GET", path)
+    xs = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, _ = request(sock, "GET", path)
+        xs.append(time.perf_counter() - t0)
+        assert status == 200
+    return med(xs) * 1000
+
+
+def starts(daemons: dict[str, Starter], runs: int, fresh: bool, title: str) -> None:
+    """Stop and start each daemon ``runs`` times, alternating; ``fresh``: a new data root each time."""
+    ping: dict[str, list[float]] = {k: [] for k in daemons}
+    ready: dict[str, list[float]] = {k: [] for k in daemons}
+    cpu_ping: dict[str, list[float]] = {k: [] for k in daemons}
+    cpu_ready: dict[str, list[float]] = {k: [] for k in daemons}
+    for _ in range(runs):
+        for k in list(daemons):
+            dm = daemons[k]
+            dm.stop()
+            if fresh:
+                dm.cleanup()
+                dm = daemons[k] = Berthd(dm.code) if isinstance(dm, Berthd) else StartedDockerd()
+            p, r = dm.timed_start()
+            ping[k].append(p)
+            ready[k].append(r)
+            cpu_ping[k].append(dm.cpu[0])
+            cpu_ready[k].append(dm.cpu[1])
+    report(f"{title} -> /_ping", ping)
+    report("  daemon's own CPU by then", cpu_ping)
+    report(f"{title} -> GET /containers/json", ready)
+    report("  daemon's own CPU by then", cpu_ready)
+
+
+def start_and_restart(args: argparse.Namespace, only: set[str], rootfs: Path) -> None:
+    """The start and restart figures, on daemons of their own (stopped and started here)."""
+    daemons: dict[str, Starter] = {"berthd": Berthd()}
+    if args.baseline:
+        daemons["before"] = Berthd(Path(args.baseline))
+    if args.dockerd:
+        daemons["dockerd"] = StartedDockerd()
+    for tree in {str(ROOT), *([args.baseline] if args.baseline else [])}:
+        # an installed berth has its bytecode; PYTHONDONTWRITEBYTECODE would leave every start compiling
+        subprocess.run([sys.executable, "-m", "compileall", "-q", f"{tree}/berth"], check=True, capture_output=True)
+    try:
+        for dm in daemons.values():
+            dm.timed_start()
+            ensure_busybox(dm.host, rootfs)
+        if "start" in only:
+            print(f"daemon start, median of {args.cold}:", flush=True)
+            starts(daemons, args.cold, True, "empty data root")
+            for dm in daemons.values():
+                ensure_busybox(dm.host, rootfs)
+            starts(daemons, args.cold, False, "restart, existing data root")
+        if "restart" in only:
+            print(f"{args.containers} running:", flush=True)
+            for k, dm in daemons.items():
+                for _ in range(args.containers):
+                    docker(dm.host, "run", "-d", "busybox", "sleep", "3600")
+                print(f"  {k}: GET /containers/json {api_ms(str(dm.sock), '/containers/json'):.2f} ms", flush=True)
+            starts(daemons, args.cold, False, f"restart with {args.containers} running")
+            for k, dm in daemons.items():
+                print(f"  {k}: GET /containers/json after the restart "
+                      f"{api_ms(str(dm.sock), '/containers/json'):.2f} ms", flush=True)
+            for dm in daemons.values():
+                ids = docker_out(dm.host, "ps", "-aq", "--no-trunc").split()
+                if ids:
+                    docker(dm.host, "rm", "-f", *ids, check=False)
+    finally:
+        for dm in daemons.values():
+            dm.cleanup()
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -347,6 +441,13 @@ def main() -> None:
                 d.stop()
                 cold.append(d.start())
             report("berthd cold start to /_ping", {"berthd": cold})
+        if only & {"start", "restart"}:
+            rootfs = Path(tempfile.mkdtemp(prefix="bench-", dir="/var/tmp")) / "rootfs.tar"
+            try:
+                shutil.copy(d.base / "rootfs.tar", rootfs)
+                start_and_restart(args, only, rootfs)
+            finally:
+                shutil.rmtree(rootfs.parent, ignore_errors=True)
     finally:
         for x in (d, base):
             if x is not None:

@@ -1,6 +1,6 @@
 """The API's application context and its route tables.
 
-``App`` is everything a handler may use: the engine objects, built once by ``daemon.main.wire``.
+``App`` is everything a handler may use: the engine objects, built once by ``daemon.wiring.wire``.
 A handler is a module-level function ``async def h(app: App, req: Request)``; each resource
 module lists its routes in ``ROUTES`` and ``register`` binds them to one ``App``::
 

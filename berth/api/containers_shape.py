@@ -3,6 +3,8 @@ API version. Everything here reads engine records; nothing changes state."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -10,9 +12,8 @@ import msgspec
 from berth.api import networks as networks_api
 from berth.api.app import App
 from berth.api.http import Request
-from berth.api.shape import config_json
+from berth.api.shape import config_json, record_time
 from berth.engine.health import Health
-from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
 from berth.engine.mount_specs import MountPoint
 from berth.engine.volumes import Volumes
@@ -26,17 +27,17 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 def status_text(c: Container, now: float) -> str:
     st = c.state
     if st.status == Status.RUNNING:
-        return "Up " + human.duration(now - (parse_time(st.started_at) or now))
+        return "Up " + human.duration(now - (record_time(st.started_at) or now))
     if st.status == Status.PAUSED:
-        return "Up " + human.duration(now - (parse_time(st.started_at) or now)) + " (Paused)"
+        return "Up " + human.duration(now - (record_time(st.started_at) or now)) + " (Paused)"
     if st.status == Status.RESTARTING:
-        return f"Restarting ({st.exit_code}) " + human.duration(now - (parse_time(st.finished_at) or now)) + " ago"
+        return f"Restarting ({st.exit_code}) " + human.duration(now - (record_time(st.finished_at) or now)) + " ago"
     if st.status == Status.REMOVING:
         return "Removal In Progress"
     if st.status == Status.DEAD:
         return "Dead"
     if st.status == Status.EXITED:
-        return f"Exited ({st.exit_code}) " + human.duration(now - (parse_time(st.finished_at) or now)) + " ago"
+        return f"Exited ({st.exit_code}) " + human.duration(now - (record_time(st.finished_at) or now)) + " ago"
     return "Created"
 
 
@@ -62,9 +63,15 @@ def mount_json(vols: Volumes, p: MountPoint) -> dict[str, object]:
     if p.type == "bind":
         return {"Type": "bind", "Source": p.source, "Destination": p.destination, "Mode": p.mode, "RW": p.rw,
                 "Propagation": p.propagation or "rprivate"}
-    return {"Type": "volume", "Name": p.source, "Source": str(vols.data_dir(p.source)),
+    return {"Type": "volume", "Name": p.source, "Source": _volume_source(vols.root, p.source),
             "Destination": p.destination, "Driver": "local", "Mode": p.mode or "z", "RW": p.rw,
             "Propagation": ""}
+
+
+@functools.lru_cache(maxsize=4096)
+def _volume_source(root: Path, name: str) -> str:
+    """``Volumes.data_dir`` as a string (pathlib was 40% of listing 1,000 containers)."""
+    return f"{root}/{name}/_data"
 
 
 def mounts_json(app: App, c: Container) -> list[dict[str, object]]:
@@ -84,11 +91,12 @@ def _sizes(app: App, c: Container, out: dict[str, Any]) -> None:
 
 def summary(app: App, c: Container, now: float, size: bool) -> dict[str, Any]:
     """One entry of ``GET /containers/json``."""
-    nets = networks_api.settings_json(app.networks, c)["Networks"]
+    s = app.networks.sandbox(c.id)
+    nets = networks_api.networks_json(app.networks, c, s)
     d: dict[str, Any] = {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.config.Image or c.image_id, "ImageID": c.image_id,
-        "Command": _command(c), "Created": int(parse_time(c.created) or 0),
-        "Ports": networks_api.ports_json(app.networks, c),
+        "Command": _command(c), "Created": int(record_time(c.created)),
+        "Ports": networks_api.ports_json(app.networks, c, s),
         "Labels": c.config.Labels or {}, "State": c.state.status.value, "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": c.host_config.NetworkMode},
         "NetworkSettings": {"Networks": nets}, "Mounts": mounts_json(app, c),

@@ -19,7 +19,6 @@ from urllib.parse import parse_qsl, unquote
 
 from berth.api import framing
 from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
-from berth.linux import fd
 
 log = logging.getLogger("berth.api")
 
@@ -125,6 +124,7 @@ class Request:
         stream bytes that arrived together with the head stay in that buffer and are lost
         (attach with logs=1, a fast exec). So the first stream bytes go out only once the head
         has left the socket's queue."""
+        from berth.linux import fd  # ctypes: not on the path to the first /_ping
         await self.writer.drain()
         sock = self.writer.get_extra_info("socket")
         if sock is None:
@@ -237,12 +237,17 @@ class Router:
 
 
 class Server:
-    """Serves a Router; `on_error` turns an exception into a Response (the one error table)."""
+    """Serves a Router; `on_error` turns an exception into a Response (the one error table).
+    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered)."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None):
+                 versions: tuple[str, str] | None = None, early: Router | None = None):
         self.router = router
+        self.early = early or Router()
+        self.ready = asyncio.Event()  # set once: the daemon's engine is wired and recovered
+        if early is None:
+            self.ready.set()
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -342,7 +347,10 @@ class Server:
         try:
             if req.api_version is not None and self.versions is not None:
                 check_version(req.api_version, *self.versions)
-            handler, match, path_found = self.router.resolve(method, req.path)
+            handler, match, path_found = self.early.resolve(method, req.path)
+            if handler is None:
+                await self.ready.wait()  # at once when set
+                handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":
                     handler, match, _ = self.router.resolve("GET", req.path)

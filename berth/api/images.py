@@ -87,10 +87,10 @@ async def list_images(app: App, req: Request) -> Response:
     filters = parse_filters(req)
     out = []
     hidden = app.build_admin.intermediate() if not req.flag("all") else set()
-    for img in app.images.list():
+    for r in app.images.records():
+        img = r.image
         if img.id in hidden:
             continue  # a build step's intermediate image (docker images -a shows it)
-        r = app.images.record(img)
         if _listed(app, img, r.tags, filters):
             out.append(shape.summary(r, req))
     if req.flag("shared-size") and req.version_at_least("1.42"):

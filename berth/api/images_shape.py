@@ -8,9 +8,8 @@ from typing import Any
 import msgspec
 
 from berth.api.http import Request
-from berth.api.shape import config_json
+from berth.api.shape import config_json, record_time
 from berth.engine.image_records import HistoryEntry, ImageRecord, PruneReport, Removal
-from berth.engine.logs import parse_time
 from berth.schema.containers import ContainerConfig
 
 # Image configs carry only what a build sets; API 1.50 stops echoing the container-only fields.
@@ -24,7 +23,7 @@ def summary(r: ImageRecord, req: Request | None = None) -> dict[str, object]:
     cfg = img.config.config
     new = req is None or req.version_at_least("1.43")  # untagged: [] rather than "<none>:<none>"
     d: dict[str, object] = {
-        "Containers": -1, "Created": int(parse_time(img.created) or 0), "Id": img.id,
+        "Containers": -1, "Created": int(record_time(img.created)), "Id": img.id,
         "Labels": (cfg.Labels if cfg else None) or None, "ParentId": r.parent,
         "RepoDigests": r.digests or ([] if r.tags or new else ["<none>@<none>"]),
         "RepoTags": r.tags or ([] if new else ["<none>:<none>"]), "SharedSize": -1, "Size": img.size}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 import msgspec
@@ -33,6 +34,12 @@ def network_json(nets: Networks, n: Network, detailed: bool = True) -> dict[str,
         if user is not None and user.AuxiliaryAddresses:
             c["AuxiliaryAddresses"] = user.AuxiliaryAddresses
         cfg.append(c)
+    if n.enable_ipv6 and n.subnet6:
+        c6: dict[str, Any] = {"Subnet": n.subnet6}
+        if n.ip_range6:
+            c6["IPRange"] = n.ip_range6
+        c6["Gateway"] = n.gateway6
+        cfg.append(c6)
     containers: dict[str, Any] = {}
     if detailed:
         for cid, s in nets.sandboxes.items():
@@ -41,10 +48,10 @@ def network_json(nets: Networks, n: Network, detailed: bool = True) -> dict[str,
                 continue
             info = nets.names(cid)
             containers[cid] = {"Name": info[0] if info else "", "EndpointID": e.endpoint_id,
-                               "MacAddress": e.mac, "IPv4Address": f"{e.ip}/{IPv4Network(n.subnet).prefixlen}",
-                               "IPv6Address": ""}
+                               "MacAddress": e.mac, "IPv4Address": f"{e.ip}/{prefix_len(n.subnet)}",
+                               "IPv6Address": f"{e.ip6}/{IPv6Network(n.subnet6).prefixlen}" if e.ip6 else ""}
     return {"Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
-            "EnableIPv4": True, "EnableIPv6": False,
+            "EnableIPv4": True, "EnableIPv6": n.enable_ipv6,
             "IPAM": {"Driver": n.ipam_driver, "Options": n.ipam_options if not n.predefined else None,
                      "Config": cfg},
             "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
@@ -52,15 +59,24 @@ def network_json(nets: Networks, n: Network, detailed: bool = True) -> dict[str,
             "Options": n.options, "Labels": n.labels}
 
 
+@functools.lru_cache(maxsize=1024)
+def prefix_len(subnet: str) -> int:
+    """A network's prefix length (parsing the subnet was a third of ``GET /containers/json``)."""
+    return IPv4Network(subnet).prefixlen
+
+
 def endpoint_json(nets: Networks, s: Sandbox | None, e: Endpoint | None, n: Network) -> dict[str, Any]:
-    prefix = IPv4Network(n.subnet).prefixlen if (e and e.ip and n.subnet) else 0
-    return {"IPAMConfig": {"IPv4Address": e.ipv4} if e and e.ipv4 else None,
+    prefix = prefix_len(n.subnet) if (e and e.ip and n.subnet) else 0
+    ip6 = e.ip6 if e and e.ip6 and n.subnet6 else ""
+    ipam_cfg = {k: v for k, v in (("IPv4Address", e.ipv4 if e else ""), ("IPv6Address", e.ipv6 if e else "")) if v}
+    return {"IPAMConfig": ipam_cfg or None,
             "Links": (e.links or None) if e else None, "Aliases": (e.aliases or None) if e else None,
             # Not running: the configured MAC (dockerd's DesiredMacAddress) shows.
             "MacAddress": (e.mac or e.mac_req) if e else "", "DriverOpts": e.driver_opts if e else None,
             "GwPriority": e.gw_priority if e else 0, "NetworkID": n.id, "EndpointID": e.endpoint_id if e else "",
             "Gateway": n.gateway if e and e.ip else "", "IPAddress": e.ip if e else "",
-            "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPPrefixLen": prefix, "IPv6Gateway": n.gateway6 if ip6 else "", "GlobalIPv6Address": ip6,
+            "GlobalIPv6PrefixLen": IPv6Network(n.subnet6).prefixlen if ip6 else 0,
             "DNSNames": _dns_names(nets, s, e, n)}
 
 
@@ -72,20 +88,27 @@ def _dns_names(nets: Networks, s: Sandbox | None, e: Endpoint | None, n: Network
     return list(dict.fromkeys(out))
 
 
-def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
-    """A container's NetworkSettings in inspect (and, with fewer fields, in the list)."""
-    mode = "bridge" if c.host_config.NetworkMode == "default" else c.host_config.NetworkMode
-    exposed = c.config.ExposedPorts
-    s = nets.sandbox(c.id)
+def networks_json(nets: Networks, c: Container, s: Sandbox | None) -> dict[str, Any]:
+    """NetworkSettings.Networks: the container's endpoints by network name (``s``: its sandbox)."""
     endpoints: dict[str, Any] = {}
     if s is not None and s.endpoints:
         for e in s.endpoints:
             n = nets.nets.get(e.network_id)
             if n is not None:
                 endpoints[n.name] = endpoint_json(nets, s, e, n)
-    elif mode in ("host", "none"):
+        return endpoints
+    mode = "bridge" if c.host_config.NetworkMode == "default" else c.host_config.NetworkMode
+    if mode in ("host", "none"):
         n = nets.get(mode)
         endpoints[n.name] = endpoint_json(nets, s, None, n)
+    return endpoints
+
+
+def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
+    """A container's NetworkSettings in inspect (and, with fewer fields, in the list)."""
+    exposed = c.config.ExposedPorts
+    s = nets.sandbox(c.id)
+    endpoints = networks_json(nets, c, s)
     running = c.id in nets.running
     primary = s.endpoints[0] if s and s.endpoints else None
     pn = nets.nets.get(primary.network_id) if primary else None
@@ -100,7 +123,10 @@ def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
     }
     if primary is not None and pn is not None and pn.name == "bridge" and primary.ip:
         out.update({"EndpointID": primary.endpoint_id, "Gateway": pn.gateway, "IPAddress": primary.ip,
-                    "IPPrefixLen": IPv4Network(pn.subnet).prefixlen, "MacAddress": primary.mac})
+                    "IPPrefixLen": prefix_len(pn.subnet), "MacAddress": primary.mac})
+        if primary.ip6 and pn.subnet6:
+            out.update({"GlobalIPv6Address": primary.ip6, "GlobalIPv6PrefixLen": IPv6Network(pn.subnet6).prefixlen,
+                        "IPv6Gateway": pn.gateway6})
     return out
 
 
@@ -116,9 +142,8 @@ def _port_map(bindings: list[PortBinding], exposed: dict[str, Any] | None) -> di
     return out
 
 
-def ports_json(nets: Networks, c: Container) -> list[dict[str, Any]]:
-    """The container list's ``Ports``."""
-    s = nets.sandbox(c.id)
+def ports_json(nets: Networks, c: Container, s: Sandbox | None) -> list[dict[str, Any]]:
+    """The container list's ``Ports`` (``s``: its sandbox)."""
     out: list[dict[str, Any]] = []
     bound = set()
     if s is not None and c.id in nets.running:
@@ -202,9 +227,9 @@ async def inspect(app: App, req: Request) -> Response:
 async def create(app: App, req: Request) -> Response:
     b = _body(await req.read())
     if req.version_at_least("1.48") and b.get("EnableIPv4") is False:
-        # 1.48 lets a network go without IPv4; berth has no IPv6, so it would have no addresses.
+        # 1.48 lets a network go without IPv4; berth's networks always have it (IPv6-only is not done).
         raise InvalidArgument("IPv4 or IPv6 must be enabled" if not b.get("EnableIPv6") else
-                              "IPv6 networks are not supported by berth")
+                              "IPv6-only networks are not supported by berth")
     n = await app.networks.create(b.get("Name") or "", driver=b.get("Driver") or "bridge",
                                   internal=bool(b.get("Internal")), attachable=bool(b.get("Attachable")),
                                   labels=b.get("Labels") or {}, options=b.get("Options") or {},

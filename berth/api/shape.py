@@ -3,9 +3,12 @@ images show it, and the JSON response."""
 
 from __future__ import annotations
 
+import functools
+
 import msgspec
 
 from berth.api.http import Response
+from berth.engine.logs import parse_time
 from berth.schema.containers import ContainerConfig
 
 _enc = msgspec.json.Encoder()
@@ -13,6 +16,15 @@ _enc = msgspec.json.Encoder()
 
 def json_response(obj: object, status: int = 200) -> Response:
     return Response(status, _enc.encode(obj) + b"\n")
+
+
+@functools.lru_cache(maxsize=16384)
+def record_time(v: str) -> float:
+    """A record's own RFC 3339 time (created, started, finished) in unix seconds, 0 if unset.
+
+    Cached: these strings never change once written, and parsing them was a fifth of the
+    time of ``GET /containers/json``."""
+    return parse_time(v) or 0.0
 
 
 def config_json(cfg: ContainerConfig | None) -> dict[str, object]:

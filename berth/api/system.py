@@ -10,15 +10,12 @@ import time
 from typing import Any
 
 import berth
+from berth.api import ping as early
 from berth.api.app import App, Routes
 from berth.api.http import Request, Response
+from berth.api.ping import API_VERSION as API_VERSION, MIN_API_VERSION as MIN_API_VERSION, SERVER as SERVER
 from berth.api.shape import json_response as json_response  # re-exported: networks, build
 from berth.engine.model import Status
-
-API_VERSION = "1.50"
-MIN_API_VERSION = "1.24"
-SERVER = f"berth/{berth.__version__}"
-
 
 def _os_release() -> tuple[str, str]:
     name, version = "Linux", ""
@@ -92,11 +89,7 @@ def registry_config(insecure: list[str], mirrors: list[str]) -> dict[str, object
 
 
 async def ping(app: App, req: Request) -> Response:
-    # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
-    # builder, and "2" would send the CLI to BuildKit.
-    return Response(200, b"OK" if req.method == "GET" else b"", content_type="text/plain; charset=utf-8",
-                    headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
-                             "Swarm": "inactive"})
+    return await early.ping(req)
 
 
 async def version(app: App, req: Request) -> Response:

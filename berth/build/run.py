@@ -103,6 +103,7 @@ async def _run_container(b: Build, st: StageState, cmd: ins.Run, argv: list[str]
     if watch.reason is not None or (code != 0 and watch.low_on_space()):
         b.b.reserve.release()
         await b.remove_container(cid)
+        await b.b.containers.flush_removed()  # the step's files must be gone before the next step
         await asyncio.to_thread(b.b.reserve.take)
         raise BuildFailed(_stopped(argv, watch, b.b.pids_limit), code)
     if code != 0:

@@ -1,9 +1,12 @@
-"""berthd: flags, the data-root lock, wiring (the one place objects are constructed), signals.
+"""berthd: flags, the data-root lock, listening, start-up and shutdown, signals.
 
-Start-up is on a budget (/_ping must answer well under 150 ms after exec): what the API and
-the engine need is imported here, and what only some requests need is imported lazily where it
-is used (docs/design-notes.md, "Lazy imports"); the fork server warms up the runtime in the
-background.
+Start-up is on a budget (/_ping must answer well under 100 ms after exec). berthd listens
+first, with only /_ping routed (``api.ping``); the engine's modules are imported in a thread
+meanwhile (``daemon.wiring``, the one place objects are constructed), then the objects are
+wired and the containers recovered, and only then are other requests served
+(``Server.ready``): they wait, so none sees a half-recovered state. The fork server warms up
+the runtime in the background. What this module imports is what listening needs
+(docs/design-notes.md, "Lazy imports").
 """
 
 from __future__ import annotations
@@ -12,56 +15,27 @@ import argparse
 import asyncio
 import fcntl
 import grp
+import importlib
 import logging
 import os
-import secrets
 import signal
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import berth
-from berth.daemon import settings
-from berth.api import attach_ws, containers_io, jsonbody, system, system_df
-from berth.api import build as build_api
-from berth.api import commit as commit_api
-from berth.api import containers as containers_api
-from berth.api import events as events_api
-from berth.api import exec as exec_api
-from berth.api import images as images_api
-from berth.api import links as links_api
-from berth.api import networks as networks_api
-from berth.api import swarm as swarm_api
-from berth.api import volumes as volumes_api
-from berth.api.app import App, register
-from berth.api.errors import error_response
-from berth.api.http import Router, Server
-from berth.build.admin import BuildAdmin
-from berth.build.builder import Builder
-from berth.build.cache import BuildCache
-from berth.engine import events
-from berth.engine.archive import Archives
-from berth.engine.attachments import Attachments
-from berth.engine.build_support import build_containers
-from berth.engine.build_support import sweep as sweep_builds
-from berth.engine.containers import Containers
-from berth.engine.distribution import Distribution
-from berth.engine.exec import Execs
-from berth.engine.health import HealthMonitor
-from berth.engine.image_files import ImageFiles
-from berth.engine.images import Images
-from berth.engine.networks import Networks, instance_of
-from berth.engine.shims import ForkServer
-from berth.engine.volumes import Volumes
-from berth.image.store import ImageStore
-from berth.oci.spec import encode_spec
-from berth.runtime.cgroups import detect
-from berth.runtime.defaults import build_spec
-from berth.state.atomic import write_atomic
-from berth.state.db import Database
-from berth.daemon import remote
+from berth.api.http import Request, Response, Router, Server
+from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
+from berth.daemon import remote, settings
+from berth.daemon.config import load
+from berth.daemon.config_values import ConfigError
 from berth.state.paths import DataRoot, ExecRoot
 
+if TYPE_CHECKING:  # imported in a thread while /_ping already answers (serve)
+    from berth.api.app import App
+
+T0 = time.perf_counter()  # as near the exec as berthd can measure
 log = logging.getLogger("berthd")
 
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
@@ -69,20 +43,10 @@ DEFAULT_HOST = "unix:///run/berth/berth.sock"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The flags and daemon.json merged (``daemon.config``); a bad configuration ends berthd."""
-    from berth.daemon.config import ConfigError, load
     try:
         return load(argv)
     except ConfigError as e:
         raise SystemExit(f"berthd: {e}") from None
-
-
-@dataclass
-class Daemon:
-    """What wire() built: the API's context, and what only the daemon itself drives."""
-
-    app: App
-    db: Database
-    forkserver: ForkServer
 
 
 def _lock(data: DataRoot) -> int:
@@ -97,78 +61,41 @@ def _lock(data: DataRoot) -> int:
     return fd
 
 
-def _daemon_id(data: DataRoot) -> str:
-    p = data.root / "engine-id"
-    try:
-        return p.read_text().strip()
-    except FileNotFoundError:
-        i = secrets.token_hex(16)
-        write_atomic(p, i.encode())
-        return i
+def _early_server() -> Server:
+    """A server that answers /_ping now and holds every other request until ``ready``."""
+    return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router())
 
 
-def wire(args: argparse.Namespace) -> Daemon:
-    data = DataRoot(Path(args.data_root))
-    exec_root = ExecRoot(Path(args.exec_root))
-    db = Database(data.db)
-    store = ImageStore(db, data)
-    store.sweep()
-    forkserver = ForkServer(exec_root.forkserver)
-    containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
-    containers.defaults = settings.container_defaults(args)
-    images = Images(store, containers, str(data.image_tmp))
-    distribution = Distribution(store, settings.registry_options(args))
-    bus = events.Events()
-    containers.on_event = events.container_hook(bus)
-    images.on_event = events.image_hook(bus)
-    distribution.on_event = images.on_event
-    execs = Execs(containers, events.exec_hook(bus, containers))
-    health = HealthMonitor(containers, execs, events.exec_hook(bus, containers))
-    networks = Networks(db, data.root, instance_of(data.root), bus.emit)
-    settings.configure_networks(args, networks)
-    volumes = Volumes(db, data.volumes, bus.emit)
-    attachments = containers.attachments = Attachments(networks, volumes, data, containers)
-    builder, build_admin = _wire_builder(db, store, containers, images, distribution, data, exec_root)
-    app = App(root=data.root, daemon_id=_daemon_id(data), cgroup_version=_cgroup_version(),
-              containers=containers, images=images, image_files=ImageFiles(images), distribution=distribution,
-              events=bus, execs=execs, archives=Archives(containers), health=health, networks=networks,
-              volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
-              live_restore=args.live_restore, config=settings.daemon_info(args))
-    return Daemon(app, db, forkserver)
+def _error_response(req: Request | None, e: BaseException) -> Response:
+    from berth.api.errors import error_response  # msgspec and the error kinds: not needed to listen
+    return error_response(req, e)
 
 
-def _wire_builder(db: Database, store: ImageStore, containers: Containers, images: Images,
-                  distribution: Distribution, data: DataRoot, exec_root: ExecRoot) -> tuple[Builder, BuildAdmin]:
-    cache = BuildCache(db)
-    pids = os.environ.get("BERTH_BUILD_PIDS_LIMIT")  # RUN steps' pids limit; 0 = none
-    builder = Builder(containers, images, distribution, cache,
-                      data.build_tmp, data.build_mounts, exec_root.root / "build",
-                      **({"pids_limit": int(pids)} if pids else {}))
-    builder.sweep()
-    return builder, BuildAdmin(store, containers, cache)
+class _Reload:
+    """SIGHUP: reloads daemon.json into the wired objects; one that comes while berthd still
+    imports and wires is applied once the objects exist."""
 
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.app: App | None = None
+        self.pending = False
 
-def _cgroup_version() -> str:
-    try:
-        return str(detect().version)
-    except Exception:
-        return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+    def __call__(self) -> None:
+        if self.app is None:
+            self.pending = True
+            return
+        settings.reload(self.args, self.app)
 
-
-def build_server(app: App) -> Server:
-    router = Router()
-    for table in (system.ROUTES, images_api.ROUTES, system_df.ROUTES, containers_api.ROUTES, containers_io.ROUTES,
-                  attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events_api.ROUTES, exec_api.ROUTES,
-                  networks_api.ROUTES, volumes_api.ROUTES, build_api.ROUTES, swarm_api.ROUTES):
-        register(router, app, table)
-    jsonbody.guard(router)
-    headers = {"Api-Version": system.API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
-               "Server": f"{system.SERVER} (linux)"}
-    return Server(router, headers, error_response, (system.MIN_API_VERSION, system.API_VERSION))
+    def wired(self, app: App) -> None:
+        self.app = app
+        if self.pending:
+            self.pending = False
+            settings.reload(self.args, app)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    listeners = remote.prepare(args.hosts or [DEFAULT_HOST], args)
+    hosts = args.hosts or [DEFAULT_HOST]
+    listeners = remote.prepare(hosts, args)  # before any state: a bad -H or TLS flag stops here
     data = DataRoot(Path(args.data_root))
     exec_root = ExecRoot(Path(args.exec_root))
     data.root.mkdir(parents=True, exist_ok=True)
@@ -178,17 +105,7 @@ async def serve(args: argparse.Namespace) -> None:
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
-    from berth.daemon.config_values import ConfigError
-    try:
-        d = wire(args)
-    except ConfigError as e:
-        raise SystemExit(f"berthd: {e}") from None
-    app = d.app
-    server = build_server(app)
-    # The build containers a dead berthd left: named before the socket answers, so the sweep
-    # below never touches a build that a client starts meanwhile.
-    stale_builds = build_containers(app.containers)
-    hosts = args.hosts or [DEFAULT_HOST]
+    server = _early_server()
     try:
         gid = grp.getgrnam(args.group).gr_gid
     except KeyError:
@@ -200,11 +117,30 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
-    from berth.daemon import settings
-    loop.add_signal_handler(signal.SIGHUP, settings.reload, args, app)
+    reload = _Reload(args)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    t = [time.perf_counter()]
+    await asyncio.to_thread(importlib.import_module, "berth.daemon.wiring")
+    from berth.daemon import wiring  # imported just above, off the event loop
+    t.append(time.perf_counter())
+    try:
+        d = wiring.wire(args)
+    except ConfigError as e:
+        raise SystemExit(f"berthd: {e}") from None
+    app = d.app
+    reload.wired(app)
+    # The build containers a dead berthd left: named before any other request is served, so
+    # the sweep below never touches a build that a client starts meanwhile.
+    stale_builds = wiring.build_containers(app.containers)
+    wiring.add_routes(server.router, app)
     d.forkserver.start()
+    t.append(time.perf_counter())
     await app.containers.recover()
-    await sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
+    await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
+    server.ready.set()
+    t.append(time.perf_counter())
+    log.debug("start-up: listening at %.0f ms; imports %.0f ms, wiring %.0f ms, recovery %.0f ms",
+              (t[0] - T0) * 1000, *((b - a) * 1000 for a, b in zip(t, t[1:])))
     log.info("berthd is up: %s", ", ".join(hosts))
     remote.notify_ready()
     await stop.wait()
@@ -238,8 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.version:
         print(f"berthd version {berth.__version__}")
         return
-    from berth.daemon.settings import log_level
-    logging.basicConfig(level=log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=settings.log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     if os.geteuid() != 0:
         raise SystemExit("berthd: must run as root")
     try:

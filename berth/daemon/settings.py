@@ -47,10 +47,8 @@ def registry_options(args: argparse.Namespace) -> Options:
 def warnings(args: argparse.Namespace) -> list[str]:
     """/info's Warnings: what the configuration asks that berth does not do (yet)."""
     out = []
-    if args.ipv6 or args.fixed_cidr_v6:
-        out.append("WARNING: ipv6 is configured, but berth does not give containers IPv6 addresses yet")
-    if not args.iptables:
-        out.append("WARNING: iptables is false, but berth still writes its own nftables table")
+    if args.ipv6 and not args.fixed_cidr_v6:
+        out.append("WARNING: ipv6 is true but fixed-cidr-v6 is not set: the default bridge has no IPv6")
     if args.runtimes:
         out.append("WARNING: runtimes are configured, but berth runs containers with its own runtime only")
     if args.cgroup_parent:
@@ -85,7 +83,10 @@ def configure_networks(args: argparse.Namespace, networks: Networks) -> None:
         if bad:
             raise ConfigError("invalid value for \"default-address-pools\": " + ", ".join(
                 f"pool {base} overlaps with the host route {route}" for base, route in bad))
-    configure_default(networks, args.bip, args.fixed_cidr, args.mtu, args.ip_masq, args.icc)
+    configure_default(networks, args.bip, args.fixed_cidr, args.mtu, args.ip_masq, args.icc,
+                      args.ipv6, args.fixed_cidr_v6)
+    b = networks.bridges
+    b.iptables, b.ip6tables, b.ip_forward = args.iptables, args.ip6tables, args.ip_forward
 
 
 def reload(args: argparse.Namespace, app: App) -> dict[str, Any]:

@@ -93,6 +93,11 @@ class Containers(ContainerTable):
     async def shutdown(self) -> None:
         await self.stopper.shutdown()
 
+    async def flush_removed(self) -> None:
+        """Wait until the files of the containers removed so far are deleted (``remove``
+        deletes them in the background): for a caller that needs the space back now."""
+        await asyncio.to_thread(self.trash.flush)
+
     # -- while it lives ---------------------------------------------------------------------
 
     async def pause(self, ref: str) -> None:

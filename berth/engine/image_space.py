@@ -64,8 +64,7 @@ class Space:
         cs = self.containers.list()
         for c in cs:
             users[c.image_id] = users.get(c.image_id, 0) + 1
-        images = [ImageUsage(self.images.record(img), shared.get(img.id, 0), users.get(img.id, 0))
-                  for img in self.store.list()]
+        images = [ImageUsage(r, shared.get(r.image.id, 0), users.get(r.image.id, 0)) for r in self.images.records()]
         return DiskUsage(sum(sizes.values()), images, cs)
 
     def shared_sizes(self) -> dict[str, int]:

@@ -5,7 +5,7 @@ short IDs on the user-defined networks a container shares with them).
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from berth.engine.network_records import ContainerView, NetworkTable, Sandbox
 from berth.network import etcfiles
@@ -14,7 +14,7 @@ from berth.network import etcfiles
 def hosts(table: NetworkTable, cv: ContainerView, s: Sandbox) -> str:
     """The text of the container's /etc/hosts."""
     names = [cv.hostname] if not cv.domainname else [f"{cv.hostname}.{cv.domainname}", cv.hostname]
-    own = [(e.ip, names) for e in s.endpoints[:1] if e.ip]
+    own = [(a, names) for e in s.endpoints[:1] for a in (e.ip, e.ip6) if a]
     gw = next((table.nets[e.network_id].gateway for e in s.endpoints if e.network_id in table.nets), "")
     extra = []
     for item in cv.extra_hosts:
@@ -54,7 +54,7 @@ def _ip_of_name(table: NetworkTable, name: str, s: Sandbox) -> str | None:
     return None
 
 
-def resolve(table: NetworkTable, cid: str, name: str) -> tuple[list[IPv4Address] | None, bool]:
+def resolve(table: NetworkTable, cid: str, name: str) -> tuple[list[IPv4Address | IPv6Address] | None, bool]:
     """The embedded DNS server's lookup for container ``cid``: -> (the addresses of ``name`` on
     its user networks or None, whether a name not found there may go to the upstream servers)."""
     s = table.sandboxes.get(cid)
@@ -62,7 +62,7 @@ def resolve(table: NetworkTable, cid: str, name: str) -> tuple[list[IPv4Address]
         return None, False
     name = name.lower().rstrip(".")
     may_forward = False
-    found: list[IPv4Address] = []
+    found: list[IPv4Address | IPv6Address] = []
     for e in s.endpoints:
         n = table.nets.get(e.network_id)
         if n is None or not n.user_defined:
@@ -82,9 +82,9 @@ def resolve(table: NetworkTable, cid: str, name: str) -> tuple[list[IPv4Address]
             if info:
                 cands.add(info[0].lower())
             if base in cands:
-                addr = IPv4Address(oe.ip)
-                if addr not in found:
-                    found.append(addr)
+                for addr in (ip_address(a) for a in (oe.ip, oe.ip6) if a):
+                    if addr not in found:
+                        found.append(addr)
     return (found if found else None), may_forward
 
 

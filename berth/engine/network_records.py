@@ -83,6 +83,12 @@ class Network(msgspec.Struct):
     bridge: str = ""
     cursor: int = 0
     predefined: bool = False
+    enable_ipv6: bool = False        # --ipv6 (daemon.json ipv6 for the default bridge)
+    subnet6: str = ""
+    gateway6: str = ""
+    ip_range6: str = ""
+    user_subnet6: bool = False       # an IPv6 --subnet given: --ip6 is allowed
+    cursor6: int = 0
 
     @property
     def is_bridge(self) -> bool:
@@ -101,8 +107,10 @@ class Endpoint(msgspec.Struct):
     mac_req: str = ""                # requested (--mac-address)
     driver_opts: dict[str, str] | None = None
     gw_priority: int = 0             # API 1.48: the highest provides the default route
+    ipv6: str = ""                   # requested (--ip6)
     endpoint_id: str = ""
     ip: str = ""                     # allocated while running
+    ip6: str = ""
     mac: str = ""
     ifname: str = ""
     host_if: str = ""

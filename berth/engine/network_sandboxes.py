@@ -19,7 +19,7 @@ import logging
 import secrets
 import socket
 from collections.abc import Callable
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from berth.engine import network_ipam, network_names
@@ -44,6 +44,7 @@ class Sandboxes:
         self.bridges = bridges
         self.emit = emit
         self.port_sockets: dict[str, list[socket.socket]] = {}
+        self.proxies: dict[str, list[asyncio.Server]] = {}   # [::1] of IPv6 ports (ports.proxy)
         # Start in progress: a namespace made by berthd (held by an fd) and the task plugging
         # its endpoints in, which runs while the shim is spawned; attach() waits for it.
         self.pending: dict[str, tuple[int, asyncio.Task[None]]] = {}
@@ -103,12 +104,20 @@ class Sandboxes:
         s.ports = []
         if not s.endpoints:
             return
-        socks = []
+        socks: list[socket.socket] = []
+        has6 = bool(s.endpoints[0].ip6)
         try:
             for req in ports.requests(cv.port_bindings, cv.exposed, cv.publish_all):
+                if ":" in req.host_ip and not has6:
+                    continue   # an IPv6 host address for a container without IPv6 (dockerd's proxy would)
                 b, sock = ports.reserve(req)
                 socks.append(sock)
                 s.ports.append(PortBinding(b.proto, b.container_port, b.host_ip, b.host_port))
+                if has6 and not req.host_ip:   # every address: IPv6's too, on the same port
+                    b6, sock6 = ports.reserve(ports.Request(req.proto, req.container_port, "::",
+                                                            b.host_port, b.host_port))
+                    socks.append(sock6)
+                    s.ports.append(PortBinding(b6.proto, b6.container_port, "::", b6.host_port))
         except ports.PortInUse as err:
             for sock in socks:
                 sock.close()
@@ -154,6 +163,7 @@ class Sandboxes:
             self.table.save_sb(s)
             if s.ports:
                 await self.bridges.apply_rules()
+                await self._proxy(s)
             if network_names.uses_embedded_dns(self.table, s):
                 await self.serve_dns(s)
         except BaseException:
@@ -168,9 +178,26 @@ class Sandboxes:
         # At start the gateway endpoint gets the default route; one connected later only if alone.
         routed = e is network_ipam.gateway_endpoint(self.table, s) if at_start else index == 0
         gw = n.gateway if routed and not n.internal else None
+        gw6 = n.gateway6 if routed and not n.internal and e.ip6 else None
         mtu = n.options.get("com.docker.network.driver.mtu")
+        prefix6 = IPv6Network(n.subnet6).prefixlen if e.ip6 else 64
         await self.kernel.plug(Plug(n.bridge, e.host_if, s.ns_path, e.ifname, e.mac, e.ip,
-                                    IPv4Network(n.subnet).prefixlen, gw, int(mtu) if mtu else None))
+                                    IPv4Network(n.subnet).prefixlen, gw, int(mtu) if mtu else None,
+                                    e.ip6, prefix6, gw6))
+
+    async def _proxy(self, s: Sandbox) -> None:
+        """Listen on the IPv6 TCP ports for [::1], the one address the kernel cannot DNAT."""
+        ip6 = s.endpoints[0].ip6 if s.endpoints else ""
+        if not ip6:
+            return
+        servers = self.proxies.setdefault(s.container_id, [])
+        for sock in self.port_sockets.get(s.container_id, []):
+            if sock.family != socket.AF_INET6 or sock.type != socket.SOCK_STREAM:
+                continue
+            port = sock.getsockname()[1]
+            cport = next((p.container_port for p in s.ports if p.host_port == port and ":" in p.host_ip), 0)
+            if cport:
+                servers.append(await ports.proxy(sock, (ip6, cport)))
 
     async def serve_dns(self, s: Sandbox) -> None:
         await self.kernel.serve_dns(s.container_id, s.ns_path, s.upstreams or None)
@@ -215,6 +242,8 @@ class Sandboxes:
             self._events("disconnect", s)
 
     def close_ports(self, cid: str) -> None:
+        for server in self.proxies.pop(cid, []):
+            server.close()
         for sock in self.port_sockets.pop(cid, []):
             sock.close()
 
@@ -227,8 +256,9 @@ class Sandboxes:
     # -- berthd start -----------------------------------------------------------------------
 
     async def recover(self, running: dict[str, int]) -> None:
-        """berthd start: ``running`` maps live container IDs to their init pids."""
-        await self.bridges.setup()
+        """berthd start: ``running`` maps live container IDs to their init pids. The bridges,
+        forwarding and rules are set up in the background (``Bridges.ensure_ready`` waits for
+        them): a request need not wait for pyroute2 and nft, a container start does."""
         for cid, s in list(self.table.sandboxes.items()):
             if cid not in running:
                 if any(e.ip for e in s.endpoints) or s.ports:
@@ -241,9 +271,10 @@ class Sandboxes:
             self.table.running.add(cid)
             s.ns_path = f"/proc/{running[cid]}/ns/net"
             self.port_sockets[cid] = _reserve_again(s.ports)
+            await self._proxy(s)
             if network_names.uses_embedded_dns(self.table, s):
                 await self.serve_dns(s)
-        await self.bridges.apply_rules()
+        self.bridges.setup_soon()  # its last step applies the rules, with the ports recovered above
 
 
 def _reserve_again(bindings: list[PortBinding]) -> list[socket.socket]:

@@ -30,7 +30,7 @@ import builtins
 import re
 import secrets
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +79,19 @@ class Networks(NetworkTable):
             raise PermissionDenied(f"only one instance of \"{driver}\" network is allowed")
         if driver != "bridge":
             raise NotFound(f"plugin \"{driver}\" not found")
-        if enable_ipv6:
-            raise InvalidArgument("IPv6 networks are not supported by berth")
         ipam = ipam or IPAMRequest()
         if ipam.driver != "default":
             raise NotFound(f"plugin \"{ipam.driver}\" not found")
         nid = secrets.token_hex(32)
         n = Network(id=nid, name=name, driver=driver, created=now(), internal=internal,
                     attachable=attachable, labels=dict(labels or {}), options=dict(options or {}),
-                    ipam_options=ipam.options, ipam_config=ipam.config,
+                    ipam_options=ipam.options, ipam_config=ipam.config, enable_ipv6=enable_ipv6,
                     bridge=(options or {}).get("com.docker.network.bridge.name") or f"br-{nid[:12]}")
         if len(n.bridge) > 15:
             raise InvalidArgument(f"bridge name {n.bridge} is too long (15 characters at most)")
         if any(o.bridge == n.bridge for o in self.nets.values()):
             raise Conflict(f"bridge name {n.bridge} is used by another network")
+        await self.bridges.ensure_ready()  # the default bridge's subnet is chosen first
         await self.bridges.assign_subnet(n)
         await self.bridges.up(n)
         self.save_net(n)
@@ -113,6 +112,7 @@ class Networks(NetworkTable):
         active = [cid for cid in self.containers_on(n) if cid in self.running]
         if active:
             raise PermissionDenied(f"error while removing network: network {n.name} id {n.id} has active endpoints")
+        await self.bridges.ensure_ready()
         for cid in self.containers_on(n):
             s = self.sandboxes[cid]
             s.endpoints = [e for e in s.endpoints if e.network_id != n.id]
@@ -227,20 +227,22 @@ class Networks(NetworkTable):
     async def release(self, cid: str) -> None:
         await self.live.release(cid)
 
-    def resolve(self, cid: str, name: str) -> tuple[builtins.list[IPv4Address] | None, bool]:
+    def resolve(self, cid: str, name: str) -> tuple[builtins.list[IPv4Address | IPv6Address] | None, bool]:
         """The embedded DNS server's lookup: names on this container's user networks."""
         return resolve(self, cid, name)
 
     # -- berthd start and stop --------------------------------------------------------------
 
     async def recover(self, running: dict[str, int]) -> None:
-        """berthd start: ``running`` maps live container IDs to their init pids."""
+        """berthd start: ``running`` maps live container IDs to their init pids. The bridges
+        and rules come up in the background; start, create, remove and connect wait for them."""
         await self.live.recover(running)
 
     async def shutdown(self, containers_running: bool) -> None:
         """berthd stops. With no container running, take every kernel object down (they are
         recreated at the next start); otherwise leave them to the running containers."""
         self.live.close_all()
+        await self.bridges.settle()
         if not containers_running:
             await self.bridges.teardown()
         self.kernel.close()

@@ -18,6 +18,7 @@ diff IDs), and its blobs with it.
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import secrets
 import sqlite3
@@ -63,6 +64,12 @@ class Layer:
     parent: str | None
     size: int
     short: str
+
+
+@functools.lru_cache(maxsize=8192)
+def familiar(name: str) -> str:
+    """A stored (normalized) reference as Docker shows it; names never change, so cached."""
+    return reference.parse(name).familiar
 
 
 def _short_name() -> str:
@@ -182,7 +189,7 @@ class ImageStore:
             c.execute("INSERT OR REPLACE INTO repo_digests VALUES (?,?)", (name, iid))
 
     def repo_digests_of(self, iid: str) -> list[str]:
-        return [reference.parse(r[0]).familiar for r in
+        return [familiar(r[0]) for r in
                 self.db.query("SELECT name FROM repo_digests WHERE image_id=? ORDER BY name", (iid,))]
 
     def resolve_digest(self, name: str) -> Image | None:
@@ -307,8 +314,17 @@ class ImageStore:
         return self.get_by_id(row[0])
 
     def tags_of(self, iid: str) -> list[str]:
-        return [reference.parse(r[0]).familiar for r in
-                self.db.query("SELECT name FROM tags WHERE image_id=? ORDER BY name", (iid,))]
+        return [familiar(r[0]) for r in self.db.query("SELECT name FROM tags WHERE image_id=? ORDER BY name", (iid,))]
+
+    def names_by_image(self) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, str]]:
+        """Every image's tags, repo digests and parent, in three queries (the image list)."""
+        tags: dict[str, list[str]] = {}
+        digests: dict[str, list[str]] = {}
+        for table, out in (("tags", tags), ("repo_digests", digests)):
+            for name, iid in self.db.query(f"SELECT name, image_id FROM {table} ORDER BY name"):
+                out.setdefault(iid, []).append(familiar(name))
+        parents = {str(i): str(p) for i, p in self.db.query("SELECT id, parent FROM image_parents")}
+        return tags, digests, parents
 
     def list(self) -> list[Image]:
         return [self.get_by_id(r[0]) for r in self.db.query("SELECT id FROM images ORDER BY created DESC")]

@@ -10,11 +10,11 @@ forward chain ends with a drop or reject, and berth's traffic would vanish.
 So, as Docker 20.10+ (DOCKER-USER, DOCKER-FORWARD) and netavark do, berth adds its own
 accept rules to each forward path that would drop:
 
-- iptables (legacy when its filter table exists in this netns, nft when ``ip filter FORWARD``
-  exists): a chain of berth's (``BERTH-FORWARD``, ``BERTH-FWD-<tag>`` for a non-default data
+- iptables and ip6tables (legacy when its filter table exists in this netns, nft when ``ip
+  filter FORWARD`` or ``ip6 filter FORWARD`` exists): a chain of berth's (``BERTH-FORWARD``, ``BERTH-FWD-<tag>`` for a non-default data
   root), jumped to from the top of FORWARD, if FORWARD's policy is DROP or it has DROP or
   REJECT rules (or the chain is there already);
-- nftables base chains of other tables (family ip or inet, filter, hook forward) with policy
+- nftables base chains of other tables (family ip, ip6 or inet, filter, hook forward) with policy
   drop or a drop/reject rule, such as firewalld's: the same rules inserted at the top, each
   carrying that chain name as its comment, so berth finds and deletes exactly its own.
 
@@ -44,6 +44,7 @@ from berth.errors import RuntimeFailure
 log = logging.getLogger(__name__)
 
 _LEGACY_TABLES = Path("/proc/net/ip_tables_names")   # this netns's iptables-legacy tables
+_LEGACY_TABLES6 = Path("/proc/net/ip6_tables_names")  # and ip6tables-legacy's
 
 
 def chain_name(table: str) -> str:
@@ -100,16 +101,16 @@ def _foreign(c: dict[str, Any]) -> bool:
     """Not berth's own tables (any data root), not iptables-nft's FORWARD (iptables' job)."""
     if c["table"] == "berth" or c["table"].startswith("berth_"):
         return False
-    return not (c["family"] == "ip" and c["table"] == "filter" and c["name"] == "FORWARD")
+    return not (c["family"] in ("ip", "ip6") and c["table"] == "filter" and c["name"] == "FORWARD")
 
 
 def nft_dropping_chains(ruleset: dict[str, Any]) -> list[Chain]:
-    """Other tables' forward base chains (ip, inet) that drop or reject something."""
+    """Other tables' forward base chains (ip, ip6, inet) that drop or reject something."""
     dropping = {(r["family"], r["table"], r["chain"]) for r in _objects(ruleset, "rule")
                 if _has_drop(r.get("expr"))}
     out = []
     for c in _objects(ruleset, "chain"):
-        if c.get("hook") != "forward" or c.get("type") != "filter" or c["family"] not in ("ip", "inet"):
+        if c.get("hook") != "forward" or c.get("type") != "filter" or c["family"] not in ("ip", "ip6", "inet"):
             continue
         if _foreign(c) and (c.get("policy") == "drop" or (c["family"], c["table"], c["name"]) in dropping):
             out.append(Chain(c["family"], c["table"], c["name"]))
@@ -159,28 +160,29 @@ def _ruleset() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _iptables_binary(variant: str, marker: str) -> str | None:
-    """``iptables-<variant>``, else a plain ``iptables`` whose ``-V`` names ``marker``."""
-    found = shutil.which(f"iptables-{variant}")
+def _iptables_binary(variant: str, marker: str, base: str = "iptables") -> str | None:
+    """``<base>-<variant>``, else a plain ``<base>`` whose ``-V`` names ``marker``."""
+    found = shutil.which(f"{base}-{variant}")
     if found:
         return found
-    plain = shutil.which("iptables")
+    plain = shutil.which(base)
     if plain and marker in _run([plain, "-V"]).stdout:
         return plain
     return None
 
 
-def _iptables_nft_binary() -> str | None:
-    return _iptables_binary("nft", "nf_tables")
+def _iptables_nft_binary(base: str = "iptables") -> str | None:
+    return _iptables_binary("nft", "nf_tables", base)
 
 
-def _iptables_legacy_binary() -> str | None:
+def _iptables_legacy_binary(base: str = "iptables") -> str | None:
     try:
-        if "filter" not in _LEGACY_TABLES.read_text().split():
+        tables = (_LEGACY_TABLES6 if base == "ip6tables" else _LEGACY_TABLES).read_text()
+        if "filter" not in tables.split():
             return None    # no legacy filter table here: nothing to get past, nothing to create
     except OSError:
         return None
-    return _iptables_binary("legacy", "legacy")
+    return _iptables_binary("legacy", "legacy", base)
 
 
 def _iptables_sync(binary: str, chain: str, bridges: list[str]) -> None:
@@ -225,9 +227,9 @@ def sync(tag: str, bridges: list[str]) -> None:
             _check(_run([shutil.which("nft") or "nft", "-f", "-"], script), "nft")
         except (RuntimeFailure, OSError, subprocess.SubprocessError) as e:
             errors.append(str(e))
-    has_nft_forward = any(c["family"] == "ip" and c["table"] == "filter" and c["name"] == "FORWARD"
-                          for c in _objects(ruleset, "chain"))
-    binaries = [_iptables_legacy_binary()] + ([_iptables_nft_binary()] if has_nft_forward else [])
+    nft_forward = {c["family"] for c in _objects(ruleset, "chain") if c["table"] == "filter" and c["name"] == "FORWARD"}
+    binaries = [_iptables_legacy_binary(), _iptables_legacy_binary("ip6tables")]
+    binaries += [_iptables_nft_binary(b) for b, fam in (("iptables", "ip"), ("ip6tables", "ip6")) if fam in nft_forward]
     for binary in binaries:
         if binary is None:
             continue

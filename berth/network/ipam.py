@@ -10,13 +10,19 @@ set of addresses in use is rebuilt from the endpoints.
 
     subnet = choose_subnet(in_use=[...])              # 172.17.0.0/16 unless that is taken
     addr, cursor = allocate(subnet, None, gateway, taken, cursor)
+
+IPv6 works the same way over an IPv6 subnet (``parse_subnet6``; ``allocate`` and ``request``
+take either family). A network with IPv6 but no subnet given gets a random ULA /64
+(``ula_subnet``), as dockerd 27+ does from its default fd00::/8 pool.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TypeVar
 
 from berth.errors import Conflict, InvalidArgument
 
@@ -25,6 +31,10 @@ DEFAULT_POOLS: tuple[IPv4Network, ...] = tuple(
     [IPv4Network(f"172.{n}.0.0/16") for n in range(17, 32)]
     + [IPv4Network(f"192.168.{n}.0/20") for n in range(0, 256, 16)]
 )
+
+
+Addr = TypeVar("Addr", IPv4Address, IPv6Address)
+Net = IPv4Network | IPv6Network
 
 
 class PoolExhausted(Conflict):
@@ -41,6 +51,34 @@ def parse_subnet(text: str) -> IPv4Network:
     if net.prefixlen > 30:
         raise InvalidArgument(f"subnet {text} is too small: a network needs at least a /30")
     return net
+
+
+def parse_subnet6(text: str) -> IPv6Network:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid subnet {text}: invalid CIDR address: {text}") from None
+    if not isinstance(net, IPv6Network):
+        raise InvalidArgument(f"invalid IPv6 subnet {text}")
+    if net.prefixlen > 126:
+        raise InvalidArgument(f"subnet {text} is too small: a network needs at least a /126")
+    return net
+
+
+def parse_address6(text: str, what: str = "IPv6 address") -> IPv6Address:
+    try:
+        return IPv6Address(text.split("/")[0].strip("[]"))
+    except ValueError:
+        raise InvalidArgument(f"invalid {what} {text}") from None
+
+
+def ula_subnet(in_use: Iterable[IPv6Network]) -> IPv6Network:
+    """A random unique local /64 (RFC 4193) that overlaps nothing in ``in_use``."""
+    used = list(in_use)
+    while True:
+        net = IPv6Network((int.from_bytes(b"\xfd" + secrets.token_bytes(5) + b"\0\0", "big") << 64, 64))
+        if not any(net.overlaps(u) for u in used):
+            return net
 
 
 def parse_address(text: str, what: str = "address") -> IPv4Address:
@@ -84,15 +122,14 @@ def default_gateway(subnet: IPv4Network) -> IPv4Address:
     return subnet.network_address + 1
 
 
-def check_config(subnet: IPv4Network, gateway: IPv4Address | None, ip_range: IPv4Network | None) -> None:
+def check_config(subnet: Net, gateway: IPv4Address | IPv6Address | None, ip_range: Net | None) -> None:
     if gateway is not None and gateway not in subnet:
         raise InvalidArgument(f"no matching subnet for gateway {gateway}")
-    if ip_range is not None and not ip_range.subnet_of(subnet):
+    if ip_range is not None and (ip_range.version != subnet.version or not ip_range.subnet_of(subnet)):  # type: ignore[arg-type]
         raise InvalidArgument(f"no matching subnet for range {ip_range}")
 
 
-def allocate(subnet: IPv4Network, ip_range: IPv4Network | None, taken: set[IPv4Address],
-             cursor: int) -> tuple[IPv4Address, int]:
+def allocate(subnet: Net, ip_range: Net | None, taken: set[Addr], cursor: int) -> tuple[Addr, int]:
     """The next free address after ``cursor`` (an offset into the range), wrapping once.
 
     -> (address, new cursor). The network and broadcast addresses of the subnet are never
@@ -100,6 +137,7 @@ def allocate(subnet: IPv4Network, ip_range: IPv4Network | None, taken: set[IPv4A
     Raises PoolExhausted when the range is full.
     """
     rng = ip_range or subnet
+    make = type(subnet.network_address)
     first = int(rng.network_address)
     size = rng.num_addresses
     lo, hi = int(subnet.network_address), int(subnet.broadcast_address)
@@ -109,11 +147,11 @@ def allocate(subnet: IPv4Network, ip_range: IPv4Network | None, taken: set[IPv4A
         a = first + off
         if a <= lo or a >= hi or a in taken_ints:
             continue
-        return IPv4Address(a), off + 1
-    raise PoolExhausted(f"no available IPv4 addresses on this network's address pools: {subnet}")
+        return make(a), off + 1  # type: ignore[return-value]
+    raise PoolExhausted(f"no available IPv{subnet.version} addresses on this network's address pools: {subnet}")
 
 
-def request(subnet: IPv4Network, addr: IPv4Address, taken: set[IPv4Address]) -> IPv4Address:
+def request(subnet: Net, addr: Addr, taken: set[Addr]) -> Addr:
     """A specific address (``--ip``). Raises InvalidArgument or Conflict."""
     if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
         raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {addr}")

@@ -1,7 +1,7 @@
 """NAT and filter rules in one nftables table owned by berth (rendering is pure).
 
 berth never edits rules it did not make: everything lives in ``table ip <name>`` (``berth``
-for the default data root), and every change replaces that whole table in one nft
+for the default data root) and, for IPv6 networks, ``table ip6 <name>`` with the same chains, and every change replaces that whole table in one nft
 transaction (``table x {}; delete table x; table x {...}``), so the kernel never sees half a
 rule set and a restart re-creates it from berthd's records. Removing the table removes all of
 berth's rules.
@@ -35,15 +35,20 @@ class BridgeRules:
     subnet: str
     internal: bool = False
     masquerade: bool = True
+    subnet6: str = ""       # an IPv6 network's: its rules go in ``table ip6 <name>``
 
 
 @dataclass(frozen=True)
 class PortRule:
     proto: str              # "tcp" | "udp" | "sctp"
-    host_ip: str            # "" or "0.0.0.0": every local address
+    host_ip: str            # "", "0.0.0.0" or "::": every local address (of the container_ip's family)
     host_port: int
-    container_ip: str
+    container_ip: str       # an IPv6 address: the rule is in ``table ip6``
     container_port: int
+
+    @property
+    def family(self) -> str:
+        return "ip6" if ":" in self.container_ip else "ip"
 
 
 def _q(name: str) -> str:
@@ -51,30 +56,48 @@ def _q(name: str) -> str:
 
 
 def render(table: str, bridges: Iterable[BridgeRules], ports: Iterable[PortRule]) -> str:
-    """The nft script that replaces ``table ip <table>`` with these rules."""
+    """The nft script that replaces ``table ip <table>`` (and ``table ip6 <table>``, with its
+    IPv6 bridges and ports, or gone when there are none) with these rules."""
     bridges = sorted(bridges, key=lambda b: b.bridge)
     ports = sorted(ports, key=lambda p: (p.proto, p.host_port, p.host_ip))
-    out = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
+    out = _render_family("ip", table, bridges, [p for p in ports if p.family == "ip"])
+    v6 = [b for b in bridges if b.subnet6]
+    if v6:
+        out += _render_family("ip6", table, v6, [p for p in ports if p.family == "ip6"])
+    else:
+        out += [f"table ip6 {table} {{}}", f"delete table ip6 {table}"]
+    return "\n".join(out) + "\n"
+
+
+def _render_family(family: str, table: str, bridges: list[BridgeRules], ports: list[PortRule]) -> list[str]:
+    any_addr = ("", "0.0.0.0") if family == "ip" else ("", "::")
+    out = [f"table {family} {table} {{}}", f"delete table {family} {table}", f"table {family} {table} {{"]
     if bridges:
         names = ", ".join(_q(b.bridge) for b in bridges)
         out.append(f"  set bridges {{ type ifname; elements = {{ {names} }} }}")
+    # IPv6 has no route_localnet: a packet from ::1 cannot leave the host through a bridge, so
+    # [::1]:<port> is left to the socket berthd listens on there (ports.Proxy).
+    local_out = "fib daddr type local" if family == "ip" else "ip6 daddr != ::1 fib daddr type local"
     out += [
         "  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;",
         "    fib daddr type local jump ports", "  }",
         "  chain output {", "    type nat hook output priority -100; policy accept;",
-        "    fib daddr type local jump ports", "  }",
+        f"    {local_out} jump ports", "  }",
         "  chain ports {",
     ]
     for p in ports:
-        dst = f"ip daddr {p.host_ip} " if p.host_ip not in ("", "0.0.0.0") else ""
-        out.append(f"    {dst}{p.proto} dport {p.host_port} dnat to {p.container_ip}:{p.container_port}")
+        dst = f"{family} daddr {p.host_ip} " if p.host_ip not in any_addr else ""
+        to = f"[{p.container_ip}]" if family == "ip6" else p.container_ip
+        out.append(f"    {dst}{p.proto} dport {p.host_port} dnat to {to}:{p.container_port}")
     out += ["  }", "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;"]
     for b in bridges:
         br = _q(b.bridge)
-        out.append(f"    oifname {br} ip saddr 127.0.0.0/8 masquerade")
-        out.append(f"    oifname {br} ct status dnat ip saddr {b.subnet} masquerade")
+        subnet = b.subnet if family == "ip" else b.subnet6
+        if family == "ip":
+            out.append(f"    oifname {br} ip saddr 127.0.0.0/8 masquerade")
+        out.append(f"    oifname {br} ct status dnat {family} saddr {subnet} masquerade")
         if b.masquerade and not b.internal:
-            out.append(f"    ip saddr {b.subnet} oifname != {br} masquerade")
+            out.append(f"    {family} saddr {subnet} oifname != {br} masquerade")
     out += ["  }", "  chain forward {", "    type filter hook forward priority filter; policy accept;"]
     for b in bridges:
         if b.internal:
@@ -87,11 +110,11 @@ def render(table: str, bridges: Iterable[BridgeRules], ports: Iterable[PortRule]
         br = _q(b.bridge)
         out.append(f"    iifname {br} oifname != {br} oifname @bridges drop")
     out += ["  }", "}"]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def render_delete(table: str) -> str:
-    return f"table ip {table} {{}}\ndelete table ip {table}\n"
+    return "".join(f"table {f} {table} {{}}\ndelete table {f} {table}\n" for f in ("ip", "ip6"))
 
 
 def apply(script: str) -> None:

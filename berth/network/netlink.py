@@ -142,6 +142,45 @@ def _target(fd: int) -> str:
         return str(e)
 
 
+IFA_F_NODAD = 0x02   # no duplicate address detection: the address works at once (as libnetwork)
+
+
+def add_address6(name: str, address: str, prefixlen: int) -> None:
+    """An IPv6 address on a host link (a bridge's gateway), IPv6 switched on for it."""
+    try:
+        netns.write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "0")
+    except OSError:
+        pass
+    ipr = _ipr()
+    idx = _index(ipr, name)
+    if idx is None:
+        raise OSError(errno.ENODEV, "link not found", name)
+    have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=10)}
+    if (address, prefixlen) not in have:
+        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen, flags=IFA_F_NODAD)
+
+
+def add_endpoint6(ns_path: str, ifname: str, address: str, prefixlen: int, gateway: str | None) -> None:
+    """The IPv6 address (and default route, when ``gateway``) of an endpoint ``add_endpoint`` made."""
+    def inside() -> None:
+        from pyroute2 import IPRoute
+
+        netns.write_sysctl(f"net.ipv6.conf.{ifname}.disable_ipv6", "0")
+        with IPRoute() as nsr:
+            k = _index(nsr, ifname)
+            if k is None:
+                raise OSError(errno.ENODEV, "veth peer not found in the container", ifname)
+            nsr.addr("add", index=k, address=address, prefixlen=prefixlen, flags=IFA_F_NODAD)
+            if gateway:
+                try:
+                    nsr.route("add", dst="::/0", gateway=gateway, family=10)
+                except Exception as e:
+                    if getattr(e, "code", None) != errno.EEXIST:
+                        raise
+
+    netns.run_in_netns(ns_path, inside)
+
+
 def stale_bridges(own: str) -> list[tuple[str, str]]:
     """(bridge, data root) of bridges made by a berthd whose data root no longer exists."""
     out = []

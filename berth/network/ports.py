@@ -5,10 +5,17 @@ The kernel forwards the traffic (nat.py's DNAT); berthd only *binds* each host p
 listening, so that nothing else can take it while the container runs and so that a port
 already in use is an error at start, as dockerd 28 does. A random port (``-p 80``, ``-P``)
 is whatever the kernel's ephemeral range gives that bind.
+
+A container with an IPv6 address also gets each port on ``[::]`` (a second, IPv6-only socket
+on the same port). The one exception to "the kernel moves the bytes" is ``[::1]``: IPv6 has no
+``route_localnet``, so a packet from ::1 cannot be DNATed out through a bridge. berthd listens
+on those IPv6 sockets instead and ``proxy`` copies TCP connections that reach them (only
+loopback ones do: the rest are DNATed before any socket sees them) to the container.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 from dataclasses import dataclass
@@ -73,8 +80,6 @@ def requests(bindings: dict[str, Any] | None, exposed: dict[str, Any] | None,
         for item in items or [{}]:
             item = item or {}
             ip = (item.get("HostIp") or "").strip("[]")
-            if ":" in ip:
-                continue  # IPv6 bindings are not supported: skip, as an IPv4-only dockerd
             lo, hi = _host_range(str(item.get("HostPort") or ""))
             out.append(Request(proto, cport, "" if ip == "0.0.0.0" else ip, lo, hi))
     if publish_all:
@@ -94,9 +99,12 @@ def reserve(req: Request) -> tuple[Binding, socket.socket]:
     kind = socket.SOCK_DGRAM if req.proto == "udp" else socket.SOCK_STREAM
     ports = [0] if req.host_port_lo == 0 else list(range(req.host_port_lo, req.host_port_hi + 1))
     last: OSError | None = None
+    v6 = ":" in req.host_ip
     for port in ports:
-        s = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+        s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind | socket.SOCK_CLOEXEC)
         try:
+            if v6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind((req.host_ip or "0.0.0.0", port))
         except OSError as e:
             s.close()
@@ -109,6 +117,34 @@ def reserve(req: Request) -> tuple[Binding, socket.socket]:
     raise PortInUse(last.errno if last else errno.EADDRINUSE,
                     f"failed to bind host port for {req.host_ip or '0.0.0.0'}:{shown}/{req.proto}: "
                     "address already in use")
+
+
+async def proxy(sock: socket.socket, target: tuple[str, int]) -> asyncio.Server:
+    """Serve TCP connections to the bound ``sock`` by copying them to ``target``."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(*target)
+        except OSError:
+            writer.close()
+            return
+        try:
+            await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer))
+        finally:
+            writer.close()
+            up_w.close()
+
+    return await asyncio.start_server(handle, sock=sock)
+
+
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+        if dst.can_write_eof():
+            dst.write_eof()
+    except OSError:
+        dst.close()
 
 
 def port_map(bindings: list[Binding], exposed: dict[str, Any] | None) -> dict[str, list[dict[str, str]] | None]:

@@ -16,6 +16,7 @@ import concurrent.futures
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 from berth.errors import RuntimeFailure
 from berth.linux.netns import read_sysctl, write_sysctl
 from berth.linux.rtnl import Rtnl
-from berth.network import forward, nat
+from berth.network import forward, iptables, nat
 
 if TYPE_CHECKING:
     from berth.network.dns.server import DnsServer, Lookup
@@ -84,6 +85,9 @@ class Plug:
     prefixlen: int
     gateway: str | None   # the default route through it, if any
     mtu: int | None
+    ip6: str = ""         # its IPv6 address on an IPv6 network, with the prefix and route
+    prefixlen6: int = 64
+    gateway6: str | None = None
 
 
 class Kernel:
@@ -118,6 +122,15 @@ class Kernel:
 
         await self.run(netlink.ensure_bridge, bridge, gateway, prefixlen, mtu, str(self.data_root))
 
+    async def bridge_up6(self, bridge: str, gateway: str, prefixlen: int) -> None:
+        """The IPv6 gateway address of a bridge ``bridge_up`` made."""
+        from berth.network import netlink
+
+        try:
+            await self.run(netlink.add_address6, bridge, gateway, prefixlen)
+        except OSError as e:
+            raise RuntimeFailure(f"failed to add the IPv6 address {gateway}/{prefixlen} to {bridge}: {e}") from None
+
     async def bridge_down(self, bridge: str) -> None:
         from berth.network import netlink
 
@@ -147,23 +160,35 @@ class Kernel:
             tables.add(table_name(instance_of(Path(root))))
         for table in tables:
             try:
-                nat.apply(nat.render_delete(table))
+                if shutil.which("nft"):
+                    nat.apply(nat.render_delete(table))
+                iptables.remove(iptables.Binaries(iptables.backend().replace("nftables", "iptables")), table)
                 forward.sync(forward.chain_name(table), [])
             except RuntimeFailure as e:
                 log.warning("%s", e)
 
     @staticmethod
-    def enable_forwarding() -> None:
-        try:
-            if read_sysctl("net.ipv4.ip_forward") != "1":
-                write_sysctl("net.ipv4.ip_forward", "1")
-        except OSError as e:
-            log.warning("cannot enable IPv4 forwarding: %s", e)
+    def enable_forwarding(ipv6: bool = False) -> None:
+        """IPv4 forwarding (and IPv6's, when a network has IPv6), as dockerd's ip-forward."""
+        keys = [("net.ipv4.ip_forward", "IPv4")] + ([("net.ipv6.conf.all.forwarding", "IPv6")] if ipv6 else [])
+        for key, family in keys:
+            try:
+                if read_sysctl(key) != "1":
+                    write_sysctl(key, "1")
+            except OSError as e:
+                log.warning("cannot enable %s forwarding: %s", family, e)
 
     # -- rules ------------------------------------------------------------------------------
 
     async def apply_nat(self, ruleset: str) -> None:
         await self.run(nat.apply, ruleset)
+
+    async def apply_iptables(self, flavour: str, table: str, bridges: list[nat.BridgeRules],
+                             ports: list[nat.PortRule], ipv6: bool) -> None:
+        await self.run(iptables.apply, iptables.Binaries(flavour), table, bridges, ports, ipv6)
+
+    async def remove_iptables(self, flavour: str, table: str) -> None:
+        await self.run(iptables.remove, iptables.Binaries(flavour), table)
 
     async def sync_forward(self, tag: str, bridges: list[str]) -> None:
         await self.run(forward.sync, tag, bridges)
@@ -221,6 +246,8 @@ class Kernel:
         try:
             await self.run(netlink.add_endpoint, p.bridge, p.host_if, p.ns_path, p.ifname, p.mac, p.ip,
                            p.prefixlen, p.gateway, p.mtu, self._inside.get(p.ns_path))
+            if p.ip6:
+                await self.run(netlink.add_endpoint6, p.ns_path, p.ifname, p.ip6, p.prefixlen6, p.gateway6)
         except OSError as ex:
             raise RuntimeFailure(f"failed to set up container networking: {ex}") from None
 

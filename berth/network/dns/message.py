@@ -1,7 +1,7 @@
-"""Just enough of the DNS wire format (RFC 1035) to answer A queries (pure).
+"""Just enough of the DNS wire format (RFC 1035) to answer A and AAAA queries (pure).
 
 A query is parsed into its id, flags and first question; an answer echoes the question and
-carries A records (compressed name pointer to the question). Anything else a server needs
+carries A or AAAA records (RFC 3596) (compressed name pointer to the question). Anything else a server needs
 (forwarding) handles the raw bytes.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 TYPE_A = 1
 TYPE_AAAA = 28
@@ -57,13 +57,15 @@ def parse_query(data: bytes) -> Question:
     return Question(qid, flags, ".".join(labels).lower(), qtype, qclass, i + 4)
 
 
-def answer(query: bytes, q: Question, addrs: list[IPv4Address], rcode: int = NOERROR) -> bytes:
-    """A response to ``query`` with these A records (none for NODATA or an error rcode)."""
+def answer(query: bytes, q: Question, addrs: list[IPv4Address | IPv6Address], rcode: int = NOERROR) -> bytes:
+    """A response to ``query`` with these A (IPv4) and AAAA (IPv6) records (none for NODATA
+    or an error rcode)."""
     flags = 0x8000 | (q.flags & 0x7900) | 0x0080 | 0x0400 | rcode  # QR, opcode+RD, RA, AA
     header = struct.pack("!HHHHHH", q.id, flags, 1, len(addrs), 0, 0)
     out = bytearray(header + query[12:q.end])
     for a in addrs:
-        out += struct.pack("!HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4) + a.packed
+        rtype = TYPE_A if a.version == 4 else TYPE_AAAA
+        out += struct.pack("!HHHIH", 0xC00C, rtype, CLASS_IN, TTL, len(a.packed)) + a.packed
     return bytes(out)
 
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from berth.linux.netns import run_in_netns
@@ -29,8 +29,9 @@ ADDRESS = "127.0.0.11"
 FORWARD_TIMEOUT = 3.0
 
 # (container id, name) -> addresses; None: not a name berth knows (forward it);
-# [] known but no IPv4 answer. Second value: may this container's queries leave the host?
-Lookup = Callable[[str, str], tuple[list[IPv4Address] | None, bool]]
+# [] known but no address. Second value: may this container's queries leave the host?
+Lookup = Callable[[str, str], tuple[list[IPv4Address | IPv6Address] | None, bool]]
+_FAMILY = {msg.TYPE_A: 4, msg.TYPE_AAAA: 6}
 
 
 def host_upstreams(resolv_conf: str = "/etc/resolv.conf") -> list[str]:
@@ -131,7 +132,7 @@ class DnsServer:
             return msg.answer(data, q, [], msg.NOTIMP)
         addrs, may_forward = self.lookup(cid, q.name)
         if addrs is not None:
-            return msg.answer(data, q, addrs if q.qtype == msg.TYPE_A else [])
+            return msg.answer(data, q, [a for a in addrs if a.version == _FAMILY.get(q.qtype)])
         if not may_forward or not self.per_container.get(cid, self.upstreams):
             return msg.answer(data, q, [], msg.SERVFAIL if may_forward else msg.NXDOMAIN)
         return None

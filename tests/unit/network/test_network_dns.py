@@ -43,3 +43,15 @@ def test_internal_networks_do_not_forward():
     srv = DnsServer(lambda cid, name: (None, False), upstreams=["192.0.2.53"])
     reply = srv.answer_local("c1", query("example.org"))
     assert reply[3] & 0xF == msg.NXDOMAIN
+
+
+def test_aaaa_answers_the_ipv6_addresses_and_a_the_ipv4_ones():
+    from ipaddress import IPv6Address
+    names = {"web": [A("172.18.0.2"), IPv6Address("fd00:1::2")]}
+    srv = DnsServer(lambda cid, name: (names.get(name), True), upstreams=[])
+    reply = srv.answer_local("c1", query("web", msg.TYPE_AAAA))
+    assert struct.unpack("!H", reply[6:8])[0] == 1
+    rtype, _, _, rdlen = struct.unpack("!HHIH", reply[-16 - 10:-16])
+    assert (rtype, rdlen) == (msg.TYPE_AAAA, 16) and reply.endswith(IPv6Address("fd00:1::2").packed)
+    reply = srv.answer_local("c1", query("web"))
+    assert struct.unpack("!H", reply[6:8])[0] == 1 and reply.endswith(A("172.18.0.2").packed)

@@ -70,3 +70,22 @@ def test_mac_and_parsing():
     for bad in ("nope", "fd00::/64", "10.0.0.0/31"):
         with pytest.raises(InvalidArgument):
             ipam.parse_subnet(bad)
+
+
+def test_ipv6_allocation_request_and_ula():
+    from ipaddress import IPv6Address as A6, IPv6Network as N6
+    net = ipam.parse_subnet6("fd00:1::/64")
+    taken = {A6("fd00:1::1")}
+    a, cur = ipam.allocate(net, None, taken, 0)
+    assert a == A6("fd00:1::2") and cur == 3
+    taken.add(a)
+    assert ipam.allocate(net, None, taken, cur)[0] == A6("fd00:1::3")
+    assert ipam.request(net, A6("fd00:1::42"), taken) == A6("fd00:1::42")
+    with pytest.raises(Conflict):
+        ipam.request(net, A6("fd00:1::2"), taken)
+    with pytest.raises(InvalidArgument):
+        ipam.request(net, A6("fd00:2::2"), taken)
+    with pytest.raises(InvalidArgument):
+        ipam.parse_subnet6("10.0.0.0/8")
+    ula = ipam.ula_subnet([N6("fc00::/8")])
+    assert ula.prefixlen == 64 and ula.subnet_of(N6("fd00::/8"))

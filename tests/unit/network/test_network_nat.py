@@ -10,7 +10,26 @@ def test_render_replaces_only_our_table():
     lines = script.splitlines()
     assert lines[:3] == ["table ip berth {}", "delete table ip berth", "table ip berth {"]
     assert "set bridges" not in script
-    assert nat.render_delete("berth") == "table ip berth {}\ndelete table ip berth\n"
+    assert "table ip6 berth {\n" not in script and script.endswith("delete table ip6 berth\n")
+    assert nat.render_delete("berth") == ("table ip berth {}\ndelete table ip berth\n"
+                                          "table ip6 berth {}\ndelete table ip6 berth\n")
+
+
+def test_render_ipv6_table_for_ipv6_bridges_and_ports():
+    script = nat.render("t", [nat.BridgeRules("br-a", "172.18.0.0/16", subnet6="fd00:1::/64"),
+                              nat.BridgeRules("br-b", "172.19.0.0/16")],
+                        [nat.PortRule("tcp", "", 8080, "172.18.0.2", 80),
+                         nat.PortRule("tcp", "::", 8080, "fd00:1::2", 80),
+                         nat.PortRule("tcp", "2001:db8::1", 8081, "fd00:1::2", 81)])
+    v4, _, v6 = script.partition("table ip6 t {\n")
+    assert "tcp dport 8080 dnat to 172.18.0.2:80" in v4 and "fd00" not in v4
+    assert "    tcp dport 8080 dnat to [fd00:1::2]:80" in v6
+    assert "ip6 daddr 2001:db8::1 tcp dport 8081 dnat to [fd00:1::2]:81" in v6
+    assert "ip6 daddr != ::1 fib daddr type local jump ports" in v6     # ::1: berthd's proxy
+    assert 'ip6 saddr fd00:1::/64 oifname != "br-a" masquerade' in v6
+    assert 'oifname "br-a" ct status dnat ip6 saddr fd00:1::/64 masquerade' in v6
+    assert "br-b" not in v6 and "127.0.0.0/8" not in v6 and "172." not in v6
+    assert script.count("{") == script.count("}")
 
 
 def test_render_ports_masquerade_and_isolation():

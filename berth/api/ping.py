@@ -1,0 +1,35 @@
+"""What berthd answers before its engine is wired: ``/_ping``, and the API versions and server
+name that every response's headers carry.
+
+The daemon listens with only these routes while it imports and wires the engine and recovers
+its containers (``Server.ready``); every other request waits for that. So this module imports
+nothing beyond the HTTP server.
+"""
+
+from __future__ import annotations
+
+import berth
+from berth.api.http import Request, Response, Router
+
+API_VERSION = "1.50"
+MIN_API_VERSION = "1.24"
+SERVER = f"berth/{berth.__version__}"
+
+HEADERS = {"Api-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
+           "Server": f"{SERVER} (linux)"}
+
+
+async def ping(req: Request) -> Response:
+    # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
+    # builder, and "2" would send the CLI to BuildKit.
+    return Response(200, b"OK" if req.method == "GET" else b"", content_type="text/plain; charset=utf-8",
+                    headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+                             "Swarm": "inactive"})
+
+
+def early_router() -> Router:
+    """The routes answered while the engine is not ready yet."""
+    r = Router()
+    r.add("GET", "/_ping", ping)
+    r.add("HEAD", "/_ping", ping)
+    return r
