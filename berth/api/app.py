@@ -72,6 +72,7 @@ class App:
     live_restore: bool = True
     config: DaemonInfo = field(default_factory=DaemonInfo)
     started: float = field(default_factory=time.time)
+    shaped: dict[str, object] = field(default_factory=dict)  # answers kept by the handlers' modules
 
 
 Handler = Callable[[App, Request], Awaitable["Response | StreamResponse | None"]]

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import re
 import time
+from typing import Any
 
 import msgspec
 
+from berth.api import containers_list
 from berth.api import links as links_api
 from berth.api.app import App, Routes, no_content
 from berth.api.containers_shape import inspect_for_version, inspect_json, summary
@@ -168,23 +170,34 @@ async def list_containers(app: App, req: Request) -> Response:
     if req.query.get("limit") is None:
         limit = req.int_arg("n", -1) or -1
     want_size = req.flag("size")
+    annotations = req.version_at_least("1.46")
     now = time.time()
-    out = []
+    cache = containers_list.of(app)
+    cache.begin(app)
+    out: list[bytes] = []
     for c in engine.list():
         if not all_ and limit <= 0 and not c.running and "status" not in filters and "exited" not in filters:
             continue
         if filters and not _matches(engine, c, filters):
             continue
-        d = summary(app, c, now, want_size)
-        if c.host_config.Annotations and req.version_at_least("1.46"):
-            d["HostConfig"]["Annotations"] = dict(c.host_config.Annotations)
-        h = app.health.get(c.id)
-        if h is not None and c.state.status == Status.RUNNING:
-            d["Status"] = f"{d['Status']} ({'health: starting' if h.status == 'starting' else h.status})"
-        out.append(d)
+        if want_size or annotations and c.host_config.Annotations:
+            out.append(_enc.encode(_summary(app, c, now, want_size, annotations)))
+        else:
+            out.append(cache.entry(app, c, now))
         if 0 < limit <= len(out):
             break
-    return json_response(out)
+    return Response(200, b"[" + b",".join(out) + b"]\n")
+
+
+def _summary(app: App, c: Container, now: float, size: bool, annotations: bool) -> dict[str, Any]:
+    """An entry made afresh (sizes, or annotations, which depend on the request)."""
+    d = summary(app, c, now, size)
+    if c.host_config.Annotations and annotations:
+        d["HostConfig"]["Annotations"] = dict(c.host_config.Annotations)
+    h = app.health.get(c.id)
+    if h is not None and c.state.status == Status.RUNNING:
+        d["Status"] = f"{d['Status']} ({'health: starting' if h.status == 'starting' else h.status})"
+    return d
 
 
 async def inspect(app: App, req: Request) -> Response:
