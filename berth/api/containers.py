@@ -174,7 +174,8 @@ async def list_containers(app: App, req: Request) -> Response:
     now = time.time()
     cache = containers_list.of(app)
     cache.begin(app)
-    out: list[bytes] = []
+    out: list[bytes] = [b"["]  # JSON pieces: entries end with a comma, the last one dropped
+    n = 0
     for c in engine.list():
         if not all_ and limit <= 0 and not c.running and "status" not in filters and "exited" not in filters:
             continue
@@ -183,10 +184,13 @@ async def list_containers(app: App, req: Request) -> Response:
         if want_size or annotations and c.host_config.Annotations:
             out.append(_enc.encode(_summary(app, c, now, want_size, annotations)))
         else:
-            out.append(cache.entry(app, c, now))
-        if 0 < limit <= len(out):
+            cache.entry(app, c, now, out)
+        out.append(b",")
+        n += 1
+        if 0 < limit <= n:
             break
-    return Response(200, b"[" + b",".join(out) + b"]\n")
+    out[-1] = b"]\n" if n else b"[]\n"
+    return Response(200, b"".join(out))
 
 
 def _summary(app: App, c: Container, now: float, size: bool, annotations: bool) -> dict[str, Any]:

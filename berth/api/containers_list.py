@@ -26,10 +26,11 @@ _STATUS = b',"Status":'
 
 
 class _Entry:
-    __slots__ = ("objs", "key", "head", "tail")
+    __slots__ = ("c", "config", "host_config", "key", "head", "tail")
 
-    def __init__(self, objs: tuple[object, ...], key: tuple[object, ...], head: bytes, tail: bytes) -> None:
-        self.objs = objs  # compared by identity (and kept alive, so an id is never reused)
+    def __init__(self, c: Container, key: tuple[object, ...], head: bytes, tail: bytes) -> None:
+        # compared by identity (and kept alive, so an id is never reused): replaced, not edited
+        self.c, self.config, self.host_config = c, c.config, c.host_config
         self.key = key    # compared by value
         self.head = head  # the entry's JSON up to and including ``"Status":``
         self.tail = tail  # from the comma after the status to the closing brace
@@ -53,25 +54,25 @@ class ContainerList:
             for cid in [cid for cid in self.entries if cid not in app.containers.by_id]:
                 del self.entries[cid]
 
-    def entry(self, app: App, c: Container, now: float) -> bytes:
-        """The container's entry as JSON (its Status made now)."""
+    def entry(self, app: App, c: Container, now: float, out: list[bytes]) -> None:
+        """Append the container's entry to ``out`` as JSON pieces (its Status made now)."""
         s = app.networks.sandbox(c.id)
-        objs = (c, c.config, c.host_config)
+        points = app.volumes.of(c.id)
         key = (c.name, c.state.status, c.id in app.networks.running,
-               _enc.encode(s) if s is not None else b"", _enc.encode(app.volumes.of(c.id)))
+               _enc.encode(s) if s is not None else b"", _enc.encode(points) if points else b"")
         e = self.entries.get(c.id)
-        if e is None or e.key != key or any(a is not b for a, b in zip(e.objs, objs)):
-            e = self.entries[c.id] = _build(app, c, now, objs, key)
-        return e.head + _enc.encode(_status(app, c, now)) + e.tail
+        if e is None or e.key != key or e.c is not c or e.config is not c.config or e.host_config is not c.host_config:
+            e = self.entries[c.id] = _build(app, c, now, key)
+        out += (e.head, _enc.encode(_status(app, c, now)), e.tail)
 
 
-def _build(app: App, c: Container, now: float, objs: tuple[object, ...], key: tuple[object, ...]) -> _Entry:
+def _build(app: App, c: Container, now: float, key: tuple[object, ...]) -> _Entry:
     d = summary(app, c, now, False)
     keys = list(d)
     at = keys.index("Status")
     head: dict[str, Any] = {k: d[k] for k in keys[:at]}
     tail: dict[str, Any] = {k: d[k] for k in keys[at + 1:]}
-    return _Entry(objs, key, _enc.encode(head)[:-1] + _STATUS, b"," + _enc.encode(tail)[1:])
+    return _Entry(c, key, _enc.encode(head)[:-1] + _STATUS, b"," + _enc.encode(tail)[1:])
 
 
 def _status(app: App, c: Container, now: float) -> str:
