@@ -43,3 +43,14 @@ class NotModified(BerthError):
 
 class RuntimeFailure(BerthError):
     """The runtime could not create or start a container (Docker answers 400 or 500)."""
+
+
+def os_text(e: OSError) -> str:
+    """An OSError as Go prints one (``<path>: too many open files``): users and clients look
+    for the errno's words, in lower case, as Docker writes them."""
+    if not e.errno:
+        return str(e)
+    import os
+    reason = os.strerror(e.errno)
+    reason = reason[:1].lower() + reason[1:]
+    return f"{e.filename}: {reason}" if e.filename else reason

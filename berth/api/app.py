@@ -41,12 +41,11 @@ class DaemonInfo:
 
     debug: bool = False
     labels: list[str] = field(default_factory=list)
-    runtimes: dict[str, dict[str, object]] = field(default_factory=dict)  # besides berth's own "runc"
-    default_runtime: str = "runc"
     logging_driver: str = "json-file"
     init_binary: str = ""
     no_new_privileges: bool = False
     warnings: list[str] = field(default_factory=list)
+    security_options: list[str] = field(default_factory=list)  # more of SecurityOptions (name=userns)
 
 
 @dataclass
@@ -79,10 +78,16 @@ Handler = Callable[[App, Request], Awaitable["Response | StreamResponse | None"]
 Routes = list[tuple[str, str, Handler]]
 
 
-def register(router: Router, app: App, routes: Iterable[tuple[str, str, Handler]]) -> None:
-    """Add each (method, path pattern, handler) of ``routes`` to ``router``, bound to ``app``."""
+Bound = Callable[[Request], Awaitable["Response | StreamResponse | None"]]
+Wrap = Callable[[str, str, Bound], Bound]  # (method, pattern, handler) -> handler, e.g. metrics.observed
+
+
+def register(router: Router, app: App, routes: Iterable[tuple[str, str, Handler]], wrap: Wrap | None = None) -> None:
+    """Add each (method, path pattern, handler) of ``routes`` to ``router``, bound to ``app``
+    (and wrapped by ``wrap`` when given: the metrics' request counters)."""
     for method, pattern, handler in routes:
-        router.add(method, pattern, functools.partial(handler, app))
+        bound: Bound = functools.partial(handler, app)
+        router.add(method, pattern, bound if wrap is None else wrap(method, pattern, bound))
 
 
 def no_content() -> Response:

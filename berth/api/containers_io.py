@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import msgspec
 
@@ -14,6 +16,7 @@ from berth.api.app import App, Routes
 from berth.api.http import Request, Response, StreamResponse
 from berth.api.shape import json_response
 from berth.api.stats_shape import stats_json
+from berth.engine import logjournal
 from berth.engine import stats as st
 from berth.engine.archive import PathStat
 from berth.engine.logdrivers import ReadNotSupported
@@ -122,24 +125,42 @@ async def logs(app: App, req: Request) -> StreamResponse:
     stdout, stderr = req.flag("stdout"), req.flag("stderr")
     if not (stdout or stderr):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    if c.host_config.LogConfig.Type == "none":
+    kind = c.host_config.LogConfig.Type or "json-file"
+    if kind not in ("json-file", "local", "journald"):
         raise ReadNotSupported()
     tail_s = req.query.get("tail", "all")
     try:
         tail = None if tail_s in ("all", "") else int(tail_s)
     except ValueError:
         tail = None
-    reader = LogReader(engine.data.container(c.id).log, stdout, stderr, req.query.get("since"),
+    path = engine.data.container(c.id).log
+    if kind == "journald":
+        tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix="journal-", delete=False)
+        tmp.close()
+        path = Path(tmp.name)
+        try:
+            await logjournal.export(c.id, path)
+            return await _send_logs(req, LogReader(path, stdout, stderr, req.query.get("since"),
+                                                   req.query.get("until"), req.flag("timestamps"), tail),
+                                    c, lambda: False, False)
+        finally:
+            path.unlink(missing_ok=True)
+    reader = LogReader(path, stdout, stderr, req.query.get("since"),
                        req.query.get("until"), req.flag("timestamps"), tail)
-    resp = StreamResponse(req, content_type=stream_type(req, c))
-    await resp.prepare()
     cid = c.id
 
     def running() -> bool:
         cur = engine.by_id.get(cid)
         return cur is not None and (cur.running or cur.state.starting)
 
-    async for chunk in reader.chunks(req.flag("follow"), running, raw=c.config.Tty):
+    return await _send_logs(req, reader, c, running, req.flag("follow"))
+
+
+async def _send_logs(req: Request, reader: LogReader, c: Container, running: Callable[[], bool],
+                     follow: bool) -> StreamResponse:
+    resp = StreamResponse(req, content_type=stream_type(req, c))
+    await resp.prepare()
+    async for chunk in reader.chunks(follow, running, raw=c.config.Tty):
         await resp.write(chunk)
     await resp.finish()
     return resp

@@ -42,7 +42,7 @@ def error_response(req: Request | None, e: BaseException) -> Response:
     status = status_of(e)
     if status is None:
         log.exception("unhandled error", exc_info=e)
-        return Response(500, message(str(e) or e.__class__.__name__))
+        return Response(500, message(errors.os_text(e) if isinstance(e, OSError) else str(e) or e.__class__.__name__))
     if status == 304:
         return Response(304, b"", content_type=None)
     text = str(e)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.api import framing
+from berth.api import conns, framing  # conns: what clients may hold (header size and time, connections)
 from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
 
 log = logging.getLogger("berth.api")
@@ -28,8 +28,6 @@ REASONS = {
     405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 503: "Service Unavailable",
 }
-
-MAX_HEADER = 64 * 1024
 
 
 @dataclass
@@ -242,12 +240,13 @@ class Server:
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None, early: Router | None = None):
+                 versions: tuple[str, str] | None = None, early: Router | None = None, limits: conns.Limits | None = None):
         self.router = router
         self.early = early or Router()
         self.ready = asyncio.Event()  # set once: the daemon's engine is wired and recovered
         if early is None:
             self.ready.set()
+        self.admission = conns.Connections(limits or conns.Limits())
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -287,9 +286,10 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
+        conn = self.admission.admit(conns.peer_of(writer), writer)
         try:
             while True:
-                keep = await self._one(reader, writer)
+                keep = await self._one(reader, writer, conn)
                 if not keep:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -300,18 +300,16 @@ class Server:
             log.exception("connection error")
         finally:
             self.connections.discard(task)
+            self.admission.leave(conn)
             try:
                 writer.close()
             except Exception:
                 pass
 
-    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return False
-        except asyncio.LimitOverrunError:
-            writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   conn: conns.Conn | None = None) -> bool:
+        head = await conns.read_head(reader, writer, conn, self.admission.limits)
+        if head is None:
             return False
         lines = head.decode("latin-1").split("\r\n")
         try:

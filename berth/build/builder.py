@@ -19,6 +19,7 @@ nothing is tagged before the end, so a build cut short leaves no visible image.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import dataclasses
 import logging
@@ -144,6 +145,7 @@ class Builder:
         self.pids_limit = pids_limit   # of every RUN step's container (0: none)
         self.reserve = bs.Reserve(tmp_root.parent / "space-reserve")
         self.locks: dict[str, asyncio.Lock] = {}
+        self.outcomes: collections.Counter[str] = collections.Counter()  # builds by outcome: /metrics
 
     def new_dir(self) -> tuple[str, Path]:
         bid = secrets.token_hex(16)
@@ -163,8 +165,11 @@ class Builder:
         out = Output(sink, opts.quiet)
         b = Build(self, ctx, opts, out, build_id, work)
         try:
-            return await b.run()
-        except BaseException:
+            img = await b.run()
+            self.outcomes["success"] += 1
+            return img
+        except BaseException as e:
+            self.outcomes["cancelled" if isinstance(e, asyncio.CancelledError) else "failure"] += 1
             if opts.quiet:
                 out.flush_held()
             raise

@@ -126,7 +126,7 @@ async def _run_container(b: Build, st: StageState, cmd: ins.Run, argv: list[str]
         if bs.free_space(upper.parent)[0] - need < watch.floor:
             raise BuildFailed(f"failed to commit the layer of '{' '.join(argv)}': no space left on device "
                               f"({_size(need)} needed, less than {_size(watch.floor)} would remain free)")
-        layer = await bs.commit_upper(b.b.images, upper, st.image)
+        layer = await bs.commit_upper(b.b.images, upper, st.image, cid)
     finally:
         if o.rm or o.forcerm:
             b.out.stream(f"Removing intermediate container {cid[:12]}\n")

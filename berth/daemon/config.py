@@ -72,6 +72,8 @@ KEYS: tuple[Key, ...] = (
     _k("labels", "list", [], "--label", help="key=value labels of this engine", reloadable=True,
        check=values.labels),
     _k("live-restore", "bool", True, help="keep containers running while berthd is down", reloadable=True),
+    _k("cri", "bool", True, help="serve the Kubernetes CRI v1 (gRPC; needs the cri extra)"),
+    _k("cri-socket", "str", "", help="the CRI socket (default: cri.sock under the exec root)"),
     _k("shutdown-timeout", "int", 15, help="seconds to wait for containers to stop at shutdown",
        check=values.non_negative),
     # remote access (the listener is the remote work's)
@@ -123,10 +125,14 @@ KEYS: tuple[Key, ...] = (
        check=values.seccomp_profile),
     _k("no-new-privileges", "bool", False, help="no new privileges for containers by default"),
     _k("init", "bool", False, help="run an init inside containers by default"),
+    _k("userns-remap", "str", "", help="one user namespace range for every container: user[:group] "
+       "(their /etc/subuid and /etc/subgid lines) or default (the dockremap user's)", check=values.userns_remap),
+    _k("userns-default", "str", "", help="the user namespace of new containers: auto[:size=N] (a range "
+       "of its own) or empty (the host's)", check=values.userns_default),
     _k("init-path", "str", "", help="the docker-init (tini) binary", check=values.init_path),
     _k("runtimes", "runtimes", {}, "--add-runtime", reloadable=True,
-       help="external OCI runtimes (NAME=PATH; stored, not used yet)"),
-    _k("default-runtime", "str", "runc", help="default runtime of containers"),
+       help="external OCI runtimes (NAME=PATH): runc, crun"),
+    _k("default-runtime", "str", "berth", help="default runtime of containers (berth: berth's own)"),
 )
 BY_NAME = {k.name: k for k in KEYS}
 RELOADABLE = tuple(k.name for k in KEYS if k.reloadable)

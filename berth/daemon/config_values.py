@@ -86,8 +86,8 @@ def _ulimit(name: str, key: str, u: dict[str, Any]) -> dict[str, Any]:
 
 
 def _runtime(name: str, key: str, r: dict[str, Any]) -> dict[str, Any]:
-    if key == "runc":
-        raise ConfigError(f'invalid value for "{name}": runtime name \'runc\' is reserved')
+    if key == "berth":
+        raise ConfigError(f'invalid value for "{name}": runtime name \'berth\' is reserved')
     path = r.get("path")
     args = r.get("runtimeArgs", [])
     if not isinstance(path, str) or not path:
@@ -286,6 +286,22 @@ def init_path(name: str, v: str) -> str:
     return v
 
 
+def userns_remap(name: str, v: str) -> str:
+    """dockerd's rule: ``default``, ``user`` or ``user:group`` (names or ids)."""
+    user, _, group = v.partition(":")
+    if v and (not user or ":" in group or (v.count(":") and not group)):
+        raise ConfigError(f'invalid value for "{name}": {v!r} is not user, user:group or default')
+    return v
+
+
+def userns_default(name: str, v: str) -> str:
+    mode, _, opts = v.partition(":")
+    size = opts.removeprefix("size=")
+    if v and (mode != "auto" or (opts and (not opts.startswith("size=") or not size.isdigit() or int(size) < 1))):
+        raise ConfigError(f'invalid value for "{name}": {v!r} is not auto or auto:size=N')
+    return v
+
+
 # -- checks of several keys -----------------------------------------------------------------
 
 
@@ -296,7 +312,7 @@ def check_together(ns: argparse.Namespace) -> None:
         logdrivers.normalize(ns.log_driver, ns.log_opts)
     except InvalidArgument as e:
         raise ConfigError(f'invalid value for "log-opts": {e}') from None
-    if ns.default_runtime != "runc" and ns.default_runtime not in ns.runtimes:
+    if ns.default_runtime not in ("berth", "runc") and ns.default_runtime not in ns.runtimes:
         raise ConfigError(f"specified default runtime '{ns.default_runtime}' does not exist")
     if ns.bip and ns.fixed_cidr:
         net = ipaddress.IPv4Interface(ns.bip).network

@@ -18,13 +18,16 @@ import grp
 import importlib
 import logging
 import os
+import resource
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import berth
+from berth.api.conns import Limits
 from berth.api.http import Request, Response, Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
 from berth.daemon import remote, settings
@@ -63,7 +66,9 @@ def _lock(data: DataRoot) -> int:
 
 def _early_server() -> Server:
     """A server that answers /_ping now and holds every other request until ``ready``."""
-    return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router())
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # stdlib: ctypes is not on this path
+    return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router(),
+                  limits=Limits.for_fds(nofile))
 
 
 def _error_response(req: Request | None, e: BaseException) -> Response:
@@ -93,6 +98,29 @@ class _Reload:
             settings.reload(self.args, app)
 
 
+def _bind_metrics(addr: str) -> socket.socket:
+    """``metrics-addr``'s listening socket, bound before the API answers: a busy address stops
+    berthd at start, as dockerd does."""
+    host, _, port = addr.rpartition(":")
+    try:
+        return socket.create_server((host.strip("[]") or "127.0.0.1", int(port)), backlog=128)
+    except (OSError, ValueError) as e:
+        reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+        raise SystemExit(f"berthd: failed to listen on metrics-addr {addr}: {reason}") from None
+
+
+async def _serve_metrics(sock: socket.socket, app: App, server: Server) -> Server:
+    """Prometheus text on the metrics socket; the API's routes are counted."""
+    from berth.api import metrics  # only with metrics-addr
+    from berth.daemon import wiring
+
+    api_metrics = metrics.ApiMetrics()
+    wiring.add_routes(server.router, app, api_metrics.wrap)
+    metrics_server = metrics.server(app, api_metrics)
+    await metrics_server.serve_socket(sock)
+    return metrics_server
+
+
 async def serve(args: argparse.Namespace) -> None:
     hosts = args.hosts or [DEFAULT_HOST]
     listeners = remote.prepare(hosts, args)  # before any state: a bad -H or TLS flag stops here
@@ -105,6 +133,7 @@ async def serve(args: argparse.Namespace) -> None:
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
+    metrics_sock = _bind_metrics(args.metrics_addr) if args.metrics_addr else None
     server = _early_server()
     try:
         gid = grp.getgrnam(args.group).gr_gid
@@ -132,19 +161,24 @@ async def serve(args: argparse.Namespace) -> None:
     # The build containers a dead berthd left: named before any other request is served, so
     # the sweep below never touches a build that a client starts meanwhile.
     stale_builds = wiring.build_containers(app.containers)
-    wiring.add_routes(server.router, app)
+    metrics_server = await _serve_metrics(metrics_sock, app, server) if metrics_sock is not None else None
+    if metrics_server is None:
+        wiring.add_routes(server.router, app)
     d.forkserver.start()
     t.append(time.perf_counter())
-    await app.containers.recover()
-    await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
+    await _recover(app, wiring, stale_builds)
     server.ready.set()
     t.append(time.perf_counter())
     log.debug("start-up: listening at %.0f ms; imports %.0f ms, wiring %.0f ms, recovery %.0f ms",
               (t[0] - T0) * 1000, *((b - a) * 1000 for a, b in zip(t, t[1:])))
     log.info("berthd is up: %s", ", ".join(hosts))
     remote.notify_ready()
+    cri = asyncio.ensure_future(_start_cri(args, app, exec_root))
     await stop.wait()
+    await _stop_cri(cri)
     await server.close()
+    if metrics_server is not None:
+        await metrics_server.close()
     if app.live_restore:
         log.info("shutting down (containers keep running)")
     else:
@@ -157,8 +191,51 @@ async def serve(args: argparse.Namespace) -> None:
         p.unlink(missing_ok=True)
     if args.pidfile:
         Path(args.pidfile).unlink(missing_ok=True)
+    app.containers.flush_unsaved()  # records a full disk held back, if there is room now
     d.db.close()
     os.close(lock_fd)
+
+
+async def _recover(app: App, wiring: Any, stale_builds: Any) -> None:
+    """Live restore and the start-up sweeps. A failure there (out of descriptors, a full
+    disk) is logged, not fatal: the socket already answers, and a berthd that exits at every
+    start is worse than one whose recovery is incomplete."""
+    try:
+        await app.containers.recover()
+        await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
+    except Exception:
+        log.exception("start-up recovery is incomplete")
+
+
+async def _start_cri(args: argparse.Namespace, app: App, exec_root: ExecRoot) -> Any:
+    """The CRI server (berth/cri/), when on and its extra is installed. grpc is imported in a
+    thread once the Docker API answers: berthd's cold start does not pay for it."""
+    if not args.cri:
+        return None
+    try:
+        cri = await asyncio.to_thread(importlib.import_module, "berth.cri.server")
+    except ImportError as e:
+        log.info("CRI off: the cri extra is not installed (%s)", e)
+        return None
+    sock = Path(args.cri_socket) if args.cri_socket else exec_root.cri_socket
+    driver = "systemd" if "native.cgroupdriver=systemd" in (args.exec_opts or []) else "cgroupfs"
+    engine = cri.Engine(app.containers, app.images, app.distribution, app.execs, str(app.root), driver)
+    try:
+        server = await cri.start(sock, engine)
+    except (OSError, RuntimeError) as e:
+        log.error("CRI off: cannot serve on %s: %s", sock, e)
+        return None
+    log.info("CRI (Kubernetes runtime v1) on unix://%s", sock)
+    return server
+
+
+async def _stop_cri(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        return
+    server = task.result()
+    if server is not None:
+        await server.stop(1)
 
 
 async def _stop_containers(app: App, timeout: int) -> None:

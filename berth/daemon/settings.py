@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon import config
@@ -16,7 +18,10 @@ from berth.daemon.config_values import ConfigError
 if TYPE_CHECKING:
     from berth.api.app import App, DaemonInfo
     from berth.engine.container_defaults import ContainerDefaults
+    from berth.engine.container_userns import UsernsSettings
+    from berth.state.db import Database
     from berth.engine.networks import Networks
+    from berth.engine.runtimes import Runtimes
     from berth.registry.client.options import Options
 
 log = logging.getLogger("berthd")
@@ -35,7 +40,65 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         log_driver=args.log_driver, log_opts=dict(args.log_opts), ulimits=dict(args.default_ulimits),
         shm_size=args.default_shm_size, cgroupns_mode=args.default_cgroupns_mode, dns=list(args.dns),
         dns_search=list(args.dns_search), dns_options=list(args.dns_opts), init=args.init,
-        init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile)
+        init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
+        journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",
+        runtimes=runtimes(args))
+
+
+def runtimes(args: argparse.Namespace) -> Runtimes:
+    """runtimes and default-runtime; a Docker host's ``default-runtime: runc`` without a runc
+    binary falls back to berth's own runtime (with a warning)."""
+    from berth.engine.runtimes import Runtimes, with_found_runc
+    from berth.state.paths import ExecRoot
+    rts = Runtimes(configured=with_found_runc(args.runtimes), default=args.default_runtime,
+                   exec_root=ExecRoot(Path(args.exec_root)))
+    if rts.default not in rts.names():
+        log.warning("default runtime %s is not installed: containers run with berth's own runtime", rts.default)
+        rts.default = "berth"
+    return rts
+
+
+REMAP_DEFAULT = "dockremap"  # dockerd's name for ``userns-remap: default``
+
+
+def userns_settings(args: argparse.Namespace, db: Database) -> UsernsSettings:
+    """userns-default and userns-remap, with berth's pool of subordinate ids: the ``berth``
+    lines of /etc/subuid and /etc/subgid (or of $BERTH_SUBUID_FILE and $BERTH_SUBGID_FILE,
+    which tests point at files of their own), created at first use. Raises ConfigError when
+    the kernel has no user namespaces."""
+    import os
+    from pathlib import Path
+
+    from berth.engine.container_userns import UsernsSettings
+    from berth.runtime.userns import IdMaps
+    from berth.state.subids import SubidFiles, SubidPool, remap_ranges
+    files = SubidFiles(Path(os.environ.get("BERTH_SUBUID_FILE") or "/etc/subuid"),
+                       Path(os.environ.get("BERTH_SUBGID_FILE") or "/etc/subgid"))
+    out = UsernsSettings(default=args.userns_default, pool=SubidPool(db, files))
+    if (args.userns_default or args.userns_remap) and not os.path.exists("/proc/self/ns/user"):
+        raise ConfigError("user namespaces are enabled in the configuration (userns-default, userns-remap) "
+                          "but this kernel has none (CONFIG_USER_NS)")
+    if args.userns_remap:
+        user, _, group = args.userns_remap.partition(":")
+        if user == "default":
+            user = group = REMAP_DEFAULT
+        group = group or user
+        uids, gids = remap_ranges(files, user, group)
+        out.remap = f"{user}:{group}"
+        out.remap_maps = IdMaps(uid=_concat(uids), gid=_concat(gids))
+        out.uses.append("name=userns")
+    elif args.userns_default:
+        out.uses.append(f"name=userns,default={args.userns_default}")
+    return out
+
+
+def _concat(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
+    """Ranges mapped one after another from container id 0 (dockerd's userns-remap)."""
+    out, at = [], 0
+    for start, count in ranges:
+        out.append((at, start, count))
+        at += count
+    return tuple(out)
 
 
 def registry_options(args: argparse.Namespace) -> Options:
@@ -49,8 +112,6 @@ def warnings(args: argparse.Namespace) -> list[str]:
     out = []
     if args.ipv6 and not args.fixed_cidr_v6:
         out.append("WARNING: ipv6 is true but fixed-cidr-v6 is not set: the default bridge has no IPv6")
-    if args.runtimes:
-        out.append("WARNING: runtimes are configured, but berth runs containers with its own runtime only")
     if args.cgroup_parent:
         out.append("WARNING: cgroup-parent is configured, but berth puts containers under /berth")
     return out
@@ -58,8 +119,7 @@ def warnings(args: argparse.Namespace) -> list[str]:
 
 def daemon_info(args: argparse.Namespace) -> DaemonInfo:
     from berth.api.app import DaemonInfo
-    return DaemonInfo(debug=args.debug, labels=list(args.labels), runtimes=dict(args.runtimes),
-                      default_runtime=args.default_runtime, logging_driver=args.log_driver,
+    return DaemonInfo(debug=args.debug, labels=list(args.labels), logging_driver=args.log_driver,
                       init_binary=args.init_path, no_new_privileges=args.no_new_privileges,
                       warnings=warnings(args))
 
@@ -118,7 +178,8 @@ def reload(args: argparse.Namespace, app: App) -> dict[str, Any]:
         elif key == "default-ulimits":
             defaults.ulimits = dict(value)
         elif key == "runtimes":
-            app.config.runtimes = dict(value)
+            from berth.engine.runtimes import with_found_runc
+            defaults.runtimes.configured = with_found_runc(value)
         log.info("reloaded %s: %s", key, value)
     app.config.warnings = warnings(args)
     if not changed:

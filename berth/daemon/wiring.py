@@ -24,7 +24,7 @@ from berth.api import links as links_api
 from berth.api import networks as networks_api
 from berth.api import swarm as swarm_api
 from berth.api import volumes as volumes_api
-from berth.api.app import App, register
+from berth.api.app import App, Wrap, register
 from berth.api.errors import error_response
 from berth.api.http import Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION
@@ -85,6 +85,9 @@ def wire(args: argparse.Namespace) -> Daemon:
     forkserver = ForkServer(exec_root.forkserver)
     containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
     containers.defaults = settings.container_defaults(args)
+    containers.userns = settings.userns_settings(args, db)
+    if containers.userns.pool is not None:
+        containers.userns.pool.forget_except(set(containers.by_id))
     images = Images(store, containers, str(data.image_tmp))
     distribution = Distribution(store, settings.registry_options(args))
     bus = events.Events()
@@ -103,6 +106,7 @@ def wire(args: argparse.Namespace) -> Daemon:
               events=bus, execs=execs, archives=Archives(containers), health=health, networks=networks,
               volumes=volumes, attachments=attachments, builder=builder, build_admin=build_admin,
               live_restore=args.live_restore, config=settings.daemon_info(args))
+    app.config.security_options = list(containers.userns.uses)
     return Daemon(app, db, forkserver)
 
 
@@ -124,12 +128,12 @@ def _cgroup_version() -> str:
         return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
-def add_routes(router: Router, app: App) -> None:
-    """Every route of the Engine API, on ``router``."""
+def add_routes(router: Router, app: App, wrap: Wrap | None = None) -> None:
+    """Every route of the Engine API, on ``router`` (each wrapped by ``wrap``: the metrics')."""
     for table in (system.ROUTES, images_api.ROUTES, system_df.ROUTES, containers_api.ROUTES, containers_io.ROUTES,
                   attach_ws.ROUTES, commit_api.ROUTES, links_api.ROUTES, events_api.ROUTES, exec_api.ROUTES,
                   networks_api.ROUTES, volumes_api.ROUTES, build_api.ROUTES, swarm_api.ROUTES):
-        register(router, app, table)
+        register(router, app, table, wrap)
     jsonbody.guard(router)
 
 

@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 from typing import Awaitable, BinaryIO, Callable
 
+from berth.engine import container_userns
 from berth.engine.containers import Containers
 from berth.errors import Conflict, NotFound
 from berth.engine.images import Images
@@ -135,8 +136,14 @@ async def commit_tar(images: Images, write: Callable[[BinaryIO], None], parent: 
     return await images.layer_from_blob(blob, parent.top if parent else None)
 
 
-async def commit_upper(images: Images, upper: Path, parent: Image | None) -> Layer:
-    return await commit_tar(images, lambda out: diff_tar(upper, out), parent)
+async def commit_upper(images: Images, upper: Path, parent: Image | None, cid: str = "") -> Layer:
+    """The RUN step's upper dir as a layer; ``cid``: its container, whose user namespace's ids
+    (if any) go back to the container's own in the tar."""
+    maps = None
+    if cid:
+        c = images.containers.get(cid)
+        maps = container_userns.maps_for(cid, c.host_config, images.containers.userns)
+    return await commit_tar(images, lambda out: diff_tar(upper, out, maps.container_ids if maps else None), parent)
 
 
 def create_image(images: Images, config: ImageConfig) -> Image:

@@ -9,7 +9,7 @@ import secrets
 
 import msgspec
 
-from berth.engine import links, logdrivers, names, validate
+from berth.engine import container_userns, links, logdrivers, names, validate
 from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container
 from berth.errors import Conflict, InvalidArgument
@@ -53,6 +53,7 @@ class Creator:
         if not config.Hostname:
             config.Hostname = cid[:12]
         _defaults(hc)
+        container_userns.at_create(cid, hc, self.t.userns)
         if hc.Links:
             hc.Links = links.normalize(self.t, name, hc.Links, hc.NetworkMode)
         c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
@@ -60,10 +61,14 @@ class Creator:
         if self.t.attachments is not None:
             self.t.attachments.prepare(c, req.NetworkingConfig, bool(req.Hostname))
         d = self.t.data.container(cid)
-        d.root.mkdir(parents=True)
-        for p in (d.rootfs, d.upper, d.work):
-            p.mkdir()
-        self.t.save(c)
+        try:
+            d.root.mkdir(parents=True)
+            for p in (d.rootfs, d.upper, d.work):
+                p.mkdir()
+            self.t.save(c)
+        except BaseException:  # out of space or descriptors: no dir without a record
+            self.t.trash.discard(d.root)
+            raise
         self.t.on_event("create", c, {})
         return c, warnings
 
@@ -103,8 +108,6 @@ def _defaults(hc: HostConfig) -> None:
         hc.ShmSize = 64 * 1024 * 1024
     if hc.NetworkMode in ("", "default"):
         hc.NetworkMode = "default"
-    if hc.Runtime == "":
-        hc.Runtime = "runc"
     hc.CgroupnsMode = _cgroupns_mode(hc.CgroupnsMode)
 
 

@@ -1,9 +1,9 @@
 """The daemon's defaults for containers (daemon.json's ``log-driver``, ``log-opts``,
 ``default-ulimits``, ``default-shm-size``, ``default-cgroupns-mode``, ``dns*``, ``init``,
-``init-path``, ``no-new-privileges``, ``seccomp-profile``), and where each applies, as dockerd
-applies them:
+``init-path``, ``no-new-privileges``, ``seccomp-profile``, ``runtimes``, ``default-runtime``),
+and where each applies, as dockerd applies them:
 
-    at create  log driver and options, /dev/shm size, cgroup namespace mode (recorded in HostConfig)
+    at create  log driver and options, /dev/shm size, cgroup namespace mode, runtime (recorded in HostConfig)
     at start   ulimits (the container's own win by name), DNS (when the container sets none),
                init, no-new-privileges and the seccomp profile (unless its --security-opt says)
 
@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth.engine.runtimes import Runtimes
 from berth.schema.containers import HostConfig
 
 
@@ -33,6 +34,8 @@ class ContainerDefaults:
     init_path: str = ""
     no_new_privileges: bool = False
     seccomp_profile: str = ""        # "", "builtin", "unconfined" or a file's path
+    journal_socket: str = "/run/systemd/journal/socket"  # the journald driver's (tests bind their own)
+    runtimes: Runtimes = field(default_factory=Runtimes)  # runtimes and default-runtime
 
     def at_create(self, hc: HostConfig) -> None:
         """The defaults a create records (before logdrivers.normalize checks the log config)."""
@@ -45,6 +48,7 @@ class ContainerDefaults:
             hc.ShmSize = self.shm_size
         if not hc.CgroupnsMode:
             hc.CgroupnsMode = self.cgroupns_mode
+        hc.Runtime = self.runtimes.check(hc.Runtime)
 
     def ulimits_for(self, hc: HostConfig) -> list[dict[str, Any]]:
         """The daemon's ulimits, then the container's (which win by name)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+import signal
+import time
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from berth.engine import shims
 from berth.engine.container_table import ContainerTable, now
@@ -16,6 +18,9 @@ from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
 from berth.errors import InvalidArgument
 from berth.runtime.shim.protocol import ExitStatus
+
+if TYPE_CHECKING:
+    from berth.runtime.cgroups import Cgroup
 
 log = logging.getLogger("berth.engine")
 
@@ -59,10 +64,20 @@ class Monitor:
                 if not shims.alive(c.state.shim_pid, c.state.shim_start):
                     break
                 await asyncio.sleep(0.05)
-            status = shims.read_exit_file(self.t.data.container(cid).exit) or \
-                ExitStatus(exit_code=255, finished_at=now(), error="container's shim exited unexpectedly")
+            status = shims.read_exit_file(self.t.data.container(cid).exit) or await self.shim_died(cid)
         self.monitors.pop(cid, None)
         await self.exited(cid, status)
+
+    async def shim_died(self, cid: str) -> ExitStatus:
+        """The shim died before it recorded an exit (``kill -9``): its container's init was its
+        child, and nobody holds its stdio or will reap it. As containerd does for a dead shim,
+        kill whatever is left in the container's cgroup and report the exit as a SIGKILL (137)."""
+        log.warning("container %s: its shim died; killing what is left of it", cid[:12])
+        c = self.t.by_id.get(cid)
+        if c is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _kill_cgroup, self.t.cgroup(c))
+        self.t.exec_root.shim_socket(cid).unlink(missing_ok=True)
+        return ExitStatus(exit_code=128 + signal.SIGKILL, finished_at=now())
 
     async def exited(self, cid: str, status: ExitStatus) -> None:
         c = self.t.by_id.get(cid)
@@ -70,10 +85,8 @@ class Monitor:
             return
         async with self.t.lock(cid):
             _record_exit(c, status)
-            try:
-                self.t.save(c)
-            except Exception as e:  # a full disk: the exit is still delivered (and kept in memory)
-                log.error("container %s: recording its exit: %s", cid[:12], e)
+            await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, cid, str(self.t.data.container(cid).rootfs))
+            self.t.save_soon(c)  # a full disk: kept in memory, written once there is room
             if self.t.attachments is not None:
                 try:
                     await self.t.attachments.stopped(c)
@@ -86,9 +99,32 @@ class Monitor:
                 hook(cid)
             self.t.resolve_exit(cid, status)
             if c.host_config.AutoRemove:
-                await self._remove(c, True)
+                await self.auto_remove(c, status)
             elif self.should_restart(c):
                 self.schedule_restart(c)
+
+    async def auto_remove(self, c: Container, status: ExitStatus) -> None:
+        """``--rm``, after an exit or a failed start. If the disk refuses (full), the waiters for the removal get the exit
+        anyway (as dockerd's SetRemovalError) and the removal is retried every second."""
+        try:
+            await self._remove(c, True)
+        except OSError as e:
+            log.error("container %s: removing it (--rm), retried every second: %s", c.id[:12], e)
+            for f in self.t.remove_waiters.pop(c.id, []):
+                if not f.done():
+                    f.set_result(status)
+            task = asyncio.get_running_loop().create_task(self._remove_later(c.id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _remove_later(self, cid: str) -> None:
+        while (c := self.t.by_id.get(cid)) is not None:
+            await asyncio.sleep(1)
+            try:
+                async with self.t.lock(cid):
+                    await self._remove(c, True)
+            except OSError:
+                continue
 
     # -- restart policies -------------------------------------------------------------------
 
@@ -145,6 +181,18 @@ class Monitor:
 
     def forget(self, cid: str) -> None:
         self.backoff.pop(cid, None)
+
+
+def _kill_cgroup(cg: Cgroup) -> None:
+    """SIGKILL every process of ``cg``, wait (5 s at most) for them to go, remove it."""
+    deadline = time.monotonic() + 5
+    try:
+        while cg.pids() and time.monotonic() < deadline:
+            cg.kill_all(signal.SIGKILL)
+            time.sleep(0.02)
+        cg.destroy()
+    except OSError as e:
+        log.error("removing %s: %s", cg.path, e)
 
 
 def _record_exit(c: Container, status: ExitStatus) -> None:

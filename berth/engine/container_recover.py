@@ -7,6 +7,7 @@ containers (the host may have rebooted).
 from __future__ import annotations
 
 import asyncio
+import os
 
 from berth.engine import shims
 from berth.engine.container_monitor import Monitor
@@ -60,8 +61,10 @@ class Recovery:
                 self.t.started(c.id)
             return
         status = shims.read_exit_file(self.t.data.container(c.id).exit)
-        if status is None:
-            status = ExitStatus(exit_code=255 if c.running else c.state.exit_code, finished_at=now())
+        if status is None and c.running:
+            status = await self.monitor.shim_died(c.id)
+        elif status is None:
+            status = ExitStatus(exit_code=c.state.exit_code, finished_at=now())
         if c.state.starting and not c.running:
             c.state.starting = False
             self.t.save(c)
@@ -90,4 +93,11 @@ class Recovery:
             return
         for d in entries:
             if d.name not in self.t.by_id:
-                self.t.trash.discard(d)
+                q = self.t.db.quarantine
+                if self.t.db.quarantined or (q / f"containers-{d.name}").exists():
+                    # its record was lost (unreadable), not the container: keep its files
+                    dest = q / "containers"
+                    dest.mkdir(parents=True, exist_ok=True)
+                    os.replace(d, dest / d.name)
+                else:
+                    self.t.trash.discard(d)

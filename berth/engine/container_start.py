@@ -12,13 +12,15 @@ import os
 from pathlib import Path
 from typing import Callable, Protocol
 
-from berth.engine import hostspec, links, logdrivers, shims, validate
+from berth.engine import container_userns, hostspec, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
-from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, RuntimeFailure
+from berth.errors import Conflict, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
-from berth.runtime.shim.protocol import SpawnReply, SpawnRequest
+from berth.runtime import external
+from berth.runtime.external import OCIRuntime
+from berth.runtime.shim.protocol import ExitStatus, SpawnReply, SpawnRequest
 from berth.state.atomic import write_atomic
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -32,6 +34,8 @@ class _Monitor(Protocol):
     def watch(self, c: Container) -> None: ...
 
     def cancel_restart(self, c: Container) -> bool: ...
+
+    async def auto_remove(self, c: Container, status: ExitStatus) -> None: ...
 
 
 class _Remover(Protocol):
@@ -59,6 +63,9 @@ class SpecBuilder:
             memory_swap = 2 * hc.Memory
         secopts = validate.security_options(hc.SecurityOpt or [])
         dflt = self.t.defaults
+        lowers, overlay = self.t.overlay(c, image)
+        if container_userns.maps_for(c.id, hc, self.t.userns) is not None:
+            overlay = container_userns.overlay_options(lowers, self.t.data)
         return self.build_spec(
             args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
             hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
@@ -69,7 +76,7 @@ class SpecBuilder:
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs,
             no_new_privileges=dflt.no_new_privileges_for(hc.SecurityOpt or [], secopts.no_new_privileges),
             seccomp=dflt.seccomp_for(hc.SecurityOpt or [], secopts.seccomp),
-            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=self.t.overlay(c, image)[1],
+            shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
             annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
             group_add=list(hc.GroupAdd or []), netns=sandbox.netns if sandbox is not None else "",
             extra_mounts=sandbox.extra_mounts if sandbox is not None else None)
@@ -108,12 +115,13 @@ class Starter:
     async def _failed(self, c: Container, e: BaseException) -> None:
         c.state.error = str(e)
         c.state.starting = False
-        self.t.save(c)
+        self.t.save_soon(c)  # never raises: on a full disk the namespace below still goes
         self.t.fail_pending_attach(c.id)
         if self.t.attachments is not None:
             await self.t.attachments.stopped(c)
-        if c.host_config.AutoRemove and isinstance(e, BerthError):  # dockerd: any start error
-            await self.remover.remove_locked(c, force=True)
+        if c.host_config.AutoRemove and isinstance(e, Exception):  # dockerd: any start error
+            # (a full disk too: `docker run --rm` waits for the removal; it hung)
+            await self.monitor.auto_remove(c, ExitStatus(exit_code=c.state.exit_code))
 
     async def _start_locked(self, c: Container) -> None:
         image = self.t.images.get_by_id(c.image_id)
@@ -130,6 +138,21 @@ class Starter:
             raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
         if self.t.defaults.init_for(c.host_config):
             _with_init(spec, self.t.defaults.init_path)
+        maps = container_userns.maps_for(c.id, c.host_config, self.t.userns)
+        if maps is not None:
+            container_userns.apply(spec, maps, d, self.t.data)
+        rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
+        if rt is not None:
+            spec = _for_external(spec)
+        try:
+            await self._spawn_and_start(c, spec, rt)
+        except BaseException:
+            if rt is not None:
+                await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, c.id, str(d.rootfs))
+            raise
+
+    async def _spawn_and_start(self, c: Container, spec: Spec, rt: OCIRuntime | None) -> None:
+        d = self.t.data.container(c.id)
         write_atomic(d.spec, self.encode_spec(spec), sync=False)
         try:
             d.exit.unlink()
@@ -138,7 +161,10 @@ class Starter:
         c.state.starting = True
         c.state.error = ""
         self.t.save(c)
-        spawned = await self.forkserver.spawn(self._spawn_request(c))
+        req = self._spawn_request(c)
+        if rt is not None:
+            req.runtime_path, req.runtime_root, req.runtime_args = rt.path, rt.root, list(rt.args)
+        spawned = await self.forkserver.spawn(req)
         try:
             await self._start_spawned(c, spawned.reply, self.t.exec_root.shim_socket(c.id))
         finally:
@@ -147,10 +173,17 @@ class Starter:
     def _spawn_request(self, c: Container) -> SpawnRequest:
         d = self.t.data.container(c.id)
         lc = c.host_config.LogConfig
-        rot = logdrivers.rotation(lc.Type or logdrivers.DEFAULT, lc.Config or {})
+        kind = lc.Type or logdrivers.DEFAULT
+        remote = None
+        if kind in logremote.DRIVERS:
+            info = logremote.Info(c.id, c.name, c.image_id, c.config.Image or "")
+            remote = logremote.resolve(kind, lc.Config or {}, info, self.t.defaults.journal_socket)
+        rot = logdrivers.rotation(kind, lc.Config or {}) if remote is None else logdrivers.Rotation(-1, 1, False)
         return SpawnRequest(id=c.id, bundle=str(d.root), socket=str(self.t.exec_root.shim_socket(c.id)),
-                            exit_file=str(d.exit), log="" if lc.Type == "none" else str(d.log),
+                            exit_file=str(d.exit), log=str(d.log) if kind in logdrivers.FILE_DRIVERS else "",
+                            remote_log=remote,
                             log_max_size=rot.max_size, log_max_file=rot.max_file, log_compress=rot.compress,
+                            cri_log=c.cri_log,
                             stdin=c.config.OpenStdin, stdin_once=c.config.StdinOnce, tty=c.config.Tty,
                             seccomp_cache=str(self.t.data.seccomp_cache),
                             console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)
@@ -184,7 +217,7 @@ class Starter:
         c.state.finished_at = ZERO_TIME
         c.state.exit_code = 0
         c.state.oom_killed = False
-        self.t.save(c)
+        self.t.save_soon(c)  # it runs now, whether or not the disk takes the record: watch it
         self.monitor.watch(c)
         self.t.on_event("start", c, {})
         self.t.started(c.id)
@@ -206,6 +239,16 @@ class Starter:
         if self.t.attachments is None:
             write_atomic(d.hosts, HOSTS, sync=False)
             write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+
+
+def _for_external(spec: Spec) -> Spec:
+    """The spec runc or crun can run: the rootfs mounted here, users resolved (``external``)."""
+    try:
+        return external.prepare(spec)
+    except RuntimeFailure as e:
+        raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
+    except OSError as e:
+        raise RuntimeFailure(f"{START_ERROR_PREFIX}mount rootfs: {e}: unknown") from None
 
 
 def _with_init(spec: Spec, init_path: str = "") -> None:

@@ -170,6 +170,7 @@ class Stopper:
         self.t.delete(c)
         if self.t.attachments is not None:
             self.t.attachments.removed(c, volumes or c.host_config.AutoRemove)
+        await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, c.id, str(self.t.data.container(c.id).rootfs))
         self.t.trash.discard(self.t.data.container(c.id).root)  # deleted after the waiters hear
         self.t.on_event("destroy", c, {})
         st = ExitStatus(exit_code=c.state.exit_code)

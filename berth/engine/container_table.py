@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
+from berth.engine import container_userns
 from berth.engine.container_defaults import ContainerDefaults
+from berth.engine.container_userns import UsernsSettings
 from berth.engine.model import Container, decode, encode
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import Image, ImageStore
@@ -30,6 +34,8 @@ from berth.runtime.cgroups import open_cgroup
 from berth.state.db import Database
 from berth.state.paths import DataRoot, ExecRoot
 from berth.state.trash import Trash
+
+log = logging.getLogger("berth.engine")
 
 START_ERROR_PREFIX = ("failed to create shim task: OCI runtime create failed: runc create failed: "
                       "unable to start container process: ")
@@ -94,21 +100,55 @@ class ContainerTable:
         self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
         self.attachments: Attachable | None = None  # networks and volumes; set by daemon/
         self.defaults = ContainerDefaults()         # daemon.json's defaults; set by daemon/
+        self.userns = UsernsSettings()              # user namespaces; set by daemon/
         self.shutting_down = False  # set by shutdown(): exits then are not "manual" and restart nothing
+        self.unsaved: set[str] = set()  # records changed in memory that the disk refused (save_soon)
+        self._saver: asyncio.Task[None] | None = None
         self.trash = Trash(data.trash)  # removed containers' directories, deleted in the background
-        for (data_,) in db.query("SELECT data FROM containers"):
-            c = decode(data_)
+        for _, c in db.rows("containers", "id", decode):
             self.by_id[c.id] = c
 
     def save(self, c: Container) -> None:
         with self.db.tx() as tx:
             tx.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)", (c.id, c.name, c.image_id, encode(c)))
         self.by_id[c.id] = c
+        self.unsaved.discard(c.id)
+
+    def save_soon(self, c: Container) -> None:
+        """Save ``c``; if that fails (a full disk), keep it in memory and retry every second
+        until it is written: an exit must not be lost because the disk was full when it came."""
+        try:
+            self.save(c)
+            return
+        except (OSError, sqlite3.Error) as e:
+            log.error("container %s: saving its record (retried until it works): %s", c.id[:12], e)
+        self.by_id[c.id] = c
+        self.unsaved.add(c.id)
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.get_running_loop().create_task(self._save_unsaved())
+
+    async def _save_unsaved(self) -> None:
+        while self.unsaved:
+            await asyncio.sleep(1)
+            self.flush_unsaved()
+
+    def flush_unsaved(self) -> None:
+        """Try once more to save the records a full disk held back (also at shutdown)."""
+        for cid in list(self.unsaved):
+            c = self.by_id.get(cid)
+            if c is None:
+                self.unsaved.discard(cid)
+                continue
+            try:
+                self.save(c)
+            except (OSError, sqlite3.Error):
+                return
 
     def delete(self, c: Container) -> None:
         with self.db.tx() as tx:
             tx.execute("DELETE FROM containers WHERE id=?", (c.id,))
         self.by_id.pop(c.id, None)
+        container_userns.release(c.id, self.userns)
 
     def lock(self, cid: str) -> asyncio.Lock:
         lk = self.locks.get(cid)

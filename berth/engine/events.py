@@ -43,9 +43,11 @@ class Events:
     def __init__(self, history: int = HISTORY) -> None:
         self._history: collections.deque[Event] = collections.deque(maxlen=history)
         self._subs: list[asyncio.Queue[Event]] = []
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()  # (type, action): /metrics
 
     def emit(self, type: str, action: str, id: str, attributes: dict[str, str] | None = None) -> Event:
         ev = Event(type, action, id, dict(attributes or {}), time.time_ns())
+        self.counts[type, action] += 1
         self._history.append(ev)
         for q in self._subs:
             if q.full():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from berth.engine import container_userns
 from berth.engine.image_changes import apply_changes, container_config, copy_config, fill_from
 from berth.errors import InvalidArgument
 from berth.image.store import Image, now_rfc3339
@@ -35,6 +36,7 @@ class Committer:
             if ref.digest:
                 raise InvalidArgument("refusing to create a tag with a digest reference")
         upper = self.containers.data.container(c.id).upper
+        maps = container_userns.maps_for(c.id, c.host_config, self.containers.userns)
         paused = False
         pause_fn = getattr(self.containers, "pause", None)
         if pause and c.running and pause_fn is not None and c.state.status.value == "running":
@@ -47,7 +49,7 @@ class Committer:
             def write() -> str:
                 ing = self.store.content.ingest()
                 try:
-                    diff_tar(upper, ing)  # type: ignore[arg-type]
+                    diff_tar(upper, ing, maps.container_ids if maps else None)  # type: ignore[arg-type]
                 except BaseException:
                     ing.abort()
                     raise

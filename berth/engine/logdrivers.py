@@ -2,6 +2,9 @@
 
     json-file  the default; JSON lines; max-size / max-file / compress rotation (none by default)
     local      dockerd's "local" driver: same file format here, rotation 20m x 5, compressed
+    syslog     each line to a syslog (``logremote``); ``docker logs`` is refused
+    journald   each line to the journal with the container's fields (``logremote``);
+               ``docker logs`` reads it back with journalctl
     none       no log file; ``docker logs`` is refused
 
 The shim writes (and rotates) the file; ``engine.logs`` reads it, rotated files included.
@@ -14,15 +17,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from berth.engine import logremote
 from berth.errors import InvalidArgument, Unsupported
 
 DEFAULT = "json-file"
-DRIVERS = ("json-file", "local", "none")
+DRIVERS = ("json-file", "local", "none", *logremote.DRIVERS)
+FILE_DRIVERS = ("json-file", "local")  # the shim writes a log file that ``docker logs`` reads
 # options every driver takes (dockerd strips them before the driver's own validator)
 _BUILTIN = {"mode", "max-buffer-size"}
 _OPTS = {
     "json-file": {"max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag"},
     "local": {"max-file", "max-size", "compress"},
+    **logremote.OPTS,
 }
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -76,9 +82,12 @@ def normalize(kind: str, config: dict[str, str] | None) -> tuple[str, dict[str, 
         raise InvalidArgument(f"logger: no log driver named '{kind}' is registered")
     for key in config:
         if key not in _OPTS[kind] and key not in _BUILTIN:
-            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver" if kind == "json-file"
+            raise InvalidArgument(f"unknown log opt '{key}' for {kind} log driver" if kind != "local"
                                   else f"unknown log opt '{key}' for log driver {kind}")
-    rotation(kind, config)  # the values too: a bad max-size is a 400 here, not a failed start
+    if kind in logremote.DRIVERS:
+        logremote.validate(kind, config)
+    else:
+        rotation(kind, config)  # the values too: a bad max-size is a 400 here, not a failed start
     return kind, config
 
 

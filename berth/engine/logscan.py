@@ -50,7 +50,12 @@ class Filter:
         return self.stdout and self.stderr and self.since is None and self.until is None and not self.timestamps
 
 
+_MAX_SECS = 253402300799  # 9999-12-31T23:59:59Z: the last time a key's text can hold
+
+
 def _key_of(secs: int, frac: str) -> bytes:
+    if secs > _MAX_SECS:  # Go's times go further (dockerd takes them): no line is that late
+        secs, frac = _MAX_SECS, "999999999"
     return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + "." + (frac + "000000000")[:9] + "Z").encode()
 
 

@@ -47,6 +47,7 @@ class Container(msgspec.Struct):
     restart_count: int = 0
     size_rw: int | None = None
     manually_stopped: bool = False  # by stop/kill/remove: restart policies leave it alone
+    cri_log: str = ""            # a CRI container's log in the kubelet's format (its own path)
 
     @property
     def short_id(self) -> str:

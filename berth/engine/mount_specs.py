@@ -25,6 +25,7 @@ class MountPoint(msgspec.Struct):
     nocopy: bool = False
     tmpfs_options: list[str] = []
     subpath: str = ""
+    idmap: bool = False        # -v src:dest:idmap (podman's): seen through the user namespace's map
 
 
 def clean_dest(dest: str) -> str:
@@ -42,9 +43,11 @@ def parse_bind(item: str) -> MountPoint:
         raise InvalidArgument(f"invalid volume specification: '{item}'")
     src, dest = parts[0], parts[1]
     mode = parts[2] if len(parts) == 3 else ""
-    rw, prop, nocopy = True, "", False
+    rw, prop, nocopy, idmap = True, "", False, False
     for m in filter(None, mode.split(",")):
-        if m in ("ro", "rw"):
+        if m == "idmap":
+            idmap = True
+        elif m in ("ro", "rw"):
             rw = m == "rw"
         elif m in _PROPAGATION:
             prop = m
@@ -59,10 +62,10 @@ def parse_bind(item: str) -> MountPoint:
                               f"\"{'bind' if src.startswith('/') else 'volume'}\": invalid mount path: '{dest}' mount path must be absolute")
     if src.startswith("/"):
         return MountPoint(type="bind", source=os.path.normpath(src), destination=dest, rw=rw, mode=mode,
-                          propagation=prop or "rprivate")
+                          propagation=prop or "rprivate", idmap=idmap)
     if not VOLUME_NAME.match(src):
         raise InvalidArgument(f"invalid volume specification: '{item}'")
-    return MountPoint(type="volume", source=src, destination=dest, rw=rw, mode=mode, nocopy=nocopy)
+    return MountPoint(type="volume", source=src, destination=dest, rw=rw, mode=mode, nocopy=nocopy, idmap=idmap)
 
 
 _OPTIONS_OF = {"bind": "BindOptions", "volume": "VolumeOptions", "tmpfs": "TmpfsOptions"}

@@ -172,11 +172,9 @@ class NetworkTable:
         db.conn.executescript(SCHEMA)
         self.nets: dict[str, Network] = {}
         self.sandboxes: dict[str, Sandbox] = {}
-        for (data,) in db.query("SELECT data FROM networks"):
-            n = _dec_net.decode(data)
+        for _, n in db.rows("networks", "id", _dec_net.decode):
             self.nets[n.id] = n
-        for (data,) in db.query("SELECT data FROM sandboxes"):
-            s = _dec_sb.decode(data)
+        for _, s in db.rows("sandboxes", "container_id", _dec_sb.decode):
             self.sandboxes[s.container_id] = s
         self._ensure_predefined()
         self.pools: list[tuple[IPv4Network, int]] = []   # daemon.json's default-address-pools

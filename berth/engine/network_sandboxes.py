@@ -235,7 +235,10 @@ class Sandboxes:
         network_ipam.release(s)
         s.ports = []
         s.ns_path = ""
-        self.table.save_sb(s)
+        try:
+            self.table.save_sb(s)
+        except OSError as err:  # a full disk: the rules below must still go (saved at the next change)
+            log.error("container %s: saving its network sandbox: %s", cid[:12], err)
         if was_running and had_ports:
             await self.bridges.apply_rules()
         if was_running:

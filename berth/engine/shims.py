@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -28,16 +29,48 @@ class ShimGone(Unavailable):
     """The shim's socket does not answer: the container's shim has exited."""
 
 
+# Spawns in flight at the fork server at once. It accepts one connection at a time (its listen
+# backlog is 128): past the backlog a non-blocking connect() on a Unix socket fails with EAGAIN,
+# which asyncio takes for a connect in progress and reports as connected, so the request's
+# write meets a socket that never connected ("Connection lost", a 500 on start). Found by
+# bench/load.py: 200 clients starting containers.
+SPAWNS_IN_FLIGHT = 64
+
+
 class ForkServer:
-    def __init__(self, socket_path: Path):
+    """The fork server's supervisor: launches it, and launches it again whenever it dies
+    (``kill -9``, OOM) while berthd runs; a spawn cut off by its death is retried on the new one.
+    Running containers do not notice: their shims are reparented, still running."""
+
+    RELAUNCH_DELAYS = (0.0, 0.05, 0.2, 1.0, 5.0)  # after quick successive deaths, wait longer
+
+    def __init__(self, socket_path: Path, in_flight: int = SPAWNS_IN_FLIGHT):
         self.path = socket_path
         self.proc: asyncio.subprocess.Process | None = None
         self._ready: asyncio.Future[None] | None = None
+        self._slots = asyncio.Semaphore(in_flight)
+        self._stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Launch the fork server in the background; spawn() waits until it is ready."""
         self._ready = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().create_task(self._launch())
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        quick = 0  # deaths in a row, each within 10 s of its launch
+        while not self._stopping:
+            t0 = time.monotonic()
+            await self._launch()
+            if self.proc is not None:
+                await self.proc.wait()
+            if self._stopping:
+                return
+            quick = quick + 1 if time.monotonic() - t0 < 10 else 0
+            rc = self.proc.returncode if self.proc is not None else None
+            log.warning("the fork server exited (%s); starting it again", rc)
+            self._ready = asyncio.get_running_loop().create_future()
+            await asyncio.sleep(self.RELAUNCH_DELAYS[min(quick, len(self.RELAUNCH_DELAYS) - 1)])
 
     async def _launch(self) -> None:
         assert self._ready is not None
@@ -50,9 +83,11 @@ class ForkServer:
             if line.strip() != b"ready":
                 raise Unavailable(f"fork server did not start: {line!r}")
             self._ready.set_result(None)
-        except BaseException as e:
+        except Exception as e:
+            log.error("starting the fork server: %s", e)
             if not self._ready.done():
                 self._ready.set_exception(e)
+                self._ready.exception()  # retrieved: spawn() raises it if it waits on this one
 
     async def spawn(self, req: SpawnRequest) -> "Spawned":
         """Fork a shim; its report is ``.reply``: a SpawnReply (pid and shim_pid, or error).
@@ -60,22 +95,50 @@ class ForkServer:
         Keep the returned connection open until the container was started, then close() it:
         a shim whose connection hangs up before "start" (berthd died) aborts its container.
         """
-        assert self._ready is not None
-        await asyncio.shield(self._ready)
-        reader, writer = await _connect(self.path)
-        try:
-            writer.write(protocol.encode(req))
-            await writer.drain()
-            line = await reader.readline()
-        except BaseException:
-            writer.close()
-            raise
-        return Spawned(_decode(line, SpawnReply, SpawnReply(error="shim exited before reporting")), writer)
+        async with self._slots:
+            return await self._spawn(req)
+
+    async def _spawn(self, req: SpawnRequest) -> "Spawned":
+        for attempt in range(3):
+            ready = self._ready
+            assert ready is not None
+            await asyncio.shield(ready)
+            try:
+                reader, writer = await _connect(self.path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                await self._relaunched(ready)  # it died: wait for the next one
+                continue
+            try:
+                writer.write(protocol.encode(req))
+                await writer.drain()
+                line = await reader.readline()
+            except ConnectionError:
+                line = b""
+            except BaseException:
+                writer.close()
+                raise
+            if not line and (ready is not self._ready or self.proc is not None and self.proc.returncode is not None):
+                # The fork server died with our request (no shim holds the connection):
+                # nothing was forked for it, ask the next one.
+                writer.close()
+                await self._relaunched(ready)
+                continue
+            return Spawned(_decode(line, SpawnReply, SpawnReply(error="shim exited before reporting")), writer)
+        raise Unavailable("the fork server is not running")
+
+    async def _relaunched(self, old: asyncio.Future[None]) -> None:
+        """Wait (10 s at most) until the supervisor has begun launching a fork server after ``old``'s."""
+        deadline = time.monotonic() + 10
+        while self._ready is old and not self._stopping and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self.proc and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
         self.path.unlink(missing_ok=True)
 
 
@@ -172,9 +235,18 @@ async def open_exec(sock: Path, req: protocol.Exec
 
 
 def read_exit_file(path: Path) -> ExitStatus | None:
+    """The exit a shim recorded; None if there is none, or none readable (a corrupt file is
+    renamed ``exit.json.corrupt``, with an error in the log)."""
     try:
         return protocol.decode(path.read_bytes(), ExitStatus)
-    except (FileNotFoundError, msgspec.DecodeError):
+    except FileNotFoundError:
+        return None
+    except (msgspec.DecodeError, OSError) as e:
+        log.error("%s is unreadable (%s): moved to %s.corrupt", path, e, path.name)
+        try:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        except OSError:
+            pass
         return None
 
 
@@ -191,5 +263,3 @@ def proc_start_time(pid: int) -> int:
 def alive(pid: int, start: int) -> bool:
     return pid > 0 and start > 0 and proc_start_time(pid) == start
 
-
-_ = os

@@ -159,3 +159,35 @@ def online_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except OSError:
         return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What ``/metrics`` shows of one running container: its cgroup's and its netns's counters."""
+
+    id: str
+    name: str
+    cpu_ns: int
+    user_ns: int
+    system_ns: int
+    memory: int | None
+    memory_limit: int | None     # None: unlimited
+    pids: int | None
+    io: list[BlkioEntry]
+    networks: dict[str, NetCounters]
+
+
+def counters(c: Container) -> Counters | None:
+    """One cheap reading of ``c`` (None when it is not running): no host-wide files are read."""
+    if not c.running or c.state.pid <= 0:
+        return None
+    try:
+        raw = open_cgroup(f"/berth/{c.id}").counters()
+    except OSError:
+        return None
+    cpu = raw.get("cpu") or {}
+    mem = raw.get("memory") or {}
+    blk = (raw.get("blkio") or {}).get("io_service_bytes_recursive") or []
+    return Counters(c.id, c.name, cpu.get("usage_ns") or 0, cpu.get("user_ns") or 0, cpu.get("system_ns") or 0,
+                    mem.get("usage"), mem.get("limit"), (raw.get("pids") or {}).get("current"),
+                    [BlkioEntry(**e) for e in blk], net_dev(c.state.pid))

@@ -196,8 +196,6 @@ def _check_platform(hc: HostConfig) -> None:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
     if hc.Isolation not in ("", "default") and hc.Isolation.lower() != "default":
         raise InvalidArgument(f"invalid isolation '{hc.Isolation}' on linux")
-    if hc.Runtime not in ("", "runc", "io.containerd.runc.v2", "berth"):
-        raise InvalidArgument(f"Unknown runtime specified {hc.Runtime}")
     _check_modes(hc)
     _check_cpuset(hc.CpusetCpus, "cpus", "CPUs", "/sys/devices/system/cpu/online")
     _check_cpuset(hc.CpusetMems, "mems", "memory nodes", "/sys/devices/system/node/online")

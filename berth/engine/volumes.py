@@ -83,11 +83,10 @@ class Volumes:
         root.mkdir(parents=True, exist_ok=True)
         self.vols: dict[str, Volume] = {}
         self.points: dict[str, list[MountPoint]] = {}
-        for (data,) in db.query("SELECT data FROM volumes"):
-            v = _dec_vol.decode(data)
+        for _, v in db.rows("volumes", "name", _dec_vol.decode):
             self.vols[v.name] = v
-        for cid, data in db.query("SELECT container_id, data FROM container_mounts"):
-            self.points[cid] = _dec_points.decode(data)
+        for cid, points in db.rows("container_mounts", "container_id", _dec_points.decode):
+            self.points[cid] = points
 
     # -- volumes ----------------------------------------------------------------------------
 
@@ -253,6 +252,8 @@ class Volumes:
             opts = ["rbind", p.propagation or "rprivate"]
             if not p.rw:
                 opts.append("ro")
+            if p.idmap:
+                opts.append("idmap")
             if p.type == "bind":
                 out.append(oci.Mount(destination=p.destination, type="bind", source=p.source, options=opts))
                 continue

@@ -44,8 +44,9 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
-def diff_tar(upper: Path, out: BinaryIO) -> None:
-    """Write the changes recorded in an overlay upper dir as a layer tar."""
+def diff_tar(upper: Path, out: BinaryIO, ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
+    """Write the changes recorded in an overlay upper dir as a layer tar. ``ids``: a user
+    namespace container's host uid and gid -> its own (the tar carries the container's ids)."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         inodes: dict[tuple[int, int], str] = {}
 
@@ -59,7 +60,7 @@ def diff_tar(upper: Path, out: BinaryIO) -> None:
                 return
             ti = tarfile.TarInfo(arc + ("/" if stat.S_ISDIR(st.st_mode) else ""))
             ti.mode = stat.S_IMODE(st.st_mode)
-            ti.uid, ti.gid = st.st_uid, st.st_gid
+            ti.uid, ti.gid = ids(st.st_uid, st.st_gid) if ids is not None else (st.st_uid, st.st_gid)
             ti.uname = ti.gname = ""
             ti.mtime = int(st.st_mtime)
             ti.pax_headers = _xattrs(path)

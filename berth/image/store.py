@@ -393,11 +393,25 @@ class ImageStore:
                 counts[cid] = counts.get(cid, 0) + 1
         return counts
 
+    def _quarantine_images(self) -> None:
+        """An image whose config is not the bytes its ID names, or does not decode, is moved
+        to the quarantine directory (its tags go with it) rather than failing every listing."""
+        for iid, config in self.db.query("SELECT id, config FROM images"):
+            try:
+                if digest(bytes(config)) != iid:
+                    raise ValueError("config digest does not match the image ID")
+                decode_config(bytes(config))
+            except Exception as e:  # whatever the decoder raises on bytes it cannot read
+                self.db.quarantine_row("images", "id", iid, config, e)
+                with self.db.tx() as c:
+                    c.execute("DELETE FROM tags WHERE image_id=?", (iid,))
+
     def sweep(self) -> None:
         """Remove staging leftovers and layer dirs that no row records (crash recovery)."""
         shutil.rmtree(self.root.image_tmp, ignore_errors=True)
         self.root.image_tmp.mkdir(parents=True, exist_ok=True)
         self.content.sweep()
+        self._quarantine_images()
         known = {r[0].removeprefix("sha256:") for r in self.db.query("SELECT chain_id FROM layers")}
         shorts = {r[0] for r in self.db.query("SELECT short FROM layers")}
         for d in self.root.layers.iterdir():

@@ -1,11 +1,12 @@
 """close_range(2); SIOCOUTQ (bytes a socket has sent that its peer has not read yet);
-F_SETPIPE_SZ (a pipe's capacity)."""
+F_SETPIPE_SZ (a pipe's capacity); SO_PEERCRED (the process at the other end of a Unix socket)."""
 
 from __future__ import annotations
 
 import ctypes
 import enum
 import fcntl
+import socket
 import struct
 import termios
 
@@ -38,3 +39,9 @@ def set_pipe_size(fd: int, size: int) -> int:
     """fcntl(F_SETPIPE_SZ): the pipe's capacity (rounded up to pages by the kernel); returns it.
     Pages are allocated as data is written, so a large capacity costs nothing while empty."""
     return int(fcntl.fcntl(fd, F_SETPIPE_SZ, size))
+
+
+def peer_pid(sock: socket.socket) -> int:
+    """getsockopt(SO_PEERCRED): the pid of the process that connected a Unix socket (0 if none)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[0])

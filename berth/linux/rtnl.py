@@ -23,6 +23,7 @@ payload padded to 4 bytes). A veth's peer is a nested ``ifinfomsg`` + attributes
 from __future__ import annotations
 
 import errno as _errno
+import fcntl
 import os
 import socket
 import struct
@@ -91,16 +92,24 @@ def _mac(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
+_SIOCGIFINDEX = 0x8933
+
+
 def if_index(name: str) -> int:
     """The interface's index in the calling thread's namespace (one ioctl).
 
     Raises:
-        OSError: ENODEV if there is no such interface.
+        OSError: ENODEV if there is no such interface; EMFILE if out of descriptors
+        (``socket.if_nametoindex`` reads both as "no interface with this name").
     """
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        raise OSError(_errno.ENODEV, "no such interface", name) from None
+    if len(name.encode()) >= 16:  # IFNAMSIZ: no interface has a longer name
+        raise OSError(_errno.ENODEV, os.strerror(_errno.ENODEV), name)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            req = fcntl.ioctl(s.fileno(), _SIOCGIFINDEX, struct.pack("16si", name.encode(), 0))
+        except OSError as e:
+            raise OSError(e.errno, os.strerror(e.errno or _errno.ENODEV), name) from None
+    return int(struct.unpack("16si", req)[1])
 
 
 def veth_request(host_if: str, peer: str, ns_fd: int, peer_mac: str, master: int, mtu: int | None) -> tuple[int, int, bytes]:

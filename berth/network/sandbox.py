@@ -23,7 +23,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from berth.errors import RuntimeFailure
+from berth.errors import RuntimeFailure, os_text
 from berth.linux.netns import read_sysctl, write_sysctl
 from berth.linux.rtnl import Rtnl
 from berth.network import forward, iptables, nat
@@ -249,7 +249,7 @@ class Kernel:
             if p.ip6:
                 await self.run(netlink.add_endpoint6, p.ns_path, p.ifname, p.ip6, p.prefixlen6, p.gateway6)
         except OSError as ex:
-            raise RuntimeFailure(f"failed to set up container networking: {ex}") from None
+            raise RuntimeFailure(f"failed to set up container networking: {os_text(ex)}") from None
 
     async def unplug(self, host_if: str) -> None:
         from berth.network import netlink

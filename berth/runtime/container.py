@@ -15,12 +15,9 @@ forked child is then PID 1 of its namespace *and* the caller's direct child.
 
 from __future__ import annotations
 
-import dataclasses
-import marshal
 import os
 import signal
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -29,13 +26,14 @@ from berth.errors import RuntimeFailure
 from berth.linux import sched
 from berth.linux.sched import CloneFlags
 from berth.oci import spec as oci
-from berth.oci.spec import DeviceCgroup, Spec, decode_spec
+from berth.oci.spec import DeviceCgroup, Spec
 from berth.runtime import _sync, init, seccomp
 from berth.runtime import caps as capmod
 from berth.runtime.cgroups import open_cgroup
 from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
-from berth.runtime.plan import CgroupHierarchy, HostInfo, Plan, PlanError, build_plan
+from berth.runtime.plan import Plan, PlanError, build_plan
+from berth.runtime.userns import UserNamespace
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
 
@@ -78,9 +76,14 @@ class Init:
             raise ExecFailed(msg.message)
 
     def abort(self) -> None:
-        """SIGKILL the init before start and reap it."""
+        """SIGKILL the init before start, reap it and remove its cgroup (its shim may be gone
+        too: nobody else would)."""
         self._close()
         _kill_and_reap(self.pid)
+        try:
+            _destroy(self.cgroup)
+        except OSError:
+            pass  # the shim, if alive, removes it again when it records the exit
 
     def _close(self) -> None:
         for fd in (self._ctl, self._report):
@@ -188,6 +191,11 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             _destroy(cgroup)  # a limit that cannot be set must not leave the directory behind
             raise
     tasks = _self_join_tasks(cgroup)
+    try:
+        userns = _user_namespace(plan)
+    except BaseException:
+        _destroy(cgroup)
+        raise
     ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -195,12 +203,15 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             pid = os.fork()
             if pid == 0:  # pragma: no cover (the child; measured by integration tests)
                 init.run(plan, (stdin, stdout, stderr), ctl_r, report_w,
-                         console_socket if plan.terminal else None, tasks)
+                         console_socket if plan.terminal else None, tasks, userns)
     except BaseException:
         for fd in (ctl_r, ctl_w, report_r, report_w):
             os.close(fd)
         _destroy(cgroup)
         raise
+    finally:
+        for fd in userns:
+            os.close(fd)
     os.close(ctl_r)
     os.close(report_w)
     try:
@@ -208,6 +219,10 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             cgroup.add(pid)
         os.write(ctl_w, _sync.GO)
         msg = _sync.recv(report_r)
+        if isinstance(msg, _sync.Forked):  # a user namespace's PID 1 (init._enter_userns)
+            os.waitpid(pid, 0)
+            pid = msg.pid
+            msg = _sync.recv(report_r)
     except BaseException:
         _fail(pid, ctl_w, report_r, cgroup)
         raise
@@ -218,6 +233,23 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
         raise SetupFailed(f"{msg.step}: {msg.message}" if msg.step not in ("user",) else msg.message,
                           msg.step, msg.errno)
     raise SetupFailed("container init exited before it was set up", "init")
+
+
+def _user_namespace(plan: Plan) -> tuple[int, ...]:
+    """The fds the init needs for a user namespace: the namespace, then one tree per
+    ``plan.userns_trees``; () without one. Raises SetupFailed."""
+    if plan.userns is None:
+        return ()
+    try:
+        ns = UserNamespace.create(plan.userns)
+    except OSError as e:
+        raise SetupFailed(f"userns: create user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
+    try:
+        trees = ns.trees(plan.userns_trees)
+    except OSError as e:
+        ns.close()
+        raise SetupFailed(f"userns: open mount source: {init.describe(e)}", "userns", e.errno or 0) from e
+    return (ns.fd, *trees)
 
 
 def _self_join_tasks(cgroup: Any | None) -> tuple[str, ...]:
@@ -256,187 +288,6 @@ def oom_killed(spec: Spec) -> bool:
 
 
 # -- exec ------------------------------------------------------------------------------------------
-
-_EXEC_NAMESPACES = (("ipc", CloneFlags.NEWIPC), ("uts", CloneFlags.NEWUTS), ("net", CloneFlags.NEWNET),
-                    ("cgroup", CloneFlags.NEWCGROUP), ("mnt", CloneFlags.NEWNS))
-
-
-def _ns_differs(pid: int, name: str) -> bool:
-    try:
-        return os.stat(f"/proc/{pid}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino
-    except FileNotFoundError:
-        return False
-
-
-class ExecContext:
-    """What every exec into one running container shares, worked out once.
-
-    The shim keeps one per container (made at its first exec, closed when the init exits) so
-    that each ``docker exec`` does not re-compute host facts and the seccomp program, re-open
-    the cgroup, re-read the spec or re-open the init's namespaces. Each exec's process, forked
-    by the shim, inherits it. Small on purpose: the raw spec bytes (decoded in that child), the BPF
-    program, a few paths and fds; ``prepare`` does the Python work in a throwaway child, since
-    every object allocated in the shim dirties pages it shares copy-on-write (measured: ~1.7 MB
-    of private memory when done in the shim itself).
-    """
-
-    def __init__(self, init_pid: int, host: Any, bpf: bytes | None, procs: tuple[str, ...],
-                 self_join: tuple[str, ...] | None, spec: Spec | None = None,
-                 spec_bytes: bytes | None = None) -> None:
-        self.init_pid = init_pid
-        self.host = host
-        self.bpf = bpf  # an exec's seccomp is its container's
-        self.procs = procs  # the cgroup's cgroup.procs files (one per v1 hierarchy)
-        # cgroup v1: the exec child moves *itself* (one thread, pid 0) through each hierarchy's
-        # ``tasks`` file, which skips the kernel's global threadgroup lock; writing a pid to
-        # cgroup.procs takes it and waits for an RCU grace period (10-25 ms here, measured).
-        self.self_join = self_join
-        self._spec = spec
-        self._spec_bytes = spec_bytes
-        opened: list[int] = []
-        try:
-            self.ns_fds = tuple((_open_ns(init_pid, name, opened), int(flag))
-                                for name, flag in _EXEC_NAMESPACES if _ns_differs(init_pid, name))
-            self.fork_ns = tuple((_open_ns(init_pid, n, opened), int(f))
-                                 for n, f in _NS_FILES_BY_NAME if _ns_differs(init_pid, n))
-        except BaseException:
-            for fd in opened:
-                os.close(fd)
-            raise
-
-    @classmethod
-    def prepare(cls, spec_bytes: bytes, init_pid: int, seccomp_cache: Path | None = None) -> ExecContext:
-        """Work the facts out in a short-lived child (its garbage dies with it). The
-        answer comes back through marshal (built in: importing pickle in the shim alone costs
-        it more private memory than all the rest)."""
-
-        r, w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover (the child)
-            code = 1
-            try:
-                host, bpf, procs, tasks = _context_facts(decode_spec(spec_bytes), seccomp_cache)
-                data = marshal.dumps((dataclasses.astuple(host), bpf, procs, tasks))
-                while data:
-                    data = data[os.write(w, data):]
-                code = 0
-            except BaseException as e:  # noqa: BLE001
-                try:
-                    os.write(w, b"E" + (str(e) or type(e).__name__).encode()[:4000])
-                except OSError:
-                    pass
-            finally:
-                os._exit(code)
-        os.close(w)
-        chunks = []
-        try:
-            while True:
-                chunk = os.read(r, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(r)
-            os.waitpid(pid, 0)
-        data = b"".join(chunks)
-        if not data or data[:1] == b"E":
-            raise SetupFailed(data[1:].decode(errors="replace") or "cannot prepare exec", "plan")
-        host_t, bpf, procs, tasks = marshal.loads(data)
-        vals = dict(zip((f.name for f in dataclasses.fields(HostInfo)), host_t))
-        vals["cgroups"] = tuple(CgroupHierarchy(*h) for h in vals["cgroups"])
-        return cls(init_pid, HostInfo(**vals), bpf, procs, tasks, spec_bytes=spec_bytes)
-
-    @property
-    def spec(self) -> Spec:
-        if self._spec is None:
-            assert self._spec_bytes is not None
-            self._spec = decode_spec(self._spec_bytes)
-        return self._spec
-
-    def fds(self) -> tuple[int, ...]:
-        return tuple(fd for fd, _ in (*self.ns_fds, *self.fork_ns))
-
-    def plan(self, spec: Spec) -> Plan:
-        try:
-            return build_plan(spec, self.host, seccomp_bpf=self.bpf)
-        except PlanError as e:
-            raise SetupFailed(str(e), "plan") from e
-
-    def close(self) -> None:
-        for fd in self.fds():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.ns_fds = self.fork_ns = ()
-
-
-def _context_facts(spec: Spec, seccomp_cache: Path | None
-                   ) -> tuple[Any, bytes | None, tuple[str, ...], tuple[str, ...] | None]:
-    """(host facts, seccomp BPF, cgroup.procs paths, v1 tasks paths or None)."""
-    host = host_info()
-    bpf = _seccomp_bpf(spec, seccomp_cache)
-    cgroup = _open_cgroup(spec)
-    dirs = list(dict.fromkeys(str(d) for d in cgroup.paths().values())) if cgroup is not None else []
-    procs = tuple(os.path.join(d, "cgroup.procs") for d in dirs)
-    tasks = tuple(os.path.join(d, "tasks") for d in dirs) if cgroup is not None and cgroup.version == 1 else None
-    return host, bpf, procs, tasks
-
-
-def _open_ns(pid: int, name: str, opened: list[int]) -> int:
-    fd = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    opened.append(fd)
-    return fd
-
-
-class _JoinNamespaceFds(_NamespacesBack):
-    """Enter the pid/time namespaces (already-open fds) for the next fork(); leave right after."""
-
-    def __init__(self, join: tuple[tuple[int, int], ...]) -> None:
-        self._join = join
-        self._restore = []
-
-    def __enter__(self) -> None:
-        for fd, flag in self._join:
-            self._save(flag)
-            sched.setns(fd, flag)
-
-
-def spawn_exec(context: ExecContext, build: Callable[[], Plan], *, stdio: tuple[int, int, int], report: int,
-               console_socket: int | None = None) -> int:
-    """Fork a process of the running container described by ``context``: one fork from the
-    caller (the shim), inside the container's pid (and time) namespace, and no handshake.
-    Returns its pid at once; it is the caller's child (reap it).
-
-    In the child, ``build`` returns the Plan of its process (the caller's own clean-up after
-    fork goes there too), then the child joins the container's cgroup itself (v1 ``tasks``,
-    which skips the kernel's global threadgroup lock; v2 ``cgroup.procs``), its other
-    namespaces, and takes the init's security steps (rlimits, user, no_new_privs, seccomp,
-    capabilities) before execve. ``report`` (the write end of a CLOEXEC pipe) is how the
-    caller learns the outcome without waiting here: EOF alone when execve succeeded, one
-    framed SetupError or ExecError before EOF when it did not (``exec_failure``)."""
-    with _JoinNamespaceFds(context.fork_ns):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover (the child)
-            init.run_exec_now(build, stdio, report, context.ns_fds, console_socket,
-                              context.self_join or context.procs)
-    return pid
-
-
-def exec_failure(report: bytes) -> str:
-    """What an exec child reported before EOF (see spawn_exec), as Docker's error text."""
-    try:
-        msg = _sync.decode_framed(report)
-    except (ValueError, msgspec.DecodeError):
-        msg = None
-    if isinstance(msg, _sync.ExecError):
-        return msg.message
-    if isinstance(msg, _sync.SetupError):
-        return msg.message if msg.step in ("user", "plan") else f"{msg.step}: {msg.message}"
-    return "exec process exited before it was set up"
-
-
-_NS_FILES_BY_NAME = (("pid", CloneFlags.NEWPID), ("time", CloneFlags.NEWTIME))
 
 
 def exec_spec(spec: Spec, *, args: list[str], env: list[str], cwd: str, user: str, tty: bool,

@@ -28,6 +28,9 @@ from berth.runtime import caps as capmod
 ANNOTATION_USER = "berth.user"
 ANNOTATION_OVERLAY = "berth.rootfs.overlay"
 ANNOTATION_GROUPS = "berth.groups"
+# In a user namespace: "<dir>\n<mount point>", the directory holding the image's layers,
+# idmapped by the runtime and attached at the mount point before the overlay is mounted
+ANNOTATION_IDMAP = "berth.rootfs.idmap"
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIB = 1024 * 1024

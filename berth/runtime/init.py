@@ -15,6 +15,7 @@ returns: the child always leaves through os._exit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ from berth.linux import sched
 from berth.linux import tty as ltty
 from berth.linux import uts
 from berth.runtime import _sync, rootfs, users
-from berth.runtime.plan import Plan
+from berth.runtime.plan import FORK_NAMESPACES, Plan
 
 try:  # the colleague's loader; imported here so the child never imports
     from berth.linux import seccomp as lseccomp
@@ -185,10 +186,46 @@ def _console(sock: int, bind: bool = True) -> None:
     ltty.set_controlling_tty(0)
 
 
-def _setup(plan: Plan, ctl: int, console: int | None = None,
-           cgroup_tasks: tuple[str, ...] = ()) -> tuple[str | None, str, list[str]]:
+def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
+    """In a user namespace: join the given (host-owned) namespaces and write the network
+    sysctls and rlimits while still host root, setns into the user namespace (fd
+    ``userns[0]``), become its root, then unshare the rest, owned by it. A new pid namespace
+    takes a fork: this process tells the parent the pid of its child (the container's PID 1)
+    and exits; the child goes on (see runtime/userns.py).
+
+    The container's root cannot search berth's directories (root's, 0710), so the rootfs'
+    directory becomes the cwd first: the plan returned names the rootfs relative to it, as
+    the overlay options and ``idmap_lower`` already do."""
+    os.chdir(os.path.dirname(plan.rootfs))
+    plan = dataclasses.replace(plan, rootfs=os.path.basename(plan.rootfs))
+    enter_namespaces(plan.join, 0)
+    _Step.name = "sysctl"
+    for path, value in plan.sysctls:
+        if path.startswith("/proc/sys/net/"):  # the netns is the host's user namespace's
+            _write(path, value)
+    _Step.name = "rlimits"
+    for res, soft, hard in plan.rlimits:  # raising a hard limit needs the host's CAP_SYS_RESOURCE
+        lrlimit.setrlimit(res, soft, hard)
+    _Step.name = "userns"
+    sched.setns(userns[0], sched.CloneFlags.NEWUSER)
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    _Step.name = "namespaces"
+    sched.unshare(plan.unshare)
+    if plan.unshare & FORK_NAMESPACES:
+        pid = os.fork()
+        if pid:
+            _sync.send(report, _sync.Forked(pid=pid))
+            os._exit(0)
+    return plan
+
+
+def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple[str, ...] = (),
+           userns: tuple[int, ...] = (), report: int = -1) -> tuple[str | None, str, list[str]]:
     """Everything up to the wait for start. -> (exec error, path, env). With ``cgroup_tasks``
-    (v1) the init joins its cgroup itself, first thing (see container._self_join_tasks)."""
+    (v1) the init joins its cgroup itself, first thing (see container._self_join_tasks).
+    ``userns``: the user namespace's fd, then the idmapped trees (plan.userns_trees)."""
     step = _Step
     step.name = "sync"
     if ctl is not None and _sync.wait_byte(ctl) != _sync.GO:
@@ -198,7 +235,10 @@ def _setup(plan: Plan, ctl: int, console: int | None = None,
         _join_cgroup_tasks(cgroup_tasks, strict=True)
     cg_paths = _cgroup_paths() if plan.cgroups else {}
     step.name = "namespaces"
-    _namespaces(plan)
+    if plan.userns is not None:
+        plan = _enter_userns(plan, userns, report)
+    else:
+        _namespaces(plan)
     if plan.loopback:
         step.name = "loopback"
         lnet.set_link_up("lo")
@@ -206,8 +246,9 @@ def _setup(plan: Plan, ctl: int, console: int | None = None,
         step.name = "sethostname"
         uts.sethostname(plan.hostname)
     step.name = "rootfs"
-    rootfs.enter_rootfs(plan)
-    rootfs.apply_mounts(plan, cg_paths)
+    trees = list(userns[1:])
+    rootfs.enter_rootfs(plan, trees)
+    rootfs.apply_mounts(plan, cg_paths, trees)
     rootfs.apply_dev(plan)
     step.name = "pivot_root"
     rootfs.pivot(plan.rootfs)
@@ -216,14 +257,16 @@ def _setup(plan: Plan, ctl: int, console: int | None = None,
         _console(console)
     step.name = "sysctl"
     for path, value in plan.sysctls:
-        _write(path, value)
+        if plan.userns is None or not path.startswith("/proc/sys/net/"):
+            _write(path, value)
     step.name = "cwd"
     os.makedirs(plan.cwd, 0o755, exist_ok=True)
     step.name = "rootfs"
     rootfs.finalize(plan)
-    step.name = "rlimits"
-    for res, soft, hard in plan.rlimits:
-        lrlimit.setrlimit(res, soft, hard)
+    if plan.userns is None:
+        step.name = "rlimits"
+        for res, soft, hard in plan.rlimits:
+            lrlimit.setrlimit(res, soft, hard)
     if plan.oom_score_adj is not None:
         step.name = "oom_score_adj"
         _oom_score_adj(plan.oom_score_adj)
@@ -285,7 +328,7 @@ def _join_cgroup_tasks(tasks: tuple[str, ...], strict: bool = False) -> None:
 def _setup_exec(plan: Plan, ctl: int | None, namespaces: tuple[tuple[int, int], ...],
                 console: int | None, cgroup_tasks: tuple[str, ...] = ()) -> tuple[str | None, str, list[str]]:
     """An exec'd process: join the container's cgroup (``cgroup_tasks``) and namespaces
-    (already in its pid namespace, see container.spawn_exec), then the
+    (already in its pid namespace, see execproc.spawn_exec), then the
     same security steps as the init."""
     step = _Step
     step.name = "sync"
@@ -294,30 +337,29 @@ def _setup_exec(plan: Plan, ctl: int | None, namespaces: tuple[tuple[int, int], 
     if cgroup_tasks:
         step.name = "cgroup"
         _join_cgroup_tasks(cgroup_tasks)
+    step.name = "rlimits"  # before the user namespace: raising a hard limit needs host caps
+    for res, soft, hard in plan.rlimits:
+        lrlimit.setrlimit(res, soft, hard)
     step.name = "namespaces"
-    for fd, flag in namespaces:  # the mount namespace comes last: it also moves root and cwd
+    # The mount namespace comes after the others: it also moves root and cwd; the user
+    # namespace last: joining the others needs the host's capabilities.
+    for fd, flag in namespaces:
         sched.setns(fd, flag)
         os.close(fd)
+        if flag == sched.CloneFlags.NEWUSER:
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
     if console is not None:
         step.name = "console"
         _console(console, bind=False)
-    step.name = "rlimits"
-    for res, soft, hard in plan.rlimits:
-        lrlimit.setrlimit(res, soft, hard)
     return _become_process(plan)
-
-
-def run_exec(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
-             namespaces: tuple[tuple[int, int], ...], console: int | None,
-             cgroup_tasks: tuple[str, ...] = ()) -> None:
-    """An exec child's whole life (forked inside the container's pid namespace); never returns."""
-    _main(plan, stdio, ctl, report, lambda: _setup_exec(plan, ctl, namespaces, console, cgroup_tasks))
 
 
 def run_exec_now(build: Callable[[], Plan], stdio: tuple[int, int, int], report: int,
                  namespaces: tuple[tuple[int, int], ...], console: int | None,
                  cgroup_files: tuple[str, ...] = ()) -> None:
-    """An exec'd process forked straight from the shim (``container.spawn_exec``), already in
+    """An exec'd process forked straight from the shim (``execproc.spawn_exec``), already in
     the container's pid namespace: build its plan (``build``), join the cgroup itself through
     ``cgroup_files``, then set up and execve with no handshake: the parent learns of success
     by EOF on ``report`` (CLOEXEC), of a failure by one SetupError or ExecError. Never returns."""
@@ -334,9 +376,9 @@ def run_exec_now(build: Callable[[], Plan], stdio: tuple[int, int, int], report:
 
 
 def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None,
-        cgroup_tasks: tuple[str, ...] = ()) -> None:
+        cgroup_tasks: tuple[str, ...] = (), userns: tuple[int, ...] = ()) -> None:
     """The child's whole life; never returns."""
-    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console, cgroup_tasks))
+    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console, cgroup_tasks, userns, report))
 
 
 def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int | None, report: int,

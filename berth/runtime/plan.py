@@ -18,7 +18,8 @@ from berth.linux.rlimit import Resource
 from berth.linux.sched import CloneFlags
 from berth.oci import spec as oci
 from berth.runtime import caps as capmod
-from berth.runtime.defaults import ANNOTATION_GROUPS, ANNOTATION_OVERLAY, ANNOTATION_USER
+from berth.runtime.defaults import ANNOTATION_GROUPS, ANNOTATION_IDMAP, ANNOTATION_OVERLAY, ANNOTATION_USER
+from berth.runtime.userns import IdMaps
 
 
 class PlanError(ValueError):
@@ -73,6 +74,7 @@ class MountStep:
     data: str | None
     propagation: int = 0
     source_is_dir: bool = True  # binds of a file need a file as mount point
+    idmap: bool = False  # a bind seen through the container's user namespace (option ``idmap``)
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,13 @@ class Plan:
     seccomp_bpf: bytes | None
     seccomp_early: bool  # without no_new_privs the filter needs CAP_SYS_ADMIN: load it first
     group_add: tuple[str, ...] = ()  # --group-add names/gids the init resolves in /etc/group
+    # A user namespace (runtime/userns.py): its maps; the trees the parent opens (open_tree)
+    # as host root, each (source, idmapped): the image's directory (idmapped), then every bind's
+    # source in order (idmapped when asked), since the container's root may not reach them;
+    # where the image's is attached before the overlay is mounted (its lowerdirs are under it).
+    userns: IdMaps | None = None
+    userns_trees: tuple[tuple[str, bool], ...] = ()
+    idmap_lower: str | None = None
 
 
 def parse_mount_options(options: list[str] | None) -> tuple[int, int, str | None]:
@@ -179,8 +188,12 @@ def _mount_step(m: oci.Mount, is_dir: Callable[[str], bool]) -> MountStep:
     flags, prop, data = parse_mount_options(m.options)
     if m.type == "bind" or flags & MF.BIND:
         src = m.source or ""
+        opts = (data or "").split(",")
+        idmapped = "idmap" in opts
+        if idmapped:
+            data = ",".join(o for o in opts if o != "idmap") or None
         return MountStep(MountKind.BIND, m.destination, src, None, flags | MF.BIND, data, prop,
-                         source_is_dir=is_dir(src))
+                         source_is_dir=is_dir(src), idmap=idmapped)
     if m.type == "cgroup" or m.type == "cgroup2":
         return MountStep(MountKind.CGROUP, m.destination, m.source, m.type, flags, data, prop)
     return MountStep(MountKind.FS, m.destination, m.source, m.type, flags, data, prop)
@@ -206,13 +219,15 @@ def _namespaces(spec: oci.Spec) -> tuple[int, tuple[tuple[str, int], ...], int, 
     pre_unshare, unshare = 0, 0
     pre_join: list[tuple[str, int]] = []
     join: list[tuple[str, int]] = []
+    userns = _id_maps(spec) is not None
     for ns in (spec.linux.namespaces if spec.linux else None) or ():
         flag = NAMESPACE_FLAGS.get(ns.type)
         if flag is None:
             raise PlanError(f"unknown namespace type {ns.type!r}")
         if flag == CloneFlags.NEWUSER:
-            raise PlanError("user namespaces are not supported")
-        prefork = bool(flag & FORK_NAMESPACES)
+            continue  # see _id_maps
+        # In a user namespace the init unshares pid and time itself, then forks PID 1 (init.py).
+        prefork = bool(flag & FORK_NAMESPACES) and not (userns and not ns.path)
         if ns.path:
             (pre_join if prefork else join).append((ns.path, int(flag)))
         elif prefork:
@@ -220,6 +235,31 @@ def _namespaces(spec: oci.Spec) -> tuple[int, tuple[tuple[str, int], ...], int, 
         else:
             unshare |= flag
     return pre_unshare, tuple(pre_join), unshare, tuple(join)
+
+
+def _id_maps(spec: oci.Spec) -> IdMaps | None:
+    """The maps of a new user namespace, None without one."""
+    linux = spec.linux or oci.Linux()
+    users = [ns for ns in linux.namespaces or () if ns.type == "user"]
+    if not users:
+        return None
+    if users[0].path:
+        raise PlanError("joining an existing user namespace is not supported")
+    if not linux.uidMappings or not linux.gidMappings:
+        raise PlanError("a user namespace needs linux.uidMappings and linux.gidMappings")
+    return IdMaps(uid=tuple((m.containerID, m.hostID, m.size) for m in linux.uidMappings),
+                  gid=tuple((m.containerID, m.hostID, m.size) for m in linux.gidMappings))
+
+
+def _idmap_lower(notes: dict[str, str]) -> tuple[str, str] | None:
+    """``berth.rootfs.idmap``: ``<source dir>\\n<mount point>``."""
+    value = notes.get(ANNOTATION_IDMAP)
+    if not value:
+        return None
+    src, _, target = value.partition("\n")
+    if not src or not target:
+        raise PlanError(f"bad {ANNOTATION_IDMAP} annotation {value!r}")
+    return src, target
 
 
 def _caps(spec: oci.Spec, host: HostInfo) -> CapPlan | None:
@@ -280,6 +320,11 @@ def build_plan(spec: oci.Spec, host: HostInfo, *, seccomp_bpf: bytes | None = No
     if overlay is not None and len(overlay.encode()) >= _PAGE_SIZE:
         raise PlanError(f"overlay mount options are {len(overlay.encode())} bytes, over a page")
     sysctls = tuple(("/proc/sys/" + k.replace(".", "/"), v) for k, v in (linux.sysctl or {}).items())
+    userns = _id_maps(spec)
+    lower = _idmap_lower(notes) if userns is not None else None
+    binds = tuple((m.source or "", m.idmap) for m in mounts if m.kind is MountKind.BIND)
+    if userns is None and any(idmapped for _, idmapped in binds):
+        raise PlanError("the idmap mount option needs a user namespace")
     return Plan(
         rootfs=spec.root.path,
         overlay=overlay,
@@ -318,4 +363,7 @@ def build_plan(spec: oci.Spec, host: HostInfo, *, seccomp_bpf: bytes | None = No
         seccomp_bpf=seccomp_bpf,
         seccomp_early=seccomp_bpf is not None and not proc.noNewPrivileges,
         group_add=tuple(g for g in notes.get(ANNOTATION_GROUPS, "").split(",") if g),
+        userns=userns,
+        userns_trees=(((lower[0], True),) if lower else ()) + binds if userns is not None else (),
+        idmap_lower=lower[1] if lower else None,
     )

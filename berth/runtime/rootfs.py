@@ -12,6 +12,7 @@ import os
 import stat
 from collections import deque
 
+from berth.linux import idmap as lidmap
 from berth.linux import mount as lmount
 from berth.linux.mount import MountFlags as MF
 from berth.linux.mount import UmountFlags
@@ -105,16 +106,40 @@ def _host_dir(h: CgroupHierarchy, path: str) -> str:
     return h.mountpoint + rel.rstrip("/") if rel not in ("", "/") else h.mountpoint
 
 
-def apply_mounts(plan: Plan, cg_paths: dict[str, str]) -> None:
+def _attach(tree: int, target: str, flags: int) -> None:
+    """A bind in a user namespace: the detached tree the parent opened (idmapped or not),
+    then its flags as _bind (keeping the source's nosuid/nodev/noexec, which may be locked)."""
+    lidmap.move_mount(tree, target)
+    os.close(tree)
+    rest = flags & ~(MF.BIND | MF.REC | MF.REMOUNT)
+    if rest:
+        lmount.mount(None, target, None, rest | MF.BIND | MF.REMOUNT | _kept_flags(target))
+
+
+def _fs(step: MountStep, target: str, plan: Plan) -> None:
+    try:
+        lmount.mount(step.source, target, step.fstype, step.flags, step.data)
+    except PermissionError:
+        # sysfs in a user namespace needs the network namespace to be the user namespace's
+        # too; with berthd's (the host's) one, bind the host's /sys read-only instead, as runc.
+        if step.fstype != "sysfs" or plan.userns is None:
+            raise
+        _bind("/sys", target, step.flags | MF.BIND | MF.REC | MF.RDONLY)
+
+
+def apply_mounts(plan: Plan, cg_paths: dict[str, str], trees: list[int] | None = None) -> None:
+    """The spec's mounts in order; ``trees``: in a user namespace, the binds' detached mounts."""
     for step in plan.mounts:
         target = secure_join(plan.rootfs, step.dest)
         _mount_point(target, step.kind is not MountKind.BIND or step.source_is_dir)
         if step.kind is MountKind.CGROUP:
             _mount_cgroup(step, target, plan, cg_paths)
+        elif step.kind is MountKind.BIND and plan.userns is not None and trees:
+            _attach(trees.pop(0), target, step.flags)
         elif step.kind is MountKind.BIND:
             _bind(step.source or "", target, step.flags, step.data)
         else:
-            lmount.mount(step.source, target, step.fstype, step.flags, step.data)
+            _fs(step, target, plan)
         if step.propagation:
             lmount.mount(None, target, None, step.propagation)
 
@@ -137,9 +162,11 @@ def _device(rootfs: str, node: DeviceNode) -> None:
 
 def apply_dev(plan: Plan) -> None:
     old = os.umask(0)
+    links = {link for _, link in plan.symlinks}
     try:
         for node in plan.devices:
-            _device(plan.rootfs, node)
+            if node.path not in links:  # /dev/ptmx of --privileged: the link to pts/ptmx wins
+                _device(plan.rootfs, node)
     finally:
         os.umask(old)
     for target, link in plan.symlinks:
@@ -161,9 +188,15 @@ def bind_console(slave: str, target: str) -> None:
     _bind(slave, target, MF.BIND)
 
 
-def enter_rootfs(plan: Plan) -> None:
-    """Everything before pivot_root: propagation, the rootfs mount, the spec's mounts, /dev."""
+def enter_rootfs(plan: Plan, trees: list[int] | None = None) -> None:
+    """Everything before pivot_root: propagation, the rootfs mount, the spec's mounts, /dev.
+    In a user namespace the image's idmapped tree (the first of ``trees``) is attached at
+    ``plan.idmap_lower`` first: the overlay's lower dirs are under it."""
     lmount.mount(None, "/", None, plan.root_propagation)
+    if plan.idmap_lower and trees:
+        tree = trees.pop(0)
+        lidmap.move_mount(tree, plan.idmap_lower)
+        os.close(tree)
     if plan.overlay:
         lmount.mount("overlay", plan.rootfs, "overlay", 0, plan.overlay)
     else:

@@ -21,6 +21,7 @@
         exit.json                     written atomically by the shim when init exits
       trash/<name>.<random>/          a removed container's directory, deleted in the
                                       background (state/trash.py); swept at start
+      quarantine/                     what berthd could not read (records, berth.db, exit.json)
       volumes/<name>/_data/           a volume's content (local driver, no mount options)
       build/
         tmp/<build id>/               one build's context (extracted), secrets; swept at start
@@ -31,8 +32,10 @@
     <exec-root>/                      default /run/berth, wiped at boot
       berth.sock                      the API socket
       forkserver.sock                 berthd <-> its shim fork server
+      cri.sock                        the Kubernetes CRI (gRPC), unless --cri-socket says
       shims/<id>.sock                 one shim's control socket (paths past the AF_UNIX
                                       limit are reached via /proc/self/fd: state/sockaddr.py)
+      runtimes/<name>/                an external OCI runtime's state (its --root: runc, crun)
 """
 
 from __future__ import annotations
@@ -122,6 +125,11 @@ class DataRoot:
             p.chmod(mode)
         for d in self.layers.iterdir():
             d.chmod(LAYER_DIR_MODE)
+        # The database holds container configs (their Env too): root's alone, fixed here before
+        # berthd answers at all (its tables are opened later, off the event loop).
+        for f in (self.db, Path(f"{self.db}-wal"), Path(f"{self.db}-shm")):
+            if f.exists():
+                f.chmod(0o600)
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,13 @@ class ExecRoot:
 
     def shim_socket(self, cid: str) -> Path:
         return self.shims / f"{cid}.sock"
+
+    def runtime_root(self, name: str) -> Path:
+        return self.root / "runtimes" / name
+
+    @property
+    def cri_socket(self) -> Path:
+        return self.root / "cri.sock"
 
     def make(self) -> None:
         self.shims.mkdir(parents=True, exist_ok=True)

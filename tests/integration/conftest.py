@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from typing import Iterator
 
@@ -24,7 +25,8 @@ def no_leaks() -> Iterator[None]:
 def berthd() -> Iterator[Daemon]:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
-    d = Daemon()
+    # BERTH_TEST_DAEMON_ARGS="--userns-default auto" runs the suite with user namespaces.
+    d = Daemon(args=shlex.split(os.environ.get("BERTH_TEST_DAEMON_ARGS", "")))
     d.start()
     try:
         yield d

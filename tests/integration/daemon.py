@@ -29,11 +29,12 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 class Daemon:
     def __init__(self, base: Path | None = None, env: dict[str, str] | None = None, netns: str = "",
-                 args: list[str] | None = None, code: Path | None = None):
+                 args: list[str] | None = None, code: Path | None = None, mountns: str = ""):
         self.code = code or ROOT  # the tree whose berth runs (another version: upgrade tests)
         self.extra_env = env or {}
         self.extra_args = list(args or [])  # more berthd flags, e.g. ["--live-restore=false"]
         self.netns = netns      # a named netns (``ip netns add``) berthd runs in; "" = the host's
+        self.mountns = mountns  # a mount namespace's file (/proc/PID/ns/mnt) berthd runs in; "" = the host's
         # Short paths: the shims' sockets live under the exec root (AF_UNIX paths are short).
         self.base = Path(base or tempfile.mkdtemp(prefix="berth-", dir="/tmp"))
         self.data_root = self.base / "data"
@@ -43,6 +44,12 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.launcher: list[str] = []  # runs before berthd and execs it (socket activation's LISTEN_PID)
         self.popen_kwargs: dict = {}  # e.g. pass_fds and preexec_fn for sockets handed in
+
+    @property
+    def subid_env(self) -> dict[str, str]:
+        """User namespaces take their ids from files of this daemon's, never the host's
+        /etc/subuid and /etc/subgid (berth adds its line at first use)."""
+        return {"BERTH_SUBUID_FILE": str(self.base / "subuid"), "BERTH_SUBGID_FILE": str(self.base / "subgid")}
 
     @property
     def host(self) -> str:
@@ -63,10 +70,13 @@ class Daemon:
         # nsenter switches only the network namespace (``ip netns exec`` would also remount
         # /sys, hiding the cgroup mounts); it execs, so proc.pid is berthd's.
         enter = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
+        if self.mountns:
+            enter = ["nsenter", f"--mount={self.mountns}", *(enter[1:] or ["--"])]
         self.proc = subprocess.Popen(
             [*enter, *self.launcher, sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
              "--exec-root", str(self.exec_root), "--log-level", "debug", *self.extra_args],
-            stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.extra_env}, **self.popen_kwargs)
+            stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.subid_env, **self.extra_env},
+            **self.popen_kwargs)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"berthd exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")

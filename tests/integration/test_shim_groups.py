@@ -79,6 +79,15 @@ def _ppid(pid: int) -> int:
     return -1
 
 
+def _lives(pid: int) -> bool:
+    """Not gone, not a zombie."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _state(d: Daemon, cid: str) -> dict:
     status, body = d.request("GET", f"/containers/{cid}/json")
     assert status == 200, body
@@ -133,7 +142,10 @@ def test_a_crashed_host_ends_its_own_group_only(groups_of_two: Daemon):
     os.kill(crashed, signal.SIGKILL)
     try:
         assert _wait_for(lambda: not _state(d, ids[0])["Running"] and not _state(d, ids[1])["Running"])
-        assert _state(d, ids[0])["ExitCode"] == 255
+        # each container of the group is reported killed (137), and berthd killed what was
+        # left of them in their cgroups (their inits lost their shim: nobody else would)
+        assert _state(d, ids[0])["ExitCode"] == 137 and _state(d, ids[1])["ExitCode"] == 137
+        assert _wait_for(lambda: not any(_lives(pid) for pid in first))
         assert _state(d, ids[2])["Running"]
         p = _docker(d, "exec", ids[2], "echo", "other group")
         assert p.returncode == 0 and p.stdout == "other group\n", p.stderr
@@ -142,7 +154,7 @@ def test_a_crashed_host_ends_its_own_group_only(groups_of_two: Daemon):
         assert _state(d, new[0])["Running"] and _ppid(_state(d, new[0])["Pid"]) != crashed
         ids += new
     finally:
-        for pid in first:  # the crashed group's inits lost their shim: end them here
+        for pid in first:  # if berthd failed to, end the crashed group's inits here
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

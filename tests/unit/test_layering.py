@@ -7,7 +7,7 @@ itself are open to all)::
 
     cli -> client -> schema
     daemon -> api -> build -> engine -> image, registry.client, network, runtime
-    daemon -> cri -> engine
+    daemon -> cri -> engine (and schema, as api)
     daemon -> registry.server -> image
     image, network, runtime, registry.client -> oci, state, linux -> errors
 
@@ -58,7 +58,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                      *DATA),
     "berth.build": ("berth.engine", *DATA),
     "berth.api": ("berth.build", "berth.engine", "berth.schema"),
-    "berth.cri": ("berth.engine",),
+    "berth.cri": ("berth.engine", "berth.schema"),
     "berth.daemon": ("berth.api", "berth.cri", "berth.registry.server", "berth.build",
                      "berth.engine", "berth.image", "berth.registry.client", "berth.network",
                      "berth.runtime", *LOW, "berth.schema"),
@@ -83,6 +83,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("berth.engine.container_create", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.hostspec", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.container_defaults", "berth.schema.containers"): "Docker JSON in the engine (daemon defaults fill a HostConfig)",
+    ("berth.engine.container_userns", "berth.schema.containers"): "Docker JSON in the engine (UsernsMode recorded in HostConfig)",
     ("berth.engine.images", "berth.schema.containers"): "Docker JSON in the engine",
     ("berth.engine.image_changes", "berth.schema.containers"): "Docker JSON in the engine (from images)",
     ("berth.engine.image_commit", "berth.schema.containers"): "Docker JSON in the engine (from images)",

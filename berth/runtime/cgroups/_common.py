@@ -258,6 +258,11 @@ class Cgroup:
     def stats(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def counters(self) -> dict[str, Any]:
+        """The few counters a metrics scrape shows (fewer files than ``stats``): memory usage
+        and limit, CPU usage/user/system ns, pids, per-device I/O bytes (``stats``' shapes)."""
+        raise NotImplementedError
+
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         raise NotImplementedError
 

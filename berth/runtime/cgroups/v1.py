@@ -297,6 +297,27 @@ class V1Cgroup(c.Cgroup):
             out["blkio"] = _blkio_stats(d)
         return out
 
+    def counters(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        d = self._dirs.get("memory")
+        if d is not None:
+            out["memory"] = {"usage": c.read_int(d, "memory.usage_in_bytes"),
+                             "limit": c.read_int(d, "memory.limit_in_bytes")}
+        d = self._dirs.get("cpuacct")
+        if d is not None:
+            hz = os.sysconf("SC_CLK_TCK")
+            ticks = c.read_keyed(d, "cpuacct.stat")
+            out["cpu"] = {"usage_ns": c.read_int(d, "cpuacct.usage"),
+                          "user_ns": ticks.get("user", 0) * 1_000_000_000 // hz,
+                          "system_ns": ticks.get("system", 0) * 1_000_000_000 // hz}
+        d = self._dirs.get("pids")
+        if d is not None:
+            out["pids"] = {"current": c.read_int(d, "pids.current")}
+        d = self._dirs.get("blkio")
+        if d is not None:
+            out["blkio"] = _blkio_stats(d)
+        return out
+
     def destroy(self) -> None:
         for d in self._unique:
             c.rmdir_tree(d)

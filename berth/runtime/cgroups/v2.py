@@ -224,6 +224,24 @@ class V2Cgroup(c.Cgroup):
             out["blkio"] = _io_stats(io)
         return out
 
+    def counters(self) -> dict[str, Any]:
+        d = self._dir
+        out: dict[str, Any] = {}
+        usage = c.read_int(d, "memory.current")
+        if usage is not None:
+            out["memory"] = {"usage": usage, "limit": c.read_int(d, "memory.max")}
+        st = c.read_keyed(d, "cpu.stat")
+        if st:
+            out["cpu"] = {"usage_ns": st.get("usage_usec", 0) * 1000, "user_ns": st.get("user_usec", 0) * 1000,
+                          "system_ns": st.get("system_usec", 0) * 1000}
+        pids = c.read_int(d, "pids.current")
+        if pids is not None:
+            out["pids"] = {"current": pids}
+        io = c.read_opt(d, "io.stat")
+        if io is not None:
+            out["blkio"] = _io_stats(io)
+        return out
+
     def destroy(self) -> None:
         c.rmdir_tree(self._dir)
 

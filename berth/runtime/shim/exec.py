@@ -1,11 +1,12 @@
 """``docker exec`` in the shim: processes started in the running container, each with its own
 stdio and its own stream (the connection that asked for it).
 
-The shim forks each process itself, straight into the container (``container.spawn_exec``:
+The shim forks each process itself, straight into the container (``execproc.spawn_exec``:
 one fork, no helper), from an ``ExecContext`` (spec, host facts, seccomp program, cgroup and
 namespace fds) made at the first exec and kept until the container exits, and goes back to
 its loop: the reply (the pid, or the error) goes out when the process's report pipe says
-how its execve went. Its output then goes down the stream as stdcopy frames, ending with one
+how its execve went. With runc or crun, a short-lived helper child runs the runtime's
+``exec -d`` and replies the pid it left behind. Its output then goes down the stream as stdcopy frames, ending with one
 EXIT frame carrying the exit code; then the shim closes the stream.
 """
 
@@ -17,13 +18,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from berth.runtime.container import ExecContext, exec_failure, spawn_exec
+import msgspec
+
+from berth.runtime.execproc import ExecContext, exec_failure, spawn_exec
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExecReply, SpawnRequest, frame
 from berth.runtime.shim.stdio import POLLIN, Client, Hub, write_all
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
-    from berth.runtime.container import ExecContext
+    from berth.runtime.execproc import ExecContext
 
 
 class ExecSession:
@@ -97,32 +100,27 @@ class Execs:
 
     def start(self, c: Client, req: protocol.Exec, rest: bytes, init_pid: int) -> None:
         """Fork the process straight into the container (``spawn_exec``) and return to the
-        loop: the reply goes out when its report pipe says how execve went (``reported``)."""
-        try:
-            ctx = self._context(init_pid)
-        except Exception as ex:
-            self.hub.reply(c, ExecReply(error=str(ex) or ex.__class__.__name__, exit_code=126))
-            return
+        loop: the reply goes out when its report pipe says how execve went (``reported``).
+        With runc or crun (``req.runtime_path``) a helper child runs ``exec -d`` instead
+        (``_start_external``): they join the container themselves."""
+        ctx = None
+        if not self.req.runtime_path:
+            try:
+                ctx = self._context(init_pid)
+            except Exception as ex:
+                self.hub.reply(c, ExecReply(error=str(ex) or ex.__class__.__name__, exit_code=126))
+                return
         e = ExecSession(req.id, c)
-        con_parent = con_child = None
-        if req.tty:
-            con_parent, con_child = socket.socketpair()
-            in_r = out_w = err_w = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-            child = [in_r, con_child.fileno()]
-        else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            if req.stdin:
-                in_r, e.stdin_w = os.pipe2(os.O_CLOEXEC)
-            else:
-                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            e.fds = {out_r: STDOUT, err_r: STDERR}
-            child = [in_r, out_w, err_w]
+        con_parent, con_child, child, stdio = _stdio(e, req)
+        con = con_child.fileno() if con_child else None
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
-        keep = (*child, rep_w, *ctx.fds())
         try:
-            pid = spawn_exec(ctx, lambda: helper.exec_plan(ctx, req, keep), stdio=(in_r, out_w, err_w),
-                             report=rep_w, console_socket=con_child.fileno() if con_child else None)
+            if ctx is None:
+                pid = _fork_external(self.req, req, stdio, rep_w, (*child, rep_w, con if con is not None else 2), con)
+            else:
+                keep = (*child, rep_w, *ctx.fds())
+                pid = spawn_exec(ctx, lambda: helper.exec_plan(ctx, req, keep), stdio=stdio,
+                                 report=rep_w, console_socket=con)
         except OSError as ex:
             pid = 0
             os.close(rep_r)
@@ -136,12 +134,27 @@ class Execs:
                 con_child.close()
         if not pid:
             return
-        e.pid = pid
         e.pending = _Pending(con_parent, req.stdin, rest)
         c.exec = e
+        if ctx is None:
+            self._start_external(c, e, rep_r)
+            return
+        e.pid = pid
         self.by_pid[pid] = e
         self.by_report[rep_r] = e
         self.hub.poll.register(rep_r, POLLIN)
+
+    def _start_external(self, c: Client, e: ExecSession, rep_r: int) -> None:
+        """runc or crun: wait for the helper's reply (the pid of the process ``exec -d`` left
+        behind, reparented to the shim), then reply as for berth's own exec."""
+        reply = _helper_reply(rep_r)
+        assert e.pending is not None
+        p, e.pending = e.pending, None
+        if reply.error is not None:
+            self._failed(c, e, p.console, reply.error)
+            return
+        e.pid = reply.pid
+        self._attach(c, e, p)
 
     def reported(self, rep_r: int) -> None:
         """The exec's report pipe is readable: read it to EOF (execve, or the child's exit,
@@ -160,8 +173,11 @@ class Execs:
             self.by_pid.pop(e.pid, None)  # the child exits; the host reaps it
             self._failed(c, e, con_parent, exec_failure(b"".join(chunks)))
             return
-        if con_parent is not None:
-            e.master = helper.recv_master(con_parent)
+        self._attach(c, e, p)
+
+    def _attach(self, c: Client, e: ExecSession, p: _Pending) -> None:
+        if p.console is not None:
+            e.master = helper.recv_master(p.console)
             e.fds = {e.master: STDOUT}
             if p.stdin:
                 e.stdin_w = os.dup(e.master)
@@ -275,3 +291,41 @@ class Execs:
             if e.code is not None and e.deadline <= now and e.pending is None:
                 self._done(e)
 
+
+
+def _stdio(e: ExecSession, req: protocol.Exec) -> tuple[socket.socket | None, socket.socket | None, list[int],
+                                                      tuple[int, int, int]]:
+    """The exec's stdio: (console parent, console child, the child's fds, its stdin/out/err).
+    The shim's ends go in ``e`` (output fds, stdin)."""
+    con_parent = con_child = None
+    if req.tty:
+        con_parent, con_child = socket.socketpair()
+        in_r = out_w = err_w = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        return con_parent, con_child, [in_r, con_child.fileno()], (in_r, out_w, err_w)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    if req.stdin:
+        in_r, e.stdin_w = os.pipe2(os.O_CLOEXEC)
+    else:
+        in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    e.fds = {out_r: STDOUT, err_r: STDERR}
+    return None, None, [in_r, out_w, err_w], (in_r, out_w, err_w)
+
+
+def _fork_external(spawn: SpawnRequest, req: protocol.Exec, stdio: tuple[int, int, int], rep_w: int,
+                   keep: tuple[int, ...], con: int | None) -> int:
+    """Fork the helper that runs the external runtime's ``exec -d`` (helper.external_exec_child)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        helper.close_all_but(0, 1, 2, *keep)
+        helper.external_exec_child(spawn, req, *stdio, rep_w, con)
+    return pid
+
+
+def _helper_reply(rep_r: int) -> ExecReply:
+    with os.fdopen(rep_r, "rb") as f:
+        line = f.readline()
+    try:
+        return protocol.decode(line, ExecReply)
+    except msgspec.DecodeError:
+        return ExecReply(error="exec helper exited", exit_code=126)

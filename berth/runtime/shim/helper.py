@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import traceback
 import zlib
 from pathlib import Path
@@ -28,10 +29,11 @@ from berth.linux import tty
 from berth.oci.spec import decode_spec
 from berth.runtime.container import exec_spec
 from berth.runtime.shim import protocol
-from berth.runtime.shim.protocol import Reply, SpawnReply, SpawnRequest
+from berth.runtime.shim.protocol import ExecReply, Reply, SpawnReply, SpawnRequest
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
-    from berth.runtime.container import ExecContext
+    from berth.runtime.execproc import ExecContext
+    from berth.runtime.external import OCIRuntime
     from berth.runtime.plan import Plan
 
 
@@ -156,6 +158,9 @@ def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: in
         # and SIGCHLD handler are not ours, and the init must not inherit them.
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if req.runtime_path:
+            _external_setup(req, in_r, out_w, err_w, rep_w, ctl_r, console)
+            os._exit(0)
         with open(os.path.join(req.bundle, "config.json"), "rb") as f:
             spec = decode_spec(f.read())
         cache = Path(req.seccomp_cache) if req.seccomp_cache else None
@@ -183,11 +188,53 @@ def _setup_child(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: in
     os._exit(code)
 
 
+def external(req: SpawnRequest) -> OCIRuntime | None:
+    """The external OCI runtime ``req`` names (None: berth's own)."""
+    if not req.runtime_path:
+        return None
+    from berth.runtime.external import OCIRuntime
+    return OCIRuntime(path=req.runtime_path, root=req.runtime_root, args=list(req.runtime_args))
+
+
+def _external_setup(req: SpawnRequest, in_r: int, out_w: int, err_w: int, rep_w: int, ctl_r: int,
+                    console: int | None) -> None:
+    """The setup child with runc or crun: ``create``, report the init's pid (``state``), then
+    ``start`` on "start", or ``delete`` (which kills the waiting init) on abort."""
+    rt = external(req)
+    assert rt is not None
+    con = socket.socket(fileno=console) if console is not None else None
+    try:
+        pid = rt.create(req.id, req.bundle, (in_r, out_w, err_w), con)
+    except Exception as e:
+        _report(rep_w, SpawnReply(error=str(e) or e.__class__.__name__))
+        _forget(rt, req.id)
+        return
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    _report(rep_w, SpawnReply(pid=pid))
+    cmd = os.read(ctl_r, 16)
+    if not cmd.startswith(b"start"):
+        _forget(rt, req.id)
+        return
+    try:
+        rt.start(req.id)
+        _report(rep_w, Reply(ok=True))
+    except Exception as e:
+        _report(rep_w, Reply(error=str(e) or e.__class__.__name__))
+
+
+def _forget(rt: OCIRuntime, cid: str) -> None:
+    try:
+        rt.delete(cid)
+    except Exception as e:
+        print(f"berth-shim: {cid}: delete: {e}", file=sys.stderr)
+
+
 # -- an exec's process, right after the shim forked it ----------------------------------------
 
 
 def exec_plan(ctx: ExecContext, req: protocol.Exec, keep: tuple[int, ...]) -> Plan:
-    """In the exec's child (``container.spawn_exec``): let go of the shim's fds and signal
+    """In the exec's child (``execproc.spawn_exec``): let go of the shim's fds and signal
     wiring (a host serves other containers; its wake-up pipe and SIGCHLD handler are not
     ours), then plan the process from the container's spec (``ctx``, inherited). The Python
     work happens here, after the fork, so it never becomes the shim's private memory."""
@@ -197,6 +244,39 @@ def exec_plan(ctx: ExecContext, req: protocol.Exec, keep: tuple[int, ...]) -> Pl
     spec = exec_spec(ctx.spec, args=list(req.args), env=list(req.env), cwd=req.cwd,
                      user=req.user, tty=req.tty, privileged=req.privileged)
     return ctx.plan(spec)
+
+
+# -- the exec helper of runc and crun --------------------------------------------------------
+
+
+def external_exec_child(req: SpawnRequest, ex: protocol.Exec, in_r: int, out_w: int, err_w: int,
+                        rep_w: int, console: int | None) -> None:
+    """The exec child with runc or crun: the process as berth's own runtime would run it
+    (``exec_spec``; a named user resolved in the rootfs the engine mounted), then
+    ``exec -d``; report its pid (reparented to the shim when the runtime exits) and exit."""
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        from berth.runtime.external import resolve_process
+        rt = external(req)
+        assert rt is not None
+        with open(os.path.join(req.bundle, "config.json"), "rb") as f:
+            base = decode_spec(f.read())
+        try:
+            spec = exec_spec(base, args=list(ex.args), env=list(ex.env), cwd=ex.cwd, user=ex.user,
+                             tty=ex.tty, privileged=ex.privileged)
+            assert spec.process is not None and spec.root is not None
+            process = resolve_process(spec.process, spec.root.path, dict(spec.annotations or {}))
+            con = socket.socket(fileno=console) if console is not None else None
+            pid = rt.exec(req.id, process, (in_r, out_w, err_w), con)
+        except Exception as e:
+            _report(rep_w, ExecReply(error=str(e) or e.__class__.__name__, exit_code=126))
+            os._exit(0)
+        _report(rep_w, ExecReply(pid=pid))
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
 
 
 # -- the gzip child -------------------------------------------------------------------------

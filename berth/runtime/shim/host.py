@@ -48,10 +48,10 @@ class Host:
         try:
             shim.setup()
         except Exception as e:  # setup failure: report, leave no socket behind
-            conn.sendall(protocol.encode(SpawnReply(error=str(e) or e.__class__.__name__)))
+            _reply(conn, SpawnReply(error=str(e) or e.__class__.__name__))
             shim.close()
             return
-        conn.sendall(protocol.encode(SpawnReply(pid=shim.init_pid, shim_pid=os.getpid())))
+        _reply(conn, SpawnReply(pid=shim.init_pid, shim_pid=os.getpid()))
         # berthd keeps this connection open until it has sent "start": if it dies before
         # that (the connection hangs up), nobody will ever start this container: abort it.
         conn.setblocking(False)
@@ -133,3 +133,12 @@ class Host:
             return
         self.join.send(TAKEN)
         self.add(req, conn)
+
+
+def _reply(conn: socket.socket, reply: SpawnReply) -> None:
+    """Answer berthd; if it died meanwhile, the hang-up aborts the container (not the host:
+    the group's other containers run on)."""
+    try:
+        conn.sendall(protocol.encode(reply))
+    except OSError:
+        pass

@@ -13,6 +13,11 @@ line by line.
 
     encode(b"a\\nb\\n", "stdout", T) ==
         b'{"log":"a\\\\n","stream":"stdout","time":"T"}\\n{"log":"b\\\\n","stream":"stdout","time":"T"}\\n'
+
+A CRI container (one the kubelet made) is also logged in the kubelet's format, one line per
+line, ``F`` for a full line and ``P`` for the part of a long one that came without its newline:
+
+    encode_cri(b"a\\nlong", "stdout", T) == b"T stdout F a\\nT stdout P long\\n"
 """
 
 from __future__ import annotations
@@ -46,3 +51,13 @@ def cut(blob: bytes, room: int) -> int:
     if room > len(blob):
         return len(blob)
     return blob.find(b"\n", max(room, 1) - 1) + 1
+
+
+def encode_cri(data: bytes, stream: str, now: str) -> bytes:
+    """The CRI log lines of ``data`` (whole lines, or one long line's part without its newline)."""
+    ends = data.endswith(b"\n")
+    lines = (data[:-1] if ends else data).split(b"\n")
+    head = f"{now} {stream} ".encode()
+    out = [head + b"F " + line + b"\n" for line in lines[:-1]]
+    out.append(head + (b"F " if ends else b"P ") + lines[-1] + b"\n")
+    return b"".join(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,14 @@ if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory
 
 
 _DRAIN = 0.2  # seconds the init's output pipes stay open after its exit with nothing on them
+
+
+def _warn(text: str) -> None:
+    """A line in shim.log, if the disk takes it."""
+    try:
+        os.write(2, f"berth-shim: {text}\n".encode())
+    except OSError:
+        pass
 
 
 class _Closed:
@@ -199,19 +208,39 @@ class Shim:
     def finish(self) -> None:
         """Init has exited and its output is drained: record, tell waiters, leave."""
         assert self.exit is not None
-        self.io.log.flush()
         try:
-            runtime.delete(self._spec())
-        except Exception:
-            pass
+            self.io.log.flush()
+        except OSError as e:
+            _warn(f"flushing the log: {e}")
+        self._delete()
         line = protocol.encode(self.exit)
-        write_atomic(self.req.exit_file, line)
+        try:
+            write_atomic(self.req.exit_file, line)
+        except OSError as e:  # a full disk: berthd still hears of the exit from the waiters' line
+            _warn(f"recording the exit in {self.req.exit_file}: {e}")
         try:
             os.unlink(self.req.socket)
         except FileNotFoundError:
             pass
         self.execs.end_all()
         self.hub.flush_all(line)
+
+    def _delete(self) -> None:
+        """The container is gone: remove its cgroup (with runc or crun: its state, then the
+        rootfs the engine mounted for it)."""
+        from berth import runtime
+        rt = helper.external(self.req)
+        try:
+            if rt is None:
+                runtime.delete(self._spec())
+                return
+            from berth.runtime import external
+            rt.delete(self.req.id)
+            root = self._spec().root
+            if root is not None:
+                external.release(root.path)
+        except Exception as e:
+            print(f"berth-shim: {self.req.id}: delete: {e}", file=sys.stderr)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -283,12 +312,22 @@ class Shim:
     def _kill(self, signo: int) -> Reply:
         try:
             if self.exit is None and self.init_pid:
-                os.kill(self.init_pid, signo)
+                self._signal(signo)
             if not self.started:
                 self.setup_helper.abort()  # the helper aborts the init it holds
             return Reply(ok=True)
         except OSError as e:
             return Reply(error=f"kill: {os.strerror(e.errno or 0)}")
+
+    def _signal(self, signo: int) -> None:
+        rt = helper.external(self.req) if self.started else None
+        if rt is None:
+            os.kill(self.init_pid, signo)
+            return
+        try:
+            rt.kill(self.req.id, signo)
+        except Exception:  # the runtime no longer knows it (stopped meanwhile): as kill(2)
+            os.kill(self.init_pid, signo)
 
     def _resize(self, req: protocol.Resize) -> Reply:
         fd = self.execs.master(req.exec) if req.exec is not None else self.io.master

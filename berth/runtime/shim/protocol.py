@@ -144,6 +144,18 @@ class ExitStatus(Message):
 # -- berthd -> fork server -> shim ----------------------------------------------------------
 
 
+class RemoteLog(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A log driver that sends lines away (``shim.logsinks``), its options resolved by berthd."""
+
+    driver: str                      # "syslog" or "journald"
+    address: str = ""                # syslog: tcp://h:p, udp://h:p, unix:///p, unixgram:///p, "" (/dev/log ...);
+                                     # journald: the journal socket's path
+    format: str = ""                 # syslog-format ("" rfc3164 rfc5424 rfc5424micro)
+    facility: int = 3                # syslog-facility's number (daemon)
+    tag: str = ""
+    fields: dict[str, str] = msgspec.field(default_factory=dict)  # journald: CONTAINER_ID, ...
+
+
 class SpawnRequest(Message):
     id: str
     bundle: str            # container dir; config.json inside
@@ -158,6 +170,11 @@ class SpawnRequest(Message):
     log_max_size: int = -1  # rotate the log when it reaches this many bytes (-1: never)
     log_max_file: int = 1   # files kept, the live one included (1: truncate instead)
     log_compress: bool = False  # gzip rotated files (log.1.gz ...)
+    remote_log: RemoteLog | None = None  # syslog / journald instead of a file (then log is "")
+    runtime_path: str = ""  # an external OCI runtime's binary (runc, crun); "": berth's own
+    runtime_root: str = ""  # its state directory (--root)
+    runtime_args: list[str] = []  # its global options (daemon.json's runtimeArgs)
+    cri_log: str = ""       # also log in the CRI format here (a kubelet's container log path)
 
 
 class SpawnReply(Message):

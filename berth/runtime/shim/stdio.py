@@ -3,7 +3,8 @@
 ``Hub`` owns the poll set and the control socket's connections (non-blocking sends with a
 backlog per client). ``ContainerIO`` owns the container's stdout/stderr pipes (or its pty),
 fans each read out to the log and to every attached client, and writes stdin. ``LogWriter``
-appends the json-file records (``logfile``) and rotates the log as dockerd does.
+appends the json-file records (``logfile``) and rotates the log as dockerd does, or sends each
+line to syslog or the journal (``logsinks``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import time
 
 from berth.linux import fd as lfd
-from berth.runtime.shim import helper, logfile, protocol
+from berth.runtime.shim import helper, logfile, logsinks, protocol
 from berth.runtime.shim.protocol import STDERR, STDOUT, Attach, SpawnRequest, frame
 from berth.state.sockaddr import address
 
@@ -204,19 +205,30 @@ class Hub:
 
 
 class LogWriter:
-    """The container's json-file log: records appended per read, rotated at max-size."""
+    """The container's json-file log: records appended per read, rotated at max-size; or, for
+    syslog and journald, its lines sent to a ``logsinks`` sink."""
 
     def __init__(self, req: SpawnRequest):
         self.req = req
         self.log = -1  # the "none" driver: no log file
+        self.cri = -1  # the kubelet's log of a CRI container (CRI format, no rotation here)
         self.log_size = 0
         self.compressor = 0  # pid of the child gzipping the last rotated file
         self.partial: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
+        self.log_failed = False  # the last write failed (full disk): output is being dropped
+        self.sink: logsinks.Sink | None = None
 
     def open(self) -> None:
+        if self.req.remote_log is not None:
+            try:
+                self.sink = logsinks.open_sink(self.req.remote_log)
+            except OSError as e:
+                raise OSError(e.errno, f"failed to initialize logging driver: {e.strerror or e}") from None
         if self.req.log:
             self.log = os.open(self.req.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
             self.log_size = os.fstat(self.log).st_size
+        if self.req.cri_log:
+            self.cri = os.open(self.req.cri_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
     def reaped(self, pid: int) -> bool:
         """``pid`` was the gzip child's."""
@@ -229,7 +241,7 @@ class LogWriter:
         """Log what is left of unfinished lines (the container has exited)."""
         for p in self.partial:
             if self.partial[p]:
-                self._log(p, self.partial[p])
+                self._log(p, self.partial[p], final=True)
                 self.partial[p] = b""
 
     def chunk(self, stream: int, data: bytes) -> None:
@@ -238,17 +250,53 @@ class LogWriter:
         buf = self.partial[stream] + data
         cut = buf.rfind(b"\n") + 1
         rest = buf[cut:]
-        if len(rest) >= 16384:
+        long = len(rest) >= 16384
+        if long:
             cut, rest = len(buf), b""
         self.partial[stream] = rest
         if cut:
-            self._log(stream, buf[:cut])
+            self._log(stream, buf[:cut], long)
 
-    def _log(self, stream: int, lines: bytes) -> None:
-        """Append the records of ``lines`` (logfile.encode), rotating as max-size says."""
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+
+    def _log(self, stream: int, lines: bytes, partial: bool = False, final: bool = False) -> None:
+        """Append the records of ``lines`` (logfile.encode), rotating as max-size says; or send
+        them, a message a line (``partial``: the last one is a long line's first part). A CRI
+        container's lines also go to the kubelet's log, in the CRI format.
+
+        A full disk: as dockerd's json-file logger, drop what cannot be written and go on
+        (attached clients still get it); the container is not taken down for it."""
+        try:
+            self._write(stream, lines, partial, final)
+        except OSError as e:
+            if not self.log_failed:
+                try:
+                    os.write(2, f"berth-shim: writing the log: {e}; dropping output until it works\n".encode())
+                except OSError:
+                    pass
+            self.log_failed = True
+        else:
+            self.log_failed = False
+
+    def _write(self, stream: int, lines: bytes, partial: bool, final: bool) -> None:
+        name, t = "stdout" if stream == STDOUT else "stderr", now()
+        if self.cri >= 0:
+            # the last line of all is full in CRI terms, newline or not (containerd's too)
+            _append(self.cri, logfile.encode_cri(lines + b"\n" if final else lines, name, t))
+        if self.sink is not None:
+            parts = lines.split(b"\n")
+            last = parts.pop()
+            for line in parts:
+                self.sink.send(stream, line, False)
+            if last:
+                self.sink.send(stream, last, partial)
+            return
         if self.log < 0:
             return
-        blob = logfile.encode(lines, "stdout" if stream == STDOUT else "stderr", now())
+        blob = logfile.encode(lines, name, t)
         while blob:
             n = len(blob) if self.req.log_max_size <= 0 else logfile.cut(blob, self.req.log_max_size - self.log_size)
             self.log_size += _append(self.log, blob[:n] if n < len(blob) else blob)
@@ -405,3 +453,4 @@ class ContainerIO:
                     pass
         self._out = (-1, -1)
         self.log.log = -1
+        self.log.close()

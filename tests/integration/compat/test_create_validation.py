@@ -138,7 +138,7 @@ def test_custom_seccomp_profile_is_applied(docker, tmp_path):
     ({"MemoryReservation": 1024}, "Minimum memory reservation allowed is 6MB"),
     ({"BlkioWeight": 5}, "Range of blkio weight is from 10 to 1000"),
     ({"Isolation": "hyperv"}, "invalid isolation 'hyperv' on linux"),
-    ({"Runtime": "nosuch"}, "Unknown runtime specified nosuch"),
+    ({"Runtime": "nosuch"}, "unknown or invalid runtime name: nosuch"),
     ({"IpcMode": "bogus"}, "invalid IPC mode: bogus"),
     ({"PidMode": "bogus"}, "invalid PID mode: bogus"),
     ({"ExtraHosts": ["db:not-an-ip"]}, 'invalid IP address in add-host: "not-an-ip"'),

@@ -136,7 +136,7 @@ def fw() -> Iterator[Firewalled]:
     if not _br_netfilter():
         pytest.skip("br_netfilter is not available")
     if not shutil.which("nft"):
-        pytest.skip("needs nft")
+        pytest.fail("needs nft (.ci/run installs nftables)")
     tag = uuid.uuid4().hex[:6]
     ns, world = f"bfw{tag}", f"bfwout{tag}"
     _make_netns(ns, world)

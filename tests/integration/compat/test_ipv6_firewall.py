@@ -105,7 +105,7 @@ def _ns() -> str:
 @pytest.fixture(scope="module")
 def nft6() -> Iterator[Berthd]:
     if not shutil.which("nft"):
-        pytest.skip("needs nft")
+        pytest.fail("needs nft (.ci/run installs nftables)")
     b = Berthd(_ns(), ["--ipv6", "--fixed-cidr-v6", DEFAULT6], env={"BERTH_FIREWALL_BACKEND": "nftables"})
     try:
         b.start()

@@ -103,7 +103,7 @@ def test_docker_info_reflects_the_file(operator: ConfiguredDaemon) -> None:
     info = operator.info()
     assert info["Labels"] == ["env=prod", "rack=r1"]
     assert info["LiveRestoreEnabled"] is True and info["CgroupDriver"] == "cgroupfs"
-    assert info["Runtimes"]["runc"] and info["DefaultRuntime"] == "runc"
+    assert info["Runtimes"]["berth"] and info["DefaultRuntime"] == "berth"  # berth's own; runc when on the PATH
     reg = info["RegistryConfig"]
     assert reg["InsecureRegistryCIDRs"] == ["127.0.0.0/8", "10.9.0.0/16"]
     assert reg["Mirrors"] == ["https://mirror.corp.example/"]

@@ -57,7 +57,7 @@ def _run(*cmd: str) -> None:
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
     if not os.path.exists(SSHD):
-        pytest.skip("openssh-server is not installed (.ci/run installs it)")
+        pytest.fail("openssh-server is not installed (.ci/run installs it)")
     name = f"berthssh{secrets.token_hex(3)}"
     base = Path(tempfile.mkdtemp(prefix="berth-ssh-", dir="/tmp"))
     base.chmod(0o711)

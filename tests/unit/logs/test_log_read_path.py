@@ -193,3 +193,13 @@ def test_follow_reads_new_lines_across_a_rotation(tmp_path):
         path.read_text().splitlines(keepends=True)
     assert out == expected(lines, tail=2) + expected(everything[3:])
     assert out.count(b"rotated") == 2 and b"split\n" in out
+
+
+def test_times_past_year_9999_are_taken_as_dockerd_takes_them(log):
+    """Found by the API fuzzer (issue 16): ?until=72057594037927936 was a 500 (gmtime's
+    EOVERFLOW); Go's times reach that far, so dockerd sends every line, and none for since."""
+    path, lines = log
+    far = "72057594037927936"
+    assert logscan.time_key(far) == b"9999-12-31T23:59:59.999999999Z"
+    assert b"".join(read(path, until=far)) == expected(lines)
+    assert b"".join(read(path, since=far)) == b""

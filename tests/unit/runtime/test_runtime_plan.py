@@ -85,7 +85,10 @@ def test_namespace_paths_and_errors() -> None:
     assert plan.prefork_join == (("/proc/7/ns/pid", int(CloneFlags.NEWPID)),)
     assert not plan.loopback and plan.prefork_unshare == 0
     spec.linux.namespaces.append(oci.Namespace(type="user"))
-    with pytest.raises(PlanError, match="user namespaces"):
+    with pytest.raises(PlanError, match="uidMappings"):
+        build_plan(spec, HOST, is_dir=os.path.isdir)
+    spec.linux.namespaces[-1] = oci.Namespace(type="user", path="/proc/7/ns/user")
+    with pytest.raises(PlanError, match="existing user namespace"):
         build_plan(spec, HOST, is_dir=os.path.isdir)
     with pytest.raises(PlanError, match="args"):
         build_plan(oci.Spec(process=oci.Process(), root=oci.Root(path="/r")), HOST)
@@ -140,3 +143,29 @@ def test_secure_join_stays_inside(tmp_path: Path) -> None:
     assert secure_join(r, "/../../etc//./hosts") == f"{r}/etc/hosts"
     with pytest.raises(OSError):
         secure_join(r, "/loop/x")
+
+
+def test_user_namespace_plan() -> None:
+    """In a user namespace the init unshares pid itself (then forks PID 1), and every bind's
+    source is a tree the parent opens: the image's directory first, idmapped."""
+    spec = _spec(overlay="lowerdir=lower/l/A,upperdir=upper,workdir=work")
+    assert spec.linux is not None and spec.linux.namespaces is not None
+    spec.linux.namespaces.append(oci.Namespace(type="user"))
+    spec.linux.uidMappings = [oci.IDMapping(containerID=0, hostID=100000, size=65536)]
+    spec.linux.gidMappings = [oci.IDMapping(containerID=0, hostID=200000, size=65536)]
+    spec.annotations = {**(spec.annotations or {}), "berth.rootfs.idmap": "/var/lib/berth/image\nlower"}
+    spec.mounts.append(oci.Mount(destination="/data", type="bind", source="/srv", options=["rbind", "idmap"]))
+    spec.mounts.append(oci.Mount(destination="/plain", type="bind", source="/opt", options=["rbind", "ro"]))
+    plan = build_plan(spec, HOST, is_dir=os.path.isdir)
+    assert plan.userns is not None and plan.userns.host_uid(5) == 100005 and plan.userns.host_gid(0) == 200000
+    assert plan.userns.host_uid(65536) == -1
+    assert plan.prefork_unshare == 0 and plan.unshare & CloneFlags.NEWPID
+    assert plan.idmap_lower == "lower"
+    trees = plan.userns_trees
+    assert trees[0] == ("/var/lib/berth/image", True) and trees[-2:] == (("/srv", True), ("/opt", False))
+    assert ("/c/hosts", False) in trees and len(trees) == 1 + [m.kind for m in plan.mounts].count(MountKind.BIND)
+    data = next(m for m in plan.mounts if m.dest == "/data")
+    assert data.idmap and data.data is None
+    spec.linux.namespaces.pop()
+    with pytest.raises(PlanError, match="idmap mount option needs a user namespace"):
+        build_plan(spec, HOST, is_dir=os.path.isdir)
