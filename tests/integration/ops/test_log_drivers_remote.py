@@ -224,8 +224,7 @@ exec /lib/systemd/systemd-journald
 def journal_daemon() -> Iterator[Daemon]:
     """Debian's systemd-journald in a private mount namespace (its sockets and journal on
     tmpfs there, nothing on the host's), and a berthd started inside that namespace."""
-    if not os.path.exists("/lib/systemd/systemd-journald"):
-        pytest.skip("no systemd-journald on this host")
+    assert os.path.exists("/lib/systemd/systemd-journald"), "no systemd-journald (.ci/run installs systemd)"
     jd = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", _JOURNALD])
     d = Daemon(mountns=f"/proc/{jd.pid}/ns/mnt")
     try:
@@ -255,3 +254,33 @@ def test_docker_logs_reads_journald(journal_daemon: Daemon, name: str) -> None:
     assert docker(d, "logs", "--tail", "2", name).stdout == "j-out-3\n"
     stamped = docker(d, "logs", "-t", name).stdout.splitlines()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z j-out-1", stamped[0]), stamped
+
+
+def test_docker_logs_follow_journald(journal_daemon: Daemon) -> None:
+    """``docker logs -f``: the entries so far, then new ones as the journal gets them, and the
+    stream ends once the container has stopped and the journal is quiet."""
+    d = journal_daemon
+    n = f"jf-{os.urandom(4).hex()}"
+    try:
+        docker(d, "run", "-d", "--name", n, "--log-driver", "journald", "busybox", "sh", "-c",
+               "echo first; sleep 2; echo second >&2; sleep 1; echo last")
+        time.sleep(0.5)
+        p = subprocess.Popen([DOCKER, "logs", "-f", n], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            assert p.stdout is not None
+            assert p.stdout.readline() == "first\n"
+            assert p.poll() is None            # still following: the container sleeps
+            out, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert (p.returncode, out, err) == (0, "last\n", "second\n")
+        assert docker(d, "inspect", "-f", "{{.State.Status}}", n).stdout.strip() == "exited"
+        # following a stopped container's journal returns what is there
+        r = subprocess.run([DOCKER, "logs", "-f", "--tail", "1", n], env=d.env, capture_output=True, text=True,
+                           timeout=20)
+        assert (r.returncode, r.stdout) == (0, "last\n"), r.stderr
+    finally:
+        docker(d, "rm", "-f", n, check=False)
