@@ -1,7 +1,8 @@
 """Engine-core benchmarks through the real docker CLI and the raw API (not a test).
 
     python bench/engine.py [--runs 20] [--containers 100] [--dockerd | --other HOST]
-                           [--baseline TREE] [--only run,phases,exec,rate,cold,start,restart]
+                           [--baseline TREE]
+                           [--only run,phases,exec,rate,cold,cpu,start,restart,tls,runtimes,metrics]
 
     run     `docker run --rm busybox true` latency through the CLI
     phases  the same through the raw API, hop by hop as the CLI does it: create, attach,
@@ -22,13 +23,21 @@
     restart (not in the default list) N x `docker run -d`, GET /containers/json through the
             API with N running, then restarts with the N running (live restore) to /_ping
             and to the list, and the list again after them
+    tls     (not in the default list) `docker run --rm` over TLS with client certificates
+            against the Unix socket, and a TLS handshake + /_ping (``bench/tls.py``)
+    runtimes (not in the default list) `docker run --rm` with --runtime runc and crun against
+            berth's own (``bench/runtimes.py``)
+    metrics (not in the default list) GET /metrics with 0 and --containers running
+            (``bench/metrics.py``)
 
 Every daemon runs side by side, alternating run by run; medians and ratios are printed.
 berthd runs at its default log level (info), as users run it. --dockerd starts Debian's
 dockerd on its own roots with a bridge of its own (``--bridge``, made here; no iptables) and
 stops it by its PID; --other uses a daemon already running at HOST. --baseline TREE also runs a
 berthd from another source tree (``git archive HEAD`` unpacked), for before/after in one run.
-start and restart run their own daemons (``bench/daemons.py``: berthd from this tree and the
+start, restart, tls, runtimes and metrics run their own daemons (tls, runtimes and metrics by
+calling those modules' ``bench``, before the others, so no shared daemon is up meanwhile);
+start and restart's (``bench/daemons.py``: berthd from this tree and the
 baseline on /var/tmp, and with --dockerd Debian's dockerd with ``--bridge=none --iptables=false
 --live-restore``), each byte-compiled first (a packaged install has its bytecode).
 """
@@ -372,6 +381,25 @@ def start_and_restart(args: argparse.Namespace, only: set[str], rootfs: Path) ->
             dm.cleanup()
 
 
+OWN_DAEMON = ("tls", "runtimes", "metrics")   # each module's bench() on a berthd of its own
+
+
+def own_daemon_benches(args: argparse.Namespace, only: set[str]) -> None:
+    """bench/tls.py, bench/runtimes.py and bench/metrics.py, imported and run here."""
+    if "tls" in only:
+        import tls
+        print("-- tls", flush=True)
+        tls.bench(args.runs)
+    if "runtimes" in only:
+        import runtimes
+        print("-- runtimes", flush=True)
+        runtimes.bench(args.runs)
+    if "metrics" in only:
+        import metrics
+        print("-- metrics", flush=True)
+        metrics.bench(args.containers, args.runs)
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -386,6 +414,12 @@ def main() -> None:
     ap.add_argument("--only", default="run,phases,exec,rate,cold")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    unknown = only - {"run", "phases", "exec", "rate", "cold", "cpu", "start", "restart", *OWN_DAEMON}
+    if unknown:
+        ap.error(f"--only: unknown {', '.join(sorted(unknown))}")
+    own_daemon_benches(args, only)
+    if not only - set(OWN_DAEMON):
+        return
 
     d = Daemon(args=INFO)
     base = Daemon(args=INFO) if args.baseline else None

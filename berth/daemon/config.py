@@ -122,7 +122,7 @@ KEYS: tuple[Key, ...] = (
     _k("default-shm-size", "size", 64 << 20, help="default /dev/shm size of containers"),
     _k("default-cgroupns-mode", "str", "", choices=("", "host", "private"),
        help="default cgroup namespace mode (private on cgroup v2 hosts, host on v1)"),
-    _k("cgroup-parent", "str", "", help="parent cgroup of containers (stored, not used yet)"),
+    _k("cgroup-parent", "str", "", help="parent cgroup of containers (default /berth; relative: below berthd's own)"),
     _k("exec-opts", "list", [], "--exec-opt", help="runtime options (native.cgroupdriver=cgroupfs)",
        check=values.exec_opts),
     _k("seccomp-profile", "str", "", help="default seccomp profile (path, builtin or unconfined)",

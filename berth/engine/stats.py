@@ -149,7 +149,7 @@ def raw_stats(c: Container) -> dict[str, Any] | None:
     if not c.running:
         return None
     try:
-        return open_cgroup(f"/berth/{c.id}").stats()
+        return open_cgroup(c.cgroups_path).stats()
     except OSError:
         return None
 
@@ -182,7 +182,7 @@ def counters(c: Container) -> Counters | None:
     if not c.running or c.state.pid <= 0:
         return None
     try:
-        raw = open_cgroup(f"/berth/{c.id}").counters()
+        raw = open_cgroup(c.cgroups_path).counters()
     except OSError:
         return None
     cpu = raw.get("cpu") or {}

@@ -160,6 +160,10 @@ class RemoteLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     facility: int = 3                # syslog-facility's number (daemon)
     tag: str = ""
     fields: dict[str, str] = msgspec.field(default_factory=dict)  # journald: CONTAINER_ID, ...
+    tls_ca: str = ""                 # syslog tcp+tls: syslog-tls-ca-cert ("" = the system's CAs),
+    tls_cert: str = ""               # syslog-tls-cert and -key (a client certificate),
+    tls_key: str = ""
+    tls_skip_verify: bool = False    # syslog-tls-skip-verify given (any value, as dockerd)
 
 
 class SpawnRequest(Message):
