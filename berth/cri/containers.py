@@ -63,7 +63,7 @@ class PodContainers:
             Tty=config.tty, OpenStdin=config.stdin, StdinOnce=config.stdin_once,
             User=_user(config.linux.security_context),
             Labels=meta.encode(meta.CONTAINER, config.labels, config.annotations, extra),
-            HostConfig=_host_config(sb.id, config))
+            HostConfig=_host_config(sb, config))
         c, _ = self.containers.create(req, name)
         log_dir = labels.get(meta.LOG_DIRECTORY, "")
         if config.log_path and log_dir:
@@ -154,8 +154,10 @@ class PodContainers:
             annotations=meta.annotations_of(labels), log_path=c.cri_log, resources=_resources(c))
 
 
-def _host_config(sid: str, config: Any) -> HostConfig:
-    sc = config.linux.security_context
+def _host_config(sb: Container, config: Any) -> HostConfig:
+    """The container's HostConfig: the sandbox's namespaces and cgroup parent, its security
+    context, mounts and resources."""
+    sid, sc = sb.id, config.linux.security_context
     pid = sc.namespace_options.pid
     caps = sc.capabilities
     return HostConfig(
@@ -166,6 +168,7 @@ def _host_config(sid: str, config: Any) -> HostConfig:
         GroupAdd=[str(g) for g in sc.supplemental_groups] or None,
         SecurityOpt=["no-new-privileges"] if sc.no_new_privs else None,
         Binds=[_bind(m) for m in config.mounts] or None,
+        CgroupParent=sb.host_config.CgroupParent,
         OomScoreAdj=config.linux.resources.oom_score_adj, **resource_changes(config.linux.resources))
 
 

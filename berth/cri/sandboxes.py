@@ -17,7 +17,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta, pause, records
+from berth.cri import cgroups, meta, pause, records
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.images import Images
@@ -86,6 +86,7 @@ class Sandboxes:
                         IpcMode="host" if ns.ipc == NODE else "shareable",
                         PidMode="host" if ns.pid == NODE else "",
                         Sysctls=dict(config.linux.sysctls) or None,
+                        CgroupParent=cgroups.parent(config.linux.cgroup_parent),
                         PortBindings=_ports(config.port_mappings) if not (host_net or cni) else None)
         dns = config.dns_config
         hc.Dns, hc.DnsSearch, hc.DnsOptions = list(dns.servers) or None, list(dns.searches) or None, \
