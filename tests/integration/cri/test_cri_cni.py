@@ -226,3 +226,33 @@ def test_del_after_kill9_uses_the_cache(cni_env: tuple[Daemon, Cri, Net], tmp_pa
         assert net.allocated() == [] and net.veths() == []
     finally:
         conf.write_text(saved)
+
+
+def test_kill9_between_run_and_create(cni_env: tuple[Daemon, Cri, Net], tmp_path: Path) -> None:
+    """berthd dies right after RunPodSandbox: after the restart the pod is ready in the same
+    namespace with the same address, and its first container joins that namespace."""
+    d, cri, net = cni_env
+    cfg = pod_config(tmp_path, "interrupted")
+    sid = cri.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    ip = cri.runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status.network.ip
+    pause = json.loads(d.request("GET", f"/containers/{sid}/json")[1])["State"]["Pid"]
+    netns = os.readlink(f"/proc/{pause}/ns/net")
+    cri.channel.close()
+    d.kill9()
+    d.start()
+    wait_socket(d.exec_root / "cri.sock")
+    cri.__init__(d.exec_root / "cri.sock")  # type: ignore[misc]
+    try:
+        st = cri.runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+        assert st.state == pb.PodSandboxState.SANDBOX_READY and st.network.ip == ip
+        assert os.readlink(f"/proc/{pause}/ns/net") == netns
+        cid = cri.runtime.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=sid, sandbox_config=cfg,
+            config=container_config("late", "busybox:latest", ["sleep", "1000"]))).container_id
+        cri.runtime.StartContainer(pb.StartContainerRequest(container_id=cid))
+        pid = json.loads(d.request("GET", f"/containers/{cid}/json")[1])["State"]["Pid"]
+        assert os.readlink(f"/proc/{pid}/ns/net") == netns
+        assert f" {ip}/24 " in _exec(cri, cid, "ip", "-4", "-o", "addr", "show", "eth0").stdout.decode()
+    finally:
+        cri.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert net.allocated() == [] and net.veths() == []
