@@ -96,6 +96,7 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
     "volume": {name: ("berth.cli.cmd_volume", f"volume_{name}") for name in ("create", "ls", "inspect", "rm", "prune")}
     | {"list": ("berth.cli.cmd_volume", "volume_ls"), "remove": ("berth.cli.cmd_volume", "volume_rm")},
     "builder": {"build": COMMANDS["build"], "prune": ("berth.cli.cmd_build", "builder_prune")},
+    "cri": {name: ("berth.cli.cmd_cri", f"cri_{name}") for name in ("pods", "ps", "images", "exec", "logs")},
     "registry": {"serve": ("berth.cli.cmd_registry", "registry_serve"),
                  "gc": ("berth.cli.cmd_registry", "registry_gc")},
 }

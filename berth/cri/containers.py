@@ -63,7 +63,7 @@ class PodContainers:
             Tty=config.tty, OpenStdin=config.stdin, StdinOnce=config.stdin_once,
             User=_user(config.linux.security_context),
             Labels=meta.encode(meta.CONTAINER, config.labels, config.annotations, extra),
-            HostConfig=_host_config(sb.id, config))
+            HostConfig=_host_config(sb, config))
         c, _ = self.containers.create(req, name)
         log_dir = labels.get(meta.LOG_DIRECTORY, "")
         if config.log_path and log_dir:
@@ -154,8 +154,10 @@ class PodContainers:
             annotations=meta.annotations_of(labels), log_path=c.cri_log, resources=_resources(c))
 
 
-def _host_config(sid: str, config: Any) -> HostConfig:
-    sc = config.linux.security_context
+def _host_config(sb: Container, config: Any) -> HostConfig:
+    """The container's HostConfig: the sandbox's namespaces and cgroup parent, its security
+    context, mounts and resources."""
+    sid, sc = sb.id, config.linux.security_context
     pid = sc.namespace_options.pid
     caps = sc.capabilities
     return HostConfig(
@@ -164,9 +166,45 @@ def _host_config(sid: str, config: Any) -> HostConfig:
         Privileged=sc.privileged, ReadonlyRootfs=sc.readonly_rootfs,
         CapAdd=list(caps.add_capabilities) or None, CapDrop=list(caps.drop_capabilities) or None,
         GroupAdd=[str(g) for g in sc.supplemental_groups] or None,
-        SecurityOpt=["no-new-privileges"] if sc.no_new_privs else None,
+        SecurityOpt=_security_opts(sc) or None,
+        MaskedPaths=list(sc.masked_paths) or None, ReadonlyPaths=list(sc.readonly_paths) or None,
         Binds=[_bind(m) for m in config.mounts] or None,
+        CgroupParent=sb.host_config.CgroupParent,
         OomScoreAdj=config.linux.resources.oom_score_adj, **resource_changes(config.linux.resources))
+
+
+def _security_opts(sc: Any) -> list[str]:
+    """no_new_privs and the seccomp profile as Docker's --security-opt values."""
+    out = ["no-new-privileges"] if sc.no_new_privs else []
+    seccomp = _seccomp(sc)
+    if seccomp:
+        out.append(f"seccomp={seccomp}")
+    return out
+
+
+def _seccomp(sc: Any) -> str:
+    """"" (RuntimeDefault: Docker's default profile), "unconfined", or a Localhost profile's
+    JSON. ``seccomp`` wins over the deprecated ``seccomp_profile_path`` (``runtime/default``,
+    ``unconfined``, ``localhost/<path>``)."""
+    if sc.HasField("seccomp"):
+        kind, path = sc.seccomp.profile_type, sc.seccomp.localhost_ref
+    else:
+        legacy = sc.seccomp_profile_path
+        kind = pb.SecurityProfile.ProfileType.Unconfined if legacy == "unconfined" else \
+            pb.SecurityProfile.ProfileType.Localhost if legacy.startswith("localhost/") else \
+            pb.SecurityProfile.ProfileType.RuntimeDefault
+        path = legacy.removeprefix("localhost")
+    if kind == pb.SecurityProfile.ProfileType.Unconfined:
+        return "unconfined"
+    if kind != pb.SecurityProfile.ProfileType.Localhost:
+        return ""
+    if not path.startswith("/"):
+        raise InvalidArgument(f"seccomp profile path must be absolute: {path!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise InvalidArgument(f"failed to load seccomp profile {path}: {e.strerror}") from None
 
 
 def resource_changes(r: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Pod sandboxes: RunPodSandbox and its Stop, Remove, Status and List.
 
 A sandbox is an engine container running berth's pause (``pause.py``) whose namespaces the
-pod's containers join: its network namespace (a berth bridge address, or the host's for a
-``hostNetwork`` pod), its IPC namespace (``IpcMode: shareable``), its UTS namespace (the pod's
+pod's containers join: its network namespace (from the CNI plugins when a CNI network is
+configured, else a berth bridge address; the host's for a ``hostNetwork`` pod), its IPC namespace (``IpcMode: shareable``), its UTS namespace (the pod's
 hostname) and, when the pod asks for it, its PID namespace.
 
     sid = await sandboxes.run(config)          # pause running, its address assigned
@@ -17,11 +17,12 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta, pause, records
+from berth.cri import cgroups, meta, pause, records
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.images import Images
 from berth.engine.model import Container
+from berth.engine.pod_networks import Pod, PodNetworks
 from berth.errors import AlreadyExists, InvalidArgument, NotFound, NotModified
 from berth.schema.containers import HostConfig
 
@@ -29,9 +30,10 @@ NODE, POD = pb.NamespaceMode.NODE, pb.NamespaceMode.POD
 
 
 class Sandboxes:
-    def __init__(self, containers: Containers, images: Images):
+    def __init__(self, containers: Containers, images: Images, networks: PodNetworks | None = None):
         self.containers = containers
         self.images = images
+        self.networks = networks
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -58,26 +60,34 @@ class Sandboxes:
             if c.name == name:
                 raise AlreadyExists(f"pod sandbox {m.name} in namespace {m.namespace} (attempt {m.attempt}) "
                                     f"already exists: {c.id}")
-        req = self._request(config, await pause.image(self.images))
+        host_net = config.linux.security_context.namespace_options.network == NODE
+        cni = self.networks if not host_net and self.networks is not None and self.networks.configured() else None
+        req = self._request(config, await pause.image(self.images), cni is not None)
         c, _ = self.containers.create(req, name)
         try:
             await self.containers.start(c.id)
+            if cni is not None:
+                await cni.setup(self.containers.get(c.id), Pod(m.name, m.namespace, m.uid),
+                                _cni_ports(config.port_mappings))
         except BaseException:
-            await self.containers.remove(c.id, force=True)
+            await self.containers.remove(c.id, force=True)   # the namespace goes with the pause
             raise
         if config.log_directory:
             os.makedirs(config.log_directory, exist_ok=True)
         return c.id
 
-    def _request(self, config: Any, image_id: str) -> CreateRequest:
+    def _request(self, config: Any, image_id: str, cni: bool) -> CreateRequest:
         m, ns = config.metadata, config.linux.security_context.namespace_options
         host_net = ns.network == NODE
         extra = {**meta.pod_labels(m.name, m.namespace, m.uid, m.attempt), meta.LOG_DIRECTORY: config.log_directory}
-        hc = HostConfig(NetworkMode="host" if host_net else "bridge",
+        if cni:
+            extra[meta.NETWORK] = "cni"
+        hc = HostConfig(NetworkMode="host" if host_net else "none" if cni else "bridge",
                         IpcMode="host" if ns.ipc == NODE else "shareable",
                         PidMode="host" if ns.pid == NODE else "",
                         Sysctls=dict(config.linux.sysctls) or None,
-                        PortBindings=_ports(config.port_mappings) if not host_net else None)
+                        CgroupParent=cgroups.parent(config.linux.cgroup_parent),
+                        PortBindings=_ports(config.port_mappings) if not (host_net or cni) else None)
         dns = config.dns_config
         hc.Dns, hc.DnsSearch, hc.DnsOptions = list(dns.servers) or None, list(dns.searches) or None, \
             list(dns.options) or None
@@ -93,7 +103,13 @@ class Sandboxes:
             return
         for member in self.members(c.id):
             await _stop(self.containers, member.id, 10)
+        await self._teardown(c)
         await _stop(self.containers, c.id, 0)
+
+    async def _teardown(self, c: Container) -> None:
+        """CNI DEL, when the pod was added (once: the cached result goes with it)."""
+        if self.networks is not None and self.networks.attached(c):
+            await self.networks.teardown(self.containers.get(c.id))
 
     async def remove(self, sid: str) -> None:
         """Remove the pod's containers and its pause (idempotent)."""
@@ -103,6 +119,7 @@ class Sandboxes:
             return
         for member in self.members(c.id):
             await _remove(self.containers, member.id)
+        await self._teardown(c)
         await _remove(self.containers, c.id)
 
     # -- views ------------------------------------------------------------------------------
@@ -120,7 +137,11 @@ class Sandboxes:
             labels=meta.user_labels(labels), annotations=meta.annotations_of(labels))
 
     def _ip(self, c: Container) -> str:
-        if not c.running or c.host_config.NetworkMode == "host" or self.containers.attachments is None:
+        if not c.running or c.host_config.NetworkMode == "host":
+            return ""
+        if (c.config.Labels or {}).get(meta.NETWORK) == "cni":
+            return self.networks.ip(c) if self.networks is not None else ""
+        if self.containers.attachments is None:
             return ""
         return self.containers.attachments.bridge_ip(c)
 
@@ -154,6 +175,13 @@ def _ports(mappings: Any) -> dict[str, Any] | None:
         proto = {pb.Protocol.TCP: "tcp", pb.Protocol.UDP: "udp", pb.Protocol.SCTP: "sctp"}[p.protocol]
         out.setdefault(f"{p.container_port}/{proto}", []).append({"HostIp": p.host_ip, "HostPort": str(p.host_port)})
     return out or None
+
+
+def _cni_ports(mappings: Any) -> list[dict[str, Any]]:
+    """The ``portMappings`` capability argument (the portmap plugin's)."""
+    protos = {pb.Protocol.TCP: "tcp", pb.Protocol.UDP: "udp", pb.Protocol.SCTP: "sctp"}
+    return [{"hostPort": p.host_port, "containerPort": p.container_port, "protocol": protos[p.protocol],
+             "hostIP": p.host_ip} for p in mappings if p.host_port]
 
 
 async def _stop(containers: Containers, cid: str, timeout: int) -> None:

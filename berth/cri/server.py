@@ -32,6 +32,7 @@ from berth.engine.distribution import Distribution
 from berth.engine.events import Events
 from berth.engine.exec import Execs
 from berth.engine.images import Images
+from berth.engine.pod_networks import PodNetworks
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Engine:
     events: Events
     cgroup_driver: str = "cgroupfs"
     stream_address: str = "127.0.0.1:0"  # the streaming server (host:port; port 0: any free one)
+    pod_networks: PodNetworks | None = None  # CNI (pods get the built-in bridge when none is configured)
 
 
 class Server:
@@ -64,7 +66,7 @@ async def start(socket: Path, engine: Engine) -> Server:
     """Serve RuntimeService and ImageService on ``socket`` (mode 0660, replacing a stale one),
     and the streaming server on ``engine.stream_address``."""
     server = grpc.aio.server()
-    sandboxes = Sandboxes(engine.containers, engine.images)
+    sandboxes = Sandboxes(engine.containers, engine.images, engine.pod_networks)
     pods = PodContainers(engine.containers, sandboxes, engine.execs)
     streaming = Streaming({
         "exec": functools.partial(stream_channels.serve_exec, pods),

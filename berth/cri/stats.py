@@ -6,14 +6,16 @@ and ListPodSandboxStats, from the cgroup counters ``docker stats`` reads (engine
 - Memory: usage, the working set (usage minus inactive file pages, what the kubelet evicts
   on), RSS, page faults, and what is left below the limit when there is one.
 - The writable layer: its bytes and inodes.
-- A pod: its containers' CPU and memory added to the pause's (there is no pod cgroup yet), its
-  network interfaces (from the pause's namespace) and its process count.
+- A pod: the CPU and memory of its cgroup (the kubelet's cgroup_parent, holding the pause and
+  the containers), or without one its containers' added to the pause's; its network
+  interfaces (from the pause's namespace) and its process count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 import time
 from typing import Any
 
@@ -83,14 +85,12 @@ class Stats:
         labels = sb.config.Labels or {}
         now = time.time_ns()
         members = [self._container(c) for c in self.sandboxes.members(sb.id)]
-        pause = engine_stats.raw_stats(sb) or {}
-        cpu = self._cpu(sb.id, now, pause)
-        mem = _memory(now, pause)
-        for m in members:
-            cpu.usage_core_nano_seconds.value += m.cpu.usage_core_nano_seconds.value
-            cpu.usage_nano_cores.value += m.cpu.usage_nano_cores.value
-            for name in ("working_set_bytes", "usage_bytes", "rss_bytes", "page_faults", "major_page_faults"):
-                getattr(mem, name).value += getattr(m.memory, name).value
+        pod = engine_stats.cgroup_stats(posixpath.dirname(sb.cgroups_path)) \
+            if sb.running and sb.host_config.CgroupParent else None
+        if pod is not None:
+            cpu, mem = self._cpu("pod:" + sb.id, now, pod), _memory(now, pod)
+        else:
+            cpu, mem = self._summed(sb, now, members)
         pids = self.pods.containers.pids(sb) if sb.running else []
         pids += [p for c in self.sandboxes.members(sb.id) if c.running for p in self.pods.containers.pids(c)]
         linux = pb.LinuxPodSandboxStats(cpu=cpu, memory=mem, network=_network(sb, now),
@@ -101,6 +101,19 @@ class Stats:
             attributes=pb.PodSandboxAttributes(id=sb.id, metadata=pod_metadata(labels),
                                                labels=meta.user_labels(labels), annotations=meta.annotations_of(labels)),
             linux=linux)
+
+
+    def _summed(self, sb: Container, now: int, members: list[Any]) -> tuple[Any, Any]:
+        """A pod without a cgroup of its own: its containers' CPU and memory added to the pause's."""
+        pause = engine_stats.raw_stats(sb) or {}
+        cpu = self._cpu(sb.id, now, pause)
+        mem = _memory(now, pause)
+        for m in members:
+            cpu.usage_core_nano_seconds.value += m.cpu.usage_core_nano_seconds.value
+            cpu.usage_nano_cores.value += m.cpu.usage_nano_cores.value
+            for name in ("working_set_bytes", "usage_bytes", "rss_bytes", "page_faults", "major_page_faults"):
+                getattr(mem, name).value += getattr(m.memory, name).value
+        return cpu, mem
 
 
 def _memory(now: int, raw: dict[str, Any]) -> Any:

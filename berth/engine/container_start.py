@@ -78,7 +78,8 @@ class SpecBuilder:
             seccomp=dflt.seccomp_for(hc.SecurityOpt or [], secopts.seccomp),
             shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
             annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
-            group_add=list(hc.GroupAdd or []), netns=sandbox.netns if sandbox is not None else "",
+            group_add=list(hc.GroupAdd or []), masked_paths=hc.MaskedPaths, readonly_paths=hc.ReadonlyPaths,
+            netns=sandbox.netns if sandbox is not None else "",
             extra_mounts=sandbox.extra_mounts if sandbox is not None else None)
 
 

@@ -148,8 +148,13 @@ def _memory(mem: dict[str, Any]) -> MemorySample | None:
 def raw_stats(c: Container) -> dict[str, Any] | None:
     if not c.running:
         return None
+    return cgroup_stats(c.cgroups_path)
+
+
+def cgroup_stats(path: str) -> dict[str, Any] | None:
+    """The counters of the cgroup at OCI cgroupsPath ``path`` (a pod's, say); None if gone."""
     try:
-        return open_cgroup(c.cgroups_path).stats()
+        return open_cgroup(path).stats()
     except OSError:
         return None
 

@@ -314,7 +314,9 @@ def exec_spec(spec: Spec, *, args: list[str], env: list[str], cwd: str, user: st
         gid = int(group) if group.isdigit() else 0
         if uid is None or not (sep and group.isdigit()):
             notes[ANNOTATION_USER] = user  # resolved by the exec child in the container's /etc
-        u = oci.User(uid=uid or 0, gid=gid, umask=u.umask, additionalGids=[gid])
+        # the container's --group-add gids (after its own gid) stay, as dockerd's getUser adds GroupAdd
+        extra = (u.additionalGids or [])[1:]
+        u = oci.User(uid=uid or 0, gid=gid, umask=u.umask, additionalGids=list(dict.fromkeys([gid, *extra])))
         root = uid is None or uid == 0  # Docker: a numeric non-root uid gets no capabilities
     caps_list = list(capmod.tweak(capmod.DEFAULT_CAPS, [], [], True)) if privileged else list(c.bounding or [])
     caps = oci.Capabilities(bounding=caps_list, effective=caps_list if root else None,
