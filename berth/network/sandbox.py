@@ -217,7 +217,7 @@ class Kernel:
             try:
                 fd, sock = await asyncio.get_running_loop().run_in_executor(None, _make_netns)
             except OSError as e:
-                raise RuntimeFailure(f"failed to create a network namespace: {e}") from None
+                raise RuntimeFailure(f"failed to create a network namespace: {os_text(e)}") from None
         path = f"/proc/{os.getpid()}/fd/{fd}"
         self._inside[path] = sock
         return fd, path
