@@ -1,14 +1,16 @@
 """Engine-core benchmarks through the real docker CLI and the raw API (not a test).
 
     python bench/engine.py [--runs 20] [--containers 100] [--dockerd | --other HOST]
-                           [--baseline TREE] [--only run,phases,exec,rate,cold,start,restart]
+                           [--baseline TREE]
+                           [--only run,phases,exec,rate,cold,cpu,start,restart,tls,runtimes,metrics]
 
     run     `docker run --rm busybox true` latency through the CLI
     phases  the same through the raw API, hop by hop as the CLI does it: create, attach,
             wait (header), start, then exit + auto-remove until the wait returns; on the
             default network and with --network none (no veth to plug in)
     exec    `docker exec C true` through the CLI, and through the API alone (exec create +
-            start with the stream + inspect: the CLI's work minus its own start-up)
+            start with the stream + inspect: the CLI's work minus its own start-up), hop by
+            hop; then the CPU per API exec of berthd, the shim host and its reaped children
     rate    N x `docker run -d busybox sleep 3600` (containers/s), then `docker ps` with N
             running, PSS per shim and berthd's RSS
     cold    berthd cold start until /_ping answers
@@ -21,13 +23,21 @@
     restart (not in the default list) N x `docker run -d`, GET /containers/json through the
             API with N running, then restarts with the N running (live restore) to /_ping
             and to the list, and the list again after them
+    tls     (not in the default list) `docker run --rm` over TLS with client certificates
+            against the Unix socket, and a TLS handshake + /_ping (``bench/tls.py``)
+    runtimes (not in the default list) `docker run --rm` with --runtime runc and crun against
+            berth's own (``bench/runtimes.py``)
+    metrics (not in the default list) GET /metrics with 0 and --containers running
+            (``bench/metrics.py``)
 
 Every daemon runs side by side, alternating run by run; medians and ratios are printed.
 berthd runs at its default log level (info), as users run it. --dockerd starts Debian's
 dockerd on its own roots with a bridge of its own (``--bridge``, made here; no iptables) and
 stops it by its PID; --other uses a daemon already running at HOST. --baseline TREE also runs a
 berthd from another source tree (``git archive HEAD`` unpacked), for before/after in one run.
-start and restart run their own daemons (``bench/daemons.py``: berthd from this tree and the
+start, restart, tls, runtimes and metrics run their own daemons (tls, runtimes and metrics by
+calling those modules' ``bench``, before the others, so no shared daemon is up meanwhile);
+start and restart's (``bench/daemons.py``: berthd from this tree and the
 baseline on /var/tmp, and with --dockerd Debian's dockerd with ``--bridge=none --iptables=false
 --live-restore``), each byte-compiled first (a packaged install has its bytecode).
 """
@@ -163,23 +173,33 @@ def run_phases(host: str, network: str = "default") -> list[float]:
 
 
 def exec_api(host: str, cid: str) -> float:
-    t0 = time.perf_counter()
+    return exec_phases(host, cid)[-1]
+
+
+def exec_phases(host: str, cid: str) -> list[float]:
+    """exec create, start until the 101, the stream until its end, inspect, total — seconds."""
+    t = [time.perf_counter()]
     s = _conn(host)
     _send(s, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"], "AttachStdout": True, "AttachStderr": True})
     status, body = _response(s)
     assert status == 201, body
     eid = str(_json(body)["Id"])
+    t.append(time.perf_counter())
     st = _conn(host)
     _send(st, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False}, upgrade=True)
+    _head(st)
+    t.append(time.perf_counter())
     st.shutdown(socket.SHUT_WR)
     while st.recv(65536):
         pass
     st.close()
+    t.append(time.perf_counter())
     _send(s, "GET", f"/exec/{eid}/json")
     status, body = _response(s)
     assert _json(body)["ExitCode"] == 0, body
     s.close()
-    return time.perf_counter() - t0
+    t.append(time.perf_counter())
+    return [b - a for a, b in zip(t, t[1:])] + [t[-1] - t[0]]
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -215,6 +235,35 @@ def cpu_s(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads), in seconds."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_fields(pid: int) -> tuple[float, float]:
+    """(utime + stime, cutime + cstime) of ``pid``: its own CPU and its reaped children's."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
+
+
+def cpu_per_exec(daemons: dict[str, Daemon], cids: dict[str, str], runs: int) -> None:
+    """CPU per API exec (create, start with the stream, inspect), alternating exec by exec:
+    berthd's, the shim host's (the init's parent) and the children the shim host reaped (each
+    exec's process: from fork to ``true``'s exit). Totals over all runs / runs."""
+    parts = ("berthd", "shim", "shim's children")
+    tot = {k: [0.0, 0.0, 0.0] for k in daemons}
+    shims = {}
+    for k, dm in daemons.items():
+        init = docker_out(dm.host, "inspect", "-f", "{{.State.Pid}}", cids[k]).strip()
+        shims[k] = int(open(f"/proc/{init}/stat").read().rsplit(")", 1)[1].split()[1])
+    for _ in range(runs):
+        for k, dm in daemons.items():
+            assert dm.proc is not None
+            b0, (s0, c0) = cpu_s(dm.proc.pid), _cpu_fields(shims[k])
+            exec_phases(dm.host, cids[k])
+            b1, (s1, c1) = cpu_s(dm.proc.pid), _cpu_fields(shims[k])
+            for i, v in enumerate((b1 - b0, s1 - s0, c1 - c0)):
+                tot[k][i] += v
+    for i, name in enumerate(parts):
+        report(f"CPU per API exec: {name} (mean)", {k: [v[i] / runs] for k, v in tot.items()})
 
 
 def cpu_per_run(daemons: dict[str, Daemon], runs: int) -> None:
@@ -332,6 +381,25 @@ def start_and_restart(args: argparse.Namespace, only: set[str], rootfs: Path) ->
             dm.cleanup()
 
 
+OWN_DAEMON = ("tls", "runtimes", "metrics")   # each module's bench() on a berthd of its own
+
+
+def own_daemon_benches(args: argparse.Namespace, only: set[str]) -> None:
+    """bench/tls.py, bench/runtimes.py and bench/metrics.py, imported and run here."""
+    if "tls" in only:
+        import tls
+        print("-- tls", flush=True)
+        tls.bench(args.runs)
+    if "runtimes" in only:
+        import runtimes
+        print("-- runtimes", flush=True)
+        runtimes.bench(args.runs)
+    if "metrics" in only:
+        import metrics
+        print("-- metrics", flush=True)
+        metrics.bench(args.containers, args.runs)
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -346,6 +414,12 @@ def main() -> None:
     ap.add_argument("--only", default="run,phases,exec,rate,cold")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    unknown = only - {"run", "phases", "exec", "rate", "cold", "cpu", "start", "restart", *OWN_DAEMON}
+    if unknown:
+        ap.error(f"--only: unknown {', '.join(sorted(unknown))}")
+    own_daemon_benches(args, only)
+    if not only - set(OWN_DAEMON):
+        return
 
     d = Daemon(args=INFO)
     base = Daemon(args=INFO) if args.baseline else None
@@ -395,7 +469,16 @@ def main() -> None:
             try:
                 report("docker exec C true", alternate(hosts, args.runs,
                                                        lambda k, h: docker(h, "exec", cids[k], "true")))
-                report("exec through the API", alternate(hosts, args.runs, lambda k, h: exec_api(h, cids[k])))
+                steps: dict[str, list[list[float]]] = {k: [] for k in hosts}
+
+                def one_exec(k: str, h: str) -> float:
+                    steps[k].append(exec_phases(h, cids[k]))
+                    return steps[k][-1][-1]
+
+                alternate(hosts, args.runs, one_exec)
+                for i, name in enumerate(("create", "start (101)", "stream to its end", "inspect", "total")):
+                    report(f"exec through the API: {name}", {k: [r[i] for r in steps[k]] for k in hosts})
+                cpu_per_exec(daemons, cids, max(args.runs, 60))
             finally:
                 for k, h in hosts.items():
                     docker(h, "rm", "-f", cids[k], check=False)

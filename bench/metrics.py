@@ -66,6 +66,11 @@ def main() -> None:
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--runs", type=int, default=20)
     a = ap.parse_args()
+    bench(a.containers, a.runs)
+
+
+def bench(containers: int, runs: int) -> None:
+    """The figures, on a berthd of their own (bench/engine.py --only metrics runs this too)."""
     port = _port()
     d = Daemon(args=["--metrics-addr", f"127.0.0.1:{port}", "--log-level", "info"])
     d.start()
@@ -74,13 +79,13 @@ def main() -> None:
         d.import_busybox()
         assert d.proc is not None
         pid = d.proc.pid
-        report("0 containers", pid, url, a.runs)
+        report("0 containers", pid, url, runs)
         t0 = time.monotonic()
-        for i in range(a.containers):
+        for i in range(containers):
             subprocess.run([DOCKER, "run", "-d", "--name", f"m{i}", "busybox", "sleep", "3600"], env=d.env,
                            check=True, capture_output=True)
-        print(f"started {a.containers} containers in {time.monotonic() - t0:.1f} s", flush=True)
-        report(f"{a.containers} containers", pid, url, a.runs)
+        print(f"started {containers} containers in {time.monotonic() - t0:.1f} s", flush=True)
+        report(f"{containers} containers", pid, url, runs)
     finally:
         d.remove_all_containers()
         d.cleanup()

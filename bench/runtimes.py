@@ -28,8 +28,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--runtimes", default="runc,crun")
     opts = ap.parse_args()
+    bench(opts.runs, opts.runtimes)
+
+
+def bench(runs: int, which: str = "runc,crun") -> None:
+    """The figures, on a berthd of their own (bench/engine.py --only runtimes runs this too)."""
     d = Daemon()
-    names = [n for n in opts.runtimes.split(",") if shutil.which(n)]
+    names = [n for n in which.split(",") if shutil.which(n)]
     paths = {n: shutil.which(n) if n == "runc" else _crun_path(d.base) for n in names}
     d.extra_args = ["--log-level", "info", *[a for n in names for a in ("--add-runtime", f"{n}={paths[n]}")]]
     d.start()
@@ -39,11 +44,11 @@ def main() -> None:
         for rt in runtimes:  # warm up
             docker(d.host, "run", "--rm", "--runtime", rt, "busybox", "true")
         res: dict[str, list[float]] = {rt: [] for rt in runtimes}
-        for _ in range(opts.runs):
+        for _ in range(runs):
             for rt in runtimes:
                 res[rt].append(docker(d.host, "run", "--rm", "--runtime", rt, "busybox", "true"))
         own = med(res["berth"])
-        print(f"docker run --rm busybox true, median of {opts.runs} (alternating):")
+        print(f"docker run --rm busybox true, median of {runs} (alternating):")
         for rt in runtimes:
             m = med(res[rt])
             print(f"  {rt:6s} {m * 1000:7.1f} ms   x{m / own:.2f} of berth's own")

@@ -56,7 +56,11 @@ def ping_unix(path: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
-    args = ap.parse_args()
+    bench(ap.parse_args().runs)
+
+
+def bench(runs: int) -> None:
+    """The figures, on a berthd of their own (bench/engine.py --only tls runs this too)."""
     with tempfile.TemporaryDirectory(prefix="berth-bench-tls-") as tmp:
         certs = make_certs(Path(tmp))
         port = free_port()
@@ -72,7 +76,7 @@ def main() -> None:
                    "DOCKER_CERT_PATH": str(certs.client)}
             run(unix), run(tls)  # warm up
             times: dict[str, list[float]] = {"unix": [], "tls": []}
-            for _ in range(args.runs):
+            for _ in range(runs):
                 times["unix"].append(run(unix))
                 times["tls"].append(run(tls))
             ctx = ssl.create_default_context(cafile=str(certs.ca / "ca.pem"))
@@ -84,7 +88,7 @@ def main() -> None:
         finally:
             d.cleanup()
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    print(f"docker run --rm busybox true, median of {args.runs}: unix {med['unix']:.1f} ms, "
+    print(f"docker run --rm busybox true, median of {runs}: unix {med['unix']:.1f} ms, "
           f"tls {med['tls']:.1f} ms, tls - unix {med['tls'] - med['unix']:+.1f} ms")
     pm = {k: statistics.median(v) * 1000 for k, v in pings.items()}
     print(f"new connection + GET /_ping, median of 200: unix {pm['unix']:.2f} ms, tls {pm['tls']:.2f} ms "

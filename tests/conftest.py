@@ -8,6 +8,10 @@ import os
 
 import pytest
 
+# The CRI tests hold a gRPC channel in this process, and the runtime tests fork it: gRPC's fork
+# handlers aborted pytest there (os.fork() with gRPC threads busy). Off before grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-root", action="store_true", default=False,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from berth.api.app import App, Routes
 from berth.api.filters import parse_filters
 from berth.api.http import Request, Response, StreamResponse
-from berth.api.jsonstream import JsonLines
+from berth.api.jsonstream import json_stream
 from berth.api.shape import json_response
 from berth.build.builder import BuildOptions, Builder
 from berth.build.context import BuildContext, load
@@ -140,48 +140,12 @@ ROUTES: Routes = [
 
 async def _stream(req: Request, builder: Builder, bctx: BuildContext, opts: BuildOptions, bid: str,
                   work: Path) -> StreamResponse:
-    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    task = asyncio.ensure_future(builder.build(bctx, opts, q.put_nowait, bid, work))
-    hangup = asyncio.ensure_future(req.reader.read(1))  # EOF: the client went away
-    out = JsonLines(req)
-    send = out.send
-    try:
-        while True:
-            get = asyncio.ensure_future(q.get())
-            done, _ = await asyncio.wait({get, task, hangup}, return_when=asyncio.FIRST_COMPLETED)
-            if get in done:
-                await send(get.result())
-                continue
-            get.cancel()
-            if hangup in done and not task.done():
-                log.info("build %s: client went away, cancelling", bid)
-                task.cancel()
-                try:
-                    await task
-                except BaseException:
-                    pass
-                out.gone = True
-                break
-            while not q.empty():
-                await send(q.get_nowait())
-            break
-    finally:
-        hangup.cancel()
-        if not task.done():
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
-    if out.gone:
-        req.responded = True
-        raise ConnectionResetError("client went away during the build")
-    exc = task.exception()
-    if exc is not None:
-        if out.resp is None and not isinstance(exc, BuildFailed):
-            raise exc
-        err: dict[str, Any] = {"message": str(exc)}
-        if isinstance(exc, BuildFailed) and exc.code is not None:
-            err["code"] = exc.code
-        await send({"errorDetail": err, "error": str(exc)})
-    return await out.finish()
+    """The build's progress stream; a failed step is a stream message (with its exit code)
+    even when it is the first, as dockerd sends it."""
+    def detail(exc: BaseException) -> dict[str, Any] | None:
+        if not isinstance(exc, BuildFailed):
+            return None
+        return {"message": str(exc)} if exc.code is None else {"message": str(exc), "code": exc.code}
+
+    return await json_stream(req, lambda progress: builder.build(bctx, opts, progress.emit, bid, work),
+                             cancel_on_hangup=True, detail=detail)

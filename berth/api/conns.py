@@ -8,7 +8,8 @@ connections one client holds (a process on the Unix socket, an address on TCP), 
 descriptors free for the engine: when the connections reach ``max_connections`` the one idle
 the longest (a keep-alive connection waiting for its next request) is closed to admit the new
 one, as nginx and Go's idle pool do. A connection past a bound is not dropped unanswered: it
-gets one error response (429, or 503) once its request head arrives, then is closed.
+gets one error response (429, or 503) once its request head arrives, then is closed. A JSON
+body past MAX_BODY is a 413, and the connection closes without reading the rest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
+
+
+# A JSON body is read whole before it is decoded. dockerd's ReadJSON decodes a stream with no
+# bound at all; berth bounds what it holds in memory (build contexts, image loads and archive
+# uploads are streamed, never read whole, and have no bound).
+MAX_BODY = 64 * 1024 * 1024
+LINGER = 0.5  # seconds input is read and dropped after an answer that leaves a body unread
 
 
 @dataclass(frozen=True)
@@ -184,3 +192,18 @@ def peer_of(writer: asyncio.StreamWriter) -> str:
         return f"pid:{struct.unpack('3i', creds)[0]}"
     except (OSError, AttributeError):
         return "unknown"
+
+
+async def close_write_and_wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Closing a socket with unread input resets it, and the peer loses the answer: end the
+    writing side, then discard what still comes for a moment (Go's closeWriteAndWait)."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + LINGER
+    try:
+        while loop.time() < end:
+            if not await asyncio.wait_for(reader.read(1 << 20), end - loop.time()):
+                break
+    except (TimeoutError, ConnectionError):
+        pass

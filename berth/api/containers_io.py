@@ -134,26 +134,39 @@ async def logs(app: App, req: Request) -> StreamResponse:
     except ValueError:
         tail = None
     path = engine.data.container(c.id).log
-    if kind == "journald":
-        tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix="journal-", delete=False)
-        tmp.close()
-        path = Path(tmp.name)
-        try:
-            await logjournal.export(c.id, path)
-            return await _send_logs(req, LogReader(path, stdout, stderr, req.query.get("since"),
-                                                   req.query.get("until"), req.flag("timestamps"), tail),
-                                    c, lambda: False, False)
-        finally:
-            path.unlink(missing_ok=True)
-    reader = LogReader(path, stdout, stderr, req.query.get("since"),
-                       req.query.get("until"), req.flag("timestamps"), tail)
     cid = c.id
 
     def running() -> bool:
         cur = engine.by_id.get(cid)
         return cur is not None and (cur.running or cur.state.starting)
 
+    if kind == "journald":
+        return await _journal_logs(req, c, path.parent, stdout, stderr, tail, running)
+    reader = LogReader(path, stdout, stderr, req.query.get("since"),
+                       req.query.get("until"), req.flag("timestamps"), tail)
     return await _send_logs(req, reader, c, running, req.flag("follow"))
+
+
+async def _journal_logs(req: Request, c: Container, tmp_dir: Path, stdout: bool, stderr: bool,
+                        tail: int | None, running: Callable[[], bool]) -> StreamResponse:
+    """The journald driver's entries, through a temporary json-file (``logjournal``)."""
+    tmp = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="journal-", delete=False)
+    tmp.close()
+    path = Path(tmp.name)
+    follower = None
+    try:
+        cursor = await logjournal.export(c.id, path)
+        reader = LogReader(path, stdout, stderr, req.query.get("since"), req.query.get("until"),
+                           req.flag("timestamps"), tail)
+        if not req.flag("follow"):
+            return await _send_logs(req, reader, c, lambda: False, False)
+        follower = await logjournal.Follower.start(c.id, path, cursor)
+        f = follower
+        return await _send_logs(req, reader, c, lambda: f.following(running()), True)
+    finally:
+        if follower is not None:
+            await follower.close()
+        path.unlink(missing_ok=True)
 
 
 async def _send_logs(req: Request, reader: LogReader, c: Container, running: Callable[[], bool],

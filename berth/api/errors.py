@@ -7,7 +7,7 @@ import logging
 import msgspec
 
 from berth import errors
-from berth.api.http import BadRequest, Request, Response
+from berth.api.http import BadRequest, Request, Response, TooLarge
 
 log = logging.getLogger("berth.api")
 
@@ -22,6 +22,7 @@ STATUS: dict[type[BaseException], int] = {
     errors.NotModified: 304,
     errors.RuntimeFailure: 400,
     BadRequest: 400,
+    TooLarge: 413,
     msgspec.ValidationError: 400,
     msgspec.DecodeError: 400,
 }

@@ -15,6 +15,10 @@ class BadRequest(Exception):
     pass
 
 
+class TooLarge(BadRequest):
+    """A body past what berth buffers (413; the connection closes: the rest is not read)."""
+
+
 def content_length(value: str) -> int | None:
     """A Content-Length header's value; None when it is not a plain decimal number (Python's
     int() also takes signs, ``_`` and non-ASCII digits)."""

@@ -18,16 +18,14 @@ from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
 from berth.api import conns, framing  # conns: what clients may hold (header size and time, connections)
-from berth.api.framing import BadRequest as BadRequest  # the API's 400, raised by handlers
+from berth.api.framing import BadRequest as BadRequest, TooLarge as TooLarge  # 400 and 413, raised by handlers
 
 log = logging.getLogger("berth.api")
 
 REASONS = {
-    101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 503: "Service Unavailable",
-}
+    101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+    413: "Payload Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 
 @dataclass
@@ -49,16 +47,16 @@ class Request:
     responded: bool = False
     extra_headers: dict[str, str] = field(default_factory=dict)  # the server's common headers
 
-    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
-        parts = []
+    async def read(self, limit: int = conns.MAX_BODY) -> bytes:
+        """The whole body; past ``limit`` bytes TooLarge (at once when Content-Length says so)."""
+        if not self._chunked and self._body_left > limit:
+            raise TooLarge("http: request body too large")
+        parts: list[bytes] = []
         total = 0
-        while True:
-            chunk = await self.read_chunk()
-            if not chunk:
-                break
+        while chunk := await self.read_chunk():
             total += len(chunk)
             if total > limit:
-                raise BadRequest("request body too large")
+                raise TooLarge("http: request body too large")
             parts.append(chunk)
         return b"".join(parts)
 
@@ -370,6 +368,8 @@ class Server:
                 log.warning("error after response started: %s", e)
                 return False
             resp = self.on_error(req, e)
+            if isinstance(e, TooLarge):  # as Go's MaxBytesReader: the rest is not read
+                req._eof, keep_alive = True, False
         if req.hijacked:
             return False
         if isinstance(resp, StreamResponse):
@@ -395,4 +395,6 @@ class Server:
             h["Connection"] = "close"
         writer.write(_head(resp.status, h) + (resp.body if method != "HEAD" else b""))
         await writer.drain()
+        if resp.status == 413:  # its body was left unread
+            await conns.close_write_and_wait(reader, writer)
         return keep_alive

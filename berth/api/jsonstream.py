@@ -58,12 +58,15 @@ async def client_gone(req: Request) -> None:
 
 
 async def json_stream(req: Request, work: Callable[[Progress], Awaitable[Any]],
-                      errors_in_stream: bool = False, cancel_on_hangup: bool = False) -> StreamResponse:
+                      errors_in_stream: bool = False, cancel_on_hangup: bool = False,
+                      detail: Callable[[BaseException], dict[str, Any] | None] | None = None) -> StreamResponse:
     """Run ``work(progress)`` and stream its JSON messages; the response starts with the
     first message, so an error before it gets a plain status (as Docker's pull answers 404).
     An error after it is the stream's last message (``errorDetail``). With
     ``errors_in_stream`` every error is a stream message under a 200 (Docker's load). With
-    ``cancel_on_hangup`` the work is cancelled when the client hangs up (Docker's pull)."""
+    ``cancel_on_hangup`` the work is cancelled when the client hangs up (Docker's pull and
+    build). ``detail(exc)``: the errorDetail of an error that is a stream message even before
+    the stream started (a failed build step), None for the others."""
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     task = asyncio.ensure_future(work(Progress(loop, q.put_nowait)))
@@ -91,9 +94,10 @@ async def json_stream(req: Request, work: Callable[[Progress], Awaitable[Any]],
         await _cancel(task)
     exc = task.exception()
     if exc is not None:
-        if out.resp is None:
+        err = detail(exc) if detail is not None else None
+        if out.resp is None and err is None:
             raise exc
-        await send({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+        await send({"errorDetail": err or {"message": str(exc)}, "error": str(exc)})
     return await out.finish()
 
 

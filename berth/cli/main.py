@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.client.host import TLSFlags
+
 _C = "berth.cli.cmd_container"
 _L = "berth.cli.cmd_lifecycle"
 _I = "berth.cli.cmd_image"
@@ -92,6 +96,7 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
     "volume": {name: ("berth.cli.cmd_volume", f"volume_{name}") for name in ("create", "ls", "inspect", "rm", "prune")}
     | {"list": ("berth.cli.cmd_volume", "volume_ls"), "remove": ("berth.cli.cmd_volume", "volume_rm")},
     "builder": {"build": COMMANDS["build"], "prune": ("berth.cli.cmd_build", "builder_prune")},
+    "cri": {name: ("berth.cli.cmd_cri", f"cri_{name}") for name in ("pods", "ps", "images", "exec", "logs")},
     "registry": {"serve": ("berth.cli.cmd_registry", "registry_serve"),
                  "gc": ("berth.cli.cmd_registry", "registry_gc")},
 }
@@ -159,6 +164,11 @@ Commands:
 Global Options:
   -H, --host string   Daemon socket to connect to (default BERTH_HOST, DOCKER_HOST,
                       unix:///run/berth/berth.sock)
+      --tls           Use TLS; implied by --tlsverify
+      --tlscacert string  Trust certs signed only by this CA (default "$DOCKER_CERT_PATH/ca.pem")
+      --tlscert string    Path to TLS certificate file (default "$DOCKER_CERT_PATH/cert.pem")
+      --tlskey string     Path to TLS key file (default "$DOCKER_CERT_PATH/key.pem")
+      --tlsverify         Use TLS and verify the remote (default DOCKER_TLS_VERIFY)
   -v, --version       Print version information and quit
 
 Run 'berth COMMAND --help' for more information on a command.
@@ -168,8 +178,9 @@ Run 'berth COMMAND --help' for more information on a command.
 class Cli:
     """What every command gets: the chosen daemon address, a lazy client, and output helpers."""
 
-    def __init__(self, host_flag: str | None) -> None:
+    def __init__(self, host_flag: str | None, tls_flags: TLSFlags | None = None) -> None:
         self.host_flag = host_flag
+        self.tls_flags = tls_flags
         self._client = None
         self.command_path = ""
 
@@ -183,8 +194,11 @@ class Cli:
     def client(self):  # type: ignore[no-untyped-def]
         if self._client is None:
             from berth.client.api import Client
+            from berth.client.host import TLSFlags, resolve_tls
 
-            self._client = Client(self.host)
+            tcp = self.host.startswith(("tcp://", "http://"))
+            tls = resolve_tls(self.tls_flags or TLSFlags()) if tcp else None
+            self._client = Client(self.host, tls=tls)
         return self._client
 
     @staticmethod
@@ -198,8 +212,9 @@ class Cli:
         sys.stderr.flush()
 
 
-def _split_globals(argv: list[str]) -> tuple[str | None, list[str], bool]:
-    """Return (host flag, remaining argv, version flag) from the leading global options."""
+def _split_globals(argv: list[str], tls: TLSFlags | None = None) -> tuple[str | None, list[str], bool]:
+    """Return (host flag, remaining argv, version flag) from the leading global options; the
+    TLS ones go into ``tls``."""
     host = None
     version = False
     i = 0
@@ -214,10 +229,16 @@ def _split_globals(argv: list[str]) -> tuple[str | None, list[str], bool]:
                 value = argv[i]
             if name in ("-H", "--host"):
                 host = value
+            elif tls is not None and name in ("--tlscacert", "--tlscert", "--tlskey"):
+                setattr(tls, name[5:].replace("cacert", "ca"), value)
         elif arg.startswith("-H") and len(arg) > 2:
             host = arg[2:]
-        elif arg in _GLOBAL_BOOL:
-            pass
+        elif name in _GLOBAL_BOOL:
+            if tls is not None and name in ("--tls", "--tlsverify"):
+                if value not in ("", "true", "false", "1", "0"):
+                    raise SystemExit(_usage_exit(f'invalid argument "{value}" for "{name}" flag: '
+                                                 'strconv.ParseBool: parsing "' + value + '": invalid syntax'))
+                setattr(tls, "tls" if name == "--tls" else "verify", value in ("", "true", "1"))
         elif arg in ("-v", "--version"):
             version = True
         elif arg in ("-h", "--help"):
@@ -269,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
-    host, rest, version_flag = _split_globals(args)
+    from berth.client.host import TLSFlags
+
+    tls = TLSFlags()
+    host, rest, version_flag = _split_globals(args, tls)
     if version_flag:
         from berth import __version__
 
@@ -309,7 +333,7 @@ def _main(args: list[str]) -> int:
     except UsageError as exc:
         sys.stderr.write(spec.error_text(exc) + "\n")
         return 125 if exc.flag_error else 1
-    cli = Cli(host)
+    cli = Cli(host, tls)
     cli.command_path = path
     try:
         return _dispatch(cli, getattr(module, f"run_{suffix}"), opts, pos)
@@ -319,12 +343,16 @@ def _main(args: list[str]) -> int:
 
 
 def _dispatch(cli: Cli, func, opts, pos) -> int:  # type: ignore[no-untyped-def]
-    from berth.client.api import APIError, DaemonUnavailable
+    from berth.client._http import TLSSetupError
+    from berth.client.api import APIError, ConnectFailed, DaemonUnavailable
 
     try:
         return int(func(cli, opts, pos) or 0)
-    except DaemonUnavailable as exc:
+    except (DaemonUnavailable, ConnectFailed) as exc:
         cli.err(f"{exc}\n")
+        return 1
+    except TLSSetupError as exc:   # the docker CLI's words when a TLS file cannot be read
+        cli.err(f"Failed to initialize: unable to resolve docker endpoint: {exc}\n")
         return 1
     except APIError as exc:
         cli.err(f"Error response from daemon: {exc.message}\n")

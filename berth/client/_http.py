@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import socket
 
-from berth.client.host import parse_host
+from berth.client.host import TLSOptions, parse_host
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Iterable, Iterator
 
 USER_AGENT = "Berth-Client/0.1.0 (linux)"
@@ -26,11 +27,24 @@ class ConnectError(OSError):
     """The daemon socket could not be reached."""
 
 
-class Connection:
-    """One socket to the daemon, with a read buffer."""
+class TLSFailure(Exception):
+    """The TLS handshake (or the daemon's verdict on our certificate) failed; ``reason`` is
+    in the words of Go's crypto/tls, which the docker CLI prints."""
 
-    def __init__(self, host: str, timeout: float | None = None) -> None:
-        kind, addr = parse_host(host)
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TLSSetupError(Exception):
+    """A TLS file could not be read (the docker CLI fails at start, before any request)."""
+
+
+class Connection:
+    """One socket to the daemon, with a read buffer; TLS over TCP when ``tls`` is given."""
+
+    def __init__(self, host: str, timeout: float | None = None, tls: TLSOptions | None = None) -> None:
+        kind, addr = parse_host(host, 2376 if tls is not None else 2375)
         family = socket.AF_UNIX if kind == "unix" else socket.AF_INET
         if kind == "tcp" and ":" in addr[0]:  # type: ignore[index]
             family = socket.AF_INET6
@@ -41,6 +55,9 @@ class Connection:
         except OSError as exc:
             sock.close()
             raise ConnectError(exc.errno, str(exc)) from exc
+        self.tls = tls is not None and kind == "tcp"
+        if tls is not None and kind == "tcp":
+            sock = _wrap(sock, tls, str(addr[0]))  # type: ignore[index]
         self.sock = sock
         self.buf = bytearray()
         self.closed = False
@@ -216,19 +233,100 @@ class Response:
             self.conn.close()
 
 
+_contexts: dict[TLSOptions, ssl.SSLContext] = {}
+
+
+def tls_context(tls: TLSOptions) -> ssl.SSLContext:
+    """The client context for ``tls`` (made once). Raises TLSSetupError for an unreadable file."""
+    ctx = _contexts.get(tls)
+    if ctx is not None:
+        return ctx
+    import ssl
+
+    for path in (tls.ca, tls.cert, tls.key):
+        try:
+            if path:
+                open(path, "rb").close()
+        except OSError as exc:   # Go's os.Open wording
+            raise TLSSetupError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2   # the docker CLI's minimum
+    try:
+        ctx.load_verify_locations(cafile=tls.ca)
+        if tls.cert or tls.key:
+            ctx.load_cert_chain(tls.cert, tls.key or None)
+    except ssl.SSLError as exc:
+        raise TLSSetupError(f"tls: {exc.reason or exc}") from None
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    _contexts[tls] = ctx
+    return ctx
+
+
+# OpenSSL's reasons -> Go crypto/tls's words (what the docker CLI prints)
+_VERIFY_WORDS = {
+    10: "x509: certificate has expired or is not yet valid",
+    18: "x509: certificate signed by unknown authority",
+    19: "x509: certificate signed by unknown authority",
+    20: "x509: certificate signed by unknown authority",
+    21: "x509: certificate signed by unknown authority",
+}
+_ALERT_WORDS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "remote error: tls: certificate required",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "remote error: tls: bad certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "remote error: tls: expired certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "remote error: tls: unknown certificate authority",
+    "UNEXPECTED_EOF_WHILE_READING": "EOF",
+}
+
+
+def tls_reason(exc: BaseException) -> str:
+    """Go's wording for a TLS failure (or the OpenSSL reason when there is none)."""
+    code = getattr(exc, "verify_code", None)
+    if code is not None:
+        if code == 62:   # hostname mismatch
+            return f"tls: failed to verify certificate: x509: {getattr(exc, 'verify_message', '')}"
+        return "tls: failed to verify certificate: " + _VERIFY_WORDS.get(code, f"x509: {getattr(exc, 'verify_message', '')}")
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason in _ALERT_WORDS:
+        return _ALERT_WORDS[reason]
+    if isinstance(exc, ConnectionError) or not str(exc):
+        return "EOF"
+    return f"tls: {(reason or str(exc)).lower().replace('_', ' ')}"
+
+
+def _wrap(sock: socket.socket, tls: TLSOptions, server: str) -> socket.socket:
+    import ssl
+
+    try:
+        ctx = tls_context(tls)
+        return ctx.wrap_socket(sock, server_hostname=server)
+    except (ssl.SSLError, ConnectionError) as exc:
+        sock.close()
+        raise TLSFailure(tls_reason(exc)) from None
+    except BaseException:
+        sock.close()
+        raise
+
+
 class Pool:
     """Keeps at most one idle connection, like one keep-alive socket of the docker CLI."""
 
-    def __init__(self, host: str, timeout: float | None = None) -> None:
+    def __init__(self, host: str, timeout: float | None = None, tls: TLSOptions | None = None) -> None:
         self.host = host
         self.timeout = timeout
+        self.tls = tls
         self._idle: Connection | None = None
+
+    def connect(self) -> Connection:
+        return Connection(self.host, self.timeout, self.tls)
 
     def get(self) -> tuple[Connection, bool]:
         conn, self._idle = self._idle, None
         if conn is not None and not conn.closed:
             return conn, True
-        return Connection(self.host, self.timeout), False
+        return self.connect(), False
 
     def put(self, conn: Connection) -> None:
         if self._idle is not None:
@@ -245,14 +343,19 @@ class Pool:
         """Send one request and read the response head. ``fresh`` forces a new connection."""
         headers = headers or {}
         if fresh:
-            conn, reused = Connection(self.host, self.timeout), False
+            conn, reused = self.connect(), False
         else:
             conn, reused = self.get()
         try:
             conn.send_request(method, target, headers, body)
             status, reason, resp_headers = conn.read_head()
-        except (ConnectionError, BrokenPipeError) as exc:
+        except (ConnectionError, BrokenPipeError, OSError) as exc:
             conn.close()
+            if conn.tls and not reused and not isinstance(exc, TimeoutError):
+                # TLS 1.3: a refused client certificate shows only at the first read
+                raise TLSFailure(tls_reason(exc)) from None
+            if not isinstance(exc, (ConnectionError, BrokenPipeError)):
+                raise
             if not reused or not isinstance(body, (bytes, type(None))):
                 raise ConnectError(getattr(exc, "errno", None) or 0, str(exc)) from exc
             # the idle keep-alive socket was closed by the daemon: retry once on a new one

@@ -20,6 +20,8 @@ from berth.client import _http
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from berth.client.host import TLSOptions
     from typing import Any
 
 MAX_API_VERSION = "1.50"
@@ -37,6 +39,14 @@ class APIError(Exception):
     @property
     def not_found(self) -> bool:
         return self.status == 404
+
+
+class ConnectFailed(Exception):
+    """A request failed before the daemon answered it (TLS): the docker CLI's
+    ``error during connect: Get "https://HOST:PORT/v1.50/...": REASON``."""
+
+    def __init__(self, method: str, url: str, reason: str) -> None:
+        super().__init__(f'error during connect: {method.capitalize()} "{url}": {reason}')
 
 
 class DaemonUnavailable(Exception):
@@ -75,9 +85,10 @@ def _error_message(body: bytes, status: int) -> str:
 class Client:
     """A connection pool to one daemon plus the negotiated API version."""
 
-    def __init__(self, host: str, timeout: float | None = None) -> None:
+    def __init__(self, host: str, timeout: float | None = None, tls: TLSOptions | None = None) -> None:
         self.host = host
-        self._pool = _http.Pool(host, timeout)
+        self.tls = tls
+        self._pool = _http.Pool(host, timeout, tls)
         self._version: str | None = None
         self.ping_headers: dict[str, str] = {}
 
@@ -97,7 +108,7 @@ class Client:
                 resp.read()
         except DaemonUnavailable:
             raise
-        except OSError:
+        except (OSError, ConnectFailed):   # the request itself then says why (as the docker CLI)
             return MAX_API_VERSION
         self.ping_headers = resp.headers
         server = resp.headers.get("api-version")
@@ -111,6 +122,15 @@ class Client:
             return self._pool.request(method, target, headers, body, fresh=fresh)
         except _http.ConnectError as exc:
             raise DaemonUnavailable(self.host) from exc
+        except _http.TLSFailure as exc:
+            raise ConnectFailed(method, self._https_url(target), exc.reason) from None
+
+    def _https_url(self, target: str) -> str:
+        from berth.client.host import parse_host
+
+        _, addr = parse_host(self.host, 2376)
+        name, port = addr if isinstance(addr, tuple) else (str(addr), 2376)
+        return f"https://{f'[{name}]' if ':' in name else name}:{port}{target}"
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -171,10 +191,29 @@ class Hijacked:
         self.sock.sendall(data)
 
     def close_write(self) -> None:
+        if self._conn.tls:
+            self._tls_close_write()
+            return
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+    def _tls_close_write(self) -> None:
+        """Send close_notify and keep reading (Go's tls.Conn.CloseWrite): OpenSSL's first
+        SSL_shutdown sends it; the wait for the daemon's own is cut short by non-blocking mode."""
+        import ssl
+
+        timeout = self.sock.gettimeout()
+        self.sock.setblocking(False)
+        try:
+            self.sock.unwrap()  # type: ignore[attr-defined]
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        except OSError:
+            pass
+        finally:
+            self.sock.settimeout(timeout)
 
     def close(self) -> None:
         self._conn.close()

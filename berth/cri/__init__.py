@@ -6,3 +6,10 @@ sandboxes and their containers are engine containers (labelled ``io.kubernetes.*
 what the kubelet pulled). ``server.start`` is imported lazily by berthd, so that a berthd
 without the ``cri`` extra (grpcio and the CRI bindings) starts as before.
 """
+
+import os
+
+# gRPC's fork handlers (on by default) may abort a process that forks while gRPC threads are
+# busy. berthd never forks with gRPC loaded in a way that needs them (its children exec at once),
+# so they are turned off before grpc is first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")

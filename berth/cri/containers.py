@@ -19,14 +19,14 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta
+from berth.cri import meta, records
 from berth.cri.errors import DeadlineExceeded
 from berth.cri.sandboxes import NODE, POD, Sandboxes
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
-from berth.engine.exec import ExecCreate, Execs
+from berth.engine.exec import ExecCreate, Execs, ExecSession
 from berth.engine.model import Container, Status
-from berth.errors import InvalidArgument, NotFound, NotModified
+from berth.errors import Conflict, InvalidArgument, NotFound, NotModified
 from berth.schema.containers import HostConfig
 
 
@@ -37,14 +37,13 @@ class PodContainers:
         self.execs = execs
 
     def get(self, ref: str) -> Container:
-        if not ref:
-            raise InvalidArgument("container ID must not be empty")
-        try:
-            c = self.containers.get(ref)
-        except NotFound:
-            c = None
-        if c is None or (c.config.Labels or {}).get(meta.TYPE) != meta.CONTAINER:
-            raise NotFound(f"container {ref} not found")
+        return records.get(self.containers, ref, meta.CONTAINER, "container")
+
+    def running(self, ref: str) -> Container:
+        """The container, which must be running (FAILED_PRECONDITION otherwise)."""
+        c = self.get(ref)
+        if not c.running:
+            raise Conflict(f"container {c.id} is not running")
         return c
 
     async def create(self, sandbox_id: str, config: Any) -> str:
@@ -56,16 +55,15 @@ class PodContainers:
         labels = sb.config.Labels or {}
         pod, ns, uid = labels.get(meta.POD_NAME, ""), labels.get(meta.POD_NAMESPACE, ""), labels.get(meta.POD_UID, "")
         name = meta.container_name(config.metadata.name, pod, ns, uid, config.metadata.attempt)
-        extra = {meta.POD_NAME: pod, meta.POD_NAMESPACE: ns, meta.POD_UID: uid,
-                 meta.CONTAINER_NAME: config.metadata.name, meta.SANDBOX_ID: sb.id,
-                 meta.ATTEMPT: str(config.metadata.attempt)}
+        extra = {**meta.pod_labels(pod, ns, uid, config.metadata.attempt),
+                 meta.CONTAINER_NAME: config.metadata.name, meta.SANDBOX_ID: sb.id}
         req = CreateRequest(
             Image=config.image.image, Entrypoint=list(config.command) or None, Cmd=list(config.args) or None,
             Env=[f"{kv.key}={kv.value}" for kv in config.envs] or None, WorkingDir=config.working_dir,
             Tty=config.tty, OpenStdin=config.stdin, StdinOnce=config.stdin_once,
             User=_user(config.linux.security_context),
             Labels=meta.encode(meta.CONTAINER, config.labels, config.annotations, extra),
-            HostConfig=_host_config(sb.id, config))
+            HostConfig=_host_config(sb, config))
         c, _ = self.containers.create(req, name)
         log_dir = labels.get(meta.LOG_DIRECTORY, "")
         if config.log_path and log_dir:
@@ -91,13 +89,19 @@ class PodContainers:
             return  # the CRI's remove is idempotent
         await self.containers.remove(c.id, force=True)
 
-    async def exec_sync(self, cid: str, cmd: list[str], timeout: int) -> tuple[bytes, bytes, int]:
-        """Run ``cmd`` in the container; its stdout, stderr and exit code."""
+    async def open_exec(self, cid: str, cmd: list[str], tty: bool = False, stdin: bool = False,
+                        stdout: bool = True, stderr: bool = True) -> ExecSession:
+        """Start ``cmd`` in the container; its stream (raw with a tty, else stdcopy frames)."""
         c = self.get(cid)
         if not cmd:
             raise InvalidArgument("exec command must not be empty")
-        ex = self.execs.create(c.id, ExecCreate(Cmd=cmd, AttachStdout=True, AttachStderr=True))
-        session = await self.execs.start(ex.id, detach=False)
+        ex = self.execs.create(c.id, ExecCreate(Cmd=cmd, Tty=tty, AttachStdin=stdin, AttachStdout=stdout,
+                                                AttachStderr=stderr))
+        return await self.execs.start(ex.id, detach=False, tty=tty)
+
+    async def exec_sync(self, cid: str, cmd: list[str], timeout: int) -> tuple[bytes, bytes, int]:
+        """Run ``cmd`` in the container; its stdout, stderr and exit code."""
+        session = await self.open_exec(cid, cmd)
         out: dict[int, list[bytes]] = {1: [], 2: []}
 
         async def collect() -> None:
@@ -107,29 +111,29 @@ class PodContainers:
             await asyncio.wait_for(collect(), timeout or None)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"command {cmd!r} timed out after {timeout}s") from None
-        code = self.execs.get(ex.id).exit_code
+        code = session.ex.exit_code
         return b"".join(out[1]), b"".join(out[2]), 0 if code is None else code
+
+    async def update_resources(self, cid: str, r: Any) -> None:
+        """CPU shares, quota and period, cpusets and memory, applied to the running cgroup."""
+        await self.containers.update(self.get(cid).id, resource_changes(r))
+
+    async def reopen_log(self, cid: str) -> None:
+        await self.containers.reopen_cri_log(self.get(cid).id)
 
     # -- views ------------------------------------------------------------------------------
 
     def all(self) -> list[Container]:
-        return [c for c in self.containers.list() if (c.config.Labels or {}).get(meta.TYPE) == meta.CONTAINER]
+        return records.of_kind(self.containers, meta.CONTAINER)
 
     def list(self, f: Any) -> list[Any]:
         out = []
         for c in self.all():
             labels = c.config.Labels or {}
-            if f is not None:
-                if f.id and not c.id.startswith(f.id):
-                    continue
-                if f.pod_sandbox_id and not labels.get(meta.SANDBOX_ID, "").startswith(f.pod_sandbox_id):
-                    continue
-                if f.HasField("state") and f.state.state != _state(c):
-                    continue
-                if not meta.selected(labels, f.label_selector):
-                    continue
+            if not records.selected(c, f, _state(c)):
+                continue
             out.append(pb.Container(
-                id=c.id, pod_sandbox_id=labels.get(meta.SANDBOX_ID, ""), metadata=_metadata(labels),
+                id=c.id, pod_sandbox_id=labels.get(meta.SANDBOX_ID, ""), metadata=container_metadata(labels),
                 image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id, image_id=c.image_id,
                 state=_state(c), created_at=meta.nanos(c.created), labels=meta.user_labels(labels),
                 annotations=meta.annotations_of(labels)))
@@ -143,15 +147,17 @@ class PodContainers:
         if state == pb.ContainerState.CONTAINER_EXITED:
             reason = "OOMKilled" if c.state.oom_killed else "Completed" if c.state.exit_code == 0 else "Error"
         return pb.ContainerStatus(
-            id=c.id, metadata=_metadata(labels), state=state, created_at=meta.nanos(c.created),
+            id=c.id, metadata=container_metadata(labels), state=state, created_at=meta.nanos(c.created),
             started_at=meta.nanos(c.state.started_at), finished_at=meta.nanos(c.state.finished_at),
             exit_code=c.state.exit_code, image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id,
             image_id=c.image_id, reason=reason, message=c.state.error, labels=meta.user_labels(labels),
-            annotations=meta.annotations_of(labels), log_path=c.cri_log)
+            annotations=meta.annotations_of(labels), log_path=c.cri_log, resources=_resources(c))
 
 
-def _host_config(sid: str, config: Any) -> HostConfig:
-    sc = config.linux.security_context
+def _host_config(sb: Container, config: Any) -> HostConfig:
+    """The container's HostConfig: the sandbox's namespaces and cgroup parent, its security
+    context, mounts and resources."""
+    sid, sc = sb.id, config.linux.security_context
     pid = sc.namespace_options.pid
     caps = sc.capabilities
     return HostConfig(
@@ -160,8 +166,63 @@ def _host_config(sid: str, config: Any) -> HostConfig:
         Privileged=sc.privileged, ReadonlyRootfs=sc.readonly_rootfs,
         CapAdd=list(caps.add_capabilities) or None, CapDrop=list(caps.drop_capabilities) or None,
         GroupAdd=[str(g) for g in sc.supplemental_groups] or None,
-        SecurityOpt=["no-new-privileges"] if sc.no_new_privs else None,
-        Binds=[_bind(m) for m in config.mounts] or None)
+        SecurityOpt=_security_opts(sc) or None,
+        MaskedPaths=list(sc.masked_paths) or None, ReadonlyPaths=list(sc.readonly_paths) or None,
+        Binds=[_bind(m) for m in config.mounts] or None,
+        CgroupParent=sb.host_config.CgroupParent,
+        OomScoreAdj=config.linux.resources.oom_score_adj, **resource_changes(config.linux.resources))
+
+
+def _security_opts(sc: Any) -> list[str]:
+    """no_new_privs and the seccomp profile as Docker's --security-opt values."""
+    out = ["no-new-privileges"] if sc.no_new_privs else []
+    seccomp = _seccomp(sc)
+    if seccomp:
+        out.append(f"seccomp={seccomp}")
+    return out
+
+
+def _seccomp(sc: Any) -> str:
+    """"" (RuntimeDefault: Docker's default profile), "unconfined", or a Localhost profile's
+    JSON. ``seccomp`` wins over the deprecated ``seccomp_profile_path`` (``runtime/default``,
+    ``unconfined``, ``localhost/<path>``)."""
+    if sc.HasField("seccomp"):
+        kind, path = sc.seccomp.profile_type, sc.seccomp.localhost_ref
+    else:
+        legacy = sc.seccomp_profile_path
+        kind = pb.SecurityProfile.ProfileType.Unconfined if legacy == "unconfined" else \
+            pb.SecurityProfile.ProfileType.Localhost if legacy.startswith("localhost/") else \
+            pb.SecurityProfile.ProfileType.RuntimeDefault
+        path = legacy.removeprefix("localhost")
+    if kind == pb.SecurityProfile.ProfileType.Unconfined:
+        return "unconfined"
+    if kind != pb.SecurityProfile.ProfileType.Localhost:
+        return ""
+    if not path.startswith("/"):
+        raise InvalidArgument(f"seccomp profile path must be absolute: {path!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise InvalidArgument(f"failed to load seccomp profile {path}: {e.strerror}") from None
+
+
+def resource_changes(r: Any) -> dict[str, Any]:
+    """A LinuxContainerResources as the engine's HostConfig fields (the ones it sets)."""
+    out: dict[str, Any] = {"CpuShares": r.cpu_shares, "CpuQuota": r.cpu_quota, "CpuPeriod": r.cpu_period,
+                           "Memory": r.memory_limit_in_bytes, "CpusetCpus": r.cpuset_cpus,
+                           "CpusetMems": r.cpuset_mems}
+    if r.memory_swap_limit_in_bytes:
+        out["MemorySwap"] = r.memory_swap_limit_in_bytes
+    return {k: v for k, v in out.items() if v}
+
+
+def _resources(c: Container) -> Any:
+    hc = c.host_config
+    return pb.ContainerResources(linux=pb.LinuxContainerResources(
+        cpu_shares=hc.CpuShares or 0, cpu_quota=hc.CpuQuota or 0, cpu_period=hc.CpuPeriod or 0,
+        memory_limit_in_bytes=hc.Memory or 0, memory_swap_limit_in_bytes=max(hc.MemorySwap or 0, 0),
+        cpuset_cpus=hc.CpusetCpus or "", cpuset_mems=hc.CpusetMems or "", oom_score_adj=hc.OomScoreAdj or 0))
 
 
 def _bind(m: Any) -> str:
@@ -180,7 +241,7 @@ def _user(sc: Any) -> str:
     return user
 
 
-def _metadata(labels: dict[str, str]) -> Any:
+def container_metadata(labels: dict[str, str]) -> Any:
     return pb.ContainerMetadata(name=labels.get(meta.CONTAINER_NAME, ""), attempt=int(labels.get(meta.ATTEMPT, "0")))
 
 

@@ -6,6 +6,7 @@ as Docker labels, so ``docker ps -a`` shows them and a restarted berthd finds th
     io.kubernetes.sandbox.id         a container's sandbox
     io.berth.cri.attempt             the metadata's attempt
     io.berth.cri.log-directory       a sandbox's log directory
+    io.berth.cri.network             "cni" on a sandbox whose network the CNI plugins made
     io.berth.cri.annotation.<key>    one annotation
     <key>                            one of the request's own labels, as given
 
@@ -26,9 +27,10 @@ CONTAINER_NAME = "io.kubernetes.container.name"
 SANDBOX_ID = "io.kubernetes.sandbox.id"
 ATTEMPT = "io.berth.cri.attempt"
 LOG_DIRECTORY = "io.berth.cri.log-directory"
+NETWORK = "io.berth.cri.network"
 ANNOTATION = "io.berth.cri.annotation."
 SANDBOX, CONTAINER = "podsandbox", "container"
-_OURS = (TYPE, SANDBOX_ID, ATTEMPT, LOG_DIRECTORY)
+_OURS = (TYPE, SANDBOX_ID, ATTEMPT, LOG_DIRECTORY, NETWORK)
 
 
 def encode(kind: str, labels: Mapping[str, str], annotations: Mapping[str, str],
@@ -39,6 +41,11 @@ def encode(kind: str, labels: Mapping[str, str], annotations: Mapping[str, str],
     out.update(extra)
     out[TYPE] = kind
     return out
+
+
+def pod_labels(name: str, namespace: str, uid: str, attempt: int) -> dict[str, str]:
+    """The pod's identity, on its sandbox and on each of its containers (with its own attempt)."""
+    return {POD_NAME: name, POD_NAMESPACE: namespace, POD_UID: uid, ATTEMPT: str(attempt)}
 
 
 def user_labels(docker: Mapping[str, str]) -> dict[str, str]:

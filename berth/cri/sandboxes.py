@@ -1,8 +1,8 @@
 """Pod sandboxes: RunPodSandbox and its Stop, Remove, Status and List.
 
 A sandbox is an engine container running berth's pause (``pause.py``) whose namespaces the
-pod's containers join: its network namespace (a berth bridge address, or the host's for a
-``hostNetwork`` pod), its IPC namespace (``IpcMode: shareable``), its UTS namespace (the pod's
+pod's containers join: its network namespace (from the CNI plugins when a CNI network is
+configured, else a berth bridge address; the host's for a ``hostNetwork`` pod), its IPC namespace (``IpcMode: shareable``), its UTS namespace (the pod's
 hostname) and, when the pod asks for it, its PID namespace.
 
     sid = await sandboxes.run(config)          # pause running, its address assigned
@@ -17,11 +17,12 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta, pause
+from berth.cri import cgroups, meta, pause, records
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.images import Images
 from berth.engine.model import Container
+from berth.engine.pod_networks import Pod, PodNetworks
 from berth.errors import AlreadyExists, InvalidArgument, NotFound, NotModified
 from berth.schema.containers import HostConfig
 
@@ -29,31 +30,24 @@ NODE, POD = pb.NamespaceMode.NODE, pb.NamespaceMode.POD
 
 
 class Sandboxes:
-    def __init__(self, containers: Containers, images: Images):
+    def __init__(self, containers: Containers, images: Images, networks: PodNetworks | None = None):
         self.containers = containers
         self.images = images
+        self.networks = networks
 
     # -- lookups ----------------------------------------------------------------------------
 
     def get(self, ref: str) -> Container:
         """A sandbox by ID or unique ID prefix (NOT_FOUND otherwise)."""
-        if not ref:
-            raise InvalidArgument("pod sandbox ID must not be empty")
-        try:
-            c = self.containers.get(ref)
-        except NotFound:
-            c = None
-        if c is None or (c.config.Labels or {}).get(meta.TYPE) != meta.SANDBOX:
-            raise NotFound(f"pod sandbox {ref} not found")
-        return c
+        return records.get(self.containers, ref, meta.SANDBOX, "pod sandbox")
 
     def all(self) -> list[Container]:
-        return [c for c in self.containers.list() if (c.config.Labels or {}).get(meta.TYPE) == meta.SANDBOX]
+        return records.of_kind(self.containers, meta.SANDBOX)
 
     def members(self, sid: str) -> list[Container]:
         """The pod's containers."""
-        return [c for c in self.containers.list() if (c.config.Labels or {}).get(meta.SANDBOX_ID) == sid
-                and (c.config.Labels or {}).get(meta.TYPE) == meta.CONTAINER]
+        return [c for c in records.of_kind(self.containers, meta.CONTAINER)
+                if (c.config.Labels or {}).get(meta.SANDBOX_ID) == sid]
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -66,27 +60,34 @@ class Sandboxes:
             if c.name == name:
                 raise AlreadyExists(f"pod sandbox {m.name} in namespace {m.namespace} (attempt {m.attempt}) "
                                     f"already exists: {c.id}")
-        req = self._request(config, await pause.image(self.images))
+        host_net = config.linux.security_context.namespace_options.network == NODE
+        cni = self.networks if not host_net and self.networks is not None and self.networks.configured() else None
+        req = self._request(config, await pause.image(self.images), cni is not None)
         c, _ = self.containers.create(req, name)
         try:
             await self.containers.start(c.id)
+            if cni is not None:
+                await cni.setup(self.containers.get(c.id), Pod(m.name, m.namespace, m.uid),
+                                _cni_ports(config.port_mappings))
         except BaseException:
-            await self.containers.remove(c.id, force=True)
+            await self.containers.remove(c.id, force=True)   # the namespace goes with the pause
             raise
         if config.log_directory:
             os.makedirs(config.log_directory, exist_ok=True)
         return c.id
 
-    def _request(self, config: Any, image_id: str) -> CreateRequest:
+    def _request(self, config: Any, image_id: str, cni: bool) -> CreateRequest:
         m, ns = config.metadata, config.linux.security_context.namespace_options
         host_net = ns.network == NODE
-        extra = {meta.POD_NAME: m.name, meta.POD_NAMESPACE: m.namespace, meta.POD_UID: m.uid,
-                 meta.ATTEMPT: str(m.attempt), meta.LOG_DIRECTORY: config.log_directory}
-        hc = HostConfig(NetworkMode="host" if host_net else "bridge",
+        extra = {**meta.pod_labels(m.name, m.namespace, m.uid, m.attempt), meta.LOG_DIRECTORY: config.log_directory}
+        if cni:
+            extra[meta.NETWORK] = "cni"
+        hc = HostConfig(NetworkMode="host" if host_net else "none" if cni else "bridge",
                         IpcMode="host" if ns.ipc == NODE else "shareable",
                         PidMode="host" if ns.pid == NODE else "",
                         Sysctls=dict(config.linux.sysctls) or None,
-                        PortBindings=_ports(config.port_mappings) if not host_net else None)
+                        CgroupParent=cgroups.parent(config.linux.cgroup_parent),
+                        PortBindings=_ports(config.port_mappings) if not (host_net or cni) else None)
         dns = config.dns_config
         hc.Dns, hc.DnsSearch, hc.DnsOptions = list(dns.servers) or None, list(dns.searches) or None, \
             list(dns.options) or None
@@ -102,7 +103,13 @@ class Sandboxes:
             return
         for member in self.members(c.id):
             await _stop(self.containers, member.id, 10)
+        await self._teardown(c)
         await _stop(self.containers, c.id, 0)
+
+    async def _teardown(self, c: Container) -> None:
+        """CNI DEL, when the pod was added (once: the cached result goes with it)."""
+        if self.networks is not None and self.networks.attached(c):
+            await self.networks.teardown(self.containers.get(c.id))
 
     async def remove(self, sid: str) -> None:
         """Remove the pod's containers and its pause (idempotent)."""
@@ -112,6 +119,7 @@ class Sandboxes:
             return
         for member in self.members(c.id):
             await _remove(self.containers, member.id)
+        await self._teardown(c)
         await _remove(self.containers, c.id)
 
     # -- views ------------------------------------------------------------------------------
@@ -123,13 +131,17 @@ class Sandboxes:
                                 ipc=NODE if c.host_config.IpcMode == "host" else POD,
                                 pid=NODE if c.host_config.PidMode == "host" else pb.NamespaceMode.CONTAINER)
         return pb.PodSandboxStatus(
-            id=c.id, metadata=_metadata(labels), state=_state(c), created_at=meta.nanos(c.created),
+            id=c.id, metadata=pod_metadata(labels), state=_state(c), created_at=meta.nanos(c.created),
             network=pb.PodSandboxNetworkStatus(ip=self._ip(c)),
             linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=ns)),
             labels=meta.user_labels(labels), annotations=meta.annotations_of(labels))
 
     def _ip(self, c: Container) -> str:
-        if not c.running or c.host_config.NetworkMode == "host" or self.containers.attachments is None:
+        if not c.running or c.host_config.NetworkMode == "host":
+            return ""
+        if (c.config.Labels or {}).get(meta.NETWORK) == "cni":
+            return self.networks.ip(c) if self.networks is not None else ""
+        if self.containers.attachments is None:
             return ""
         return self.containers.attachments.bridge_ip(c)
 
@@ -137,20 +149,15 @@ class Sandboxes:
         out = []
         for c in self.all():
             labels = c.config.Labels or {}
-            if f is not None:
-                if f.id and not c.id.startswith(f.id):
-                    continue
-                if f.HasField("state") and f.state.state != _state(c):
-                    continue
-                if not meta.selected(labels, f.label_selector):
-                    continue
-            out.append(pb.PodSandbox(id=c.id, metadata=_metadata(labels), state=_state(c),
+            if not records.selected(c, f, _state(c)):
+                continue
+            out.append(pb.PodSandbox(id=c.id, metadata=pod_metadata(labels), state=_state(c),
                                      created_at=meta.nanos(c.created), labels=meta.user_labels(labels),
                                      annotations=meta.annotations_of(labels)))
         return out
 
 
-def _metadata(labels: dict[str, str]) -> Any:
+def pod_metadata(labels: dict[str, str]) -> Any:
     return pb.PodSandboxMetadata(name=labels.get(meta.POD_NAME, ""), uid=labels.get(meta.POD_UID, ""),
                                  namespace=labels.get(meta.POD_NAMESPACE, ""),
                                  attempt=int(labels.get(meta.ATTEMPT, "0")))
@@ -168,6 +175,13 @@ def _ports(mappings: Any) -> dict[str, Any] | None:
         proto = {pb.Protocol.TCP: "tcp", pb.Protocol.UDP: "udp", pb.Protocol.SCTP: "sctp"}[p.protocol]
         out.setdefault(f"{p.container_port}/{proto}", []).append({"HostIp": p.host_ip, "HostPort": str(p.host_port)})
     return out or None
+
+
+def _cni_ports(mappings: Any) -> list[dict[str, Any]]:
+    """The ``portMappings`` capability argument (the portmap plugin's)."""
+    protos = {pb.Protocol.TCP: "tcp", pb.Protocol.UDP: "udp", pb.Protocol.SCTP: "sctp"}
+    return [{"hostPort": p.host_port, "containerPort": p.container_port, "protocol": protos[p.protocol],
+             "hostIP": p.host_ip} for p in mappings if p.host_port]
 
 
 async def _stop(containers: Containers, cid: str, timeout: int) -> None:

@@ -4,26 +4,36 @@ here yet answers UNIMPLEMENTED (the generated base classes); docs/kubernetes.md 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 from cri_api.v1 import api_pb2_grpc as pbg
 
 import berth
+from berth.cri import verbose
 from berth.cri.containers import PodContainers
 from berth.cri.errors import rpc
+from berth.cri.events import ContainerEvents
 from berth.cri.images import ImageStore
 from berth.cri.sandboxes import Sandboxes
+from berth.cri.stats import Stats
+from berth.cri.streaming import Streaming
+from berth.errors import Conflict, InvalidArgument
 
 RUNTIME_NAME = "berth"
 API_VERSION = "v1"
 
 
 class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
-    def __init__(self, sandboxes: Sandboxes, containers: PodContainers, cgroup_driver: str):
+    def __init__(self, sandboxes: Sandboxes, containers: PodContainers, cgroup_driver: str,
+                 streaming: Streaming, stats: Stats, events: ContainerEvents):
         self.sandboxes = sandboxes
         self.containers = containers
         self.cgroup_driver = cgroup_driver
+        self.streaming = streaming
+        self.stats = stats
+        self.events = events
 
     @rpc
     async def Version(self, request: Any, context: Any) -> Any:
@@ -63,7 +73,10 @@ class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
 
     @rpc
     async def PodSandboxStatus(self, request: Any, context: Any) -> Any:
-        return pb.PodSandboxStatusResponse(status=self.sandboxes.status(request.pod_sandbox_id))
+        status = self.sandboxes.status(request.pod_sandbox_id)
+        info = verbose.sandbox_info(self.sandboxes.containers, self.sandboxes.get(status.id)) if request.verbose \
+            else None
+        return pb.PodSandboxStatusResponse(status=status, info=info)
 
     @rpc
     async def ListPodSandbox(self, request: Any, context: Any) -> Any:
@@ -99,13 +112,91 @@ class RuntimeService(pbg.RuntimeServiceServicer):  # type: ignore[misc]
 
     @rpc
     async def ContainerStatus(self, request: Any, context: Any) -> Any:
-        return pb.ContainerStatusResponse(status=self.containers.status(request.container_id))
+        status = self.containers.status(request.container_id)
+        info = verbose.container_info(self.containers.containers, self.containers.get(status.id)) \
+            if request.verbose else None
+        return pb.ContainerStatusResponse(status=status, info=info)
 
     @rpc
     async def ExecSync(self, request: Any, context: Any) -> Any:
         out, err, code = await self.containers.exec_sync(request.container_id, list(request.cmd),
                                                          int(request.timeout))
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    @rpc
+    async def UpdateContainerResources(self, request: Any, context: Any) -> Any:
+        await self.containers.update_resources(request.container_id, request.linux)
+        return pb.UpdateContainerResourcesResponse()
+
+    @rpc
+    async def ReopenContainerLog(self, request: Any, context: Any) -> Any:
+        await self.containers.reopen_log(request.container_id)
+        return pb.ReopenContainerLogResponse()
+
+    # -- streaming: a URL on the streaming server -------------------------------------------
+
+    @rpc
+    async def Exec(self, request: Any, context: Any) -> Any:
+        if not request.cmd:
+            raise InvalidArgument("exec command must not be empty")
+        _check_streams(request)
+        self.containers.running(request.container_id)
+        return pb.ExecResponse(url=self.streaming.url("exec", request))
+
+    @rpc
+    async def Attach(self, request: Any, context: Any) -> Any:
+        _check_streams(request)
+        self.containers.running(request.container_id)
+        return pb.AttachResponse(url=self.streaming.url("attach", request))
+
+    @rpc
+    async def PortForward(self, request: Any, context: Any) -> Any:
+        if not self.sandboxes.get(request.pod_sandbox_id).running:
+            raise Conflict(f"pod sandbox {request.pod_sandbox_id} is not ready")
+        if any(not 0 < p < 65536 for p in request.port):
+            raise InvalidArgument(f"invalid port in {list(request.port)}")
+        return pb.PortForwardResponse(url=self.streaming.url("portforward", request))
+
+
+    # -- stats, events, metrics -------------------------------------------------------------
+
+    @rpc
+    async def ContainerStats(self, request: Any, context: Any) -> Any:
+        return pb.ContainerStatsResponse(stats=await self.stats.one_container(request.container_id))
+
+    @rpc
+    async def ListContainerStats(self, request: Any, context: Any) -> Any:
+        f = request.filter if request.HasField("filter") else None
+        return pb.ListContainerStatsResponse(stats=await self.stats.list_containers(f))
+
+    @rpc
+    async def PodSandboxStats(self, request: Any, context: Any) -> Any:
+        return pb.PodSandboxStatsResponse(stats=await self.stats.one_pod(request.pod_sandbox_id))
+
+    @rpc
+    async def ListPodSandboxStats(self, request: Any, context: Any) -> Any:
+        f = request.filter if request.HasField("filter") else None
+        return pb.ListPodSandboxStatsResponse(stats=await self.stats.list_pods(f))
+
+    async def GetContainerEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        async for ev in self.events.stream():
+            yield ev
+
+    @rpc
+    async def ListMetricDescriptors(self, request: Any, context: Any) -> Any:
+        return pb.ListMetricDescriptorsResponse()  # none, like containerd's default
+
+    @rpc
+    async def ListPodSandboxMetrics(self, request: Any, context: Any) -> Any:
+        return pb.ListPodSandboxMetricsResponse()
+
+
+def _check_streams(request: Any) -> None:
+    """The kubelet's own checks of an Exec or Attach request."""
+    if not (request.stdin or request.stdout or request.stderr):
+        raise InvalidArgument("one of stdin, stdout, or stderr must be set")
+    if request.tty and request.stderr:
+        raise InvalidArgument("tty and stderr cannot both be true")
 
 
 class ImageService(pbg.ImageServiceServicer):  # type: ignore[misc]

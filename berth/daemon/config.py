@@ -17,7 +17,9 @@ Flags are converted to the file's JSON form first (``--log-opt max-size=10m`` ->
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,10 @@ KEYS: tuple[Key, ...] = (
     _k("live-restore", "bool", True, help="keep containers running while berthd is down", reloadable=True),
     _k("cri", "bool", True, help="serve the Kubernetes CRI v1 (gRPC; needs the cri extra)"),
     _k("cri-socket", "str", "", help="the CRI socket (default: cri.sock under the exec root)"),
+    _k("cri-stream-address", "str", "127.0.0.1:0",
+       help="host:port of the CRI streaming server (exec, attach, port-forward URLs; port 0: any free one)"),
+    _k("cni-conf-dir", "str", "/etc/cni/net.d", help="the CNI network configs of pods (the first by name is used)"),
+    _k("cni-bin-dir", "str", "/usr/lib/cni", help="the CNI plugin binaries (several: separated by ':')"),
     _k("shutdown-timeout", "int", 15, help="seconds to wait for containers to stop at shutdown",
        check=values.non_negative),
     # remote access (the listener is the remote work's)
@@ -118,7 +124,7 @@ KEYS: tuple[Key, ...] = (
     _k("default-shm-size", "size", 64 << 20, help="default /dev/shm size of containers"),
     _k("default-cgroupns-mode", "str", "", choices=("", "host", "private"),
        help="default cgroup namespace mode (private on cgroup v2 hosts, host on v1)"),
-    _k("cgroup-parent", "str", "", help="parent cgroup of containers (stored, not used yet)"),
+    _k("cgroup-parent", "str", "", help="parent cgroup of containers (default /berth; relative: below berthd's own)"),
     _k("exec-opts", "list", [], "--exec-opt", help="runtime options (native.cgroupdriver=cgroupfs)",
        check=values.exec_opts),
     _k("seccomp-profile", "str", "", help="default seccomp profile (path, builtin or unconfined)",
@@ -205,7 +211,7 @@ def reload(args: argparse.Namespace) -> dict[str, Any]:
 def read_file(path: str, required: bool) -> dict[str, Any]:
     """daemon.json's keys (a missing default file is an empty one). Raises ConfigError."""
     try:
-        text = Path(path).read_text()
+        text = _decode(Path(path).read_bytes())
     except FileNotFoundError:
         if required:
             raise ConfigError(f"unable to configure the Docker daemon with file {path}: "
@@ -215,11 +221,7 @@ def read_file(path: str, required: bool) -> dict[str, Any]:
         raise ConfigError(f"unable to configure the Docker daemon with file {path}: {e}") from None
     if not text.strip():
         return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"unable to configure the Docker daemon with file {path}: {e.msg} "
-                          f"(line {e.lineno}, column {e.colno})") from None
+    data = _json(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"unable to configure the Docker daemon with file {path}: "
                           "the configuration must be a JSON object")
@@ -229,6 +231,52 @@ def read_file(path: str, required: bool) -> dict[str, Any]:
     for name, v in data.items():
         check(BY_NAME[name], v)
     return data
+
+
+def _decode(raw: bytes) -> str:
+    """The file's text as dockerd reads it: a byte order mark picks UTF-8 or UTF-16, and bytes
+    that are not UTF-8 become U+FFFD (Go's json does that in strings) instead of failing."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", "replace")
+    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", "replace")
+
+
+def _json(text: str, path: str) -> Any:
+    """The decoded file: a number too long for an int, nesting deeper than Python's stack and
+    bad JSON are all a ConfigError; lone surrogates (``"\\ud800"``) become U+FFFD, as in Go."""
+    try:
+        return _scrub(json.loads(text))
+    except json.JSONDecodeError as e:
+        why = f"{e.msg} (line {e.lineno}, column {e.colno})"
+    except ValueError as e:  # an integer of more than sys.get_int_max_str_digits() digits
+        why = str(e)
+    except RecursionError:
+        why = "exceeded max depth"
+    raise ConfigError(f"unable to configure the Docker daemon with file {path}: {why}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scrub(data: Any) -> Any:
+    """``data`` with every string (keys too) made encodable, without recursion (any depth)."""
+    def fix(v: Any) -> Any:
+        return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
+
+    box: list[Any] = [data]
+    todo: list[list[Any] | dict[Any, Any]] = [box]
+    while todo:
+        c = todo.pop()
+        if isinstance(c, dict):
+            fixed = {fix(k): v for k, v in c.items()}
+            c.clear()
+            c.update(fixed)
+        for k, v in (c.items() if isinstance(c, dict) else enumerate(c)):
+            if isinstance(v, (list, dict)):
+                todo.append(v)
+            else:
+                c[k] = fix(v)
+    return box[0]
 
 
 def check(k: Key, v: Any) -> Any:

@@ -281,7 +281,7 @@ def seccomp_profile(name: str, v: str) -> str:
 
 
 def init_path(name: str, v: str) -> str:
-    if v and not os.access(v, os.X_OK):
+    if v and ("\0" in v or not os.access(v, os.X_OK)):
         raise ConfigError(f'invalid value for "{name}": {v} is not an executable file')
     return v
 

@@ -44,7 +44,7 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         dns_search=list(args.dns_search), dns_options=list(args.dns_opts), init=args.init,
         init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
         journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",
-        runtimes=runtimes(args))
+        runtimes=runtimes(args), cgroup_parent=args.cgroup_parent)
 
 
 def runtimes(args: argparse.Namespace) -> Runtimes:
@@ -133,8 +133,6 @@ def warnings(args: argparse.Namespace) -> list[str]:
     out = []
     if args.ipv6 and not args.fixed_cidr_v6:
         out.append("WARNING: ipv6 is true but fixed-cidr-v6 is not set: the default bridge has no IPv6")
-    if args.cgroup_parent:
-        out.append("WARNING: cgroup-parent is configured, but berth puts containers under /berth")
     return out
 
 

@@ -1,11 +1,13 @@
 """The daemon's defaults for containers (daemon.json's ``log-driver``, ``log-opts``,
 ``default-ulimits``, ``default-shm-size``, ``default-cgroupns-mode``, ``dns*``, ``init``,
-``init-path``, ``no-new-privileges``, ``seccomp-profile``, ``runtimes``, ``default-runtime``),
+``init-path``, ``no-new-privileges``, ``seccomp-profile``, ``runtimes``, ``default-runtime``,
+``cgroup-parent``),
 and where each applies, as dockerd applies them:
 
     at create  log driver and options, /dev/shm size, cgroup namespace mode, runtime (recorded in HostConfig)
     at start   ulimits (the container's own win by name), DNS (when the container sets none),
-               init, no-new-privileges and the seccomp profile (unless its --security-opt says)
+               init, no-new-privileges and the seccomp profile (unless its --security-opt says),
+               the cgroup parent (its --cgroup-parent, else the daemon's, else /berth)
 
 The daemon fills one ``ContainerDefaults`` and changes it in place on SIGHUP (ulimits).
 """
@@ -13,9 +15,11 @@ The daemon fills one ``ContainerDefaults`` and changes it in place on SIGHUP (ul
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth.engine.model import DEFAULT_CGROUP_PARENT
 from berth.engine.runtimes import Runtimes
 from berth.schema.containers import HostConfig
 
@@ -36,6 +40,7 @@ class ContainerDefaults:
     seccomp_profile: str = ""        # "", "builtin", "unconfined" or a file's path
     journal_socket: str = "/run/systemd/journal/socket"  # the journald driver's (tests bind their own)
     runtimes: Runtimes = field(default_factory=Runtimes)  # runtimes and default-runtime
+    cgroup_parent: str = ""          # "" = /berth
 
     def at_create(self, hc: HostConfig) -> None:
         """The defaults a create records (before logdrivers.normalize checks the log config)."""
@@ -62,6 +67,18 @@ class ContainerDefaults:
         """(servers, search domains, options): the container's, else the daemon's, each on its own."""
         return (list(hc.Dns or self.dns), list(hc.DnsSearch or self.dns_search),
                 list(hc.DnsOptions or self.dns_options))
+
+    def cgroups_path_for(self, hc: HostConfig, cid: str) -> str:
+        """The OCI cgroupsPath of a container, as dockerd's cgroupfs driver makes it: parent/<id>.
+
+        An absolute parent is below each hierarchy's root; a relative one (``x.slice`` too: the
+        cgroupfs driver gives slice names no meaning) is below berthd's own cgroup. ``..`` cannot
+        climb out of either (runc's CleanPath)."""
+        parent = hc.CgroupParent or self.cgroup_parent or DEFAULT_CGROUP_PARENT
+        path = posixpath.normpath(posixpath.join(parent, cid))
+        if path.startswith("/"):
+            return path
+        return posixpath.relpath(posixpath.normpath("/" + path), "/")
 
     def init_for(self, hc: HostConfig) -> bool:
         return hc.Init if hc.Init is not None else self.init

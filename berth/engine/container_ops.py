@@ -15,7 +15,7 @@ from berth.engine.container_create import check_host_config
 from berth.engine.container_start import SpecBuilder
 from berth.engine.container_table import ContainerTable
 from berth.engine.model import Container, Status
-from berth.errors import Conflict, InvalidArgument
+from berth.errors import Conflict, InvalidArgument, RuntimeFailure
 from berth.runtime.shim.protocol import ExitStatus
 
 UPDATABLE = ("CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "CpuQuota", "CpusetCpus",
@@ -151,6 +151,20 @@ class Operations:
             await shims.call(self.t.exec_root.shim_socket(c.id), shims.Resize(h=h, w=w))
         except shims.ShimGone:
             pass
+
+    async def reopen_cri_log(self, ref: str) -> None:
+        """A new CRI log file at its path (the kubelet renamed the old one): the shim reopens it."""
+        c = self.t.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if not c.cri_log:
+            raise InvalidArgument(f"container {c.id} has no CRI log")
+        try:
+            reply = await shims.call(self.t.exec_root.shim_socket(c.id), shims.ReopenLog())
+        except shims.ShimGone:
+            raise Conflict(f"Container {c.id} is not running") from None
+        if reply.error:
+            raise RuntimeFailure(f"reopen the log of {c.id}: {reply.error}")
 
     # -- top / size -------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ class SpecBuilder:
             args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
             hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
             hostname_file=str(d.hostname), hosts_file=str(d.hosts), resolv_file=str(d.resolv_conf),
-            cgroups_path=f"/berth/{c.id}", memory=hc.Memory, memory_swap=memory_swap,
+            cgroups_path=c.cgroups_path, memory=hc.Memory, memory_swap=memory_swap,
             nano_cpus=hc.NanoCpus, cpu_shares=hc.CpuShares, cpu_quota=hc.CpuQuota, cpu_period=hc.CpuPeriod,
             pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs,
@@ -79,7 +79,8 @@ class SpecBuilder:
             seccomp=dflt.seccomp_for(hc.SecurityOpt or [], secopts.seccomp),
             shm_size=hc.ShmSize or 64 * 1024 * 1024, overlay=overlay,
             annotations=dict(hc.Annotations or {}), cgroupns=hc.CgroupnsMode == "private",
-            group_add=list(hc.GroupAdd or []), netns=sandbox.netns if sandbox is not None else "",
+            group_add=list(hc.GroupAdd or []), masked_paths=hc.MaskedPaths, readonly_paths=hc.ReadonlyPaths,
+            netns=sandbox.netns if sandbox is not None else "",
             extra_mounts=sandbox.extra_mounts if sandbox is not None else None)
 
 
@@ -128,6 +129,7 @@ class Starter:
         image = self.t.images.get_by_id(c.image_id)
         d = self.t.data.container(c.id)
         self._write_etc_files(c)
+        c.state.cgroups_path = self.t.defaults.cgroups_path_for(c.host_config, c.id)
         sandbox = await self.t.attachments.begin_start(c) if self.t.attachments is not None else None
         try:
             spec = self.specs.spec(c, image, sandbox)

@@ -180,7 +180,7 @@ class ContainerTable:
         return [c for c in self.by_id.values() if c.image_id == image_id]
 
     def cgroup(self, c: Container) -> Cgroup:
-        return open_cgroup(f"/berth/{c.id}")
+        return open_cgroup(c.cgroups_path)
 
     def overlay(self, c: Container, image: Image) -> tuple[builtins.list[Path], str]:
         """The container's overlay: its image's layer dirs (an empty dir for an image without

@@ -118,6 +118,9 @@ class Containers(ContainerTable):
     async def resize(self, ref: str, h: int, w: int) -> None:
         await self.ops.resize(ref, h, w)
 
+    async def reopen_cri_log(self, ref: str) -> None:
+        await self.ops.reopen_cri_log(ref)
+
     def pids(self, c: Container) -> list[int]:
         return self.ops.pids(c)
 

@@ -3,8 +3,10 @@ create and resolved at start into the shim's ``RemoteLog``, as dockerd's drivers
 
     tag            a template over the container ({{.ID}} {{.FullID}} {{.Name}} {{.ImageID}}
                    {{.ImageFullID}} {{.ImageName}} {{.DaemonName}}); default {{.ID}}
-    syslog-address tcp://HOST[:514] udp://HOST[:514] unix:///PATH unixgram:///PATH, or none:
-                   the local syslog (/dev/log, /var/run/syslog, /var/run/log)
+    syslog-address tcp://HOST[:514] udp://HOST[:514] tcp+tls://HOST[:514] unix:///PATH
+                   unixgram:///PATH, or none: the local syslog (/dev/log, /var/run/syslog, /var/run/log)
+    syslog-tls-ca-cert, syslog-tls-cert, syslog-tls-key, syslog-tls-skip-verify  (tcp+tls only;
+                   skip-verify counts when present, whatever its value, as in dockerd)
     syslog-facility a name (daemon, local0 ...) or 0..23; default daemon
     syslog-format  "" rfc3164 rfc5424 rfc5424micro
 
@@ -20,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from berth.errors import InvalidArgument, Unsupported
+from berth.errors import InvalidArgument
 from berth.runtime.shim.protocol import RemoteLog
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -83,9 +85,7 @@ def address(v: str) -> str:
         if not os.path.exists(rest):
             raise InvalidArgument(f"stat {rest}: no such file or directory")
         return v
-    if scheme == "tcp+tls":
-        raise Unsupported("syslog-address tcp+tls:// is not supported by berth (use tcp or udp on loopback)")
-    if scheme not in ("tcp", "udp"):
+    if scheme not in ("tcp", "udp", "tcp+tls"):
         raise InvalidArgument(f"unsupported scheme: '{scheme}'")
     host = rest.rstrip("/")
     if not re.search(r"(\]|^[^:\[]*):\d+$", host):
@@ -110,6 +110,11 @@ def resolve(kind: str, config: dict[str, str], info: Info, journal: str = JOURNA
         fields = {"CONTAINER_ID": info.id[:12], "CONTAINER_ID_FULL": info.id, "CONTAINER_NAME": info.name,
                   "CONTAINER_TAG": t, "IMAGE_NAME": info.image_name, "SYSLOG_IDENTIFIER": t}
         return RemoteLog(driver=kind, address=journal, tag=t, fields=fields)
-    return RemoteLog(driver=kind, address=address(config.get("syslog-address", "")),
+    addr = address(config.get("syslog-address", ""))
+    tls = addr.startswith("tcp+tls://")
+    return RemoteLog(driver=kind, address=addr,
                      format=config.get("syslog-format", ""), facility=facility(config.get("syslog-facility", "")),
-                     tag=t)
+                     tag=t, tls_ca=config.get("syslog-tls-ca-cert", "") if tls else "",
+                     tls_cert=config.get("syslog-tls-cert", "") if tls else "",
+                     tls_key=config.get("syslog-tls-key", "") if tls else "",
+                     tls_skip_verify=tls and "syslog-tls-skip-verify" in config)

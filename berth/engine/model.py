@@ -9,6 +9,7 @@ import msgspec
 from berth.schema.containers import ContainerConfig, HostConfig
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_CGROUP_PARENT = "/berth"  # dockerd's cgroupfs default is /docker
 
 
 class Status(str, enum.Enum):
@@ -32,6 +33,7 @@ class State(msgspec.Struct):
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
     starting: bool = False       # intent recorded before the shim is asked for (crash recovery)
+    cgroups_path: str = ""       # the OCI cgroupsPath of the last start ("" before: /berth/<id>)
 
 
 class Container(msgspec.Struct):
@@ -52,6 +54,11 @@ class Container(msgspec.Struct):
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+    @property
+    def cgroups_path(self) -> str:
+        """Its cgroup's OCI cgroupsPath, as its last start wrote it into the spec."""
+        return self.state.cgroups_path or f"{DEFAULT_CGROUP_PARENT}/{self.id}"
 
     @property
     def running(self) -> bool:

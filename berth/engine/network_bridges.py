@@ -7,6 +7,7 @@ redoes the rules from the records whenever they change.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from ipaddress import IPv4Interface, IPv4Network, IPv6Network
 
@@ -121,9 +122,11 @@ class Bridges:
             return
         async with self._rules_lock:
             bridges, rules = self._rules()
+            if not all(b.icc for b in bridges):
+                self.kernel.enable_bridge_netfilter()   # bridged traffic must reach the icc drop
             if self.backend == "nftables":
                 if not self.ip6tables:
-                    bridges = [nat.BridgeRules(b.bridge, b.subnet, b.internal, b.masquerade) for b in bridges]
+                    bridges = [dataclasses.replace(b, subnet6="") for b in bridges]
                 await self.kernel.apply_nat(nat.render(self.nft_table, bridges, rules))
             else:
                 await self.kernel.apply_iptables(self.backend, self.nft_table, bridges, rules, self.ip6tables)
@@ -133,7 +136,8 @@ class Bridges:
         t = self.table
         bridges = [nat.BridgeRules(n.bridge, n.subnet, n.internal,
                                    n.options.get("com.docker.network.bridge.enable_ip_masquerade", "true") != "false",
-                                   n.subnet6 if n.enable_ipv6 else "")
+                                   n.subnet6 if n.enable_ipv6 else "",
+                                   n.options.get("com.docker.network.bridge.enable_icc", "true") != "false")
                    for n in t.nets.values() if n.is_bridge and n.subnet]
         rules = []
         for cid in t.running:

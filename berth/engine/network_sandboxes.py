@@ -44,7 +44,7 @@ class Sandboxes:
         self.bridges = bridges
         self.emit = emit
         self.port_sockets: dict[str, list[socket.socket]] = {}
-        self.proxies: dict[str, list[asyncio.Server]] = {}   # [::1] of IPv6 ports (ports.proxy)
+        self.proxies: dict[str, list[asyncio.Server | ports.UdpProxy]] = {}   # [::1] of IPv6 ports
         # Start in progress: a namespace made by berthd (held by an fd) and the task plugging
         # its endpoints in, which runs while the shim is spawned; attach() waits for it.
         self.pending: dict[str, tuple[int, asyncio.Task[None]]] = {}
@@ -186,18 +186,21 @@ class Sandboxes:
                                     e.ip6, prefix6, gw6))
 
     async def _proxy(self, s: Sandbox) -> None:
-        """Listen on the IPv6 TCP ports for [::1], the one address the kernel cannot DNAT."""
+        """Serve the IPv6 TCP and UDP ports for [::1], the one address the kernel cannot DNAT."""
         ip6 = s.endpoints[0].ip6 if s.endpoints else ""
         if not ip6:
             return
         servers = self.proxies.setdefault(s.container_id, [])
         for sock in self.port_sockets.get(s.container_id, []):
-            if sock.family != socket.AF_INET6 or sock.type != socket.SOCK_STREAM:
+            proto = {socket.SOCK_STREAM: "tcp", socket.SOCK_DGRAM: "udp"}.get(sock.type)
+            if sock.family != socket.AF_INET6 or proto is None:
                 continue
             port = sock.getsockname()[1]
-            cport = next((p.container_port for p in s.ports if p.host_port == port and ":" in p.host_ip), 0)
+            cport = next((p.container_port for p in s.ports
+                          if p.host_port == port and p.proto == proto and ":" in p.host_ip), 0)
             if cport:
-                servers.append(await ports.proxy(sock, (ip6, cport)))
+                proxy = ports.proxy if proto == "tcp" else ports.udp_proxy
+                servers.append(await proxy(sock, (ip6, cport)))
 
     async def serve_dns(self, s: Sandbox) -> None:
         await self.kernel.serve_dns(s.container_id, s.ns_path, s.upstreams or None)

@@ -19,7 +19,8 @@ from berth.errors import Unavailable
 from berth.state.sockaddr import address
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import ExecReply, ExitStatus, Reply, SpawnReply, SpawnRequest
-from berth.runtime.shim.protocol import Kill as Kill, Resize as Resize, Start as Start  # for call()
+from berth.runtime.shim.protocol import Kill as Kill, ReopenLog as ReopenLog, Resize as Resize  # for call()
+from berth.runtime.shim.protocol import Start as Start  # for call()
 
 log = logging.getLogger("berth.shims")
 
@@ -167,7 +168,7 @@ def _decode(line: bytes, kind: type[protocol._M], gone: protocol._M) -> protocol
 
 
 async def call(sock: Path, req: protocol.Request, timeout: float | None = 30) -> Reply:
-    """One request (Start, Kill, Resize), one reply on a shim's control socket."""
+    """One request (Start, Kill, Resize, ReopenLog), one reply on a shim's control socket."""
     try:
         reader, writer = await _connect(sock)
     except (FileNotFoundError, ConnectionRefusedError) as e:

@@ -148,8 +148,13 @@ def _memory(mem: dict[str, Any]) -> MemorySample | None:
 def raw_stats(c: Container) -> dict[str, Any] | None:
     if not c.running:
         return None
+    return cgroup_stats(c.cgroups_path)
+
+
+def cgroup_stats(path: str) -> dict[str, Any] | None:
+    """The counters of the cgroup at OCI cgroupsPath ``path`` (a pod's, say); None if gone."""
     try:
-        return open_cgroup(f"/berth/{c.id}").stats()
+        return open_cgroup(path).stats()
     except OSError:
         return None
 
@@ -182,7 +187,7 @@ def counters(c: Container) -> Counters | None:
     if not c.running or c.state.pid <= 0:
         return None
     try:
-        raw = open_cgroup(f"/berth/{c.id}").counters()
+        raw = open_cgroup(c.cgroups_path).counters()
     except OSError:
         return None
     cpu = raw.get("cpu") or {}

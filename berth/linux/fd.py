@@ -4,7 +4,6 @@ F_SETPIPE_SZ (a pipe's capacity); SO_PEERCRED (the process at the other end of a
 from __future__ import annotations
 
 import ctypes
-import enum
 import fcntl
 import socket
 import struct
@@ -13,7 +12,11 @@ import termios
 from berth.linux._libc import check, fn
 
 
-class CloseRangeFlags(enum.IntFlag):
+class CloseRangeFlags:
+    """CloseRange flags as plain ints, not an ``enum.IntFlag``: an IntFlag makes (and caches) a member
+    object for each new combination, 0.1-0.3 ms apiece in a freshly forked process, and the
+    container init combines these flags a dozen times per start (docs/performance.md)."""
+
     NONE = 0
     UNSHARE = 1 << 1
     CLOEXEC = 1 << 2
@@ -22,7 +25,7 @@ class CloseRangeFlags(enum.IntFlag):
 _close_range = fn("close_range", ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_int)
 
 
-def close_range(first: int, last: int = 0xFFFFFFFF, flags: CloseRangeFlags | int = 0) -> None:
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     check(_close_range(first, last, int(flags)), "close_range")
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ctypes
-import enum
 import os
 
 from berth.linux._libc import check, cstr, fn
 
 
-class MountFlags(enum.IntFlag):
+class MountFlags:
+    """Mount flags as plain ints, not an ``enum.IntFlag``: an IntFlag makes (and caches) a member
+    object for each new combination, 0.1-0.3 ms apiece in a freshly forked process, and the
+    container init combines these flags a dozen times per start (docs/performance.md)."""
+
     NONE = 0
     RDONLY = 0x1
     NOSUID = 0x2
@@ -35,7 +38,11 @@ class MountFlags(enum.IntFlag):
     LAZYTIME = 1 << 25
 
 
-class UmountFlags(enum.IntFlag):
+class UmountFlags:
+    """Umount flags as plain ints, not an ``enum.IntFlag``: an IntFlag makes (and caches) a member
+    object for each new combination, 0.1-0.3 ms apiece in a freshly forked process, and the
+    container init combines these flags a dozen times per start (docs/performance.md)."""
+
     NONE = 0
     FORCE = 1
     DETACH = 2
@@ -50,12 +57,12 @@ _pivot_root = fn("pivot_root", ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p)
 
 
 def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None,
-          flags: MountFlags | int = 0, data: str | None = None) -> None:
+          flags: int = 0, data: str | None = None) -> None:
     check(_mount(cstr(source), cstr(target), cstr(fstype), int(flags), cstr(data)),
           "mount", os.fspath(target))
 
 
-def umount2(target: str | os.PathLike[str], flags: UmountFlags | int = 0) -> None:
+def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
     check(_umount2(cstr(target), int(flags)), "umount2", os.fspath(target))
 
 

@@ -41,27 +41,31 @@ class PoolExhausted(Conflict):
     pass
 
 
-def parse_subnet(text: str) -> IPv4Network:
+def _parse_net(text: str) -> Net:
     try:
-        net = ipaddress.ip_network(text, strict=False)
+        return ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise InvalidArgument(f"invalid subnet {text}: invalid CIDR address: {text}") from None
+
+
+def _check_size(net: Net, text: str, smallest: int) -> None:
+    if net.prefixlen > smallest:
+        raise InvalidArgument(f"subnet {text} is too small: a network needs at least a /{smallest}")
+
+
+def parse_subnet(text: str) -> IPv4Network:
+    net = _parse_net(text)
     if not isinstance(net, IPv4Network):
         raise InvalidArgument(f"IPv6 subnets are not supported: {text}")
-    if net.prefixlen > 30:
-        raise InvalidArgument(f"subnet {text} is too small: a network needs at least a /30")
+    _check_size(net, text, 30)
     return net
 
 
 def parse_subnet6(text: str) -> IPv6Network:
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise InvalidArgument(f"invalid subnet {text}: invalid CIDR address: {text}") from None
+    net = _parse_net(text)
     if not isinstance(net, IPv6Network):
         raise InvalidArgument(f"invalid IPv6 subnet {text}")
-    if net.prefixlen > 126:
-        raise InvalidArgument(f"subnet {text} is too small: a network needs at least a /126")
+    _check_size(net, text, 126)
     return net
 
 

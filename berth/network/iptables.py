@@ -84,6 +84,8 @@ def restore_script(family: str, c: Chains, bridges: list[BridgeRules], ports: li
         for other in bridges:
             if other.bridge != b.bridge:
                 filt.append(f"-A {c.isol} -i {b.bridge} -o {other.bridge} -j DROP")
+        if not b.icc:
+            filt.append(f"-A {c.isol} -i {b.bridge} -o {b.bridge} -j DROP")
     return "\n".join([*nat, "COMMIT", *filt, "COMMIT"]) + "\n"
 
 

@@ -16,7 +16,9 @@ What the table does:
   traffic that comes back out of the same bridge (hairpin, container to a published port) is
   masqueraded so replies return through the host.
 - ``forward`` (filter): internal networks talk only among themselves; different berth
-  bridges are isolated from each other except through published ports.
+  bridges are isolated from each other except through published ports; on a bridge with
+  ``enable_icc=false`` containers cannot open connections to each other either (br_netfilter
+  brings bridged traffic to this hook), but still reach published ports (DNATed hairpin).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class BridgeRules:
     internal: bool = False
     masquerade: bool = True
     subnet6: str = ""       # an IPv6 network's: its rules go in ``table ip6 <name>``
+    icc: bool = True        # false: its containers cannot reach each other (but published ports)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ def _render_family(family: str, table: str, bridges: list[BridgeRules], ports: l
     for b in bridges:
         br = _q(b.bridge)
         out.append(f"    iifname {br} oifname != {br} oifname @bridges drop")
+        if not b.icc:
+            out.append(f"    iifname {br} oifname {br} drop")
     out += ["  }", "}"]
     return out
 

@@ -9,8 +9,11 @@ is whatever the kernel's ephemeral range gives that bind.
 A container with an IPv6 address also gets each port on ``[::]`` (a second, IPv6-only socket
 on the same port). The one exception to "the kernel moves the bytes" is ``[::1]``: IPv6 has no
 ``route_localnet``, so a packet from ::1 cannot be DNATed out through a bridge. berthd listens
-on those IPv6 sockets instead and ``proxy`` copies TCP connections that reach them (only
-loopback ones do: the rest are DNATed before any socket sees them) to the container.
+on those IPv6 sockets instead: ``proxy`` copies TCP connections that reach them (only
+loopback ones do: the rest are DNATed before any socket sees them) to the container, and
+``udp_proxy`` relays UDP datagrams, as docker-proxy does: one connected socket per client
+address carries them to the container and its replies back, closed after UDP_IDLE seconds
+without traffic.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import asyncio
 import errno
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from berth.errors import InvalidArgument
 
 PROTOS = ("tcp", "udp", "sctp")
+UDP_IDLE = 90.0   # seconds a UDP flow lives without traffic (docker-proxy's UDPConnTrackTimeout)
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,98 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             dst.write_eof()
     except OSError:
         dst.close()
+
+
+@dataclass
+class _Flow:
+    sock: socket.socket       # connected to the container's address and port
+    last: float               # loop time of the last datagram either way
+
+
+class UdpProxy(asyncio.DatagramProtocol):
+    """Datagrams that reach the bound socket go to ``target`` from a socket of their client's
+    own; what comes back on it goes to that client from the bound socket."""
+
+    def __init__(self, target: tuple[str, int], idle: float = UDP_IDLE):
+        self.target = target
+        self.idle = idle
+        self.flows: dict[Any, _Flow] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)   # 3.11's is not a subclass
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        flow = self.flows.get(addr) or self._open(addr)
+        if flow is None:
+            return
+        flow.last = self._loop.time()
+        try:
+            flow.sock.send(data)
+        except OSError:   # a full buffer, or an ICMP error from the last one: UDP may drop
+            pass
+
+    def _open(self, addr: Any) -> _Flow | None:
+        family = socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            s.connect(self.target)
+        except OSError:
+            s.close()
+            return None
+        flow = self.flows[addr] = _Flow(s, self._loop.time())
+        self._loop.add_reader(s.fileno(), self._reply, addr, flow)
+        self._arm()
+        return flow
+
+    def _reply(self, addr: Any, flow: _Flow) -> None:
+        while True:
+            try:
+                data = flow.sock.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError:       # ECONNREFUSED: nothing listens there (yet); the next datagram retries
+                self._drop(addr)
+                return
+            flow.last = self._loop.time()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.sendto(data, addr)
+
+    def _drop(self, addr: Any) -> None:
+        flow = self.flows.pop(addr, None)
+        if flow is not None:
+            self._loop.remove_reader(flow.sock.fileno())
+            flow.sock.close()
+
+    def _arm(self) -> None:
+        if self._sweeper is None and self.flows:
+            self._sweeper = self._loop.call_later(self.idle / 2, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = self._loop.time()
+        for addr, flow in list(self.flows.items()):
+            if now - flow.last >= self.idle:
+                self._drop(addr)
+        self._arm()
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for addr in list(self.flows):
+            self._drop(addr)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def udp_proxy(sock: socket.socket, target: tuple[str, int], idle: float = UDP_IDLE) -> UdpProxy:
+    """Relay UDP datagrams that reach the bound ``sock`` to ``target`` (``UdpProxy``)."""
+    proto = UdpProxy(target, idle)
+    await asyncio.get_running_loop().create_datagram_endpoint(lambda: proto, sock=sock)
+    return proto
 
 
 def port_map(bindings: list[Binding], exposed: dict[str, Any] | None) -> dict[str, list[dict[str, str]] | None]:

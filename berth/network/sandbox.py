@@ -178,6 +178,18 @@ class Kernel:
             except OSError as e:
                 log.warning("cannot enable %s forwarding: %s", family, e)
 
+    @staticmethod
+    def enable_bridge_netfilter() -> None:
+        """Bridged IPv4/IPv6 through the ip and ip6 hooks (br_netfilter), as dockerd sets it
+        for a bridge with icc=false: traffic between two ports of one bridge never reaches a
+        forward chain otherwise."""
+        for key in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
+            try:
+                if read_sysctl(key) != "1":
+                    write_sysctl(key, "1")
+            except OSError as e:
+                log.warning("icc=false is not enforced: cannot set %s (is br_netfilter loaded?): %s", key, e)
+
     # -- rules ------------------------------------------------------------------------------
 
     async def apply_nat(self, ruleset: str) -> None:
@@ -205,7 +217,7 @@ class Kernel:
             try:
                 fd, sock = await asyncio.get_running_loop().run_in_executor(None, _make_netns)
             except OSError as e:
-                raise RuntimeFailure(f"failed to create a network namespace: {e}") from None
+                raise RuntimeFailure(f"failed to create a network namespace: {os_text(e)}") from None
         path = f"/proc/{os.getpid()}/fd/{fd}"
         self._inside[path] = sock
         return fd, path

@@ -72,6 +72,15 @@ def recv(fd: int) -> Message | None:
     return message
 
 
+def decode_framed(data: bytes) -> Message:
+    """The one message at the start of ``data`` (all a child wrote before EOF)."""
+    n = int.from_bytes(data[:4], "big")
+    if len(data) < 4 + n:
+        raise ValueError("short message")
+    message: Message = _decoder.decode(data[4:4 + n])
+    return message
+
+
 def wait_byte(fd: int) -> bytes:
     """One control byte from the parent; b"" when the parent went away."""
     while True:

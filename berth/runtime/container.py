@@ -11,7 +11,7 @@ Lifecycle (the shim drives it; single-threaded, synchronous, never the asyncio d
 the child only applies the plan (``init.run``). PID and time namespaces apply to children
 only, so the parent enters them around ``fork()`` and returns to its own right after: the
 forked child is then PID 1 of its namespace *and* the caller's direct child. Processes exec'd
-into a running container: container_exec.py.
+into a running container: ``exec_spec`` here (their spec), execproc.py (their fork).
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ import msgspec
 from berth.errors import RuntimeFailure
 from berth.linux import sched
 from berth.linux.sched import CloneFlags
+from berth.oci import spec as oci
 from berth.oci.spec import DeviceCgroup, Spec
 from berth.runtime import _sync, init, seccomp
+from berth.runtime import caps as capmod
 from berth.runtime.cgroups import open_cgroup
+from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
 from berth.runtime.plan import Plan, PlanError, build_plan
 from berth.runtime.userns import UserNamespace
@@ -289,3 +292,41 @@ def oom_killed(spec: Spec) -> bool:
 
 
 # -- exec ------------------------------------------------------------------------------------------
+
+
+def exec_spec(spec: Spec, *, args: list[str], env: list[str], cwd: str, user: str, tty: bool,
+              privileged: bool) -> Spec:
+    """The container's spec with an exec's process in it (pure): Docker's rules for
+    ``docker exec``: the container's environment plus ``env``, its user and working
+    directory unless given, and every capability when ``privileged``."""
+
+
+    base = spec.process or oci.Process()
+    merged: dict[str, str] = {}
+    for e in [*base.env, *env]:
+        merged[e.partition("=")[0]] = e
+    if tty and "TERM" not in merged:
+        merged["TERM"] = "TERM=xterm"
+    notes = dict(spec.annotations or {})
+    u = base.user
+    c = base.capabilities or oci.Capabilities()
+    root = ANNOTATION_USER in notes or u.uid == 0
+    if user:
+        name, sep, group = user.partition(":")
+        notes.pop(ANNOTATION_USER, None)
+        uid = int(name) if name.isdigit() else None
+        gid = int(group) if group.isdigit() else 0
+        if uid is None or not (sep and group.isdigit()):
+            notes[ANNOTATION_USER] = user  # resolved by the exec child in the container's /etc
+        # the container's --group-add gids (after its own gid) stay, as dockerd's getUser adds GroupAdd
+        extra = (u.additionalGids or [])[1:]
+        u = oci.User(uid=uid or 0, gid=gid, umask=u.umask, additionalGids=list(dict.fromkeys([gid, *extra])))
+        root = uid is None or uid == 0  # Docker: a numeric non-root uid gets no capabilities
+    caps_list = list(capmod.tweak(capmod.DEFAULT_CAPS, [], [], True)) if privileged else list(c.bounding or [])
+    caps = oci.Capabilities(bounding=caps_list, effective=caps_list if root else None,
+                            permitted=caps_list if root else None)
+    process = msgspec.structs.replace(
+        base, terminal=tty, user=u, args=list(args), env=list(merged.values()), cwd=cwd or base.cwd or "/",
+        capabilities=caps)
+    # mounts=[]: an exec joins the mounts the init made; planning them would stat every source
+    return msgspec.structs.replace(spec, process=process, annotations=notes or None, mounts=[])

@@ -175,7 +175,8 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
                ulimits: list[tuple[str, int, int]] | None = None,
                cgroupns: bool = False, netns: str | None = "",
                extra_mounts: list[oci.Mount] | None = None,
-               group_add: list[str] | None = None) -> oci.Spec:
+               group_add: list[str] | None = None, masked_paths: list[str] | None = None,
+               readonly_paths: list[str] | None = None) -> oci.Spec:
     """The spec dockerd would write for this container.
 
     ``ulimits`` are ``(name, soft, hard)`` with Docker's names (``nofile``); ``cgroupns`` adds
@@ -184,6 +185,8 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
     (no network sysctls then: they would change the host). ``extra_mounts`` (volumes, binds,
     tmpfs) come after Docker's own, in the given order. ``group_add`` (``--group-add``): group
     names or gids; numbers go straight to additionalGids, names are resolved by the init.
+    ``masked_paths`` and ``readonly_paths`` replace Docker's lists (HostConfig's, None: the
+    defaults); a privileged container has neither.
 
     Raises:
         InvalidArgument: an unknown capability in ``cap_add``/``cap_drop``.
@@ -234,8 +237,8 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
         cgroupsPath=cgroups_path or None,
         namespaces=namespaces,
         seccomp=_seccomp(seccomp, cap_list, privileged),
-        maskedPaths=None if privileged else list(MASKED_PATHS),
-        readonlyPaths=None if privileged else list(READONLY_PATHS),
+        maskedPaths=None if privileged else list(MASKED_PATHS if masked_paths is None else masked_paths),
+        readonlyPaths=None if privileged else list(READONLY_PATHS if readonly_paths is None else readonly_paths),
     )
     return oci.Spec(
         process=process,

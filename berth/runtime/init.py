@@ -246,7 +246,7 @@ def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple
     ``userns``: the user namespace's fd, then the idmapped trees (plan.userns_trees)."""
     step = _Step
     step.name = "sync"
-    if _sync.wait_byte(ctl) != _sync.GO:
+    if ctl is not None and _sync.wait_byte(ctl) != _sync.GO:
         os._exit(1)
     if cgroup_tasks:
         step.name = "cgroup"
@@ -323,7 +323,8 @@ def _before_exec(plan: Plan, env: list[str]) -> tuple[str | None, str, list[str]
 
 
 def _join_cgroup_tasks(tasks: tuple[str, ...], strict: bool = False) -> None:
-    """Move this (single-threaded) process into a v1 cgroup through each ``tasks`` file.
+    """Move this (single-threaded) process into a cgroup through each v1 ``tasks`` file (or,
+    for an exec on v2, ``cgroup.procs``: ``0`` is the writer itself).
     An exec tolerates a cgroup that is gone (its container is stopping); the init (``strict``)
     must never run outside its cgroup."""
     for path in tasks:
@@ -342,14 +343,14 @@ def _join_cgroup_tasks(tasks: tuple[str, ...], strict: bool = False) -> None:
             os.close(fd)
 
 
-def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
+def _setup_exec(plan: Plan, ctl: int | None, namespaces: tuple[tuple[int, int], ...],
                 console: int | None, cgroup_tasks: tuple[str, ...] = ()) -> tuple[str | None, str, list[str]]:
-    """An exec'd process: join the container's cgroup (when ``cgroup_tasks``, else the parent
-    did) and namespaces (already in its pid namespace, see container_exec.exec_process), then the
+    """An exec'd process: join the container's cgroup (``cgroup_tasks``) and namespaces
+    (already in its pid namespace, see execproc.spawn_exec), then the
     same security steps as the init."""
     step = _Step
     step.name = "sync"
-    if _sync.wait_byte(ctl) != _sync.GO:
+    if ctl is not None and _sync.wait_byte(ctl) != _sync.GO:
         os._exit(1)
     if cgroup_tasks:
         step.name = "cgroup"
@@ -373,11 +374,23 @@ def _setup_exec(plan: Plan, ctl: int, namespaces: tuple[tuple[int, int], ...],
     return _become_process(plan)
 
 
-def run_exec(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
-             namespaces: tuple[tuple[int, int], ...], console: int | None,
-             cgroup_tasks: tuple[str, ...] = ()) -> None:
-    """An exec child's whole life (forked inside the container's pid namespace); never returns."""
-    _main(plan, stdio, ctl, report, lambda: _setup_exec(plan, ctl, namespaces, console, cgroup_tasks))
+def run_exec_now(build: Callable[[], Plan], stdio: tuple[int, int, int], report: int,
+                 namespaces: tuple[tuple[int, int], ...], console: int | None,
+                 cgroup_files: tuple[str, ...] = ()) -> None:
+    """An exec'd process forked straight from the shim (``execproc.spawn_exec``), already in
+    the container's pid namespace: build its plan (``build``), join the cgroup itself through
+    ``cgroup_files``, then set up and execve with no handshake: the parent learns of success
+    by EOF on ``report`` (CLOEXEC), of a failure by one SetupError or ExecError. Never returns."""
+    try:
+        _Step.name = "plan"
+        plan = build()
+    except BaseException as e:  # noqa: BLE001 - reported, never raised into the parent's code
+        try:
+            _sync.send(report, _sync.SetupError(step="plan", message=str(e) or type(e).__name__))
+        finally:
+            os._exit(1)
+    _main(plan, stdio, None, report,
+          lambda: _setup_exec(plan, None, namespaces, console if plan.terminal else None, cgroup_files))
 
 
 def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None,
@@ -386,7 +399,7 @@ def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console:
     _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console, cgroup_tasks, userns, report))
 
 
-def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
+def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int | None, report: int,
           setup: Callable[[], tuple[str | None, str, list[str]]]) -> None:
     code = 1
     try:
@@ -405,9 +418,10 @@ def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int,
         except Exception as e:  # report anything: the parent must never hang
             _sync.send(report, _sync.SetupError(step=_Step.name, message=f"{type(e).__name__}: {e}"))
             return
-        _sync.send(report, _sync.Ready())
-        if _sync.wait_byte(ctl) != _sync.START:
-            return
+        if ctl is not None:  # no handshake for an exec forked by the shim itself
+            _sync.send(report, _sync.Ready())
+            if _sync.wait_byte(ctl) != _sync.START:
+                return
         if error is not None:
             _sync.send(report, _sync.ExecError(message=error))
             code = 127

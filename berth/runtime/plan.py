@@ -26,7 +26,7 @@ class PlanError(ValueError):
     """The spec asks for something this runtime cannot do."""
 
 
-NAMESPACE_FLAGS: dict[str, CloneFlags] = {
+NAMESPACE_FLAGS: dict[str, int] = {
     "pid": CloneFlags.NEWPID, "network": CloneFlags.NEWNET, "mount": CloneFlags.NEWNS,
     "ipc": CloneFlags.NEWIPC, "uts": CloneFlags.NEWUTS, "cgroup": CloneFlags.NEWCGROUP,
     "user": CloneFlags.NEWUSER, "time": CloneFlags.NEWTIME,
@@ -35,7 +35,7 @@ _PAGE_SIZE = 4096  # mount(2) copies at most one page of data
 # These take effect for children only, so the parent enters them around fork().
 FORK_NAMESPACES = CloneFlags.NEWPID | CloneFlags.NEWTIME
 
-_FLAG_OPTIONS: dict[str, tuple[bool, MF]] = {
+_FLAG_OPTIONS: dict[str, tuple[bool, int]] = {
     "ro": (True, MF.RDONLY), "rw": (False, MF.RDONLY),
     "nosuid": (True, MF.NOSUID), "suid": (False, MF.NOSUID),
     "nodev": (True, MF.NODEV), "dev": (False, MF.NODEV),
@@ -50,7 +50,7 @@ _FLAG_OPTIONS: dict[str, tuple[bool, MF]] = {
     "bind": (True, MF.BIND), "rbind": (True, MF.BIND | MF.REC),
     "nosymfollow": (True, MF.NOSYMFOLLOW), "defaults": (False, MF.NONE),
 }
-_PROPAGATION: dict[str, MF] = {
+_PROPAGATION: dict[str, int] = {
     "private": MF.PRIVATE, "rprivate": MF.PRIVATE | MF.REC,
     "shared": MF.SHARED, "rshared": MF.SHARED | MF.REC,
     "slave": MF.SLAVE, "rslave": MF.SLAVE | MF.REC,

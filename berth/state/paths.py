@@ -28,6 +28,7 @@
         mounts/<hash of id>/          RUN --mount=type=cache directories, kept between builds
       runtime/
         seccomp/<sha256>.bpf          compiled seccomp programs, by profile digest
+      cni/results/<id>-<ifname>.json  a pod's CNI result and config, cached for DEL and CHECK
 
     <exec-root>/                      default /run/berth, wiped at boot
       berth.sock                      the API socket
@@ -71,6 +72,10 @@ class DataRoot:
     @property
     def image_tmp(self) -> Path:
         return self.root / "image" / "tmp"
+
+    @property
+    def cni_results(self) -> Path:
+        return self.root / "cni" / "results"
 
     def layer_dir(self, chain_hex: str) -> Path:
         return self.layers / chain_hex

@@ -6,7 +6,6 @@ short seeded run in the suite (tests/fuzz/test_fuzz.py) and the long runs (tests
 atheris). Corpora: tests/fuzz/corpus/<name>/ (seeds, and every crash found, kept as a
 regression input).
 
-Not a target: ``daemon.json``; berthd has no config file parser yet (flags only).
 """
 
 from __future__ import annotations
@@ -63,6 +62,9 @@ class _Writer:
         pass
 
     def is_closing(self) -> bool:
+        return False
+
+    def can_write_eof(self) -> bool:
         return False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -276,13 +278,36 @@ def dns(data: bytes) -> None:
     message.answer(data, q, [IPv4Address("10.0.0.2")])
 
 
+# -- daemon.json (berth/daemon/config.py) -------------------------------------------------------------
+
+
+_CONF_DIR: Path | None = None
+
+
+def daemon_json(data: bytes) -> None:
+    """The file as berthd reads it at start (every key checked, then the keys checked together),
+    then again as a SIGHUP reads it: the same file changes nothing."""
+    from berth.daemon import config
+    global _CONF_DIR
+    if _CONF_DIR is None:
+        _CONF_DIR = Path(tempfile.mkdtemp(prefix="berth-fuzz-conf-"))
+    path = _CONF_DIR / "daemon.json"
+    path.write_bytes(data)
+    args = config.load(["--config-file", str(path)])
+    changed = config.reload(args)
+    if changed:
+        raise Crash(f"a SIGHUP with the same file changed {sorted(changed)}")
+
+
 def _allowed() -> dict[str, tuple[type[BaseException], ...]]:
     from berth.api.http import BadRequest
     from berth.network.dns.message import BadMessage
     from berth.cli._template import TemplateError
+    from berth.daemon.config import ConfigError
     stream_end = (asyncio.IncompleteReadError, ConnectionError)
     _ = BadRequest  # answered 400 inside _one; escaping it, it would be logged as a crash
-    return {"http_request": stream_end, "websocket": (), "dns": (BadMessage,), "template": (TemplateError,)}
+    return {"http_request": stream_end, "websocket": (), "dns": (BadMessage,), "template": (TemplateError,),
+            "daemon_json": (ConfigError,)}
 
 
 def targets() -> dict[str, Target]:
@@ -293,6 +318,7 @@ def targets() -> dict[str, Target]:
         "http_request": http_request, "websocket": websocket, "tar_guard": tar_guard,
         "reference": reference, "manifest": manifest, "image_config": image_config, "platform": platform, "template": template,
         "dockerfile": dockerfile, "shell_words": shell_words, "dockerignore": dockerignore, "dns": dns,
+        "daemon_json": daemon_json,
     }
     out = {name: Target(run, extra.get(name, (BerthError,))) for name, run in plain.items()}
     out["layer"] = Target(layer, (BerthError,), root=True)

@@ -3,9 +3,14 @@ inputs are also kept in tests/fuzz/corpus/<target>/crash-*)."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import pytest
 
 from berth.cli._template import TemplateError, render
+from berth.daemon import config
+from berth.daemon.config import ConfigError
 from berth.errors import InvalidArgument
 from berth.oci.image import decode_config
 from berth.oci.manifest import decode_index, kind_of
@@ -63,3 +68,42 @@ def test_manifests_and_configs_with_invalid_utf8_are_invalid_arguments() -> None
 def test_template_functions_called_wrongly_are_template_errors(source: str) -> None:
     with pytest.raises(TemplateError, match="error calling"):
         render(source, {"ID": "abc"})
+
+
+# -- daemon.json (berth/daemon/config.py) -------------------------------------------------------------
+
+
+def _daemon_json(tmp_path: Path, raw: bytes) -> argparse.Namespace:
+    f = tmp_path / "daemon.json"
+    f.write_bytes(raw)
+    return config.load(["--config-file", str(f)])
+
+
+def test_daemon_json_bytes_that_are_not_utf8_are_read_as_go_reads_them(tmp_path: Path) -> None:
+    """Was a UnicodeDecodeError: Go's json turns them into U+FFFD; a byte order mark picks the
+    encoding (dockerd reads UTF-16 files with one)."""
+    args = _daemon_json(tmp_path, b'{"labels": ["a=b\xdeh"], "debug": true}')
+    assert args.labels == ["a=b\ufffdh"] and args.debug is True
+    assert _daemon_json(tmp_path, '\ufeff{"mtu": 1400}'.encode("utf-16-le")).mtu == 1400
+    assert _daemon_json(tmp_path, b'\xef\xbb\xbf{"mtu": 1400}').mtu == 1400
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b'{"mtu": 1' + b"1" * 5000 + b"}", "Exceeds the limit"),   # was a ValueError
+    (b'{"debug":' * 3000, "exceeded max depth"),                   # was a RecursionError
+    (b"[" * 100000 + b"]" * 100000, "exceeded max depth"),
+], ids=["long-int", "deep-object", "deep-array"])
+def test_daemon_json_too_long_or_too_deep_is_a_config_error(tmp_path: Path, raw: bytes, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"unable to configure the Docker daemon with file .*: {why}"):
+        _daemon_json(tmp_path, raw)
+
+
+def test_daemon_json_lone_surrogates_and_nul_bytes(tmp_path: Path) -> None:
+    """A lone ``\\ud800`` was kept and failed when encoded (a UnicodeEncodeError from open() or
+    from printing the error); a NUL in init-path was a ValueError from os.access."""
+    args = _daemon_json(tmp_path, b'{"labels": ["a=\\udfff"], "data-root": "/x\\ud800"}')
+    assert args.labels == ["a=\ufffd"] and args.data_root == "/x\ufffd"
+    with pytest.raises(ConfigError, match="opening seccomp profile \\(/etc/\ufffd.json\\) failed"):
+        _daemon_json(tmp_path, b'{"seccomp-profile": "/etc/\\ud800.json"}')
+    with pytest.raises(ConfigError, match='invalid value for "init-path": .* is not an executable file'):
+        _daemon_json(tmp_path, b'{"init-path": "/usr/bin/\\u0000tini"}')

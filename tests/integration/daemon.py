@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +214,20 @@ class Daemon:
                 Daemon.leaks.extend(self._find_leaks())
             self._kill_leftovers()
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def running(d: Daemon, busybox: bool = True) -> Iterator[Daemon]:
+    """``d`` started (with busybox imported), then cleaned up however the test left it: a
+    berthd the test killed is started again first, so that its containers are removed."""
+    d.start()
+    try:
+        if busybox:
+            d.import_busybox()
+        yield d
+    finally:
+        try:
+            if d.proc is None or d.proc.poll() is not None:
+                d.start()
+        finally:
+            d.cleanup()

@@ -180,3 +180,40 @@ def test_idle_connections_past_the_fd_budget_are_shed_not_fatal(daemon: Daemon) 
                 h.kill()
                 h.wait()
     assert daemon.proc.poll() is None
+
+
+def _volumes(d: Daemon) -> list[str]:
+    status, body = d.request("GET", "/volumes")
+    assert status == 200, body
+    return sorted(v["Name"] for v in json.loads(body)["Volumes"] or [])
+
+
+def test_a_json_body_past_64_mib_is_a_413_and_nothing_is_stored(daemon: Daemon) -> None:
+    """dockerd's ReadJSON has no bound; berth reads a JSON body whole, so it holds at most
+    64 MiB of one (http.MAX_BODY): past it a 413 in Go's words, the connection closes without
+    reading the rest, nothing is created, and berthd goes on."""
+    before = _volumes(daemon)
+    s = _connect(daemon)  # Content-Length says so: answered before a byte of the body is read
+    s.sendall(b"POST /v1.50/volumes/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n{\"Name\": \"limits-big\", \"Labels\": {\"a\": \"" % ((64 << 20) + 1))
+    status, body = _answer(s)
+    s.close()
+    assert status == 413 and json.loads(body) == {"message": "http: request body too large"}
+    s = _connect(daemon)  # chunked: counted as it comes, answered once past the bound
+    s.sendall(b"POST /v1.50/volumes/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    piece = b"%x\r\n%s\r\n" % (1 << 20, b'{"Name":"limits-big","Labels":{"a":"' + b"a" * ((1 << 20) - 36))
+    try:
+        for _ in range(70):
+            s.sendall(piece)
+    except OSError:  # berthd closed it past 64 MiB: what it answered is still there to read
+        pass
+    status, body = _answer(s)
+    s.close()
+    assert status == 413 and json.loads(body) == {"message": "http: request body too large"}
+    assert _volumes(daemon) == before
+    assert _ping_ms(daemon) < 3000 and daemon.proc is not None and daemon.proc.poll() is None
+    status, body = daemon.request("POST", "/volumes/create", json.dumps({"Name": "limits-small"}).encode(),
+                                  {"Content-Type": "application/json"})
+    assert status == 201, body  # under the bound, as before
+    assert daemon.request("DELETE", "/volumes/limits-small")[0] == 204

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, running
 
 pytestmark = pytest.mark.root
 DOCKER = "/usr/local/bin/docker"
@@ -29,14 +29,8 @@ def long_daemon() -> Iterator[Daemon]:
     d.data_root = _long(d.base, "data")
     d.exec_root = _long(d.base, "exec")
     assert len(str(d.exec_root)) == len(str(d.data_root)) == LENGTH
-    d.start()
-    try:
-        d.import_busybox()
+    with running(d):
         yield d
-    finally:
-        if d.proc is None or d.proc.poll() is not None:
-            d.start()
-        d.cleanup()
 
 
 def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, running
 
 pytestmark = pytest.mark.root
 DOCKER = "/usr/local/bin/docker"
@@ -17,15 +17,8 @@ DOCKER = "/usr/local/bin/docker"
 
 @pytest.fixture
 def own_daemon():
-    d = Daemon()
-    d.start()
-    d.import_busybox()
-    try:
+    with running(Daemon()) as d:
         yield d
-    finally:
-        if d.proc is None or d.proc.poll() is not None:
-            d.start()
-        d.cleanup()
 
 
 def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:

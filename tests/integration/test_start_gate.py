@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, running
 
 pytestmark = pytest.mark.root
 DOCKER = "/usr/local/bin/docker"
@@ -19,15 +19,8 @@ DOCKER = "/usr/local/bin/docker"
 
 @pytest.fixture
 def own_daemon():
-    d = Daemon()
-    d.start()
-    d.import_busybox()
-    try:
+    with running(Daemon()) as d:
         yield d
-    finally:
-        if d.proc is None or d.proc.poll() is not None:
-            d.start()
-        d.cleanup()
 
 
 def _poll(d: Daemon, out: list[tuple[float, list[dict]]], stop: threading.Event) -> None:

@@ -76,8 +76,9 @@ def test_a_burst_of_spawns_waits_its_turn_instead_of_losing_connections(tmp_path
         stop.set()
         thread.join()
         listener.close()
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if lost:  # the mechanism, shown: without the bound, spawns fail
-        assert errors and all(isinstance(e, ConnectionError) for e in errors), results
+    if lost:  # the mechanism, shown: without the bound, spawns fail (a lost connection, or
+        # since the fork server is supervised, an empty answer read as "shim exited before reporting")
+        failed = [r for r in results if r != 1]
+        assert failed and all(isinstance(r, ConnectionError) or r == 0 for r in failed), results
     else:
         assert results == [1] * BURST

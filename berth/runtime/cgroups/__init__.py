@@ -9,7 +9,8 @@ as v1, as for runc and Docker.
 
 `path` is the OCI linux.cgroupsPath: absolute paths are below each hierarchy's mount point
 (`/berth/<id>` -> /sys/fs/cgroup/memory/berth/<id>); relative ones are below this process's
-own cgroup in that hierarchy.
+own cgroup in that hierarchy on v1, and below its parent on v2 (as runc: a v2 cgroup that holds
+processes cannot enable controllers for its children).
 
     layout = detect()                     # cached per root for this process
     cg = open_cgroup("/berth/" + cid, layout)
@@ -175,7 +176,7 @@ def open_cgroup(path: str, layout: Layout | None = None) -> Cgroup:
     if layout.version == 2:
         from berth.runtime.cgroups.v2 import V2Cgroup
 
-        rel = norm if own is None else os.path.join(own.get("", "/"), norm)
+        rel = norm if own is None else os.path.join(os.path.dirname(own.get("", "/")), norm)
         return V2Cgroup(path, layout.root, rel)
     from berth.runtime.cgroups.v1 import V1Cgroup
 

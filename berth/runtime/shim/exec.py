@@ -1,10 +1,13 @@
 """``docker exec`` in the shim: processes started in the running container, each with its own
 stdio and its own stream (the connection that asked for it).
 
-The process is started by a short-lived exec helper child (``helper.exec_child``) from an
-``ExecContext`` (spec, host facts, seccomp program, cgroup and namespace fds) made at the
-first exec and kept until the container exits. Its output goes down the stream as stdcopy
-frames, ending with one EXIT frame carrying the exit code; then the shim closes the stream.
+The shim forks each process itself, straight into the container (``execproc.spawn_exec``:
+one fork, no helper), from an ``ExecContext`` (spec, host facts, seccomp program, cgroup and
+namespace fds) made at the first exec and kept until the container exits, and goes back to
+its loop: the reply (the pid, or the error) goes out when the process's report pipe says
+how its execve went. With runc or crun, a short-lived helper child runs the runtime's
+``exec -d`` and replies the pid it left behind. Its output then goes down the stream as stdcopy frames, ending with one
+EXIT frame carrying the exit code; then the shim closes the stream.
 """
 
 from __future__ import annotations
@@ -17,19 +20,19 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from berth.runtime.container_exec import ExecContext
+from berth.runtime.execproc import ExecContext, exec_failure, spawn_exec
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExecReply, SpawnRequest, frame
 from berth.runtime.shim.stdio import POLLIN, Client, Hub, write_all
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
-    from berth.runtime.container_exec import ExecContext
+    from berth.runtime.execproc import ExecContext
 
 
 class ExecSession:
     """A process started by ``docker exec``: its stdio, its stream, its exit."""
 
-    __slots__ = ("id", "pid", "client", "fds", "stdin_w", "master", "code", "deadline")
+    __slots__ = ("id", "pid", "client", "fds", "stdin_w", "master", "code", "deadline", "pending")
 
     def __init__(self, id: str, client: Client):
         self.id = id
@@ -40,6 +43,18 @@ class ExecSession:
         self.master: int | None = None
         self.code: int | None = None
         self.deadline = 0.0  # after exit: stop waiting for output held by leftover children
+        self.pending: _Pending | None = None  # forked, execve not reported yet
+
+
+class _Pending:
+    """An exec forked but not replied to: what the reply needs, and the client's early bytes."""
+
+    __slots__ = ("console", "stdin", "early")
+
+    def __init__(self, console: socket.socket | None, stdin: bool, rest: bytes) -> None:
+        self.console = console  # receives the pty master (tty)
+        self.stdin = stdin
+        self.early = [rest] if rest else []
 
 
 class Execs:
@@ -50,6 +65,7 @@ class Execs:
         self.req = req
         self.by_pid: dict[int, ExecSession] = {}
         self.by_fd: dict[int, ExecSession] = {}  # output fd -> its exec
+        self.by_report: dict[int, ExecSession] = {}  # report pipe -> its exec, until execve
         self.ctx: ExecContext | None = None  # made at the first exec
 
     def _context(self, init_pid: int) -> ExecContext:
@@ -66,6 +82,15 @@ class Execs:
             self.ctx.close()
             self.ctx = None
 
+    def owns(self, fd: int) -> bool:
+        return fd in self.by_fd or fd in self.by_report
+
+    def ready(self, fd: int) -> None:
+        if fd in self.by_report:
+            self.reported(fd)
+        else:
+            self.output(fd)
+
     def master(self, exec_id: str) -> int | None:
         """The terminal of the exec ``exec_id``, if it has one."""
         e = next((x for x in self.by_pid.values() if x.id == exec_id), None)
@@ -74,64 +99,103 @@ class Execs:
     # -- start ------------------------------------------------------------------------------
 
     def start(self, c: Client, req: protocol.Exec, rest: bytes, init_pid: int) -> None:
-        """Start a process in the container through a short-lived helper child (as setup)."""
+        """Fork the process straight into the container (``spawn_exec``) and return to the
+        loop: the reply goes out when its report pipe says how execve went (``reported``).
+        With runc or crun (``req.runtime_path``) a helper child runs ``exec -d`` instead
+        (``_start_external``): they join the container themselves."""
         ctx = None
-        if not self.req.runtime_path:  # runc and crun join the container themselves
+        if not self.req.runtime_path:
             try:
                 ctx = self._context(init_pid)
             except Exception as ex:
                 self.hub.reply(c, ExecReply(error=str(ex) or ex.__class__.__name__, exit_code=126))
                 return
         e = ExecSession(req.id, c)
-        con_parent = con_child = None
-        if req.tty:
-            con_parent, con_child = socket.socketpair()
-            in_r = out_w = err_w = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-            child = [in_r, con_child.fileno()]
-        else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            if req.stdin:
-                in_r, e.stdin_w = os.pipe2(os.O_CLOEXEC)
-            else:
-                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            e.fds = {out_r: STDOUT, err_r: STDERR}
-            child = [in_r, out_w, err_w]
+        con_parent, con_child, child, stdio = _stdio(e, req)
+        con = con_child.fileno() if con_child else None
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            con = con_child.fileno() if con_child else None
-            helper.close_all_but(0, 1, 2, rep_w, *child, *(ctx.fds() if ctx else ()), con if con is not None else 2)
+        try:
             if ctx is None:
-                helper.external_exec_child(self.req, req, in_r, out_w, err_w, rep_w, con)
+                pid = _fork_external(self.req, req, stdio, rep_w, (*child, rep_w, con if con is not None else 2), con)
             else:
-                helper.exec_child(ctx, req, in_r, out_w, err_w, rep_w, con)
-        os.close(rep_w)
-        for fd in set(child):
-            if con_child is None or fd != con_child.fileno():
-                os.close(fd)
-        if con_child is not None:
-            con_child.close()
-        reply = _helper_reply(rep_r)
-        if reply.error is not None:
-            for fd in list(e.fds) + ([e.stdin_w] if e.stdin_w is not None else []):
-                os.close(fd)
-            if con_parent is not None:
-                con_parent.close()
-            self.hub.reply(c, reply)
+                keep = (*child, rep_w, *ctx.fds())
+                pid = spawn_exec(ctx, lambda: helper.exec_plan(ctx, req, keep), stdio=stdio,
+                                 report=rep_w, console_socket=con)
+        except OSError as ex:
+            pid = 0
+            os.close(rep_r)
+            self._failed(c, e, con_parent, f"fork exec process: {os.strerror(ex.errno or 0)}")
+        finally:
+            os.close(rep_w)
+            for fd in set(child):
+                if con_child is None or fd != con_child.fileno():
+                    os.close(fd)
+            if con_child is not None:
+                con_child.close()
+        if not pid:
             return
-        if con_parent is not None:
-            e.master = helper.recv_master(con_parent)
-            e.fds = {e.master: STDOUT}
-            if req.stdin:
-                e.stdin_w = os.dup(e.master)
-        self._started(c, e, reply.pid)
-        if rest:
-            self.input(c, rest)
-
-    def _started(self, c: Client, e: ExecSession, pid: int) -> None:
-        e.pid = pid
+        e.pending = _Pending(con_parent, req.stdin, rest)
         c.exec = e
+        if ctx is None:
+            self._start_external(c, e, rep_r)
+            return
+        e.pid = pid
+        self.by_pid[pid] = e
+        self.by_report[rep_r] = e
+        self.hub.poll.register(rep_r, POLLIN)
+
+    def _start_external(self, c: Client, e: ExecSession, rep_r: int) -> None:
+        """runc or crun: wait for the helper's reply (the pid of the process ``exec -d`` left
+        behind, reparented to the shim), then reply as for berth's own exec."""
+        reply = _helper_reply(rep_r)
+        assert e.pending is not None
+        p, e.pending = e.pending, None
+        if reply.error is not None:
+            self._failed(c, e, p.console, reply.error)
+            return
+        e.pid = reply.pid
+        self._attach(c, e, p)
+
+    def reported(self, rep_r: int) -> None:
+        """The exec's report pipe is readable: read it to EOF (execve, or the child's exit,
+        follows at once), then reply and start streaming, or reply the error."""
+        e = self.by_report.pop(rep_r)
+        self.hub.poll.unregister(rep_r)
+        chunks = []
+        with os.fdopen(rep_r, "rb", buffering=0) as f:
+            while chunk := f.read(4096):
+                chunks.append(chunk)
+        assert e.pending is not None and e.client is not None
+        p, e.pending = e.pending, None
+        con_parent = p.console
+        c = e.client
+        if chunks:
+            self.by_pid.pop(e.pid, None)  # the child exits; the host reaps it
+            self._failed(c, e, con_parent, exec_failure(b"".join(chunks)))
+            return
+        self._attach(c, e, p)
+
+    def _attach(self, c: Client, e: ExecSession, p: _Pending) -> None:
+        if p.console is not None:
+            e.master = helper.recv_master(p.console)
+            e.fds = {e.master: STDOUT}
+            if p.stdin:
+                e.stdin_w = os.dup(e.master)
+        self._started(c, e)
+        for data in p.early:
+            self.input(c, data)
+
+    def _failed(self, c: Client, e: ExecSession, con_parent: socket.socket | None, error: str) -> None:
+        for fd in list(e.fds) + ([e.stdin_w] if e.stdin_w is not None else []):
+            os.close(fd)
+        e.fds, e.stdin_w = {}, None
+        if con_parent is not None:
+            con_parent.close()
+        c.exec = None
+        e.client = None
+        self.hub.reply(c, ExecReply(error=error, exit_code=126))
+
+    def _started(self, c: Client, e: ExecSession) -> None:
         c.attached = True
         self.by_pid[e.pid] = e
         for fd in e.fds:
@@ -145,6 +209,9 @@ class Execs:
     def input(self, c: Client, data: bytes) -> None:
         e = c.exec
         assert isinstance(e, ExecSession)
+        if e.pending is not None:  # not replied to yet: kept for when it is
+            e.pending.early.append(data)
+            return
         if data:
             if e.stdin_w is not None and not write_all(e.stdin_w, data):
                 self._close_stdin(e)
@@ -189,7 +256,7 @@ class Execs:
         if e.code is None:
             e.code = code
             e.deadline = time.monotonic() + 0.2
-        if not e.fds:
+        if not e.fds and e.pending is None:
             self._done(e)
 
     def _done(self, e: ExecSession) -> None:
@@ -203,6 +270,8 @@ class Execs:
 
     def end_all(self) -> None:
         """The container is gone: end every stream (137 for a process not reaped yet)."""
+        for fd in list(self.by_report):  # each report ends at once: execve or exit
+            self.reported(fd)
         for e in list(self.by_pid.values()):
             self.exited(e, e.code if e.code is not None else 137)
             self._done(e)
@@ -219,8 +288,38 @@ class Execs:
         """End the streams of exited execs whose output is still held by leftover children."""
         now = time.monotonic()
         for e in list(self.by_pid.values()):
-            if e.code is not None and e.deadline <= now:
+            if e.code is not None and e.deadline <= now and e.pending is None:
                 self._done(e)
+
+
+
+def _stdio(e: ExecSession, req: protocol.Exec) -> tuple[socket.socket | None, socket.socket | None, list[int],
+                                                      tuple[int, int, int]]:
+    """The exec's stdio: (console parent, console child, the child's fds, its stdin/out/err).
+    The shim's ends go in ``e`` (output fds, stdin)."""
+    con_parent = con_child = None
+    if req.tty:
+        con_parent, con_child = socket.socketpair()
+        in_r = out_w = err_w = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        return con_parent, con_child, [in_r, con_child.fileno()], (in_r, out_w, err_w)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    if req.stdin:
+        in_r, e.stdin_w = os.pipe2(os.O_CLOEXEC)
+    else:
+        in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    e.fds = {out_r: STDOUT, err_r: STDERR}
+    return None, None, [in_r, out_w, err_w], (in_r, out_w, err_w)
+
+
+def _fork_external(spawn: SpawnRequest, req: protocol.Exec, stdio: tuple[int, int, int], rep_w: int,
+                   keep: tuple[int, ...], con: int | None) -> int:
+    """Fork the helper that runs the external runtime's ``exec -d`` (helper.external_exec_child)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        helper.close_all_but(0, 1, 2, *keep)
+        helper.external_exec_child(spawn, req, *stdio, rep_w, con)
+    return pid
 
 
 def _helper_reply(rep_r: int) -> ExecReply:

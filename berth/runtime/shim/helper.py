@@ -1,13 +1,14 @@
 """The shim's short-lived helper children, and the shim's end of the setup helper.
 
-The heavy Python work (decode the spec, plan, fork the init or an exec's process) happens in
-a child forked for it that exits once done, so those allocations never become the long-lived
-shim's private memory: the shim itself stays a small poll loop. The setup helper creates the
-init, reports its pid, waits for "start" (or the end of its control pipe: abort) and exits;
-the exec helper starts one ``docker exec`` process and exits; the gzip child compresses one
-rotated log file. Processes the helpers start are reparented to the shim (a child subreaper).
+The heavy Python work (decode the spec, plan, fork the init) happens in a child forked for
+it that exits once done, so those allocations never become the long-lived shim's private
+memory: the shim itself stays a small poll loop. The setup helper creates the init, reports
+its pid, waits for "start" (or the end of its control pipe: abort) and exits; an exec's
+process is forked by the shim itself and plans itself (``exec_plan``) before it sets up;
+the gzip child compresses one rotated log file. The init is reparented to the shim (a child
+subreaper).
 
-Each helper reports on a pipe with protocol lines (SpawnReply, Reply, ExecReply).
+The setup helper reports on a pipe with protocol lines (SpawnReply, Reply).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import traceback
 import zlib
 from pathlib import Path
@@ -27,13 +27,14 @@ import msgspec
 from berth import runtime
 from berth.linux import tty
 from berth.oci.spec import decode_spec
-from berth.runtime.container_exec import exec_process, exec_spec
+from berth.runtime.container import exec_spec
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import ExecReply, Reply, SpawnReply, SpawnRequest
 
 if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory are per container
-    from berth.runtime.container_exec import ExecContext
+    from berth.runtime.execproc import ExecContext
     from berth.runtime.external import OCIRuntime
+    from berth.runtime.plan import Plan
 
 
 def close_all_but(*keep: int) -> None:
@@ -229,45 +230,23 @@ def _forget(rt: OCIRuntime, cid: str) -> None:
         print(f"berth-shim: {cid}: delete: {e}", file=sys.stderr)
 
 
-# -- the exec helper ------------------------------------------------------------------------
+# -- an exec's process, right after the shim forked it ----------------------------------------
 
 
-def exec_child(ctx: ExecContext, req: protocol.Exec, in_r: int, out_w: int, err_w: int,
-               rep_w: int, console: int | None) -> None:
-    """The exec child: start the process in the container, report its pid, exit.
+def exec_plan(ctx: ExecContext, req: protocol.Exec, keep: tuple[int, ...]) -> Plan:
+    """In the exec's child (``execproc.spawn_exec``): let go of the shim's fds and signal
+    wiring (a host serves other containers; its wake-up pipe and SIGCHLD handler are not
+    ours), then plan the process from the container's spec (``ctx``, inherited). The Python
+    work happens here, after the fork, so it never becomes the shim's private memory."""
+    close_all_but(0, 1, 2, *keep)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    spec = exec_spec(ctx.spec, args=list(req.args), env=list(req.env), cwd=req.cwd,
+                     user=req.user, tty=req.tty, privileged=req.privileged)
+    return ctx.plan(spec)
 
-    ``ctx`` (the shim's ExecContext, inherited) holds the spec, host facts, seccomp program,
-    cgroup and namespace fds. Joining the cgroup waits for an RCU grace period on most
-    kernels, so a thread does it while this one plans; the process forked next starts in
-    the cgroup. The process is reparented to the shim (a child subreaper) when this exits."""
-    code = 0
-    try:
-        signal.set_wakeup_fd(-1)  # the shim's wakeup pipe is not ours (closed above)
-        joiner = None
-        if ctx.self_join is None and ctx.procs:  # the child cannot move itself cheaply
-            joiner = threading.Thread(target=ctx.join_cgroup)
-            joiner.start()
-        try:
-            try:
-                spec = exec_spec(ctx.spec, args=list(req.args), env=list(req.env), cwd=req.cwd,
-                                 user=req.user, tty=req.tty, privileged=req.privileged)
-                plan = ctx.plan(spec)
-            finally:
-                if joiner is not None:
-                    joiner.join()
-            pid = exec_process(spec, ctx.init_pid, stdin=in_r, stdout=out_w, stderr=err_w, console_socket=console,
-                               context=ctx, plan=plan, in_cgroup=joiner is not None)
-        except runtime.ExecFailed as e:
-            _report(rep_w, ExecReply(error=str(e), exit_code=126))
-            os._exit(0)
-        except Exception as e:
-            _report(rep_w, ExecReply(error=str(e) or e.__class__.__name__, exit_code=126))
-            os._exit(0)
-        _report(rep_w, ExecReply(pid=pid))
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    os._exit(code)
+
+# -- the exec helper of runc and crun --------------------------------------------------------
 
 
 def external_exec_child(req: SpawnRequest, ex: protocol.Exec, in_r: int, out_w: int, err_w: int,
@@ -278,8 +257,6 @@ def external_exec_child(req: SpawnRequest, ex: protocol.Exec, in_r: int, out_w: 
     code = 0
     try:
         signal.set_wakeup_fd(-1)
-        from berth.oci.spec import decode_spec
-        from berth.runtime.container_exec import exec_spec
         from berth.runtime.external import resolve_process
         rt = external(req)
         assert rt is not None
@@ -297,7 +274,6 @@ def external_exec_child(req: SpawnRequest, ex: protocol.Exec, in_r: int, out_w: 
             os._exit(0)
         _report(rep_w, ExecReply(pid=pid))
     except BaseException:
-        import traceback
         traceback.print_exc()
         code = 1
     os._exit(code)

@@ -14,6 +14,8 @@ syslog, as dockerd's driver (srslog): ``<PRI>`` = facility * 8 + severity (6 inf
     rfc5424micro   as rfc5424, the time with microseconds
 
 each ending in a newline (tcp frames by newline; udp and unix sockets one message a datagram).
+``tcp+tls``: the same over TLS (the syslog-tls-* files; the system's CAs when no CA is given),
+and rfc5424 messages framed by octet counting, ``LEN SP MSG`` (RFC 5425), as dockerd does.
 A syslog that goes away is redialled once per message; a message that cannot be sent is
 dropped (the container never blocks on its logger).
 
@@ -48,6 +50,9 @@ class SyslogSink:
 
     def _dial(self) -> socket.socket:
         scheme, _, rest = self.conf.address.partition("://")
+        if scheme == "tcp+tls":
+            host, _, port = rest.rpartition(":")
+            return _tls(self.conf, host.strip("[]"), int(port))
         if scheme in ("tcp", "udp"):
             host, _, port = rest.rpartition(":")
             kind = socket.SOCK_STREAM if scheme == "tcp" else socket.SOCK_DGRAM
@@ -92,6 +97,8 @@ class SyslogSink:
 
     def send(self, stream: int, line: bytes, partial: bool) -> None:
         data = self.format(stream, line)
+        if self.conf.address.startswith("tcp+tls://") and self.conf.format in ("rfc5424", "rfc5424micro"):
+            data = b"%d %s" % (len(data), data)
         for _ in range(2):
             try:
                 if self.sock is None:
@@ -104,8 +111,44 @@ class SyslogSink:
 
     def close(self) -> None:
         if self.sock is not None:
+            if hasattr(self.sock, "unwrap"):
+                _tls_close(self.sock)
             self.sock.close()
             self.sock = None
+
+
+def _tls_close(sock: socket.socket) -> None:
+    """close_notify, and read the server's unread records (TLS 1.3 session tickets) while
+    waiting for its own: closing with unread bytes sends a RST, and the server would drop the
+    last messages it had not read yet."""
+    try:
+        sock.settimeout(1)
+        sock.unwrap()  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        pass
+
+
+def _tls(conf: RemoteLog, host: str, port: int) -> socket.socket:
+    """A TLS connection to the syslog: its certificate checked against syslog-tls-ca-cert (the
+    system's CAs without one) and ``host``, unless syslog-tls-skip-verify; our certificate when
+    syslog-tls-cert is given. ssl is imported only here: most shims never need it."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=conf.tls_ca or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if conf.tls_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if conf.tls_cert:
+        ctx.load_cert_chain(conf.tls_cert, conf.tls_key or None)
+    raw = socket.create_connection((host, port), timeout=5)
+    try:
+        s = ctx.wrap_socket(raw, server_hostname=host)
+    except BaseException:
+        raw.close()
+        raise
+    s.settimeout(2)
+    return s
 
 
 def _udp(host: str, port: int) -> socket.socket:

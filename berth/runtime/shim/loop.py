@@ -90,7 +90,7 @@ class Shim:
     # -- the loop's side: the host's poll loop drives each of its containers' Shims ------------
 
     def owns(self, fd: int) -> bool:
-        return (fd == self.status_sock.fileno() or fd in self.io.pipes or fd in self.execs.by_fd
+        return (fd == self.status_sock.fileno() or fd in self.io.pipes or self.execs.owns(fd)
                 or fd in self.hub.clients or self.hub.listener is not None and fd == self.hub.listener.fileno())
 
     @property
@@ -122,8 +122,8 @@ class Shim:
             self._spawner_ready()
         elif fd in self.io.pipes:
             self.io.pipe_ready(fd)
-        elif fd in self.execs.by_fd:
-            self.execs.output(fd)
+        elif self.execs.owns(fd):
+            self.execs.ready(fd)
         elif self.hub.listener is not None and fd == self.hub.listener.fileno():
             self.hub.accept()
         elif fd in self.hub.clients:
@@ -287,6 +287,8 @@ class Shim:
             self.hub.reply(c, StateReply(pid=self.init_pid, status=status))
         elif isinstance(req, protocol.Resize):
             self.hub.reply(c, self._resize(req))
+        elif isinstance(req, protocol.ReopenLog):
+            self.hub.reply(c, self.io.log.reopen_cri())
         elif not self.started or self.exit is not None:  # an Exec
             self.hub.reply(c, protocol.ExecReply(error="container is not running"))
         else:

@@ -13,6 +13,8 @@ client -> shim carries stdin, and the client's half-close means "no more stdin f
     Kill(signal)               -> Reply(ok) | Reply(error)
     State                      -> StateReply(pid, status: created|running|exited)
     Resize(h, w[, exec])       -> Reply(ok) | Reply(error) (the container's or an exec's terminal)
+    ReopenLog                  -> Reply(ok) | Reply(error) (the CRI log, at its path again: the
+                                  kubelet renamed it; protocol 3, an older shim answers an error)
     Exec(id, args, env, cwd, user, tty, privileged, stdin)
                                -> ExecReply(pid) | ExecReply(error, exit_code), then the
                                   stream: stdin up; down stdcopy frames (1 stdout, 2 stderr;
@@ -41,7 +43,7 @@ import msgspec
 # the framing of attach and exec streams (re-exported: the shim's users speak it too)
 from berth.schema.stdcopy import STDERR as STDERR, STDOUT as STDOUT, frame as frame
 
-VERSION = 2
+VERSION = 3
 EXIT = 3  # an exec stream's last frame: {"exit_code": n} (Docker's systemerr number)
 
 
@@ -95,7 +97,11 @@ class Exec(Request, tag="exec"):
     stdin: bool = False
 
 
-AnyRequest = Start | Attach | Wait | Kill | State | Resize | Exec
+class ReopenLog(Request, tag="reopen_log"):
+    """Close the CRI log and open a new file at its path (the kubelet's ReopenContainerLog)."""
+
+
+AnyRequest = Start | Attach | Wait | Kill | State | Resize | Exec | ReopenLog
 
 
 class _Op(msgspec.Struct):
@@ -154,6 +160,10 @@ class RemoteLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     facility: int = 3                # syslog-facility's number (daemon)
     tag: str = ""
     fields: dict[str, str] = msgspec.field(default_factory=dict)  # journald: CONTAINER_ID, ...
+    tls_ca: str = ""                 # syslog tcp+tls: syslog-tls-ca-cert ("" = the system's CAs),
+    tls_cert: str = ""               # syslog-tls-cert and -key (a client certificate),
+    tls_key: str = ""
+    tls_skip_verify: bool = False    # syslog-tls-skip-verify given (any value, as dockerd)
 
 
 class SpawnRequest(Message):

@@ -230,6 +230,19 @@ class LogWriter:
         if self.req.cri_log:
             self.cri = os.open(self.req.cri_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
+    def reopen_cri(self) -> protocol.Reply:
+        """The CRI log again at its path: a new file there once the kubelet renamed the old one."""
+        if not self.req.cri_log:
+            return protocol.Reply(error="container has no CRI log")
+        try:
+            fd = os.open(self.req.cri_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        except OSError as e:
+            return protocol.Reply(error=f"reopen {self.req.cri_log}: {os.strerror(e.errno or 0)}")
+        old, self.cri = self.cri, fd
+        if old >= 0:
+            os.close(old)
+        return protocol.Reply(ok=True)
+
     def reaped(self, pid: int) -> bool:
         """``pid`` was the gzip child's."""
         if pid != self.compressor:

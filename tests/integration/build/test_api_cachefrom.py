@@ -24,7 +24,7 @@ DF = ("FROM busybox\nENV GREETING=hello\nRUN echo $GREETING > /greeting\nCOPY f 
 @pytest.fixture
 def registry():
     if not (os.path.exists(BINARY) or shutil.which(BINARY)):
-        pytest.skip(f"{BINARY} is not installed")
+        pytest.fail(f"{BINARY} is not installed (.ci/run installs docker-registry)")
     r = RegistryProc().start()
     try:
         yield r

@@ -157,8 +157,8 @@ networks:
 """
 
 
-@pytest.mark.skipif(COMPOSE is None, reason="docker-compose is not installed")
 def test_compose_build_and_up_build(berthd, busybox, tmp_path):
+    assert COMPOSE is not None, "docker-compose is not installed (.ci/run installs it)"
     project = f"bb{uuid.uuid4().hex[:6]}"
     root = write_context(tmp_path / "proj", {
         "docker-compose.yml": COMPOSE_FILE.format(project=project),

@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.build._clients import write_context
 
-docker_sdk = pytest.importorskip("docker")
+import docker as docker_sdk  # noqa: E402
 
 pytestmark = pytest.mark.root
 

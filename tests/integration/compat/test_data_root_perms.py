@@ -53,7 +53,7 @@ def daemon():
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
     if not BUSYBOX.exists():
-        pytest.skip("needs /bin/busybox (busybox-static)")
+        pytest.fail("needs /bin/busybox (.ci/run installs busybox-static)")
     d = Daemon()
     _start(d)
     try:

@@ -180,7 +180,7 @@ def test_default_bridge_gets_fixed_cidr_v6(nft6: Berthd) -> None:
 def _legacy() -> None:
     for b in ("iptables-legacy", "ip6tables-legacy", "iptables-legacy-restore"):
         if not shutil.which(b):
-            pytest.skip(f"needs {b}")
+            pytest.fail(f"needs {b} (.ci/run installs iptables)")
     if not Path("/proc/sys/net/bridge").is_dir() and shutil.which("modprobe"):
         sh("modprobe", "br_netfilter", check=False)
 

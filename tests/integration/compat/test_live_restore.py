@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, running
 
 pytestmark = pytest.mark.root
 DOCKER = "/usr/local/bin/docker"
@@ -22,15 +22,8 @@ TRAP = "trap 'exit 3' TERM; sleep 300 & wait"  # exits 3 on SIGTERM (PID 1 ignor
 def daemon():
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
-    d = Daemon(args=["--live-restore=false"])
-    d.start()
-    d.import_busybox()
-    try:
+    with running(Daemon(args=["--live-restore=false"])) as d:
         yield d
-    finally:
-        if d.proc is None or d.proc.poll() is not None:
-            d.start()
-        d.cleanup()
 
 
 def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,9 +14,9 @@ import pytest
 
 from tests.integration.daemon import Daemon
 
-grpc = pytest.importorskip("grpc", reason="the cri extra (grpcio) is not installed")
-pb = pytest.importorskip("cri_api.v1.api_pb2", reason="the cri extra is not installed")
-pbg = pytest.importorskip("cri_api.v1.api_pb2_grpc", reason="the cri extra is not installed")
+import grpc  # noqa: E402  (the cri extra, part of the test extra)
+import cri_api.v1.api_pb2 as pb  # noqa: E402
+import cri_api.v1.api_pb2_grpc as pbg  # noqa: E402
 
 
 class Cri:

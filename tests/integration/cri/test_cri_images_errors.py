@@ -85,7 +85,7 @@ def test_bad_requests(cri: Cri, berthd: Daemon, busybox: str, tmp_path: Path) ->
         rt.StartContainer(pb.StartContainerRequest(container_id=cid))
         assert _code(lambda: rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sleep", "5"], timeout=1))) == \
             grpc.StatusCode.DEADLINE_EXCEEDED
-        assert _code(lambda: rt.PodSandboxStats(pb.PodSandboxStatsRequest(pod_sandbox_id=sid))) == \
+        assert _code(lambda: rt.CheckpointContainer(pb.CheckpointContainerRequest(container_id=cid))) == \
             grpc.StatusCode.UNIMPLEMENTED
     finally:
         rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, running
 
 DOCKER = "/usr/local/bin/docker"
 _ROOTFS: list[Path] = []  # one busybox tarball for every daemon of the session
@@ -37,16 +37,8 @@ def run_daemon(d: Daemon) -> Iterator[Daemon]:
         _ROOTFS.append(tar)
     d.base.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_ROOTFS[0], d.base / "rootfs.tar")
-    d.start()
-    d.import_busybox()
-    try:
+    with running(d):
         yield d
-    finally:
-        try:
-            if d.proc is None or d.proc.poll() is not None:
-                d.start()
-        finally:
-            d.cleanup()
 
 
 def pytest_sessionfinish() -> None:

@@ -77,7 +77,7 @@ def test_berthd_oom_killed(own_daemon: Daemon, memcg: Path):
     _limit(memcg, 24 << 20)
     with Churn(d, seed=8) as churn:
         time.sleep(0.5)
-        big = json.dumps({"Image": "busybox", "Cmd": ["true"], "Env": ["X=" + "x" * 1024] * (96 << 10)}).encode()
+        big = json.dumps({"Image": "busybox", "Cmd": ["true"], "Env": ["X=" + "x" * 1024] * (40 << 10)}).encode()
         try:
             d.request("POST", "/containers/create", big, {"Content-Type": "application/json"}, timeout=60)
         except OSError:

@@ -19,7 +19,7 @@ from tests.integration.images.registry_proc import BINARY, RegistryProc
 
 def _need(binary: str) -> None:
     if not (os.path.exists(binary) or shutil.which(binary)):
-        pytest.skip(f"{binary} is not installed")
+        pytest.fail(f"{binary} is not installed (.ci/run installs it)")
 
 
 @pytest.fixture(scope="session")

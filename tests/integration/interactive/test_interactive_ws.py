@@ -14,7 +14,7 @@ import pytest
 
 from berth.api.attach_ws import accept_key
 
-websocket = pytest.importorskip("websocket")
+import websocket  # noqa: E402  (websocket-client, a test dependency)
 pytestmark = pytest.mark.root
 
 

@@ -7,18 +7,21 @@ rotate under a chatty container and ``docker logs`` reads every file."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from tests.integration.daemon import Daemon
+from tests.integration.remote.certs import Certs, make_certs
 
 DOCKER = "/usr/local/bin/docker"
 
@@ -210,6 +213,103 @@ def test_rotation_under_a_chatty_container(daemon: Daemon, name: str, driver: st
     assert nums[0] > 1  # the oldest lines were rotated away
 
 
+# -- syslog over TLS (tcp+tls://, syslog-tls-*) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def _tls_syslog(certs: Certs, want_client_cert: bool) -> tuple[ssl.SSLContext, socket.socket]:
+    """A TLS listener on loopback with berthd's test server certificate (127.0.0.1)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(certs.server / "cert.pem"), str(certs.server / "key.pem"))
+    if want_client_cert:
+        ctx.load_verify_locations(str(certs.ca / "ca.pem"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+    return ctx, srv
+
+
+def _read_tls(ctx: ssl.SSLContext, srv: socket.socket, until: Callable[[bytes], bool]
+              ) -> concurrent.futures.Future[tuple[bytes, dict]]:
+    """Accept and read in a thread: the shim's handshake is part of the container's start."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return pool.submit(_serve_tls, ctx, srv, until)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _serve_tls(ctx: ssl.SSLContext, srv: socket.socket, until: Callable[[bytes], bool]) -> tuple[bytes, dict]:
+    raw, _ = srv.accept()
+    with ctx.wrap_socket(raw, server_side=True) as conn:
+        conn.settimeout(10)
+        peer = conn.getpeercert() or {}
+        data = b""
+        while not until(data):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data, peer
+
+
+def test_syslog_tcp_tls_rfc5424_octet_counted_with_client_cert(daemon: Daemon, name: str,
+                                                               tls_certs: Certs) -> None:
+    ctx, srv = _tls_syslog(tls_certs, want_client_cert=True)
+    with srv:
+        port = srv.getsockname()[1]
+        got = _read_tls(ctx, srv, lambda d: d.count(b"tls-") >= 2 and d.endswith(b"\n"))
+        docker(daemon, "run", "-d", "--name", name, "--log-driver", "syslog",
+               "--log-opt", f"syslog-address=tcp+tls://127.0.0.1:{port}", "--log-opt", "syslog-format=rfc5424",
+               "--log-opt", f"syslog-tls-ca-cert={tls_certs.ca / 'ca.pem'}",
+               "--log-opt", f"syslog-tls-cert={tls_certs.client / 'cert.pem'}",
+               "--log-opt", f"syslog-tls-key={tls_certs.client / 'key.pem'}",
+               "busybox", "sh", "-c", "echo tls-1; echo tls-2")
+        data, peer = got.result(timeout=20)
+    assert dict(x[0] for x in peer["subject"])["commonName"] == "client"     # our certificate was sent
+    msgs = []
+    while data:   # RFC 5425 octet counting: "LEN SP MSG", MSG ending in a newline
+        size, _, rest = data.partition(b" ")
+        msgs.append(rest[:int(size)])
+        data = rest[int(size):]
+    assert [m.decode().rsplit(" - ", 1)[1] for m in msgs] == ["tls-1\n", "tls-2\n"], msgs
+    assert all(m.startswith(b"<30>1 ") for m in msgs), msgs
+
+
+def test_syslog_tcp_tls_skip_verify_default_format(daemon: Daemon, name: str, tls_certs: Certs) -> None:
+    """No CA given (the system's, which do not know the test CA): only skip-verify gets through."""
+    ctx, srv = _tls_syslog(tls_certs, want_client_cert=False)
+    with srv:
+        port = srv.getsockname()[1]
+        got = _read_tls(ctx, srv, lambda d: d.endswith(b"\n"))
+        docker(daemon, "run", "-d", "--name", name, "--log-driver", "syslog", "--log-opt", "tag=tlsweb",
+               "--log-opt", f"syslog-address=tcp+tls://127.0.0.1:{port}", "--log-opt", "syslog-tls-skip-verify=true",
+               "busybox", "echo", "skipped verify")
+        data, _ = got.result(timeout=20)
+    assert re.fullmatch(rb"<30>[A-Z][a-z][a-z] [ \d]\d \d\d:\d\d:\d\d tlsweb\[\d+\]: skipped verify\n", data), data
+
+
+def test_syslog_tcp_tls_unknown_ca_fails_the_start(daemon: Daemon, name: str, tls_certs: Certs) -> None:
+    ctx, srv = _tls_syslog(tls_certs, want_client_cert=False)
+    with srv:
+        port = srv.getsockname()[1]
+        got = _read_tls(ctx, srv, lambda d: True)
+        r = docker(daemon, "run", "--name", name, "--log-driver", "syslog",
+                   "--log-opt", f"syslog-address=tcp+tls://127.0.0.1:{port}",
+                   "--log-opt", f"syslog-tls-ca-cert={tls_certs.stranger.parent / 'other-ca' / 'ca.pem'}",
+                   "busybox", "true", check=False)
+    with pytest.raises(ssl.SSLError):   # the shim hung up in the handshake
+        got.result(timeout=20)
+    assert r.returncode == 125 and "failed to initialize logging driver" in r.stderr, r.stderr
+    assert "certificate verify failed" in r.stderr, r.stderr
+    assert daemon.request("GET", "/_ping")[0] == 200
+
+
 # -- a real journald: docker logs reads the journal back ---------------------------------------
 
 _JOURNALD = """set -e
@@ -224,8 +324,7 @@ exec /lib/systemd/systemd-journald
 def journal_daemon() -> Iterator[Daemon]:
     """Debian's systemd-journald in a private mount namespace (its sockets and journal on
     tmpfs there, nothing on the host's), and a berthd started inside that namespace."""
-    if not os.path.exists("/lib/systemd/systemd-journald"):
-        pytest.skip("no systemd-journald on this host")
+    assert os.path.exists("/lib/systemd/systemd-journald"), "no systemd-journald (.ci/run installs systemd)"
     jd = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", _JOURNALD])
     d = Daemon(mountns=f"/proc/{jd.pid}/ns/mnt")
     try:
@@ -255,3 +354,33 @@ def test_docker_logs_reads_journald(journal_daemon: Daemon, name: str) -> None:
     assert docker(d, "logs", "--tail", "2", name).stdout == "j-out-3\n"
     stamped = docker(d, "logs", "-t", name).stdout.splitlines()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z j-out-1", stamped[0]), stamped
+
+
+def test_docker_logs_follow_journald(journal_daemon: Daemon) -> None:
+    """``docker logs -f``: the entries so far, then new ones as the journal gets them, and the
+    stream ends once the container has stopped and the journal is quiet."""
+    d = journal_daemon
+    n = f"jf-{os.urandom(4).hex()}"
+    try:
+        docker(d, "run", "-d", "--name", n, "--log-driver", "journald", "busybox", "sh", "-c",
+               "echo first; sleep 2; echo second >&2; sleep 1; echo last")
+        time.sleep(0.5)
+        p = subprocess.Popen([DOCKER, "logs", "-f", n], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            assert p.stdout is not None
+            assert p.stdout.readline() == "first\n"
+            assert p.poll() is None            # still following: the container sleeps
+            out, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert (p.returncode, out, err) == (0, "last\n", "second\n")
+        assert docker(d, "inspect", "-f", "{{.State.Status}}", n).stdout.strip() == "exited"
+        # following a stopped container's journal returns what is there
+        r = subprocess.run([DOCKER, "logs", "-f", "--tail", "1", n], env=d.env, capture_output=True, text=True,
+                           timeout=20)
+        assert (r.returncode, r.stdout) == (0, "last\n"), r.stderr
+    finally:
+        docker(d, "rm", "-f", n, check=False)

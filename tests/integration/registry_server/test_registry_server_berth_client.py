@@ -43,7 +43,7 @@ def _tls(tmp: Path) -> tuple[Path, Path]:
 @pytest.fixture(params=["none", "basic", "bearer", "tls"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Server]]:
     if request.param == "tls" and shutil.which("openssl") is None:
-        pytest.skip("needs openssl to make a certificate")
+        pytest.fail("needs openssl to make a certificate (.ci/run installs it)")
     tls = _tls(tmp_path) if request.param == "tls" else None
     s = Server(tmp_path / "root", config=_config(request.param, tmp_path), tls=tls)
     try:

@@ -16,8 +16,12 @@ import bcrypt
 import pytest
 from registry_server_support import (Server, busybox_image, call, skopeo, write_oci_layout)
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")]
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def _skopeo() -> None:
+    assert shutil.which("skopeo"), "needs skopeo (.ci/run installs it)"
 
 RULES = """
 [[access]]
@@ -104,7 +108,7 @@ def test_skopeo_round_trip(server: tuple[str, Server], tmp_path: Path) -> None:
 
 def test_oras_artifact_with_subject(server: tuple[str, Server], tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    oras_client = pytest.importorskip("oras.client")
+    import oras.client as oras_client
     import oras.oci
 
     mode, s = server
@@ -139,7 +143,7 @@ def test_oras_artifact_with_subject(server: tuple[str, Server], tmp_path: Path,
 
 def test_tls(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
-        pytest.skip("needs openssl")
+        pytest.fail("needs openssl (.ci/run installs it)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",

@@ -321,6 +321,22 @@ def test_diff_and_commit_of_a_non_root_users_file(daemon: Daemon) -> None:
         _docker(daemon, "rmi", "-f", "uns-diffed")
 
 
+def test_exec_keeps_the_supplemental_groups_and_gets_its_tty(daemon: Daemon) -> None:
+    """An exec joins the user namespace last (after the namespaces that need host root), keeps
+    the container's --group-add gids, and its terminal is its controlling tty."""
+    r = _docker(daemon, "run", "-d", "--group-add", "1234", "--name", "uns-exec", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = _docker(daemon, "exec", "uns-exec", "id", "-G")  # as the container's user
+        assert r.stdout.split() == ["0", "1234"], r
+        r = _docker(daemon, "exec", "-t", "uns-exec", "sh", "-c", ": </dev/tty && tty && cat /proc/self/uid_map")
+        lines = r.stdout.replace("\r", "").splitlines()
+        assert r.returncode == 0 and lines[0].startswith("/dev/pts/"), r
+        assert lines[1].split()[:2] == ["0", str(_host_ids(_pid(daemon, "uns-exec"))[0])], r
+    finally:
+        _docker(daemon, "rm", "-f", "uns-exec")
+
+
 def test_image_content_copied_into_a_new_volume_keeps_its_owners(daemon: Daemon) -> None:
     r = _docker(daemon, "run", "--userns=host", "--name", "uns-src", "busybox", "sh", "-c",
                 "mkdir -p /srv/sub && touch /srv/f && chown -R 1000:1001 /srv")

@@ -41,7 +41,7 @@ def berthd(request: pytest.FixtureRequest) -> Iterator[Daemon]:
         pytest.skip("needs uid 0")
     name = request.param
     if shutil.which(name) is None:
-        pytest.skip(f"{name} is not installed (Debian's {name} package; .ci/run installs it)")
+        pytest.fail(f"{name} is not installed (Debian's {name} package; .ci/run installs it)")
     d = Daemon()
     path = shutil.which("runc") if name == "runc" else _crun_path(d.base)
     d.extra_args = ["--add-runtime", f"{name}={path}", "--default-runtime", name]

@@ -94,7 +94,7 @@ def test_daemon_json_runtimes_default_and_sighup_reload() -> None:
     from tests.integration.ops.test_daemon_config import ConfiguredDaemon
     runc = shutil.which("runc")
     if runc is None:
-        pytest.skip("runc is not installed (Debian's runc package; .ci/run installs it)")
+        pytest.fail("runc is not installed (Debian's runc package; .ci/run installs it)")
     d = ConfiguredDaemon({"runtimes": {"r1": {"path": runc, "runtimeArgs": ["--debug"]}}, "default-runtime": "r1"})
     d.start()
     try:

@@ -9,7 +9,7 @@ import pytest
 from berth.api.events import event_json
 from berth.engine.events import Event, Events, matches
 from berth.oci import spec as oci
-from berth.runtime.container_exec import exec_spec
+from berth.runtime.container import exec_spec
 from berth.runtime.defaults import ANNOTATION_USER
 from berth.schema import detachkeys
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from berth.engine import logdrivers, logremote
-from berth.errors import InvalidArgument, Unsupported
+from berth.errors import InvalidArgument
 
 INFO = logremote.Info("0123456789abcdef" * 4, "web", "sha256:" + "fedcba9876543210" * 4, "nginx:1")
 
@@ -33,8 +33,7 @@ def test_bad_addresses() -> None:
         logremote.address("http://x")
     with pytest.raises(InvalidArgument, match="no such file"):
         logremote.address("unix:///nonexistent/sock")
-    with pytest.raises(Unsupported):
-        logremote.address("tcp+tls://127.0.0.1:6514")
+    assert logremote.address("tcp+tls://127.0.0.1") == "tcp+tls://127.0.0.1:514"
 
 
 def test_facilities() -> None:

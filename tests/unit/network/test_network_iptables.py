@@ -47,3 +47,12 @@ def test_backend_forced_by_environment(monkeypatch):
     from berth.errors import RuntimeFailure
     with pytest.raises(RuntimeFailure):
         iptables.backend()
+
+
+def test_restore_script_icc_false():
+    c = iptables.chains("berth")
+    lines = iptables.restore_script("ip", c, [BridgeRules("br-q", "172.20.0.0/16", icc=False),
+                                              *BRIDGES], PORTS).splitlines()
+    drop = lines.index("-A BERTH-ISOL -i br-q -o br-q -j DROP")
+    assert lines.index("-A BERTH-ISOL -m conntrack --ctstate DNAT -j RETURN") < drop
+    assert "-A BERTH-ISOL -i br-a -o br-a -j DROP" not in lines

@@ -46,3 +46,15 @@ def test_render_ports_masquerade_and_isolation():
     assert 'oifname "br-a" ip saddr 127.0.0.0/8 masquerade' in script
     assert 'elements = { "br-a", "br-i" }' in script
     assert script.count("{") == script.count("}")
+
+
+def test_render_icc_false_drops_within_its_bridge_after_dnat_and_replies():
+    script = nat.render("t", [nat.BridgeRules("br-a", "172.18.0.0/16", icc=False, subnet6="fd00:1::/64"),
+                              nat.BridgeRules("br-b", "172.19.0.0/16")], [])
+    v4, _, v6 = script.partition("table ip6 t {\n")
+    for part in (v4, v6):
+        fwd = part[part.index("chain forward"):].splitlines()
+        drop = fwd.index('    iifname "br-a" oifname "br-a" drop')
+        assert fwd.index("    ct status dnat accept") < drop            # published ports still pass
+        assert fwd.index("    ct state established,related accept") < drop
+    assert 'iifname "br-b" oifname "br-b" drop' not in script

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -111,15 +112,31 @@ def test_bad_requests_get_an_error_not_a_crash():
         p.decode_request(b"not json")
 
 
-def _old_protocol() -> types.ModuleType:
-    """berth/runtime/shim/protocol.py as of PROTOCOL_1, loaded from git."""
+PROTOCOL_2 = "6dae0dc"  # the last commit whose shims speak protocol 2
+
+
+def test_reopen_log_is_protocol_3_and_an_older_shim_answers_an_error():
+    line = p.encode(p.ReopenLog())
+    assert json.loads(line) == {"op": "reopen_log", "v": 3}
+    assert p.decode_request(line) == p.ReopenLog(v=3)
+    old = _old_protocol(PROTOCOL_2)  # a shim of an older berthd: an error reply, which berthd reports
+    assert old.decode_request(line) == "unknown op 'reopen_log'"
+
+
+def _old_protocol(commit: str = "") -> types.ModuleType:
+    """berth/runtime/shim/protocol.py as of ``commit`` (PROTOCOL_1 by default), loaded from git."""
+    commit = commit or PROTOCOL_1
     try:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{PROTOCOL_1}:berth/runtime/shim/protocol.py"],
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:berth/runtime/shim/protocol.py"],
                              capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"no git history with {PROTOCOL_1}")
-    mod = types.ModuleType("old_shim_protocol")
-    exec(compile(src, "old_protocol.py", "exec"), mod.__dict__)
+        pytest.skip(f"no git history with {commit}")
+    mod = types.ModuleType(f"old_shim_protocol_{commit}")
+    sys.modules[mod.__name__] = mod  # msgspec resolves the module's own names through it
+    try:
+        exec(compile(src, "old_protocol.py", "exec"), mod.__dict__)
+    finally:
+        del sys.modules[mod.__name__]
     return mod
 
 
