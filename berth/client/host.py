@@ -1,4 +1,6 @@
-"""Daemon address resolution: the -H flag, then BERTH_HOST, then DOCKER_HOST, then the default."""
+"""Daemon address resolution: the -H flag, then BERTH_HOST, then DOCKER_HOST, then the default
+(root's socket; a rootless berthd's ``$XDG_RUNTIME_DIR/berth.sock`` when root's cannot be
+reached and that one exists)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,18 @@ def resolve_host(flag: str | None = None, environ: Mapping[str, str] | None = No
         value = env.get(name)
         if value:
             return value
-    return DEFAULT_HOST
+    return rootless_host(env) or DEFAULT_HOST
+
+
+def rootless_host(env: Mapping[str, str], root_sock: str = DEFAULT_HOST[len("unix://"):]) -> str | None:
+    """This user's rootless berthd, when root's socket is not one this user may use."""
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if not runtime:
+        return None
+    sock = os.path.join(runtime, "berth.sock")
+    if os.path.exists(root_sock) and os.access(root_sock, os.R_OK | os.W_OK):
+        return None
+    return f"unix://{sock}" if os.path.exists(sock) else None
 
 
 def parse_host(host: str) -> tuple[str, str | tuple[str, int]]:

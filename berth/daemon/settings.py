@@ -42,7 +42,12 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         dns_search=list(args.dns_search), dns_options=list(args.dns_opts), init=args.init,
         init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
         journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",
-        runtimes=runtimes(args))
+        runtimes=runtimes(args), cgroups=not args.rootless or cgroups_delegated())
+
+
+def cgroups_delegated() -> bool:
+    from berth.runtime.cgroups import delegated
+    return delegated()
 
 
 def runtimes(args: argparse.Namespace) -> Runtimes:
@@ -114,6 +119,9 @@ def warnings(args: argparse.Namespace) -> list[str]:
         out.append("WARNING: ipv6 is true but fixed-cidr-v6 is not set: the default bridge has no IPv6")
     if args.cgroup_parent:
         out.append("WARNING: cgroup-parent is configured, but berth puts containers under /berth")
+    if args.rootless and not cgroups_delegated():
+        from berth.engine.container_defaults import NO_CGROUPS
+        out.append(f"WARNING: {NO_CGROUPS}")
     return out
 
 
@@ -121,7 +129,8 @@ def daemon_info(args: argparse.Namespace) -> DaemonInfo:
     from berth.api.app import DaemonInfo
     return DaemonInfo(debug=args.debug, labels=list(args.labels), logging_driver=args.log_driver,
                       init_binary=args.init_path, no_new_privileges=args.no_new_privileges,
-                      warnings=warnings(args))
+                      warnings=warnings(args), rootless=args.rootless,
+                      cgroups=not args.rootless or cgroups_delegated())
 
 
 def pools(args: argparse.Namespace) -> list[tuple[IPv4Network, int]]:

@@ -24,6 +24,7 @@ import msgspec
 
 from berth.oci import spec as oci
 from berth.runtime import caps as capmod
+from berth.state import rootless
 
 ANNOTATION_USER = "berth.user"
 ANNOTATION_OVERLAY = "berth.rootfs.overlay"
@@ -222,7 +223,9 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
     if netns:
         namespaces = [oci.Namespace(type="network", path=netns) if n.type == "network" else n
                       for n in namespaces]
-    sysctl = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+    # Nested (rootless), the range may only name gids this user namespace maps.
+    groups = f"0 {rootless.max_gid()}" if rootless.nested() else "0 2147483647"
+    sysctl = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": groups}
     if cgroupns:
         namespaces.append(oci.Namespace(type="cgroup"))
     linux = oci.Linux(

@@ -1,0 +1,183 @@
+"""Rootless berthd (issue 15): an ordinary user's berthd in a user namespace of its own, driven
+by the real docker CLI. A throwaway user with subordinate ranges runs it; nothing of the engine
+runs as host root; root in a container is the user on the host, other ids its subordinate ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.rootless.user import RootlessDaemon, RootlessUser, need_tools, rootfs_tar
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return rootfs_tar(tmp_path_factory.mktemp("rootfs"))
+
+
+@pytest.fixture(scope="module")
+def user() -> Iterator[RootlessUser]:
+    need_tools()
+    u = RootlessUser.make()
+    try:
+        yield u
+    finally:
+        u.remove()
+
+
+@pytest.fixture(scope="module")
+def rl(user: RootlessUser, tar: Path) -> Iterator[RootlessDaemon]:
+    d = RootlessDaemon(user, ["--debug"])
+    try:
+        d.start()
+        d.import_busybox(tar)
+        yield d
+    finally:
+        d.stop()
+
+
+def _status_ids(pid: int) -> tuple[int, int]:
+    """(real uid, real gid) of a host process, from /proc/<pid>/status."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["Uid"].split()[0]), int(fields["Gid"].split()[0])
+
+
+def _host_pid(rl: RootlessDaemon, name: str) -> int:
+    """The host pid of a container's init: the one process of the user's whose cmdline is it."""
+    for p in rl.user.pids():
+        try:
+            if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", name.encode()]:
+                return p
+        except FileNotFoundError:
+            pass
+    raise AssertionError(f"no host process sleep {name}")
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(p))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def test_run_exec_logs_as_an_ordinary_user(rl: RootlessDaemon) -> None:
+    r = rl.docker("run", "--rm", "busybox", "sh", "-c", "id; echo out; echo err >&2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["uid=0(root) gid=0(root) groups=0(root)", "out"]
+    assert r.stderr == "err\n"
+    r = rl.docker("run", "-d", "--name", "lr", "busybox", "sh", "-c", "echo started; exec sleep 3001")
+    assert r.returncode == 0, r.stderr
+    try:
+        time.sleep(0.3)
+        assert rl.docker("logs", "lr").stdout == "started\n"
+        r = rl.docker("exec", "lr", "sh", "-c", "id -u; cat /proc/self/uid_map")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.split()
+        assert lines[0] == "0"
+        # the container's namespace is the engine's: 0 is the user, 1.. the subordinate range
+        assert lines[1:4] == ["0", str(rl.user.uid), "1"] and lines[5] == str(rl.user.subuid_start())
+        # root inside is the user outside (as Docker rootless): nothing is host root
+        assert _status_ids(_host_pid(rl, "3001")) == (rl.user.uid, rl.user.gid)
+    finally:
+        rl.docker("rm", "-f", "lr")
+
+
+def test_other_ids_are_the_users_subordinate_ids(rl: RootlessDaemon) -> None:
+    r = rl.docker("run", "-d", "--name", "ls", "--user", "1000:1000", "busybox", "sleep", "3002")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert rl.docker("exec", "ls", "id", "-u").stdout == "1000\n"
+        sub = rl.user.subuid_start()
+        assert _status_ids(_host_pid(rl, "3002")) == (sub + 999, sub + 999)
+    finally:
+        rl.docker("rm", "-f", "ls")
+
+
+def test_no_process_of_the_engine_runs_as_host_root(rl: RootlessDaemon) -> None:
+    r = rl.docker("run", "-d", "--name", "lp", "busybox", "sleep", "3003")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert rl.proc is not None
+        tree = _descendants(rl.proc.pid)
+        cmds = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in tree if Path(f"/proc/{p}").exists()}
+        assert any(b"berth.runtime.forkserver" in c for c in cmds.values())
+        assert any(c.startswith(b"sleep\x003003") for c in cmds.values())
+        owners = {p: os.stat(f"/proc/{p}").st_uid for p in cmds}
+        assert all(uid != 0 for uid in owners.values()), {p: (owners[p], cmds[p][:60]) for p in owners}
+    finally:
+        rl.docker("rm", "-f", "lp")
+
+
+def test_storage_is_overlay_with_userxattr_and_whiteouts_work(rl: RootlessDaemon) -> None:
+    info = json.loads(rl.docker("info", "--format", "{{json .}}").stdout)
+    assert info["Driver"] == "overlay2" and ["userxattr", "true"] in info["DriverStatus"]
+    assert "name=rootless" in info["SecurityOptions"]
+    assert info["DockerRootDir"] == str(rl.user.home / ".local/share/berth")
+    # a deleted lower file and a replaced lower dir (a whiteout, an opaque dir) in the upper
+    # layer, read back through a commit as a new image's layer
+    r = rl.docker("run", "--name", "lw", "busybox", "sh", "-c",
+                  "rm /bin/ls && rm -rf /home && mkdir /home && touch /home/new && grep -o userxattr /proc/mounts")
+    assert r.returncode == 0 and r.stdout == "userxattr\n", r.stderr
+    try:
+        assert rl.docker("commit", "lw", "lw:1").returncode == 0
+        r = rl.docker("run", "--rm", "lw:1", "sh", "-c", "ls /home; test -e /bin/ls || echo gone")
+        assert r.stdout == "new\ngone\n", r.stderr
+        upper = rl.user.home / ".local/share/berth/containers"
+        owners = {p.stat().st_uid for p in upper.rglob("upper")}
+        assert owners == {rl.user.uid}  # the writable layer is the user's, chowned by nobody
+    finally:
+        rl.docker("rm", "-f", "lw")
+        rl.docker("rmi", "lw:1")
+
+
+def test_a_named_volume_file_is_owned_by_a_mapped_id(rl: RootlessDaemon) -> None:
+    r = rl.docker("run", "--rm", "-v", "rlvol:/data", "busybox", "sh", "-c",
+                  "echo hi > /data/root-file && echo hi > /data/other && chown 1000:1000 /data/other")
+    assert r.returncode == 0, r.stderr
+    data = rl.user.home / ".local/share/berth/volumes/rlvol/_data"
+    sub = rl.user.subuid_start()
+    assert (data / "root-file").stat().st_uid == rl.user.uid
+    assert ((data / "other").stat().st_uid, (data / "other").stat().st_gid) == (sub + 999, sub + 999)
+    assert rl.docker("volume", "rm", "rlvol").returncode == 0
+
+
+def test_limits_are_refused_without_cgroup_delegation(rl: RootlessDaemon) -> None:
+    """This host is cgroup v1: no delegation, so Docker rootless's warning, and every limit refused."""
+    info = json.loads(rl.docker("info", "--format", "{{json .}}").stdout)
+    if info["CgroupVersion"] != "1":
+        pytest.skip("the no-delegation case is checked on a cgroup v1 host")
+    msg = ("Running in rootless-mode without cgroups. To enable cgroups in rootless-mode, you need to "
+           "boot the system in cgroup v2 mode.")
+    assert info["CgroupDriver"] == "none" and f"WARNING: {msg}" in info["Warnings"]
+    for flag, value in (("--memory", "64m"), ("--pids-limit", "10"), ("--cpus", "0.5")):
+        r = rl.docker("run", "--rm", flag, value, "busybox", "true")
+        assert r.returncode == 125 and f"{flag}: {msg}" in r.stderr, r.stderr
+    assert rl.docker("run", "--rm", "busybox", "true").returncode == 0  # and everything else works
+
+
+def test_the_berth_cli_finds_the_users_socket(rl: RootlessDaemon) -> None:
+    import sys
+    r = subprocess.run(rl.command([sys.executable, "-m", "berth.cli.main", "ps", "-a", "--format", "{{.ID}}"]),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    mine = rl.docker("ps", "-a", "--format", "{{.ID}}").stdout
+    assert r.stdout == mine
