@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "BERTH_ROOTLESS"  # "1" in the berthd that runs inside the user namespace
+SINGLE_ID = ("running with a single-id map (only uid 0 and gid 0 exist in containers: --user other than "
+             "root and images whose files belong to other ids fail); add a range for the rest, e.g. "
+             "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER")
 
 
 class RootlessError(Exception):

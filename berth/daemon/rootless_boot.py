@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth.daemon.rootless import ENV, Paths, RootlessError
+from berth.daemon.rootless import ENV, SINGLE_ID, Paths, RootlessError
 from berth.linux import idmap, sched
 from berth.linux.mount import MountFlags, mount
 from berth.linux.sched import CloneFlags
@@ -27,11 +27,7 @@ log = logging.getLogger("berthd")
 
 SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
-SINGLE_ID_WARNING = (
-    "no subordinate ids for {user} in /etc/subuid and /etc/subgid: running with a single-id map "
-    "(only uid 0 and gid 0 exist in containers: --user other than root and images whose files "
-    "belong to other ids fail). Add a range (usermod --add-subuids 100000-165535 "
-    "--add-subgids 100000-165535 {user}) for the rest")
+SINGLE_ID_WARNING = "no subordinate ids for {user} in /etc/subuid and /etc/subgid: " + SINGLE_ID
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ def _map_args(lines: tuple[tuple[int, int, int], ...]) -> list[str]:
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    path = shutil.which(name)
     if path is None:
         raise RootlessError(f"{name} not found: install the uidmap package (apt-get install uidmap); "
                             "rootless berthd maps your subordinate ids with newuidmap and newgidmap")

@@ -45,6 +45,11 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         runtimes=runtimes(args), cgroups=not args.rootless or cgroups_delegated())
 
 
+def _single_id() -> bool:
+    from berth.state import rootless
+    return rootless.nested() and rootless.max_gid() == 0
+
+
 def cgroups_delegated() -> bool:
     from berth.runtime.cgroups import delegated
     return delegated()
@@ -119,6 +124,9 @@ def warnings(args: argparse.Namespace) -> list[str]:
         out.append("WARNING: ipv6 is true but fixed-cidr-v6 is not set: the default bridge has no IPv6")
     if args.cgroup_parent:
         out.append("WARNING: cgroup-parent is configured, but berth puts containers under /berth")
+    if args.rootless and _single_id():
+        from berth.daemon.rootless import SINGLE_ID
+        out.append(f"WARNING: rootless: {SINGLE_ID}")
     if args.rootless and not cgroups_delegated():
         from berth.engine.container_defaults import NO_CGROUPS
         out.append(f"WARNING: {NO_CGROUPS}")

@@ -52,13 +52,17 @@ def _status_ids(pid: int) -> tuple[int, int]:
 
 
 def _host_pid(rl: RootlessDaemon, name: str) -> int:
-    """The host pid of a container's init: the one process of the user's whose cmdline is it."""
-    for p in rl.user.pids():
-        try:
-            if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", name.encode()]:
-                return p
-        except FileNotFoundError:
-            pass
+    """The host pid of a container's init: the one process of the user's whose cmdline is it
+    (waited for: ``docker run -d`` may return just before the init's exec)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for p in rl.user.pids():
+            try:
+                if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", name.encode()]:
+                    return p
+            except FileNotFoundError:
+                pass
+        time.sleep(0.05)
     raise AssertionError(f"no host process sleep {name}")
 
 
@@ -117,8 +121,13 @@ def test_no_process_of_the_engine_runs_as_host_root(rl: RootlessDaemon) -> None:
     assert r.returncode == 0, r.stderr
     try:
         assert rl.proc is not None
-        tree = _descendants(rl.proc.pid)
-        cmds = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in tree if Path(f"/proc/{p}").exists()}
+        _host_pid(rl, "3003")  # the init has exec'd
+        cmds = {}
+        for p in _descendants(rl.proc.pid):
+            try:
+                cmds[p] = Path(f"/proc/{p}/cmdline").read_bytes()
+            except FileNotFoundError:
+                pass
         assert any(b"berth.runtime.forkserver" in c for c in cmds.values())
         assert any(c.startswith(b"sleep\x003003") for c in cmds.values())
         owners = {p: os.stat(f"/proc/{p}").st_uid for p in cmds}
