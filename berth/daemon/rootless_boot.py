@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from berth.daemon import rootless_net as network
 from berth.daemon.rootless import ENV, SINGLE_ID, Paths, RootlessError
 from berth.linux import idmap, sched
 from berth.linux.mount import MountFlags, mount
@@ -92,7 +93,9 @@ def _child(argv: list[str], ready_w: int, go_r: int) -> None:
     """In the forked child: a user namespace, then (once mapped) mount, network and pid
     namespaces it owns, and their PID 1 (``_init``). Never returns."""
     try:
-        sched.unshare(CloneFlags.NEWUSER)
+        # One call: the mount, network and pid namespaces are owned by the new user namespace,
+        # and the host side can plug the network namespace in before berthd starts.
+        sched.unshare(CloneFlags.NEWUSER | CloneFlags.NEWNS | CloneFlags.NEWNET | CloneFlags.NEWPID)
     except OSError as e:
         os.write(ready_w, f"cannot create a user namespace: {e.strerror} (user.max_user_namespaces must be "
                           "above 0, and kernel.unprivileged_userns_clone 1 where it exists)".encode())
@@ -103,7 +106,6 @@ def _child(argv: list[str], ready_w: int, go_r: int) -> None:
     try:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-        sched.unshare(CloneFlags.NEWNS | CloneFlags.NEWNET | CloneFlags.NEWPID)
         mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
     except OSError as e:
         print(f"berthd: rootless setup failed: {e}", file=sys.stderr)
@@ -123,7 +125,7 @@ def _init(argv: list[str]) -> None:
     except OSError as e:
         print(f"berthd: rootless setup failed: mounting /proc: {e}", file=sys.stderr)
         os._exit(1)
-    env = dict(os.environ, **{ENV: "1"})
+    env = dict(os.environ, **{ENV: "1", network.PORT_START_ENV: str(network.unprivileged_port_start())})
     pid = os.fork()
     if pid == 0:
         os.execve(sys.executable, [sys.executable, "-m", "berth.daemon.main", *argv], env)
@@ -158,6 +160,7 @@ def start(argv: list[str]) -> int:
         if answer != b"ok":
             raise RootlessError(answer.decode() or "the rootless child died")
         _write_maps(pid, maps)
+        net = network.connect(pid, paths.exec_root)
     except (RootlessError, OSError):
         os.close(go_w)
         os.waitpid(pid, 0)
@@ -166,7 +169,11 @@ def start(argv: list[str]) -> int:
     os.close(go_w)
     if maps.single:
         log.warning(SINGLE_ID_WARNING.format(user=user))
-    return _wait(pid)
+    try:
+        return _wait(pid)
+    finally:
+        if net is not None:
+            net.stop()
 
 
 def _forward(pid: int) -> None:

@@ -149,6 +149,9 @@ def configure_networks(args: argparse.Namespace, networks: Networks) -> None:
     """default-address-pools (refused when a pool is all taken by the host's routes), and the
     default bridge's bip, fixed-cidr, mtu, ip-masq, icc. Raises ConfigError."""
     from berth.engine.network_bridges import configure_default
+    if args.rootless:
+        from berth.daemon.rootless_net import PORT_START_ENV
+        networks.live.port_start = int(os.environ.get(PORT_START_ENV) or 1024)
     networks.pools = pools(args)
     if networks.pools:
         from berth.network import ipam, netlink

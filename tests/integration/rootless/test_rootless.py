@@ -36,7 +36,8 @@ def user() -> Iterator[RootlessUser]:
 
 @pytest.fixture(scope="module")
 def rl(user: RootlessUser, tar: Path) -> Iterator[RootlessDaemon]:
-    d = RootlessDaemon(user, ["--debug"])
+    # the host's usual net.ipv4.ip_unprivileged_port_start, whatever this host's is now
+    d = RootlessDaemon(user, ["--debug"], env={"BERTH_ROOTLESS_PORT_START": "1024"})
     try:
         d.start()
         d.import_busybox(tar)
@@ -190,3 +191,71 @@ def test_the_berth_cli_finds_the_users_socket(rl: RootlessDaemon) -> None:
     assert r.returncode == 0, r.stderr
     mine = rl.docker("ps", "-a", "--format", "{{.ID}}").stdout
     assert r.stdout == mine
+
+
+def _get(url: str, timeout: float = 10) -> bytes:
+    """GET with retries: pasta binds a published port on the host within a second."""
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bytes(r.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_published_port_is_reached_from_the_host(rl: RootlessDaemon) -> None:
+    from tests.integration.images.registry_proc import free_port
+    port = free_port()
+    r = rl.docker("run", "-d", "--name", "lweb", "-p", f"{port}:80", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+    assert r.returncode == 0, r.stderr
+    try:
+        cid = r.stdout.strip()
+        assert _get(f"http://127.0.0.1:{port}/hostname") == cid[:12].encode() + b"\n"
+        assert rl.docker("port", "lweb", "80/tcp").stdout.splitlines()[0] == f"0.0.0.0:{port}"
+    finally:
+        rl.docker("rm", "-f", "lweb")
+
+
+def test_a_port_below_the_unprivileged_start_is_refused_naming_the_sysctl(rl: RootlessDaemon) -> None:
+    start = 1024  # the module's daemon was told the usual value (the host's may be lowered)
+    r = rl.docker("run", "--rm", "-p", "80:80", "busybox", "true")
+    assert r.returncode == 125
+    assert (f"cannot expose privileged port 80, you can add 'net.ipv4.ip_unprivileged_port_start=80' "
+            f"to /etc/sysctl.conf (currently {start})") in r.stderr, r.stderr
+    assert rl.docker("ps", "-aq", "--filter", "status=running").stdout == ""
+
+
+def test_push_and_pull_with_a_registry_on_the_hosts_loopback(rl: RootlessDaemon) -> None:
+    from tests.integration.images.registry_proc import BINARY, RegistryProc
+    if not os.path.exists(BINARY):
+        pytest.fail("needs docker-registry (.ci/run installs it)")
+    reg = RegistryProc().start()
+    try:
+        ref = f"{reg.host}/rootless/bb:1"
+        assert rl.docker("tag", "busybox", ref).returncode == 0
+        deadline = time.monotonic() + 10
+        while (r := rl.docker("push", ref)).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # pasta forwards a new host port into the namespace within a second
+        assert r.returncode == 0, r.stderr
+        assert rl.docker("rmi", ref).returncode == 0
+        r = rl.docker("pull", ref)
+        assert r.returncode == 0, r.stderr
+        assert rl.docker("run", "--rm", ref, "echo", "pulled").stdout == "pulled\n"
+    finally:
+        rl.docker("rmi", ref)
+        reg.stop()
+
+
+def test_user_defined_networks_and_their_dns_work_one_level_down(rl: RootlessDaemon) -> None:
+    assert rl.docker("network", "create", "rlnet").returncode == 0
+    try:
+        assert rl.docker("run", "-d", "--name", "rla", "--network", "rlnet", "busybox", "sleep", "3004").returncode == 0
+        r = rl.docker("run", "--rm", "--network", "rlnet", "busybox", "ping", "-c1", "-W5", "rla")
+        assert r.returncode == 0 and "1 packets received" in r.stdout, r.stdout + r.stderr
+    finally:
+        rl.docker("rm", "-f", "rla")
+        rl.docker("network", "rm", "rlnet")

@@ -122,6 +122,16 @@ def _reachable_prefix() -> list[str]:
     return lines
 
 
+def _tun_for_users() -> list[str]:
+    """pasta opens /dev/net/tun as the user: Debian's udev makes it 0666; where this host's is
+    root's only, the daemon's private mount namespace gets a 0666 node of the same device over
+    it (the host's node is untouched)."""
+    if os.stat("/dev/net/tun").st_mode & 0o006 == 0o006:
+        return []
+    return ['t=$(mktemp -d)', 'mount -t tmpfs -o mode=755 tmpfs "$t"', 'mknod -m 666 "$t/tun" c 10 200',
+            'mount --bind "$t/tun" /dev/net/tun', 'umount -l "$t"', 'rmdir "$t"']
+
+
 class RootlessDaemon:
     """berthd started as ``user`` (rootless by itself: not root)."""
 
@@ -147,7 +157,7 @@ class RootlessDaemon:
         env = [f"{k}={v}" for k, v in self.user_env().items()]
         as_user = ["setpriv", f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--init-groups",
                    "env", "-i", *env, *argv]
-        prefix = _reachable_prefix()
+        prefix = _reachable_prefix() + _tun_for_users()
         if not prefix:
             return as_user
         script = "set -e\n" + "\n".join(prefix) + '\nexec "$@"\n'

@@ -76,3 +76,12 @@ def test_cli_finds_the_rootless_socket_only_when_roots_is_out_of_reach(tmp_path:
         assert rootless_host(env, str(tmp_path / "root.sock")) is None
     assert resolve_host(None, {**env, "DOCKER_HOST": "unix:///d.sock"}) == "unix:///d.sock"
     assert resolve_host("unix:///f.sock", env) == "unix:///f.sock"
+
+
+def test_the_port_start_is_the_hosts_sysctl_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.daemon.rootless_net import PORT_START_ENV, unprivileged_port_start
+    monkeypatch.delenv(PORT_START_ENV, raising=False)
+    want = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    assert unprivileged_port_start() == want
+    monkeypatch.setenv(PORT_START_ENV, "2000")
+    assert unprivileged_port_start() == 2000
