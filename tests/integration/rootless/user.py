@@ -43,6 +43,7 @@ class RootlessUser:
         self.subids = subids
         pw = pwd.getpwnam(name)
         self.uid, self.gid, self.home = pw.pw_uid, pw.pw_gid, Path(pw.pw_dir)
+        self._subuid: int | None = None
         self.runtime = Path(tempfile.mkdtemp(prefix="brl-", dir="/tmp"))
         os.chown(self.runtime, self.uid, self.gid)
         os.chmod(self.runtime, 0o700)
@@ -61,10 +62,13 @@ class RootlessUser:
         return cls(name, subids)
 
     def subuid_start(self) -> int:
+        if self._subuid is not None:
+            return self._subuid
         for line in Path("/etc/subuid").read_text().splitlines():
             parts = line.split(":")
             if parts[0] == self.name:
-                return int(parts[1])
+                self._subuid = int(parts[1])
+                return self._subuid
         raise AssertionError(f"{self.name} has no line in /etc/subuid")
 
     def pids(self) -> list[int]:
@@ -142,6 +146,7 @@ class RootlessDaemon:
         self.sock = user.runtime / "berth.sock"
         self.log = Path(tempfile.mkstemp(prefix="brl-log-", dir="/tmp")[1])
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cgroup: Path | None = None  # a cgroup v2 dir the daemon starts in (a delegated subtree's)
 
     @property
     def host(self) -> str:
@@ -158,6 +163,8 @@ class RootlessDaemon:
         as_user = ["setpriv", f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--init-groups",
                    "env", "-i", *env, *argv]
         prefix = _reachable_prefix() + _tun_for_users()
+        if self.cgroup is not None:
+            prefix.append(f"echo $$ > {self.cgroup}/cgroup.procs")
         if not prefix:
             return as_user
         script = "set -e\n" + "\n".join(prefix) + '\nexec "$@"\n'
