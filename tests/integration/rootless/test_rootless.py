@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,7 +188,6 @@ def test_limits_are_refused_without_cgroup_delegation(rl: RootlessDaemon) -> Non
 
 
 def test_the_berth_cli_finds_the_users_socket(rl: RootlessDaemon) -> None:
-    import sys
     r = subprocess.run(rl.command([sys.executable, "-m", "berth.cli.main", "ps", "-a", "--format", "{{.ID}}"]),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -259,3 +261,32 @@ def test_user_defined_networks_and_their_dns_work_one_level_down(rl: RootlessDae
     finally:
         rl.docker("rm", "-f", "rla")
         rl.docker("network", "rm", "rlnet")
+
+
+def _status(text: str) -> dict[str, str]:
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def test_security_stays_on_and_privileged_is_bounded_by_the_user_namespace(rl: RootlessDaemon) -> None:
+    r = rl.docker("run", "--rm", "--security-opt", "no-new-privileges", "busybox", "sh", "-c",
+                  "cat /proc/self/status; echo ---; mount")
+    assert r.returncode == 0, r.stderr
+    status, mounts = r.stdout.split("---\n")
+    st = _status(status)
+    assert st["CapEff"] == st["CapBnd"] == "00000000a80425fb"   # Docker's default set
+    assert st["Seccomp"] == "2" and st["NoNewPrivs"] == "1"
+    assert " /proc/keys " in mounts and " /sys/firmware " in mounts  # masked paths
+    top = Path(tempfile.mkdtemp(prefix="brl-secret-", dir="/tmp"))
+    os.chmod(top, 0o755)  # the user's engine may reach it, not read the file
+    secret = top / "secret"
+    secret.write_text("host root's\n")
+    os.chmod(secret, 0o600)
+    try:
+        r = rl.docker("run", "--rm", "--privileged", "-v", f"{secret}:/s", "busybox", "sh", "-c",
+                      "grep CapEff /proc/self/status; cat /s; mknod /dev/x c 1 3")
+    finally:
+        shutil.rmtree(top)
+    assert "CapEff:\t000001ffffffffff" in r.stdout  # every capability, within the namespace only
+    assert "can't open '/s': Permission denied" in r.stderr
+    assert "mknod: /dev/x: Operation not permitted" in r.stderr
+    assert "host root's" not in r.stdout
