@@ -145,6 +145,7 @@ def start(argv: list[str]) -> int:
         _tool("newuidmap")
         _tool("newgidmap")
     paths.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _delegated_cgroup()
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -174,6 +175,44 @@ def start(argv: list[str]) -> int:
     finally:
         if net is not None:
             net.stop()
+
+
+def _delegated_cgroup() -> None:
+    """When this process's cgroup v2 is the user's own (systemd's ``Delegate=yes``), move the
+    engine's processes into a ``daemon`` leaf of it (the no-internal-processes rule), enable
+    its controllers for the children, and name it as the containers' cgroup root
+    (BERTH_CGROUP_ROOT), unless one is named already."""
+    if os.environ.get("BERTH_CGROUP_ROOT"):
+        return
+    own = _own_cgroup2()
+    if own is None or not os.access(own / "cgroup.procs", os.W_OK) or not os.access(own, os.W_OK):
+        return
+    try:
+        (own / "daemon").mkdir(exist_ok=True)
+        (own / "daemon" / "cgroup.procs").write_text("0")
+        ctrls = (own / "cgroup.controllers").read_text().split()
+        if ctrls:
+            (own / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in ctrls))
+    except OSError as e:
+        log.warning("cgroup %s is not usable for containers (%s): limits are refused", own, e)
+        return
+    os.environ["BERTH_CGROUP_ROOT"] = str(own)
+
+
+def _own_cgroup2() -> Path | None:
+    """This process's cgroup v2 directory (on the first cgroup2 mount), if any."""
+    mount = None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, _, post = line.partition(" - ")
+        if post.startswith("cgroup2 "):
+            mount = Path(pre.split()[4])
+            break
+    if mount is None:
+        return None
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return mount / line[3:].lstrip("/")
+    return None
 
 
 def _forward(pid: int) -> None:

@@ -1,6 +1,6 @@
 """Rootless berthd with a delegated cgroup v2 subtree (issue 15): the test makes one under the
-host's cgroup2 mount, chowns it to a throwaway user and starts that user's berthd inside it
-(BERTH_CGROUP_ROOT names the subtree, as systemd's Delegate=yes would hand one over). Containers
+host's cgroup2 mount, chowns it to a throwaway user and starts that user's berthd inside it,
+as systemd's Delegate=yes would hand one over. Containers
 then get cgroups of their own there (pause, stats), and limits work with the controllers the
 subtree has."""
 
@@ -53,12 +53,13 @@ def delegated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rootle
     need_tools()
     tar = rootfs_tar(tmp_path_factory.mktemp("rootfs"))
     sub = _cgroup2_mount() / f"brl-{uuid.uuid4().hex[:8]}"
-    (sub / "daemon").mkdir(parents=True)
+    sub.mkdir()
     try:
         with RootlessUser.make() as u:  # its processes go before the subtree does
             _chown_tree(sub, u.uid, u.gid)
-            d = RootlessDaemon(u, env={"BERTH_CGROUP_ROOT": str(sub)})
-            d.cgroup = sub / "daemon"
+            d = RootlessDaemon(u)
+            d.cgroup = sub  # berthd starts in the delegated cgroup, as under systemd --user
+            # (it moves itself into a "daemon" leaf and puts containers under "berth")
             try:
                 d.start()
                 d.import_busybox(tar)
@@ -82,6 +83,7 @@ def test_containers_get_cgroups_in_the_delegated_subtree(delegated: tuple[Rootle
         procs = (cg / "cgroup.procs").read_text().split()
         assert len(procs) == 1 and Path(f"/proc/{procs[0]}/cmdline").read_bytes().startswith(b"sleep\0003201")
         assert os.stat(cg).st_uid == d.user.uid  # made by the user's engine, not by root
+        assert d.proc is not None and str(d.proc.pid) in (sub / "daemon" / "cgroup.procs").read_text().split()
         assert d.docker("pause", "cg").returncode == 0
         assert "frozen 1" in (cg / "cgroup.events").read_text()
         assert d.docker("unpause", "cg").returncode == 0

@@ -95,3 +95,33 @@ def test_two_users_side_by_side_cannot_reach_each_other(tar: Path) -> None:
         finally:
             da.stop()
             db.stop()
+
+
+def _rootless_check(d: RootlessDaemon) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(d.command([sys.executable, "-m", "berth.cli.main", "system", "rootless-check"]),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_rootless_check_reports_each_need_with_its_fix(user: RootlessUser) -> None:
+    d = RootlessDaemon(user)
+    r = _rootless_check(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert f"[  ok] subordinate ids: uids {user.subuid_start()}:65536; gids " in lines[0]
+    for name in ("newuidmap/newgidmap", "user namespaces", "storage", "network", "XDG_RUNTIME_DIR"):
+        assert any(line.startswith(f"[  ok] {name}:") for line in lines), (name, r.stdout)
+    assert any(line.startswith("[") and "cgroups:" in line for line in lines)
+    d.extra_env["PATH"] = "/usr/sbin:/sbin"   # neither newuidmap nor pasta
+    r = _rootless_check(d)
+    assert r.returncode == 1
+    assert "[FAIL] newuidmap/newgidmap: newuidmap and newgidmap not found\n       fix: sudo apt-get install uidmap\n" in r.stdout
+    assert "[WARN] network: neither pasta nor slirp4netns" in r.stdout and "fix: sudo apt-get install passt" in r.stdout
+
+
+def test_rootless_check_without_subordinate_ids_warns_with_the_usermod_line() -> None:
+    need_tools()
+    with RootlessUser.make(subids=False) as u:
+        r = _rootless_check(RootlessDaemon(u))
+        assert r.returncode == 0, r.stdout
+        assert (f"[WARN] subordinate ids: no line for {u.name} in /etc/subuid and /etc/subgid" in r.stdout)
+        assert f"fix: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {u.name}" in r.stdout
