@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from berth.state.subids import parse
 
 log = logging.getLogger("berthd")
 
+HOLDER_FILE = "rootless.pid"  # under the exec root: the host pid of the namespaces' PID 1
 SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
 SINGLE_ID_WARNING = "no subordinate ids for {user} in /etc/subuid and /etc/subgid: " + SINGLE_ID
@@ -89,9 +91,9 @@ def _write_maps(pid: int, maps: Maps) -> None:
                                 "(check your lines in /etc/subuid and /etc/subgid)")
 
 
-def _child(argv: list[str], ready_w: int, go_r: int) -> None:
-    """In the forked child: a user namespace, then (once mapped) mount, network and pid
-    namespaces it owns, and their PID 1 (``_init``). Never returns."""
+def _child(ready_w: int, go_r: int) -> None:
+    """In the forked child: user, mount, network and pid namespaces, then (once mapped) their
+    PID 1, the holder (``_holder``), whose host pid goes back on ``ready_w``. Never returns."""
     try:
         # One call: the mount, network and pid namespaces are owned by the new user namespace,
         # and the host side can plug the network namespace in before berthd starts.
@@ -108,73 +110,142 @@ def _child(argv: list[str], ready_w: int, go_r: int) -> None:
         os.setresuid(0, 0, 0)
         mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
     except OSError as e:
-        print(f"berthd: rootless setup failed: {e}", file=sys.stderr)
+        os.write(ready_w, f"rootless setup failed: {e}".encode())
         os._exit(1)
     pid = os.fork()
     if pid == 0:
-        _init(argv)
-    os._exit(_wait(pid))
+        _holder()
+    os.write(ready_w, str(pid).encode())
+    os._exit(0)
 
 
-def _init(argv: list[str]) -> None:
+def _holder() -> None:
     """PID 1 of the engine's pid namespace (owned by its user namespace, so the runtime may
-    move in and out of its containers' pid namespaces): /proc of this namespace, berthd as its
-    child, every orphan reaped. It exits with berthd, and the namespace's processes go with it."""
+    move in and out of its containers' pid namespaces): /proc of this namespace, every orphan
+    reaped (the shims, once their berthd is gone). It holds the namespaces while a berthd or a
+    container is in them, so a berthd that restarts joins them again and finds its containers
+    (live restore); then it exits, and the namespaces go."""
     try:
         mount("proc", "/proc", "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
     except OSError as e:
         print(f"berthd: rootless setup failed: mounting /proc: {e}", file=sys.stderr)
         os._exit(1)
-    env = dict(os.environ, **{ENV: "1", network.PORT_START_ENV: str(network.unprivileged_port_start())})
-    pid = os.fork()
-    if pid == 0:
-        os.execve(sys.executable, [sys.executable, "-m", "berth.daemon.main", *argv], env)
-    _forward(pid)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    first = time.monotonic() + 60   # the first berthd joins within this
+    seen = False
     while True:
-        reaped, status = os.wait()
-        if reaped == pid:
-            os._exit(_status(status))
+        try:
+            os.wait()
+            continue
+        except ChildProcessError:
+            pass
+        running = _berthd_running()
+        seen = seen or running
+        if not running and (seen or time.monotonic() > first):
+            os._exit(0)
+        time.sleep(0.5)
 
 
-def start(argv: list[str]) -> int:
-    """The host side: make the namespaces, exec berthd inside, wait for it. -> its exit status."""
-    paths = Paths.from_env()
-    user = pwd.getpwuid(os.getuid()).pw_name
-    maps = id_maps(user, os.getuid(), os.getgid())
-    if not maps.single:
-        _tool("newuidmap")
-        _tool("newgidmap")
-    paths.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _delegated_cgroup()
+def _berthd_running() -> bool:
+    """A berthd in this pid namespace (the holder is PID 1: its own cmdline is berthd's too)."""
+    for p in os.listdir("/proc"):
+        if p.isdigit() and p != "1":
+            try:
+                if b"berth.daemon.main" in Path(f"/proc/{p}/cmdline").read_bytes():
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+def _holder_pid(exec_root: Path) -> int | None:
+    """The holder a previous berthd of this user left (live restore), if it is still there."""
+    try:
+        pid = int((exec_root / HOLDER_FILE).read_text())
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, ValueError):
+        return None
+    nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+    if nspid != [str(pid), "1"] or os.stat(f"/proc/{pid}").st_uid != os.getuid():
+        return None
+    return pid
+
+
+def _make_holder(paths: Paths, maps: Maps) -> int:
+    """New namespaces, mapped and plugged into the host: their holder's host pid."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(ready_r)
         os.close(go_w)
-        _child(argv, ready_w, go_r)
+        _child(ready_w, go_r)
     os.close(ready_w)
     os.close(go_r)
-    answer = os.read(ready_r, 4096)
-    os.close(ready_r)
+    net = None
     try:
+        answer = os.read(ready_r, 4096)
         if answer != b"ok":
             raise RootlessError(answer.decode() or "the rootless child died")
         _write_maps(pid, maps)
         net = network.connect(pid, paths.exec_root)
-    except (RootlessError, OSError):
-        os.close(go_w)
-        os.waitpid(pid, 0)
-        raise
-    os.write(go_w, b"1")
-    os.close(go_w)
-    if maps.single:
-        log.warning(SINGLE_ID_WARNING.format(user=user))
-    try:
-        return _wait(pid)
-    finally:
+        os.write(go_w, b"1")
+        answer = os.read(ready_r, 4096)
+        if not answer.isdigit():
+            raise RootlessError(answer.decode() or "the rootless child died")
+    except BaseException:
         if net is not None:
             net.stop()
+        raise
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        os.waitpid(pid, 0)
+    holder = int(answer)
+    if net is not None:
+        net.stop_with(holder)
+    (paths.exec_root / HOLDER_FILE).write_text(f"{holder}\n")
+    return holder
+
+
+def _join(holder: int) -> None:
+    """Enter the holder's user, mount, network and pid (for children) namespaces."""
+    fds = [(os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag) for name, flag in (
+        ("user", CloneFlags.NEWUSER), ("mnt", CloneFlags.NEWNS), ("net", CloneFlags.NEWNET),
+        ("pid", CloneFlags.NEWPID))]
+    try:
+        for fd, flag in fds:
+            sched.setns(fd, flag)
+    finally:
+        for fd, _ in fds:
+            os.close(fd)
+
+
+def start(argv: list[str]) -> int:
+    """The host side: the namespaces (a previous berthd's, whose holder is still there, or new
+    ones), berthd in them, and its exit status once it ends."""
+    paths = Paths.from_env()
+    paths.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _delegated_cgroup()
+    holder = _holder_pid(paths.exec_root)
+    if holder is None:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        maps = id_maps(user, os.getuid(), os.getgid())
+        if not maps.single:
+            _tool("newuidmap")
+            _tool("newgidmap")
+        holder = _make_holder(paths, maps)
+        if maps.single:
+            log.warning(SINGLE_ID_WARNING.format(user=user))
+    else:
+        log.info("joining the namespaces of the last berthd (holder pid %d): its containers are found again", holder)
+    env = dict(os.environ, **{ENV: "1", network.PORT_START_ENV: str(network.unprivileged_port_start())})
+    _join(holder)
+    pid = os.fork()
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable, "-m", "berth.daemon.main", *argv], env)
+    return _wait(pid)
 
 
 def _delegated_cgroup() -> None:
@@ -215,15 +286,10 @@ def _own_cgroup2() -> Path | None:
     return None
 
 
-def _forward(pid: int) -> None:
-    """The signals that end or reload berthd go on to ``pid``."""
+def _wait(pid: int) -> int:
+    """Forward the signals that end or reload berthd to it; its exit status."""
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, lambda n, _f: os.kill(pid, n))
-
-
-def _wait(pid: int) -> int:
-    """Forward signals to the child; its exit status."""
-    _forward(pid)
     _, status = os.waitpid(pid, 0)
     return _status(status)
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -42,6 +44,20 @@ def unprivileged_port_start() -> int:
 class Pasta:
     def __init__(self, proc: subprocess.Popen[bytes]):
         self.proc = proc
+
+    def stop_with(self, holder: int) -> None:
+        """Leave pasta running for as long as the namespaces' holder lives (berthd restarts
+        in between): a detached watcher stops it when the holder exits."""
+        pasta, held = os.pidfd_open(self.proc.pid), os.pidfd_open(holder)
+        if os.fork() == 0:
+            try:
+                os.setsid()
+                select.select([held, pasta], [], [])
+                signal.pidfd_send_signal(pasta, signal.SIGTERM)
+            finally:
+                os._exit(0)
+        os.close(pasta)
+        os.close(held)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

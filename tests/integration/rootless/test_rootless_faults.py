@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,43 @@ def test_rootless_check_without_subordinate_ids_warns_with_the_usermod_line() ->
         assert r.returncode == 0, r.stdout
         assert (f"[WARN] subordinate ids: no line for {u.name} in /etc/subuid and /etc/subgid" in r.stdout)
         assert f"fix: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {u.name}" in r.stdout
+
+
+def _inner_berthd(d: RootlessDaemon) -> int:
+    """The host pid of the berthd inside the namespaces (the child of the host side)."""
+    assert d.proc is not None
+    children = Path(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children").read_text().split()
+    for p in children:
+        nspid = next(line for line in Path(f"/proc/{p}/status").read_text().splitlines() if line.startswith("NSpid:"))
+        if len(nspid.split()) == 3:  # in the engine's pid namespace (not pasta, nor pasta's watcher)
+            return int(p)
+    raise AssertionError(f"no berthd under {d.proc.pid}: {children}")
+
+
+def test_killing_the_users_berthd_keeps_its_containers_and_the_next_finds_them(user: RootlessUser,
+                                                                              tar: Path) -> None:
+    d = RootlessDaemon(user)
+    d.start()
+    try:
+        d.import_busybox(tar)
+        r = d.docker("run", "-d", "--name", "kept", "busybox", "sh", "-c",
+                     "echo before; trap 'echo after; exit 3' TERM; while :; do sleep 0.1; done")
+        assert r.returncode == 0, r.stderr
+        os.kill(_inner_berthd(d), 9)
+        assert d.proc is not None and d.proc.wait(10) == 137   # the host side ends with berthd's status
+        holder = int((user.runtime / "berth" / "rootless.pid").read_text())
+        assert Path(f"/proc/{holder}").exists()                 # the namespaces are held
+        d.start()                                               # a new berthd joins them
+        r = d.docker("inspect", "-f", "{{.State.Status}}", "kept")
+        assert r.stdout == "running\n", r.stdout + r.stderr
+        assert d.docker("exec", "kept", "echo", "reached").stdout == "reached\n"
+        assert d.docker("stop", "-t", "5", "kept").returncode == 0
+        assert d.docker("logs", "kept").stdout == "before\nafter\n"
+        assert d.docker("inspect", "-f", "{{.State.ExitCode}}", "kept").stdout == "3\n"
+    finally:
+        d.stop()
+    # no berthd and no container left: the holder lets the namespaces go, pasta with them
+    deadline = time.monotonic() + 10
+    while user.pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not user.pids(), [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in user.pids()]
