@@ -290,3 +290,19 @@ def test_security_stays_on_and_privileged_is_bounded_by_the_user_namespace(rl: R
     assert "can't open '/s': Permission denied" in r.stderr
     assert "mknod: /dev/x: Operation not permitted" in r.stderr
     assert "host root's" not in r.stdout
+
+
+def test_a_classic_build_runs_its_steps_in_the_users_engine(rl: RootlessDaemon) -> None:
+    ctx = Path(tempfile.mkdtemp(prefix="brl-ctx-", dir="/tmp"))
+    try:
+        (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo built > /built && mkdir /d && chown 1500:1500 /d "
+                                        "&& rm -rf /home && mkdir /home\nUSER 1500\nCMD cat /built\n")
+        r = subprocess.run(["/usr/local/bin/docker", "build", "-q", "-t", "rlbuild", str(ctx)], capture_output=True,
+                           text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": rl.host,
+                                                        "DOCKER_BUILDKIT": "0", "HOME": str(ctx)})
+        assert r.returncode == 0, r.stderr
+        r = rl.docker("run", "--rm", "rlbuild", "sh", "-c", "cat /built; id -u; stat -c %u /d; ls /home | wc -l")
+        assert r.stdout.split() == ["built", "1500", "1500", "0"], r.stderr
+    finally:
+        shutil.rmtree(ctx)
+        rl.docker("rmi", "rlbuild")
