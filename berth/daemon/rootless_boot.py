@@ -7,6 +7,7 @@ Only a rootless start imports this module (``daemon/main.py``, lazily).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import pwd
@@ -28,6 +29,7 @@ from berth.state.subids import parse
 log = logging.getLogger("berthd")
 
 HOLDER_FILE = "rootless.pid"  # under the exec root: the host pid of the namespaces' PID 1
+LOCK_FILE = "rootless.lock"   # under the exec root: held by a berthd joining the namespaces
 SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
 SINGLE_ID_WARNING = "no subordinate ids for {user} in /etc/subuid and /etc/subgid: " + SINGLE_ID
@@ -91,7 +93,7 @@ def _write_maps(pid: int, maps: Maps) -> None:
                                 "(check your lines in /etc/subuid and /etc/subgid)")
 
 
-def _child(ready_w: int, go_r: int) -> None:
+def _child(ready_w: int, go_r: int, lock: Path) -> None:
     """In the forked child: user, mount, network and pid namespaces, then (once mapped) their
     PID 1, the holder (``_holder``), whose host pid goes back on ``ready_w``. Never returns."""
     try:
@@ -114,17 +116,18 @@ def _child(ready_w: int, go_r: int) -> None:
         os._exit(1)
     pid = os.fork()
     if pid == 0:
-        _holder()
+        _holder(lock)
     os.write(ready_w, str(pid).encode())
     os._exit(0)
 
 
-def _holder() -> None:
+def _holder(lock: Path) -> None:
     """PID 1 of the engine's pid namespace (owned by its user namespace, so the runtime may
     move in and out of its containers' pid namespaces): /proc of this namespace, every orphan
     reaped (the shims, once their berthd is gone). It holds the namespaces while a berthd or a
     container is in them, so a berthd that restarts joins them again and finds its containers
-    (live restore); then it exits, and the namespaces go."""
+    (live restore); then it exits, and the namespaces go. A berthd that is joining holds
+    ``lock``, and the holder does not exit under it."""
     try:
         mount("proc", "/proc", "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
     except OSError as e:
@@ -142,9 +145,22 @@ def _holder() -> None:
             pass
         running = _berthd_running()
         seen = seen or running
-        if not running and (seen or time.monotonic() > first):
-            os._exit(0)
+        if not running and (seen or time.monotonic() > first) and _unlocked(lock):
+            os._exit(0)   # the lock stays taken until the namespaces are gone
         time.sleep(0.5)
+
+
+def _unlocked(lock: Path) -> bool:
+    """Take ``lock`` if no berthd is joining (kept: released when this process exits)."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _berthd_running() -> bool:
@@ -166,21 +182,24 @@ def _holder_pid(exec_root: Path) -> int | None:
         status = Path(f"/proc/{pid}/status").read_text()
     except (OSError, ValueError):
         return None
-    nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
-    if nspid != [str(pid), "1"] or os.stat(f"/proc/{pid}").st_uid != os.getuid():
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if (fields.get("NSpid", "").split() != [str(pid), "1"] or fields.get("State", "").split()[:1] == ["Z"]
+            or os.stat(f"/proc/{pid}").st_uid != os.getuid()):
         return None
     return pid
 
 
-def _make_holder(paths: Paths, maps: Maps) -> int:
-    """New namespaces, mapped and plugged into the host: their holder's host pid."""
+def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
+    """New namespaces, mapped and plugged into the host: their holder's host pid. (``lock``,
+    the caller's, is not the holder's to keep.)"""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(ready_r)
         os.close(go_w)
-        _child(ready_w, go_r)
+        os.close(lock)
+        _child(ready_w, go_r, paths.exec_root / LOCK_FILE)
     os.close(ready_w)
     os.close(go_r)
     net = None
@@ -228,6 +247,9 @@ def start(argv: list[str]) -> int:
     paths = Paths.from_env()
     paths.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     _delegated_cgroup()
+    # Held until berthd is forked into the namespaces: their holder does not exit meanwhile.
+    lock = os.open(paths.exec_root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     holder = _holder_pid(paths.exec_root)
     if holder is None:
         user = pwd.getpwuid(os.getuid()).pw_name
@@ -235,7 +257,7 @@ def start(argv: list[str]) -> int:
         if not maps.single:
             _tool("newuidmap")
             _tool("newgidmap")
-        holder = _make_holder(paths, maps)
+        holder = _make_holder(paths, maps, lock)
         if maps.single:
             log.warning(SINGLE_ID_WARNING.format(user=user))
     else:
@@ -245,6 +267,7 @@ def start(argv: list[str]) -> int:
     pid = os.fork()
     if pid == 0:
         os.execve(sys.executable, [sys.executable, "-m", "berth.daemon.main", *argv], env)
+    os.close(lock)
     return _wait(pid)
 
 

@@ -52,6 +52,12 @@ class Pasta:
         if os.fork() == 0:
             try:
                 os.setsid()
+                for fd in os.listdir("/proc/self/fd"):  # nothing of berthd's (its locks) is kept
+                    if int(fd) > 2 and int(fd) not in (pasta, held):
+                        try:
+                            os.close(int(fd))
+                        except OSError:
+                            pass
                 select.select([held, pasta], [], [])
                 signal.pidfd_send_signal(pasta, signal.SIGTERM)
             finally:

@@ -218,8 +218,15 @@ def test_a_published_port_is_reached_from_the_host(rl: RootlessDaemon) -> None:
         cid = r.stdout.strip()
         assert _get(f"http://127.0.0.1:{port}/hostname") == cid[:12].encode() + b"\n"
         assert rl.docker("port", "lweb", "80/tcp").stdout.splitlines()[0] == f"0.0.0.0:{port}"
+        # a loopback-only port: reached on the host's loopback (whatever the host's
+        # ip_unprivileged_port_start, ports listen in the engine's namespace for pasta)
+        lo = free_port()
+        r = rl.docker("run", "-d", "--name", "lweb2", "-p", f"127.0.0.1:{lo}:80", "busybox", "httpd", "-f", "-p",
+                      "80", "-h", "/etc")
+        assert r.returncode == 0, r.stderr
+        assert _get(f"http://127.0.0.1:{lo}/hostname") == r.stdout.strip()[:12].encode() + b"\n"
     finally:
-        rl.docker("rm", "-f", "lweb")
+        rl.docker("rm", "-f", "lweb", "lweb2")
 
 
 def test_a_port_below_the_unprivileged_start_is_refused_naming_the_sysctl(rl: RootlessDaemon) -> None:
