@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if rootless.wanted(argv) or rootless.inside():
+            if {"-h", "--help", "-v", "--version"} & set(argv):
+                return load(argv)   # needs no $XDG_RUNTIME_DIR
             paths = rootless.Paths.from_env()
             return load(argv, rootless.defaults(paths), str(paths.config_file))
         return load(argv)

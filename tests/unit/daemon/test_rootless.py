@@ -85,3 +85,11 @@ def test_the_port_start_is_the_hosts_sysctl_unless_given(monkeypatch: pytest.Mon
     assert unprivileged_port_start() == want
     monkeypatch.setenv(PORT_START_ENV, "2000")
     assert unprivileged_port_start() == 2000
+
+
+def test_version_and_help_need_no_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.daemon.main import parse_args
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    assert parse_args(["--rootless", "--version"]).version
+    with pytest.raises(SystemExit, match=r"\$XDG_RUNTIME_DIR needs to be set"):
+        parse_args(["--rootless"])
