@@ -1,14 +1,15 @@
 """Rootless berthd: an ordinary user's engine, inside a user namespace of its own.
 
-berthd started by a non-root user (or with ``--rootless``) does not serve itself: it forks a
-child that unshares a user namespace, maps the child's ids with ``newuidmap``/``newgidmap``
-from the user's ``/etc/subuid`` and ``/etc/subgid`` ranges (the user's own id is 0 inside, the
-subordinate range 1..N), and the child, now root of that namespace, unshares a mount and a
-network namespace it owns and execs berthd again with ``BERTH_ROOTLESS=1``. That berthd
-runs as it would as root, one level down: its data root is ``~/.local/share/berth``, its exec
-root ``$XDG_RUNTIME_DIR/berth`` and its socket ``$XDG_RUNTIME_DIR/berth.sock``
-(``defaults``). The parent stays on the host side: it forwards signals to the child and exits
-with its status.
+berthd started by a non-root user (or with ``--rootless``) does not serve itself. Its host
+side (``daemon/rootless_boot.py``) makes user, mount, network and pid namespaces whose ids
+``newuidmap``/``newgidmap`` map from the user's ``/etc/subuid`` and ``/etc/subgid`` ranges (the
+user's own id is 0 inside, the subordinate range 1..N), plugs the network namespace into the
+host with pasta (``daemon/rootless_net.py``), and forks berthd into them with
+``BERTH_ROOTLESS=1``; the namespaces outlive that berthd while its containers run, and the next
+one joins them. Inside, berthd runs as it would as root, one level down: its data root is
+``~/.local/share/berth``, its exec root ``$XDG_RUNTIME_DIR/berth``, its socket
+``$XDG_RUNTIME_DIR/berth.sock`` and its configuration ``~/.config/berth/daemon.json``
+(``defaults``). The host side forwards signals to berthd and exits with its status.
 
 Without subordinate ranges the child gets a single-id map (the user is root, nothing else
 exists) and berthd says what that limits.

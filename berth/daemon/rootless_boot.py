@@ -1,6 +1,7 @@
-"""The host side of a rootless start (``daemon/rootless.py`` says what rootless is): the
-child in a new user namespace, its uid/gid maps (``newuidmap``/``newgidmap`` over the user's
-subordinate ranges, or a single-id map without them), the signals forwarded to it.
+"""The host side of a rootless start (``daemon/rootless.py`` says what rootless is): new
+namespaces, or the ones a previous berthd left (live restore: ``rootless.pid``); their uid/gid
+maps (``newuidmap``/``newgidmap`` over the user's subordinate ranges, or a single-id map without
+them); their PID 1, the holder; berthd forked into them, and the signals forwarded to it.
 
 Only a rootless start imports this module (``daemon/main.py``, lazily).
 """
