@@ -313,3 +313,18 @@ def test_a_classic_build_runs_its_steps_in_the_users_engine(rl: RootlessDaemon) 
     finally:
         shutil.rmtree(ctx)
         rl.docker("rmi", "rlbuild")
+
+
+def test_without_cgroups_top_lists_the_containers_processes_and_pause_is_refused(rl: RootlessDaemon) -> None:
+    info = json.loads(rl.docker("info", "--format", "{{json .}}").stdout)
+    assert info["CgroupDriver"] == "none", "this test is about an engine without cgroups"
+    r = rl.docker("run", "-d", "--name", "ltop", "busybox", "sh", "-c", "sleep 3005 & exec sleep 3006")
+    assert r.returncode == 0, r.stderr
+    try:
+        _host_pid(rl, "3006")
+        cmds = [line.split()[-1] for line in rl.docker("top", "ltop").stdout.splitlines()[1:]]
+        assert sorted(cmds) == ["3005", "3006"], cmds
+        r = rl.docker("pause", "ltop")
+        assert r.returncode == 1 and "cannot pause container" in r.stderr and "rootless-mode without cgroups" in r.stderr
+    finally:
+        rl.docker("rm", "-f", "ltop")
