@@ -144,7 +144,7 @@ class RootlessDaemon:
         self.args = list(args or [])
         self.extra_env = env or {}
         self.sock = user.runtime / "berth.sock"
-        self.log = Path(tempfile.mkstemp(prefix="brl-log-", dir="/tmp")[1])
+        self.log = user.runtime / "berthd.log"  # goes with the user's runtime dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.cgroup: Path | None = None  # a cgroup v2 dir the daemon starts in (a delegated subtree's)
 
@@ -201,7 +201,6 @@ class RootlessDaemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.unlink(missing_ok=True)
 
 
 def rootfs_tar(dest: Path) -> Path:
