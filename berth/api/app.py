@@ -46,6 +46,8 @@ class DaemonInfo:
     no_new_privileges: bool = False
     warnings: list[str] = field(default_factory=list)
     security_options: list[str] = field(default_factory=list)  # more of SecurityOptions (name=userns)
+    rootless: bool = False      # in a user namespace of an ordinary user's (daemon/rootless.py)
+    cgroups: bool = True        # False: rootless without a delegated cgroup v2 tree (driver "none")
 
 
 @dataclass

@@ -8,6 +8,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from berth.state import rootless
+
 
 def copy_up(layers_top_first: list[Path], dest: str, target: Path) -> None:
     """Copy the image's content at ``dest`` into an empty volume, as Docker does on first use:
@@ -28,7 +30,7 @@ def copy_up(layers_top_first: list[Path], dest: str, target: Path) -> None:
         if not stat.S_ISDIR(st.st_mode):
             continue
         try:
-            if os.getxattr(src, "trusted.overlay.opaque") == b"y":
+            if os.getxattr(src, rootless.overlay_prefix() + "opaque") == b"y":
                 for child in list(target.iterdir()):
                     _rm(child)
         except OSError:
