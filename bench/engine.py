@@ -14,6 +14,8 @@
     rate    N x `docker run -d busybox sleep 3600` (containers/s), then `docker ps` with N
             running, PSS per shim and berthd's RSS
     cold    berthd cold start until /_ping answers
+    ports   (not in the default list) throughput of a 100 MB download from busybox httpd through a
+            published port (-p), from the host's 127.0.0.1
     cpu     berthd's CPU time per API `run --rm` (default network, all its threads), from
             /proc/PID/stat: it moves much less with the machine's load than the walls do
     start   (not in the default list) each daemon stopped and started again, alternating: on
@@ -35,9 +37,11 @@ berthd runs at its default log level (info), as users run it. --dockerd starts D
 dockerd on its own roots with a bridge of its own (``--bridge``, made here; no iptables) and
 stops it by its PID; --other uses a daemon already running at HOST. --baseline TREE also runs a
 berthd from another source tree (``git archive HEAD`` unpacked), for before/after in one run.
+--rootless also runs a rootless berthd (issue 15) as a throwaway user (made with ``useradd`` and
+removed afterwards, as the tests do: ``tests/integration/rootless/user.py``).
 start, restart, tls, runtimes and metrics run their own daemons (tls, runtimes and metrics by
-calling those modules' ``bench``, before the others, so no shared daemon is up meanwhile);
-start and restart's (``bench/daemons.py``: berthd from this tree and the
+calling those modules' ``bench``, before the others, so no shared daemon is up meanwhile; start
+and restart's are ``bench/daemons.py``'s: berthd from this tree and the
 baseline on /var/tmp, and with --dockerd Debian's dockerd with ``--bridge=none --iptables=false
 --live-restore``), each byte-compiled first (a packaged install has its bytecode).
 """
@@ -55,7 +59,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -215,6 +219,8 @@ def report(title: str, res: dict[str, list[float]], unit: str = "ms") -> None:
     for other in ("before", "dockerd"):
         if other in res and "berthd" in res:
             line += f"  berthd/{other} {med(res['berthd']) / med(res[other]):.2f}x"
+    if "rootless" in res and "berthd" in res:
+        line += f"  rootless/berthd {med(res['rootless']) / med(res['berthd']):.2f}x"
     print(line, flush=True)
 
 
@@ -403,6 +409,41 @@ def own_daemon_benches(args: argparse.Namespace, only: set[str]) -> None:
 # -- main -----------------------------------------------------------------------------------
 
 
+def start_rootless() -> Any:
+    """A rootless berthd as a throwaway user (removed by the caller: ``rl.stop(); rl.user.remove()``)."""
+    from tests.integration.rootless.user import RootlessDaemon, RootlessUser
+    user = RootlessUser.make()
+    rl = RootlessDaemon(user, INFO)
+    try:
+        rl.start()
+    except BaseException:
+        user.remove()
+        raise
+    return rl
+
+
+_port_servers: dict[str, tuple[str, int]] = {}
+
+
+def port_throughput(kind: str, host: str) -> float:
+    """MB/s of a 100 MB GET through a published port of a busybox httpd (started once per daemon)."""
+    if kind not in _port_servers:
+        from tests.integration.images.registry_proc import free_port
+        port = free_port()
+        cid = docker_out(host, "run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+                         "mkdir /w && dd if=/dev/zero of=/w/f bs=1M count=100 2>/dev/null && httpd -f -p 80 -h /w").strip()
+        _port_servers[kind] = (cid, port)
+        deadline = time.monotonic() + 20
+        while subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/f"]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind}: the published port {port} does not answer")
+            time.sleep(0.2)
+    _, port = _port_servers[kind]
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/f"], check=True)
+    return 100 / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
@@ -412,9 +453,10 @@ def main() -> None:
     ap.add_argument("--other", default=os.environ.get("BENCH_OTHER_HOST"))
     ap.add_argument("--baseline", help="a second berth source tree to run side by side")
     ap.add_argument("--only", default="run,phases,exec,rate,cold")
+    ap.add_argument("--rootless", action="store_true", help="also a rootless berthd, as a throwaway user")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    unknown = only - {"run", "phases", "exec", "rate", "cold", "cpu", "start", "restart", *OWN_DAEMON}
+    unknown = only - {"run", "phases", "exec", "rate", "cold", "cpu", "start", "restart", "ports", *OWN_DAEMON}
     if unknown:
         ap.error(f"--only: unknown {', '.join(sorted(unknown))}")
     own_daemon_benches(args, only)
@@ -424,12 +466,16 @@ def main() -> None:
     d = Daemon(args=INFO)
     base = Daemon(args=INFO) if args.baseline else None
     dk: Dockerd | None = None
+    rl: Any = None
     bridge = f"bbk{os.getpid() % 100000}"
     try:
         d.start()
         d.import_busybox()
         daemons = {"berthd": d}
         hosts = {"berthd": d.host}
+        if args.rootless:
+            rl = start_rootless()
+            hosts["rootless"] = rl.host
         if base is not None:
             here, daemon_mod.ROOT = daemon_mod.ROOT, Path(args.baseline)  # berthd runs from its cwd
             try:
@@ -500,6 +546,13 @@ def main() -> None:
                 if other in rates:
                     line += f"  berthd/{other} {rates['berthd'][0] / rates[other][0]:.2f}x"
             print(line, flush=True)
+        if "ports" in only:
+            try:
+                report("-p download (100 MB, 127.0.0.1)", alternate(hosts, max(3, args.runs // 4), port_throughput),
+                       unit="MB/s")
+            finally:
+                for k, (cid, _) in _port_servers.items():
+                    docker(hosts[k], "rm", "-f", cid, check=False)
         if "cold" in only:
             cold = []
             for _ in range(args.cold):
@@ -514,6 +567,9 @@ def main() -> None:
             finally:
                 shutil.rmtree(rootfs.parent, ignore_errors=True)
     finally:
+        if rl is not None:
+            rl.stop()
+            rl.user.remove()
         for x in (d, base):
             if x is not None:
                 x.cleanup()

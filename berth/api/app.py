@@ -47,6 +47,8 @@ class DaemonInfo:
     warnings: list[str] = field(default_factory=list)
     security_options: list[str] = field(default_factory=list)  # more of SecurityOptions (name=userns)
     driver_status: list[list[str]] = field(default_factory=list)  # more of DriverStatus (userns layers)
+    rootless: bool = False      # in a user namespace of an ordinary user's (daemon/rootless.py)
+    cgroups: bool = True        # False: rootless without a delegated cgroup v2 tree (driver "none")
 
 
 @dataclass

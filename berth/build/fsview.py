@@ -13,6 +13,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from berth.state import rootless
+
 _MAX_LINKS = 40
 
 
@@ -41,7 +43,7 @@ def _whiteout(st: os.stat_result) -> bool:
 
 def _opaque(p: Path) -> bool:
     try:
-        return os.getxattr(p, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+        return os.getxattr(p, rootless.overlay_prefix() + "opaque", follow_symlinks=False) == b"y"
     except OSError:
         return False
 

@@ -89,7 +89,8 @@ MANAGEMENT: dict[str, dict[str, tuple[str, str]]] = {
         "prune": (_F, "image_prune"),
     },
     "system": {"info": COMMANDS["info"], "df": (_F, "system_df"), "events": COMMANDS["events"],
-               "dial-stdio": ("berth.cli.cmd_remote", "dial_stdio")},
+               "dial-stdio": ("berth.cli.cmd_remote", "dial_stdio"),
+               "rootless-check": ("berth.cli.cmd_remote", "rootless_check")},
     "network": {name: ("berth.cli.cmd_network", f"network_{name}") for name in (
         "create", "ls", "inspect", "rm", "connect", "disconnect", "prune")} | {
         "list": ("berth.cli.cmd_network", "network_ls"), "remove": ("berth.cli.cmd_network", "network_rm")},

@@ -1,6 +1,8 @@
-"""Daemon address resolution: the -H flag, then BERTH_HOST, then DOCKER_HOST, then the default;
-and the TLS settings, as the docker CLI reads them (``--tls``, ``--tlsverify``, ``--tlscacert``,
-``--tlscert``, ``--tlskey``, then DOCKER_TLS, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH)::
+"""Daemon address resolution: the -H flag, then BERTH_HOST, then DOCKER_HOST, then the default
+(root's socket; a rootless berthd's ``$XDG_RUNTIME_DIR/berth.sock`` when root's cannot be
+reached and that one exists); and the TLS settings, as the docker CLI reads them (``--tls``,
+``--tlsverify``, ``--tlscacert``, ``--tlscert``, ``--tlskey``, then DOCKER_TLS,
+DOCKER_TLS_VERIFY and DOCKER_CERT_PATH)::
 
     tls = resolve_tls(TLSFlags(verify=True), os.environ)   # None: plain HTTP
     tls.ca, tls.cert, tls.key, tls.verify
@@ -27,7 +29,18 @@ def resolve_host(flag: str | None = None, environ: Mapping[str, str] | None = No
         value = env.get(name)
         if value:
             return value
-    return DEFAULT_HOST
+    return rootless_host(env) or DEFAULT_HOST
+
+
+def rootless_host(env: Mapping[str, str], root_sock: str = DEFAULT_HOST[len("unix://"):]) -> str | None:
+    """This user's rootless berthd, when root's socket is not one this user may use."""
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if not runtime:
+        return None
+    sock = os.path.join(runtime, "berth.sock")
+    if os.path.exists(root_sock) and os.access(root_sock, os.R_OK | os.W_OK):
+        return None
+    return f"unix://{sock}" if os.path.exists(sock) else None
 
 
 class TLSFlags:

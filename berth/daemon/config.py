@@ -73,6 +73,8 @@ KEYS: tuple[Key, ...] = (
     _k("log-level", "str", "info", "-l", "--log-level", choices=("debug", "info", "warn", "error", "fatal")),
     _k("labels", "list", [], "--label", help="key=value labels of this engine", reloadable=True,
        check=values.labels),
+    _k("rootless", "bool", False, help="run in a user namespace of this user's (the default for a non-root "
+       "user; docs: README, Rootless)"),
     _k("live-restore", "bool", True, help="keep containers running while berthd is down", reloadable=True),
     _k("cri", "bool", True, help="serve the Kubernetes CRI v1 (gRPC; needs the cri extra)"),
     _k("cri-socket", "str", "", help="the CRI socket (default: cri.sock under the exec root)"),
@@ -172,14 +174,16 @@ def _bool_flag(v: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
 
 
-def load(argv: list[str] | None) -> argparse.Namespace:
-    """The flags and the file, merged and checked: every key's dest is set. Raises ConfigError."""
+def load(argv: list[str] | None, defaults: dict[str, Any] | None = None,
+         default_file: str = DEFAULT_FILE) -> argparse.Namespace:
+    """The flags and the file, merged and checked: every key's dest is set; ``defaults``
+    replaces keys' defaults (a rootless berthd's paths). Raises ConfigError."""
     ns = parser().parse_args(argv)
     flags = {k.name: _flag_form(k, getattr(ns, k.dest)) for k in KEYS if hasattr(ns, k.dest)}
-    path = ns.config_file or DEFAULT_FILE
+    path = ns.config_file or default_file
     file = read_file(path, required=ns.config_file is not None)
     _check_conflicts(flags, file)
-    merged = {**file, **flags}
+    merged = {**(defaults or {}), **file, **flags}
     for k in KEYS:
         setattr(ns, k.dest, check(k, merged[k.name]) if k.name in merged else _copy(k.default))
     ns.config_file = path

@@ -30,7 +30,7 @@ import berth
 from berth.api.conns import Limits
 from berth.api.http import Request, Response, Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
-from berth.daemon import remote, settings
+from berth.daemon import remote, rootless, settings
 from berth.daemon.config import load
 from berth.daemon.config_values import ConfigError
 from berth.state.paths import DataRoot, ExecRoot
@@ -45,10 +45,17 @@ DEFAULT_HOST = "unix:///run/berth/berth.sock"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The flags and daemon.json merged (``daemon.config``); a bad configuration ends berthd."""
+    """The flags and daemon.json merged (``daemon.config``); a bad configuration ends berthd.
+    A rootless berthd (``daemon.rootless``) has its own defaults and daemon.json."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if rootless.wanted(argv) or rootless.inside():
+            if {"-h", "--help", "-v", "--version"} & set(argv):
+                return load(argv)   # needs no $XDG_RUNTIME_DIR
+            paths = rootless.Paths.from_env()
+            return load(argv, rootless.defaults(paths), str(paths.config_file))
         return load(argv)
-    except ConfigError as e:
+    except (ConfigError, rootless.RootlessError) as e:
         raise SystemExit(f"berthd: {e}") from None
 
 
@@ -258,6 +265,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     logging.basicConfig(level=settings.log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    argv = sys.argv[1:] if argv is None else argv
+    if rootless.wanted(argv):
+        from berth.daemon import rootless_boot  # only a rootless start needs it
+        try:
+            raise SystemExit(rootless_boot.start(argv))
+        except (rootless.RootlessError, OSError) as e:
+            raise SystemExit(f"berthd: {e}") from None
     if os.geteuid() != 0:
         raise SystemExit("berthd: must run as root")
     try:

@@ -248,6 +248,9 @@ def notify_ready(environ: MutableMapping[str, str] | None = None) -> None:
     target = "\0" + addr[1:] if addr.startswith("@") else addr
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.sendto(f"READY=1\nMAINPID={os.getpid()}\n".encode(), target)
+            # A rootless berthd's pid is its own namespace's: systemd's main pid (the host
+            # side, daemon/rootless_boot.py) stays the one it started.
+            main = "" if env.get("BERTH_ROOTLESS") == "1" else f"MAINPID={os.getpid()}\n"
+            s.sendto(f"READY=1\n{main}".encode(), target)
     except OSError as e:
         log.warning("could not notify systemd at %s: %s", addr, e)

@@ -44,7 +44,18 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         dns_search=list(args.dns_search), dns_options=list(args.dns_opts), init=args.init,
         init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
         journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",
-        runtimes=runtimes(args), cgroup_parent=args.cgroup_parent)
+        runtimes=runtimes(args), cgroup_parent=args.cgroup_parent,
+        cgroups=not args.rootless or cgroups_delegated())
+
+
+def _single_id() -> bool:
+    from berth.state import rootless
+    return rootless.nested() and rootless.max_gid() == 0
+
+
+def cgroups_delegated() -> bool:
+    from berth.runtime.cgroups import delegated
+    return delegated()
 
 
 def runtimes(args: argparse.Namespace) -> Runtimes:
@@ -133,6 +144,12 @@ def warnings(args: argparse.Namespace) -> list[str]:
     out = []
     if args.ipv6 and not args.fixed_cidr_v6:
         out.append("WARNING: ipv6 is true but fixed-cidr-v6 is not set: the default bridge has no IPv6")
+    if args.rootless and _single_id():
+        from berth.daemon.rootless import SINGLE_ID
+        out.append(f"WARNING: rootless: {SINGLE_ID}")
+    if args.rootless and not cgroups_delegated():
+        from berth.engine.container_defaults import NO_CGROUPS
+        out.append(f"WARNING: {NO_CGROUPS}")
     return out
 
 
@@ -140,7 +157,8 @@ def daemon_info(args: argparse.Namespace) -> DaemonInfo:
     from berth.api.app import DaemonInfo
     return DaemonInfo(debug=args.debug, labels=list(args.labels), logging_driver=args.log_driver,
                       init_binary=args.init_path, no_new_privileges=args.no_new_privileges,
-                      warnings=warnings(args))
+                      warnings=warnings(args), rootless=args.rootless,
+                      cgroups=not args.rootless or cgroups_delegated())
 
 
 def pools(args: argparse.Namespace) -> list[tuple[IPv4Network, int]]:
@@ -151,6 +169,9 @@ def configure_networks(args: argparse.Namespace, networks: Networks) -> None:
     """default-address-pools (refused when a pool is all taken by the host's routes), and the
     default bridge's bip, fixed-cidr, mtu, ip-masq, icc. Raises ConfigError."""
     from berth.engine.network_bridges import configure_default
+    if args.rootless:
+        from berth.daemon.rootless_net import PORT_START_ENV
+        networks.live.port_start = int(os.environ.get(PORT_START_ENV) or 1024)
     networks.pools = pools(args)
     if networks.pools:
         from berth.network import ipam, netlink

@@ -115,6 +115,8 @@ def _wire_builder(db: Database, store: ImageStore, containers: Containers, image
                   distribution: Distribution, data: DataRoot, exec_root: ExecRoot) -> tuple[Builder, BuildAdmin]:
     cache = BuildCache(db)
     pids = os.environ.get("BERTH_BUILD_PIDS_LIMIT")  # RUN steps' pids limit; 0 = none
+    if not containers.defaults.cgroups:
+        pids = "0"   # rootless without cgroups: no limit can be set (and asking for one is refused)
     builder = Builder(containers, images, distribution, cache,
                       data.build_tmp, data.build_mounts, exec_root.root / "build",
                       **({"pids_limit": int(pids)} if pids else {}))

@@ -21,6 +21,7 @@ from typing import Any
 
 from berth.engine.model import DEFAULT_CGROUP_PARENT
 from berth.engine.runtimes import Runtimes
+from berth.errors import InvalidArgument
 from berth.schema.containers import HostConfig
 
 
@@ -41,6 +42,7 @@ class ContainerDefaults:
     journal_socket: str = "/run/systemd/journal/socket"  # the journald driver's (tests bind their own)
     runtimes: Runtimes = field(default_factory=Runtimes)  # runtimes and default-runtime
     cgroup_parent: str = ""          # "" = /berth
+    cgroups: bool = True             # False: a rootless engine without a delegated cgroup v2 tree
 
     def at_create(self, hc: HostConfig) -> None:
         """The defaults a create records (before logdrivers.normalize checks the log config)."""
@@ -54,6 +56,8 @@ class ContainerDefaults:
         if not hc.CgroupnsMode:
             hc.CgroupnsMode = self.cgroupns_mode
         hc.Runtime = self.runtimes.check(hc.Runtime)
+        if not self.cgroups:
+            refuse_limits(hc)
 
     def ulimits_for(self, hc: HostConfig) -> list[dict[str, Any]]:
         """The daemon's ulimits, then the container's (which win by name)."""
@@ -100,3 +104,22 @@ class ContainerDefaults:
         with open(self.seccomp_profile) as f:
             profile: dict[str, Any] = json.load(f)
         return profile
+
+
+NO_CGROUPS = ("Running in rootless-mode without cgroups. To enable cgroups in rootless-mode, you need to "
+              "boot the system in cgroup v2 mode.")
+_LIMITS = (("Memory", "--memory"), ("MemorySwap", "--memory-swap"), ("MemoryReservation", "--memory-reservation"),
+           ("NanoCpus", "--cpus"), ("CpuShares", "--cpu-shares"), ("CpuQuota", "--cpu-quota"),
+           ("CpuPeriod", "--cpu-period"), ("CpusetCpus", "--cpuset-cpus"), ("CpusetMems", "--cpuset-mems"),
+           ("BlkioWeight", "--blkio-weight"))
+
+
+def refuse_limits(hc: HostConfig) -> None:
+    """A rootless engine without cgroups refuses every resource limit, naming the flag, with
+    the warning Docker's rootless ``docker info`` shows. Raises InvalidArgument."""
+    for name, flag in _LIMITS:
+        if getattr(hc, name, None) not in (None, 0, "", -1):
+            raise InvalidArgument(f"{flag}: {NO_CGROUPS}")
+    if hc.PidsLimit not in (None, 0, -1):
+        raise InvalidArgument(f"--pids-limit: {NO_CGROUPS}")
+

@@ -12,6 +12,7 @@ import msgspec
 
 from berth.engine import hostspec, shims
 from berth.engine.container_create import check_host_config
+from berth.engine.container_defaults import NO_CGROUPS
 from berth.engine.container_start import SpecBuilder
 from berth.engine.container_table import ContainerTable
 from berth.engine.model import Container, Status
@@ -39,6 +40,7 @@ class Operations:
                 raise Conflict(f"Container {c.id} is already paused")
             if c.state.status != Status.RUNNING:
                 raise Conflict(f"Container {c.id} is not running")
+            self._need_cgroups("pause", c)
             await asyncio.get_running_loop().run_in_executor(None, self.t.cgroup(c).freeze)
             c.state.status = Status.PAUSED
             self.t.save(c)
@@ -168,7 +170,15 @@ class Operations:
 
     # -- top / size -------------------------------------------------------------------------
 
+    def _need_cgroups(self, what: str, c: Container) -> None:
+        """Freezing needs the container's cgroup, which a rootless engine without delegation
+        does not make."""
+        if not self.t.defaults.cgroups:
+            raise InvalidArgument(f"cannot {what} container {c.id}: {NO_CGROUPS}")
+
     def pids(self, c: Container) -> list[int]:
+        if not self.t.defaults.cgroups:
+            return _pid_namespace_members(c.state.pid)
         try:
             return self.t.cgroup(c).pids()
         except OSError:
@@ -183,3 +193,23 @@ class Operations:
                 except OSError:
                     pass
         return total
+
+
+def _pid_namespace_members(init: int) -> list[int]:
+    """Without a cgroup: the processes in the pid namespace of the container's init."""
+    if not init:
+        return []
+    try:
+        ns = os.readlink(f"/proc/{init}/ns/pid")
+    except OSError:
+        return []
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.readlink(f"/proc/{p}/ns/pid") == ns:
+                    out.append(int(p))
+            except OSError:
+                pass
+    return sorted(out)
+

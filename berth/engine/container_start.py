@@ -71,7 +71,7 @@ class SpecBuilder:
             args=[c.path, *c.args], env=env, cwd=c.config.WorkingDir or "/", user=c.config.User,
             hostname=c.config.Hostname, rootfs=str(d.rootfs), tty=c.config.Tty,
             hostname_file=str(d.hostname), hosts_file=str(d.hosts), resolv_file=str(d.resolv_conf),
-            cgroups_path=c.cgroups_path, memory=hc.Memory, memory_swap=memory_swap,
+            cgroups_path=c.cgroups_path if dflt.cgroups else "", memory=hc.Memory, memory_swap=memory_swap,
             nano_cpus=hc.NanoCpus, cpu_shares=hc.CpuShares, cpu_quota=hc.CpuQuota, cpu_period=hc.CpuPeriod,
             pids_limit=hc.PidsLimit, privileged=hc.Privileged, cap_add=hc.CapAdd or [],
             cap_drop=hc.CapDrop or [], readonly_rootfs=hc.ReadonlyRootfs,

@@ -31,6 +31,7 @@ from berth.runtime.shim.protocol import ExitStatus
 if TYPE_CHECKING:
     from berth.runtime.cgroups import Cgroup
 from berth.runtime.cgroups import open_cgroup
+from berth.state import rootless
 from berth.state.db import Database
 from berth.state.paths import DataRoot, ExecRoot
 from berth.state.trash import Trash
@@ -191,7 +192,8 @@ class ContainerTable:
             empty = self.data.root / "image" / "empty"
             empty.mkdir(exist_ok=True)
             lowers = [empty]
-        return lowers, f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}"
+        return lowers, f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={d.upper},workdir={d.work}" \
+            + rootless.overlay_options()
 
     # -- waiters ----------------------------------------------------------------------------
 

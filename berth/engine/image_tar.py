@@ -12,6 +12,7 @@ from typing import AsyncGenerator, BinaryIO, Callable, Iterator
 
 from berth.errors import InvalidArgument, NotFound
 from berth.oci import reference
+from berth.state import rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -150,9 +151,9 @@ class ImageTars:
         c = self.containers.get(container)
         img = self.store.get_by_id(c.image_id)
         lowers = [str(self.containers.data.container(c.id).upper)] + [str(p) for p in self.store.lower_dirs(img)]
-        script = ('set -e; if [ "$#" -gt 1 ]; then mount -t overlay overlay -o "ro,lowerdir=$2" "$1"; '
+        script = (f'set -e; if [ "$#" -gt 1 ]; then mount -t overlay overlay -o "ro,lowerdir=$2{rootless.overlay_options()}" "$1"; '
                   'else mount --bind -o ro "$3" "$1"; fi; '
-                  'exec tar --numeric-owner --xattrs --xattrs-include="*" --xattrs-exclude="trusted.overlay.*" '
+                  f'exec tar --numeric-owner --xattrs --xattrs-include="*" --xattrs-exclude="{rootless.overlay_prefix()}*" '
                   '-C "$1" -cf - .')
         if len(lowers) == 1:
             return ["unshare", "--mount", "--propagation", "private", "sh", "-c",

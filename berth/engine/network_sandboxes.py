@@ -48,6 +48,9 @@ class Sandboxes:
         # Start in progress: a namespace made by berthd (held by an fd) and the task plugging
         # its endpoints in, which runs while the shim is spawned; attach() waits for it.
         self.pending: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        # A rootless engine's: the host's net.ipv4.ip_unprivileged_port_start (lower ports
+        # are refused; the others listen, for pasta); None for root's.
+        self.port_start: int | None = None
 
     # -- start ------------------------------------------------------------------------------
 
@@ -106,16 +109,21 @@ class Sandboxes:
             return
         socks: list[socket.socket] = []
         has6 = bool(s.endpoints[0].ip6)
+        reqs = list(ports.requests(cv.port_bindings, cv.exposed, cv.publish_all))
+        rootless = self.port_start is not None
+        for req in reqs:
+            if self.port_start is not None and 0 < req.host_port_lo < self.port_start:
+                raise RuntimeFailure(ports.privileged_port(req.host_port_lo, self.port_start))
         try:
-            for req in ports.requests(cv.port_bindings, cv.exposed, cv.publish_all):
+            for req in reqs:
                 if ":" in req.host_ip and not has6:
                     continue   # an IPv6 host address for a container without IPv6 (dockerd's proxy would)
-                b, sock = ports.reserve(req)
+                b, sock = ports.reserve(req, listen=rootless)
                 socks.append(sock)
                 s.ports.append(PortBinding(b.proto, b.container_port, b.host_ip, b.host_port))
                 if has6 and not req.host_ip:   # every address: IPv6's too, on the same port
                     b6, sock6 = ports.reserve(ports.Request(req.proto, req.container_port, "::",
-                                                            b.host_port, b.host_port))
+                                                            b.host_port, b.host_port), rootless)
                     socks.append(sock6)
                     s.ports.append(PortBinding(b6.proto, b6.container_port, "::", b6.host_port))
         except ports.PortInUse as err:

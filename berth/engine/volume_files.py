@@ -9,6 +9,8 @@ import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from berth.state import rootless
+
 Ids = Callable[[int, int], tuple[int, int]]  # a file's (uid, gid) in a layer -> the volume's
 
 
@@ -38,7 +40,7 @@ def copy_up(layers_top_first: list[Path], dest: str, target: Path, ids: Sequence
         if not stat.S_ISDIR(st.st_mode):
             continue
         try:
-            if os.getxattr(src, "trusted.overlay.opaque") == b"y":
+            if os.getxattr(src, rootless.overlay_prefix() + "opaque") == b"y":
                 for child in list(target.iterdir()):
                     _rm(child)
         except OSError:

@@ -22,6 +22,7 @@ from typing import BinaryIO, Callable
 
 from berth.errors import InvalidArgument
 from berth.oci import manifest as mf
+from berth.state import rootless
 
 WH = ".wh."
 OPQ = ".wh..wh..opq"
@@ -34,7 +35,7 @@ def _xattrs(path: str) -> dict[str, str]:
     except OSError:
         return out
     for n in names:
-        if n.startswith("trusted.overlay."):
+        if n.startswith(("trusted.overlay.", "user.overlay.")):
             continue
         try:
             v = os.getxattr(path, n, follow_symlinks=False)
@@ -74,7 +75,7 @@ def diff_tar(upper: Path, out: BinaryIO, ids: Callable[[int, int], tuple[int, in
                 ti.type = tarfile.DIRTYPE
                 tar.addfile(ti)
                 try:
-                    if os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
+                    if os.getxattr(path, rootless.overlay_prefix() + "opaque", follow_symlinks=False) == b"y":
                         o = tarfile.TarInfo(f"{arc}/{OPQ}")
                         o.mtime = ti.mtime
                         tar.addfile(o)

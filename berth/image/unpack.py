@@ -34,6 +34,10 @@ from typing import Any, BinaryIO
 
 from berth.errors import InvalidArgument
 from berth.linux.fd import set_pipe_size
+from berth.state import rootless
+
+# overlayfs xattrs a layer may never set (the host's, and a rootless engine's userxattr ones)
+_OVERLAY_TAR_PREFIXES = ("SCHILY.xattr.trusted.overlay.", "SCHILY.xattr.user.overlay.")
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -391,7 +395,7 @@ class TarGuard:
             return False
         self.whiteouts.pop(path, None)
         for k, v in self.over.items():
-            if k.startswith("SCHILY.xattr.trusted.overlay."):
+            if k.startswith(_OVERLAY_TAR_PREFIXES):
                 raise UnsafeLayer(f"refusing to unpack {name!r}: it sets the overlayfs xattr {k[13:]!r}")
         self.symlinks.discard(path)
         if typ == b"5":
@@ -495,7 +499,7 @@ def _finish_whiteouts(dest: Path, guard: TarGuard) -> None:
         for parts in guard.opaques.values():
             dfd = _open_dir(root, parts)
             try:
-                os.setxattr(dfd, "trusted.overlay.opaque", b"y")
+                os.setxattr(dfd, rootless.overlay_prefix() + "opaque", b"y")
             finally:
                 os.close(dfd)
     finally:
@@ -529,7 +533,7 @@ class _GnuTar:
         self.proc = subprocess.Popen(
             [tar, "-x", "-f", "-", "-C", str(dest), "--numeric-owner", "--same-owner",
              "--same-permissions", "--xattrs", "--xattrs-include=*",
-             "--xattrs-exclude=trusted.overlay.*", "--warning=no-timestamp",
+             f"--xattrs-exclude={rootless.overlay_prefix()}*", "--warning=no-timestamp",
              "--warning=no-unknown-keyword", "--warning=no-xattr-write"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.err, close_fds=True, bufsize=0)
         self.fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
@@ -682,7 +686,7 @@ def _apply_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: int,
             if not m.isdir():
                 os.utime(base, (m.mtime, m.mtime), dir_fd=dfd)
         for k, v in (m.pax_headers or {}).items():
-            if k.startswith("SCHILY.xattr.") and not k.startswith("SCHILY.xattr.trusted.overlay."):
+            if k.startswith("SCHILY.xattr.") and not k.startswith(_OVERLAY_TAR_PREFIXES):
                 try:
                     os.setxattr(f"/proc/self/fd/{dfd}/{base}", k[len("SCHILY.xattr."):],
                                 v.encode("utf-8", "surrogateescape"), follow_symlinks=False)

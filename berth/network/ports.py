@@ -98,8 +98,15 @@ class PortInUse(OSError):
     pass
 
 
-def reserve(req: Request) -> tuple[Binding, socket.socket]:
-    """Bind the host port (the first free one of a range). Raises PortInUse."""
+def privileged_port(port: int, start: int) -> str:
+    """A rootless engine's refusal of a port below the host's unprivileged start (rootlesskit's words)."""
+    return (f"cannot expose privileged port {port}, you can add 'net.ipv4.ip_unprivileged_port_start={port}' "
+            f"to /etc/sysctl.conf (currently {start}), or choose a larger port number (>= {start})")
+
+
+def reserve(req: Request, listen: bool = False) -> tuple[Binding, socket.socket]:
+    """Bind the host port (the first free one of a range); ``listen``: a TCP one listens too
+    (a rootless engine's, so that pasta sees it and forwards the host's port). Raises PortInUse."""
     kind = socket.SOCK_DGRAM if req.proto == "udp" else socket.SOCK_STREAM
     ports = [0] if req.host_port_lo == 0 else list(range(req.host_port_lo, req.host_port_hi + 1))
     last: OSError | None = None
@@ -110,6 +117,8 @@ def reserve(req: Request) -> tuple[Binding, socket.socket]:
             if v6:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind((req.host_ip or "0.0.0.0", port))
+            if listen and kind == socket.SOCK_STREAM:
+                s.listen(64)
         except OSError as e:
             s.close()
             last = e

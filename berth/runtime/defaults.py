@@ -24,6 +24,7 @@ import msgspec
 
 from berth.oci import spec as oci
 from berth.runtime import caps as capmod
+from berth.state import rootless
 
 ANNOTATION_USER = "berth.user"
 ANNOTATION_OVERLAY = "berth.rootfs.overlay"
@@ -79,12 +80,14 @@ def _parse_numeric_user(user: str) -> tuple[int | None, int | None, bool]:
 def _mounts(*, privileged: bool, shm_size: int, readonly_rootfs: bool,
             files: list[tuple[str, str]]) -> list[oci.Mount]:
     ro = [] if privileged else ["ro"]
+    # tty's gid 5: unless a rootless engine's single-id map leaves it out (devpts refuses it)
+    tty = ["gid=5"] if rootless.max_gid() >= 5 else []
     mounts = [
         oci.Mount(destination="/proc", type="proc", source="proc", options=["nosuid", "noexec", "nodev"]),
         oci.Mount(destination="/dev", type="tmpfs", source="tmpfs",
                   options=["nosuid", "strictatime", "mode=755", "size=65536k"]),
         oci.Mount(destination="/dev/pts", type="devpts", source="devpts",
-                  options=["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+                  options=["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", *tty]),
         oci.Mount(destination="/sys", type="sysfs", source="sysfs", options=["nosuid", "noexec", "nodev", *ro]),
         oci.Mount(destination="/sys/fs/cgroup", type="cgroup", source="cgroup",
                   options=[*ro, "nosuid", "noexec", "nodev"]),
@@ -226,7 +229,9 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
     if netns:
         namespaces = [oci.Namespace(type="network", path=netns) if n.type == "network" else n
                       for n in namespaces]
-    sysctl = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+    # Nested (rootless), the range may only name gids this user namespace maps.
+    groups = f"0 {rootless.max_gid()}" if rootless.nested() else "0 2147483647"
+    sysctl = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": groups}
     if cgroupns:
         namespaces.append(oci.Namespace(type="cgroup"))
     linux = oci.Linux(

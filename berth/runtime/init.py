@@ -121,6 +121,14 @@ def _oom_score_adj(value: int) -> None:
         _write("/proc/self/oom_score_adj", str(value))
 
 
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
 def _drop_privileges(plan: Plan, uid: int, gid: int, groups: tuple[int, ...]) -> None:
     caps = plan.caps
     if caps is not None:
@@ -128,7 +136,13 @@ def _drop_privileges(plan: Plan, uid: int, gid: int, groups: tuple[int, ...]) ->
             if not caps.bounding & (1 << n):
                 prctl.capbset_drop(n)
         prctl.set_keepcaps(True)
-    os.setgroups(list(groups))
+    try:
+        os.setgroups(list(groups))
+    except PermissionError:
+        # A rootless engine's single-id map denies setgroups(2): no gid but 0 exists there,
+        # and the groups the engine was started with (unmapped) stay, as with podman.
+        if _setgroups_allowed():
+            raise
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     try:

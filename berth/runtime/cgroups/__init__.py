@@ -37,7 +37,7 @@ from berth.runtime.cgroups._common import (
 
 __all__ = [
     "Cgroup", "Layout", "detect", "open_cgroup", "shares_to_weight", "blkio_weight_to_io_weight",
-    "v2_swap_max", "device_rule_line",
+    "v2_swap_max", "device_rule_line", "delegated",
 ]
 
 # BERTH_CGROUP_ROOT points berth at another cgroup mount: a cgroup2 mount next to v1
@@ -83,6 +83,19 @@ def detect(root: Path = DEFAULT_ROOT) -> Layout:
     if layout is None:
         layout = _layouts[key] = _detect(Path(root))
     return layout
+
+
+def delegated(root: Path = DEFAULT_ROOT) -> bool:
+    """True when this process may make cgroups under root: always for host root; for a
+    rootless engine only on a cgroup v2 tree it was handed (systemd's ``Delegate=yes``, or a
+    subtree chowned to the user), never on v1."""
+    try:
+        layout = detect(root)
+    except Unavailable:
+        return False
+    if layout.version != 2:
+        return False
+    return os.access(layout.root, os.W_OK) and os.access(layout.root / "cgroup.procs", os.W_OK)
 
 
 def _detect(root: Path) -> Layout:

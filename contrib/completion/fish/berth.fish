@@ -62,7 +62,7 @@ complete -c berth -n '__fish_seen_subcommand_from network; and not __fish_seen_s
 complete -c berth -n __fish_use_subcommand -a registry -d 'Manage registry'
 complete -c berth -n '__fish_seen_subcommand_from registry; and not __fish_seen_subcommand_from gc serve' -a 'gc serve'
 complete -c berth -n __fish_use_subcommand -a system -d 'Manage system'
-complete -c berth -n '__fish_seen_subcommand_from system; and not __fish_seen_subcommand_from df dial-stdio events info' -a 'df dial-stdio events info'
+complete -c berth -n '__fish_seen_subcommand_from system; and not __fish_seen_subcommand_from df dial-stdio events info rootless-check' -a 'df dial-stdio events info rootless-check'
 complete -c berth -n __fish_use_subcommand -a volume -d 'Manage volume'
 complete -c berth -n '__fish_seen_subcommand_from volume; and not __fish_seen_subcommand_from create inspect list ls prune remove rm' -a 'create inspect list ls prune remove rm'
 complete -c berth -n '__fish_seen_subcommand_from attach' -l detach-keys -r -d 'Override the key sequence for detaching a container'

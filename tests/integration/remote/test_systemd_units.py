@@ -57,3 +57,15 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path, prefix: Path) -> None
     r = subprocess.run(["systemd-analyze", "verify", str(units / "berth.socket"), str(units / "berth.service")],
                        capture_output=True, text=True)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+def test_the_user_unit_passes_systemd_analyze_verify(tmp_path: Path, prefix: Path) -> None:
+    """contrib/systemd/user/berth.service, with berthd's path put in as its comment says."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("needs systemd-analyze (systemd)")
+    text = (ROOT / "contrib/systemd/user/berth.service").read_text()
+    assert "ExecStart=@BERTHD@\n" in text and "\nDelegate=yes\n" in text and "\nNotifyAccess=all\n" in text
+    unit = tmp_path / "berth.service"
+    unit.write_text(text.replace("@BERTHD@", f"{prefix}/bin/berthd"))
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")

@@ -1,0 +1,113 @@
+"""A rootless engine's way out: its network namespace (made with its user namespace, so the
+bridges, veths, nftables rules and the embedded DNS work there as rootful berth's do on the
+host) is plugged into the host by ``pasta`` (Debian's ``passt``), run on the host side.
+
+pasta configures a tap interface in the namespace with the host's addresses and routes and
+moves connections between the two at layer 4 (no root needed). Its port forwarding follows
+the namespace by itself (``-t auto``/``-u auto``): a port bound in the namespace is bound on
+the host within a second. So a published port (``-p 8080:80``) is berthd's usual reserved
+socket, listening in the engine's namespace (``network/ports.py``), and the kernel DNATs what
+pasta delivers to it, as rootful. The reverse (``-T auto``) makes the host's loopback ports
+reachable on the namespace's loopback: a pull from a registry on the host's 127.0.0.1 works.
+Ports below the host's ``net.ipv4.ip_unprivileged_port_start`` cannot be bound by pasta:
+berthd refuses them (``PORT_START_ENV`` carries the host's value inside).
+
+Without pasta the engine has no way out, and berthd says so at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger("berthd")
+
+PORT_START_ENV = "BERTH_ROOTLESS_PORT_START"
+
+
+def unprivileged_port_start() -> int:
+    """The host's ``net.ipv4.ip_unprivileged_port_start`` (read on the host side), unless the
+    environment already says (tests: a host whose value another test lowered)."""
+    if os.environ.get(PORT_START_ENV, "").isdigit():
+        return int(os.environ[PORT_START_ENV])
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 1024
+
+
+class Pasta:
+    def __init__(self, proc: subprocess.Popen[bytes]):
+        self.proc = proc
+
+    def stop_with(self, holder: int) -> None:
+        """Leave pasta running for as long as the namespaces' holder lives (berthd restarts
+        in between): a detached watcher stops it when the holder exits."""
+        pasta, held = os.pidfd_open(self.proc.pid), os.pidfd_open(holder)
+        if os.fork() == 0:
+            try:
+                os.setsid()
+                for fd in os.listdir("/proc/self/fd"):  # nothing of berthd's (its locks) is kept
+                    if int(fd) > 2 and int(fd) not in (pasta, held):
+                        try:
+                            os.close(int(fd))
+                        except OSError:
+                            pass
+                select.select([held, pasta], [], [])
+                signal.pidfd_send_signal(pasta, signal.SIGTERM)
+            finally:
+                os._exit(0)
+        os.close(pasta)
+        os.close(held)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def connect(pid: int, exec_root: Path) -> Pasta | None:
+    """Plug the network namespace of ``pid`` (and its user namespace) into the host; None
+    (with a warning) when pasta is not installed. Raises OSError when pasta fails."""
+    pasta = shutil.which("pasta")
+    if pasta is None:
+        log.warning("pasta not found (apt-get install passt): the rootless engine has no network to "
+                    "the host, and published ports are not reachable")
+        return None
+    logfile = exec_root / "pasta.log"
+    cmd = [pasta, "--config-net", "--foreground", "--quiet", "--log-file", str(logfile),
+           "-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto",
+           "--userns", f"/proc/{pid}/ns/user", "--netns", f"/proc/{pid}/ns/net"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    if not _configured(pid, proc):
+        code = proc.poll()
+        Pasta(proc).stop()
+        raise OSError(f"pasta could not connect the engine's network namespace (exit {code}); see {logfile}")
+    return Pasta(proc)
+
+
+def _configured(pid: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> bool:
+    """Wait until pasta's tap interface is in the namespace (or pasta died)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            devs = Path(f"/proc/{pid}/net/dev").read_text()
+        except OSError:
+            return False
+        if len(devs.splitlines()) > 3:  # two header lines, lo, and the tap
+            return True
+        time.sleep(0.02)
+    return False
