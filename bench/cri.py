@@ -98,15 +98,21 @@ class Client:
             hostname=name, log_directory=str(self.base / "pods" / name),
             linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(namespace_options=ns)))
 
-    def start_pod(self, name: str) -> tuple[str, str]:
-        """RunPodSandbox + CreateContainer + StartContainer: (sandbox id, container id)."""
+    def start_pod(self, name: str, phases: list[list[float]] | None = None) -> tuple[str, str]:
+        """RunPodSandbox + CreateContainer + StartContainer: (sandbox id, container id); each
+        call's seconds appended to ``phases`` if given."""
         cfg = self.pod_config(name)
+        t0 = time.monotonic()
         sid = self.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=120).pod_sandbox_id
+        t1 = time.monotonic()
         c = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="sleep", attempt=0),
                                image=pb.ImageSpec(image=BUSYBOX), command=["sleep", "3600"], log_path="sleep/0.log")
         cid = self.rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=c, sandbox_config=cfg),
                                       timeout=120).container_id
+        t2 = time.monotonic()
         self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=120)
+        if phases is not None:
+            phases.append([t1 - t0, t2 - t1, time.monotonic() - t2])
         return sid, cid
 
     def remove_pod(self, sid: str) -> None:
@@ -241,6 +247,7 @@ class Side:
     def __init__(self, client: Client, pid: Callable[[], int], shims: Callable[[], list[int]]):
         self.c, self.pid, self.shims = client, pid, shims
         self.lat: list[float] = []
+        self.phases: list[list[float]] = []  # per sequential start: RunPodSandbox, CreateContainer, StartContainer
         self.rm: list[float] = []
         self.execs: list[float] = []
         self.parallel = float("nan")
@@ -251,7 +258,7 @@ class Side:
 def sequential(sides: list[Side], n: int) -> None:
     for i in range(n):
         for s in sides:
-            dt, (sid, _) = timed(lambda: s.c.start_pod(f"seq{i}"))
+            dt, (sid, _) = timed(lambda: s.c.start_pod(f"seq{i}", s.phases))
             s.lat.append(dt)
             s.rm.append(timed(lambda: s.c.remove_pod(sid))[0])
 
@@ -292,6 +299,8 @@ def report(sides: list[Side], args: argparse.Namespace) -> None:
         print(f"{label:<44}{cells}{ratio}")
     print(f"\nload average at the end: {open('/proc/loadavg').read().split()[:3]} on {os.cpu_count()} cores")
     row(f"(a) run+create+start, median of {args.n}", lambda s: med(s.lat), "s")
+    for k, name in enumerate(("RunPodSandbox", "CreateContainer", "StartContainer")):
+        row(f"    of which {name}", lambda s: med([p[k] for p in s.phases]), "s")
     row(f"(a) stop+remove pod, median of {args.n}", lambda s: med(s.rm), "s")
     row(f"(b) {args.pods} pods started in parallel, wall", lambda s: s.parallel, "s")
     row(f"(c) ExecSync true, median of {args.execs}", lambda s: med(s.execs), "ms", 1000)
