@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from cri_api.v1 import api_pb2_grpc as pbg
 
-from berth.cri import stream_channels, stream_portforward
+from berth.cri import stream_channels, stream_portforward, stream_spdy
 from berth.cri.containers import PodContainers
 from berth.cri.events import ContainerEvents
 from berth.cri.images import ImageStore
@@ -71,7 +71,10 @@ async def start(socket: Path, engine: Engine) -> Server:
     streaming = Streaming({
         "exec": functools.partial(stream_channels.serve_exec, pods),
         "attach": functools.partial(stream_channels.serve_attach, pods),
-        "portforward": functools.partial(stream_portforward.serve, sandboxes)})
+        "portforward": functools.partial(stream_portforward.serve, sandboxes)}, {
+        "exec": functools.partial(stream_spdy.serve_exec, pods),
+        "attach": functools.partial(stream_spdy.serve_attach, pods),
+        "portforward": functools.partial(stream_spdy.serve_portforward, sandboxes)})
     host, _, port = engine.stream_address.rpartition(":")
     await streaming.start(host.strip("[]"), int(port))
     events = ContainerEvents(engine.events, sandboxes, pods)

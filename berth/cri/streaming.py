@@ -2,17 +2,18 @@
 
 The kubelet does not stream through gRPC: Exec, Attach and PortForward return a URL on this
 server (loopback, like containerd's default), where the kubelet's proxy (or any client) opens
-a WebSocket. Each URL holds a single-use token for the cached request, valid for a minute, as
+a WebSocket or a SPDY/3.1 connection. Each URL holds a single-use token for the cached request, valid for a minute, as
 in the kubelet's own streaming package (k8s.io/kubelet/pkg/cri/streaming):
 
     GET /exec/<token>         the channel protocol (channel.k8s.io, v4 and v5): stdin 0,
     GET /attach/<token>       stdout 1, stderr 2, error 3 (a metav1.Status), resize 4
     GET /portforward/<token>  a data and an error channel per port (v4.channel.k8s.io)
 
-Only the WebSocket variants are served; a SPDY upgrade (what a kubelet's proxy sends by
-default) is answered 400. aiohttp does the WebSocket framing.
+The WebSocket variants (aiohttp does the framing: stream_channels.py, stream_portforward.py)
+and the SPDY/3.1 ones (what a kubelet's proxy sends by default: stream_spdy.py) are served on
+the same URLs, by the request's ``Upgrade``; anything else is answered 400.
 
-    server = Streaming(handlers); await server.start("127.0.0.1", 0)
+    server = Streaming(ws_handlers, spdy_handlers); await server.start("127.0.0.1", 0)
     url = server.url("exec", exec_request)
 """
 
@@ -62,8 +63,9 @@ class Tokens:
 
 
 class Streaming:
-    def __init__(self, handlers: dict[str, Handler]):
+    def __init__(self, handlers: dict[str, Handler], spdy_handlers: dict[str, Handler] | None = None):
         self.handlers = handlers
+        self.spdy_handlers = spdy_handlers or {}
         self.tokens = Tokens()
         self.base = ""
         self._runner: web.AppRunner | None = None
@@ -93,6 +95,9 @@ class Streaming:
         cached = self.tokens.take(kind, req.match_info["token"]) if handler else None
         if handler is None or cached is None:
             return web.Response(status=404, text="unknown or expired streaming token\n")
-        if req.headers.get("Upgrade", "").lower() != "websocket":
-            return web.Response(status=400, text="only the WebSocket variants are served here (no SPDY/3.1)\n")
+        upgrade = req.headers.get("Upgrade", "").lower()
+        if upgrade == "spdy/3.1" and kind in self.spdy_handlers:
+            return await self.spdy_handlers[kind](req, cached)
+        if upgrade != "websocket":
+            return web.Response(status=400, text="upgrade to websocket or SPDY/3.1 required\n")
         return await handler(req, cached)

@@ -138,7 +138,7 @@ def test_streaming_bad_input(cri: Cri, pod: Pod) -> None:
     with pytest.raises(grpc.RpcError) as e:
         rt.PortForward(pb.PortForwardRequest(pod_sandbox_id="nope", port=[80]))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
-    # no WebSocket upgrade (a SPDY client, or a plain GET): 400, the token is spent
+    # no upgrade (a plain GET): 400, the token is spent
     url = _exec_url(cri, pod.shell, ["true"], stdout=True)
     with pytest.raises(urllib.error.HTTPError) as h:
         urllib.request.urlopen(url, timeout=10)
