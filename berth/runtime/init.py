@@ -102,7 +102,10 @@ def _user(plan: Plan) -> tuple[int, int, tuple[int, ...], str]:
     added = users.additional_groups(plan.group_add, groups) if plan.group_add else ()
     if plan.resolve_user is not None:
         u = users.resolve(plan.resolve_user, passwd, groups)
-        return u.uid, u.gid, tuple(dict.fromkeys(u.additional_gids + added)), u.home
+        # the numeric --group-add gids come after the spec's own gid (dockerd's getUser adds
+        # GroupAdd to the user's groups, for the init and for an exec's -u alike)
+        extra = plan.additional_gids[1:]
+        return u.uid, u.gid, tuple(dict.fromkeys(u.additional_gids + extra + added)), u.home
     gids = tuple(dict.fromkeys(plan.additional_gids + added))
     return plan.uid, plan.gid, gids, users.home_of(plan.uid, passwd)
 

@@ -58,6 +58,19 @@ def test_group_add_applies_to_exec(docker):
         docker("rm", "-f", name)
 
 
+def test_group_add_applies_to_exec_as_another_user(docker):
+    """Docker 20.10+: `docker exec -u 1000` gets the container's numeric --group-add gids too
+    (getUser adds GroupAdd for any exec user); berth dropped them once the user was resolved."""
+    name = f"ga-{uuid.uuid4().hex[:8]}"
+    assert docker("run", "-d", "--name", name, "--group-add", "4242", "busybox", "sleep", "60").returncode == 0
+    try:
+        r = docker("exec", "-u", "1000", name, "id", "-G")
+        assert r.returncode == 0, r
+        assert 4242 in _groups(r.stdout)
+    finally:
+        docker("rm", "-f", name)
+
+
 def test_group_add_docker_py(berthd, busybox):
     """Docker 20.10+, API 1.41: docker-py `containers.run(group_add=[...])` output shows the gid."""
     import docker
