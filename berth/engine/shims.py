@@ -45,8 +45,9 @@ class ForkServer:
 
     RELAUNCH_DELAYS = (0.0, 0.05, 0.2, 1.0, 5.0)  # after quick successive deaths, wait longer
 
-    def __init__(self, socket_path: Path, in_flight: int = SPAWNS_IN_FLIGHT):
+    def __init__(self, socket_path: Path, in_flight: int = SPAWNS_IN_FLIGHT, seccomp_cache: Path | None = None):
         self.path = socket_path
+        self.seccomp_cache = seccomp_cache  # the fork server reads Docker's default program from it
         self.proc: asyncio.subprocess.Process | None = None
         self._ready: asyncio.Future[None] | None = None
         self._slots = asyncio.Semaphore(in_flight)
@@ -78,6 +79,7 @@ class ForkServer:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "berth.runtime.forkserver", str(self.path),
+                *([str(self.seccomp_cache)] if self.seccomp_cache is not None else []),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
             assert self.proc.stdout is not None
             line = await self.proc.stdout.readline()

@@ -91,6 +91,26 @@ def _preload() -> None:
         pass
 
 
+def _warm(seccomp_cache: str) -> None:
+    """Work every setup helper would repeat, done once here and inherited by each shim host
+    and its helpers: the host facts (1.2 ms per helper), the cgroup layout (read again by
+    each helper and by each shim at its container's exit), and Docker's default seccomp
+    program for the default capabilities (0.9 ms: the cache key and the file read), from
+    berthd's cache (``seccomp_cache``; "": compiled here, ≈24 ms). A failure only loses the
+    head start."""
+    from pathlib import Path
+
+    from berth.runtime import cgroups, defaults, host, seccomp
+    try:
+        host.host_info()
+        cgroups.detect()
+        profile = defaults.default_seccomp()
+        if profile is not None:
+            seccomp.compile(profile, Path(seccomp_cache) if seccomp_cache else None)
+    except Exception as e:  # the helpers work it out themselves, as before
+        print(f"berth-forkserver: warm-up: {e}", file=sys.stderr)
+
+
 def _set_pdeathsig() -> None:
     prctl.set_pdeathsig(9)
     prctl.set_name("berth-forkserver")
@@ -162,6 +182,7 @@ def main() -> None:
     if os.getppid() == 1:
         return
     _preload()
+    _warm(sys.argv[2] if len(sys.argv) > 2 else "")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         os.unlink(path)
