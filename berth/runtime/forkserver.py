@@ -116,14 +116,25 @@ def _set_pdeathsig() -> None:
     prctl.set_name("berth-forkserver")
 
 
-def _serve_one(conn: socket.socket, listener: socket.socket) -> None:
+def _request_line(conn: socket.socket) -> bytes:
+    """The SpawnRequest line, and not a byte more: berthd may send Start right behind it,
+    which is the shim's to read (b"" when berthd hung up first)."""
     data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            conn.close()
-            return
-        data += chunk
+    while True:
+        peek = conn.recv(65536, socket.MSG_PEEK)
+        if not peek:
+            return b""
+        end = peek.find(b"\n")
+        data += conn.recv(end + 1 if end >= 0 else len(peek))
+        if end >= 0:
+            return data
+
+
+def _serve_one(conn: socket.socket, listener: socket.socket) -> None:
+    data = _request_line(conn)
+    if not data:
+        conn.close()
+        return
     try:
         req = protocol.decode(data, SpawnRequest)
     except msgspec.DecodeError as e:

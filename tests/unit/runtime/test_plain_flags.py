@@ -80,6 +80,9 @@ def _reset_and_report() -> str:
 def test_the_inits_signal_reset_makes_no_enum_and_leaves_every_signal_default() -> None:
     """Ignored, caught and blocked signals are all back to default before execve, and no
     enum conversion ran on the way (it cost ~0.5 ms per start in a fresh fork)."""
-    ign, cgt, blk, enum_calls = _in_child(_reset_and_report).split()
-    assert int(ign, 16) == 0 and int(cgt, 16) == 0 and int(blk, 16) == 0
-    assert enum_calls == "0"
+    report = _in_child(_reset_and_report)
+    ign, cgt, blk, enum_calls = report.split()
+    # glibc keeps 32 and 33 for itself (a threaded process, as pytest may be, catches 33)
+    user = sum(1 << (int(s) - 1) for s in signal.valid_signals())
+    assert int(ign, 16) & user == 0 and int(cgt, 16) & user == 0 and int(blk, 16) & user == 0, report
+    assert enum_calls == "0", report
