@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import msgspec
 
@@ -98,9 +99,7 @@ def _warm(seccomp_cache: str) -> None:
     program for the default capabilities (0.9 ms: the cache key and the file read), from
     berthd's cache (``seccomp_cache``; "": compiled here, ≈24 ms). A failure only loses the
     head start."""
-    from pathlib import Path
-
-    from berth.runtime import cgroups, defaults, host, seccomp
+    from berth.runtime import cgroups, defaults, host, seccomp  # as _preload's: at this moment
     try:
         host.host_info()
         cgroups.detect()
