@@ -82,7 +82,7 @@ def wire(args: argparse.Namespace) -> Daemon:
     db = Database(data.db)
     store = ImageStore(db, data)
     store.sweep()
-    forkserver = ForkServer(exec_root.forkserver)
+    forkserver = ForkServer(exec_root.forkserver, seccomp_cache=data.seccomp_cache)
     containers = Containers(db, data, exec_root, store, forkserver, build_spec, encode_spec)
     containers.defaults = settings.container_defaults(args)
     containers.userns = settings.userns_settings(args, db)

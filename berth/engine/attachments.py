@@ -4,6 +4,7 @@ life, so that it needs to know nothing of either::
 
     prepare(c, req)                 create   (validates; records endpoints and mount points)
     await begin_start(c)            start, before the shim -> spec arguments (netns, mounts)
+    await ready_before_start(c)     start: may the init run before after_spawn (run -d)?
     await after_spawn(c, pid)       start, the init exists and waits: plug the network in
     await stopped(c)                the init exited, or the start failed
     removed(c, volumes)             remove (``rm -v`` also removes anonymous volumes)
@@ -128,6 +129,11 @@ class Attachments:
         t = time.perf_counter()
         await self.networks.attach(c.id, pid)
         log.debug("network attach %s: %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
+
+    async def ready_before_start(self, c: Container) -> bool:
+        """Whether the init may run before ``after_spawn``: its network needs nothing then
+        but bookkeeping (waits for the veths; False when that failed)."""
+        return await self.networks.ready_before_start(c.id)
 
     async def stopped(self, c: Container) -> None:
         t = time.perf_counter()

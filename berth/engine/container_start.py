@@ -21,7 +21,7 @@ from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
 from berth.runtime import external
 from berth.runtime.external import OCIRuntime
-from berth.runtime.shim.protocol import ExitStatus, SpawnReply, SpawnRequest
+from berth.runtime.shim.protocol import ExitStatus, SpawnRequest
 from berth.state.atomic import write_atomic
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -173,11 +173,23 @@ class Starter:
         req = self._spawn_request(c)
         if rt is not None:
             req.runtime_path, req.runtime_root, req.runtime_args = rt.path, rt.root, list(rt.args)
-        spawned = await self.forkserver.spawn(req)
+        spawned = await self.forkserver.spawn(req, self._early(c))
         try:
-            await self._start_spawned(c, spawned.reply, self.t.exec_root.shim_socket(c.id))
+            await self._start_spawned(c, spawned, self.t.exec_root.shim_socket(c.id))
         finally:
             spawned.close()
+
+    def _early(self, c: Container) -> shims.Early | None:
+        """Whether the shim may release the init as soon as it is set up, with no round trip
+        through berthd: when no attach client waits for the first bytes (``docker run -d``;
+        a foreground run attaches first) and the network is complete before the init runs
+        (``attachments.ready_before_start``: the veth plugged, no ports or embedded DNS)."""
+        if self.t.pending_attach.get(c.id):
+            return None
+        if self.t.attachments is None:
+            return _nothing_first
+        attachments = self.t.attachments
+        return lambda: attachments.ready_before_start(c)
 
     def _spawn_request(self, c: Container) -> SpawnRequest:
         d = self.t.data.container(c.id)
@@ -197,7 +209,8 @@ class Starter:
                             seccomp_cache=str(self.t.data.seccomp_cache),
                             console_size=list(c.host_config.ConsoleSize) if c.host_config.ConsoleSize else None)
 
-    async def _start_spawned(self, c: Container, reply: SpawnReply, sock: Path) -> None:
+    async def _start_spawned(self, c: Container, spawned: shims.Spawned, sock: Path) -> None:
+        reply = spawned.reply
         if reply.error is not None:
             raise RuntimeFailure(START_ERROR_PREFIX + reply.error + ": unknown")
         c.state.pid = reply.pid
@@ -214,8 +227,8 @@ class Starter:
                     pass
                 c.state.pid = 0
                 raise
-        await self.t.run_pending_attach(c.id)  # then release the init
-        err = (await shims.call(sock, shims.Start())).error
+        await self.t.run_pending_attach(c.id)  # then release the init (if the early Start did not)
+        err = (await spawned.start()).error
         if err is not None:
             c.state.pid = 0
             c.state.exit_code = 127 if "not found" in err or "no such file" in err else 126
@@ -248,6 +261,10 @@ class Starter:
         if self.t.attachments is None:
             write_atomic(d.hosts, HOSTS, sync=False)
             write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+
+
+async def _nothing_first() -> bool:
+    return True
 
 
 def _for_external(spec: Spec) -> Spec:

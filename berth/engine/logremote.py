@@ -21,9 +21,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from berth.errors import InvalidArgument
-from berth.runtime.shim.protocol import RemoteLog
+
+if TYPE_CHECKING:  # at start only: berthd validates log-opts (daemon.json) before it listens,
+    from berth.runtime.shim.protocol import RemoteLog  # and the protocol imports msgspec
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 DRIVERS = ("syslog", "journald")
@@ -105,6 +108,7 @@ def validate(kind: str, config: dict[str, str]) -> None:
 
 def resolve(kind: str, config: dict[str, str], info: Info, journal: str = JOURNAL_SOCKET) -> RemoteLog:
     """The shim's RemoteLog for a container that starts now."""
+    from berth.runtime.shim.protocol import RemoteLog
     t = tag(config.get("tag", ""), info)
     if kind == "journald":
         fields = {"CONTAINER_ID": info.id[:12], "CONTAINER_ID_FULL": info.id, "CONTAINER_NAME": info.name,

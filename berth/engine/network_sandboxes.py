@@ -148,6 +148,23 @@ class Sandboxes:
         for i, e in enumerate(s.endpoints):
             await self.plug(s, e, i)
 
+    async def ready_before_start(self, cid: str) -> bool:
+        """True once the container's network is complete before its init runs, so the init
+        need not wait for ``attach``: its veths are plugged (the namespace was made ahead)
+        and there are no published ports or embedded DNS, which ``attach`` sets up once the
+        init exists. Other modes have nothing to plug."""
+        s = self.table.sandboxes.get(cid)
+        pending = self.pending.get(cid)
+        if s is None or not s.endpoints:
+            return True
+        if pending is None or s.ports or network_names.uses_embedded_dns(self.table, s):
+            return False
+        try:
+            await asyncio.shield(pending[1])
+        except Exception:  # attach raises it again, and the start fails
+            return False
+        return True
+
     async def attach(self, cid: str, pid: int) -> None:
         """The init is blocked before execve in its new namespace: plug it in. Raises."""
         s = self.table.sandboxes.get(cid)

@@ -224,6 +224,9 @@ class Networks(NetworkTable):
     async def attach(self, cid: str, pid: int) -> None:
         await self.live.attach(cid, pid)
 
+    async def ready_before_start(self, cid: str) -> bool:
+        return await self.live.ready_before_start(cid)
+
     async def release(self, cid: str) -> None:
         await self.live.release(cid)
 

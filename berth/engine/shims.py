@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -45,8 +46,9 @@ class ForkServer:
 
     RELAUNCH_DELAYS = (0.0, 0.05, 0.2, 1.0, 5.0)  # after quick successive deaths, wait longer
 
-    def __init__(self, socket_path: Path, in_flight: int = SPAWNS_IN_FLIGHT):
+    def __init__(self, socket_path: Path, in_flight: int = SPAWNS_IN_FLIGHT, seccomp_cache: Path | None = None):
         self.path = socket_path
+        self.seccomp_cache = seccomp_cache  # the fork server reads Docker's default program from it
         self.proc: asyncio.subprocess.Process | None = None
         self._ready: asyncio.Future[None] | None = None
         self._slots = asyncio.Semaphore(in_flight)
@@ -78,6 +80,7 @@ class ForkServer:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "berth.runtime.forkserver", str(self.path),
+                *([str(self.seccomp_cache)] if self.seccomp_cache is not None else []),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
             assert self.proc.stdout is not None
             line = await self.proc.stdout.readline()
@@ -90,16 +93,19 @@ class ForkServer:
                 self._ready.set_exception(e)
                 self._ready.exception()  # retrieved: spawn() raises it if it waits on this one
 
-    async def spawn(self, req: SpawnRequest) -> "Spawned":
+    async def spawn(self, req: SpawnRequest, early: Early | None = None) -> "Spawned":
         """Fork a shim; its report is ``.reply``: a SpawnReply (pid and shim_pid, or error).
 
-        Keep the returned connection open until the container was started, then close() it:
-        a shim whose connection hangs up before "start" (berthd died) aborts its container.
+        ``early``: when it answers True, the init is released as soon as it is set up (Start
+        sent on the spawn connection meanwhile), without waiting for ``Spawned.start``.
+        Keep the returned connection open until the container was started (``start``), then
+        close() it: a shim whose connection hangs up before Start (berthd died) aborts its
+        container.
         """
         async with self._slots:
-            return await self._spawn(req)
+            return await self._spawn(req, early)
 
-    async def _spawn(self, req: SpawnRequest) -> "Spawned":
+    async def _spawn(self, req: SpawnRequest, early: Early | None) -> "Spawned":
         for attempt in range(3):
             ready = self._ready
             assert ready is not None
@@ -109,22 +115,27 @@ class ForkServer:
             except (FileNotFoundError, ConnectionRefusedError):
                 await self._relaunched(ready)  # it died: wait for the next one
                 continue
+            go = None
             try:
                 writer.write(protocol.encode(req))
                 await writer.drain()
+                go = asyncio.ensure_future(_go_early(writer, early)) if early is not None else None
                 line = await reader.readline()
             except ConnectionError:
                 line = b""
             except BaseException:
+                _cancel(go)
                 writer.close()
                 raise
             if not line and (ready is not self._ready or self.proc is not None and self.proc.returncode is not None):
                 # The fork server died with our request (no shim holds the connection):
                 # nothing was forked for it, ask the next one.
+                _cancel(go)
                 writer.close()
                 await self._relaunched(ready)
                 continue
-            return Spawned(_decode(line, SpawnReply, SpawnReply(error="shim exited before reporting")), writer)
+            return Spawned(_decode(line, SpawnReply, SpawnReply(error="shim exited before reporting")),
+                           reader, writer, go)
         raise Unavailable("the fork server is not running")
 
     async def _relaunched(self, old: asyncio.Future[None]) -> None:
@@ -143,12 +154,53 @@ class ForkServer:
         self.path.unlink(missing_ok=True)
 
 
+Early = Callable[[], Awaitable[bool]]
+
+
+async def _go_early(writer: asyncio.StreamWriter, early: Early) -> bool:
+    """Send Start as soon as ``early`` says nothing is left to do before the init runs."""
+    if not await early():
+        return False
+    writer.write(protocol.encode(protocol.Start()))
+    return True
+
+
+def _cancel(task: asyncio.Future[bool] | None) -> None:
+    if task is not None:
+        task.cancel()
+
+
 class Spawned:
-    def __init__(self, reply: SpawnReply, writer: asyncio.StreamWriter):
+    """A shim that reported its container set up, and berthd's connection to it (the spawn
+    connection: Start and its Reply go over it)."""
+
+    def __init__(self, reply: SpawnReply, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 go: asyncio.Future[bool] | None = None):
         self.reply = reply
+        self._reader = reader
         self._writer = writer
+        self._go = go
+
+    async def start(self, timeout: float = 30) -> Reply:
+        """Release the init (unless the early Start did) and return the start's Reply.
+        Raises ShimGone when the shim closed the connection instead."""
+        try:
+            sent = self._go is not None and await self._go
+        except Exception:  # the check failed: the init was not released
+            sent = False
+        if not sent:
+            self._writer.write(protocol.encode(protocol.Start()))
+        try:
+            await self._writer.drain()
+            line = await asyncio.wait_for(self._reader.readline(), timeout)
+        except ConnectionError:
+            line = b""
+        if not line:
+            raise ShimGone("the shim closed the spawn connection")
+        return _decode(line, Reply, Reply(error="the shim sent no start reply"))
 
     def close(self) -> None:
+        _cancel(self._go)
         self._writer.close()
 
 

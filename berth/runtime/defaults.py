@@ -154,6 +154,11 @@ def _default_seccomp(caps: tuple[str, ...]) -> oci.Seccomp | None:
     return _resolve_seccomp("default", list(caps))
 
 
+def default_seccomp() -> oci.Seccomp | None:
+    """Docker's default profile for Docker's default capabilities: a plain ``docker run``'s."""
+    return _default_seccomp(tuple(capmod.tweak(capmod.DEFAULT_CAPS, [], [], False)))
+
+
 def _resolve_seccomp(mode: str | dict[str, Any], cap_list: list[str]) -> oci.Seccomp | None:
 
     from berth.runtime import seccomp as profiles  # the colleague's module; lazy on purpose

@@ -34,6 +34,16 @@ if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory
 _DRAIN = 0.2  # seconds the init's output pipes stay open after its exit with nothing on them
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the peer closed ``sock`` (EOF is all that is left to read)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 def _warn(text: str) -> None:
     """A line in shim.log, if the disk takes it."""
     try:
@@ -60,6 +70,7 @@ class Shim:
         self.setup_helper = helper.Setup(req)
         self.init_pid = 0
         self.start_sent = False
+        self.spawn_buf = b""  # what berthd sent on the spawn connection, up to a newline
         self.spec: Spec | None = None
         self.exit: ExitStatus | None = None
         self.drain_deadline = 0.0  # after exit: when to stop waiting for the init's output
@@ -145,17 +156,28 @@ class Shim:
             self.status_sock = _Closed()
 
     def _spawner_ready(self) -> None:
-        """The fork server connection (berthd's end) spoke or hung up."""
+        """The fork server connection (berthd's end) spoke or hung up. berthd releases the
+        init on it with a Start line (sent as soon as it has nothing left to do first, maybe
+        before our SpawnReply: then no round trip through berthd delays the start); the
+        start's Reply goes back on it."""
         sock = self.status_sock
         assert isinstance(sock, socket.socket)  # polled only while open: _Closed has fd -1
         try:
-            data = sock.recv(64)
+            data = sock.recv(256)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if data:
+            self.spawn_buf += data
+            while b"\n" in self.spawn_buf and isinstance(self.status_sock, socket.socket):
+                line, _, self.spawn_buf = self.spawn_buf.partition(b"\n")
+                self._spawner_line(sock, line)
             return
+        self._spawner_gone(sock)
+
+    def _spawner_gone(self, sock: socket.socket) -> None:
+        """berthd hung up: before Start, nobody will ever start this container: abort it."""
         self.hub.poll.unregister(sock.fileno())
         sock.close()
         self.status_sock = _Closed()
@@ -166,6 +188,24 @@ class Shim:
                 except OSError:
                     pass
             self.setup_helper.abort()  # the helper aborts the init it holds
+
+    def _spawner_line(self, sock: socket.socket, line: bytes) -> None:
+        try:
+            req = protocol.decode_request(line)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(req, protocol.Start):
+            return
+        if _hung_up(sock):
+            # berthd sent Start early, then died before it heard of this container (its
+            # restart found no socket to abort): the hang-up after it still aborts.
+            self._spawner_gone(sock)
+            return
+        reply = self._start()
+        try:
+            sock.sendall(protocol.encode(reply))  # a line into an empty buffer: never blocks
+        except OSError:
+            pass  # berthd is gone: it finds the container again at its restart
 
     def reaped(self, pid: int, status: int) -> bool:
         """A child of the host exited: True when it was one of this container's."""

@@ -22,7 +22,10 @@ client -> shim carries stdin, and the client's half-close means "no more stdin f
                                   whose payload is an ExecExit; then the shim closes it.
 
 The fork server (``<exec-root>/forkserver.sock``) takes one JSON line, a SpawnRequest, and the
-new shim answers on the same connection with one SpawnReply line.
+new shim answers on the same connection with one SpawnReply line. berthd then releases the
+init with a Start line on that connection (it may send it before the SpawnReply came: the
+shim starts the init once it is set up), answered there with the start's Reply; a hang-up
+before Start aborts the container. (Fork server and shim are always berthd's own version.)
 
 Versions. A container's shim outlives berthd (live restore), so a new berthd talks to shims an
 older berthd started, and the other way round after a downgrade. Every message carries ``v``,

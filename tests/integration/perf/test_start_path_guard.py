@@ -31,10 +31,17 @@ MAX_EXECVE = 1      # the container's process; nothing else is executed
 MAX_UMOUNTS = 1     # the old root after pivot_root
 MAX_THREADS = 1     # berthd: one to make the next spare netns (the veth is configured through a
                     # socket opened in it then, so no thread joins the namespace per run)
-MAX_MOUNTS = 58     # the init's rootfs, /proc /dev /sys, cgroup dirs, masked and read-only paths
+MAX_MOUNTS = 48     # the init's rootfs, /proc /dev /sys, cgroup dirs, masked and read-only paths;
+                    # mount_setattr counted as one: it sets the cgroup tree's flags (10 remounts)
 MAX_RENAMES = 6     # atomic writes: config.json, hostname, hosts, resolv.conf (each once), exit.json; the trash
+MAX_SHIM_CONNECTS = 2  # berthd -> the shim's socket: the attach and the monitor's wait (Start
+                      # goes on the spawn connection, which berthd already holds)
+MAX_HOST_READS = 0  # host facts (mountinfo, cap_last_cap) and the default seccomp program: read
+                    # once by the fork server, inherited by every shim and setup helper
 
-_CALL = re.compile(r"^\d+\s+(clone3?|fork|vfork|execve|mount|umount2|rename(?:at2?)?)\((.*)$")
+_CALL = re.compile(r"^\d+\s+(clone3?|fork|vfork|execve|mount(?:_setattr)?|umount2|rename(?:at2?)?|openat|connect)\((.*)$")
+_SHIM_SOCKET = re.compile(r'^\d+, \{sa_family=AF_UNIX, sun_path="[^"]*/[0-9a-f]{64}\.sock"')
+_HOST_READ = re.compile(r'^AT_FDCWD, "(/proc/self/mountinfo|/proc/sys/kernel/cap_last_cap|[^"]*/seccomp[^"]*\.bpf)"')
 
 
 def _fork_server(berthd: int) -> int:
@@ -62,6 +69,12 @@ def count_calls(trace: str) -> Counter[str]:
             out["thread" if "CLONE_THREAD" in rest else "process"] += 1
         elif name.startswith("rename"):
             out["rename"] += 1
+        elif name == "mount_setattr":
+            out["mount"] += 1
+        elif name == "connect":
+            out["shim_connect"] += bool(_SHIM_SOCKET.match(rest))
+        elif name == "openat":
+            out["host_read"] += bool(_HOST_READ.match(rest))
         else:
             out[name] += 1
     return out
@@ -77,8 +90,14 @@ def test_count_calls_parses_strace_lines() -> None:
         "11  mount(\"proc\", \"/x/proc\", \"proc\", MS_NOSUID, NULL) = 0\n"
         "11  umount2(\"/.old\", MNT_DETACH) = 0\n"
         "12  rename(\"/d/.hosts.1.tmp\", \"/d/hosts\") = 0\n"
-        "12  renameat2(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/t/c.1\", 0) = 0\n")
-    assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1, rename=2)
+        "12  renameat2(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/t/c.1\", 0) = 0\n"
+        "13  openat(AT_FDCWD, \"/proc/self/mountinfo\", O_RDONLY|O_CLOEXEC) = 3\n"
+        "13  openat(AT_FDCWD, \"/var/lib/berth/seccomp/ab12.bpf\", O_RDONLY|O_CLOEXEC) = 4\n"
+        "13  openat(AT_FDCWD, \"/etc/passwd\", O_RDONLY|O_CLOEXEC) = 5\n"
+        "14  connect(7, {sa_family=AF_UNIX, sun_path=\"/proc/self/fd/9/" + "ab" * 32 + ".sock\"}, 110) = 0\n"
+        "14  connect(8, {sa_family=AF_UNIX, sun_path=\"/run/berth/forkserver.sock\"}, 30) = 0\n")
+    assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1, rename=2,
+                                         host_read=2, shim_connect=1)
 
 
 def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybox: str, tmp_path: Path) -> None:
@@ -89,7 +108,7 @@ def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybo
     subprocess.run(run, env=berthd.env, check=True, capture_output=True)  # warm: fork server, pools
     fs = _fork_server(berthd.proc.pid)
     out = tmp_path / "trace"
-    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,umount2,rename,renameat,renameat2",
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,mount_setattr,umount2,rename,renameat,renameat2,openat,connect",
                                "-o", str(out), "-p", str(berthd.proc.pid), "-p", str(fs)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -111,5 +130,7 @@ def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybo
     assert per_run.get("mount", 0) <= MAX_MOUNTS, per_run
     assert per_run.get("umount2", 0) <= MAX_UMOUNTS, per_run
     assert per_run.get("rename", 0) <= MAX_RENAMES, per_run
+    assert per_run.get("host_read", 0) <= MAX_HOST_READS, per_run
+    assert per_run.get("shim_connect", 0) <= MAX_SHIM_CONNECTS, per_run
     assert per_run.get("process", 0) >= 1, f"nothing traced: {per_run}"  # the guard itself works
     print(f"per run: {per_run}")

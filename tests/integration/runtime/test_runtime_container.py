@@ -164,6 +164,19 @@ def test_devices_and_mounts(bundle: Bundle) -> None:
     assert (port_start, shm) == ("0", "hi")
 
 
+def test_every_cgroup_mount_is_read_only(bundle: Bundle) -> None:
+    """The tmpfs at /sys/fs/cgroup and each hierarchy's bind in it are ro, nosuid, nodev and
+    noexec (set on the tree by one mount_setattr, or a remount each before Linux 5.12)."""
+    out = sh(bundle, "cat /proc/self/mountinfo; echo ---; mkdir /sys/fs/cgroup/pids/x 2>&1; "
+                     "touch /sys/fs/cgroup/x 2>&1; true")
+    info, tries = out.split("---\n")
+    cgroup = [line.split() for line in info.splitlines() if line.split()[4].startswith("/sys/fs/cgroup")]
+    assert len(cgroup) >= 2, info  # the tmpfs and at least one hierarchy
+    for f in cgroup:
+        assert {"ro", "nosuid", "nodev", "noexec"} <= set(f[5].split(",")), f
+    assert tries.count("Read-only file system") == 2, tries
+
+
 @pytest.mark.parametrize("user, expected", [
     ("", "uid=0(root) gid=0(root) groups=0(root)"),
     ("1000:1000", "uid=1000(alice) gid=1000(alice) groups=1000(alice)"),
