@@ -75,7 +75,7 @@ class Monitor:
         log.warning("container %s: its shim died; killing what is left of it", cid[:12])
         c = self.t.by_id.get(cid)
         if c is not None:
-            await asyncio.get_running_loop().run_in_executor(None, _kill_cgroup, self.t.cgroup(c))
+            await asyncio.get_running_loop().run_in_executor(None, kill_cgroup, self.t.cgroup(c))
         self.t.exec_root.shim_socket(cid).unlink(missing_ok=True)
         return ExitStatus(exit_code=128 + signal.SIGKILL, finished_at=now())
 
@@ -183,7 +183,7 @@ class Monitor:
         self.backoff.pop(cid, None)
 
 
-def _kill_cgroup(cg: Cgroup) -> None:
+def kill_cgroup(cg: Cgroup) -> None:
     """SIGKILL every process of ``cg``, wait (5 s at most) for them to go, remove it."""
     deadline = time.monotonic() + 5
     try:

@@ -10,7 +10,7 @@ import asyncio
 import os
 
 from berth.engine import shims
-from berth.engine.container_monitor import Monitor
+from berth.engine.container_monitor import Monitor, kill_cgroup
 from berth.engine.container_stop import Stopper
 from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container, Status
@@ -43,6 +43,11 @@ class Recovery:
             c.state.pid = c.state.shim_pid = 0
             c.state.error = "start interrupted: berthd restarted"
             self.t.save(c)
+            await self._sweep_cgroup(c)
+        elif c.state.status == Status.CREATED and not c.running:
+            # berthd may have died with a spawn in flight before it saved ``starting``: the
+            # helper made the cgroup, the shim aborts on its own, but not before this check.
+            await self._sweep_cgroup(c)
         elif c.running or c.state.starting:
             await self._reattach(c)
         elif c.host_config.AutoRemove and c.state.status == Status.EXITED or c.state.status == Status.REMOVING:
@@ -70,6 +75,14 @@ class Recovery:
             self.t.save(c)
             return
         await self.monitor.exited(c.id, status)
+
+    async def _sweep_cgroup(self, c: Container) -> None:
+        """Kill what is left in a never-started container's cgroup and remove it (one stat
+        when there is none, the common case)."""
+        cg = self.t.cgroup(c)
+        first = next(iter(cg.paths().values()), None)  # a cgroup is made in every hierarchy at once
+        if first is not None and os.path.isdir(first):
+            await asyncio.get_running_loop().run_in_executor(None, kill_cgroup, cg)
 
     async def _abort_shim(self, cid: str) -> None:
         """Kill a shim's container before it ever started (the shim then exits)."""
