@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.api import conns, framing  # conns: what clients may hold (header size and time, connections)
+from berth.api import conns, framing, instant  # conns: what clients may hold (header size and time, connections)
 from berth.api.framing import BadRequest as BadRequest, TooLarge as TooLarge  # 400 and 413, raised by handlers
 
 log = logging.getLogger("berth.api")
@@ -198,6 +198,23 @@ class StreamResponse:
         await self.req.writer.drain()
 
 
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
+    """(method, target, protocol, headers with lower-case names) of a request head; None when
+    its request line does not have three parts."""
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        method, target, proto = lines[0].split(" ", 2)
+    except ValueError:
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return method, target, proto, headers
+
+
 def _head(status: int, headers: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -234,12 +251,15 @@ class Router:
 
 class Server:
     """Serves a Router; `on_error` turns an exception into a Response (the one error table).
-    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered)."""
+    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered).
+    What ``instant`` answers is answered inside the protocol's data_received, when it can be."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None, early: Router | None = None, limits: conns.Limits | None = None):
+                 versions: tuple[str, str] | None = None, early: Router | None = None, limits: conns.Limits | None = None,
+                 instant: Callable[[str, str], Response | None] | None = None):
         self.router = router
+        self.instant = instant  # (method, path) -> an answer with nothing to await (berth.api.instant)
         self.early = early or Router()
         self.ready = asyncio.Event()  # set once: the daemon's engine is wired and recovered
         if early is None:
@@ -252,26 +272,27 @@ class Server:
         self.connections: set[asyncio.Task[None]] = set()
 
     async def serve_unix(self, path: str) -> None:
-        self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_unix_server(self._protocols(), path=path, backlog=512))
 
     async def serve_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         """Listen on host:port; with ``tls`` every connection is TLS (berth.api.tls)."""
+        loop = asyncio.get_running_loop()
         if tls is None:
-            self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+            self.servers.append(await loop.create_server(self._protocols(), host, port, backlog=512))
             return
         from berth.api.tls import protocol_factory
-        loop = asyncio.get_running_loop()
         self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), host, port, backlog=512))
 
     async def serve_socket(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
         """Serve a socket that already listens (systemd socket activation); ``tls`` for TCP ones."""
+        loop = asyncio.get_running_loop()
         if sock.family == socket.AF_UNIX:
-            self.servers.append(await asyncio.start_unix_server(self._conn, sock=sock, backlog=512))
+            self.servers.append(await loop.create_unix_server(self._protocols(), sock=sock, backlog=512))
         elif tls is None:
-            self.servers.append(await asyncio.start_server(self._conn, sock=sock, backlog=512))
+            self.servers.append(await loop.create_server(self._protocols(), sock=sock, backlog=512))
         else:
             from berth.api.tls import protocol_factory
-            loop = asyncio.get_running_loop()
             self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), sock=sock, backlog=512))
 
     async def close(self) -> None:
@@ -280,11 +301,45 @@ class Server:
         for t in list(self.connections):
             t.cancel()
 
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _protocols(self) -> Callable[[], instant.Protocol]:
+        return instant.factory(self._conn, self._instant)
+
+    def _instant(self, head: bytes) -> tuple[bytes, bool] | None:
+        """The whole answer to a request ``head`` that ``self.instant`` answers (no body, an API
+        version in range), and whether the connection stays open; None: the usual path."""
+        if self.instant is None:
+            return None
+        try:
+            method, target, proto = head[:head.index(b"\r\n")].decode("latin-1").split(" ", 2)
+        except ValueError:
+            return None
+        path = target.partition("?")[0]
+        m = _VERSION_PREFIX.match(path)
+        if m:
+            if self.versions is not None:
+                try:
+                    check_version(m.group(1), *self.versions)
+                except BadRequest:
+                    return None
+            path = m.group(2)
+        resp = self.instant(method, path)
+        parsed = _parse_head(head) if resp is not None else None
+        if resp is None or parsed is None:
+            return None
+        headers = parsed[3]
+        if "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0"):
+            return None
+        keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        return self._render(resp, method, keep_alive), keep_alive
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    proto: instant.Protocol | None = None) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
         conn = self.admission.admit(conns.peer_of(writer), writer)
+        if proto is not None:
+            proto.conn = conn
         try:
             while True:
                 keep = await self._one(reader, writer, conn)
@@ -309,18 +364,11 @@ class Server:
         head = await conns.read_head(reader, writer, conn, self.admission.limits)
         if head is None:
             return False
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            method, target, proto = lines[0].split(" ", 2)
-        except ValueError:
+        parsed = _parse_head(head)
+        if parsed is None:
             writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
             return False
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
+        method, target, proto, headers = parsed
         path, _, qs = target.partition("?")
         qlist = parse_qsl(qs, keep_blank_values=True)
         req = Request(method=method, path=path, query=dict(qlist), headers=headers,
@@ -385,6 +433,14 @@ class Server:
                     pass
             except BadRequest:
                 keep_alive = False
+        writer.write(self._render(resp, method, keep_alive))
+        await writer.drain()
+        if resp.status == 413:  # its body was left unread
+            await conns.close_write_and_wait(reader, writer)
+        return keep_alive
+
+    def _render(self, resp: Response, method: str, keep_alive: bool) -> bytes:
+        """A whole response's bytes: the server's common headers, then the response's own."""
         h = dict(self.common_headers)
         h.update(resp.headers)
         if resp.content_type and resp.status not in (204, 304):
@@ -393,8 +449,4 @@ class Server:
             h["Content-Length"] = str(len(resp.body))
         if not keep_alive:
             h["Connection"] = "close"
-        writer.write(_head(resp.status, h) + (resp.body if method != "HEAD" else b""))
-        await writer.drain()
-        if resp.status == 413:  # its body was left unread
-            await conns.close_write_and_wait(reader, writer)
-        return keep_alive
+        return _head(resp.status, h) + (resp.body if method != "HEAD" else b"")
