@@ -11,6 +11,8 @@ used (by 4 helper processes, as 4 clients), --slowloris clients trickle a reques
 second (each is cut by berthd's header time, then reconnects), and a pinger sends GET /_ping
 every 50 ms on a connection of its own, from a process of its own (blocking socket: its
 figures are berthd's answer time, not the wait of 200 clients' event loop in this process).
+A second pinger, the control, pings a server process that does nothing else: its figures are
+what the machine's load alone costs a ping.
 
 Reported: p50/p99/max latency per route, errors (a status or a failure no client should see:
 must be 0), /_ping's p99 per 10 s window (must stay under 10 ms), slowloris cuts, and berthd's
@@ -80,6 +82,20 @@ while time.monotonic() < end:
     ms = (time.monotonic() - t0) * 1000
     print(f"{t0:.6f} {ms:.3f} {buf.split(b' ', 2)[1].decode()}", flush=True)
     time.sleep(0.05)
+"""
+
+
+CONTROL = r"""
+import socket, sys
+ls = socket.socket(socket.AF_UNIX); ls.bind(sys.argv[1]); ls.listen(8)
+print("ready", flush=True)
+c, _ = ls.accept()
+buf = b""
+while b := c.recv(4096):
+    buf += b
+    while b"\r\n\r\n" in buf:
+        buf = buf.split(b"\r\n\r\n", 1)[1]
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
 """
 
 
@@ -240,19 +256,36 @@ class Load:
         cid = own.pop(rnd.randrange(len(own)))
         await self.timed(conn, "DELETE /containers/{id}", "DELETE", f"/containers/{cid}?force=1", None, keep)
 
-    async def pinger(self) -> None:
+    async def pinger(self, sock: str = "", route: str = "GET /_ping") -> None:
+        """GET /_ping every 50 ms from a process of its own; with ``sock``, to that socket."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", PINGER, self.sock, str(self.end - time.monotonic()),
+            sys.executable, "-c", PINGER, sock or self.sock, str(self.end - time.monotonic()),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         if proc.returncode:
-            self.errors.append(f"/_ping: {err.decode()[-300:]}")
+            self.errors.append(f"{route}: {err.decode()[-300:]}")
         for line in out.decode().splitlines():
             t0, ms, status = line.split()
             if status != "200":
-                self.errors.append(f"/_ping: {status}")
-            self.pings.append((float(t0), float(ms)))
-            self.lat["GET /_ping"].append(float(ms))
+                self.errors.append(f"{route}: {status}")
+            if not sock:
+                self.pings.append((float(t0), float(ms)))
+            self.lat[route].append(float(ms))
+
+    async def control(self) -> None:
+        """The same pinger against a server process that does nothing else: what the machine's
+        load alone does to a ping's time (the scheduler's delays of two processes)."""
+        path = tempfile.mktemp(prefix="bload-", suffix=".sock", dir="/tmp")
+        server = await asyncio.create_subprocess_exec(sys.executable, "-c", CONTROL, path,
+                                                      stdout=asyncio.subprocess.PIPE)
+        try:
+            assert server.stdout is not None
+            await server.stdout.readline()
+            await self.pinger(path, "control: ping of an idle process")
+        finally:
+            server.kill()
+            await server.wait()
+            os.unlink(path)
 
     async def sampler(self) -> None:
         while time.monotonic() < self.end:
@@ -318,7 +351,8 @@ async def drive(sock: str, pid: int, seconds: float, clients: int, slowloris: in
     load.end = time.monotonic() + seconds
     tasks = [asyncio.create_task(load.client(i)) for i in range(clients)]
     tasks += [asyncio.create_task(load.slowloris()) for _ in range(slowloris)]
-    tasks += [asyncio.create_task(load.pinger()), asyncio.create_task(load.sampler())]
+    tasks += [asyncio.create_task(load.pinger()), asyncio.create_task(load.control()),
+              asyncio.create_task(load.sampler())]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for r in results:
         if isinstance(r, BaseException):

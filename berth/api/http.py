@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.api import conns, framing, instant  # conns: what clients may hold (header size and time, connections)
+from berth.api import conns, framing, instant, turns  # conns: what clients may hold (header size and time, connections)
 from berth.api.framing import BadRequest as BadRequest, TooLarge as TooLarge  # 400 and 413, raised by handlers
+from berth.api.framing import check_version as check_version, version_tuple
 
 log = logging.getLogger("berth.api")
 
@@ -80,7 +81,7 @@ class Request:
     def version_at_least(self, v: str) -> bool:
         if self.api_version is None:
             return True
-        return _vtuple(self.api_version) >= _vtuple(v)
+        return version_tuple(self.api_version) >= version_tuple(v)
 
     def flag(self, name: str, default: bool = False) -> bool:
         v = self.query.get(name)
@@ -136,22 +137,6 @@ class Request:
             return
 
 
-def check_version(v: str, lo: str, hi: str) -> None:
-    """Docker's version middleware: a prefix outside [lo, hi] is a 400, in its words."""
-    if _vtuple(v) > _vtuple(hi):
-        raise BadRequest(f"client version {v} is too new. Maximum supported API version is {hi}")
-    if _vtuple(v) < _vtuple(lo):
-        raise BadRequest(f"client version {v} is too old. Minimum supported API version is {lo}, "
-                         "please upgrade your client to a newer version")
-
-
-def _vtuple(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in v.split("."))
-    except ValueError:
-        return (0,)
-
-
 @dataclass
 class Response:
     status: int = 200
@@ -198,23 +183,6 @@ class StreamResponse:
         await self.req.writer.drain()
 
 
-def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
-    """(method, target, protocol, headers with lower-case names) of a request head; None when
-    its request line does not have three parts."""
-    lines = head.decode("latin-1").split("\r\n")
-    try:
-        method, target, proto = lines[0].split(" ", 2)
-    except ValueError:
-        return None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return method, target, proto, headers
-
-
 def _head(status: int, headers: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -222,9 +190,6 @@ def _head(status: int, headers: dict[str, str]) -> bytes:
 
 
 Handler = Callable[[Request], Awaitable["Response | StreamResponse | None"]]
-
-_VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
-
 
 class Router:
     def __init__(self) -> None:
@@ -265,6 +230,7 @@ class Server:
         if early is None:
             self.ready.set()
         self.admission = conns.Connections(limits or conns.Limits())
+        self.turns = turns.Turns(self.admission.limits.starts_per_turn)
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -305,32 +271,7 @@ class Server:
         return instant.factory(self._conn, self._instant)
 
     def _instant(self, head: bytes) -> tuple[bytes, bool] | None:
-        """The whole answer to a request ``head`` that ``self.instant`` answers (no body, an API
-        version in range), and whether the connection stays open; None: the usual path."""
-        if self.instant is None:
-            return None
-        try:
-            method, target, proto = head[:head.index(b"\r\n")].decode("latin-1").split(" ", 2)
-        except ValueError:
-            return None
-        path = target.partition("?")[0]
-        m = _VERSION_PREFIX.match(path)
-        if m:
-            if self.versions is not None:
-                try:
-                    check_version(m.group(1), *self.versions)
-                except BadRequest:
-                    return None
-            path = m.group(2)
-        resp = self.instant(method, path)
-        parsed = _parse_head(head) if resp is not None else None
-        if resp is None or parsed is None:
-            return None
-        headers = parsed[3]
-        if "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0"):
-            return None
-        keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        return self._render(resp, method, keep_alive), keep_alive
+        return instant.respond(head, self.instant, self.versions, self._render) if self.instant else None
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     proto: instant.Protocol | None = None) -> None:
@@ -364,7 +305,7 @@ class Server:
         head = await conns.read_head(reader, writer, conn, self.admission.limits)
         if head is None:
             return False
-        parsed = _parse_head(head)
+        parsed = framing.parse_head(head)
         if parsed is None:
             writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
             return False
@@ -385,7 +326,7 @@ class Server:
             req._body_left = length
         keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
 
-        m = _VERSION_PREFIX.match(path)
+        m = framing.VERSION_PREFIX.match(path)
         if m:
             req.api_version, req.path = m.group(1), m.group(2)
         try:
@@ -394,6 +335,7 @@ class Server:
             handler, match, path_found = self.early.resolve(method, req.path)
             if handler is None:
                 await self.ready.wait()  # at once when set
+                await self.turns.begin()  # a burst of requests spreads over the loop's turns
                 handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":
