@@ -14,7 +14,7 @@ before, so the answers on a connection stay in the order of its requests.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, TypeVar
+from typing import Callable, TypeVar, cast
 
 from berth.api import conns, framing
 
@@ -38,8 +38,7 @@ class Protocol(asyncio.StreamReaderProtocol):
         self.out: asyncio.WriteTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        self.out = transport
+        self.out = cast(asyncio.WriteTransport, transport)  # a socket's (uvloop's are not subclasses)
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
