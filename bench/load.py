@@ -283,7 +283,11 @@ class Load:
             await server.stdout.readline()
             await self.pinger(path, "control: ping of an idle process")
         finally:
-            server.kill()
+            if server.returncode is None:  # it ends by itself once the pinger hangs up
+                try:
+                    server.kill()
+                except ProcessLookupError:
+                    pass
             await server.wait()
             os.unlink(path)
 
