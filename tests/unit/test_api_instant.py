@@ -175,3 +175,25 @@ def test_a_connection_past_the_client_bound_gets_its_429_not_a_ping(tmp_path: Pa
             hold.close()
     _, _, after, fast = _both(tmp_path, fn, Limits(per_client=1))
     assert after.startswith(b"HTTP/1.1 429 ") and fast.handled == 0
+
+
+def test_a_peer_that_does_not_read_its_answers_gets_the_usual_backpressure(tmp_path: Path) -> None:
+    """5,000 pipelined pings, none of the answers read for a while: past 64 KiB of unsent
+    answers the usual path (which waits for the peer) takes the rest; all come back in order."""
+    n = 5000
+
+    def fn(s: Served) -> bytes:
+        import time
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(10)
+        c.connect(s.sock)
+        c.sendall(PING * n)
+        time.sleep(0.3)
+        buf = b""
+        while _complete(buf) < n:
+            buf += c.recv(1 << 20)
+        c.close()
+        return buf
+    before, _, after, fast = _both(tmp_path, fn)
+    assert after == before and after.count(b"\r\n\r\nOK") == n
+    assert 0 < fast.handled < n  # the instant path answered until the peer's buffers filled
