@@ -1,6 +1,7 @@
 """Sustained load on berthd's API (issue 16), not a test.
 
     python bench/load.py [--clients 200] [--seconds 120] [--idle 1000] [--slowloris 50] [--host unix://...]
+                         [--berth-tree TREE | --dockerd]
 
 --clients API clients (asyncio, one process) each loop over a mix of run (create + start of a
 container that prints a line and exits), inspect, logs, exec (on one of a few long-running
@@ -10,13 +11,18 @@ used (by 4 helper processes, as 4 clients), --slowloris clients trickle a reques
 second (each is cut by berthd's header time, then reconnects), and a pinger sends GET /_ping
 every 50 ms on a connection of its own, from a process of its own (blocking socket: its
 figures are berthd's answer time, not the wait of 200 clients' event loop in this process).
+A second pinger, the control, pings a server process that does nothing else: its figures are
+what the machine's load alone costs a ping.
 
 Reported: p50/p99/max latency per route, errors (a status or a failure no client should see:
 must be 0), /_ping's p99 per 10 s window (must stay under 10 ms), slowloris cuts, and berthd's
 RSS and open fds before the load and after it (all clients gone, 2 s later). Without --host it
 starts a berthd on temporary roots (raising its RLIMIT_NOFILE for the idle connections) and
 stops it at the end. "before" is taken after --warmup seconds of the same mix (and 2 s of
-rest), so that caches and the allocator's arenas are already warm.
+rest), so that caches and the allocator's arenas are already warm. --berth-tree runs berthd from
+another source tree (a baseline: alternate two invocations for before/after); --dockerd runs
+Debian's dockerd instead (bench/daemons.py: its own socket and roots, no bridge, stopped by its
+PID), under the same load, for comparison. Started daemons log at info, as users run them.
 """
 
 from __future__ import annotations
@@ -33,16 +39,19 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.daemon import Daemon  # noqa: E402
+from bench.daemons import Berthd, Dockerd  # noqa: E402
+from tests.integration.daemon import _UnixHTTP  # noqa: E402
 
 IMAGE = "busybox:latest"
 MIX = [("run", 15), ("inspect", 25), ("logs", 15), ("exec", 10), ("ps", 20), ("rm", 15)]
 EXEC_TARGETS = 8
+API = "1.41"  # dockerd 20.10's (Debian's): the same requests to both daemons
 REQUEST_TIMEOUT = 30.0  # an answer later than this is an error (a hang)
 OWN_MAX = 4  # containers a client keeps before it removes one
 
@@ -60,7 +69,7 @@ PINGER = r"""
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(30)
 end = time.monotonic() + float(sys.argv[2])
-req = b"GET /v1.50/_ping HTTP/1.1\r\nHost: api\r\n\r\n"
+req = b"GET /v1.41/_ping HTTP/1.1\r\nHost: api\r\n\r\n"
 while time.monotonic() < end:
     t0 = time.monotonic()
     s.sendall(req)
@@ -73,6 +82,20 @@ while time.monotonic() < end:
     ms = (time.monotonic() - t0) * 1000
     print(f"{t0:.6f} {ms:.3f} {buf.split(b' ', 2)[1].decode()}", flush=True)
     time.sleep(0.05)
+"""
+
+
+CONTROL = r"""
+import socket, sys
+ls = socket.socket(socket.AF_UNIX); ls.bind(sys.argv[1]); ls.listen(8)
+print("ready", flush=True)
+c, _ = ls.accept()
+buf = b""
+while b := c.recv(4096):
+    buf += b
+    while b"\r\n\r\n" in buf:
+        buf = buf.split(b"\r\n\r\n", 1)[1]
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
 """
 
 
@@ -94,7 +117,7 @@ class Conn:
             self.r, self.w = await asyncio.open_unix_connection(sock=await connect(self.path), limit=1 << 20)
         assert self.r is not None and self.w is not None
         data = json.dumps(body).encode() if body is not None else b""
-        head = f"{method} /v1.50{url} HTTP/1.1\r\nHost: api\r\nContent-Length: {len(data)}\r\n"
+        head = f"{method} /v{API}{url} HTTP/1.1\r\nHost: api\r\nContent-Length: {len(data)}\r\n"
         if body is not None:
             head += "Content-Type: application/json\r\n"
         if not keep:
@@ -233,19 +256,40 @@ class Load:
         cid = own.pop(rnd.randrange(len(own)))
         await self.timed(conn, "DELETE /containers/{id}", "DELETE", f"/containers/{cid}?force=1", None, keep)
 
-    async def pinger(self) -> None:
+    async def pinger(self, sock: str = "", route: str = "GET /_ping") -> None:
+        """GET /_ping every 50 ms from a process of its own; with ``sock``, to that socket."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", PINGER, self.sock, str(self.end - time.monotonic()),
+            sys.executable, "-c", PINGER, sock or self.sock, str(self.end - time.monotonic()),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         if proc.returncode:
-            self.errors.append(f"/_ping: {err.decode()[-300:]}")
+            self.errors.append(f"{route}: {err.decode()[-300:]}")
         for line in out.decode().splitlines():
             t0, ms, status = line.split()
             if status != "200":
-                self.errors.append(f"/_ping: {status}")
-            self.pings.append((float(t0), float(ms)))
-            self.lat["GET /_ping"].append(float(ms))
+                self.errors.append(f"{route}: {status}")
+            if not sock:
+                self.pings.append((float(t0), float(ms)))
+            self.lat[route].append(float(ms))
+
+    async def control(self) -> None:
+        """The same pinger against a server process that does nothing else: what the machine's
+        load alone does to a ping's time (the scheduler's delays of two processes)."""
+        path = tempfile.mktemp(prefix="bload-", suffix=".sock", dir="/tmp")
+        server = await asyncio.create_subprocess_exec(sys.executable, "-c", CONTROL, path,
+                                                      stdout=asyncio.subprocess.PIPE)
+        try:
+            assert server.stdout is not None
+            await server.stdout.readline()
+            await self.pinger(path, "control: ping of an idle process")
+        finally:
+            if server.returncode is None:  # it ends by itself once the pinger hangs up
+                try:
+                    server.kill()
+                except ProcessLookupError:
+                    pass
+            await server.wait()
+            os.unlink(path)
 
     async def sampler(self) -> None:
         while time.monotonic() < self.end:
@@ -311,7 +355,8 @@ async def drive(sock: str, pid: int, seconds: float, clients: int, slowloris: in
     load.end = time.monotonic() + seconds
     tasks = [asyncio.create_task(load.client(i)) for i in range(clients)]
     tasks += [asyncio.create_task(load.slowloris()) for _ in range(slowloris)]
-    tasks += [asyncio.create_task(load.pinger()), asyncio.create_task(load.sampler())]
+    tasks += [asyncio.create_task(load.pinger()), asyncio.create_task(load.control()),
+              asyncio.create_task(load.sampler())]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for r in results:
         if isinstance(r, BaseException):
@@ -336,7 +381,29 @@ def report(load: Load, args: argparse.Namespace, before: tuple[float, int], afte
     print(f"errors: {len(load.errors)}")
     for e in load.errors[:10]:
         print(f"  {e}")
-    print(f"berthd RSS {before[0]:.1f} -> {after[0]:.1f} MiB, fds {before[1]} -> {after[1]} (peak {load.peak_fds}); before = after a {args.warmup:.0f} s warm-up")
+    print(f"{args.name} RSS {before[0]:.1f} -> {after[0]:.1f} MiB, fds {before[1]} -> {after[1]} (peak {load.peak_fds}); before = after a {args.warmup:.0f} s warm-up")
+
+
+def start_daemon(args: argparse.Namespace) -> tuple[Berthd | Dockerd, str, int]:
+    """The daemon under load, started, with busybox imported: (daemon, socket, pid)."""
+    d: Berthd | Dockerd = Dockerd() if args.dockerd else Berthd(Path(args.berth_tree) if args.berth_tree else None)
+    d.timed_start()
+    assert d.proc is not None
+    rootfs = Path(tempfile.mkdtemp(prefix="bload-", dir="/var/tmp")) / "rootfs.tar"
+    try:
+        subprocess.run([str(Path(__file__).resolve().parents[1] / "scripts" / "mkrootfs.sh"), str(rootfs)], check=True)
+        c = _UnixHTTP(str(d.sock), 120)
+        repo, _, tag = IMAGE.partition(":")
+        c.request("POST", f"/images/create?fromSrc=-&repo={repo}&tag={tag}&changes=CMD%20%5B%22sh%22%5D",
+                  body=rootfs.read_bytes())
+        r = c.getresponse()
+        if r.status != 200:
+            raise RuntimeError(f"import of {IMAGE}: {r.status} {r.read()[:300]!r}")
+        r.read()
+        c.close()
+    finally:
+        shutil.rmtree(rootfs.parent, ignore_errors=True)
+    return d, str(d.sock), d.proc.pid
 
 
 def main() -> int:
@@ -350,19 +417,19 @@ def main() -> int:
                    "with RSS and fds after each (does memory keep growing, or was it warm-up?)")
     p.add_argument("--log", default="", help="keep the started berthd's log here")
     p.add_argument("--host", default="", help="a running berthd (unix://PATH); default: start one")
+    p.add_argument("--berth-tree", default="", help="start berthd from this source tree (default: this one)")
+    p.add_argument("--dockerd", action="store_true", help="start Debian's dockerd instead of berthd")
     args = p.parse_args()
+    args.name = "dockerd" if args.dockerd else "berthd"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = args.idle + args.clients * 2 + args.slowloris + 1024
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, need)), hard))  # berthd inherits it
-    d = None
+    d: Berthd | Dockerd | None = None
     if args.host:
-        sock, pid = args.host.removeprefix("unix://"), int(input("berthd pid: "))
+        sock, pid = args.host.removeprefix("unix://"), int(input("daemon pid: "))
     else:
-        d = Daemon()
-        d.start()
-        d.import_busybox(IMAGE)
-        sock, pid = str(d.sock), d.proc.pid if d.proc else 0
-        print(f"berthd pid {pid}", flush=True)
+        d, sock, pid = start_daemon(args)
+        print(f"{args.name} pid {pid}", flush=True)
     holders: list[subprocess.Popen[str]] = []
     try:
         if args.warmup:
@@ -397,7 +464,7 @@ def main() -> int:
             h.kill()
             h.wait()
         if d is not None:
-            if args.log:
+            if args.log and isinstance(d, Berthd):
                 shutil.copy(d.log, args.log)
             d.cleanup()
 

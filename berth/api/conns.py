@@ -35,19 +35,22 @@ class Limits:
     header_timeout: float = 30.0  # from a request's first byte to its head's end (dockerd: 5 min)
     per_client: int = 512  # connections one client may hold at once
     max_connections: int = 4096  # all clients; set from RLIMIT_NOFILE by the daemon
+    starts_per_turn: int = 4  # handlers that begin in one turn of the loop (berth.api.turns); 0: all
 
     @classmethod
     def for_fds(cls, nofile: int, reserve: int = 256) -> Limits:
         """Limits for a process allowed ``nofile`` descriptors, ``reserve`` of them kept for the
-        engine (layers, logs, shims' sockets, the store); ``BERTH_API_HEADER_TIMEOUT`` and
-        ``BERTH_API_CONNS_PER_CLIENT`` override the defaults."""
+        engine (layers, logs, shims' sockets, the store); ``BERTH_API_HEADER_TIMEOUT``,
+        ``BERTH_API_CONNS_PER_CLIENT`` and ``BERTH_API_STARTS_PER_TURN`` override the defaults."""
         if nofile < 0:  # RLIM_INFINITY
             nofile = 1 << 20
         timeout = os.environ.get("BERTH_API_HEADER_TIMEOUT")
         per_client = os.environ.get("BERTH_API_CONNS_PER_CLIENT")
+        per_turn = os.environ.get("BERTH_API_STARTS_PER_TURN")
         return cls(header_timeout=float(timeout) if timeout else cls.header_timeout,
                    per_client=int(per_client) if per_client else cls.per_client,
-                   max_connections=max(16, nofile - reserve))
+                   max_connections=max(16, nofile - reserve),
+                   starts_per_turn=int(per_turn) if per_turn else cls.starts_per_turn)
 
 
 @dataclass(eq=False)

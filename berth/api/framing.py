@@ -1,6 +1,7 @@
-"""The framing of request bodies (RFC 9112 §6-7): Content-Length, and the chunked coding read
-as strictly as Go's net/http reads it, since what a parser takes in excess becomes the next
-request on a keep-alive connection. ``BadRequest`` is the API's 400 for a malformed request."""
+"""A request's head (its lines, its /vX.Y prefix) and the framing of its body (RFC 9112 §6-7):
+Content-Length, and the chunked coding read as strictly as Go's net/http reads it, since what a
+parser takes in excess becomes the next request on a keep-alive connection. ``BadRequest`` is
+the API's 400 for a malformed request."""
 
 from __future__ import annotations
 
@@ -13,6 +14,42 @@ _CRLF = (b"\r\n", b"\n")
 
 class BadRequest(Exception):
     pass
+
+
+VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
+
+
+def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
+    """(method, target, protocol, headers with lower-case names) of a request head; None when
+    its request line does not have three parts."""
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        method, target, proto = lines[0].split(" ", 2)
+    except ValueError:
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return method, target, proto, headers
+
+
+def check_version(v: str, lo: str, hi: str) -> None:
+    """Docker's version middleware: a prefix outside [lo, hi] is a 400, in its words."""
+    if version_tuple(v) > version_tuple(hi):
+        raise BadRequest(f"client version {v} is too new. Maximum supported API version is {hi}")
+    if version_tuple(v) < version_tuple(lo):
+        raise BadRequest(f"client version {v} is too old. Minimum supported API version is {lo}, "
+                         "please upgrade your client to a newer version")
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in v.split("."))
+    except ValueError:
+        return (0,)
 
 
 class TooLarge(BadRequest):

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
-from berth.api import conns, framing  # conns: what clients may hold (header size and time, connections)
+from berth.api import conns, framing, instant, turns  # conns: what clients may hold (header size and time, connections)
 from berth.api.framing import BadRequest as BadRequest, TooLarge as TooLarge  # 400 and 413, raised by handlers
+from berth.api.framing import check_version as check_version, version_tuple
 
 log = logging.getLogger("berth.api")
 
@@ -80,7 +81,7 @@ class Request:
     def version_at_least(self, v: str) -> bool:
         if self.api_version is None:
             return True
-        return _vtuple(self.api_version) >= _vtuple(v)
+        return version_tuple(self.api_version) >= version_tuple(v)
 
     def flag(self, name: str, default: bool = False) -> bool:
         v = self.query.get(name)
@@ -134,22 +135,6 @@ class Request:
                 delay = min(delay * 2, 0.01)
         except (OSError, ValueError):  # ValueError: the connection is already closed (fd -1)
             return
-
-
-def check_version(v: str, lo: str, hi: str) -> None:
-    """Docker's version middleware: a prefix outside [lo, hi] is a 400, in its words."""
-    if _vtuple(v) > _vtuple(hi):
-        raise BadRequest(f"client version {v} is too new. Maximum supported API version is {hi}")
-    if _vtuple(v) < _vtuple(lo):
-        raise BadRequest(f"client version {v} is too old. Minimum supported API version is {lo}, "
-                         "please upgrade your client to a newer version")
-
-
-def _vtuple(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in v.split("."))
-    except ValueError:
-        return (0,)
 
 
 @dataclass
@@ -206,9 +191,6 @@ def _head(status: int, headers: dict[str, str]) -> bytes:
 
 Handler = Callable[[Request], Awaitable["Response | StreamResponse | None"]]
 
-_VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
-
-
 class Router:
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
@@ -234,17 +216,21 @@ class Router:
 
 class Server:
     """Serves a Router; `on_error` turns an exception into a Response (the one error table).
-    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered)."""
+    ``early`` routes (/_ping) answer at once; the others wait for ``ready`` (wired, recovered).
+    What ``instant`` answers is answered inside the protocol's data_received, when it can be."""
 
     def __init__(self, router: Router, common_headers: dict[str, str],
                  on_error: Callable[[Request | None, BaseException], Response],
-                 versions: tuple[str, str] | None = None, early: Router | None = None, limits: conns.Limits | None = None):
+                 versions: tuple[str, str] | None = None, early: Router | None = None, limits: conns.Limits | None = None,
+                 instant: Callable[[str, str], Response | None] | None = None):
         self.router = router
+        self.instant = instant  # (method, path) -> an answer with nothing to await (berth.api.instant)
         self.early = early or Router()
         self.ready = asyncio.Event()  # set once: the daemon's engine is wired and recovered
         if early is None:
             self.ready.set()
         self.admission = conns.Connections(limits or conns.Limits())
+        self.turns = turns.Turns(self.admission.limits.starts_per_turn)
         self.versions = versions  # (min, max) API versions a /vX.Y prefix may ask for
         self.common_headers = common_headers
         self.on_error = on_error
@@ -252,26 +238,27 @@ class Server:
         self.connections: set[asyncio.Task[None]] = set()
 
     async def serve_unix(self, path: str) -> None:
-        self.servers.append(await asyncio.start_unix_server(self._conn, path=path, backlog=512))
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_unix_server(self._protocols(), path=path, backlog=512))
 
     async def serve_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         """Listen on host:port; with ``tls`` every connection is TLS (berth.api.tls)."""
+        loop = asyncio.get_running_loop()
         if tls is None:
-            self.servers.append(await asyncio.start_server(self._conn, host, port, backlog=512))
+            self.servers.append(await loop.create_server(self._protocols(), host, port, backlog=512))
             return
         from berth.api.tls import protocol_factory
-        loop = asyncio.get_running_loop()
         self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), host, port, backlog=512))
 
     async def serve_socket(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
         """Serve a socket that already listens (systemd socket activation); ``tls`` for TCP ones."""
+        loop = asyncio.get_running_loop()
         if sock.family == socket.AF_UNIX:
-            self.servers.append(await asyncio.start_unix_server(self._conn, sock=sock, backlog=512))
+            self.servers.append(await loop.create_unix_server(self._protocols(), sock=sock, backlog=512))
         elif tls is None:
-            self.servers.append(await asyncio.start_server(self._conn, sock=sock, backlog=512))
+            self.servers.append(await loop.create_server(self._protocols(), sock=sock, backlog=512))
         else:
             from berth.api.tls import protocol_factory
-            loop = asyncio.get_running_loop()
             self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), sock=sock, backlog=512))
 
     async def close(self) -> None:
@@ -280,11 +267,20 @@ class Server:
         for t in list(self.connections):
             t.cancel()
 
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _protocols(self) -> Callable[[], instant.Protocol]:
+        return instant.factory(self._conn, self._instant)
+
+    def _instant(self, head: bytes) -> tuple[bytes, bool] | None:
+        return instant.respond(head, self.instant, self.versions, self._render) if self.instant else None
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    proto: instant.Protocol | None = None) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
         conn = self.admission.admit(conns.peer_of(writer), writer)
+        if proto is not None:
+            proto.conn = conn
         try:
             while True:
                 keep = await self._one(reader, writer, conn)
@@ -309,18 +305,11 @@ class Server:
         head = await conns.read_head(reader, writer, conn, self.admission.limits)
         if head is None:
             return False
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            method, target, proto = lines[0].split(" ", 2)
-        except ValueError:
+        parsed = framing.parse_head(head)
+        if parsed is None:
             writer.write(_head(400, {"Content-Length": "0", "Connection": "close"}))
             return False
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
+        method, target, proto, headers = parsed
         path, _, qs = target.partition("?")
         qlist = parse_qsl(qs, keep_blank_values=True)
         req = Request(method=method, path=path, query=dict(qlist), headers=headers,
@@ -337,7 +326,7 @@ class Server:
             req._body_left = length
         keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
 
-        m = _VERSION_PREFIX.match(path)
+        m = framing.VERSION_PREFIX.match(path)
         if m:
             req.api_version, req.path = m.group(1), m.group(2)
         try:
@@ -346,6 +335,7 @@ class Server:
             handler, match, path_found = self.early.resolve(method, req.path)
             if handler is None:
                 await self.ready.wait()  # at once when set
+                await self.turns.begin()  # a burst of requests spreads over the loop's turns
                 handler, match, path_found = self.router.resolve(method, req.path)
             if handler is None:
                 if method == "HEAD":
@@ -385,6 +375,14 @@ class Server:
                     pass
             except BadRequest:
                 keep_alive = False
+        writer.write(self._render(resp, method, keep_alive))
+        await writer.drain()
+        if resp.status == 413:  # its body was left unread
+            await conns.close_write_and_wait(reader, writer)
+        return keep_alive
+
+    def _render(self, resp: Response, method: str, keep_alive: bool) -> bytes:
+        """A whole response's bytes: the server's common headers, then the response's own."""
         h = dict(self.common_headers)
         h.update(resp.headers)
         if resp.content_type and resp.status not in (204, 304):
@@ -393,8 +391,4 @@ class Server:
             h["Content-Length"] = str(len(resp.body))
         if not keep_alive:
             h["Connection"] = "close"
-        writer.write(_head(resp.status, h) + (resp.body if method != "HEAD" else b""))
-        await writer.drain()
-        if resp.status == 413:  # its body was left unread
-            await conns.close_write_and_wait(reader, writer)
-        return keep_alive
+        return _head(resp.status, h) + (resp.body if method != "HEAD" else b"")

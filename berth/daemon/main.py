@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import berth
 from berth.api.conns import Limits
 from berth.api.http import Request, Response, Router, Server
-from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router
+from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION, early_router, instant
 from berth.daemon import remote, rootless, settings
 from berth.daemon.config import load
 from berth.daemon.config_values import ConfigError
@@ -75,7 +75,7 @@ def _early_server() -> Server:
     """A server that answers /_ping now and holds every other request until ``ready``."""
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # stdlib: ctypes is not on this path
     return Server(Router(), HEADERS, _error_response, (MIN_API_VERSION, API_VERSION), early=early_router(),
-                  limits=Limits.for_fds(nofile))
+                  limits=Limits.for_fds(nofile), instant=instant)
 
 
 def _error_response(req: Request | None, e: BaseException) -> Response:
