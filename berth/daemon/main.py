@@ -146,7 +146,7 @@ async def serve(args: argparse.Namespace) -> None:
         gid = grp.getgrnam(args.group).gr_gid
     except KeyError:
         gid = -1
-    sockets = await remote.listen(server, listeners, gid)
+    sockets = await remote.listen(server, listeners, gid, dir_owner=bool(args.rootless))
     # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
     # still end in the orderly shutdown below, or bridges and rules stay behind.
     stop = asyncio.Event()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from berth.daemon import rootless_net as network
 from berth.daemon.rootless import ENV, SINGLE_ID, Paths, RootlessError
-from berth.linux import idmap, sched
+from berth.linux import idmap, prctl, sched
 from berth.linux.mount import MountFlags, mount
 from berth.linux.sched import CloneFlags
 from berth.state.subids import parse
@@ -46,7 +46,9 @@ class Maps:
 
 
 def id_maps(user: str, uid: int, gid: int, subuid: Path = SUBUID, subgid: Path = SUBGID) -> Maps:
-    """The user's own ids as 0, then every subordinate range from 1 up (newuidmap checks them)."""
+    """Every subordinate range from 0 up, then the user's own ids (newuidmap checks them): root
+    in the engine and in its containers is the first subordinate id on the host, and the user
+    is an id of its own above the ranges (the owner of its home, runtime dir and socket)."""
     ranges = []
     for path in (subuid, subgid):
         try:
@@ -60,11 +62,12 @@ def id_maps(user: str, uid: int, gid: int, subuid: Path = SUBUID, subgid: Path =
 
 
 def _stack(own: int, ranges: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
-    lines = [(0, own, 1)]
-    inside = 1
+    lines = []
+    inside = 0
     for start, count in ranges:
         lines.append((inside, start, count))
         inside += count
+    lines.append((inside, own, 1))
     return tuple(lines)
 
 
@@ -111,6 +114,11 @@ def _child(ready_w: int, go_r: int, lock: Path) -> None:
     try:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+        # Root here is a subordinate id on the host: the change of uid made this process (and
+        # the holder, forked next) undumpable, and the user could not open its namespaces to
+        # join them (its memory belongs to the host's user namespace, where the user has no
+        # CAP_SYS_PTRACE). Being root over the namespace, it may be the user's again.
+        prctl.set_dumpable(True)
         mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
     except OSError as e:
         os.write(ready_w, f"rootless setup failed: {e}".encode())
@@ -176,8 +184,9 @@ def _berthd_running() -> bool:
     return False
 
 
-def _holder_pid(exec_root: Path) -> int | None:
-    """The holder a previous berthd of this user left (live restore), if it is still there."""
+def _holder_pid(exec_root: Path, root: int) -> int | None:
+    """The holder a previous berthd of this user left (live restore), if it is still there
+    (PID 1 of its pid namespace, running as ``root``, the host id of root in the namespaces)."""
     try:
         pid = int((exec_root / HOLDER_FILE).read_text())
         status = Path(f"/proc/{pid}/status").read_text()
@@ -185,7 +194,7 @@ def _holder_pid(exec_root: Path) -> int | None:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     if (fields.get("NSpid", "").split() != [str(pid), "1"] or fields.get("State", "").split()[:1] == ["Z"]
-            or os.stat(f"/proc/{pid}").st_uid != os.getuid()):
+            or os.stat(f"/proc/{pid}").st_uid != root):
         return None
     return pid
 
@@ -247,14 +256,16 @@ def start(argv: list[str]) -> int:
     ones), berthd in them, and its exit status once it ends."""
     paths = Paths.from_env()
     paths.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Made by the user: root inside is a subordinate id, and the user's ~/.local stays the user's.
+    paths.data_root.mkdir(parents=True, exist_ok=True)
     _delegated_cgroup()
     # Held until berthd is forked into the namespaces: their holder does not exit meanwhile.
     lock = os.open(paths.exec_root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    holder = _holder_pid(paths.exec_root)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    maps = id_maps(user, os.getuid(), os.getgid())
+    holder = _holder_pid(paths.exec_root, maps.uid[0][1])
     if holder is None:
-        user = pwd.getpwuid(os.getuid()).pw_name
-        maps = id_maps(user, os.getuid(), os.getgid())
         if not maps.single:
             _tool("newuidmap")
             _tool("newgidmap")
@@ -267,6 +278,9 @@ def start(argv: list[str]) -> int:
     _join(holder)
     pid = os.fork()
     if pid == 0:
+        # Joined as the user, an id above the subordinate range there: berthd runs as root.
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
         os.execve(sys.executable, [sys.executable, "-m", "berth.daemon.main", *argv], env)
     os.close(lock)
     return _wait(pid)

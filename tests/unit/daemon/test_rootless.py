@@ -20,13 +20,14 @@ def _files(tmp_path: Path, subuid: str, subgid: str) -> tuple[Path, Path]:
     return tmp_path / "subuid", tmp_path / "subgid"
 
 
-def test_maps_stack_the_users_ranges_after_its_own_id(tmp_path: Path) -> None:
+def test_maps_stack_the_users_ranges_from_root_and_its_own_id_above(tmp_path: Path) -> None:
     u, g = _files(tmp_path, "other:100000:65536\nalice:165536:65536\n1001:300000:10\n",
                   "alice:165536:1000\n")
     m = id_maps("alice", 1001, 1002, u, g)
     assert not m.single
-    assert m.uid == ((0, 1001, 1), (1, 165536, 65536), (65537, 300000, 10))  # by name and by uid
-    assert m.gid == ((0, 1002, 1), (1, 165536, 1000))
+    # root is the first subordinate id (by name, then by uid), the user's own id above them all
+    assert m.uid == ((0, 165536, 65536), (65536, 300000, 10), (65546, 1001, 1))
+    assert m.gid == ((0, 165536, 1000), (1000, 1002, 1))
 
 
 @pytest.mark.parametrize("subuid, subgid", [("", ""), ("alice:165536:65536\n", ""), ("bob:1:2\n", "bob:1:2\n")])
