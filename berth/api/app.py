@@ -48,6 +48,7 @@ class DaemonInfo:
     security_options: list[str] = field(default_factory=list)  # more of SecurityOptions (name=userns)
     rootless: bool = False      # in a user namespace of an ordinary user's (daemon/rootless.py)
     cgroups: bool = True        # False: rootless without a delegated cgroup v2 tree (driver "none")
+    rootless_net: str = ""      # rootless: pasta or slirp4netns (daemon/rootless_net.py)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.daemon import rootless_net as network
+from berth.daemon import rootless_slirp
 from berth.daemon.rootless import ENV, SINGLE_ID, Paths, RootlessError
 from berth.linux import idmap, prctl, sched
 from berth.linux.mount import MountFlags, mount
@@ -97,7 +98,7 @@ def _write_maps(pid: int, maps: Maps) -> None:
                                 "(check your lines in /etc/subuid and /etc/subgid)")
 
 
-def _child(ready_w: int, go_r: int, lock: Path) -> None:
+def _child(ready_w: int, go_r: int, lock: Path, tool: str) -> None:
     """In the forked child: user, mount, network and pid namespaces, then (once mapped) their
     PID 1, the holder (``_holder``), whose host pid goes back on ``ready_w``. Never returns."""
     try:
@@ -125,12 +126,12 @@ def _child(ready_w: int, go_r: int, lock: Path) -> None:
         os._exit(1)
     pid = os.fork()
     if pid == 0:
-        _holder(lock)
+        _holder(lock, tool)
     os.write(ready_w, str(pid).encode())
     os._exit(0)
 
 
-def _holder(lock: Path) -> None:
+def _holder(lock: Path, tool: str) -> None:
     """PID 1 of the engine's pid namespace (owned by its user namespace, so the runtime may
     move in and out of its containers' pid namespaces): /proc of this namespace, every orphan
     reaped (the shims, once their berthd is gone). It holds the namespaces while a berthd or a
@@ -139,8 +140,10 @@ def _holder(lock: Path) -> None:
     ``lock``, and the holder does not exit under it."""
     try:
         mount("proc", "/proc", "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
-    except OSError as e:
-        print(f"berthd: rootless setup failed: mounting /proc: {e}", file=sys.stderr)
+        if tool == "slirp4netns":  # here: the pid namespace ends with its first process
+            rootless_slirp.route_to_host_loopback()
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"berthd: rootless setup failed: {e}", file=sys.stderr)
         os._exit(1)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
@@ -199,7 +202,7 @@ def _holder_pid(exec_root: Path, root: int) -> int | None:
     return pid
 
 
-def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
+def _make_holder(paths: Paths, maps: Maps, lock: int, tool: str) -> int:
     """New namespaces, mapped and plugged into the host: their holder's host pid. (``lock``,
     the caller's, is not the holder's to keep.)"""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
@@ -209,7 +212,7 @@ def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
         os.close(ready_r)
         os.close(go_w)
         os.close(lock)
-        _child(ready_w, go_r, paths.exec_root / LOCK_FILE)
+        _child(ready_w, go_r, paths.exec_root / LOCK_FILE, tool)
     os.close(ready_w)
     os.close(go_r)
     net = None
@@ -218,7 +221,7 @@ def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
         if answer != b"ok":
             raise RootlessError(answer.decode() or "the rootless child died")
         _write_maps(pid, maps)
-        net = network.connect(pid, paths.exec_root)
+        net = network.connect(pid, paths.exec_root, tool)
         os.write(go_w, b"1")
         answer = os.read(ready_r, 4096)
         if not answer.isdigit():
@@ -234,8 +237,16 @@ def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
     holder = int(answer)
     if net is not None:
         net.stop_with(holder)
+    (paths.exec_root / network.NET_FILE).write_text(tool)
     (paths.exec_root / HOLDER_FILE).write_text(f"{holder}\n")
     return holder
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _join(holder: int) -> None:
@@ -269,12 +280,18 @@ def start(argv: list[str]) -> int:
         if not maps.single:
             _tool("newuidmap")
             _tool("newgidmap")
-        holder = _make_holder(paths, maps, lock)
+        try:
+            tool = network.choose()
+        except ValueError as e:
+            raise RootlessError(str(e)) from None
+        holder = _make_holder(paths, maps, lock, tool)
         if maps.single:
             log.warning(SINGLE_ID_WARNING.format(user=user))
     else:
         log.info("joining the namespaces of the last berthd (holder pid %d): its containers are found again", holder)
-    env = dict(os.environ, **{ENV: "1", network.PORT_START_ENV: str(network.unprivileged_port_start())})
+    tool = _read(paths.exec_root / network.NET_FILE)   # the namespaces' own (a joined holder's)
+    env = dict(os.environ, **{ENV: "1", network.PORT_START_ENV: str(network.unprivileged_port_start()),
+                              network.NET_ENV: tool})
     _join(holder)
     pid = os.fork()
     if pid == 0:

@@ -148,7 +148,7 @@ def test_no_process_of_the_engine_runs_as_host_root(rl: RootlessDaemon) -> None:
 def test_storage_is_overlay_with_userxattr_and_whiteouts_work(rl: RootlessDaemon) -> None:
     info = json.loads(rl.docker("info", "--format", "{{json .}}").stdout)
     assert info["Driver"] == "overlay2" and ["userxattr", "true"] in info["DriverStatus"]
-    assert "name=rootless" in info["SecurityOptions"]
+    assert "name=rootless,network=pasta" in info["SecurityOptions"]  # the tool that connects its network
     assert info["DockerRootDir"] == str(rl.user.home / ".local/share/berth")
     # a deleted lower file and a replaced lower dir (a whiteout, an opaque dir) in the upper
     # layer, read back through a commit as a new image's layer

@@ -94,3 +94,38 @@ def test_version_and_help_need_no_runtime_dir(monkeypatch: pytest.MonkeyPatch) -
     assert parse_args(["--rootless", "--version"]).version
     with pytest.raises(SystemExit, match=r"\$XDG_RUNTIME_DIR needs to be set"):
         parse_args(["--rootless"])
+
+
+def test_the_network_tool_is_pasta_then_slirp4netns_unless_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.daemon.rootless_net import choose
+    for name in ("pasta", "slirp4netns"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("BERTH_ROOTLESS_NET", raising=False)
+    assert choose() == "pasta"
+    monkeypatch.setenv("BERTH_ROOTLESS_NET", "slirp4netns")
+    assert choose() == "slirp4netns"
+    (tmp_path / "slirp4netns").unlink()
+    with pytest.raises(ValueError, match="slirp4netns not found \\(apt-get install slirp4netns\\)"):
+        choose()
+    monkeypatch.setenv("BERTH_ROOTLESS_NET", "vde")
+    with pytest.raises(ValueError, match="BERTH_ROOTLESS_NET=vde: not one of pasta, slirp4netns"):
+        choose()
+    monkeypatch.delenv("BERTH_ROOTLESS_NET")
+    (tmp_path / "pasta").unlink()
+    assert choose() == ""
+
+
+def test_slirp_port_driver_reads_listening_sockets_of_the_namespace(tmp_path: Path) -> None:
+    from berth.daemon.rootless_slirp import listening
+    import socket
+    with socket.socket() as a, socket.socket() as b, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        a.bind(("0.0.0.0", 0))
+        a.listen()
+        b.bind(("127.0.0.1", 0))
+        b.listen()
+        u.bind(("0.0.0.0", 0))
+        found = listening(os.getpid())
+        assert {("tcp", "0.0.0.0", a.getsockname()[1]), ("tcp", "127.0.0.1", b.getsockname()[1]),
+                ("udp", "0.0.0.0", u.getsockname()[1])} <= found
