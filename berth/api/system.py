@@ -119,9 +119,10 @@ async def info(app: App, req: Request) -> Response:
         "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
         "ContainersStopped": len(cs) - running - paused,
         "Images": len(app.images.list()),
-        "Driver": "overlay2",
-        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
-                         ["Native Overlay Diff", "true"], ["userxattr", "true" if conf.rootless else "false"]],
+        "Driver": "fuse-overlayfs" if conf.fuse_storage else "overlay2",
+        "DriverStatus": [] if conf.fuse_storage else [
+            ["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"],
+            ["userxattr", "true" if conf.rootless else "false"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                     "Log": ["json-file"]},
         "MemoryLimit": conf.cgroups, "SwapLimit": conf.cgroups and cg == "2" or conf.cgroups and os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),

@@ -126,8 +126,12 @@ def overlay(h: Host) -> Check:
         major, minor = 0, 0
     if (major, minor) >= (5, 11):
         return Check("storage", True, f"kernel overlayfs with userxattr (Linux {h.kernel})")
+    fuse = h.which("fuse-overlayfs")
+    if fuse is not None:
+        return Check("storage", True, f"fuse-overlayfs ({fuse}): Linux {h.kernel} cannot mount overlayfs in a "
+                     "user namespace (5.11 can); /dev/fuse must be open to users")
     return Check("storage", False, f"Linux {h.kernel} cannot mount overlayfs in a user namespace (5.11 can)",
-                 "a kernel >= 5.11 (berth has no fuse-overlayfs fallback yet)")
+                 "sudo apt-get install fuse-overlayfs, or a kernel >= 5.11")
 
 
 def network(h: Host) -> Check:

@@ -137,6 +137,12 @@ async def serve(args: argparse.Namespace) -> None:
     data.make()
     exec_root.root.mkdir(parents=True, exist_ok=True)
     exec_root.make()
+    if args.rootless:   # before the fork server: its shims inherit the choice
+        from berth.daemon import rootless_storage
+        try:
+            rootless_storage.choose(exec_root.root)
+        except rootless_storage.StorageError as e:
+            raise SystemExit(f"berthd: {e}") from None
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")

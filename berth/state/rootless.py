@@ -51,3 +51,13 @@ def overlay_options() -> str:
 def net_driver() -> str:
     """What connects a rootless engine's network namespace to the host ("" when not rootless)."""
     return os.environ.get(NET_ENV, "")
+
+
+STORAGE_ENV = "BERTH_ROOTLESS_STORAGE"   # "fuse-overlayfs": containers' rootfs through FUSE
+FUSE = "fuse-overlayfs"
+
+
+def fuse_storage() -> bool:
+    """True when a rootless engine's container rootfs is fuse-overlayfs, not kernel overlayfs
+    (``daemon/rootless_storage.py`` decides at start; shims inherit the environment)."""
+    return os.environ.get(STORAGE_ENV) == FUSE

@@ -143,6 +143,14 @@ def _tun_for_users() -> list[str]:
             'mount --bind "$t/tun" /dev/net/tun', 'umount -l "$t"', 'rmdir "$t"']
 
 
+def _fuse_for_users() -> list[str]:
+    """fuse-overlayfs opens /dev/fuse as the user's engine: the same over a root-only node."""
+    if not os.path.exists("/dev/fuse") or os.stat("/dev/fuse").st_mode & 0o006 == 0o006:
+        return []
+    return ['f=$(mktemp -d)', 'mount -t tmpfs -o mode=755 tmpfs "$f"', 'mknod -m 666 "$f/fuse" c 10 229',
+            'mount --bind "$f/fuse" /dev/fuse', 'umount -l "$f"', 'rmdir "$f"']
+
+
 class RootlessDaemon:
     """berthd started as ``user`` (rootless by itself: not root)."""
 
@@ -169,7 +177,7 @@ class RootlessDaemon:
         env = [f"{k}={v}" for k, v in self.user_env().items()]
         as_user = ["setpriv", f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--init-groups",
                    "env", "-i", *env, *argv]
-        prefix = _reachable_prefix() + _tun_for_users()
+        prefix = _reachable_prefix() + _tun_for_users() + _fuse_for_users()
         if self.cgroup is not None:
             prefix.append(f"echo $$ > {self.cgroup}/cgroup.procs")
         if not prefix:

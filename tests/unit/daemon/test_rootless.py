@@ -129,3 +129,14 @@ def test_slirp_port_driver_reads_listening_sockets_of_the_namespace(tmp_path: Pa
         found = listening(os.getpid())
         assert {("tcp", "0.0.0.0", a.getsockname()[1]), ("tcp", "127.0.0.1", b.getsockname()[1]),
                 ("udp", "0.0.0.0", u.getsockname()[1])} <= found
+
+
+def test_a_storage_driver_not_known_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.daemon.rootless_storage import StorageError, choose
+    monkeypatch.setenv("BERTH_ROOTLESS_STORAGE", "zfs")
+    with pytest.raises(StorageError, match="BERTH_ROOTLESS_STORAGE=zfs: not one of overlay2, fuse-overlayfs"):
+        choose(tmp_path)
+    monkeypatch.setenv("BERTH_ROOTLESS_STORAGE", "fuse-overlayfs")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StorageError, match="fuse-overlayfs not found \\(apt-get install fuse-overlayfs\\)"):
+        choose(tmp_path)
