@@ -374,3 +374,39 @@ def test_files_root_writes_in_a_users_bind_are_removed_by_the_user_through_nsent
         assert not (d / "dir").exists()
     finally:
         shutil.rmtree(d)
+
+
+def test_a_published_port_shows_the_clients_own_address(rl: RootlessDaemon) -> None:
+    """A client elsewhere (a network namespace of the test's, behind a veth to the host) is seen
+    by the container with its own address: pasta's tap path keeps it and the engine's DNAT does
+    not masquerade what comes in. (A client on the host's loopback is spliced by pasta and
+    masqueraded to the bridge's gateway; slirp4netns shows 10.0.2.2 for every client.)"""
+    from tests.integration.images.registry_proc import free_port
+    port = free_port()
+    tag = os.urandom(3).hex()
+    ns, host_if = f"brlc{tag}", f"brlh{tag}"
+    net = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"
+    r = rl.docker("run", "-d", "--name", "lsrc", "-p", f"{port}:80", "busybox", "httpd", "-f", "-vv", "-p", "80",
+                  "-h", "/etc")
+    assert r.returncode == 0, r.stderr
+    try:
+        for cmd in (f"ip netns add {ns}", f"ip link add {host_if} type veth peer name eth0 netns {ns}",
+                    f"ip addr add {net}.1/30 dev {host_if}", f"ip link set {host_if} up",
+                    f"ip -n {ns} addr add {net}.2/30 dev eth0", f"ip -n {ns} link set eth0 up",
+                    f"ip -n {ns} link set lo up"):
+            subprocess.run(cmd.split(), check=True, capture_output=True)
+        deadline = time.monotonic() + 10
+        while True:
+            got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", "import sys, urllib.request; "
+                                  f"sys.stdout.write(urllib.request.urlopen('http://{net}.1:{port}/hostname', "
+                                  "timeout=2).read().decode())"], capture_output=True, text=True)
+            if got.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got.stdout == r.stdout.strip()[:12] + "\n", got.stderr
+        logs = rl.docker("logs", "lsrc")
+        assert f"{net}.2" in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+    finally:
+        rl.docker("rm", "-f", "lsrc")
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
