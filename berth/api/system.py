@@ -11,7 +11,7 @@ from typing import Any
 
 import berth
 from berth.api import ping as early
-from berth.api.app import App, Routes
+from berth.api.app import App, DaemonInfo, Routes
 from berth.api.http import Request, Response
 from berth.api.ping import API_VERSION as API_VERSION, MIN_API_VERSION as MIN_API_VERSION, SERVER as SERVER
 from berth.api.shape import json_response as json_response  # re-exported: networks, build
@@ -119,10 +119,10 @@ async def info(app: App, req: Request) -> Response:
         "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
         "ContainersStopped": len(cs) - running - paused,
         "Images": len(app.images.list()),
-        "Driver": "overlay2",
-        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
-                         ["Native Overlay Diff", "true"], ["userxattr", "true" if conf.rootless else "false"],
-                         *conf.driver_status],
+        "Driver": "fuse-overlayfs" if conf.fuse_storage else "overlay2",
+        "DriverStatus": [*conf.driver_status] if conf.fuse_storage else [
+            ["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"],
+            ["userxattr", "true" if conf.rootless else "false"], *conf.driver_status],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                     "Log": ["json-file"]},
         "MemoryLimit": conf.cgroups, "SwapLimit": conf.cgroups and cg == "2" or conf.cgroups and os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
@@ -149,12 +149,19 @@ async def info(app: App, req: Request) -> Response:
         "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=no-new-privileges"] if conf.no_new_privileges
                                                                else []) + (["name=cgroupns"] if cg == "2" else [])
-                            + (["name=rootless"] if conf.rootless else []) + list(conf.security_options),
+                            + _rootless(conf) + list(conf.security_options),
         "Warnings": list(conf.warnings) or None,
         "Uptime": int(time.time() - app.started),
         "CDISpecDirs": [], "Containerd": None, "FirewallBackend": {"Driver": "nftables"},
         "DiscoveredDevices": [],
     }))
+
+
+def _rootless(conf: DaemonInfo) -> list[str]:
+    """Docker rootless's security option; berth's adds the tool that connects its network."""
+    if not conf.rootless:
+        return []
+    return ["name=rootless" + (f",network={conf.rootless_net}" if conf.rootless_net else "")]
 
 
 ROUTES: Routes = [

@@ -126,8 +126,12 @@ def overlay(h: Host) -> Check:
         major, minor = 0, 0
     if (major, minor) >= (5, 11):
         return Check("storage", True, f"kernel overlayfs with userxattr (Linux {h.kernel})")
+    fuse = h.which("fuse-overlayfs")
+    if fuse is not None:
+        return Check("storage", True, f"fuse-overlayfs ({fuse}): Linux {h.kernel} cannot mount overlayfs in a "
+                     "user namespace (5.11 can); /dev/fuse must be open to users")
     return Check("storage", False, f"Linux {h.kernel} cannot mount overlayfs in a user namespace (5.11 can)",
-                 "a kernel >= 5.11 (berth has no fuse-overlayfs fallback yet)")
+                 "sudo apt-get install fuse-overlayfs, or a kernel >= 5.11")
 
 
 def network(h: Host) -> Check:
@@ -135,13 +139,11 @@ def network(h: Host) -> Check:
     if tool is None:
         return Check("network", False, "neither pasta nor slirp4netns: containers reach nothing outside the "
                      "engine, published ports are not forwarded", "sudo apt-get install passt", required=False)
-    if not os.path.basename(tool).startswith("pasta"):
-        return Check("network", False, f"{tool} found, but berth drives only pasta so far",
-                     "sudo apt-get install passt", required=False)
+    name = "pasta" if os.path.basename(tool).startswith("pasta") else "slirp4netns"
     if not os.access(h.tun, os.R_OK | os.W_OK):
-        return Check("network", False, f"{h.tun} is not open to users (pasta needs it)",
+        return Check("network", False, f"{h.tun} is not open to users ({name} needs it)",
                      f"sudo chmod 0666 {h.tun} (Debian's udev default)", required=False)
-    return Check("network", True, f"pasta ({tool})")
+    return Check("network", True, f"{name} ({tool})")
 
 
 def cgroups(h: Host) -> Check:

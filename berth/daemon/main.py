@@ -137,6 +137,12 @@ async def serve(args: argparse.Namespace) -> None:
     data.make()
     exec_root.root.mkdir(parents=True, exist_ok=True)
     exec_root.make()
+    if args.rootless:   # before the fork server: its shims inherit the choice
+        from berth.daemon import rootless_storage
+        try:
+            rootless_storage.choose(exec_root.root)
+        except rootless_storage.StorageError as e:
+            raise SystemExit(f"berthd: {e}") from None
     lock_fd = _lock(data)
     if args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
@@ -146,7 +152,7 @@ async def serve(args: argparse.Namespace) -> None:
         gid = grp.getgrnam(args.group).gr_gid
     except KeyError:
         gid = -1
-    sockets = await remote.listen(server, listeners, gid)
+    sockets = await remote.listen(server, listeners, gid, dir_owner=bool(args.rootless))
     # Handlers first: a SIGTERM while recovery still runs (the socket already answers) must
     # still end in the orderly shutdown below, or bridges and rules stay behind.
     stop = asyncio.Event()

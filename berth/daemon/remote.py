@@ -211,12 +211,14 @@ def _sockname(s: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def listen(server: Server, plan: Plan, gid: int) -> list[Path]:
-    """Start every listener; returns the Unix socket paths berthd made (removed at exit)."""
+async def listen(server: Server, plan: Plan, gid: int, dir_owner: bool = False) -> list[Path]:
+    """Start every listener; returns the Unix socket paths berthd made (removed at exit).
+    ``dir_owner``: a Unix socket belongs to its directory's owner (a rootless engine's root is
+    a subordinate id on the host; the user, who owns the runtime dir, is another id inside)."""
     made: list[Path] = []
     for e in plan.endpoints:
         if e.scheme == "unix":
-            made.append(await _listen_unix(server, Path(e.address), gid))
+            made.append(await _listen_unix(server, Path(e.address), gid, dir_owner))
         elif e.scheme == "tcp":
             await server.serve_tcp(e.address, e.port, plan.tls)
         else:
@@ -225,7 +227,7 @@ async def listen(server: Server, plan: Plan, gid: int) -> list[Path]:
     return made
 
 
-async def _listen_unix(server: Server, path: Path, gid: int) -> Path:
+async def _listen_unix(server: Server, path: Path, gid: int, dir_owner: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     old = os.umask(0o117)
@@ -234,7 +236,10 @@ async def _listen_unix(server: Server, path: Path, gid: int) -> Path:
     finally:
         os.umask(old)
     os.chmod(path, 0o660)
-    if gid >= 0:
+    if dir_owner:
+        st = path.parent.stat()
+        os.chown(path, st.st_uid, st.st_gid)
+    elif gid >= 0:
         os.chown(path, 0, gid)
     return path
 

@@ -3,7 +3,8 @@
 berthd started by a non-root user (or with ``--rootless``) does not serve itself. Its host
 side (``daemon/rootless_boot.py``) makes user, mount, network and pid namespaces whose ids
 ``newuidmap``/``newgidmap`` map from the user's ``/etc/subuid`` and ``/etc/subgid`` ranges (the
-user's own id is 0 inside, the subordinate range 1..N), plugs the network namespace into the
+subordinate range is 0..N-1 inside, so root in a container is a subordinate id on the host,
+and the user's own id is N, the owner of its socket), plugs the network namespace into the
 host with pasta (``daemon/rootless_net.py``), and forks berthd into them with
 ``BERTH_ROOTLESS=1``; the namespaces outlive that berthd while its containers run, and the next
 one joins them. Inside, berthd runs as it would as root, one level down: its data root is

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.daemon import rootless_net as network
+from berth.daemon import rootless_slirp
 from berth.daemon.rootless import ENV, SINGLE_ID, Paths, RootlessError
-from berth.linux import idmap, sched
+from berth.linux import idmap, prctl, sched
 from berth.linux.mount import MountFlags, mount
 from berth.linux.sched import CloneFlags
 from berth.state.subids import parse
@@ -46,7 +47,9 @@ class Maps:
 
 
 def id_maps(user: str, uid: int, gid: int, subuid: Path = SUBUID, subgid: Path = SUBGID) -> Maps:
-    """The user's own ids as 0, then every subordinate range from 1 up (newuidmap checks them)."""
+    """Every subordinate range from 0 up, then the user's own ids (newuidmap checks them): root
+    in the engine and in its containers is the first subordinate id on the host, and the user
+    is an id of its own above the ranges (the owner of its home, runtime dir and socket)."""
     ranges = []
     for path in (subuid, subgid):
         try:
@@ -60,11 +63,12 @@ def id_maps(user: str, uid: int, gid: int, subuid: Path = SUBUID, subgid: Path =
 
 
 def _stack(own: int, ranges: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
-    lines = [(0, own, 1)]
-    inside = 1
+    lines = []
+    inside = 0
     for start, count in ranges:
         lines.append((inside, start, count))
         inside += count
+    lines.append((inside, own, 1))
     return tuple(lines)
 
 
@@ -94,7 +98,7 @@ def _write_maps(pid: int, maps: Maps) -> None:
                                 "(check your lines in /etc/subuid and /etc/subgid)")
 
 
-def _child(ready_w: int, go_r: int, lock: Path) -> None:
+def _child(ready_w: int, go_r: int, lock: Path, tool: str) -> None:
     """In the forked child: user, mount, network and pid namespaces, then (once mapped) their
     PID 1, the holder (``_holder``), whose host pid goes back on ``ready_w``. Never returns."""
     try:
@@ -111,18 +115,23 @@ def _child(ready_w: int, go_r: int, lock: Path) -> None:
     try:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+        # Root here is a subordinate id on the host: the change of uid made this process (and
+        # the holder, forked next) undumpable, and the user could not open its namespaces to
+        # join them (its memory belongs to the host's user namespace, where the user has no
+        # CAP_SYS_PTRACE). Being root over the namespace, it may be the user's again.
+        prctl.set_dumpable(True)
         mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
     except OSError as e:
         os.write(ready_w, f"rootless setup failed: {e}".encode())
         os._exit(1)
     pid = os.fork()
     if pid == 0:
-        _holder(lock)
+        _holder(lock, tool)
     os.write(ready_w, str(pid).encode())
     os._exit(0)
 
 
-def _holder(lock: Path) -> None:
+def _holder(lock: Path, tool: str) -> None:
     """PID 1 of the engine's pid namespace (owned by its user namespace, so the runtime may
     move in and out of its containers' pid namespaces): /proc of this namespace, every orphan
     reaped (the shims, once their berthd is gone). It holds the namespaces while a berthd or a
@@ -131,8 +140,10 @@ def _holder(lock: Path) -> None:
     ``lock``, and the holder does not exit under it."""
     try:
         mount("proc", "/proc", "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
-    except OSError as e:
-        print(f"berthd: rootless setup failed: mounting /proc: {e}", file=sys.stderr)
+        if tool == "slirp4netns":  # here: the pid namespace ends with its first process
+            rootless_slirp.route_to_host_loopback()
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"berthd: rootless setup failed: {e}", file=sys.stderr)
         os._exit(1)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
@@ -176,8 +187,9 @@ def _berthd_running() -> bool:
     return False
 
 
-def _holder_pid(exec_root: Path) -> int | None:
-    """The holder a previous berthd of this user left (live restore), if it is still there."""
+def _holder_pid(exec_root: Path, root: int) -> int | None:
+    """The holder a previous berthd of this user left (live restore), if it is still there
+    (PID 1 of its pid namespace, running as ``root``, the host id of root in the namespaces)."""
     try:
         pid = int((exec_root / HOLDER_FILE).read_text())
         status = Path(f"/proc/{pid}/status").read_text()
@@ -185,12 +197,12 @@ def _holder_pid(exec_root: Path) -> int | None:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     if (fields.get("NSpid", "").split() != [str(pid), "1"] or fields.get("State", "").split()[:1] == ["Z"]
-            or os.stat(f"/proc/{pid}").st_uid != os.getuid()):
+            or os.stat(f"/proc/{pid}").st_uid != root):
         return None
     return pid
 
 
-def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
+def _make_holder(paths: Paths, maps: Maps, lock: int, tool: str) -> int:
     """New namespaces, mapped and plugged into the host: their holder's host pid. (``lock``,
     the caller's, is not the holder's to keep.)"""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
@@ -200,7 +212,7 @@ def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
         os.close(ready_r)
         os.close(go_w)
         os.close(lock)
-        _child(ready_w, go_r, paths.exec_root / LOCK_FILE)
+        _child(ready_w, go_r, paths.exec_root / LOCK_FILE, tool)
     os.close(ready_w)
     os.close(go_r)
     net = None
@@ -209,7 +221,7 @@ def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
         if answer != b"ok":
             raise RootlessError(answer.decode() or "the rootless child died")
         _write_maps(pid, maps)
-        net = network.connect(pid, paths.exec_root)
+        net = network.connect(pid, paths.exec_root, tool)
         os.write(go_w, b"1")
         answer = os.read(ready_r, 4096)
         if not answer.isdigit():
@@ -225,8 +237,16 @@ def _make_holder(paths: Paths, maps: Maps, lock: int) -> int:
     holder = int(answer)
     if net is not None:
         net.stop_with(holder)
+    (paths.exec_root / network.NET_FILE).write_text(tool)
     (paths.exec_root / HOLDER_FILE).write_text(f"{holder}\n")
     return holder
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _join(holder: int) -> None:
@@ -247,26 +267,37 @@ def start(argv: list[str]) -> int:
     ones), berthd in them, and its exit status once it ends."""
     paths = Paths.from_env()
     paths.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Made by the user: root inside is a subordinate id, and the user's ~/.local stays the user's.
+    paths.data_root.mkdir(parents=True, exist_ok=True)
     _delegated_cgroup()
     # Held until berthd is forked into the namespaces: their holder does not exit meanwhile.
     lock = os.open(paths.exec_root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    holder = _holder_pid(paths.exec_root)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    maps = id_maps(user, os.getuid(), os.getgid())
+    holder = _holder_pid(paths.exec_root, maps.uid[0][1])
     if holder is None:
-        user = pwd.getpwuid(os.getuid()).pw_name
-        maps = id_maps(user, os.getuid(), os.getgid())
         if not maps.single:
             _tool("newuidmap")
             _tool("newgidmap")
-        holder = _make_holder(paths, maps, lock)
+        try:
+            tool = network.choose()
+        except ValueError as e:
+            raise RootlessError(str(e)) from None
+        holder = _make_holder(paths, maps, lock, tool)
         if maps.single:
             log.warning(SINGLE_ID_WARNING.format(user=user))
     else:
         log.info("joining the namespaces of the last berthd (holder pid %d): its containers are found again", holder)
-    env = dict(os.environ, **{ENV: "1", network.PORT_START_ENV: str(network.unprivileged_port_start())})
+    tool = _read(paths.exec_root / network.NET_FILE)   # the namespaces' own (a joined holder's)
+    env = dict(os.environ, **{ENV: "1", network.PORT_START_ENV: str(network.unprivileged_port_start()),
+                              network.NET_ENV: tool})
     _join(holder)
     pid = os.fork()
     if pid == 0:
+        # Joined as the user, an id above the subordinate range there: berthd runs as root.
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
         os.execve(sys.executable, [sys.executable, "-m", "berth.daemon.main", *argv], env)
     os.close(lock)
     return _wait(pid)

@@ -12,7 +12,9 @@ reachable on the namespace's loopback: a pull from a registry on the host's 127.
 Ports below the host's ``net.ipv4.ip_unprivileged_port_start`` cannot be bound by pasta:
 berthd refuses them (``PORT_START_ENV`` carries the host's value inside).
 
-Without pasta the engine has no way out, and berthd says so at start.
+Without pasta, slirp4netns does the same job (``daemon/rootless_slirp.py``); ``NET_ENV``
+(``BERTH_ROOTLESS_NET=pasta|slirp4netns``) chooses one, and tells the berthd inside which is in
+use (``docker info`` shows it). Without either the engine has no way out, and berthd says so.
 """
 
 from __future__ import annotations
@@ -25,9 +27,31 @@ import signal
 import subprocess
 from pathlib import Path
 
+from berth.daemon import rootless_slirp
+from berth.daemon.rootless_slirp import Slirp
+from berth.state.rootless import NET_ENV
+
 log = logging.getLogger("berthd")
 
 PORT_START_ENV = "BERTH_ROOTLESS_PORT_START"
+TOOLS = ("pasta", "slirp4netns")
+NET_FILE = "rootless.net"   # under the exec root: the tool the namespaces were made with
+
+
+def choose() -> str:
+    """The tool NET_ENV names (it must be installed), else pasta, else slirp4netns; "" for none."""
+    forced = os.environ.get(NET_ENV, "")
+    if forced:
+        if forced not in TOOLS:
+            raise ValueError(f"{NET_ENV}={forced}: not one of {', '.join(TOOLS)}")
+        if shutil.which(forced) is None:
+            raise ValueError(f"{NET_ENV}={forced}: {forced} not found (apt-get install "
+                             f"{'passt' if forced == 'pasta' else forced})")
+        return forced
+    for tool in TOOLS:
+        if shutil.which(tool):
+            return tool
+    return ""
 
 
 def unprivileged_port_start() -> int:
@@ -75,14 +99,17 @@ class Pasta:
                 self.proc.wait()
 
 
-def connect(pid: int, exec_root: Path) -> Pasta | None:
-    """Plug the network namespace of ``pid`` (and its user namespace) into the host; None
-    (with a warning) when pasta is not installed. Raises OSError when pasta fails."""
-    pasta = shutil.which("pasta")
-    if pasta is None:
-        log.warning("pasta not found (apt-get install passt): the rootless engine has no network to "
-                    "the host, and published ports are not reachable")
+def connect(pid: int, exec_root: Path, tool: str) -> Pasta | Slirp | None:
+    """Plug the network namespace of ``pid`` (and its user namespace) into the host with
+    ``tool``; None (with a warning) without one. Raises OSError when the tool fails."""
+    binary = shutil.which(tool) if tool else None
+    if binary is None:
+        log.warning("neither pasta nor slirp4netns found (apt-get install passt): the rootless engine has "
+                    "no network to the host, and published ports are not reachable")
         return None
+    if tool == "slirp4netns":
+        return rootless_slirp.connect(pid, exec_root, binary)
+    pasta = binary
     logfile = exec_root / "pasta.log"
     cmd = [pasta, "--config-net", "--foreground", "--quiet", "--log-file", str(logfile),
            "-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto",

@@ -158,7 +158,18 @@ def daemon_info(args: argparse.Namespace) -> DaemonInfo:
     return DaemonInfo(debug=args.debug, labels=list(args.labels), logging_driver=args.log_driver,
                       init_binary=args.init_path, no_new_privileges=args.no_new_privileges,
                       warnings=warnings(args), rootless=args.rootless,
-                      cgroups=not args.rootless or cgroups_delegated())
+                      cgroups=not args.rootless or cgroups_delegated(), rootless_net=_net_driver(),
+                      fuse_storage=_fuse())
+
+
+def _fuse() -> bool:
+    from berth.state import rootless
+    return rootless.fuse_storage()
+
+
+def _net_driver() -> str:
+    from berth.state import rootless
+    return rootless.net_driver()
 
 
 def pools(args: argparse.Namespace) -> list[tuple[IPv4Network, int]]:

@@ -16,6 +16,7 @@ from berth.engine.network_records import IPAMConfig, Network, NetworkTable
 from berth.errors import RuntimeFailure
 from berth.network import forward, iptables, nat
 from berth.network.sandbox import Kernel, table_name
+from berth.state import rootless
 
 log = logging.getLogger("berth.network")
 
@@ -150,7 +151,7 @@ class Bridges:
             for p in s.ports:
                 to = ep.ip6 if ":" in p.host_ip else ep.ip
                 if to:
-                    rules.append(nat.PortRule(p.proto, p.host_ip, p.host_port, to, p.container_port))
+                    rules.append(nat.PortRule(p.proto, _rule_ip(p.host_ip), p.host_port, to, p.container_port))
         return bridges, rules
 
     async def _sync_forward(self, bridges: frozenset[str]) -> None:
@@ -230,3 +231,11 @@ def _configure_default6(table: NetworkTable, n: Network, ipv6: bool, fixed_cidr_
     if subnet:
         n.ipam_config.append(IPAMConfig(Subnet=subnet, Gateway=n.gateway6))
     table.save_net(n)
+
+
+def _rule_ip(host_ip: str) -> str:
+    """The address a port's DNAT matches. A rootless engine's slirp4netns delivers what reaches
+    the host's 127.0.0.1 (the only address it forwards such a port from) to its tap address."""
+    if host_ip.startswith("127.") and rootless.net_driver() == "slirp4netns":
+        return ""
+    return host_ip

@@ -301,19 +301,20 @@ class Sandboxes:
                 continue
             self.table.running.add(cid)
             s.ns_path = f"/proc/{running[cid]}/ns/net"
-            self.port_sockets[cid] = _reserve_again(s.ports)
+            self.port_sockets[cid] = _reserve_again(s.ports, listen=self.port_start is not None)
             await self._proxy(s)
             if network_names.uses_embedded_dns(self.table, s):
                 await self.serve_dns(s)
         self.bridges.setup_soon()  # its last step applies the rules, with the ports recovered above
 
 
-def _reserve_again(bindings: list[PortBinding]) -> list[socket.socket]:
+def _reserve_again(bindings: list[PortBinding], listen: bool = False) -> list[socket.socket]:
     """The host ports a running container held before berthd restarted."""
     socks = []
     for p in bindings:
         try:
-            _, sock = ports.reserve(ports.Request(p.proto, p.container_port, p.host_ip, p.host_port, p.host_port))
+            _, sock = ports.reserve(ports.Request(p.proto, p.container_port, p.host_ip, p.host_port, p.host_port),
+                                    listen)
             socks.append(sock)
         except OSError as e:
             log.warning("re-reserve port %s: %s", p.host_port, e)

@@ -69,7 +69,11 @@ class Runtimes:
         """When a container has exited or is removed: if its rootfs is still mounted (its
         shim was killed before it could clean up, or the start failed), kill what is left
         of it through its runtime, forget it there, and unmount the rootfs."""
-        if name == OWN or not os.path.ismount(rootfs):
+        if not os.path.ismount(rootfs):
+            return
+        if name == OWN:   # a rootless engine's fuse-overlayfs rootfs (the kernel's is the init's own)
+            from berth.runtime import fuse_overlay
+            await asyncio.to_thread(fuse_overlay.release, rootfs)
             return
         conf = self.configured.get(name)
         rt = None if conf is None or self.exec_root is None else OCIRuntime(

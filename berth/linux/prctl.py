@@ -7,6 +7,8 @@ import ctypes
 from berth.linux._libc import check, fn
 
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
@@ -50,6 +52,16 @@ def get_no_new_privs() -> bool:
 
 def set_pdeathsig(sig: int) -> None:
     check(_prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+
+
+def set_dumpable(on: bool) -> None:
+    """PR_SET_DUMPABLE: whether the process's owner (without CAP_SYS_PTRACE over its memory's
+    user namespace) may open its /proc/<pid>/ns/*; a change of uid turns it off."""
+    check(_prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+
+
+def get_dumpable() -> bool:
+    return bool(check(_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_GET_DUMPABLE)"))
 
 
 def set_name(name: str) -> None:

@@ -16,6 +16,7 @@ into a running container: ``exec_spec`` here (their spec), execproc.py (their fo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -28,13 +29,14 @@ from berth.linux import sched
 from berth.linux.sched import CloneFlags
 from berth.oci import spec as oci
 from berth.oci.spec import DeviceCgroup, Spec
-from berth.runtime import _sync, init, seccomp
+from berth.runtime import _sync, fuse_overlay, init, seccomp
 from berth.runtime import caps as capmod
 from berth.runtime.cgroups import open_cgroup
 from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
 from berth.runtime.plan import Plan, PlanError, build_plan
 from berth.runtime.userns import UserNamespace
+from berth.state import rootless
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
 
@@ -184,6 +186,12 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
                           console=_console(stdin, bool(spec.process and spec.process.terminal)))
     except PlanError as e:
         raise SetupFailed(str(e), "plan") from e
+    if plan.overlay and rootless.fuse_storage():
+        try:
+            fuse_overlay.mount(plan.overlay, plan.rootfs)
+        except RuntimeFailure as e:
+            raise SetupFailed(str(e), "rootfs") from e
+        plan = dataclasses.replace(plan, overlay=None)   # the init binds the mounted rootfs
     cgroup = _open_cgroup(spec)
     if cgroup is not None:
         try:

@@ -8,7 +8,9 @@ gids a container's sysctls may name.
 from __future__ import annotations
 
 import functools
+import os
 
+NET_ENV = "BERTH_ROOTLESS_NET"   # the tool that connects the engine's namespace: pasta or slirp4netns
 _IDENTITY = (0, 0, 4294967295)
 
 
@@ -44,3 +46,18 @@ def overlay_prefix() -> str:
 def overlay_options() -> str:
     """What this namespace's overlay mounts add to their options (``,userxattr`` nested)."""
     return ",userxattr" if nested() else ""
+
+
+def net_driver() -> str:
+    """What connects a rootless engine's network namespace to the host ("" when not rootless)."""
+    return os.environ.get(NET_ENV, "")
+
+
+STORAGE_ENV = "BERTH_ROOTLESS_STORAGE"   # "fuse-overlayfs": containers' rootfs through FUSE
+FUSE = "fuse-overlayfs"
+
+
+def fuse_storage() -> bool:
+    """True when a rootless engine's container rootfs is fuse-overlayfs, not kernel overlayfs
+    (``daemon/rootless_storage.py`` decides at start; shims inherit the environment)."""
+    return os.environ.get(STORAGE_ENV) == FUSE

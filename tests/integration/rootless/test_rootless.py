@@ -1,6 +1,7 @@
 """Rootless berthd (issue 15): an ordinary user's berthd in a user namespace of its own, driven
 by the real docker CLI. A throwaway user with subordinate ranges runs it; nothing of the engine
-runs as host root; root in a container is the user on the host, other ids its subordinate ids.
+runs as host root; root in a container is the user's first subordinate id on the host, other
+ids the ones above it, and the user itself an id above the range (the owner of its socket).
 """
 
 from __future__ import annotations
@@ -101,10 +102,14 @@ def test_run_exec_logs_as_an_ordinary_user(rl: RootlessDaemon) -> None:
         assert r.returncode == 0, r.stderr
         lines = r.stdout.split()
         assert lines[0] == "0"
-        # the container's namespace is the engine's: 0 is the user, 1.. the subordinate range
-        assert lines[1:4] == ["0", str(rl.user.uid), "1"] and lines[5] == str(rl.user.subuid_start())
-        # root inside is the user outside (as Docker rootless): nothing is host root
-        assert _status_ids(_host_pid(rl, "3001")) == (rl.user.uid, rl.user.gid)
+        # the container's namespace is the engine's: 0.. the subordinate range, then the user
+        sub = rl.user.subuid_start()
+        assert lines[1:] == ["0", str(sub), "65536", "65536", str(rl.user.uid), "1"]
+        # root inside is the user's first subordinate id outside, not the user, not host root
+        pid = _host_pid(rl, "3001")
+        assert _status_ids(pid) == (sub, rl.user.subgid_start())
+        ps = subprocess.run(["ps", "-o", "uid=", "-p", str(pid)], capture_output=True, text=True)
+        assert ps.stdout.strip() == str(sub)
     finally:
         rl.docker("rm", "-f", "lr")
 
@@ -114,8 +119,8 @@ def test_other_ids_are_the_users_subordinate_ids(rl: RootlessDaemon) -> None:
     assert r.returncode == 0, r.stderr
     try:
         assert rl.docker("exec", "ls", "id", "-u").stdout == "1000\n"
-        sub = rl.user.subuid_start()
-        assert _status_ids(_host_pid(rl, "3002")) == (sub + 999, sub + 999)
+        sub, subg = rl.user.subuid_start(), rl.user.subgid_start()
+        assert _status_ids(_host_pid(rl, "3002")) == (sub + 1000, subg + 1000)
     finally:
         rl.docker("rm", "-f", "ls")
 
@@ -143,7 +148,7 @@ def test_no_process_of_the_engine_runs_as_host_root(rl: RootlessDaemon) -> None:
 def test_storage_is_overlay_with_userxattr_and_whiteouts_work(rl: RootlessDaemon) -> None:
     info = json.loads(rl.docker("info", "--format", "{{json .}}").stdout)
     assert info["Driver"] == "overlay2" and ["userxattr", "true"] in info["DriverStatus"]
-    assert "name=rootless" in info["SecurityOptions"]
+    assert "name=rootless,network=pasta" in info["SecurityOptions"]  # the tool that connects its network
     assert info["DockerRootDir"] == str(rl.user.home / ".local/share/berth")
     # a deleted lower file and a replaced lower dir (a whiteout, an opaque dir) in the upper
     # layer, read back through a commit as a new image's layer
@@ -156,7 +161,9 @@ def test_storage_is_overlay_with_userxattr_and_whiteouts_work(rl: RootlessDaemon
         assert r.stdout == "new\ngone\n", r.stderr
         upper = rl.user.home / ".local/share/berth/containers"
         owners = {p.stat().st_uid for p in upper.rglob("upper")}
-        assert owners == {rl.user.uid}  # the writable layer is the user's, chowned by nobody
+        assert owners == {rl.user.subuid_start()}  # the engine's root made it, chowned by nobody
+        # the data root itself is the user's (made before the namespaces), as is ~/.local
+        assert (upper.parent.stat().st_uid, upper.parent.parent.stat().st_uid) == (rl.user.uid, rl.user.uid)
     finally:
         rl.docker("rm", "-f", "lw")
         rl.docker("rmi", "lw:1")
@@ -167,9 +174,9 @@ def test_a_named_volume_file_is_owned_by_a_mapped_id(rl: RootlessDaemon) -> None
                   "echo hi > /data/root-file && echo hi > /data/other && chown 1000:1000 /data/other")
     assert r.returncode == 0, r.stderr
     data = rl.user.home / ".local/share/berth/volumes/rlvol/_data"
-    sub = rl.user.subuid_start()
-    assert (data / "root-file").stat().st_uid == rl.user.uid
-    assert ((data / "other").stat().st_uid, (data / "other").stat().st_gid) == (sub + 999, sub + 999)
+    sub, subg = rl.user.subuid_start(), rl.user.subgid_start()
+    assert ((data / "root-file").stat().st_uid, (data / "root-file").stat().st_gid) == (sub, subg)
+    assert ((data / "other").stat().st_uid, (data / "other").stat().st_gid) == (sub + 1000, subg + 1000)
     assert rl.docker("volume", "rm", "rlvol").returncode == 0
 
 
@@ -188,6 +195,8 @@ def test_limits_are_refused_without_cgroup_delegation(rl: RootlessDaemon) -> Non
 
 
 def test_the_berth_cli_finds_the_users_socket(rl: RootlessDaemon) -> None:
+    st = rl.sock.stat()  # the engine's root is a subordinate id: the socket is given to the user
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (rl.user.uid, rl.user.gid, 0o660)
     r = subprocess.run(rl.command([sys.executable, "-m", "berth.cli.main", "ps", "-a", "--format", "{{.ID}}"]),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -328,3 +337,76 @@ def test_without_cgroups_top_lists_the_containers_processes_and_pause_is_refused
         assert r.returncode == 1 and "cannot pause container" in r.stderr and "rootless-mode without cgroups" in r.stderr
     finally:
         rl.docker("rm", "-f", "ltop")
+
+
+def test_cp_in_and_out_keeps_the_containers_ids(rl: RootlessDaemon) -> None:
+    r = rl.docker("run", "-d", "--name", "lcp", "busybox", "sleep", "3007")
+    assert r.returncode == 0, r.stderr
+    src = Path(tempfile.mkdtemp(prefix="brl-cp-", dir="/tmp"))
+    try:
+        (src / "in").write_text("into\n")
+        assert rl.docker("cp", str(src / "in"), "lcp:/in").returncode == 0
+        r = rl.docker("exec", "lcp", "sh", "-c", "stat -c %u:%g /in; cat /in; echo out > /out")
+        assert r.stdout == "0:0\ninto\n", r.stderr  # a host file copied in belongs to container root
+        r = rl.docker("cp", "lcp:/out", str(src / "out"))
+        assert r.returncode == 0, r.stderr
+        assert (src / "out").read_text() == "out\n"
+    finally:
+        shutil.rmtree(src)
+        rl.docker("rm", "-f", "lcp")
+
+
+def test_files_root_writes_in_a_users_bind_are_removed_by_the_user_through_nsenter(rl: RootlessDaemon) -> None:
+    """What design-notes.md tells the user: the files belong to a subordinate id; nsenter into the
+    engine's user namespace (the user owns it) removes them, no host root needed."""
+    d = Path(tempfile.mkdtemp(prefix="brl-bind-", dir="/tmp"))
+    try:
+        os.chown(d, rl.user.uid, rl.user.gid)
+        r = rl.docker("run", "--rm", "-v", f"{d}:/b", "busybox", "sh", "-c", "mkdir /b/dir && echo x > /b/dir/f")
+        assert r.returncode == 0, r.stderr
+        assert (d / "dir" / "f").stat().st_uid == rl.user.subuid_start()
+        holder = (rl.user.runtime / "berth" / "rootless.pid").read_text().strip()
+        r = subprocess.run(rl.command(["rm", "-r", str(d / "dir")]), capture_output=True, text=True)
+        assert r.returncode != 0 and (d / "dir" / "f").exists()  # the user alone cannot
+        r = subprocess.run(rl.command(["nsenter", "-U", "-t", holder, "rm", "-r", str(d / "dir")]),
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert not (d / "dir").exists()
+    finally:
+        shutil.rmtree(d)
+
+
+def test_a_published_port_shows_the_clients_own_address(rl: RootlessDaemon) -> None:
+    """A client elsewhere (a network namespace of the test's, behind a veth to the host) is seen
+    by the container with its own address: pasta's tap path keeps it and the engine's DNAT does
+    not masquerade what comes in. (A client on the host's loopback is spliced by pasta and
+    masqueraded to the bridge's gateway; slirp4netns shows 10.0.2.2 for every client.)"""
+    from tests.integration.images.registry_proc import free_port
+    port = free_port()
+    tag = os.urandom(3).hex()
+    ns, host_if = f"brlc{tag}", f"brlh{tag}"
+    net = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"
+    r = rl.docker("run", "-d", "--name", "lsrc", "-p", f"{port}:80", "busybox", "httpd", "-f", "-vv", "-p", "80",
+                  "-h", "/etc")
+    assert r.returncode == 0, r.stderr
+    try:
+        for cmd in (f"ip netns add {ns}", f"ip link add {host_if} type veth peer name eth0 netns {ns}",
+                    f"ip addr add {net}.1/30 dev {host_if}", f"ip link set {host_if} up",
+                    f"ip -n {ns} addr add {net}.2/30 dev eth0", f"ip -n {ns} link set eth0 up",
+                    f"ip -n {ns} link set lo up"):
+            subprocess.run(cmd.split(), check=True, capture_output=True)
+        deadline = time.monotonic() + 10
+        while True:
+            got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", "import sys, urllib.request; "
+                                  f"sys.stdout.write(urllib.request.urlopen('http://{net}.1:{port}/hostname', "
+                                  "timeout=2).read().decode())"], capture_output=True, text=True)
+            if got.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got.stdout == r.stdout.strip()[:12] + "\n", got.stderr
+        logs = rl.docker("logs", "lsrc")
+        assert f"{net}.2" in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+    finally:
+        rl.docker("rm", "-f", "lsrc")
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -43,7 +43,7 @@ class RootlessUser:
         self.subids = subids
         pw = pwd.getpwnam(name)
         self.uid, self.gid, self.home = pw.pw_uid, pw.pw_gid, Path(pw.pw_dir)
-        self._subuid: int | None = None
+        self._starts: dict[str, int] = {}
         self.runtime = Path(tempfile.mkdtemp(prefix="brl-", dir="/tmp"))
         os.chown(self.runtime, self.uid, self.gid)
         os.chmod(self.runtime, 0o700)
@@ -62,14 +62,21 @@ class RootlessUser:
         return cls(name, subids)
 
     def subuid_start(self) -> int:
-        if self._subuid is not None:
-            return self._subuid
-        for line in Path("/etc/subuid").read_text().splitlines():
-            parts = line.split(":")
-            if parts[0] == self.name:
-                self._subuid = int(parts[1])
-                return self._subuid
-        raise AssertionError(f"{self.name} has no line in /etc/subuid")
+        return self._start("subuid")
+
+    def subgid_start(self) -> int:
+        return self._start("subgid")
+
+    def _start(self, kind: str) -> int:
+        if kind not in self._starts:
+            for line in Path(f"/etc/{kind}").read_text().splitlines():
+                parts = line.split(":")
+                if parts[0] == self.name:
+                    self._starts[kind] = int(parts[1])
+                    break
+            else:
+                raise AssertionError(f"{self.name} has no line in /etc/{kind}")
+        return self._starts[kind]
 
     def pids(self) -> list[int]:
         """Every process of this user or of its subordinate ids."""
@@ -136,6 +143,14 @@ def _tun_for_users() -> list[str]:
             'mount --bind "$t/tun" /dev/net/tun', 'umount -l "$t"', 'rmdir "$t"']
 
 
+def _fuse_for_users() -> list[str]:
+    """fuse-overlayfs opens /dev/fuse as the user's engine: the same over a root-only node."""
+    if not os.path.exists("/dev/fuse") or os.stat("/dev/fuse").st_mode & 0o006 == 0o006:
+        return []
+    return ['f=$(mktemp -d)', 'mount -t tmpfs -o mode=755 tmpfs "$f"', 'mknod -m 666 "$f/fuse" c 10 229',
+            'mount --bind "$f/fuse" /dev/fuse', 'umount -l "$f"', 'rmdir "$f"']
+
+
 class RootlessDaemon:
     """berthd started as ``user`` (rootless by itself: not root)."""
 
@@ -162,7 +177,7 @@ class RootlessDaemon:
         env = [f"{k}={v}" for k, v in self.user_env().items()]
         as_user = ["setpriv", f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--init-groups",
                    "env", "-i", *env, *argv]
-        prefix = _reachable_prefix() + _tun_for_users()
+        prefix = _reachable_prefix() + _tun_for_users() + _fuse_for_users()
         if self.cgroup is not None:
             prefix.append(f"echo $$ > {self.cgroup}/cgroup.procs")
         if not prefix:

@@ -20,13 +20,14 @@ def _files(tmp_path: Path, subuid: str, subgid: str) -> tuple[Path, Path]:
     return tmp_path / "subuid", tmp_path / "subgid"
 
 
-def test_maps_stack_the_users_ranges_after_its_own_id(tmp_path: Path) -> None:
+def test_maps_stack_the_users_ranges_from_root_and_its_own_id_above(tmp_path: Path) -> None:
     u, g = _files(tmp_path, "other:100000:65536\nalice:165536:65536\n1001:300000:10\n",
                   "alice:165536:1000\n")
     m = id_maps("alice", 1001, 1002, u, g)
     assert not m.single
-    assert m.uid == ((0, 1001, 1), (1, 165536, 65536), (65537, 300000, 10))  # by name and by uid
-    assert m.gid == ((0, 1002, 1), (1, 165536, 1000))
+    # root is the first subordinate id (by name, then by uid), the user's own id above them all
+    assert m.uid == ((0, 165536, 65536), (65536, 300000, 10), (65546, 1001, 1))
+    assert m.gid == ((0, 165536, 1000), (1000, 1002, 1))
 
 
 @pytest.mark.parametrize("subuid, subgid", [("", ""), ("alice:165536:65536\n", ""), ("bob:1:2\n", "bob:1:2\n")])
@@ -93,3 +94,49 @@ def test_version_and_help_need_no_runtime_dir(monkeypatch: pytest.MonkeyPatch) -
     assert parse_args(["--rootless", "--version"]).version
     with pytest.raises(SystemExit, match=r"\$XDG_RUNTIME_DIR needs to be set"):
         parse_args(["--rootless"])
+
+
+def test_the_network_tool_is_pasta_then_slirp4netns_unless_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.daemon.rootless_net import choose
+    for name in ("pasta", "slirp4netns"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("BERTH_ROOTLESS_NET", raising=False)
+    assert choose() == "pasta"
+    monkeypatch.setenv("BERTH_ROOTLESS_NET", "slirp4netns")
+    assert choose() == "slirp4netns"
+    (tmp_path / "slirp4netns").unlink()
+    with pytest.raises(ValueError, match="slirp4netns not found \\(apt-get install slirp4netns\\)"):
+        choose()
+    monkeypatch.setenv("BERTH_ROOTLESS_NET", "vde")
+    with pytest.raises(ValueError, match="BERTH_ROOTLESS_NET=vde: not one of pasta, slirp4netns"):
+        choose()
+    monkeypatch.delenv("BERTH_ROOTLESS_NET")
+    (tmp_path / "pasta").unlink()
+    assert choose() == ""
+
+
+def test_slirp_port_driver_reads_listening_sockets_of_the_namespace(tmp_path: Path) -> None:
+    from berth.daemon.rootless_slirp import listening
+    import socket
+    with socket.socket() as a, socket.socket() as b, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        a.bind(("0.0.0.0", 0))
+        a.listen()
+        b.bind(("127.0.0.1", 0))
+        b.listen()
+        u.bind(("0.0.0.0", 0))
+        found = listening(os.getpid())
+        assert {("tcp", "0.0.0.0", a.getsockname()[1]), ("tcp", "127.0.0.1", b.getsockname()[1]),
+                ("udp", "0.0.0.0", u.getsockname()[1])} <= found
+
+
+def test_a_storage_driver_not_known_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.daemon.rootless_storage import StorageError, choose
+    monkeypatch.setenv("BERTH_ROOTLESS_STORAGE", "zfs")
+    with pytest.raises(StorageError, match="BERTH_ROOTLESS_STORAGE=zfs: not one of overlay2, fuse-overlayfs"):
+        choose(tmp_path)
+    monkeypatch.setenv("BERTH_ROOTLESS_STORAGE", "fuse-overlayfs")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StorageError, match="fuse-overlayfs not found \\(apt-get install fuse-overlayfs\\)"):
+        choose(tmp_path)
