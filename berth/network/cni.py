@@ -114,13 +114,25 @@ class Cni:
     async def add(self, net: Network, att: Attachment, cache: bool = True) -> dict[str, Any]:
         """ADD through the list, each plugin given the previous one's result; the last result
         is cached (unless ``cache`` is false: then ``save`` it, or ``undo`` it). On a failure the
-        plugins that ran are called with DEL, and CniError raised."""
+        plugins that ran are called with DEL, and CniError raised.
+
+        A plain ``loopback`` after the first plugin runs alongside the others: it only brings
+        ``lo`` up, and passes its ``prevResult`` on unchanged, so the chain's result is the same."""
         prev: dict[str, Any] | None = None
+        aside = [p for i, p in enumerate(net.plugins) if i > 0 and passes_through(p)]
+        side = [asyncio.ensure_future(self._run("ADD", net, p, att, None)) for p in aside]
         try:
             for p in net.plugins:
-                prev = await self._run("ADD", net, p, att, prev)
+                if not any(p is q for q in aside):
+                    prev = await self._run("ADD", net, p, att, prev)
+            await asyncio.gather(*side)
         except CniError:
+            await asyncio.gather(*side, return_exceptions=True)
             await self._delete_list(net, att, None)
+            raise
+        except BaseException:
+            for t in side:
+                t.cancel()
             raise
         result = prev or {}
         if cache:
@@ -239,6 +251,12 @@ def plugin_config(net: Network, plugin: dict[str, Any], att: Attachment,
     if prev is not None:
         conf["prevResult"] = prev
     return conf
+
+
+def passes_through(plugin: dict[str, Any]) -> bool:
+    """The standard ``loopback`` plugin, configured with nothing: it sets ``lo`` up and prints
+    the ``prevResult`` it was given (containernetworking/plugins' loopback)."""
+    return plugin.get("type") == "loopback" and set(plugin) == {"type"}
 
 
 def _message(out: bytes, err: bytes) -> str:

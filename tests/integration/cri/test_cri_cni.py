@@ -7,7 +7,8 @@ Covers: ADD (the pod's address, its veth on the bridge, two containers sharing t
 a port mapping through portmap), CHECK on the cached result (and its failure), DEL on removal (the veth and the
 address go), an ADD that fails (undone, RunPodSandbox fails with the plugin's message,
 nothing left), DEL after kill -9 of berthd from the cached result alone, hostNetwork pods,
-ADD before the pause runs (in the namespace it then runs in)."""
+ADD before the pause runs (in the namespace it then runs in), a plain loopback alongside the
+plugins before it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from berth.network.cni import Cni, CniError
+from berth.network.cni import Attachment, Cni, CniError, Network
 from tests.integration.cri.conftest import Cri, container_config, pb, pod_config, wait_socket
 from tests.integration.daemon import Daemon
 
@@ -50,6 +51,23 @@ if os.environ["CNI_COMMAND"] == "ADD":
     with open(conf["record"], "w") as f:
         json.dump({"ino": ino, "procs": procs}, f)
     json.dump(conf["prevResult"], sys.stdout)
+"""
+# A first plugin that waits (up to 5 s) for lo to be up in CNI_NETNS, records whether it came up,
+# and answers with a result of its own.
+GATE = """#!/usr/bin/python3
+import json, os, subprocess, sys, time
+conf = json.load(sys.stdin)
+deadline = time.monotonic() + 5
+while True:
+    out = subprocess.run(["nsenter", "--net=" + os.environ["CNI_NETNS"], "ip", "-o", "link", "show", "lo"],
+                         capture_output=True, text=True).stdout
+    if ",UP" in out or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+with open(conf["record"], "w") as f:
+    f.write("up" if ",UP" in out else "down")
+json.dump({"cniVersion": conf["cniVersion"], "interfaces": [{"name": "gate0"}],
+           "ips": [{"address": "10.9.9.9/24", "interface": 0}]}, sys.stdout)
 """
 SERVER = "mkdir -p /www && echo hello-over-cni > /www/index.html && exec httpd -f -p 8080 -h /www"
 
@@ -233,6 +251,27 @@ def test_add_runs_before_the_pause(cni_env: tuple[Daemon, Cri, Net], tmp_path: P
     finally:
         cri.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
     assert net.allocated() == [] and net.veths() == []
+
+
+def test_loopback_runs_alongside(tmp_path: Path) -> None:
+    """A plain loopback after the first plugin does not wait for it (it passes prevResult on
+    unchanged): the first plugin sees lo come up while it runs; the list's result is the same."""
+    if os.geteuid() != 0:
+        pytest.skip("needs uid 0")
+    (tmp_path / "gate").write_text(GATE)
+    (tmp_path / "gate").chmod(0o755)
+    ns = f"cnigate{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        net = Network("gated", "1.0.0", [{"type": "gate", "record": str(tmp_path / "lo")}, {"type": "loopback"}])
+        cni = Cni(str(tmp_path), [str(tmp_path), BIN], tmp_path / "cache")
+        result = asyncio.run(cni.add(net, Attachment("gatetest", f"/run/netns/{ns}")))
+        assert (tmp_path / "lo").read_text() == "up"
+        assert result["ips"] == [{"address": "10.9.9.9/24", "interface": 0}]
+        assert json.loads((tmp_path / "cache" / "gatetest-eth0.json").read_text())["result"] == result
+        asyncio.run(cni.delete("gatetest", f"/run/netns/{ns}"))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
 
 
 def test_host_network_pod_skips_cni(cni_env: tuple[Daemon, Cri, Net], tmp_path: Path) -> None:
