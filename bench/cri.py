@@ -1,6 +1,6 @@
 """berthd's CRI against containerd's, side by side in one run, through the same gRPC client.
 
-    sudo python bench/cri.py [--n 10] [--pods 30] [--execs 20] [--no-containerd]
+    sudo python bench/cri.py [--n 10] [--pods 30] [--execs 20] [--no-containerd] [--baseline TREE]
 
 Both runtimes run on this machine at once, each started (and stopped by its PID) by this
 script: a berthd from this tree on temporary roots, and Debian's containerd (1.6, CRI plugin
@@ -19,6 +19,10 @@ Measured, each runtime's sample taken alternately with the other's:
   (c) ExecSync `true` in a running container, median of --execs;
   (d) memory per pod with those pods running: the daemon's RSS growth since before them, plus
       its shims' PSS, plus the pause processes' PSS, divided by the pods.
+
+--baseline TREE adds a second berthd, run from another checkout of berth (e.g. `git archive`
+of an older commit), as a third column measured alternately with the two others: a change's
+before and after, side by side.
 """
 
 from __future__ import annotations
@@ -295,7 +299,9 @@ def report(sides: list[Side], args: argparse.Namespace) -> None:
     def row(label: str, f: Callable[[Side], float], unit: str, scale: float = 1.0) -> None:
         vals = [f(s) * scale for s in sides]
         cells = "  ".join(f"{s.c.name} {v:8.3f} {unit}" for s, v in zip(sides, vals))
-        ratio = f"   ratio berth/containerd {vals[0] / vals[1]:.2f}" if len(vals) == 2 else ""
+        ref = sides[-1].c.name
+        ratio = "   ratio " + "  ".join(f"{s.c.name}/{ref} {v / vals[-1]:.2f}" for s, v in zip(sides[:-1], vals)) \
+            if len(vals) > 1 and ref == "containerd" else ""
         print(f"{label:<44}{cells}{ratio}")
     print(f"\nload average at the end: {open('/proc/loadavg').read().split()[:3]} on {os.cpu_count()} cores")
     row(f"(a) run+create+start, median of {args.n}", lambda s: med(s.lat), "s")
@@ -309,14 +315,15 @@ def report(sides: list[Side], args: argparse.Namespace) -> None:
         print(f"    {s.c.name}: {s.mem_parts}")
 
 
-def setup_berthd(tmp: Path, tag: str) -> tuple[Daemon, Client, bytes, bytes]:
-    cni = tmp / "berth-net.d"
-    conflist(cni, f"bench-berth-{tag}", f"bb{tag}", f"10.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24",
-             tmp / "berth-ipam")
-    d = Daemon(args=["--cni-conf-dir", str(cni)])
+def setup_berthd(tmp: Path, tag: str, name: str = "berth", code: Path | None = None
+                 ) -> tuple[Daemon, Client, bytes, bytes]:
+    cni = tmp / f"{name}-net.d"
+    conflist(cni, f"bench-{name}-{tag}", f"{'bb' if name == 'berth' else 'bl'}{tag}",
+             f"10.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24", tmp / f"{name}-ipam")
+    d = Daemon(args=["--cni-conf-dir", str(cni)], code=code)
     d.start(timeout=60)
     d.import_busybox(BUSYBOX)
-    c = Client("berth", d.exec_root / "cri.sock", tmp / "berth")
+    c = Client(name, d.exec_root / "cri.sock", tmp / name)
     c.wait()
     sid, _ = c.start_pod("warmup")  # imports the built-in pause; warms the code paths
     c.remove_pod(sid)
@@ -351,12 +358,14 @@ def main() -> None:
     ap.add_argument("--pods", type=int, default=30, help="pods started in parallel")
     ap.add_argument("--execs", type=int, default=20, help="ExecSync calls per runtime")
     ap.add_argument("--no-containerd", action="store_true", help="berth's figures only")
+    ap.add_argument("--baseline", type=Path, help="another berth tree, run as a second berthd (before/after)")
     ap.add_argument("--keep", action="store_true", help="keep the tmp dir (the daemons' logs)")
     args = ap.parse_args()
     print(f"load average at the start: {open('/proc/loadavg').read().split()[:3]} on {os.cpu_count()} cores")
     tmp = Path(tempfile.mkdtemp(prefix="cri-bench-", dir="/var/tmp"))
     tag = f"{random.randint(0, 0xffff):04x}"
     d: Daemon | None = None
+    based: Daemon | None = None
     ctrd: Containerd | None = None
     clients: list[Client] = []
     try:
@@ -364,6 +373,11 @@ def main() -> None:
         clients.append(bc)
         berth = d
         sides = [Side(bc, lambda: berth.proc.pid if berth.proc else 0, berth.shim_pids)]
+        if args.baseline:
+            based, bb, _, _ = setup_berthd(tmp, tag, "baseline", args.baseline.resolve())
+            clients.append(bb)
+            base_d = based
+            sides.append(Side(bb, lambda: base_d.proc.pid if base_d.proc else 0, base_d.shim_pids))
         if not args.no_containerd:
             ctrd = new_containerd(tmp, tag)
             cc = setup_containerd(ctrd, tmp, pause_tar, busybox_tar)
@@ -387,9 +401,10 @@ def main() -> None:
             c.channel.close()
         if ctrd:
             ctrd.stop()
-        if d:
-            d.cleanup()
-        for br in (f"bb{tag}", f"bc{tag}"):
+        for daemon in (d, based):
+            if daemon:
+                daemon.cleanup()
+        for br in (f"bb{tag}", f"bl{tag}", f"bc{tag}"):
             subprocess.run(["ip", "link", "del", br], capture_output=True)
         unmount_under(tmp)
         if args.keep:

@@ -19,7 +19,7 @@ import time
 from typing import Any, cast
 
 from berth.engine import container_userns
-from berth.engine.container_table import ContainerTable, SandboxArgs
+from berth.engine.container_table import ContainerTable, NetnsPlug, SandboxArgs
 from berth.engine.model import Container
 from berth.engine.networks import ContainerView, Networks
 from berth.engine.mount_specs import MountPoint
@@ -93,7 +93,7 @@ class Attachments:
 
     # -- start ------------------------------------------------------------------------------
 
-    async def begin_start(self, c: Container) -> SandboxArgs:
+    async def begin_start(self, c: Container, plug: NetnsPlug | None = None) -> SandboxArgs:
         """-> what the OCI spec gets from the network and the volumes (netns, extra_mounts)."""
         d = self.data.container(c.id)
         mode = c.host_config.NetworkMode
@@ -108,7 +108,7 @@ class Attachments:
             netns_path = f"/proc/{other.state.pid}/ns/net"
         t = time.perf_counter()
         kind, made = await self.networks.begin_start(self.view(c), d.hosts, d.resolv_conf, d.hostname, None,
-                                                     joined_files)
+                                                     joined_files, plug)
         try:
             image = self.containers.images.get_by_id(c.image_id)
             lowers = list(self.containers.images.lower_dirs(image))

@@ -9,12 +9,14 @@ finds the shim again at recovery and aborts it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable, Protocol
 
 from berth.engine import container_userns, hostspec, links, logdrivers, logremote, shims, validate
-from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, SandboxArgs, now
+from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NetnsPlug, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
 from berth.errors import Conflict, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
@@ -23,6 +25,8 @@ from berth.runtime import external
 from berth.runtime.external import OCIRuntime
 from berth.runtime.shim.protocol import ExitStatus, SpawnRequest
 from berth.state.atomic import write_atomic
+
+log = logging.getLogger("berth.engine")
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOSTS = (b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
@@ -94,7 +98,7 @@ class Starter:
         self.monitor = monitor
         self.remover = remover
 
-    async def start(self, ref: str, by_policy: bool = False) -> None:
+    async def start(self, ref: str, by_policy: bool = False, plug: NetnsPlug | None = None) -> None:
         c = self.t.get(ref)
         async with self.t.lock(c.id):
             c = self.t.get(c.id)
@@ -109,7 +113,7 @@ class Starter:
                 self.monitor.cancel_restart(c)  # a restart policy's start stays "restarting" until running
             c.manually_stopped = False
             try:
-                await self._start_locked(c)
+                await self._start_locked(c, plug)
             except BaseException as e:
                 await self._failed(c, e)
                 raise
@@ -125,12 +129,13 @@ class Starter:
             # (a full disk too: `docker run --rm` waits for the removal; it hung)
             await self.monitor.auto_remove(c, ExitStatus(exit_code=c.state.exit_code))
 
-    async def _start_locked(self, c: Container) -> None:
+    async def _start_locked(self, c: Container, plug: NetnsPlug | None = None) -> None:
+        t0 = time.perf_counter()
         image = self.t.images.get_by_id(c.image_id)
         d = self.t.data.container(c.id)
         self._write_etc_files(c)
         c.state.cgroups_path = self.t.defaults.cgroups_path_for(c.host_config, c.id)
-        sandbox = await self.t.attachments.begin_start(c) if self.t.attachments is not None else None
+        sandbox = await self.t.attachments.begin_start(c, plug) if self.t.attachments is not None else None
         try:
             spec = self.specs.spec(c, image, sandbox)
         except ValueError as e:
@@ -153,6 +158,7 @@ class Starter:
         rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
         if rt is not None:
             spec = _for_external(spec)
+        log.debug("start %s: files, network prepare and spec %.1f ms", c.id[:12], (time.perf_counter() - t0) * 1000)
         try:
             await self._spawn_and_start(c, spec, rt)
         except BaseException:
@@ -173,7 +179,9 @@ class Starter:
         req = self._spawn_request(c)
         if rt is not None:
             req.runtime_path, req.runtime_root, req.runtime_args = rt.path, rt.root, list(rt.args)
+        t = time.perf_counter()
         spawned = await self.forkserver.spawn(req, self._early(c))
+        log.debug("start %s: shim spawn %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
         try:
             await self._start_spawned(c, spawned, self.t.exec_root.shim_socket(c.id))
         finally:
@@ -228,7 +236,9 @@ class Starter:
                 c.state.pid = 0
                 raise
         await self.t.run_pending_attach(c.id)  # then release the init (if the early Start did not)
+        t = time.perf_counter()
         err = (await spawned.start()).error
+        log.debug("start %s: shim Start %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
         if err is not None:
             c.state.pid = 0
             c.state.exit_code = 127 if "not found" in err or "no such file" in err else 126

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Protocol
 
 from berth.engine import container_userns
 from berth.engine.container_defaults import ContainerDefaults
@@ -62,12 +62,17 @@ class SandboxArgs:
     extra_mounts: list[Mount] = field(default_factory=list)
 
 
+# Plugs a network namespace in from outside the engine's networks (a CRI pod's CNI ADD): given
+# the path of a namespace berthd made, it runs while the shim is spawned (``Containers.start``).
+NetnsPlug = Callable[[str], Coroutine[Any, Any, None]]
+
+
 class Attachable(Protocol):
     """The hooks of ``engine.attachments.Attachments`` that the lifecycle calls."""
 
     def prepare(self, c: Container, networking_config: dict[str, object] | None, hostname_given: bool) -> None: ...
 
-    async def begin_start(self, c: Container) -> SandboxArgs: ...
+    async def begin_start(self, c: Container, plug: NetnsPlug | None = None) -> SandboxArgs: ...
 
     async def after_spawn(self, c: Container, pid: int) -> None: ...
 

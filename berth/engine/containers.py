@@ -31,7 +31,7 @@ from berth.engine.container_ops import UPDATABLE, Operations, Stream
 from berth.engine.container_recover import Recovery
 from berth.engine.container_start import SpecBuilder, Starter
 from berth.engine.container_stop import Stopper, parse_signal
-from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NoSuchContainer, now
+from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NetnsPlug, NoSuchContainer, now
 from berth.engine.model import Container
 from berth.image.store import ImageStore
 from berth.oci.spec import Spec
@@ -69,8 +69,10 @@ class Containers(ContainerTable):
 
     # -- start, restart ---------------------------------------------------------------------
 
-    async def start(self, ref: str, by_policy: bool = False) -> None:
-        await self.starter.start(ref, by_policy)
+    async def start(self, ref: str, by_policy: bool = False, plug: NetnsPlug | None = None) -> None:
+        """Start; ``plug`` (a ``NetworkMode: none`` container's) is given a namespace made by
+        berthd and runs while the shim is spawned; the init is released once it returned."""
+        await self.starter.start(ref, by_policy, plug)
 
     async def restart(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
         c = self.get(ref)

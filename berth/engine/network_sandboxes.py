@@ -23,6 +23,7 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from berth.engine import network_ipam, network_names
+from berth.engine.container_table import NetnsPlug
 from berth.engine.network_bridges import Bridges
 from berth.engine.network_records import ContainerView, Endpoint, NetworkTable, PortBinding, Sandbox
 from berth.errors import Conflict, InvalidArgument, RuntimeFailure
@@ -48,6 +49,9 @@ class Sandboxes:
         # Start in progress: a namespace made by berthd (held by an fd) and the task plugging
         # its endpoints in, which runs while the shim is spawned; attach() waits for it.
         self.pending: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        # Those of the pending tasks that plug from outside (a CRI pod's CNI ADD): a start that
+        # fails waits for them instead of cancelling them, so what they made is known (cached).
+        self.external: set[str] = set()
         # A rootless engine's: the host's net.ipv4.ip_unprivileged_port_start (lower ports
         # are refused; the others listen, for pasta); None for root's.
         self.port_start: int | None = None
@@ -55,10 +59,12 @@ class Sandboxes:
     # -- start ------------------------------------------------------------------------------
 
     async def begin_start(self, cv: ContainerView, hosts_path: Path, resolv_path: Path,
-                          hostname_path: Path, joined_files: tuple[Path, Path, Path] | None) -> tuple[str, str]:
-        """Allocate, reserve host ports, write the files, and (with endpoints) make the
-        namespace and start plugging it in. -> (kind, namespace path for the spec), kind
-        "new" (a fresh one, made by the runtime), "host", "join" (container:) or "made".
+                          hostname_path: Path, joined_files: tuple[Path, Path, Path] | None,
+                          plug: NetnsPlug | None = None) -> tuple[str, str]:
+        """Allocate, reserve host ports, write the files, and (with endpoints, or a ``plug``
+        for a ``none`` container) make the namespace and start plugging it in. -> (kind,
+        namespace path for the spec), kind "new" (a fresh one, made by the runtime), "host",
+        "join" (container:) or "made".
 
         Raises Conflict (address or port in use), NotFound.
         """
@@ -93,7 +99,7 @@ class Sandboxes:
         _write(resolv_path, text)
         _write(hosts_path, network_names.hosts(self.table, cv, s))
         if not s.endpoints:
-            return "new", ""
+            return ("made", await self._make_netns(cv.id, s, plug)) if plug is not None else ("new", "")
         return "made", await self._make_netns(cv.id, s)
 
     def _allocate(self, cv: ContainerView, s: Sandbox) -> None:
@@ -133,14 +139,16 @@ class Sandboxes:
                                  f"{cv.name} ({s.endpoints[0].endpoint_id}): {err.strerror}") from None
         self.port_sockets[cv.id] = socks
 
-    async def _make_netns(self, cid: str, s: Sandbox) -> str:
+    async def _make_netns(self, cid: str, s: Sandbox, plug: NetnsPlug | None = None) -> str:
         try:
             fd, path = await self.kernel.new_netns()
         except RuntimeFailure:
             await self.release(cid)
             raise
-        task = asyncio.get_running_loop().create_task(self._plug_all(s, path))
+        task = asyncio.get_running_loop().create_task(self._plug_all(s, path) if plug is None else plug(path))
         self.pending[cid] = (fd, task)
+        if plug is not None:
+            self.external.add(cid)
         return path
 
     async def _plug_all(self, s: Sandbox, path: str) -> None:
@@ -169,6 +177,10 @@ class Sandboxes:
         """The init is blocked before execve in its new namespace: plug it in. Raises."""
         s = self.table.sandboxes.get(cid)
         pending = self.pending.pop(cid, None)
+        if pending is not None and cid in self.external:
+            self.pending[cid] = pending
+            await self._attach_external(cid, s, pid)
+            return
         if s is None or not s.endpoints or pending is None:
             if s is not None and s.mode == "none":
                 s.ns_path = f"/proc/{pid}/ns/net"
@@ -195,6 +207,21 @@ class Sandboxes:
             await self.release(cid)
             raise
         self._events("connect", s)
+
+    async def _attach_external(self, cid: str, s: Sandbox | None, pid: int) -> None:
+        """A ``none`` container's namespace, plugged in from outside: wait for the plug."""
+        fd, task = self.pending[cid]
+        try:
+            await task
+        except BaseException:
+            await self.release(cid)
+            raise
+        self.pending.pop(cid, None)
+        self.external.discard(cid)
+        self.kernel.release_netns(fd)  # the init has joined the namespace: it holds it now
+        if s is not None:
+            s.ns_path = f"/proc/{pid}/ns/net"
+            self.table.save_sb(s)
 
     async def plug(self, s: Sandbox, e: Endpoint, index: int, at_start: bool = True) -> None:
         n = self.table.nets[e.network_id]
@@ -244,7 +271,9 @@ class Sandboxes:
         pending = self.pending.pop(cid, None)
         if pending is not None:
             fd, task = pending
-            task.cancel()
+            if cid not in self.external:
+                task.cancel()
+            self.external.discard(cid)
             try:
                 await task
             except BaseException:  # noqa: BLE001 - the start failed already; this is cleanup

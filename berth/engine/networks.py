@@ -34,6 +34,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from berth.engine.container_table import NetnsPlug
 from berth.engine.network_bridges import Bridges
 from berth.engine.network_ipam import allocate, endpoint_from
 from berth.engine.network_names import resolve
@@ -216,10 +217,10 @@ class Networks(NetworkTable):
     # -- containers: start and exit (network_sandboxes) -------------------------------------
 
     async def begin_start(self, cv: ContainerView, hosts_path: Path, resolv_path: Path,
-                          hostname_path: Path, joined: Sandbox | None, joined_files: tuple[Path, Path, Path] | None
-                          ) -> tuple[str, str]:
+                          hostname_path: Path, joined: Sandbox | None, joined_files: tuple[Path, Path, Path] | None,
+                          plug: NetnsPlug | None = None) -> tuple[str, str]:
         """See ``Sandboxes.begin_start``."""
-        return await self.live.begin_start(cv, hosts_path, resolv_path, hostname_path, joined_files)
+        return await self.live.begin_start(cv, hosts_path, resolv_path, hostname_path, joined_files, plug)
 
     async def attach(self, cid: str, pid: int) -> None:
         await self.live.attach(cid, pid)

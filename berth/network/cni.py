@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,19 +111,40 @@ class Cni:
 
     # -- the three commands -----------------------------------------------------------------
 
-    async def add(self, net: Network, att: Attachment) -> dict[str, Any]:
+    async def add(self, net: Network, att: Attachment, cache: bool = True) -> dict[str, Any]:
         """ADD through the list, each plugin given the previous one's result; the last result
-        is cached. On a failure the plugins that ran are called with DEL, and CniError raised."""
+        is cached (unless ``cache`` is false: then ``save`` it, or ``undo`` it). On a failure the
+        plugins that ran are called with DEL, and CniError raised.
+
+        A plain ``loopback`` after the first plugin runs alongside the others: it only brings
+        ``lo`` up, and passes its ``prevResult`` on unchanged, so the chain's result is the same."""
         prev: dict[str, Any] | None = None
+        aside = [p for i, p in enumerate(net.plugins) if i > 0 and passes_through(p)]
+        side = [asyncio.ensure_future(self._run("ADD", net, p, att, None)) for p in aside]
         try:
             for p in net.plugins:
-                prev = await self._run("ADD", net, p, att, prev)
+                if not any(p is q for q in aside):
+                    prev = await self._run("ADD", net, p, att, prev)
+            await asyncio.gather(*side)
         except CniError:
+            await asyncio.gather(*side, return_exceptions=True)
             await self._delete_list(net, att, None)
             raise
+        except BaseException:
+            for t in side:
+                t.cancel()
+            raise
         result = prev or {}
-        self._save(net, att, result)
+        if cache:
+            self.save(net, att, result)
         return result
+
+    async def undo(self, net: Network, att: Attachment, result: dict[str, Any]) -> None:
+        """DEL an ADD whose result was not cached (logged, not raised: this is cleanup)."""
+        try:
+            await self._delete_list(net, att, result)
+        except CniError:
+            pass
 
     async def check(self, container_id: str, ifname: str = "eth0") -> None:
         """CHECK the cached attachment (CniError if a plugin finds it changed, or none cached)."""
@@ -171,7 +193,7 @@ class Cni:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def _save(self, net: Network, att: Attachment, result: dict[str, Any]) -> None:
+    def save(self, net: Network, att: Attachment, result: dict[str, Any]) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         doc = {"kind": "cniCacheV1", "containerId": att.container_id, "ifName": att.ifname,
                "networkName": net.name, "config": net.document(), "cniArgs": att.args,
@@ -194,6 +216,7 @@ class Cni:
         env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": att.container_id,
                "CNI_NETNS": att.netns, "CNI_IFNAME": att.ifname, "CNI_PATH": os.pathsep.join(self.bin_dirs),
                "CNI_ARGS": ";".join(f"{k}={v}" for k, v in att.args)}
+        t = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(exe, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE, env=env)
         try:
@@ -202,6 +225,8 @@ class Cni:
             proc.kill()
             await proc.wait()
             raise CniError(f'plugin type="{plugin["type"]}" timed out ({command.lower()})') from None
+        log.debug("CNI %s %s %s: %.1f ms", command, plugin["type"], att.container_id[:12],
+                  (time.perf_counter() - t) * 1000)
         if proc.returncode != 0:
             raise CniError(f'plugin type="{plugin["type"]}" failed ({command.lower()}): {_message(out, err)}')
         if command != "ADD":
@@ -226,6 +251,12 @@ def plugin_config(net: Network, plugin: dict[str, Any], att: Attachment,
     if prev is not None:
         conf["prevResult"] = prev
     return conf
+
+
+def passes_through(plugin: dict[str, Any]) -> bool:
+    """The standard ``loopback`` plugin, configured with nothing: it sets ``lo`` up and prints
+    the ``prevResult`` it was given (containernetworking/plugins' loopback)."""
+    return plugin.get("type") == "loopback" and set(plugin) == {"type"}
 
 
 def _message(out: bytes, err: bytes) -> str:

@@ -6,7 +6,9 @@ installs them): a missing one fails here.
 Covers: ADD (the pod's address, its veth on the bridge, two containers sharing the namespace,
 a port mapping through portmap), CHECK on the cached result (and its failure), DEL on removal (the veth and the
 address go), an ADD that fails (undone, RunPodSandbox fails with the plugin's message,
-nothing left), DEL after kill -9 of berthd from the cached result alone, hostNetwork pods."""
+nothing left), DEL after kill -9 of berthd from the cached result alone, hostNetwork pods,
+ADD before the pause runs (in the namespace it then runs in), a plain loopback alongside the
+plugins before it."""
 
 from __future__ import annotations
 
@@ -25,13 +27,48 @@ from pathlib import Path
 import grpc
 import pytest
 
-from berth.network.cni import Cni, CniError
+from berth.network.cni import Attachment, Cni, CniError, Network
 from tests.integration.cri.conftest import Cri, container_config, pb, pod_config, wait_socket
 from tests.integration.daemon import Daemon
 
 pytestmark = pytest.mark.root
 
 BIN = "/usr/lib/cni"
+# A plugin of the test's, last in a list: at ADD it records the processes in CNI_NETNS (pid and
+# executable) and the namespace's inode into its config's "record" file, and passes the result on.
+PROBE = """#!/usr/bin/python3
+import json, os, sys
+conf = json.load(sys.stdin)
+if os.environ["CNI_COMMAND"] == "ADD":
+    ino = os.stat(os.environ["CNI_NETNS"]).st_ino
+    procs = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{p}/ns/net").st_ino == ino:
+                procs.append([int(p), os.readlink(f"/proc/{p}/exe")])
+        except OSError:
+            pass
+    with open(conf["record"], "w") as f:
+        json.dump({"ino": ino, "procs": procs}, f)
+    json.dump(conf["prevResult"], sys.stdout)
+"""
+# A first plugin that waits (up to 5 s) for lo to be up in CNI_NETNS, records whether it came up,
+# and answers with a result of its own.
+GATE = """#!/usr/bin/python3
+import json, os, subprocess, sys, time
+conf = json.load(sys.stdin)
+deadline = time.monotonic() + 5
+while True:
+    out = subprocess.run(["nsenter", "--net=" + os.environ["CNI_NETNS"], "ip", "-o", "link", "show", "lo"],
+                         capture_output=True, text=True).stdout
+    if ",UP" in out or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+with open(conf["record"], "w") as f:
+    f.write("up" if ",UP" in out else "down")
+json.dump({"cniVersion": conf["cniVersion"], "interfaces": [{"name": "gate0"}],
+           "ips": [{"address": "10.9.9.9/24", "interface": 0}]}, sys.stdout)
+"""
 SERVER = "mkdir -p /www && echo hello-over-cni > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
@@ -44,7 +81,11 @@ class Net:
         self.prefix = f"10.231.{n}"
         self.conf_dir = base / "net.d"
         self.ipam_dir = base / "ipam"
+        self.bin_dir = base / "bin"   # the test's own plugins, before the system's
         self.conf_dir.mkdir()
+        self.bin_dir.mkdir()
+        (self.bin_dir / "probe").write_text(PROBE)
+        (self.bin_dir / "probe").chmod(0o755)
 
     def write(self, *extra: dict, name: str = "10-berth-test.conflist") -> None:
         plugins = [
@@ -74,7 +115,7 @@ def cni_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, 
     net = Net(tmp_path_factory.mktemp("cni"))
     net.write()
     had_chains = "CNI-HOSTPORT-DNAT" in _nat_rules()
-    d = Daemon(args=["--cni-conf-dir", str(net.conf_dir), "--cni-bin-dir", BIN])
+    d = Daemon(args=["--cni-conf-dir", str(net.conf_dir), "--cni-bin-dir", f"{net.bin_dir}:{BIN}"])
     d.start()
     try:
         d.import_busybox("busybox:latest")
@@ -183,6 +224,54 @@ def test_failed_add_leaves_nothing(cni_env: tuple[Daemon, Cri, Net], tmp_path: P
     assert d.request("GET", "/containers/json?all=1")[1] == b"[]\n"
     assert net.allocated() == [] and net.veths() == []   # the plugins before tuning were undone
     assert not list((d.data_root / "cni" / "results").glob("*"))
+
+
+def test_add_runs_before_the_pause(cni_env: tuple[Daemon, Cri, Net], tmp_path: Path) -> None:
+    """The plugins set up the namespace the pause then runs in, before the pause runs (as
+    containerd orders it; berth makes the namespace and runs ADD while the shim is spawned)."""
+    d, cri, net = cni_env
+    record = tmp_path / "probe.json"
+    probed = net.conf_dir / "00-probed.conflist"
+    net.write({"type": "probe", "record": str(record)}, name=probed.name)
+    try:
+        sid = cri.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config(tmp_path, "probed"))).pod_sandbox_id
+    finally:
+        probed.unlink()
+    try:
+        pause = json.loads(d.request("GET", f"/containers/{sid}/json")[1])["State"]["Pid"]
+        seen = json.loads(record.read_text())
+        assert seen["ino"] == os.stat(f"/proc/{pause}/ns/net").st_ino
+        exe = os.readlink(f"/proc/{pause}/exe")
+        assert [p for p in seen["procs"] if p[1] == exe] == [], (exe, seen)
+        ip = cri.runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status.network.ip
+        assert net.allocated() == [ip] and len(net.veths()) == 1
+        cached = json.loads((d.data_root / "cni" / "results" / f"{sid}-eth0.json").read_text())
+        assert cached["netns"] == f"/proc/{pause}/ns/net"
+        assert {i.get("sandbox") for i in cached["result"]["interfaces"]} >= {f"/proc/{pause}/ns/net"}
+    finally:
+        cri.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert net.allocated() == [] and net.veths() == []
+
+
+def test_loopback_runs_alongside(tmp_path: Path) -> None:
+    """A plain loopback after the first plugin does not wait for it (it passes prevResult on
+    unchanged): the first plugin sees lo come up while it runs; the list's result is the same."""
+    if os.geteuid() != 0:
+        pytest.skip("needs uid 0")
+    (tmp_path / "gate").write_text(GATE)
+    (tmp_path / "gate").chmod(0o755)
+    ns = f"cnigate{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        net = Network("gated", "1.0.0", [{"type": "gate", "record": str(tmp_path / "lo")}, {"type": "loopback"}])
+        cni = Cni(str(tmp_path), [str(tmp_path), BIN], tmp_path / "cache")
+        result = asyncio.run(cni.add(net, Attachment("gatetest", f"/run/netns/{ns}")))
+        assert (tmp_path / "lo").read_text() == "up"
+        assert result["ips"] == [{"address": "10.9.9.9/24", "interface": 0}]
+        assert json.loads((tmp_path / "cache" / "gatetest-eth0.json").read_text())["result"] == result
+        asyncio.run(cni.delete("gatetest", f"/run/netns/{ns}"))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
 
 
 def test_host_network_pod_skips_cni(cni_env: tuple[Daemon, Cri, Net], tmp_path: Path) -> None:
