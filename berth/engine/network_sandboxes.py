@@ -163,10 +163,12 @@ class Sandboxes:
         init exists. Other modes have nothing to plug."""
         s = self.table.sandboxes.get(cid)
         pending = self.pending.get(cid)
-        if s is None or not s.endpoints:
+        if s is None or not s.endpoints and pending is None:
             return True
-        if pending is None or s.ports or network_names.uses_embedded_dns(self.table, s):
+        if s.endpoints and (pending is None or s.ports or network_names.uses_embedded_dns(self.table, s)):
             return False
+        # the veths, or a plug from outside (a CRI pod's CNI ADD): complete before the init runs
+        assert pending is not None
         try:
             await asyncio.shield(pending[1])
         except Exception:  # attach raises it again, and the start fails
