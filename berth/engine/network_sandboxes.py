@@ -111,33 +111,8 @@ class Sandboxes:
             except (Conflict, InvalidArgument) as ex:
                 raise RuntimeFailure(str(ex)) from None
         s.ports = []
-        if not s.endpoints:
-            return
-        socks: list[socket.socket] = []
-        has6 = bool(s.endpoints[0].ip6)
-        reqs = list(ports.requests(cv.port_bindings, cv.exposed, cv.publish_all))
-        rootless = self.port_start is not None
-        for req in reqs:
-            if self.port_start is not None and 0 < req.host_port_lo < self.port_start:
-                raise RuntimeFailure(ports.privileged_port(req.host_port_lo, self.port_start))
-        try:
-            for req in reqs:
-                if ":" in req.host_ip and not has6:
-                    continue   # an IPv6 host address for a container without IPv6 (dockerd's proxy would)
-                b, sock = ports.reserve(req, listen=rootless)
-                socks.append(sock)
-                s.ports.append(PortBinding(b.proto, b.container_port, b.host_ip, b.host_port))
-                if has6 and not req.host_ip:   # every address: IPv6's too, on the same port
-                    b6, sock6 = ports.reserve(ports.Request(req.proto, req.container_port, "::",
-                                                            b.host_port, b.host_port), rootless)
-                    socks.append(sock6)
-                    s.ports.append(PortBinding(b6.proto, b6.container_port, "::", b6.host_port))
-        except ports.PortInUse as err:
-            for sock in socks:
-                sock.close()
-            raise RuntimeFailure(f"driver failed programming external connectivity on endpoint "
-                                 f"{cv.name} ({s.endpoints[0].endpoint_id}): {err.strerror}") from None
-        self.port_sockets[cv.id] = socks
+        if s.endpoints:
+            self.port_sockets[cv.id] = _reserve_ports(cv, s, self.port_start)
 
     async def _make_netns(self, cid: str, s: Sandbox, plug: NetnsPlug | None = None) -> str:
         try:
@@ -337,6 +312,36 @@ class Sandboxes:
             if network_names.uses_embedded_dns(self.table, s):
                 await self.serve_dns(s)
         self.bridges.setup_soon()  # its last step applies the rules, with the ports recovered above
+
+
+def _reserve_ports(cv: ContainerView, s: Sandbox, port_start: int | None) -> list[socket.socket]:
+    """The host ports of ``s``'s bindings, held by berthd's sockets (listening when rootless:
+    ``port_start`` is then the lowest unprivileged port)."""
+    socks: list[socket.socket] = []
+    has6 = bool(s.endpoints[0].ip6)
+    reqs = list(ports.requests(cv.port_bindings, cv.exposed, cv.publish_all))
+    rootless = port_start is not None
+    for req in reqs:
+        if port_start is not None and 0 < req.host_port_lo < port_start:
+            raise RuntimeFailure(ports.privileged_port(req.host_port_lo, port_start))
+    try:
+        for req in reqs:
+            if ":" in req.host_ip and not has6:
+                continue   # an IPv6 host address for a container without IPv6 (dockerd's proxy would)
+            b, sock = ports.reserve(req, listen=rootless)
+            socks.append(sock)
+            s.ports.append(PortBinding(b.proto, b.container_port, b.host_ip, b.host_port))
+            if has6 and not req.host_ip:   # every address: IPv6's too, on the same port
+                b6, sock6 = ports.reserve(ports.Request(req.proto, req.container_port, "::",
+                                                        b.host_port, b.host_port), rootless)
+                socks.append(sock6)
+                s.ports.append(PortBinding(b6.proto, b6.container_port, "::", b6.host_port))
+    except ports.PortInUse as err:
+        for sock in socks:
+            sock.close()
+        raise RuntimeFailure(f"driver failed programming external connectivity on endpoint "
+                             f"{cv.name} ({s.endpoints[0].endpoint_id}): {err.strerror}") from None
+    return socks
 
 
 def _reserve_again(bindings: list[PortBinding], listen: bool = False) -> list[socket.socket]:
