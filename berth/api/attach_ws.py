@@ -25,6 +25,7 @@ import struct
 from berth.api.app import App, Routes
 from berth.api.containers_io import detach_keys
 from berth.api.http import Request, Response
+from berth.engine.container_ops import Stream
 from berth.engine.containers import Containers
 from berth.engine.logs import LogReader
 from berth.schema import detachkeys, stdcopy
@@ -214,14 +215,18 @@ async def attach_ws(app: App, req: Request) -> Response | None:
     keys = detach_keys(req, c) if stdin else b""
     head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Accept: {accept_key(req.headers['sec-websocket-key'].strip())}\r\n\r\n")
+    # subscribed before the 101 (see api/containers_io.attach)
+    sub = engine.attach_soon(c.id, stdin, stdout, stderr) if req.flag("stream") else None
     req.writer.write(head.encode("latin-1"))
     req.hijacked = req.responded = True
     ws = WebSocket(req.reader, req.writer, binary=req.version_at_least("1.28"))
     try:
-        await _session(engine, c.id, c.config.Tty, ws, req, stdin, stdout, stderr, keys)
+        await _session(engine, c.id, sub, c.config.Tty, ws, req, stdin, stdout, stderr, keys)
         await ws.wait_closed()
         await _linger(req)
     finally:
+        if sub is not None and not sub.done():
+            sub.cancel()
         try:
             req.writer.close()
         except Exception:
@@ -230,18 +235,18 @@ async def attach_ws(app: App, req: Request) -> Response | None:
 
 
 
-async def _session(engine: Containers, cid: str, tty: bool, ws: WebSocket, req: Request,
-                   stdin: bool, stdout: bool, stderr: bool, keys: bytes) -> None:
+async def _session(engine: Containers, cid: str, sub: asyncio.Future[Stream] | None, tty: bool, ws: WebSocket,
+                   req: Request, stdin: bool, stdout: bool, stderr: bool, keys: bytes) -> None:
     if req.flag("logs"):
         reader = LogReader(engine.data.container(cid).log, stdout, stderr, None, None, False, None)
         async for _stream, data in reader.read(False, lambda: False):
             ws.send(data)
         await req.writer.drain()
-    if not req.flag("stream"):
+    if sub is None:
         await ws.close()
         return
     try:
-        shim_r, shim_w = await engine.attach_stream(cid, stdin, stdout, stderr)
+        shim_r, shim_w = await sub
     except (asyncio.CancelledError, Exception):
         await ws.close(1011, "cannot attach")
         return

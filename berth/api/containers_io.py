@@ -184,18 +184,26 @@ async def attach(app: App, req: Request) -> None:
     c = engine.get(req.match["id"])
     stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
     keys = detach_keys(req, c) if stdin else b""
-    req.hijack(stream_type(req, c))
-    await req.head_read()
-    if req.flag("logs"):
-        reader = LogReader(engine.data.container(c.id).log, stdout, stderr, None, None, False, None)
-        async for stream, data in reader.read(False, lambda: False):
-            req.writer.write(data if c.config.Tty else frame(stream, data))
-        await req.writer.drain()
-    if not req.flag("stream"):
+    # Subscribed before the client hears it is attached: the start it sends next must not
+    # release the init before the subscription exists (output would be lost).
+    sub = engine.attach_soon(c.id, stdin, stdout, stderr) if req.flag("stream") else None
+    try:
+        req.hijack(stream_type(req, c))
+        await req.head_read()
+        if req.flag("logs"):
+            reader = LogReader(engine.data.container(c.id).log, stdout, stderr, None, None, False, None)
+            async for stream, data in reader.read(False, lambda: False):
+                req.writer.write(data if c.config.Tty else frame(stream, data))
+            await req.writer.drain()
+    except BaseException:
+        if sub is not None:
+            sub.cancel()
+        raise
+    if sub is None:
         req.writer.close()
         return
     try:
-        shim_r, shim_w = await engine.attach_stream(c.id, stdin, stdout, stderr)
+        shim_r, shim_w = await sub
     except (asyncio.CancelledError, Exception):
         req.writer.close()
         return

@@ -49,8 +49,7 @@ async def run_container(containers: Containers, req: CreateRequest, on_created: 
     returns the exit code. The caller removes the container (``on_created`` gave its ID)."""
     c, _ = containers.create(req, None)
     on_created(c.id)
-    attach = asyncio.ensure_future(containers.attach_stream(c.id, False, True, True))
-    await asyncio.sleep(0)  # the subscription is registered before the init is released
+    attach = containers.attach_soon(c.id, False, True, True)  # subscribed before the start
     exited = containers.wait_future(c.id, "next-exit")
     try:
         await containers.start(c.id)

@@ -116,15 +116,21 @@ class Operations:
     # -- attach -----------------------------------------------------------------------------
 
     async def attach_stream(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> Stream:
+        return await self.attach_soon(ref, stdin, stdout, stderr)
+
+    def attach_soon(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> asyncio.Future[Stream]:
         """A subscription to the container's output (and a way to its stdin).
 
         If the container is not running, this waits for its next start and subscribes before
         the init is released, so not a byte of output is missed (``docker run`` attaches first).
+
+        The subscription is made before this returns: a client told it is attached only after
+        this call cannot race its own start (an early start would release the init first).
         """
         c = self.t.get(ref)
         sock = self.t.exec_root.shim_socket(c.id)
         if c.running and not c.state.starting:
-            return await shims.attach(sock, stdin, stdout, stderr)
+            return asyncio.ensure_future(shims.attach(sock, stdin, stdout, stderr))
         fut: asyncio.Future[Stream] = asyncio.get_running_loop().create_future()
 
         async def subscribe() -> None:
@@ -140,7 +146,7 @@ class Operations:
                 fut.set_result(pair)
 
         self.t.pending_attach.setdefault(c.id, []).append((subscribe, fut.cancel))
-        return await fut
+        return fut
 
     async def resize(self, ref: str, h: int, w: int) -> None:
         """The container's terminal size (the kernel then sends SIGWINCH inside)."""

@@ -117,6 +117,9 @@ class Containers(ContainerTable):
     async def attach_stream(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> Stream:
         return await self.ops.attach_stream(ref, stdin, stdout, stderr)
 
+    def attach_soon(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> asyncio.Future[Stream]:
+        return self.ops.attach_soon(ref, stdin, stdout, stderr)
+
     async def resize(self, ref: str, h: int, w: int) -> None:
         await self.ops.resize(ref, h, w)
 
