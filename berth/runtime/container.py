@@ -34,7 +34,7 @@ from berth.runtime.cgroups import open_cgroup
 from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
 from berth.runtime.plan import Plan, PlanError, build_plan
-from berth.runtime.userns import UserNamespace
+from berth.runtime.userns import UserNamespace, open_trees
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
 
@@ -197,22 +197,28 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
     except BaseException:
         _destroy(cgroup)
         raise
+    try:
+        return _fork_init(plan, (stdin, stdout, stderr), console_socket, cgroup, tasks, userns)
+    finally:
+        for fd in userns:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _fork_init(plan: Plan, stdio: tuple[int, int, int], console_socket: int | None, cgroup: Any | None,
+               tasks: tuple[str, ...], userns: tuple[int, ...]) -> Init:
     ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
         with _ForkNamespaces(plan.prefork_unshare, plan.prefork_join):
             pid = os.fork()
             if pid == 0:  # pragma: no cover (the child; measured by integration tests)
-                init.run(plan, (stdin, stdout, stderr), ctl_r, report_w,
-                         console_socket if plan.terminal else None, tasks, userns)
+                init.run(plan, stdio, ctl_r, report_w, console_socket if plan.terminal else None, tasks, userns)
     except BaseException:
         for fd in (ctl_r, ctl_w, report_r, report_w):
             os.close(fd)
         _destroy(cgroup)
         raise
-    finally:
-        for fd in userns:
-            os.close(fd)
     os.close(ctl_r)
     os.close(report_w)
     try:
@@ -220,6 +226,10 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
             cgroup.add(pid)
         os.write(ctl_w, _sync.GO)
         msg = _sync.recv(report_r)
+        if isinstance(msg, _sync.Unshared):  # the init's own user namespace (init._enter_userns)
+            _map_user_namespace(plan, pid, userns[1:])
+            os.write(ctl_w, _sync.MAPPED)
+            msg = _sync.recv(report_r)
         if isinstance(msg, _sync.Forked):  # a user namespace's PID 1 (init._enter_userns)
             os.waitpid(pid, 0)
             pid = msg.pid
@@ -237,23 +247,41 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
 
 
 def _user_namespace(plan: Plan) -> tuple[int, ...]:
-    """The fds the init needs for a user namespace: the namespace, then one tree per
-    ``plan.userns_trees``; () without one. Raises SetupFailed."""
+    """The fds the init needs for a user namespace: the namespace to join (-1: the init
+    unshares one, mapped by ``_map_user_namespace``), then one tree per ``plan.userns_trees``;
+    () without one. Raises SetupFailed."""
     if plan.userns is None:
         return ()
-    try:
-        if plan.userns_path:  # another container's, whose namespaces this one joins
-            ns = UserNamespace(os.open(plan.userns_path, os.O_RDONLY | os.O_CLOEXEC))
-        else:
-            ns = UserNamespace.create(plan.userns)
+    if not plan.userns_path:
+        try:
+            return (-1, *open_trees(plan.userns_trees))
+        except OSError as e:
+            raise SetupFailed(f"userns: open mount source: {init.describe(e)}", "userns", e.errno or 0) from e
+    try:  # another container's, whose namespaces this one joins
+        ns = UserNamespace(os.open(plan.userns_path, os.O_RDONLY | os.O_CLOEXEC))
     except OSError as e:
-        raise SetupFailed(f"userns: create user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
+        raise SetupFailed(f"userns: open user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
     try:
         trees = ns.trees(plan.userns_trees)
     except OSError as e:
         ns.close()
         raise SetupFailed(f"userns: open mount source: {init.describe(e)}", "userns", e.errno or 0) from e
     return (ns.fd, *trees)
+
+
+def _map_user_namespace(plan: Plan, pid: int, trees: tuple[int, ...]) -> None:
+    """The init ``pid`` unshared its user namespace: write its maps, idmap ``trees`` through it."""
+    assert plan.userns is not None
+    try:
+        ns = UserNamespace.of_process(pid, plan.userns)
+    except OSError as e:
+        raise SetupFailed(f"userns: write id maps: {init.describe(e)}", "userns", e.errno or 0) from e
+    try:
+        ns.idmap(trees, plan.userns_trees)
+    except OSError as e:
+        raise SetupFailed(f"userns: idmap mount source: {init.describe(e)}", "userns", e.errno or 0) from e
+    finally:
+        ns.close()
 
 
 def _self_join_tasks(cgroup: Any | None) -> tuple[str, ...]:

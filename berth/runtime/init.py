@@ -208,10 +208,10 @@ _sysfs = -1  # a detached sysfs of the container's network namespace (_enter_use
 _MOUNT_ATTRS = 0xF  # MS_RDONLY, NOSUID, NODEV, NOEXEC have MOUNT_ATTR_*'s values
 
 
-def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
+def _enter_userns(plan: Plan, userns: tuple[int, ...], ctl: int, report: int) -> Plan:
     """In a user namespace: join the given (host-owned) namespaces and write the network
     sysctls and rlimits while still host root, setns into the user namespace (fd
-    ``userns[0]``), become its root, then unshare the rest, owned by it. A new pid namespace
+    ``userns[0]``) or unshare one (-1) and wait for the parent to map it, become its root, then unshare the rest, owned by it. A new pid namespace
     takes a fork: this process tells the parent the pid of its child (the container's PID 1)
     and exits; the child goes on (see runtime/userns.py).
 
@@ -239,7 +239,13 @@ def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
         global _sysfs
         _sysfs = lidmap.fsmount_new("sysfs", sysfs.flags & _MOUNT_ATTRS)
     _Step.name = "userns"
-    sched.setns(userns[0], sched.CloneFlags.NEWUSER)
+    if userns[0] >= 0:
+        sched.setns(userns[0], sched.CloneFlags.NEWUSER)
+    else:  # a namespace of its own: the parent writes its maps (container._map_user_namespace)
+        sched.unshare(sched.CloneFlags.NEWUSER)
+        _sync.send(report, _sync.Unshared())
+        if _sync.wait_byte(ctl) != _sync.MAPPED:
+            os._exit(1)
     os.setgroups([])
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
@@ -271,7 +277,7 @@ def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple
     cg_paths = _cgroup_paths() if plan.cgroups else {}
     step.name = "namespaces"
     if plan.userns is not None:
-        plan = _enter_userns(plan, userns, report)
+        plan = _enter_userns(plan, userns, ctl, report)
     else:
         _namespaces(plan)
     if plan.loopback:
