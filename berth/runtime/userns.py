@@ -16,8 +16,9 @@ attaches the trees with move_mount once it is inside its own mount namespace.
     ns.idmap(trees, sources); ns.close()
     ... the init goes on; close(trees) ...
 
-Joining another container's user namespace, or a helper that needs one of its own before it
-forks (archive.py), uses ``UserNamespace.create``: a short-lived holder process instead.
+Joining another container's user namespace opens it (``UserNamespace(fd)``); a helper that
+needs one of its own before it forks (archive.py, the probe) uses ``UserNamespace.create``: a
+short-lived holder process.
 """
 
 from __future__ import annotations
