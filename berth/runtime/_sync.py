@@ -1,12 +1,11 @@
 """Messages between ``container.create`` (parent) and the init (child), over CLOEXEC pipes.
 
-    parent -> child (ctl pipe):    b"G" cgroup joined, go on;   b"M" maps written;   b"S" start: execve now
+    parent -> child (ctl pipe):    b"G" cgroup joined, go on;   b"S" start: execve now
     child -> parent (report pipe): Ready | SetupError   then, after b"S":  ExecError | EOF
 
-In a user namespace of its own the child unshares it and sends Unshared; the parent writes its
-uid and gid maps, idmaps the trees the child inherited, and answers b"M". With a new pid
-namespace the child then sends Forked: the pid of its own child, which goes on as the
-container's PID 1 while the first one exits.
+Joining another container's user namespace with a new pid namespace, the child first sends
+Forked: the pid of its own child, which goes on as the container's PID 1 while the first one
+exits.
 
 EOF on the report pipe after b"S" means execve succeeded (the pipe is CLOEXEC).
 Frames are a 4-byte big-endian length and msgspec JSON.
@@ -37,16 +36,11 @@ class Forked(msgspec.Struct, tag=True):
     pid: int
 
 
-class Unshared(msgspec.Struct, tag=True):
-    pass
-
-
-Message = Ready | SetupError | ExecError | Forked | Unshared
+Message = Ready | SetupError | ExecError | Forked
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
 
 GO = b"G"
-MAPPED = b"M"
 START = b"S"
 
 
