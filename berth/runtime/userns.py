@@ -1,17 +1,16 @@
 """A container's user namespace: the parent's half (maps, idmapped trees) and the probe.
 
-The init makes its own user namespace (runc's order): the parent (the shim's setup helper,
-host root) opens the trees the container needs before it forks (``open_trees``: the image's
-layers, binds asked with ``idmap``; detached mounts the init inherits), the init joins the
-host-owned namespaces it is given (the network namespace berthd made), unshares
-CLONE_NEWUSER and waits; the parent writes the new namespace's uid and gid maps from outside
-and idmaps the trees through it (the init's fds are the same detached mounts), then lets the
-init go on: it becomes the namespace's root and unshares the rest, which are therefore owned
-by it: root in the container has every capability over them, none over the host. The init
-attaches the trees with move_mount once it is inside its own mount namespace.
+The init is cloned into a new user namespace (container._clone_init, runc's order): the parent
+(the shim's setup helper, host root) opens the trees the container needs before the clone
+(``open_trees``: the image's layers, binds asked with ``idmap``; detached mounts the init
+inherits), then writes the new namespace's uid and gid maps from outside and idmaps the trees
+through it (the init's fds are the same detached mounts) before it lets the init go on: it
+becomes the namespace's root and unshares the rest, which are therefore owned by it: root in
+the container has every capability over them, none over the host. The init attaches the trees
+with move_mount once it is inside its own mount namespace.
 
     trees = open_trees([("/var/lib/berth/image", True), ("/srv/data", False)])
-    ... fork the init; it unshares CLONE_NEWUSER and says so ...
+    ... clone the init into a new user namespace ...
     ns = UserNamespace.of_process(init_pid, maps)    # maps written
     ns.idmap(trees, sources); ns.close()
     ... the init goes on; close(trees) ...
@@ -140,7 +139,7 @@ class UserNamespace:
 
     @classmethod
     def of_process(cls, pid: int, maps: IdMaps) -> UserNamespace:
-        """Write the maps of the user namespace process ``pid`` just unshared and open it.
+        """Write the maps of the user namespace process ``pid`` was just cloned into; open it.
         Raises OSError (EINVAL for a bad map)."""
         idmap.write_id_maps(pid, IdMaps.text(maps.uid), IdMaps.text(maps.gid))
         return cls(os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC))
