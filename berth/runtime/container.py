@@ -10,7 +10,9 @@ Lifecycle (the shim drives it; single-threaded, synchronous, never the asyncio d
 ``create`` does the work (host facts, seccomp compilation, the cgroup, the plan) before fork;
 the child only applies the plan (``init.run``). PID and time namespaces apply to children
 only, so the parent enters them around ``fork()`` and returns to its own right after: the
-forked child is then PID 1 of its namespace *and* the caller's direct child. Processes exec'd
+forked child is then PID 1 of its namespace *and* the caller's direct child; in a new user
+namespace the child is cloned into it and its pid namespace at once (``_clone_init``), and the
+caller does what needs the host's root. Processes exec'd
 into a running container: ``exec_spec`` here (their spec), execproc.py (their fork).
 """
 
