@@ -1,4 +1,4 @@
-"""prlimit(2) on the calling process, with the rlimit resources named as in the OCI spec."""
+"""prlimit(2) on the calling process (or another), with the rlimit resources named as in the OCI spec."""
 
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ _prlimit = fn("prlimit", ctypes.c_int, ctypes.c_int, ctypes.c_int,
               ctypes.POINTER(_Rlimit), ctypes.POINTER(_Rlimit))
 
 
-def setrlimit(resource: Resource | int, soft: int, hard: int) -> None:
+def setrlimit(resource: Resource | int, soft: int, hard: int, pid: int = 0) -> None:
+    """Set a limit of process ``pid`` (0: the caller)."""
     new = _Rlimit(soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF)
-    check(_prlimit(0, int(resource), ctypes.byref(new), None), "prlimit", Resource(resource).name)
+    check(_prlimit(pid, int(resource), ctypes.byref(new), None), "prlimit", Resource(resource).name)
 
 
 def getrlimit(resource: Resource | int) -> tuple[int, int]:

@@ -3,8 +3,9 @@
     parent -> child (ctl pipe):    b"G" cgroup joined, go on;   b"S" start: execve now
     child -> parent (report pipe): Ready | SetupError   then, after b"S":  ExecError | EOF
 
-In a user namespace with a new pid namespace the child first sends Forked: the pid of its own
-child, which goes on as the container's PID 1 while the first one exits.
+Joining another container's user namespace with a new pid namespace, the child first sends
+Forked: the pid of its own child, which goes on as the container's PID 1 while the first one
+exits.
 
 EOF on the report pipe after b"S" means execve succeeded (the pipe is CLOEXEC).
 Frames are a 4-byte big-endian length and msgspec JSON.

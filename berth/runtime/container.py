@@ -10,7 +10,9 @@ Lifecycle (the shim drives it; single-threaded, synchronous, never the asyncio d
 ``create`` does the work (host facts, seccomp compilation, the cgroup, the plan) before fork;
 the child only applies the plan (``init.run``). PID and time namespaces apply to children
 only, so the parent enters them around ``fork()`` and returns to its own right after: the
-forked child is then PID 1 of its namespace *and* the caller's direct child. Processes exec'd
+forked child is then PID 1 of its namespace *and* the caller's direct child; in a new user
+namespace the child is cloned into it and its pid namespace at once (``_clone_init``), and the
+caller does what needs the host's root. Processes exec'd
 into a running container: ``exec_spec`` here (their spec), execproc.py (their fork).
 """
 
@@ -20,7 +22,8 @@ import dataclasses
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -34,11 +37,12 @@ from berth.runtime import caps as capmod
 from berth.runtime.cgroups import open_cgroup
 from berth.runtime.defaults import ANNOTATION_USER
 from berth.runtime.host import host_info
-from berth.runtime.plan import Plan, PlanError, build_plan
-from berth.runtime.userns import UserNamespace
+from berth.runtime.plan import FORK_NAMESPACES, Plan, PlanError, build_plan
+from berth.runtime.userns import UserNamespace, open_trees
 from berth.state import rootless
 
 _NS_FILES = {int(CloneFlags.NEWPID): "pid", int(CloneFlags.NEWTIME): "time"}
+_T = TypeVar("_T")
 
 
 class SetupFailed(RuntimeFailure):
@@ -155,6 +159,23 @@ class _NamespacesBack:
                 os.close(fd)
 
 
+_JOIN_FILES = {int(CloneFlags.NEWNET): "net", int(CloneFlags.NEWIPC): "ipc", int(CloneFlags.NEWUTS): "uts",
+               int(CloneFlags.NEWNS): "mnt", int(CloneFlags.NEWCGROUP): "cgroup", **_NS_FILES}
+
+
+class _JoinedNamespaces(_NamespacesBack):
+    """Join the container's host-owned namespaces (``plan.join``) for a clone; leave them right after."""
+
+    def __init__(self, join: tuple[tuple[str, int], ...]) -> None:
+        self._join = join
+        self._restore = []
+
+    def __enter__(self) -> None:
+        for _, flag in self._join:
+            self._restore.append((os.open(f"/proc/self/ns/{_JOIN_FILES[flag]}", os.O_RDONLY | os.O_CLOEXEC), flag))
+        init.enter_namespaces(self._join, 0)
+
+
 class _ForkNamespaces(_NamespacesBack):
     """Enter the pid/time namespaces for the next fork(); leave them right after."""
 
@@ -205,22 +226,30 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
     except BaseException:
         _destroy(cgroup)
         raise
+    try:
+        if userns and userns[0] < 0:
+            return _clone_init(plan, (stdin, stdout, stderr), console_socket, cgroup, tasks, userns[1:])
+        return _fork_init(plan, (stdin, stdout, stderr), console_socket, cgroup, tasks, userns)
+    finally:
+        for fd in userns:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _fork_init(plan: Plan, stdio: tuple[int, int, int], console_socket: int | None, cgroup: Any | None,
+               tasks: tuple[str, ...], userns: tuple[int, ...]) -> Init:
     ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
         with _ForkNamespaces(plan.prefork_unshare, plan.prefork_join):
             pid = os.fork()
             if pid == 0:  # pragma: no cover (the child; measured by integration tests)
-                init.run(plan, (stdin, stdout, stderr), ctl_r, report_w,
-                         console_socket if plan.terminal else None, tasks, userns)
+                init.run(plan, stdio, ctl_r, report_w, console_socket if plan.terminal else None, tasks, userns)
     except BaseException:
         for fd in (ctl_r, ctl_w, report_r, report_w):
             os.close(fd)
         _destroy(cgroup)
         raise
-    finally:
-        for fd in userns:
-            os.close(fd)
     os.close(ctl_r)
     os.close(report_w)
     try:
@@ -235,6 +264,59 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
     except BaseException:
         _fail(pid, ctl_w, report_r, cgroup)
         raise
+    return _ready(pid, msg, ctl_w, report_r, cgroup)
+
+
+def _clone_init(plan: Plan, stdio: tuple[int, int, int], console_socket: int | None, cgroup: Any | None,
+                tasks: tuple[str, ...], trees: tuple[int, ...]) -> Init:
+    """The init in a user namespace of its own, made by clone3(2) together with its pid (and
+    time) namespace, so that the child is PID 1 at once (one fork, not two). The child cannot
+    do what needs the host's root any more: this process does it, in the container's
+    (host-owned) namespaces around the clone (the net.* sysctls, a detached sysfs), then over
+    the child (its id maps, rlimits, oom_score_adj) and the trees (idmapped through its user
+    namespace) before it lets it go."""
+    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    sysfs = -1
+    try:
+        with _JoinedNamespaces(plan.join):
+            sysfs = _host_step(init.host_net_steps, plan)
+            pid = sched.clone(CloneFlags.NEWUSER | (plan.unshare & FORK_NAMESPACES))
+            if pid == 0:  # pragma: no cover (the child; measured by integration tests)
+                init.run(plan, stdio, ctl_r, report_w, console_socket if plan.terminal else None, tasks,
+                         (-1, *trees), sysfs)
+    except BaseException:
+        for fd in (ctl_r, ctl_w, report_r, report_w):
+            os.close(fd)
+        _destroy(cgroup)
+        raise
+    finally:
+        if sysfs >= 0:
+            os.close(sysfs)
+    os.close(ctl_r)
+    os.close(report_w)
+    try:
+        _map_user_namespace(plan, pid, trees)
+        _host_step(init.host_process_steps, plan, pid)
+        if cgroup is not None and not tasks:
+            cgroup.add(pid)
+        os.write(ctl_w, _sync.GO)
+        msg = _sync.recv(report_r)
+    except BaseException:
+        _fail(pid, ctl_w, report_r, cgroup)
+        raise
+    return _ready(pid, msg, ctl_w, report_r, cgroup)
+
+
+def _host_step(step: Callable[..., _T], plan: Plan, *args: int) -> _T:
+    try:
+        return step(plan, *args)
+    except OSError as e:
+        raise SetupFailed(f"{init.step_name()}: {init.describe(e)}", init.step_name(), e.errno or 0) from e
+
+
+def _ready(pid: int, msg: _sync.Message | None, ctl_w: int, report_r: int, cgroup: Any | None) -> Init:
+    """The init that reported ``msg``, or SetupFailed with what it said."""
     if isinstance(msg, _sync.Ready):
         return Init(pid, ctl_w, report_r, cgroup)
     _fail(pid, ctl_w, report_r, cgroup)
@@ -245,23 +327,42 @@ def create(spec: Spec, *, stdin: int, stdout: int, stderr: int,
 
 
 def _user_namespace(plan: Plan) -> tuple[int, ...]:
-    """The fds the init needs for a user namespace: the namespace, then one tree per
-    ``plan.userns_trees``; () without one. Raises SetupFailed."""
+    """The fds the init needs for a user namespace: the namespace to join (-1: a new one,
+    ``_clone_init``), then one tree per ``plan.userns_trees``;
+    () without one. Raises SetupFailed."""
     if plan.userns is None:
         return ()
-    try:
-        if plan.userns_path:  # another container's, whose namespaces this one joins
-            ns = UserNamespace(os.open(plan.userns_path, os.O_RDONLY | os.O_CLOEXEC))
-        else:
-            ns = UserNamespace.create(plan.userns)
+    if not plan.userns_path:
+        try:
+            return (-1, *open_trees(plan.userns_trees))
+        except OSError as e:
+            raise SetupFailed(f"userns: open mount source: {init.describe(e)}", "userns", e.errno or 0) from e
+    try:  # another container's, whose namespaces this one joins
+        ns = UserNamespace(os.open(plan.userns_path, os.O_RDONLY | os.O_CLOEXEC))
     except OSError as e:
-        raise SetupFailed(f"userns: create user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
+        raise SetupFailed(f"userns: open user namespace: {init.describe(e)}", "userns", e.errno or 0) from e
     try:
         trees = ns.trees(plan.userns_trees)
     except OSError as e:
         ns.close()
         raise SetupFailed(f"userns: open mount source: {init.describe(e)}", "userns", e.errno or 0) from e
     return (ns.fd, *trees)
+
+
+def _map_user_namespace(plan: Plan, pid: int, trees: tuple[int, ...]) -> None:
+    """The init ``pid`` was cloned into its user namespace: write its maps, idmap ``trees``
+    through it."""
+    assert plan.userns is not None
+    try:
+        ns = UserNamespace.of_process(pid, plan.userns)
+    except OSError as e:
+        raise SetupFailed(f"userns: write id maps: {init.describe(e)}", "userns", e.errno or 0) from e
+    try:
+        ns.idmap(trees, plan.userns_trees)
+    except OSError as e:
+        raise SetupFailed(f"userns: idmap mount source: {init.describe(e)}", "userns", e.errno or 0) from e
+    finally:
+        ns.close()
 
 
 def _self_join_tasks(cgroup: Any | None) -> tuple[str, ...]:

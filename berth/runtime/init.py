@@ -46,6 +46,11 @@ class _Step:
     name = "start"
 
 
+def step_name() -> str:
+    """The setup step in progress (or the last one)."""
+    return _Step.name
+
+
 def describe(e: OSError) -> str:
     """``mount /x: no such file or directory``: the call (when a linux/ wrapper raised it), the
     path, and the errno text, lowercase as in runc's messages."""
@@ -119,10 +124,10 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
-def _oom_score_adj(value: int) -> None:
+def _oom_score_adj(value: int, path: str = "/proc/self/oom_score_adj") -> None:
     # Lowering it needs CAP_SYS_RESOURCE; leave an equal value alone.
-    if _read_text("/proc/self/oom_score_adj").strip() != str(value):
-        _write("/proc/self/oom_score_adj", str(value))
+    if _read_text(path).strip() != str(value):
+        _write(path, str(value))
 
 
 def _setgroups_allowed() -> bool:
@@ -210,45 +215,69 @@ def _console(sock: int, bind: bool = True) -> None:
     ltty.set_controlling_tty(0)
 
 
-_sysfs = -1  # a detached sysfs of the container's network namespace (_enter_userns)
+_sysfs = -1  # a detached sysfs of the container's network namespace (host_net_steps)
 _MOUNT_ATTRS = 0xF  # MS_RDONLY, NOSUID, NODEV, NOEXEC have MOUNT_ATTR_*'s values
 
 
-def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
-    """In a user namespace: join the given (host-owned) namespaces and write the network
-    sysctls and rlimits while still host root, setns into the user namespace (fd
-    ``userns[0]``), become its root, then unshare the rest, owned by it. A new pid namespace
-    takes a fork: this process tells the parent the pid of its child (the container's PID 1)
-    and exits; the child goes on (see runtime/userns.py).
-
-    The container's root cannot search berth's directories (root's, 0710), so the rootfs'
-    directory becomes the cwd first: the plan returned names the rootfs relative to it, as
-    the overlay options and ``idmap_lower`` already do."""
-    os.chdir(os.path.dirname(plan.rootfs))
-    plan = dataclasses.replace(plan, rootfs=os.path.basename(plan.rootfs))
-    enter_namespaces(plan.join, 0)
+def host_net_steps(plan: Plan) -> int:
+    """In a user namespace, what needs the host's root in the container's (host-owned) network
+    namespace, the caller's now: the net.* sysctls, and a detached sysfs of it (its devices, not
+    the host's; only its owner's root may mount it), attached in the rootfs later; -1: none."""
     _Step.name = "sysctl"
     for path, value in plan.sysctls:
         if path.startswith("/proc/sys/net/"):  # the netns is the host's user namespace's
             _write(path, value)
-    _Step.name = "rlimits"
-    for res, soft, hard in plan.rlimits:  # raising a hard limit needs the host's CAP_SYS_RESOURCE
-        lrlimit.setrlimit(res, soft, hard)
-    if plan.oom_score_adj is not None:  # /proc/self/ stays root's (not dumpable past setns)
-        _Step.name = "oom_score_adj"
-        _oom_score_adj(plan.oom_score_adj)
     sysfs = next((s for s in plan.mounts if s.fstype == "sysfs"), None)
-    if sysfs is not None and not plan.unshare & sched.CloneFlags.NEWNET:
-        # the netns is the host's user namespace's: only its root can mount its sysfs (the
-        # container's devices, not the host's): detached now, attached in the rootfs
-        _Step.name = "sysfs"
-        global _sysfs
-        _sysfs = lidmap.fsmount_new("sysfs", sysfs.flags & _MOUNT_ATTRS)
-    _Step.name = "userns"
-    sched.setns(userns[0], sched.CloneFlags.NEWUSER)
+    if sysfs is None or plan.unshare & sched.CloneFlags.NEWNET:
+        return -1
+    _Step.name = "sysfs"
+    return lidmap.fsmount_new("sysfs", sysfs.flags & _MOUNT_ATTRS)
+
+
+def host_process_steps(plan: Plan, pid: int = 0) -> None:
+    """In a user namespace, what needs the host's root over process ``pid`` (0: this one):
+    rlimits (raising a hard limit needs the host's CAP_SYS_RESOURCE) and oom_score_adj."""
+    _Step.name = "rlimits"
+    for res, soft, hard in plan.rlimits:
+        lrlimit.setrlimit(res, soft, hard, pid)
+    if plan.oom_score_adj is not None:
+        _Step.name = "oom_score_adj"
+        _oom_score_adj(plan.oom_score_adj, f"/proc/{pid or 'self'}/oom_score_adj")
+
+
+def _become_userns_root() -> None:
     os.setgroups([])
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
+
+
+def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
+    """In a user namespace. Cloned into a new one (``userns[0]`` -1): the parent did the
+    host's part (container._clone_init); become its root and unshare the rest, owned by it.
+    Joining one (fd ``userns[0]``, another container's): join the given (host-owned)
+    namespaces and do the host's part while still host root, setns into it, become its root,
+    then unshare the rest; a new pid namespace takes a fork: this process tells the parent the
+    pid of its child (the container's PID 1) and exits; the child goes on.
+
+    The container's root cannot search berth's directories (root's, 0710), so the rootfs'
+    directory becomes the cwd first (as the host's uid 0, the owner, before the setresuid): the
+    plan returned names the rootfs relative to it, as the overlay options and ``idmap_lower``
+    already do."""
+    os.chdir(os.path.dirname(plan.rootfs))
+    plan = dataclasses.replace(plan, rootfs=os.path.basename(plan.rootfs))
+    if userns[0] < 0:
+        _Step.name = "userns"
+        _become_userns_root()
+        _Step.name = "namespaces"
+        sched.unshare(plan.unshare & ~FORK_NAMESPACES)
+        return plan
+    enter_namespaces(plan.join, 0)
+    global _sysfs
+    _sysfs = host_net_steps(plan)
+    host_process_steps(plan)
+    _Step.name = "userns"
+    sched.setns(userns[0], sched.CloneFlags.NEWUSER)
+    _become_userns_root()
     _Step.name = "namespaces"
     sched.unshare(plan.unshare)
     if plan.unshare & FORK_NAMESPACES:
@@ -263,10 +292,13 @@ def _enter_userns(plan: Plan, userns: tuple[int, ...], report: int) -> Plan:
 
 
 def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple[str, ...] = (),
-           userns: tuple[int, ...] = (), report: int = -1) -> tuple[str | None, str, list[str]]:
+           userns: tuple[int, ...] = (), report: int = -1, sysfs: int = -1) -> tuple[str | None, str, list[str]]:
     """Everything up to the wait for start. -> (exec error, path, env). With ``cgroup_tasks``
     (v1) the init joins its cgroup itself, first thing (see container._self_join_tasks).
-    ``userns``: the user namespace's fd, then the idmapped trees (plan.userns_trees)."""
+    ``userns``: the user namespace's fd (-1: cloned into it), then the idmapped trees
+    (plan.userns_trees); ``sysfs``: the detached sysfs the parent made (host_net_steps)."""
+    global _sysfs
+    _sysfs = sysfs
     step = _Step
     step.name = "sync"
     if ctl is not None and _sync.wait_byte(ctl) != _sync.GO:
@@ -417,9 +449,9 @@ def run_exec_now(build: Callable[[], Plan], stdio: tuple[int, int, int], report:
 
 
 def run(plan: Plan, stdio: tuple[int, int, int], ctl: int, report: int, console: int | None = None,
-        cgroup_tasks: tuple[str, ...] = (), userns: tuple[int, ...] = ()) -> None:
+        cgroup_tasks: tuple[str, ...] = (), userns: tuple[int, ...] = (), sysfs: int = -1) -> None:
     """The child's whole life; never returns."""
-    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console, cgroup_tasks, userns, report))
+    _main(plan, stdio, ctl, report, lambda: _setup(plan, ctl, console, cgroup_tasks, userns, report, sysfs))
 
 
 def _main(plan: Plan, stdio: tuple[int, int, int], ctl: int | None, report: int,

@@ -1,18 +1,23 @@
-"""A container's user namespace, made before its init is forked (work before fork).
+"""A container's user namespace: the parent's half (maps, idmapped trees) and the probe.
 
-The parent (the shim's setup helper, host root) forks a short-lived holder that unshares a
-user namespace, writes its uid and gid maps from outside, keeps a fd of it and lets the holder
-exit. With that fd it makes the idmapped mounts the container needs (the image's layers, binds
-asked with ``idmap``): detached trees that the init attaches with move_mount once it is inside
-its own mount namespace. The init then joins the host-owned namespaces it is given (the
-network namespace berthd made), setns()es into the user namespace and unshares the rest, which
-are therefore owned by it: root in the container has every capability over them, none over
-the host.
+The init is cloned into a new user namespace (container._clone_init, runc's order): the parent
+(the shim's setup helper, host root) opens the trees the container needs before the clone
+(``open_trees``: the image's layers, binds asked with ``idmap``; detached mounts the init
+inherits), then writes the new namespace's uid and gid maps from outside and idmaps the trees
+through it (the init's fds are the same detached mounts) before it lets the init go on: it
+becomes the namespace's root and unshares the rest, which are therefore owned by it: root in
+the container has every capability over them, none over the host. The init attaches the trees
+with move_mount once it is inside its own mount namespace.
 
-    ns = UserNamespace.create(maps)            # holder fork, maps written
-    trees = ns.trees([("/var/lib/berth/image", True), ("/srv/data", False)])
-    ... fork the init: it inherits ns.fd and the trees ...
-    ns.close(); close(trees)
+    trees = open_trees([("/var/lib/berth/image", True), ("/srv/data", False)])
+    ... clone the init into a new user namespace ...
+    ns = UserNamespace.of_process(init_pid, maps)    # maps written
+    ns.idmap(trees, sources); ns.close()
+    ... the init goes on; close(trees) ...
+
+Joining another container's user namespace opens it (``UserNamespace(fd)``); a helper that
+needs one of its own before it forks (archive.py, the probe) uses ``UserNamespace.create``: a
+short-lived holder process.
 """
 
 from __future__ import annotations
@@ -78,6 +83,20 @@ def _to_container(lines: Sequence[tuple[int, int, int]], hid: int) -> int:
 OVERFLOW_ID = 65534
 
 
+def open_trees(sources: Sequence[tuple[str, bool]]) -> list[int]:
+    """A detached mount of each ``(source, idmapped)``, not idmapped yet (recursive: the
+    submounts of a source come along, as with rbind)."""
+    trees: list[int] = []
+    try:
+        for src, _ in sources:
+            trees.append(idmap.open_tree(src, recursive=True))
+    except BaseException:
+        for t in trees:
+            os.close(t)
+        raise
+    return trees
+
+
 class UserNamespace:
     """An open user namespace (its fd), with its maps written."""
 
@@ -118,21 +137,30 @@ class UserNamespace:
             os.waitpid(pid, 0)
         return cls(fd)
 
+    @classmethod
+    def of_process(cls, pid: int, maps: IdMaps) -> UserNamespace:
+        """Write the maps of the user namespace process ``pid`` was just cloned into; open it.
+        Raises OSError (EINVAL for a bad map)."""
+        idmap.write_id_maps(pid, IdMaps.text(maps.uid), IdMaps.text(maps.gid))
+        return cls(os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC))
+
     def trees(self, sources: Sequence[tuple[str, bool]]) -> list[int]:
         """A detached mount of each ``(source, idmapped)``, idmapped through this namespace when
         asked (recursive: the submounts of a source come along, as with rbind)."""
-        trees: list[int] = []
+        trees = open_trees(sources)
         try:
-            for src, idmapped in sources:
-                tree = idmap.open_tree(src, recursive=True)
-                trees.append(tree)
-                if idmapped:
-                    idmap.set_idmap(tree, self.fd, recursive=True)
+            self.idmap(trees, sources)
         except BaseException:
             for t in trees:
                 os.close(t)
             raise
         return trees
+
+    def idmap(self, trees: Sequence[int], sources: Sequence[tuple[str, bool]]) -> None:
+        """Idmap through this namespace each tree of ``open_trees(sources)`` asked to be."""
+        for tree, (_, idmapped) in zip(trees, sources):
+            if idmapped:
+                idmap.set_idmap(tree, self.fd, recursive=True)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from typing import Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 
 DOCKER = "/usr/local/bin/docker"
 
@@ -26,7 +25,7 @@ def berthd() -> Iterator[Daemon]:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
     # BERTH_TEST_DAEMON_ARGS="--userns-default auto" runs the suite with user namespaces.
-    d = Daemon(args=shlex.split(os.environ.get("BERTH_TEST_DAEMON_ARGS", "")))
+    d = Daemon(args=suite_args())
     d.start()
     try:
         yield d

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -27,6 +28,13 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
         self.sock.connect(self.path)
+
+
+def suite_args() -> list[str]:
+    """berthd flags every suite daemon takes: ``BERTH_TEST_DAEMON_ARGS`` (e.g.
+    ``--userns-default auto``: the suite with user namespaces), for the session's berthd and
+    the daemons tests start of their own when nothing about them needs the host's defaults."""
+    return shlex.split(os.environ.get("BERTH_TEST_DAEMON_ARGS", ""))
 
 
 class Daemon:

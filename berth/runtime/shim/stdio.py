@@ -114,6 +114,8 @@ class Hub:
 
     def drop(self, c: Client) -> None:
         fd = c.sock.fileno()
+        if fd < 0:  # dropped already
+            return
         self.clients.pop(fd, None)
         try:
             self.poll.unregister(fd)
@@ -174,8 +176,10 @@ class Hub:
             return b""
 
     def stop_reading(self, c: Client) -> None:
-        """The client sent its last byte: poll it only to send what is left."""
-        self.poll.modify(c.sock.fileno(), select.POLLOUT if c.out else 0)
+        """The client sent its last byte: poll it only to send what is left. A client dropped
+        meanwhile (a reply it could not take: berthd died) has nothing left to poll."""
+        if self.connected(c):
+            self.poll.modify(c.sock.fileno(), select.POLLOUT if c.out else 0)
 
     def flush_all(self, exit_line: bytes) -> None:
         """The shim is leaving: send every client its backlog (waiters the exit), close them."""

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.integration.build._api import build, containers_all, error, run_output, tar_of, text
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
 
@@ -50,7 +50,7 @@ def test_client_hangup_cancels_the_build(berthd, busybox):
 
 
 def test_kill9_mid_build_leaves_no_image_and_is_swept():
-    d = Daemon()
+    d = Daemon(args=suite_args())
     d.start()
     try:
         d.import_busybox("busybox:latest")

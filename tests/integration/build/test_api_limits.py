@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from tests.integration.build._api import build, containers_all, error, run_output, tar_of, text
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
 
@@ -31,7 +31,7 @@ def small() -> Iterator[Daemon]:
         pytest.skip("needs uid 0")
     mnt = Path(tempfile.mkdtemp(prefix="berth-tmpfs-", dir="/tmp"))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0711", "berth-test", str(mnt)], check=True)
-    d = Daemon(env={"BERTH_BUILD_PIDS_LIMIT": str(PIDS)})
+    d = Daemon(args=suite_args(), env={"BERTH_BUILD_PIDS_LIMIT": str(PIDS)})
     d.data_root = mnt / "data"
     try:
         d.start()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.build._api import build, containers_all, error, tar_of, text
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
 
@@ -18,7 +18,7 @@ def _steps(d: Daemon) -> dict[str, dict]:
 
 
 def test_rm0_keeps_step_containers_across_restart():
-    d = Daemon()
+    d = Daemon(args=suite_args())
     d.start()
     try:
         d.import_busybox("busybox:latest")

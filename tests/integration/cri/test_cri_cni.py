@@ -29,7 +29,7 @@ import pytest
 
 from berth.network.cni import Attachment, Cni, CniError, Network
 from tests.integration.cri.conftest import Cri, container_config, pb, pod_config, wait_socket
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
 
@@ -115,7 +115,7 @@ def cni_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, 
     net = Net(tmp_path_factory.mktemp("cni"))
     net.write()
     had_chains = "CNI-HOSTPORT-DNAT" in _nat_rules()
-    d = Daemon(args=["--cni-conf-dir", str(net.conf_dir), "--cni-bin-dir", f"{net.bin_dir}:{BIN}"])
+    d = Daemon(args=[*suite_args(), "--cni-conf-dir", str(net.conf_dir), "--cni-bin-dir", f"{net.bin_dir}:{BIN}"])
     d.start()
     try:
         d.import_busybox("busybox:latest")

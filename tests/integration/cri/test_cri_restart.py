@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cri.conftest import Cri, container_config, pb, pod_config, wait_socket
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.root
 def test_pod_survives_kill9_of_berthd(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
-    d = Daemon()
+    d = Daemon(args=suite_args())
     d.start()
     try:
         d.import_busybox("busybox:latest")
@@ -52,7 +52,7 @@ def test_pod_survives_kill9_of_berthd(tmp_path: Path) -> None:
 def test_cri_false_serves_no_socket(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
-    d = Daemon(args=["--cri=false"])
+    d = Daemon(args=[*suite_args(), "--cri=false"])
     d.start()
     try:
         import time

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon, running
+from tests.integration.daemon import Daemon, running, suite_args
 
 DOCKER = "/usr/local/bin/docker"
 _ROOTFS: list[Path] = []  # one busybox tarball for every daemon of the session
@@ -26,7 +26,7 @@ _ROOTFS: list[Path] = []  # one busybox tarball for every daemon of the session
 def own_daemon() -> Iterator[Daemon]:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
-    d = Daemon()
+    d = Daemon(args=suite_args())
     yield from run_daemon(d)
 
 

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 from tests.integration.faults.conftest import Churn, run_daemon, api, assert_consistent, assert_up, docker, run_detached
 
 pytestmark = pytest.mark.root
@@ -100,7 +100,7 @@ def shifted_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
     src.write_text(SHIFT_SOURCE)
     subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl"], check=True)
     shift.write_text("0\n")
-    d = Daemon(env={"LD_PRELOAD": str(lib), "BERTH_TEST_CLOCK_SHIFT": str(shift)})
+    d = Daemon(args=suite_args(), env={"LD_PRELOAD": str(lib), "BERTH_TEST_CLOCK_SHIFT": str(shift)})
     for dd in run_daemon(d):
         yield dd, shift
 

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 from tests.integration.faults.conftest import DOCKER, Churn, docker_or_log, run_daemon, api, assert_consistent, assert_up, docker, run_detached, start_ready
 
 pytestmark = pytest.mark.root
@@ -30,7 +30,7 @@ def small_disk() -> Iterator[Daemon]:
     disk = Path(tempfile.mkdtemp(prefix="berth-disk-", dir="/tmp"))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0711", "tmpfs", str(disk)], check=True)
     try:
-        d = Daemon()
+        d = Daemon(args=suite_args())
         d.base.mkdir(parents=True, exist_ok=True)
         (d.base / "data").symlink_to(disk)
         yield from run_daemon(d)

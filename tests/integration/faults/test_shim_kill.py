@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 from tests.integration.faults.conftest import Churn, api, assert_consistent, assert_up, docker, run_daemon, run_detached
 
 pytestmark = pytest.mark.root
@@ -41,7 +41,7 @@ def groups_of_two() -> Iterator[Daemon]:
     group, and a container of another group must not notice."""
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
-    yield from run_daemon(Daemon(env={"BERTH_SHIM_GROUP": "2"}))
+    yield from run_daemon(Daemon(args=suite_args(), env={"BERTH_SHIM_GROUP": "2"}))
 
 
 @pytest.mark.parametrize("tty", [False, True])

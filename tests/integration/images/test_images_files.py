@@ -33,8 +33,8 @@ def test_save_load_roundtrip(docker, berthd, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "Loaded image: busybox:latest" in p.stdout
     # Into an empty daemon: the layer is unpacked again and the image ID is unchanged.
-    from tests.integration.daemon import Daemon
-    d = Daemon()
+    from tests.integration.daemon import Daemon, suite_args
+    d = Daemon(args=suite_args())
     try:
         d.start()
         status, body = d.request("POST", "/images/load", out.read_bytes())

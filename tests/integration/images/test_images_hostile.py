@@ -158,9 +158,9 @@ def test_hostile_layer_refused(berthd, busybox, registry, layout, skopeo_push, c
 
 
 def test_kill9_during_pull_then_pull_again(tmp_path):
-    from tests.integration.daemon import Daemon
+    from tests.integration.daemon import Daemon, suite_args
     reg = FakeRegistry("stall")
-    d = Daemon()
+    d = Daemon(args=suite_args())
     try:
         d.start()
         result: dict[str, object] = {}

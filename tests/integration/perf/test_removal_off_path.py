@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import DOCKER
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
 
@@ -26,7 +26,7 @@ def _empties(p: Path, timeout: float = 10) -> bool:
 
 
 def test_removed_containers_leave_no_directory_and_the_trash_empties() -> None:
-    d = Daemon()
+    d = Daemon(args=suite_args())
     try:
         d.start()
         d.import_busybox()

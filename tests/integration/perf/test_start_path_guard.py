@@ -8,6 +8,7 @@ If a change needs more, it must say why and raise the bound here; if it needs fe
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -27,12 +28,15 @@ RUNS = 3
 # Per `docker run --rm busybox true` on the default bridge network (measured on a cgroup v1
 # host with 9 hierarchies; a v2 host mounts fewer cgroup directories):
 MAX_PROCESSES = 3   # fork server -> shim -> setup helper -> init
+# (in a user namespace as well: the init is cloned into it and its pid namespace, PID 1 at once)
 MAX_EXECVE = 1      # the container's process; nothing else is executed
 MAX_UMOUNTS = 1     # the old root after pivot_root
 MAX_THREADS = 1     # berthd: one to make the next spare netns (the veth is configured through a
                     # socket opened in it then, so no thread joins the namespace per run)
 MAX_MOUNTS = 48     # the init's rootfs, /proc /dev /sys, cgroup dirs, masked and read-only paths;
                     # mount_setattr counted as one: it sets the cgroup tree's flags (10 remounts)
+MAX_MOUNTS_USERNS = 50  # the 6 device nodes bound (mknod(2) needs the host's CAP_MKNOD), the
+                        # /etc files and sysfs attached with move_mount(2) (not counted): 2 more
 MAX_RENAMES = 6     # atomic writes: config.json, hostname, hosts, resolv.conf (each once), exit.json; the trash
 MAX_SHIM_CONNECTS = 2  # berthd -> the shim's socket: the attach and the monitor's wait (Start
                       # goes on the spawn connection, which berthd already holds)
@@ -100,37 +104,66 @@ def test_count_calls_parses_strace_lines() -> None:
                                          host_read=2, shim_connect=1)
 
 
-def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybox: str, tmp_path: Path) -> None:
+def _per_run(d: Daemon, image: str, tmp_path: Path) -> dict[str, float]:
+    """Calls per ``docker run --rm IMAGE true`` against ``d``, traced in berthd and its fork server."""
     if shutil.which("strace") is None:
         pytest.fail("strace is not installed (.ci/run installs it)")
-    assert berthd.proc is not None
-    run = [DOCKER, "run", "--rm", busybox, "true"]
-    subprocess.run(run, env=berthd.env, check=True, capture_output=True)  # warm: fork server, pools
-    fs = _fork_server(berthd.proc.pid)
+    assert d.proc is not None
+    run = [DOCKER, "run", "--rm", image, "true"]
+    subprocess.run(run, env=d.env, check=True, capture_output=True)  # warm: fork server, pools
+    fs = _fork_server(d.proc.pid)
     out = tmp_path / "trace"
     tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,mount_setattr,umount2,rename,renameat,renameat2,openat,connect",
-                               "-o", str(out), "-p", str(berthd.proc.pid), "-p", str(fs)],
+                               "-o", str(out), "-p", str(d.proc.pid), "-p", str(fs)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while not (_traced(berthd.proc.pid) and _traced(fs)):
+        while not (_traced(d.proc.pid) and _traced(fs)):
             assert time.monotonic() < deadline, "strace did not attach"
             time.sleep(0.02)
         for _ in range(RUNS):
-            subprocess.run(run, env=berthd.env, check=True, capture_output=True, timeout=60)
+            subprocess.run(run, env=d.env, check=True, capture_output=True, timeout=60)
         time.sleep(0.3)  # the shims' last calls after the CLI returned (none expected)
     finally:
         tracer.send_signal(signal.SIGINT)
         tracer.wait(10)
     calls = count_calls(out.read_text())
     per_run = {k: v / RUNS for k, v in calls.items()}
+    assert per_run.get("process", 0) >= 1, f"nothing traced: {per_run}"  # the guard itself works
+    print(f"per run: {per_run}")
+    return per_run
+
+
+def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybox: str, tmp_path: Path) -> None:
+    per_run = _per_run(berthd, busybox, tmp_path)
+    userns = "--userns" in os.environ.get("BERTH_TEST_DAEMON_ARGS", "")  # the suite under auto
     assert per_run.get("process", 0) <= MAX_PROCESSES, per_run
     assert per_run.get("execve", 0) <= MAX_EXECVE, per_run
     assert per_run.get("thread", 0) <= MAX_THREADS, per_run
-    assert per_run.get("mount", 0) <= MAX_MOUNTS, per_run
+    assert per_run.get("mount", 0) <= (MAX_MOUNTS_USERNS if userns else MAX_MOUNTS), per_run
     assert per_run.get("umount2", 0) <= MAX_UMOUNTS, per_run
     assert per_run.get("rename", 0) <= MAX_RENAMES, per_run
     assert per_run.get("host_read", 0) <= MAX_HOST_READS, per_run
     assert per_run.get("shim_connect", 0) <= MAX_SHIM_CONNECTS, per_run
-    assert per_run.get("process", 0) >= 1, f"nothing traced: {per_run}"  # the guard itself works
-    print(f"per run: {per_run}")
+
+
+def test_run_rm_in_a_user_namespace_forks_no_more_than_today(tmp_path: Path) -> None:
+    """With ``userns-default: auto`` as many processes as without: the init is cloned into its
+    user and pid namespaces at once (no holder process forked to make the user namespace
+    first, no second fork for a PID 1 of the pid namespace it owns: 5 before)."""
+    if not os.path.exists("/proc/self/ns/user"):
+        pytest.skip("no user namespaces in this kernel")
+    d = Daemon(args=["--userns-default", "auto"])
+    d.base.mkdir(parents=True, exist_ok=True)
+    for name in ("subuid", "subgid"):
+        (d.base / name).write_text("berth:300000:1000000\n")
+    d.start()
+    try:
+        d.import_busybox()
+        per_run = _per_run(d, "busybox:latest", tmp_path)
+    finally:
+        d.cleanup()
+    assert per_run.get("process", 0) <= MAX_PROCESSES, per_run
+    assert per_run.get("execve", 0) <= MAX_EXECVE, per_run
+    assert per_run.get("mount", 0) <= MAX_MOUNTS_USERNS, per_run
+    assert per_run.get("umount2", 0) <= MAX_UMOUNTS, per_run

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.daemon import ROOT, Daemon
+from tests.integration.daemon import Daemon, ROOT, suite_args
 from tests.integration.remote.conftest import free_port
 
 pytestmark = pytest.mark.root
@@ -63,7 +63,7 @@ def remote() -> Iterator[Remote]:
     base.chmod(0o711)
     made_privsep = not os.path.isdir("/run/sshd")
     sshd = None
-    d = Daemon(args=["--group", name])
+    d = Daemon(args=[*suite_args(), "--group", name])
     try:
         _run("groupadd", name)
         _run("useradd", "--home-dir", str(base / "home"), "--create-home", "--gid", name, "--shell", "/bin/sh",

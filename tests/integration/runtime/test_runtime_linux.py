@@ -119,3 +119,38 @@ def test_rlimit_and_close_range() -> None:
         cloexec = bool(fcntl.fcntl(w, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
         return rlimit.getrlimit(rlimit.Resource.NOFILE), cloexec
     assert in_child(child) == ((100, 200), True)
+
+
+def test_clone_into_user_and_pid_namespaces() -> None:
+    """clone3(NEWUSER|NEWPID): the child is PID 1 of a pid namespace, in a user namespace of its
+    own that the parent maps from outside; the parent sets its rlimits with prlimit."""
+    def child() -> tuple[int, int, str, bool]:
+        own = rlimit.getrlimit(rlimit.Resource.NOFILE)
+        r, w = os.pipe()
+        pid = sched.clone(CloneFlags.NEWUSER | CloneFlags.NEWPID)
+        if pid == 0:  # pragma: no cover (the clone)
+            code = 1
+            try:
+                os.close(w)
+                os.read(r, 1)  # mapped
+                os.setresuid(0, 0, 0)
+                ok = (os.getpid() == 1 and os.getuid() == 0
+                      and os.readlink("/proc/self/ns/user") != host_userns
+                      and rlimit.getrlimit(rlimit.Resource.NOFILE) == (100, 200))
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        os.close(r)
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{pid}/{name}").write_text("0 300000 1\n")
+        rlimit.setrlimit(rlimit.Resource.NOFILE, 100, 200, pid)
+        uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
+        os.write(w, b"m")
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), int(uid_map[1]), uid_map[2], rlimit.getrlimit(rlimit.Resource.NOFILE) == own
+    host_userns = os.readlink("/proc/self/ns/user")
+    assert in_child(child) == (0, 300000, "1", True)  # the clone's limit set, not the caller's
+    with pytest.raises(OSError) as e:
+        sched.clone(CloneFlags.NEWUSER | 0x00000200)  # with CLONE_FS: EINVAL (clone(2)), no child
+    assert e.value.errno == 22 and e.value.strerror == "clone3"
