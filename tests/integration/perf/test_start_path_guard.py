@@ -35,8 +35,8 @@ MAX_THREADS = 1     # berthd: one to make the next spare netns (the veth is conf
                     # socket opened in it then, so no thread joins the namespace per run)
 MAX_MOUNTS = 48     # the init's rootfs, /proc /dev /sys, cgroup dirs, masked and read-only paths;
                     # mount_setattr counted as one: it sets the cgroup tree's flags (10 remounts)
-MAX_MOUNTS_USERNS = 50  # the 6 device nodes bound (mknod(2) needs the host's CAP_MKNOD), the
-                        # /etc files and sysfs attached with move_mount(2) (not counted): 2 more
+MAX_MOUNTS_USERNS = 51  # 3 more: the device nodes bound (mknod(2) needs the host's CAP_MKNOD),
+                        # and the idmapping mount_setattr of the rootfs lowers
 MAX_RENAMES = 6     # atomic writes: config.json, hostname, hosts, resolv.conf (each once), exit.json; the trash
 MAX_SHIM_CONNECTS = 2  # berthd -> the shim's socket: the attach and the monitor's wait (Start
                       # goes on the spawn connection, which berthd already holds)
