@@ -77,7 +77,9 @@ def test_ulimit_n_256(own_daemon: Daemon):
             time.sleep(0.1)
     errors += churn.errors
     assert errors, "no request ran out of descriptors: the fault was not injected"
-    unclear = [e for e in errors if "too many open files" not in e]
+    # Docker's words: the errno's, or (a stop whose exit watch could not be opened) dockerd's own
+    clear = ("too many open files", "Tried to kill container, but did not receive an exit event")
+    unclear = [e for e in errors if not any(c in e for c in clear)]
     assert not unclear, unclear
     assert api(d, "GET", "/_ping")[0] == 200
     assert_consistent(d, running=[running], gone=churn.created)
