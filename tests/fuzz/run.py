@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,7 +99,16 @@ def main() -> int:
         return int(failed)
     if a.engine == "random":
         return _random(a.target, a.seconds, a.runs, a.seed)
-    return _atheris(a.target, a.seconds, a.runs, a.seed, a.grow)
+    if os.environ.get("BERTH_FUZZ_CHILD"):
+        return _atheris(a.target, a.seconds, a.runs, a.seed, a.grow)
+    # atheris.Fuzz() ends the process without Python's exit handlers: the run goes to a child
+    # whose scratch files (its TMPDIR) this process removes afterwards
+    scratch = tempfile.mkdtemp(prefix=f"berth-fuzz-{a.target}-")
+    try:
+        env = {**os.environ, "BERTH_FUZZ_CHILD": "1", "TMPDIR": scratch, "PYTHONPATH": str(ROOT)}
+        return subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

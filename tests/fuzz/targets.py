@@ -11,6 +11,7 @@ regression input).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
 import logging
 import os
@@ -164,6 +165,7 @@ def layer(data: bytes) -> None:
     global _SCRATCH
     if _SCRATCH is None:
         _SCRATCH = Path(tempfile.mkdtemp(prefix="berth-fuzz-layer-"))
+        atexit.register(shutil.rmtree, _SCRATCH, True)
     dest = _SCRATCH / "diff"
     dest.mkdir()  # as the store's staging directory is
     try:
@@ -291,6 +293,7 @@ def daemon_json(data: bytes) -> None:
     global _CONF_DIR
     if _CONF_DIR is None:
         _CONF_DIR = Path(tempfile.mkdtemp(prefix="berth-fuzz-conf-"))
+        atexit.register(shutil.rmtree, _CONF_DIR, True)
     path = _CONF_DIR / "daemon.json"
     path.write_bytes(data)
     args = config.load(["--config-file", str(path)])
