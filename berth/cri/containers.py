@@ -19,7 +19,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as pb
 
-from berth.cri import meta, records
+from berth.cri import meta, mounts, records
 from berth.cri.errors import DeadlineExceeded
 from berth.cri.sandboxes import NODE, POD, Sandboxes
 from berth.engine.container_create import CreateRequest
@@ -168,7 +168,8 @@ def _host_config(sb: Container, config: Any) -> HostConfig:
         GroupAdd=[str(g) for g in sc.supplemental_groups] or None,
         SecurityOpt=_security_opts(sc) or None,
         MaskedPaths=list(sc.masked_paths) or None, ReadonlyPaths=list(sc.readonly_paths) or None,
-        Binds=[_bind(m) for m in config.mounts] or None,
+        Binds=mounts.binds(config.mounts, sc.privileged) or None,
+        Devices=mounts.devices(config.devices) or None,
         CgroupParent=sb.host_config.CgroupParent,
         OomScoreAdj=config.linux.resources.oom_score_adj, **resource_changes(config.linux.resources))
 
@@ -223,12 +224,6 @@ def _resources(c: Container) -> Any:
         cpu_shares=hc.CpuShares or 0, cpu_quota=hc.CpuQuota or 0, cpu_period=hc.CpuPeriod or 0,
         memory_limit_in_bytes=hc.Memory or 0, memory_swap_limit_in_bytes=max(hc.MemorySwap or 0, 0),
         cpuset_cpus=hc.CpusetCpus or "", cpuset_mems=hc.CpusetMems or "", oom_score_adj=hc.OomScoreAdj or 0))
-
-
-def _bind(m: Any) -> str:
-    if not (m.host_path and m.container_path):
-        raise InvalidArgument("a mount needs a host_path and a container_path")
-    return f"{m.host_path}:{m.container_path}:{'ro' if m.readonly else 'rw'}"
 
 
 def _user(sc: Any) -> str:

@@ -2,7 +2,7 @@
 and UTS namespace modes (``--pid``, ``--ipc``, ``--uts``), ``--sysctl``, ``--ulimit`` and
 ``--oom-score-adj``, the cgroup settings build_spec leaves out (cpuset, memory reservation
 and swappiness, ``--oom-kill-disable``, realtime CPU, ``--device``,
-``--device-cgroup-rule``), as dockerd's ``daemon/oci_linux.go`` sets them (pure, given a way to find
+``--device-cgroup-rule``), the root's propagation under a shared bind, as dockerd's ``daemon/oci_linux.go`` sets them (pure, given a way to find
 the pid of another running container).
 
 Sysctls are checked as runc checks them before it creates anything (libcontainer
@@ -52,6 +52,16 @@ def apply(spec: Any, hc: HostConfig, lookup: Lookup, ulimits: list[Any] | None =
     spec.process.oomScoreAdj = hc.OomScoreAdj
     resources(spec, hc)
     _devices(spec, hc)
+    _root_propagation(spec)
+
+
+def _root_propagation(spec: Any) -> None:
+    """A shared bind needs a shared root for mounts made on it to reach the host (dockerd's
+    and containerd's rule: then the root is ``rshared``; runc's default is ``rslave``)."""
+    for m in spec.mounts or []:
+        if m.type == "bind" and {"shared", "rshared"} & set(m.options or []):
+            spec.linux.rootfsPropagation = "rshared"
+            return
 
 
 def resources(spec: Any, hc: HostConfig) -> None:

@@ -1,6 +1,7 @@
 """The container's filesystem, applied by the init inside its new mount namespace.
 
-Order (as runc): make / a slave so nothing propagates back to the host, mount the overlay (or
+Order (as runc): make / a slave so nothing propagates back to the host (or shared, when a
+bidirectional bind asks: then the rootfs's parent mount is made private), mount the overlay (or
 bind the rootfs onto itself: pivot_root needs a mount point), the spec's mounts in order,
 device nodes and /dev symlinks, pivot_root; then, inside the new root, masked and read-only
 paths and the read-only root. ``linux`` is the kernel seam (``berth.linux`` modules).
@@ -16,6 +17,7 @@ from berth.linux import idmap as lidmap
 from berth.linux import mount as lmount
 from berth.linux.mount import MountFlags as MF
 from berth.linux.mount import UmountFlags
+from berth.runtime import mountinfo
 from berth.runtime.plan import CgroupHierarchy, DeviceNode, MountKind, MountStep, Plan
 
 _O_DIR = os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC
@@ -237,6 +239,8 @@ def enter_rootfs(plan: Plan, trees: list[int] | None = None) -> None:
     In a user namespace the image's idmapped tree (the first of ``trees``) is attached at
     ``plan.idmap_lower`` first: the overlay's lower dirs are under it."""
     lmount.mount(None, "/", None, plan.root_propagation)
+    if plan.root_propagation & MF.SHARED:
+        _parent_private(plan.rootfs)
     if plan.idmap_lower and trees:
         tree = trees.pop(0)
         lidmap.move_mount(tree, plan.idmap_lower)
@@ -245,6 +249,16 @@ def enter_rootfs(plan: Plan, trees: list[int] | None = None) -> None:
         lmount.mount("overlay", plan.rootfs, "overlay", 0, plan.overlay)
     else:
         lmount.mount(plan.rootfs, plan.rootfs, None, MF.BIND | MF.REC)
+
+
+def _parent_private(rootfs: str) -> None:
+    """Under a shared root (a bidirectional bind asked for it, as runc's rootfsParentMountPrivate):
+    the mount the rootfs is on becomes private, so the rootfs and what is mounted on it do not
+    propagate to the host, and pivot_root(2) accepts it (it refuses a shared parent: EINVAL)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        parent = mountinfo.mount_of(os.path.realpath(rootfs), f.read())
+    if parent.shared:
+        lmount.mount(None, parent.mountpoint, None, MF.PRIVATE)
 
 
 def pivot(rootfs: str) -> None:
