@@ -22,6 +22,7 @@ from cri_api.v1 import api_pb2 as pb
 from berth.cri import meta, mounts, records
 from berth.cri.errors import DeadlineExceeded
 from berth.cri.sandboxes import NODE, POD, Sandboxes
+from berth.engine import hugepages
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.exec import ExecCreate, Execs, ExecSession
@@ -64,11 +65,14 @@ class PodContainers:
             User=_user(config.linux.security_context),
             Labels=meta.encode(meta.CONTAINER, config.labels, config.annotations, extra),
             HostConfig=_host_config(sb, config))
+        pages = _hugepages(config.linux.resources.hugepage_limits)
         c, _ = self.containers.create(req, name)
         log_dir = labels.get(meta.LOG_DIRECTORY, "")
         if config.log_path and log_dir:
             c.cri_log = os.path.join(log_dir, config.log_path)
             os.makedirs(os.path.dirname(c.cri_log), exist_ok=True)
+        c.hugepages = pages
+        if c.cri_log or pages:
             self.containers.save(c)
         return c.id
 
@@ -218,12 +222,25 @@ def resource_changes(r: Any) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v}
 
 
+def _hugepages(limits: Any) -> dict[str, int]:
+    """The kubelet's hugepage limits (page size -> bytes); a size this host lacks is refused."""
+    have = hugepages.sizes()
+    out = {}
+    for h in limits:
+        if h.page_size not in have:
+            raise InvalidArgument(f"hugepage limit: page size {h.page_size!r} is not supported by this host "
+                                  f"(it has {', '.join(sorted(have)) or 'none'})")
+        out[h.page_size] = h.limit
+    return out
+
+
 def _resources(c: Container) -> Any:
     hc = c.host_config
     return pb.ContainerResources(linux=pb.LinuxContainerResources(
         cpu_shares=hc.CpuShares or 0, cpu_quota=hc.CpuQuota or 0, cpu_period=hc.CpuPeriod or 0,
         memory_limit_in_bytes=hc.Memory or 0, memory_swap_limit_in_bytes=max(hc.MemorySwap or 0, 0),
-        cpuset_cpus=hc.CpusetCpus or "", cpuset_mems=hc.CpusetMems or "", oom_score_adj=hc.OomScoreAdj or 0))
+        cpuset_cpus=hc.CpusetCpus or "", cpuset_mems=hc.CpusetMems or "", oom_score_adj=hc.OomScoreAdj or 0,
+        hugepage_limits=[pb.HugepageLimit(page_size=k, limit=v) for k, v in sorted(c.hugepages.items())]))
 
 
 def _user(sc: Any) -> str:

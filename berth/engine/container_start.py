@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
-from berth.engine import container_userns, hostspec, links, logdrivers, logremote, shims, validate
+from berth.engine import container_userns, hostspec, hugepages, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NetnsPlug, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
 from berth.errors import Conflict, InvalidArgument, NotModified, RuntimeFailure
@@ -144,6 +144,7 @@ class Starter:
             hostspec.apply(spec, c.host_config, self._ns_donor, self.t.defaults.ulimits_for(c.host_config))
         except hostspec.Refused as e:
             raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
+        hugepages.apply(spec, c.hugepages)
         if self.t.defaults.init_for(c.host_config):
             _with_init(spec, self.t.defaults.init_path)
         maps = container_userns.maps_for(c.id, c.host_config, self.t.userns)

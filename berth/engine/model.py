@@ -50,6 +50,7 @@ class Container(msgspec.Struct):
     size_rw: int | None = None
     manually_stopped: bool = False  # by stop/kill/remove: restart policies leave it alone
     cri_log: str = ""            # a CRI container's log in the kubelet's format (its own path)
+    hugepages: dict[str, int] = {}   # a CRI container's hugepage limits: page size ("2MB") -> bytes
 
     @property
     def short_id(self) -> str:
