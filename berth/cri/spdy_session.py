@@ -6,9 +6,15 @@ remotecommand and portforward do); the session answers each with SYN_REPLY and h
 whoever awaits ``accept()``. A stream reads what the client sends until its FIN (or an
 RST_STREAM), and writes DATA frames, its FIN at ``close()``. PINGs are answered; a received
 DATA frame is given back to the client's send windows (stream and connection) with
-WINDOW_UPDATE once read. The send side is not throttled by the client's windows: client-go's
-spdystream grants none (it sends no WINDOW_UPDATE), as containerd's and the kubelet's servers
-assume. ``close()`` sends GOAWAY and hangs up.
+WINDOW_UPDATE once read. ``close()`` sends GOAWAY and hangs up.
+
+Flow control of what berth sends (SPDY/3.1 section 2.6.8): each stream's window starts at the
+client's SETTINGS_INITIAL_WINDOW_SIZE (64 KiB unless it says), the connection's at 64 KiB; each
+DATA frame spends both, the client's WINDOW_UPDATEs give them back, and a writer waits while
+either is spent, so a slow reader holds berth's sends at the window instead of in memory. The
+windows are enforced once the client shows it does flow control (a SETTINGS with an initial
+window, or a WINDOW_UPDATE): client-go's spdystream does neither, grants nothing and expects
+its streams unthrottled, as containerd's and the kubelet's servers send them.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class Stream:
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.remote_closed = False  # the client's FIN or RST_STREAM
         self.local_closed = False
+        self.send_window = session.initial_window
 
     def header(self, name: str) -> str:
         return spdy.header(self.headers, name)
@@ -44,11 +51,18 @@ class Stream:
         return data
 
     async def write(self, data: bytes) -> None:
-        if self.local_closed or not data:
-            return
-        for i in range(0, len(data), CHUNK):
-            self.session.send_raw(spdy.data_frame(self.id, data[i:i + CHUNK]))
-        await self.session.drain()
+        """Send ``data`` in DATA frames, each within the stream's and the connection's send
+        windows (waiting for the client's WINDOW_UPDATEs when it does flow control)."""
+        view = memoryview(data)
+        while view and not self.local_closed:
+            n = await self.session.window(self, min(len(view), CHUNK))
+            if n == 0:
+                return  # reset, or the connection went
+            self.send_window -= n
+            self.session.send_window -= n
+            self.session.send_raw(spdy.data_frame(self.id, bytes(view[:n])))
+            view = view[n:]
+            await self.session.drain()
 
     def close(self) -> None:
         """Our FIN (half close)."""
@@ -79,6 +93,10 @@ class Session(asyncio.Protocol):
         self._last_id = 0
         self._writable = asyncio.Event()
         self._writable.set()
+        self.flow = False               # the client does flow control: its windows hold our sends
+        self.initial_window = spdy.DEFAULT_WINDOW
+        self.send_window = spdy.DEFAULT_WINDOW   # the connection's
+        self._window_opened = asyncio.Event()
         self.closed = asyncio.get_running_loop().create_future()
         transport.set_protocol(self)
         transport.resume_reading()
@@ -99,6 +117,7 @@ class Session(asyncio.Protocol):
             s._reset()
         self._new.put_nowait(None)
         self._writable.set()
+        self._window_opened.set()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -126,6 +145,28 @@ class Session(asyncio.Protocol):
                 self.send(f)
         elif isinstance(f, spdy.GoAway):
             self._new.put_nowait(None)
+        elif isinstance(f, spdy.WindowUpdate):
+            self._window_update(f)
+        elif isinstance(f, spdy.Settings):
+            self._settings(f)
+
+    def _window_update(self, f: spdy.WindowUpdate) -> None:
+        self.flow = True
+        if f.stream_id == 0:
+            self.send_window += f.delta
+        elif (s := self.streams.get(f.stream_id)) is not None:
+            s.send_window += f.delta
+        self._window_opened.set()
+
+    def _settings(self, f: spdy.Settings) -> None:
+        for _, key, value in f.entries:
+            if key == spdy.SETTINGS_INITIAL_WINDOW_SIZE:
+                # the draft: every stream's window moves by the difference
+                self.flow = True
+                for s in self.streams.values():
+                    s.send_window += value - self.initial_window
+                self.initial_window = value
+                self._window_opened.set()
 
     def _syn(self, f: spdy.SynStream) -> None:
         if f.stream_id % 2 == 0 or f.stream_id <= self._last_id:
@@ -151,6 +192,20 @@ class Session(asyncio.Protocol):
 
     async def drain(self) -> None:
         await self._writable.wait()
+
+    async def window(self, s: Stream, want: int) -> int:
+        """How much of ``want`` bytes ``s`` may send now: at least 1 once the windows allow
+        (waits while they are spent), 0 when the stream or the connection is gone."""
+        while True:
+            if s.local_closed or self.transport.is_closing():
+                return 0
+            if not self.flow:
+                return want
+            room = min(want, s.send_window, self.send_window)
+            if room > 0:
+                return room
+            self._window_opened.clear()
+            await self._window_opened.wait()
 
     def consumed(self, stream_id: int, n: int) -> None:
         self.send(spdy.WindowUpdate(stream_id, n))

@@ -73,6 +73,18 @@ class SpdyClient:
                     if f.fin:
                         self.fin.add(f.stream_id)
 
+    def pump_for(self, seconds: float) -> None:
+        """Read whatever comes within ``seconds`` (nothing more may come: that is the point)."""
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0 and not self.closed:
+                self.sock.settimeout(left)
+                self.pump(lambda: False, timeout=left + 1)
+        except (TimeoutError, socket.timeout):
+            pass
+        finally:
+            self.sock.settimeout(20)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -205,5 +217,32 @@ def test_port_forward(cri: Cri, pod: Pod) -> None:
         assert c.data.get(err, b"") == b""
         assert b"error forwarding port 9 to pod" in c.data[bad_err] and b"refused" in c.data[bad_err]
         assert bad_data in c.fin or c.pump(lambda: bad_data in c.fin) is None
+    finally:
+        c.close()
+
+
+def test_exec_output_held_at_the_clients_windows(cri: Cri, pod: Pod) -> None:
+    """A client doing flow control (SETTINGS initial window 16 KiB) that holds back its
+    WINDOW_UPDATEs gets exactly its window of a 1 MB output, and the rest once it grants more."""
+    size, window = 1_000_000, 16 << 10
+    c = _exec(cri, pod.shell, ["head", "-c", str(size), "/dev/zero"], ["v4.channel.k8s.io"], stdout=True)
+    try:
+        c.sock.sendall(c.codec.encode(spdy.Settings([(0, spdy.SETTINGS_INITIAL_WINDOW_SIZE, window)])))
+        err, out = c.open("error"), c.open("stdout")
+        c.pump(lambda: len(c.data.get(out, b"")) >= window)
+        c.pump_for(1.0)
+        assert len(c.data[out]) == window                      # stopped at the stream's window
+        c.sock.sendall(c.codec.encode(spdy.WindowUpdate(out, 40 << 10)))
+        c.pump(lambda: len(c.data[out]) >= 56 << 10)
+        c.pump_for(0.5)
+        assert len(c.data[out]) == 56 << 10                    # the stream's window again
+        c.sock.sendall(c.codec.encode(spdy.WindowUpdate(out, 1 << 20)))
+        c.pump(lambda: len(c.data[out]) >= 64 << 10)
+        c.pump_for(0.5)
+        assert len(c.data[out]) == 64 << 10                    # now the connection's (64 KiB)
+        c.sock.sendall(c.codec.encode(spdy.WindowUpdate(0, 1 << 20)))
+        c.pump(lambda: c.closed)
+        assert len(c.data[out]) == size and c.data[out].count(0) == size
+        assert json.loads(c.data[err]) == {"metadata": {}, "status": "Success"}
     finally:
         c.close()
