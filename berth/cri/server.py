@@ -48,6 +48,7 @@ class Engine:
     cgroup_driver: str = "cgroupfs"
     stream_address: str = "127.0.0.1:0"  # the streaming server (host:port; port 0: any free one)
     pod_networks: PodNetworks | None = None  # CNI (pods get the built-in bridge when none is configured)
+    stream_timeout: float = 30.0  # seconds for a streaming client to open its streams (the kubelet's)
 
 
 class Server:
@@ -72,9 +73,10 @@ async def start(socket: Path, engine: Engine) -> Server:
         "exec": functools.partial(stream_channels.serve_exec, pods),
         "attach": functools.partial(stream_channels.serve_attach, pods),
         "portforward": functools.partial(stream_portforward.serve, sandboxes)}, {
-        "exec": functools.partial(stream_spdy.serve_exec, pods),
-        "attach": functools.partial(stream_spdy.serve_attach, pods),
-        "portforward": functools.partial(stream_spdy.serve_portforward, sandboxes)})
+        "exec": functools.partial(stream_spdy.serve_exec, pods, timeout=engine.stream_timeout),
+        "attach": functools.partial(stream_spdy.serve_attach, pods, timeout=engine.stream_timeout),
+        "portforward": functools.partial(stream_spdy.serve_portforward, sandboxes,
+                                         timeout=engine.stream_timeout)})
     host, _, port = engine.stream_address.rpartition(":")
     await streaming.start(host.strip("[]"), int(port))
     events = ContainerEvents(engine.events, sandboxes, pods)

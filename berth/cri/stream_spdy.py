@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +39,8 @@ from berth.schema import stdcopy
 V5, V4, V3, V2, V1 = "v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"
 EXEC_PROTOCOLS = (V5, V4, V3, V2, V1)
 PORTFORWARD_PROTOCOLS = ("portforward.k8s.io",)
+log = logging.getLogger("berth.cri")
+
 STREAM_TIMEOUT = 30.0  # seconds for the client to open the streams it should (the kubelet's)
 HEADER = "X-Stream-Protocol-Version"
 
@@ -80,11 +83,11 @@ def expected_streams(r: Any, protocol: str) -> set[str]:
     return kinds
 
 
-async def accept_streams(session: Session, kinds: set[str]) -> dict[str, Stream] | str:
+async def accept_streams(session: Session, kinds: set[str], timeout: float = STREAM_TIMEOUT) -> dict[str, Stream] | str:
     """The client's streams by type, or why not."""
     got: dict[str, Stream] = {}
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + STREAM_TIMEOUT
+    deadline = loop.time() + timeout
     while set(got) != kinds:
         try:
             s = await asyncio.wait_for(session.accept(), max(deadline - loop.time(), 0))
@@ -154,21 +157,22 @@ async def _pump_resize(s: Stream, resize: Callable[[int, int], Awaitable[None]])
                 pass
 
 
-async def _open(req: web.Request, r: Any) -> tuple[Exchange | None, web.StreamResponse | None]:
+async def _open(req: web.Request, r: Any, timeout: float) -> tuple[Exchange | None, web.StreamResponse | None]:
     up = await upgrade(req, EXEC_PROTOCOLS)
     if isinstance(up, web.Response):
         return None, up
     session, protocol = up
-    streams = await accept_streams(session, expected_streams(r, protocol))
+    streams = await accept_streams(session, expected_streams(r, protocol), timeout)
     if isinstance(streams, str):
         session.close()
         return None, await _done(session)
     return Exchange(session, protocol, streams), None
 
 
-async def serve_exec(pods: PodContainers, req: web.Request, r: Any) -> web.StreamResponse:
+async def serve_exec(pods: PodContainers, req: web.Request, r: Any,
+                     timeout: float = STREAM_TIMEOUT) -> web.StreamResponse:
     """SPDY GET /exec/<token>: the cached ExecRequest with its streams on SPDY streams."""
-    ex, refused = await _open(req, r)
+    ex, refused = await _open(req, r, timeout)
     if ex is None:
         assert refused is not None
         return refused
@@ -197,9 +201,10 @@ async def serve_exec(pods: PodContainers, req: web.Request, r: Any) -> web.Strea
     return await _done(ex.session)
 
 
-async def serve_attach(pods: PodContainers, req: web.Request, r: Any) -> web.StreamResponse:
+async def serve_attach(pods: PodContainers, req: web.Request, r: Any,
+                       timeout: float = STREAM_TIMEOUT) -> web.StreamResponse:
     """SPDY GET /attach/<token>: the cached AttachRequest's container's streams."""
-    ex, refused = await _open(req, r)
+    ex, refused = await _open(req, r, timeout)
     if ex is None:
         assert refused is not None
         return refused
@@ -244,14 +249,30 @@ async def serve_attach(pods: PodContainers, req: web.Request, r: Any) -> web.Str
     return await _done(ex.session)
 
 
-async def serve_portforward(sandboxes: Sandboxes, req: web.Request, r: Any) -> web.StreamResponse:
-    """SPDY GET /portforward/<token>: a connection into the pod per data/error stream pair."""
+async def serve_portforward(sandboxes: Sandboxes, req: web.Request, r: Any,
+                            timeout: float = STREAM_TIMEOUT) -> web.StreamResponse:
+    """SPDY GET /portforward/<token>: a connection into the pod per data/error stream pair.
+    A pair whose second stream does not come within ``timeout`` seconds is dropped, the error
+    written on the stream that came (the kubelet's "timed out waiting for streams")."""
     up = await upgrade(req, PORTFORWARD_PROTOCOLS)
     if isinstance(up, web.Response):
         return up
     session, _ = up
     pairs: dict[str, dict[str, Stream]] = {}
+    timers: dict[str, asyncio.TimerHandle] = {}
     tasks: set[asyncio.Task[None]] = set()
+
+    def start(task: Awaitable[None]) -> None:
+        t = asyncio.ensure_future(task)
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    def expire(rid: str) -> None:
+        timers.pop(rid, None)
+        pair = pairs.pop(rid, {})
+        log.debug("SPDY port-forward: request %s timed out waiting for streams (%s came)", rid, sorted(pair))
+        start(_give_up(pair, f"(conn={id(session):#x}, request={rid}) timed out waiting for streams"))
+
     try:
         while (s := await session.accept()) is not None:
             if s.kind not in ("data", "error"):
@@ -261,14 +282,27 @@ async def serve_portforward(sandboxes: Sandboxes, req: web.Request, r: Any) -> w
             rid = s.header("requestid") or str(s.id if s.kind == "error" else s.id - 2)
             pair = pairs.setdefault(rid, {})
             pair[s.kind] = s
+            if len(pair) == 1:
+                timers[rid] = asyncio.get_running_loop().call_later(timeout, expire, rid)
             if len(pair) == 2:
                 del pairs[rid]
-                tasks.add(asyncio.ensure_future(_forward(sandboxes, r.pod_sandbox_id, pair["data"], pair["error"])))
+                timers.pop(rid).cancel()
+                start(_forward(sandboxes, r.pod_sandbox_id, pair["data"], pair["error"]))
     finally:
-        for t in tasks:
+        for h in timers.values():
+            h.cancel()
+        for t in list(tasks):
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return await _done(session)
+
+
+async def _give_up(pair: dict[str, Stream], message: str) -> None:
+    """The half pair's end: the message on its error stream (if that is the one), both closed."""
+    if (error := pair.get("error")) is not None:
+        await error.write(message.encode())
+    for s in pair.values():
+        s.close()
 
 
 async def _forward(sandboxes: Sandboxes, sid: str, data: Stream, error: Stream) -> None:

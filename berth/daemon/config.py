@@ -80,6 +80,9 @@ KEYS: tuple[Key, ...] = (
     _k("cri-socket", "str", "", help="the CRI socket (default: cri.sock under the exec root)"),
     _k("cri-stream-address", "str", "127.0.0.1:0",
        help="host:port of the CRI streaming server (exec, attach, port-forward URLs; port 0: any free one)"),
+    _k("cri-stream-creation-timeout", "int", 30, check=values.non_negative,
+       help="seconds a CRI streaming client has to open the streams of an exec, attach or port-forward "
+       "(the kubelet's 30)"),
     _k("cni-conf-dir", "str", "/etc/cni/net.d", help="the CNI network configs of pods (the first by name is used)"),
     _k("cni-bin-dir", "str", "/usr/lib/cni", help="the CNI plugin binaries (several: separated by ':')"),
     _k("shutdown-timeout", "int", 15, help="seconds to wait for containers to stop at shutdown",

@@ -237,7 +237,7 @@ async def _start_cri(args: argparse.Namespace, app: App, exec_root: ExecRoot) ->
 
     cni = Cni(args.cni_conf_dir, [d for d in args.cni_bin_dir.split(":") if d], DataRoot(app.root).cni_results)
     engine = cri.Engine(app.containers, app.images, app.distribution, app.execs, str(app.root), app.events, driver,
-                        args.cri_stream_address, PodNetworks(cni))
+                        args.cri_stream_address, PodNetworks(cni), args.cri_stream_creation_timeout)
     try:
         server = await cri.start(sock, engine)
     except (OSError, RuntimeError) as e:
