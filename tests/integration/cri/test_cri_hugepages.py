@@ -14,8 +14,7 @@ import grpc
 import pytest
 
 from berth.engine.hugepages import sizes
-from tests.integration.cri.conftest import Cri, container_config, pb, pod_config, wait_socket
-from tests.integration.daemon import Daemon, suite_args
+from tests.integration.cri.conftest import Cri, container_config, own_cri, pb, pod_config
 
 pytestmark = pytest.mark.root
 UNIFIED = Path("/sys/fs/cgroup/unified")
@@ -42,17 +41,8 @@ def v2_cri() -> Iterator[Cri]:
         pytest.skip("no cgroup2 mount at /sys/fs/cgroup/unified with the hugetlb controller free")
     if "2MB" not in sizes():
         pytest.skip("no 2 MiB hugepages on this host")
-    d = Daemon(args=suite_args(), env={"BERTH_CGROUP_ROOT": str(UNIFIED)})
-    d.start()
-    try:
-        d.import_busybox("busybox:latest")
-        sock = d.exec_root / "cri.sock"
-        wait_socket(sock)
-        c = Cri(sock)
+    with own_cri(env={"BERTH_CGROUP_ROOT": str(UNIFIED)}) as (_, c):
         yield c
-        c.channel.close()
-    finally:
-        d.cleanup()
 
 
 def test_hugetlb_max_on_cgroup2(v2_cri: Cri, tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cri.conftest import Cri, pb, pod_config, wait_socket
+from tests.integration.cri.conftest import Cri, own_cri, pb, pod_config
 from tests.integration.cri.test_cri_spdy import SpdyClient
-from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
 
@@ -23,16 +22,8 @@ pytestmark = pytest.mark.root
 def quick_cri() -> Iterator[Cri]:
     if os.geteuid() != 0:
         pytest.skip("needs uid 0")
-    d = Daemon(args=[*suite_args(), "--cri-stream-creation-timeout", "1"])
-    d.start()
-    try:
-        sock = d.exec_root / "cri.sock"
-        wait_socket(sock)
-        c = Cri(sock)
+    with own_cri("--cri-stream-creation-timeout", "1", busybox=False) as (_, c):
         yield c
-        c.channel.close()
-    finally:
-        d.cleanup()
 
 
 def test_half_pair_times_out(quick_cri: Cri, tmp_path: Path) -> None:

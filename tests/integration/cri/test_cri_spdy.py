@@ -15,11 +15,10 @@ from urllib.parse import urlparse
 import pytest
 
 from berth.cri import spdy
-from tests.integration.cri.conftest import Cri, container_config, pb, pod_config
+from tests.integration.cri.conftest import Cri, StreamPod, pb, stream_pod
 
 pytestmark = pytest.mark.root
 
-SERVER = "mkdir -p /www && echo hello-over-spdy > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
 class SpdyClient:
@@ -89,27 +88,13 @@ class SpdyClient:
         self.sock.close()
 
 
-class Pod:
-    def __init__(self, sid: str, web: str, shell: str):
-        self.sid, self.web, self.shell = sid, web, shell
+Pod = StreamPod
 
 
 @pytest.fixture(scope="module")
 def pod(cri: Cri, busybox: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
-    rt = cri.runtime
-    cfg = pod_config(tmp_path_factory.mktemp("spdy"), "spdy")
-    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
-    try:
-        ids = []
-        for name, cmd, stdin in (("web", ["sh", "-c", SERVER], False),
-                                 ("shell", ["sh", "-c", 'while read l; do echo "seen $l"; done'], True)):
-            ids.append(rt.CreateContainer(pb.CreateContainerRequest(
-                pod_sandbox_id=sid, sandbox_config=cfg,
-                config=container_config(name, busybox, cmd, stdin=stdin))).container_id)
-            rt.StartContainer(pb.StartContainerRequest(container_id=ids[-1]))
-        yield Pod(sid, *ids)
-    finally:
-        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    with stream_pod(cri, busybox, tmp_path_factory.mktemp("spdy"), "spdy", "hello-over-spdy") as p:
+        yield p
 
 
 def _exec(cri: Cri, cid: str, cmd: list[str], protocols: list[str], **kw: bool) -> SpdyClient:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.cri.conftest import Cri, container_config, grpc, pb, pod_config
+from tests.integration.cri.conftest import Cri, StreamPod, grpc, pb, stream_pod
 
 ws_client = pytest.importorskip("kubernetes.stream.ws_client", reason="the test extra (kubernetes) is not installed")
 from kubernetes.client import Configuration  # noqa: E402
@@ -19,30 +19,15 @@ from websocket import ABNF, WebSocket  # noqa: E402
 
 pytestmark = pytest.mark.root
 
-SERVER = "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
-class Pod:
-    def __init__(self, sid: str, web: str, shell: str):
-        self.sid, self.web, self.shell = sid, web, shell
+Pod = StreamPod
 
 
 @pytest.fixture(scope="module")
 def pod(cri: Cri, busybox: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
-    rt = cri.runtime
-    cfg = pod_config(tmp_path_factory.mktemp("streaming"), "streaming")
-    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
-    try:
-        ids = []
-        for name, cmd, stdin in (("web", ["sh", "-c", SERVER], False),
-                                 ("shell", ["sh", "-c", 'while read l; do echo "seen $l"; done'], True)):
-            ids.append(rt.CreateContainer(pb.CreateContainerRequest(
-                pod_sandbox_id=sid, sandbox_config=cfg,
-                config=container_config(name, busybox, cmd, stdin=stdin))).container_id)
-            rt.StartContainer(pb.StartContainerRequest(container_id=ids[-1]))
-        yield Pod(sid, *ids)
-    finally:
-        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    with stream_pod(cri, busybox, tmp_path_factory.mktemp("streaming"), "streaming", "hello-from-pod") as p:
+        yield p
 
 
 def _client(url: str) -> ws_client.WSClient:
