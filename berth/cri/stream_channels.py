@@ -162,45 +162,59 @@ async def serve_attach(pods: PodContainers, req: web.Request, r: Any) -> web.Str
         await ch.finish(None, str(e))
         return ch.ws
 
-    async def stdin(data: bytes) -> None:
-        if r.stdin:
-            shim_w.write(data)
-            await shim_w.drain()
-
-    def close_stdin() -> None:
-        try:
-            shim_w.write_eof()
-        except (OSError, RuntimeError):
-            pass
-
-    async def resize(h: int, w: int) -> None:
-        try:
-            await pods.containers.resize(c.id, h, w)
-        except BerthError:
-            pass
-
+    pipes = ShimAttach(pods, c.id, bool(c.config.Tty), shim_r, shim_w)
     try:
-        await _both(ch.read_input(stdin, close_stdin, resize), _relay_attach(ch, shim_r, bool(c.config.Tty)))
+        await _both(ch.read_input(pipes.stdin if r.stdin else _ignore, pipes.close_stdin, pipes.resize),
+                    pipes.relay(ch.send))
     finally:
         shim_w.close()
     await ch.finish(0)
     return ch.ws
 
 
-async def _relay_attach(ch: Channels, shim_r: asyncio.StreamReader, tty: bool) -> None:
-    demux = stdcopy.Demuxer(strict=False)
-    while True:
+async def _ignore(data: bytes) -> None:
+    pass
+
+
+class ShimAttach:
+    """An attach's pipes to the shim, as both transports drive them: stdin in (its end as
+    EOF), resizes, and the output (stdcopy frames unless a tty) sent on by stream number."""
+
+    def __init__(self, pods: PodContainers, cid: str, tty: bool, shim_r: asyncio.StreamReader,
+                 shim_w: asyncio.StreamWriter):
+        self.pods, self.cid, self.tty, self.shim_r, self.shim_w = pods, cid, tty, shim_r, shim_w
+
+    async def stdin(self, data: bytes) -> None:
+        self.shim_w.write(data)
+        await self.shim_w.drain()
+
+    def close_stdin(self) -> None:
         try:
-            data = await shim_r.read(65536)
-        except (ConnectionError, OSError):
-            return
-        if not data:
-            return
+            self.shim_w.write_eof()
+        except (OSError, RuntimeError):
+            pass
+
+    async def resize(self, h: int, w: int) -> None:
         try:
-            if tty:
-                await ch.send(STDOUT, data)
-            else:
-                for stream, payload in demux.feed(data):
-                    await ch.send(STDERR if stream == 2 else STDOUT, payload)
-        except ConnectionError:
-            return
+            await self.pods.containers.resize(self.cid, h, w)
+        except BerthError:
+            pass
+
+    async def relay(self, send: Callable[[int, bytes], Awaitable[None]]) -> None:
+        """The output until the shim's end (or the client's): ``send(1 or 2, bytes)``."""
+        demux = stdcopy.Demuxer(strict=False)
+        while True:
+            try:
+                data = await self.shim_r.read(65536)
+            except (ConnectionError, OSError):
+                return
+            if not data:
+                return
+            try:
+                if self.tty:
+                    await send(STDOUT, data)
+                else:
+                    for stream, payload in demux.feed(data):
+                        await send(STDERR if stream == 2 else STDOUT, payload)
+            except ConnectionError:
+                return

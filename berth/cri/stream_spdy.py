@@ -34,7 +34,6 @@ from berth.cri.sandboxes import Sandboxes
 from berth.cri.spdy_session import Session, Stream
 from berth.engine import portforward
 from berth.errors import BerthError
-from berth.schema import stdcopy
 
 V5, V4, V3, V2, V1 = "v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"
 EXEC_PROTOCOLS = (V5, V4, V3, V2, V1)
@@ -216,33 +215,13 @@ async def serve_attach(pods: PodContainers, req: web.Request, r: Any,
         await ex.finish(None, str(e))
         return await _done(ex.session)
 
-    async def stdin(data: bytes) -> None:
-        shim_w.write(data)
-        await shim_w.drain()
+    pipes = stream_channels.ShimAttach(pods, c.id, bool(c.config.Tty), shim_r, shim_w)
 
-    def close_stdin() -> None:
-        try:
-            shim_w.write_eof()
-        except (OSError, RuntimeError):
-            pass
-
-    async def resize(h: int, w: int) -> None:
-        try:
-            await pods.containers.resize(c.id, h, w)
-        except BerthError:
-            pass
-
-    async def relay() -> None:
-        demux = stdcopy.Demuxer(strict=False)
-        while data := await shim_r.read(65536):
-            if c.config.Tty:
-                await ex.out("stdout", data)
-                continue
-            for stream, payload in demux.feed(data):
-                await ex.out("stderr" if stream == 2 else "stdout", payload)
+    async def out(stream: int, data: bytes) -> None:
+        await ex.out("stderr" if stream == 2 else "stdout", data)
 
     try:
-        await stream_channels._both(ex.pump_input(stdin, close_stdin, resize), relay())
+        await stream_channels._both(ex.pump_input(pipes.stdin, pipes.close_stdin, pipes.resize), pipes.relay(out))
     finally:
         shim_w.close()
     await ex.finish(0)
