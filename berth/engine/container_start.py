@@ -210,7 +210,7 @@ class Starter:
             remote = logremote.resolve(kind, lc.Config or {}, info, self.t.defaults.journal_socket)
         rot = logdrivers.rotation(kind, lc.Config or {}) if remote is None else logdrivers.Rotation(-1, 1, False)
         return SpawnRequest(id=c.id, bundle=str(d.root), socket=str(self.t.exec_root.shim_socket(c.id)),
-                            exit_file=str(d.exit), log=str(d.log) if kind in logdrivers.FILE_DRIVERS else "",
+                            exit_file=str(d.exit), exit_sync=not c.host_config.AutoRemove, log=str(d.log) if kind in logdrivers.FILE_DRIVERS else "",
                             remote_log=remote,
                             log_max_size=rot.max_size, log_max_file=rot.max_file, log_compress=rot.compress,
                             cri_log=c.cri_log,

@@ -2,8 +2,9 @@
 
 berthd runs an event loop and threads, so it never forks. This process is started once with
 ``python -m berth.runtime.forkserver SOCKET``, imports the runtime up front, and for each
-request either hands it to the open group's shim host or forks once: the child becomes the
-host of a new group (``shim.host``). When berthd dies this process dies with it
+request either hands it to the open group's shim host or to the spare: a host forked ahead,
+which becomes the host of a new group (``shim.host``) with its first request, so no fork is on
+the start's path; another spare is forked right after it is taken (at most one idles). When berthd dies this process dies with it
 (PR_SET_PDEATHSIG) and the shims are reparented, still running: containers outlive berthd.
 Forking a warm process is what keeps container start fast, and the shims share its pages
 copy-on-write.
@@ -29,6 +30,7 @@ from berth.state.sockaddr import address
 # interpreter dirties, so a group shares it (docs/performance.md, "Shim memory"); a crash of a
 # host ends its group's shims only. 1: a shim process per container.
 GROUP = max(1, int(os.environ.get("BERTH_SHIM_GROUP", "8")))
+SPARE = os.environ.get("BERTH_SHIM_SPARE", "1") != "0"  # keep a host forked ahead (_Spare)
 _ACK_TIMEOUT = 30.0  # a host takes a request when it is between two of its containers' setups
 
 
@@ -72,6 +74,12 @@ class _OpenGroup:
         if cls.sock is not None:
             cls.sock.close()
             cls.sock = None
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a child: the open group's socket is the fork server's (a new host must not keep
+        its sibling's join socket open: that host would never see its group closed)."""
+        cls.close()
 
 
 def _preload() -> None:
@@ -141,10 +149,13 @@ def _serve_one(conn: socket.socket, listener: socket.socket) -> None:
         conn.close()
         return
     taken = _OpenGroup.hand_over(data, conn)
+    if taken is False:
+        taken = _Spare.hand_over(data, conn)
     if taken is None:
         conn.sendall(protocol.encode(SpawnReply(error="shim host did not answer")))
     if taken is not False:
         conn.close()
+        _Spare.refill(listener)
         return
     join, join_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
@@ -152,12 +163,63 @@ def _serve_one(conn: socket.socket, listener: socket.socket) -> None:
         try:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             listener.close()
+            _Spare.forget()
             _become_shim(req, conn, join_child)
         finally:
             os._exit(1)
     conn.close()
     join_child.close()
     _OpenGroup.opened(join)
+    _Spare.refill(listener)
+
+
+class _Spare:
+    """A shim host forked ahead, blocked before its first request (``_wait_first``): the fork
+    and the after-fork work of a new host (≈1.5 ms of the fork server, the child's
+    copy-on-write faults) leave the start's path. One at most; it exits when its socket
+    hangs up (this process closed it, or died: it goes with berthd)."""
+
+    sock: socket.socket | None = None
+
+    @classmethod
+    def hand_over(cls, data: bytes, conn: socket.socket) -> bool | None:
+        """The request to the spare, which becomes the open group's host (as hand_over)."""
+        sock, cls.sock = cls.sock, None
+        if sock is None:
+            return False
+        _OpenGroup.close()
+        _OpenGroup.sock, _OpenGroup.taken = sock, 0
+        return _OpenGroup.hand_over(data, conn)
+
+    @classmethod
+    def refill(cls, listener: socket.socket) -> None:
+        if cls.sock is not None or not SPARE:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                listener.close()
+                ours.close()
+                _OpenGroup.forget()
+                _wait_first(theirs)
+            finally:
+                os._exit(1)
+        theirs.close()
+        cls.sock = ours
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a child: the spare's socket is the fork server's, not ours."""
+        if cls.sock is not None:
+            cls.sock.close()
+            cls.sock = None
 
 
 def _reap(*_: object) -> None:
@@ -173,16 +235,52 @@ def _reap(*_: object) -> None:
 
 
 def _become_shim(req: SpawnRequest, conn: socket.socket, join: socket.socket) -> None:
+    _detach(conn.fileno(), join.fileno())
+    _shim_log(req)
     from berth.runtime.shim import main as shim
+    shim.main(req, conn, join)
+
+
+def _detach(*keep: int) -> None:
+    """A new host's start: stdin and stdout to /dev/null, no fd of the fork server's but ``keep``."""
     from berth.runtime.shim.helper import close_all_but
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    close_all_but(0, 1, 2, *keep)
+
+
+def _shim_log(req: SpawnRequest) -> None:
+    """stderr to the first container's shim.log (the host's log)."""
     log = os.open(os.path.join(req.bundle, "shim.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     os.dup2(log, 2)
-    os.close(null)
     os.close(log)
-    close_all_but(0, 1, 2, conn.fileno(), join.fileno())  # the open group's join socket too
+
+
+def _wait_first(join: socket.socket) -> None:
+    """The spare: ready as a new host but for the request, which comes on ``join`` as the
+    open group's next ones do (``Host._joined``); EOF: not needed any more (exit)."""
+    from berth.runtime.shim import main as shim
+    from berth.runtime.shim.host import TAKEN
+    _detach(join.fileno())
+    try:
+        line, fds, _, _ = socket.recv_fds(join, 1 << 16, 1)
+    except OSError:
+        line, fds = b"", []
+    if not line or not fds:
+        os._exit(0)
+    os.set_inheritable(fds[0], False)
+    conn = socket.socket(fileno=fds[0])
+    try:
+        req = protocol.decode(line, SpawnRequest)
+    except msgspec.DecodeError as e:  # checked by the fork server already
+        conn.sendall(protocol.encode(SpawnReply(error=f"bad spawn request: {e}")))
+        join.send(TAKEN)
+        os._exit(1)
+    join.send(TAKEN)
+    _shim_log(req)
     shim.main(req, conn, join)
 
 
@@ -204,6 +302,7 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, _reap)
     gc.collect()
     gc.freeze()  # keep the preloaded heap shared with the shims: no GC writes to it
+    _Spare.refill(listener)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:

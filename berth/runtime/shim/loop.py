@@ -255,7 +255,7 @@ class Shim:
         self._delete()
         line = protocol.encode(self.exit)
         try:
-            write_atomic(self.req.exit_file, line)
+            write_atomic(self.req.exit_file, line, sync=self.req.exit_sync)
         except OSError as e:  # a full disk: berthd still hears of the exit from the waiters' line
             _warn(f"recording the exit in {self.req.exit_file}: {e}")
         try:

@@ -175,6 +175,8 @@ class SpawnRequest(Message):
     socket: str            # the shim's control socket
     log: str               # json-file log path ("": the "none" driver, no log)
     exit_file: str         # where the exit status is recorded
+    exit_sync: bool = True  # fsync it; False for --rm: the container is removed right after its
+                            # exit, and after a host crash berthd removes it without the record
     stdin: bool = False    # keep a pipe to the container's stdin
     stdin_once: bool = False
     tty: bool = False
