@@ -78,3 +78,12 @@ def test_group_add_docker_py(berthd, busybox):
     client = docker.DockerClient(base_url=berthd.host, version="1.41")
     out = client.containers.run(busybox, ["id", "-G"], group_add=["1234", "www-data"], remove=True)
     assert {1234, 33} <= _groups(out.decode())
+
+
+def test_group_add_unknown_uid_keeps_primary_gid(docker):
+    """Docker 23+ (moby getUser puts the primary gid first in AdditionalGids; 20.10 did not):
+    `-u 1000 --group-add 50` for a uid with no passwd entry runs with gid 0 and the groups
+    0 and 50, so busybox `id` prints `groups=0(root),50`."""
+    r = docker("run", "--rm", "-u", "1000", "--group-add", "50", "busybox", "id")
+    assert r.returncode == 0, r
+    assert r.stdout.strip() == "uid=1000 gid=0(root) groups=0(root),50"
