@@ -141,7 +141,8 @@ class Starter:
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
         try:
-            hostspec.apply(spec, c.host_config, self._ns_donor, self.t.defaults.ulimits_for(c.host_config))
+            hostspec.apply(spec, c.host_config, self._ns_donor, self.t.defaults.ulimits_for(c.host_config),
+                           domainname=c.config.Domainname)
         except hostspec.Refused as e:
             raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
         if self.t.defaults.init_for(c.host_config):
@@ -264,10 +265,8 @@ class Starter:
         """/etc/hostname; /etc/hosts and /etc/resolv.conf too when no attachments write them
         (``networks.begin_start`` does, for every network mode)."""
         d = self.t.data.container(c.id)
-        hostname = c.config.Hostname
-        if c.config.Domainname:
-            hostname += "." + c.config.Domainname
-        write_atomic(d.hostname, f"{hostname}\n".encode(), sync=False)
+        # dockerd writes the hostname alone; the domain is the kernel's (kernel.domainname)
+        write_atomic(d.hostname, f"{c.config.Hostname}\n".encode(), sync=False)
         if self.t.attachments is None:
             write_atomic(d.hosts, HOSTS, sync=False)
             write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
