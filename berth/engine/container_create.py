@@ -100,6 +100,9 @@ class Creator:
         self._check_name_free(new)
         old = c.name
         c.name = new
+        for linked in links.renamed(self.t.by_id.values(), old, new):
+            if linked is not c:
+                self.t.save(linked)
         self.t.save(c)
         self.t.on_event("rename", c, {"oldName": f"/{old}"})
 
