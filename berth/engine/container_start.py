@@ -18,10 +18,10 @@ from typing import Callable, Protocol
 from berth.engine import container_userns, hostspec, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NetnsPlug, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
-from berth.errors import Conflict, InvalidArgument, NotModified, RuntimeFailure
+from berth.errors import BerthError, Conflict, Internal, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
-from berth.runtime import external
+from berth.runtime import external, users
 from berth.runtime.external import OCIRuntime
 from berth.runtime.shim.protocol import ExitStatus, SpawnRequest
 from berth.state.atomic import write_atomic
@@ -221,7 +221,7 @@ class Starter:
     async def _start_spawned(self, c: Container, spawned: shims.Spawned, sock: Path) -> None:
         reply = spawned.reply
         if reply.error is not None:
-            raise RuntimeFailure(START_ERROR_PREFIX + reply.error + ": unknown")
+            raise _start_error(reply.error)
         c.state.pid = reply.pid
         c.state.shim_pid = reply.shim_pid
         c.state.shim_start = shims.proc_start_time(c.state.shim_pid)
@@ -281,9 +281,17 @@ def _for_external(spec: Spec) -> Spec:
     try:
         return external.prepare(spec)
     except RuntimeFailure as e:
-        raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
+        raise _start_error(str(e)) from None
     except OSError as e:
         raise RuntimeFailure(f"{START_ERROR_PREFIX}mount rootfs: {e}: unknown") from None
+
+
+def _start_error(message: str) -> BerthError:
+    """The runtime's failure as dockerd reports it: a user or group lookup bare, with a 500
+    (its createSpec fails before any runtime runs), anything else with the OCI runtime's words."""
+    if users.is_lookup_failure(message):
+        return Internal(message)
+    return RuntimeFailure(START_ERROR_PREFIX + message + ": unknown")
 
 
 def _with_init(spec: Spec, init_path: str = "") -> None:
