@@ -41,6 +41,10 @@ class NotModified(BerthError):
     """The request asked for a state the object is already in (Docker answers 304)."""
 
 
+class Internal(BerthError):
+    """dockerd's errdefs.System: the daemon could not do what a valid request asked (500)."""
+
+
 class RuntimeFailure(BerthError):
     """The runtime could not create or start a container (Docker answers 400 or 500)."""
 

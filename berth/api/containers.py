@@ -301,6 +301,7 @@ async def prune(app: App, req: Request) -> Response:
         space += engine.size_rw(c)
         await engine.remove(c.id, force=False)
         deleted.append(c.id)
+    app.events.emit("container", "prune", "", {"reclaimed": str(space)})
     return json_response({"ContainersDeleted": deleted, "SpaceReclaimed": space})
 
 

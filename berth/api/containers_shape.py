@@ -110,13 +110,10 @@ def _host_config(c: Container) -> dict[str, Any]:
     hc: dict[str, Any] = msgspec.to_builtins(c.host_config)
     hc["MaskedPaths"] = c.host_config.MaskedPaths or ([] if c.host_config.Privileged else MASKED_PATHS)
     hc["ReadonlyPaths"] = c.host_config.ReadonlyPaths or ([] if c.host_config.Privileged else READONLY_PATHS)
-    if hc.get("PortBindings") is None:
-        hc["PortBindings"] = {}
     if hc.get("ConsoleSize") is None:
         hc["ConsoleSize"] = [0, 0]
-    for k in ("Dns", "DnsOptions", "DnsSearch", "Devices", "Ulimits"):
-        if hc.get(k) is None:
-            hc[k] = []
+    # PortBindings, Dns, DnsOptions, DnsSearch, Devices, Ulimits...: dockerd shows what the client
+    # sent, [] from the CLI and null from docker-py's short body (the wire traces, 42 and 60)
     return hc
 
 
@@ -163,9 +160,11 @@ def inspect_for_version(req: Request, app: App, c: Container, out: dict[str, Any
     """Fields of GET /containers/{id}/json that older API versions shaped differently."""
     nets = (out.get("NetworkSettings") or {}).get("Networks") or {}
     hc = out["HostConfig"]
-    for key in ("Sysctls", "StorageOpt"):  # omitempty in dockerd's HostConfig
+    for key in ("Sysctls", "StorageOpt", "Mounts", "Tmpfs", "Annotations"):  # omitempty in dockerd's HostConfig
         if not hc.get(key):
             hc.pop(key, None)
+    if hc.get("Init") is None:  # *bool, omitempty
+        hc.pop("Init", None)
     if req.version_at_least("1.42"):  # deprecated in 1.42
         hc.pop("KernelMemory", None)
     if not req.version_at_least("1.44"):

@@ -21,6 +21,7 @@ STATUS: dict[type[BaseException], int] = {
     errors.Unsupported: 501,
     errors.NotModified: 304,
     errors.RuntimeFailure: 400,
+    errors.Internal: 500,
     BadRequest: 400,
     TooLarge: 413,
     msgspec.ValidationError: 400,

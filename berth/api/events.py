@@ -39,7 +39,8 @@ def event_json(ev: Event) -> dict[str, object]:
     d: dict[str, object] = {}
     if ev.type in ("container", "image"):
         d["status"] = ev.action
-        d["id"] = ev.id
+        if ev.id:  # omitempty: a prune's event has no actor
+            d["id"] = ev.id
         if ev.type == "container" and "image" in ev.attributes:
             d["from"] = ev.attributes["image"]
     d.update({"Type": ev.type, "Action": ev.action, "Actor": {"ID": ev.id, "Attributes": dict(ev.attributes)},

@@ -195,7 +195,9 @@ async def load(app: App, req: Request) -> StreamResponse:
 
 
 async def prune(app: App, req: Request) -> Response:
-    return json_response(shape.prune(app.image_files.prune(parse_filters(req))))
+    report = app.image_files.prune(parse_filters(req))
+    app.events.emit("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
+    return json_response(shape.prune(report))
 
 
 ROUTES: Routes = [

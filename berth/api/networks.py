@@ -273,6 +273,7 @@ async def prune(app: App, req: Request) -> Response:
         return "label" in filters and not labels_match(n.labels, filters["label"])
 
     deleted = await app.networks.prune(keep)
+    app.events.emit("network", "prune", "", {"reclaimed": "0"})  # dockerd's, always 0
     return json_response({"NetworksDeleted": deleted})
 
 

@@ -24,11 +24,12 @@ async def ping(req: Request) -> Response:
 
 
 def answer(method: str) -> Response:
-    # Swarm: unversioned since 1.42, as dockerd sends it. No Builder-Version: berth has no
-    # builder, and "2" would send the CLI to BuildKit.
+    # Swarm: unversioned since 1.42, as dockerd sends it. Builder-Version "1": what dockerd 23+
+    # answers with BuildKit disabled (features.buildkit=false); berth has the classic builder
+    # only, and "2" would tell clients to speak BuildKit's session API to it.
     return Response(200, b"OK" if method == "GET" else b"", content_type="text/plain; charset=utf-8",
                     headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
-                             "Swarm": "inactive"})
+                             "Builder-Version": "1", "Swarm": "inactive"})
 
 
 def instant(method: str, path: str) -> Response | None:

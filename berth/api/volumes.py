@@ -89,6 +89,7 @@ async def prune(app: App, req: Request) -> Response:
         return matches(vols, v, f)
 
     deleted, space = vols.prune(match)
+    app.events.emit("volume", "prune", "", {"reclaimed": str(space)})
     return json_response({"VolumesDeleted": deleted, "SpaceReclaimed": space})
 
 

@@ -100,6 +100,9 @@ class Creator:
         self._check_name_free(new)
         old = c.name
         c.name = new
+        for linked in links.renamed(self.t.by_id.values(), old, new):
+            if linked is not c:
+                self.t.save(linked)
         self.t.save(c)
         self.t.on_event("rename", c, {"oldName": f"/{old}"})
 
@@ -124,6 +127,8 @@ def check_host_config(hc: HostConfig) -> None:
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
     if hc.PidsLimit is not None and hc.PidsLimit <= 0:
         hc.PidsLimit = None if hc.PidsLimit == 0 else hc.PidsLimit
+    if hc.MemorySwappiness == -1:  # the CLI's "unset" (dockerd's fixMemorySwappiness): inspect shows null
+        hc.MemorySwappiness = None
 
 
 def _check_resources(hc: HostConfig) -> None:
@@ -175,10 +180,13 @@ def merge_config(cfg: ContainerConfig, image: Image) -> ContainerConfig:
             else dict(ic.Healthcheck)
     if cfg.StopSignal is None and ic.StopSignal:
         cfg.StopSignal = ic.StopSignal
-    if cfg.Volumes is None and ic.Volumes:
-        cfg.Volumes = ic.Volumes
-    if cfg.ExposedPorts is None and ic.ExposedPorts:
+    # dockerd: an empty request map takes the image's (null when the image has none: the CLI's
+    # `"Volumes": {}` is inspected as null), a non-empty one gains the image's entries
+    cfg.Volumes = {**cfg.Volumes, **(ic.Volumes or {})} if cfg.Volumes else ic.Volumes or None
+    if cfg.ExposedPorts is None:
         cfg.ExposedPorts = ic.ExposedPorts
+    elif ic.ExposedPorts:
+        cfg.ExposedPorts = {**ic.ExposedPorts, **cfg.ExposedPorts}
     return cfg
 
 

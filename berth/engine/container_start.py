@@ -18,10 +18,10 @@ from typing import Callable, Protocol
 from berth.engine import container_userns, hostspec, hugepages, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NetnsPlug, SandboxArgs, now
 from berth.engine.model import ZERO_TIME, Container, Status
-from berth.errors import Conflict, InvalidArgument, NotModified, RuntimeFailure
+from berth.errors import BerthError, Conflict, Internal, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
-from berth.runtime import external
+from berth.runtime import external, users
 from berth.runtime.external import OCIRuntime
 from berth.runtime.shim.protocol import ExitStatus, SpawnRequest
 from berth.state.atomic import write_atomic
@@ -141,7 +141,8 @@ class Starter:
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
         try:
-            hostspec.apply(spec, c.host_config, self._ns_donor, self.t.defaults.ulimits_for(c.host_config))
+            hostspec.apply(spec, c.host_config, self._ns_donor, self.t.defaults.ulimits_for(c.host_config),
+                           domainname=c.config.Domainname)
         except hostspec.Refused as e:
             raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
         hugepages.apply(spec, c.hugepages)
@@ -221,7 +222,7 @@ class Starter:
     async def _start_spawned(self, c: Container, spawned: shims.Spawned, sock: Path) -> None:
         reply = spawned.reply
         if reply.error is not None:
-            raise RuntimeFailure(START_ERROR_PREFIX + reply.error + ": unknown")
+            raise _start_error(reply.error)
         c.state.pid = reply.pid
         c.state.shim_pid = reply.shim_pid
         c.state.shim_start = shims.proc_start_time(c.state.shim_pid)
@@ -265,10 +266,8 @@ class Starter:
         """/etc/hostname; /etc/hosts and /etc/resolv.conf too when no attachments write them
         (``networks.begin_start`` does, for every network mode)."""
         d = self.t.data.container(c.id)
-        hostname = c.config.Hostname
-        if c.config.Domainname:
-            hostname += "." + c.config.Domainname
-        write_atomic(d.hostname, f"{hostname}\n".encode(), sync=False)
+        # dockerd writes the hostname alone; the domain is the kernel's (kernel.domainname)
+        write_atomic(d.hostname, f"{c.config.Hostname}\n".encode(), sync=False)
         if self.t.attachments is None:
             write_atomic(d.hosts, HOSTS, sync=False)
             write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
@@ -283,9 +282,17 @@ def _for_external(spec: Spec) -> Spec:
     try:
         return external.prepare(spec)
     except RuntimeFailure as e:
-        raise RuntimeFailure(START_ERROR_PREFIX + str(e) + ": unknown") from None
+        raise _start_error(str(e)) from None
     except OSError as e:
         raise RuntimeFailure(f"{START_ERROR_PREFIX}mount rootfs: {e}: unknown") from None
+
+
+def _start_error(message: str) -> BerthError:
+    """The runtime's failure as dockerd reports it: a user or group lookup bare, with a 500
+    (its createSpec fails before any runtime runs), anything else with the OCI runtime's words."""
+    if users.is_lookup_failure(message):
+        return Internal(message)
+    return RuntimeFailure(START_ERROR_PREFIX + message + ": unknown")
 
 
 def _with_init(spec: Spec, init_path: str = "") -> None:

@@ -30,10 +30,13 @@ _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 
 
-def apply(spec: Any, hc: HostConfig, lookup: Lookup, ulimits: list[Any] | None = None) -> None:
+def apply(spec: Any, hc: HostConfig, lookup: Lookup, ulimits: list[Any] | None = None,
+          domainname: str = "") -> None:
     """Change ``spec`` (an oci.Spec) in place. ``ulimits``: the ones to set, when not just the
-    container's (the daemon's defaults merged in). Raises Conflict (a joined container is not
-    running or not shareable) or Refused (a sysctl runc would refuse)."""
+    container's (the daemon's defaults merged in). ``domainname`` (Config.Domainname) becomes
+    the kernel.domainname sysctl, as dockerd sets it (an explicit --sysctl wins). Raises
+    Conflict (a joined container is not running or not shareable) or Refused (a sysctl runc
+    would refuse)."""
     namespaces = list(spec.linux.namespaces or [])
     namespaces = _mode(namespaces, "pid", hc.PidMode, "PID", lookup)
     namespaces = _mode(namespaces, "ipc", hc.IpcMode, "IPC", lookup)
@@ -41,6 +44,8 @@ def apply(spec: Any, hc: HostConfig, lookup: Lookup, ulimits: list[Any] | None =
         namespaces = [n for n in namespaces if n.type != "uts"]
         spec.hostname = None
     spec.linux.namespaces = namespaces
+    if domainname and any(n.type == "uts" and not n.path for n in namespaces):
+        spec.linux.sysctl = {**(spec.linux.sysctl or {}), "kernel.domainname": domainname}
     if hc.Sysctls:
         kinds = {n.type for n in namespaces}
         for key in hc.Sysctls:

@@ -9,6 +9,7 @@ port-range ``_START``/``_END`` variables, and ``ALIAS_ENV_<var>`` for the child'
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from berth.engine.model import Container
@@ -137,6 +138,32 @@ def env(engine: _Engine, c: Container) -> list[str]:
             raise Conflict(f"Cannot link to a non running container: /{child.name} AS {name}")
         out += link_env(name, _bridge_ip(engine, child), list(child.config.Env or []), child.config.ExposedPorts)
     return out
+
+
+def renamed(containers: Iterable[Container], old: str, new: str) -> list[Container]:
+    """After ``docker rename old new``: the stored links that name ``old``, as child or as
+    parent, name ``new`` (dockerd derives HostConfig.Links from its link graph, so inspect and
+    the parent's next /etc/hosts show the current names). Returns the containers changed."""
+    changed = []
+    for c in containers:
+        links = c.host_config.Links
+        if not links or _user_defined(c.host_config.NetworkMode):
+            continue
+        fixed = [_renamed_link(ln, old, new) for ln in links]
+        if fixed != links:
+            c.host_config.Links = fixed
+            changed.append(c)
+    return changed
+
+
+def _renamed_link(link: str, old: str, new: str) -> str:
+    child, sep, path = link.partition(":")
+    if child == f"/{old}":
+        child = f"/{new}"
+    parent, _, alias = path.rpartition("/")
+    if sep and parent == f"/{old}":
+        path = f"/{new}/{alias}"
+    return f"{child}{sep}{path}"
 
 
 def remove(engine: _Engine, parent_ref: str, alias: str) -> None:

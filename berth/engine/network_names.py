@@ -13,7 +13,9 @@ from berth.network import etcfiles
 
 def hosts(table: NetworkTable, cv: ContainerView, s: Sandbox) -> str:
     """The text of the container's /etc/hosts."""
-    names = [cv.hostname] if not cv.domainname else [f"{cv.hostname}.{cv.domainname}", cv.hostname]
+    # libnetwork: the FQDN (hostname, or hostname.domainname), then its first label if it has dots
+    fqdn = f"{cv.hostname}.{cv.domainname}" if cv.domainname else cv.hostname
+    names = [fqdn, fqdn.split(".", 1)[0]] if "." in fqdn else [fqdn]
     own = [(a, names) for e in s.endpoints[:1] for a in (e.ip, e.ip6) if a]
     gw = next((table.nets[e.network_id].gateway for e in s.endpoints if e.network_id in table.nets), "")
     extra = []

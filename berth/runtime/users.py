@@ -108,17 +108,24 @@ def additional_groups(wanted: tuple[str, ...] | list[str], groups: list[GroupEnt
     (runc's GetAdditionalGroups).
 
     Raises:
-        UnknownUser: ``Unable to find group foo`` for a name the group file does not have.
+        UnknownUser: ``Unable to find group foo: no matching entries in group file`` for a name
+        the group file does not have.
     """
     out: list[int] = []
     for ag in wanted:
         match = next((g.gid for g in groups if g.name == ag or str(g.gid) == ag), None)
         if match is None:
             if not ag.isdigit():
-                raise UnknownUser(f"Unable to find group {ag}")
+                raise UnknownUser(f"Unable to find group {ag}: no matching entries in group file")
             match = int(ag)
         out.append(match)
     return tuple(dict.fromkeys(out))
+
+
+def is_lookup_failure(message: str) -> bool:
+    """Whether a start error is one of the lookups above: dockerd makes them while it writes the
+    spec (getUser), so the client sees them bare, with no OCI runtime words around them."""
+    return message.startswith(("unable to find user ", "unable to find group ", "Unable to find group "))
 
 
 def home_of(uid: int, passwd: list[PasswdEntry]) -> str:

@@ -130,3 +130,33 @@ def test_rm_link_without_parent_is_refused(berthd, docker, names):
     assert status >= 400, raw
     assert json.loads(raw)["message"] == "Conflict, cannot remove the default link name of the container"
     assert json.loads(docker("inspect", db).stdout)[0]["State"]["Running"]
+
+
+def test_rename_child_updates_links(docker, names):
+    """Docker 20.10+, API 1.41: HostConfig.Links comes from the link graph, so after
+    `docker rename db db2` the parent's inspect says /db2:/web/my-db, and the parent's
+    /etc/hosts after a restart still has the alias, with the child's new name."""
+    db = _run_db(docker, names)
+    web = _name(names, "web")
+    assert docker("run", "-d", "--dns", "127.0.0.1", "--name", web, "--link", f"{db}:my-db",
+                  "busybox", "sleep", "120").returncode == 0
+    db2 = _name(names, "db2")
+    assert docker("rename", db, db2).returncode == 0
+    hc = json.loads(docker("inspect", web).stdout)[0]["HostConfig"]
+    assert hc["Links"] == [f"/{db2}:/{web}/my-db"]
+    assert docker("restart", "-t", "0", web).returncode == 0
+    hosts = docker("exec", web, "cat", "/etc/hosts").stdout
+    line = next(ln for ln in hosts.splitlines() if "my-db" in ln.split())
+    assert line.split()[0] == _ip(docker, db2) and line.split()[-1] == db2
+
+
+def test_rename_parent_updates_links(docker, names):
+    """Docker 20.10+, API 1.41: renaming the linking container moves its links with it:
+    /<db>:/<web2>/my-db."""
+    db = _run_db(docker, names)
+    web = _name(names, "web")
+    assert docker("create", "--name", web, "--link", f"{db}:my-db", "busybox", "true").returncode == 0
+    web2 = _name(names, "web2")
+    assert docker("rename", web, web2).returncode == 0
+    hc = json.loads(docker("inspect", web2).stdout)[0]["HostConfig"]
+    assert hc["Links"] == [f"/{db}:/{web2}/my-db"]
