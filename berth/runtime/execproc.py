@@ -23,13 +23,21 @@ from berth.linux import sched
 from berth.linux.sched import CloneFlags
 from berth.oci.spec import Spec, decode_spec
 from berth.runtime import _sync, init
-from berth.runtime.container import SetupFailed, _NamespacesBack, _open_cgroup, _seccomp_bpf
+from berth.runtime.container import SetupFailed, _NamespacesBack, _open_cgroup, _seccomp_bpf, exec_spec
 from berth.runtime.host import host_info
-from berth.runtime.plan import CgroupHierarchy, HostInfo, Plan, PlanError, build_plan
+from berth.runtime.plan import CapPlan, CgroupHierarchy, HostInfo, Plan, PlanError, build_plan
 
 _EXEC_NAMESPACES = (("ipc", CloneFlags.NEWIPC), ("uts", CloneFlags.NEWUTS), ("net", CloneFlags.NEWNET),
                     ("cgroup", CloneFlags.NEWCGROUP), ("mnt", CloneFlags.NEWNS), ("user", CloneFlags.NEWUSER))
 _NS_FILES_BY_NAME = (("pid", CloneFlags.NEWPID), ("time", CloneFlags.NEWTIME))  # joined around fork()
+# What an exec's process uses of its Plan (init.run_exec_now), besides args, terminal and the
+# seccomp program: the rest of a Plan is the init's (mounts, devices, sysctls...).
+_EXEC_FIELDS = ("rlimits", "uid", "gid", "additional_gids", "resolve_user", "group_add", "cwd", "env", "umask",
+                "no_new_privs", "seccomp_early", "caps")
+_INIT_ONLY: dict[str, Any] = dict(rootfs="", overlay=None, root_propagation=0, root_readonly=False, prefork_unshare=0,
+                  prefork_join=(), unshare=0, join=(), hostname=None, loopback=False, mounts=(), cgroups=(),
+                  cgroup2_root=False, cgroupns=False, dev_tmpfs=False, devices=(), symlinks=(), console=None,
+                  masked=(), readonly=(), sysctls=(), oom_score_adj=None)
 
 
 def _ns_differs(pid: int, name: str) -> bool:
@@ -53,7 +61,7 @@ class ExecContext:
 
     def __init__(self, init_pid: int, host: Any, bpf: bytes | None, procs: tuple[str, ...],
                  self_join: tuple[str, ...] | None, spec: Spec | None = None,
-                 spec_bytes: bytes | None = None) -> None:
+                 spec_bytes: bytes | None = None, base: tuple[Any, ...] | None = None) -> None:
         self.init_pid = init_pid
         self.host = host
         self.bpf = bpf  # an exec's seccomp is its container's
@@ -64,6 +72,10 @@ class ExecContext:
         self.self_join = self_join
         self._spec = spec
         self._spec_bytes = spec_bytes
+        # The Plan fields of the container's own exec (no -u, not --privileged), planned once
+        # by ``prepare``: such an exec's child builds its Plan from them instead of decoding
+        # the spec and planning (~1.3 ms of CPU and ~280 copy-on-write faults per exec).
+        self.base = base
         opened: list[int] = []
         try:
             self.ns_fds = tuple((_open_ns(init_pid, name, opened), int(flag))
@@ -86,8 +98,9 @@ class ExecContext:
         if pid == 0:  # pragma: no cover (the child)
             code = 1
             try:
-                host, bpf, procs, tasks = _context_facts(decode_spec(spec_bytes), seccomp_cache)
-                data = marshal.dumps((dataclasses.astuple(host), bpf, procs, tasks))
+                spec = decode_spec(spec_bytes)
+                host, bpf, procs, tasks = _context_facts(spec, seccomp_cache)
+                data = marshal.dumps((dataclasses.astuple(host), bpf, procs, tasks, _base_fields(spec, host, bpf)))
                 while data:
                     data = data[os.write(w, data):]
                 code = 0
@@ -112,10 +125,10 @@ class ExecContext:
         data = b"".join(chunks)
         if not data or data[:1] == b"E":
             raise SetupFailed(data[1:].decode(errors="replace") or "cannot prepare exec", "plan")
-        host_t, bpf, procs, tasks = marshal.loads(data)
+        host_t, bpf, procs, tasks, base = marshal.loads(data)
         vals = dict(zip((f.name for f in dataclasses.fields(HostInfo)), host_t))
         vals["cgroups"] = tuple(CgroupHierarchy(*h) for h in vals["cgroups"])
-        return cls(init_pid, HostInfo(**vals), bpf, procs, tasks, spec_bytes=spec_bytes)
+        return cls(init_pid, HostInfo(**vals), bpf, procs, tasks, spec_bytes=spec_bytes, base=base)
 
     @property
     def spec(self) -> Spec:
@@ -132,6 +145,25 @@ class ExecContext:
             return build_plan(spec, self.host, seccomp_bpf=self.bpf)
         except PlanError as e:
             raise SetupFailed(str(e), "plan") from e
+
+    def exec_plan(self, *, args: list[str], env: list[str], cwd: str, user: str, tty: bool,
+                  privileged: bool) -> Plan:
+        """The Plan of one exec's process (``container.exec_spec``'s rules): from the fields
+        planned once (``base``) for the container's own user without --privileged, else
+        planned from the spec."""
+        if self.base is None or user or privileged or not args:
+            return self.plan(exec_spec(self.spec, args=args, env=env, cwd=cwd, user=user, tty=tty,
+                                       privileged=privileged))
+        fields = dict(zip(_EXEC_FIELDS, self.base))
+        merged: dict[str, str] = {}
+        for e in [*fields["env"], *env]:  # exec_spec's merge: the exec's value wins, in place
+            merged[e.partition("=")[0]] = e
+        if tty and "TERM" not in merged:
+            merged["TERM"] = "TERM=xterm"
+        caps = fields["caps"]
+        fields.update(env=tuple(merged.values()), cwd=cwd or fields["cwd"],
+                      caps=CapPlan(*caps) if caps is not None else None)
+        return Plan(**_INIT_ONLY, **fields, args=tuple(args), terminal=tty, seccomp_bpf=self.bpf)
 
     def close(self) -> None:
         for fd in self.fds():
@@ -152,6 +184,20 @@ def _context_facts(spec: Spec, seccomp_cache: Path | None
     procs = tuple(os.path.join(d, "cgroup.procs") for d in dirs)
     tasks = tuple(os.path.join(d, "tasks") for d in dirs) if cgroup is not None and cgroup.version == 1 else None
     return host, bpf, procs, tasks
+
+
+def _base_fields(spec: Spec, host: Any, bpf: bytes | None) -> tuple[Any, ...] | None:
+    """The ``_EXEC_FIELDS`` of an exec of the container's own user, not --privileged, as
+    built-in values (marshal); None when such an exec cannot be planned (its error is then
+    the exec's own, planned in full)."""
+    try:
+        plan = build_plan(exec_spec(spec, args=["-"], env=[], cwd="", user="", tty=False, privileged=False), host,
+                          seccomp_bpf=bpf)
+    except PlanError:
+        return None
+    values = [getattr(plan, name) for name in _EXEC_FIELDS]
+    values[-1] = dataclasses.astuple(plan.caps) if plan.caps is not None else None
+    return tuple(values)
 
 
 def _open_ns(pid: int, name: str, opened: list[int]) -> int:
@@ -176,7 +222,8 @@ class _JoinNamespaceFds(_NamespacesBack):
 def spawn_exec(context: ExecContext, build: Callable[[], Plan], *, stdio: tuple[int, int, int], report: int,
                console_socket: int | None = None) -> int:
     """Fork a process of the running container described by ``context``: one fork from the
-    caller (the shim), inside the container's pid (and time) namespace, and no handshake.
+    caller (the shim, a raw clone3 without Python's at-fork hooks), inside the container's pid
+    (and time) namespace, and no handshake.
     Returns its pid at once; it is the caller's child (reap it).
 
     In the child, ``build`` returns the Plan of its process (the caller's own clean-up after
@@ -187,7 +234,11 @@ def spawn_exec(context: ExecContext, build: Callable[[], Plan], *, stdio: tuple[
     caller learns the outcome without waiting here: EOF alone when execve succeeded, one
     framed SetupError or ExecError before EOF when it did not (``exec_failure``)."""
     with _JoinNamespaceFds(context.fork_ns):
-        pid = os.fork()
+        # clone3(2), not os.fork(): Python's at-fork hooks (random's reseed, threading's and
+        # logging's lock re-inits, ...) cost the child ~1 ms of CPU and ~150 copy-on-write
+        # faults of the shim's pages per exec (docs/performance.md, "exec"); the shim is
+        # single-threaded and the child leaves only through execve or os._exit.
+        pid = sched.clone(0)
         if pid == 0:  # pragma: no cover (the child)
             init.run_exec_now(build, stdio, report, context.ns_fds, console_socket,
                               context.self_join or context.procs)

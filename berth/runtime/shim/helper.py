@@ -13,6 +13,7 @@ The setup helper reports on a pipe with protocol lines (SpawnReply, Reply).
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # C module: signal.signal() converts to enums
 import os
 import signal
 import socket
@@ -35,6 +36,9 @@ if TYPE_CHECKING:  # imported lazily at run time: the shim's start-up and memory
     from berth.runtime.execproc import ExecContext
     from berth.runtime.external import OCIRuntime
     from berth.runtime.plan import Plan
+
+
+_SIGCHLD, _SIG_DFL = int(signal.SIGCHLD), int(signal.SIG_DFL)
 
 
 def close_all_but(*keep: int) -> None:
@@ -236,14 +240,14 @@ def _forget(rt: OCIRuntime, cid: str) -> None:
 def exec_plan(ctx: ExecContext, req: protocol.Exec, keep: tuple[int, ...]) -> Plan:
     """In the exec's child (``execproc.spawn_exec``): let go of the shim's fds and signal
     wiring (a host serves other containers; its wake-up pipe and SIGCHLD handler are not
-    ours), then plan the process from the container's spec (``ctx``, inherited). The Python
-    work happens here, after the fork, so it never becomes the shim's private memory."""
+    ours), then plan the process (``ctx``, inherited: from the fields planned once, or from
+    the container's spec). The Python work happens here, after the fork, so it never becomes
+    the shim's private memory."""
     close_all_but(0, 1, 2, *keep)
     signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    spec = exec_spec(ctx.spec, args=list(req.args), env=list(req.env), cwd=req.cwd,
-                     user=req.user, tty=req.tty, privileged=req.privileged)
-    return ctx.plan(spec)
+    _signal.signal(_SIGCHLD, _SIG_DFL)  # the C function: signal.signal's enum conversions fault pages in
+    return ctx.exec_plan(args=list(req.args), env=list(req.env), cwd=req.cwd, user=req.user, tty=req.tty,
+                         privileged=req.privileged)
 
 
 # -- the exec helper of runc and crun --------------------------------------------------------
