@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from berth.errors import (AlreadyExists, BerthError, Conflict, InvalidArgument, NotFound, NotModified,
+from berth.errors import (AlreadyExists, BerthError, Conflict, Internal, InvalidArgument, NotFound, NotModified,
                           PermissionDenied, RuntimeFailure, Unavailable, Unsupported)
 
 log = logging.getLogger("berth.cri")
@@ -27,6 +27,7 @@ CODES: tuple[tuple[type[BerthError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (Unsupported, grpc.StatusCode.UNIMPLEMENTED),
+    (Internal, grpc.StatusCode.INTERNAL),
     (RuntimeFailure, grpc.StatusCode.UNKNOWN),
 )
 
