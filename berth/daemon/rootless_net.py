@@ -9,6 +9,9 @@ the host within a second. So a published port (``-p 8080:80``) is berthd's usual
 socket, listening in the engine's namespace (``network/ports.py``), and the kernel DNATs what
 pasta delivers to it, as rootful. The reverse (``-T auto``) makes the host's loopback ports
 reachable on the namespace's loopback: a pull from a registry on the host's 127.0.0.1 works.
+The tap gets 10.0.2.100/24 behind 10.0.2.2 rather than pasta's copy of the host's address, so
+a client on that host address keeps it too (pasta rewrites a source that is the namespace's own
+to its gateway); only loopback clients, which pasta splices, are not kept.
 Ports below the host's ``net.ipv4.ip_unprivileged_port_start`` cannot be bound by pasta:
 berthd refuses them (``PORT_START_ENV`` carries the host's value inside).
 
@@ -36,6 +39,9 @@ log = logging.getLogger("berthd")
 PORT_START_ENV = "BERTH_ROOTLESS_PORT_START"
 TOOLS = ("pasta", "slirp4netns")
 NET_FILE = "rootless.net"   # under the exec root: the tool the namespaces were made with
+# the namespace's address and gateway on pasta's tap, not the host's (pasta's default): a client
+# on the host's own address is then not the namespace's own, and keeps it (as slirp4netns's)
+ADDRESS, GATEWAY = "10.0.2.100", "10.0.2.2"
 
 
 def choose() -> str:
@@ -112,7 +118,7 @@ def connect(pid: int, exec_root: Path, tool: str) -> Pasta | Slirp | None:
     pasta = binary
     logfile = exec_root / "pasta.log"
     cmd = [pasta, "--config-net", "--foreground", "--quiet", "--log-file", str(logfile),
-           "-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto",
+           "-a", ADDRESS, "-n", "24", "-g", GATEWAY, "-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto",
            "--userns", f"/proc/{pid}/ns/user", "--netns", f"/proc/{pid}/ns/net"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.rootless.netclient import ClientNetns
 from tests.integration.rootless.user import RootlessDaemon, RootlessUser, need_tools, rootfs_tar
 
 pytestmark = pytest.mark.root
@@ -376,37 +378,45 @@ def test_files_root_writes_in_a_users_bind_are_removed_by_the_user_through_nsent
         shutil.rmtree(d)
 
 
+def client_addresses(d: RootlessDaemon, name: str) -> list[str]:
+    """The client addresses busybox httpd -vv logged (``[::ffff:A.B.C.D]:port: ...`` lines: two a
+    request), in the order they came, each once."""
+    logs = d.docker("logs", name)
+    return list(dict.fromkeys(re.findall(r"^\[(?:::ffff:)?([0-9.]+)\]:\d+:", logs.stdout + logs.stderr, re.M)))
+
+
+def default_route() -> tuple[str, str]:
+    """The host's IPv4 default gateway and its address on that route's interface (the address
+    pasta would copy into the engine's namespace by default)."""
+    gw = subprocess.run(["ip", "-4", "route", "show", "default"], capture_output=True, text=True,
+                        check=True).stdout.split()[2]
+    src = subprocess.run(["ip", "-4", "route", "get", gw], capture_output=True, text=True, check=True).stdout
+    return gw, src.split(" src ")[1].split()[0]
+
+
 def test_a_published_port_shows_the_clients_own_address(rl: RootlessDaemon) -> None:
     """A client elsewhere (a network namespace of the test's, behind a veth to the host) is seen
     by the container with its own address: pasta's tap path keeps it and the engine's DNAT does
-    not masquerade what comes in. (A client on the host's loopback is spliced by pasta and
-    masqueraded to the bridge's gateway; slirp4netns shows 10.0.2.2 for every client.)"""
+    not masquerade what comes in. So is a client on the host's own addresses, the default
+    route's too (the namespace's tap has 10.0.2.100, not a copy of the host's address, which
+    pasta would show as its gateway). A client on the host's loopback is not kept: pasta splices
+    it (socket to socket, the namespace sees 127.0.0.1), which the engine masquerades to the
+    bridge's gateway, as rootful Docker's loopback clients show. (slirp4netns: test_rootless_slirp.)"""
     from tests.integration.images.registry_proc import free_port
     port = free_port()
-    tag = os.urandom(3).hex()
-    ns, host_if = f"brlc{tag}", f"brlh{tag}"
-    net = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"
     r = rl.docker("run", "-d", "--name", "lsrc", "-p", f"{port}:80", "busybox", "httpd", "-f", "-vv", "-p", "80",
                   "-h", "/etc")
     assert r.returncode == 0, r.stderr
     try:
-        for cmd in (f"ip netns add {ns}", f"ip link add {host_if} type veth peer name eth0 netns {ns}",
-                    f"ip addr add {net}.1/30 dev {host_if}", f"ip link set {host_if} up",
-                    f"ip -n {ns} addr add {net}.2/30 dev eth0", f"ip -n {ns} link set eth0 up",
-                    f"ip -n {ns} link set lo up"):
-            subprocess.run(cmd.split(), check=True, capture_output=True)
-        deadline = time.monotonic() + 10
-        while True:
-            got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", "import sys, urllib.request; "
-                                  f"sys.stdout.write(urllib.request.urlopen('http://{net}.1:{port}/hostname', "
-                                  "timeout=2).read().decode())"], capture_output=True, text=True)
-            if got.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert got.stdout == r.stdout.strip()[:12] + "\n", got.stderr
-        logs = rl.docker("logs", "lsrc")
-        assert f"{net}.2" in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+        with ClientNetns() as c:
+            got = c.get(f"http://{c.host_addr}:{port}/hostname")
+            assert got.stdout == r.stdout.strip()[:12] + "\n", got.stderr
+            assert client_addresses(rl, "lsrc") == [c.addr]
+            assert _get(f"http://{c.host_addr}:{port}/hostname") == got.stdout.encode()
+        own = default_route()[1]
+        assert _get(f"http://{own}:{port}/hostname") == got.stdout.encode()
+        assert _get(f"http://127.0.0.1:{port}/hostname") == got.stdout.encode()
+        bridge = rl.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "bridge").stdout.strip()
+        assert client_addresses(rl, "lsrc") == [c.addr, c.host_addr, own, bridge]
     finally:
         rl.docker("rm", "-f", "lsrc")
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

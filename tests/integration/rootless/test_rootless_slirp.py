@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rootless.test_rootless import _get
+from tests.integration.rootless.netclient import ClientNetns
+from tests.integration.rootless.test_rootless import _get, client_addresses, default_route
 from tests.integration.rootless.user import RootlessDaemon, RootlessUser, need_tools, rootfs_tar
 
 pytestmark = pytest.mark.root
@@ -88,3 +89,27 @@ def test_pull_from_a_registry_on_the_hosts_loopback(slirp: RootlessDaemon) -> No
     finally:
         slirp.docker("rmi", ref)
         reg.stop()
+
+
+def test_a_published_port_keeps_a_client_from_elsewhere_and_shows_slirps_gateway_for_loopback(
+        slirp: RootlessDaemon) -> None:
+    """slirp4netns's hostfwd keeps a client's address unless it is a loopback one (libslirp
+    gives those its own host address, 10.0.2.2): a client in a network namespace behind a veth
+    is seen with its own address, one on the host's loopback as 10.0.2.2."""
+    from tests.integration.images.registry_proc import free_port
+    port = free_port()
+    r = slirp.docker("run", "-d", "--name", "ssrc", "-p", f"{port}:80", "busybox", "httpd", "-f", "-vv", "-p", "80",
+                     "-h", "/etc")
+    assert r.returncode == 0, r.stderr
+    try:
+        with ClientNetns() as c:
+            got = c.get(f"http://{c.host_addr}:{port}/hostname")
+            assert got.stdout == r.stdout.strip()[:12] + "\n", got.stderr
+            assert client_addresses(slirp, "ssrc") == [c.addr]
+            assert _get(f"http://{c.host_addr}:{port}/hostname") == got.stdout.encode()
+        own = default_route()[1]
+        assert _get(f"http://{own}:{port}/hostname") == got.stdout.encode()
+        assert _get(f"http://127.0.0.1:{port}/hostname") == got.stdout.encode()
+        assert client_addresses(slirp, "ssrc") == [c.addr, c.host_addr, own, "10.0.2.2"]
+    finally:
+        slirp.docker("rm", "-f", "ssrc")
