@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 from berth.daemon import rootless_slirp
+from berth.daemon.rootless_tool import HostTool
 from berth.daemon.rootless_slirp import Slirp
 from berth.state.rootless import NET_ENV
 
@@ -71,38 +70,8 @@ def unprivileged_port_start() -> int:
         return 1024
 
 
-class Pasta:
-    def __init__(self, proc: subprocess.Popen[bytes]):
-        self.proc = proc
-
-    def stop_with(self, holder: int) -> None:
-        """Leave pasta running for as long as the namespaces' holder lives (berthd restarts
-        in between): a detached watcher stops it when the holder exits."""
-        pasta, held = os.pidfd_open(self.proc.pid), os.pidfd_open(holder)
-        if os.fork() == 0:
-            try:
-                os.setsid()
-                for fd in os.listdir("/proc/self/fd"):  # nothing of berthd's (its locks) is kept
-                    if int(fd) > 2 and int(fd) not in (pasta, held):
-                        try:
-                            os.close(int(fd))
-                        except OSError:
-                            pass
-                select.select([held, pasta], [], [])
-                signal.pidfd_send_signal(pasta, signal.SIGTERM)
-            finally:
-                os._exit(0)
-        os.close(pasta)
-        os.close(held)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+class Pasta(HostTool):
+    """pasta on the engine's namespaces: it follows their listening sockets by itself."""
 
 
 def connect(pid: int, exec_root: Path, tool: str) -> Pasta | Slirp | None:

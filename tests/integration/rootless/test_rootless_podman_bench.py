@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.daemon import ROOT, Daemon
-from tests.integration.rootless.test_rootless import _get
+from tests.integration.rootless.netclient import http_get
 from tests.integration.rootless.user import need_tools
 
 pytestmark = pytest.mark.root
@@ -54,7 +54,7 @@ def test_rootless_podman_runs_berths_busybox_and_leaves_nothing(berthd: Daemon, 
         deadline = time.monotonic() + 20
         while True:
             try:
-                assert _get(f"http://127.0.0.1:{port}/hostname").strip() == cid[:12].encode()
+                assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == cid[:12].encode()
                 break
             except OSError:
                 if time.monotonic() > deadline:
