@@ -432,6 +432,8 @@ def start_podman(d: Daemon) -> Any:
     if podman.absent():
         print(f"  {podman.absent()}", flush=True)
         return None
+    if podman.cni_conflict():
+        print(f"  WARNING: {podman.cni_conflict()}", flush=True)
     pm = podman.RootlessPodman.make()
     try:
         archive = d.base / "busybox-save.tar"

@@ -18,6 +18,10 @@ directory of its own. What Debian's podman 4.3 does rootless on this kind of hos
   cgroup (rootless on v1), as the rootless berthd has none either;
 - ``--cgroup-manager cgroupfs`` and events to a file: there is no systemd ``--user`` here.
 
+Debian's podman package also installs ``/etc/cni/net.d/87-podman-bridge.conflist``, which
+rootless podman 4.3 (netavark) does not use but berthd's CRI takes as its pod network (the first
+config in ``--cni-conf-dir``): ``cni_conflict()`` names it, and the bench says so.
+
 Each podman command pays the launcher (``unshare``, ``sh``, a tmpfs and a device node, ``setpriv``):
 ``launcher_ms`` measures it alone, to be weighed against the figures. remove() kills every process
 of the user and of its subordinate ids by PID (that is everything podman started: its pause
@@ -46,6 +50,17 @@ def absent() -> str:
         return "podman is not installed (apt-get install podman): no rootless podman column"
     if shutil.which("runc") is None:
         return "runc is not installed: no rootless podman column (Debian's crun refuses a hybrid cgroup host)"
+    return ""
+
+
+CNI_CONF = Path("/etc/cni/net.d/87-podman-bridge.conflist")
+
+
+def cni_conflict() -> str:
+    """A warning when podman's package left its CNI network where berthd's CRI looks ("" if not)."""
+    if CNI_CONF.exists():
+        return (f"{CNI_CONF} (Debian's podman package) is berthd's CRI pod network now (the first config in "
+                "/etc/cni/net.d): remove it unless that is meant")
     return ""
 
 
