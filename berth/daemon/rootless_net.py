@@ -2,15 +2,15 @@
 bridges, veths, nftables rules and the embedded DNS work there as rootful berth's do on the
 host) is plugged into the host by ``pasta`` (Debian's ``passt``), run on the host side.
 
-pasta configures a tap interface in the namespace with the host's addresses and routes and
-moves connections between the two at layer 4 (no root needed). Its port forwarding follows
+pasta configures a tap interface in the namespace (10.0.2.100/24, default route via 10.0.2.2)
+and moves connections between the two at layer 4 (no root needed). Its port forwarding follows
 the namespace by itself (``-t auto``/``-u auto``): a port bound in the namespace is bound on
 the host within a second. So a published port (``-p 8080:80``) is berthd's usual reserved
 socket, listening in the engine's namespace (``network/ports.py``), and the kernel DNATs what
 pasta delivers to it, as rootful. The reverse (``-T auto``) makes the host's loopback ports
 reachable on the namespace's loopback: a pull from a registry on the host's 127.0.0.1 works.
-The tap gets 10.0.2.100/24 behind 10.0.2.2 rather than pasta's copy of the host's address, so
-a client on that host address keeps it too (pasta rewrites a source that is the namespace's own
+That address, rather than pasta's default copy of the host's, lets a client on the host's own
+address keep it too (pasta rewrites a source that is the namespace's own
 to its gateway); only loopback clients, which pasta splices, are not kept.
 Ports below the host's ``net.ipv4.ip_unprivileged_port_start`` cannot be bound by pasta:
 berthd refuses them (``PORT_START_ENV`` carries the host's value inside).
