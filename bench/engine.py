@@ -38,7 +38,8 @@ dockerd on its own roots with a bridge of its own (``--bridge``, made here; no i
 stops it by its PID; --other uses a daemon already running at HOST. --baseline TREE also runs a
 berthd from another source tree (``git archive HEAD`` unpacked), for before/after in one run.
 --rootless also runs a rootless berthd (issue 15) as a throwaway user (made with ``useradd`` and
-removed afterwards, as the tests do: ``tests/integration/rootless/user.py``).
+removed afterwards, as the tests do: ``tests/integration/rootless/user.py``), and, where Debian's
+podman is installed, rootless podman as another (``bench/podman.py``) in the run and ports rows.
 start, restart, tls, runtimes and metrics run their own daemons (tls, runtimes and metrics by
 calling those modules' ``bench``, before the others, so no shared daemon is up meanwhile; start
 and restart's are ``bench/daemons.py``'s: berthd from this tree and the
@@ -221,6 +222,8 @@ def report(title: str, res: dict[str, list[float]], unit: str = "ms") -> None:
             line += f"  berthd/{other} {med(res['berthd']) / med(res[other]):.2f}x"
     if "rootless" in res and "berthd" in res:
         line += f"  rootless/berthd {med(res['rootless']) / med(res['berthd']):.2f}x"
+    if "rootless" in res and "podman" in res:
+        line += f"  rootless/podman {med(res['rootless']) / med(res['podman']):.2f}x"
     print(line, flush=True)
 
 
@@ -422,16 +425,47 @@ def start_rootless() -> Any:
     return rl
 
 
+def start_podman(d: Daemon) -> Any:
+    """Rootless podman as a throwaway user of its own, with berthd's busybox (``docker save``,
+    ``podman load``); None, saying why, where podman is not installed (``bench/podman.py``)."""
+    import podman
+    if podman.absent():
+        print(f"  {podman.absent()}", flush=True)
+        return None
+    if podman.cni_conflict():
+        print(f"  WARNING: {podman.cni_conflict()}", flush=True)
+    pm = podman.RootlessPodman.make()
+    try:
+        archive = d.base / "busybox-save.tar"
+        docker_out(d.host, "save", "-o", str(archive), "busybox:latest")
+        pm.load(archive)
+        archive.unlink()
+        print(f"  rootless podman {pm.out('version', '--format', '{{.Client.Version}}').strip()} as "
+              f"{pm.user.name}; its launcher alone (setpriv etc.) {pm.launcher_ms():.1f} ms", flush=True)
+    except BaseException:
+        pm.remove()
+        raise
+    return pm
+
+
+def clis(hosts: dict[str, str], pm: Any) -> dict[str, Callable[..., str]]:
+    """kind -> a function running that kind's CLI (docker against its host, or rootless podman)."""
+    out: dict[str, Callable[..., str]] = {k: (lambda *a, h=h: docker_out(h, *a)) for k, h in hosts.items()}
+    if pm is not None:
+        out["podman"] = pm.out
+    return out
+
+
 _port_servers: dict[str, tuple[str, int]] = {}
+HTTPD = "mkdir /w && dd if=/dev/zero of=/w/f bs=1M count=100 2>/dev/null && httpd -f -p 80 -h /w"
 
 
-def port_throughput(kind: str, host: str) -> float:
+def port_throughput(kind: str, cli: Callable[..., str]) -> float:
     """MB/s of a 100 MB GET through a published port of a busybox httpd (started once per daemon)."""
     if kind not in _port_servers:
         from tests.integration.images.registry_proc import free_port
         port = free_port()
-        cid = docker_out(host, "run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
-                         "mkdir /w && dd if=/dev/zero of=/w/f bs=1M count=100 2>/dev/null && httpd -f -p 80 -h /w").strip()
+        cid = cli("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", HTTPD).strip()
         _port_servers[kind] = (cid, port)
         deadline = time.monotonic() + 20
         while subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/f"]).returncode != 0:
@@ -467,6 +501,7 @@ def main() -> None:
     base = Daemon(args=INFO) if args.baseline else None
     dk: Dockerd | None = None
     rl: Any = None
+    pm: Any = None
     bridge = f"bbk{os.getpid() % 100000}"
     try:
         d.start()
@@ -476,6 +511,7 @@ def main() -> None:
         if args.rootless:
             rl = start_rootless()
             hosts["rootless"] = rl.host
+            pm = start_podman(d)
         if base is not None:
             here, daemon_mod.ROOT = daemon_mod.ROOT, Path(args.baseline)  # berthd runs from its cwd
             try:
@@ -499,9 +535,12 @@ def main() -> None:
         print(f"medians of {args.runs}, daemons alternating; load average {open('/proc/loadavg').read().split()[:3]}",
               flush=True)
 
+        cli = clis(hosts, pm)
+        kinds = {k: k for k in cli}   # the daemons, and rootless podman where it runs
         if "run" in only:
-            report("docker run --rm busybox true", alternate(hosts, args.runs,
-                                                             lambda k, h: docker(h, "run", "--rm", "busybox", "true")))
+            report("docker run --rm busybox true", alternate(
+                kinds, args.runs, lambda k, _: pm.timed("run", "--rm", "busybox", "true") if k == "podman"
+                else docker(hosts[k], "run", "--rm", "busybox", "true")))
         if "phases" in only:
             for net in ("default", "none"):
                 rows: dict[str, list[list[float]]] = {k: [] for k in hosts}
@@ -548,11 +587,14 @@ def main() -> None:
             print(line, flush=True)
         if "ports" in only:
             try:
-                report("-p download (100 MB, 127.0.0.1)", alternate(hosts, max(3, args.runs // 4), port_throughput),
-                       unit="MB/s")
+                report("-p download (100 MB, 127.0.0.1)", alternate(
+                    kinds, max(3, args.runs // 4), lambda k, _: port_throughput(k, cli[k])), unit="MB/s")
             finally:
                 for k, (cid, _) in _port_servers.items():
-                    docker(hosts[k], "rm", "-f", cid, check=False)
+                    try:
+                        cli[k]("rm", "-f", cid)
+                    except (RuntimeError, subprocess.CalledProcessError):
+                        pass
         if "cold" in only:
             cold = []
             for _ in range(args.cold):
@@ -567,6 +609,10 @@ def main() -> None:
             finally:
                 shutil.rmtree(rootfs.parent, ignore_errors=True)
     finally:
+        if pm is not None:
+            pm.remove()
+            if pm.leftovers():
+                print(f"  rootless podman left: {', '.join(pm.leftovers())}", flush=True)
         if rl is not None:
             rl.stop()
             rl.user.remove()

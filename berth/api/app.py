@@ -49,6 +49,7 @@ class DaemonInfo:
     driver_status: list[list[str]] = field(default_factory=list)  # more of DriverStatus (userns layers)
     rootless: bool = False      # in a user namespace of an ordinary user's (daemon/rootless.py)
     cgroups: bool = True        # False: rootless without a delegated cgroup v2 tree (driver "none")
+    controllers: frozenset[str] | None = None  # rootless: the delegated tree's (None: all)
     rootless_net: str = ""      # rootless: pasta or slirp4netns (daemon/rootless_net.py)
     fuse_storage: bool = False  # rootless: fuse-overlayfs rather than kernel overlayfs
 

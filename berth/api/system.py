@@ -114,6 +114,10 @@ async def info(app: App, req: Request) -> Response:
     uname = platform.uname()
     cg = app.cgroup_version
     conf = app.config
+
+    def has(controller: str) -> bool:  # a limit the engine can apply (rootless: its delegated tree's)
+        return conf.cgroups and (conf.controllers is None or controller in conf.controllers)
+
     return json_response(info_for_version(req, {
         "ID": app.daemon_id,
         "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
@@ -125,10 +129,10 @@ async def info(app: App, req: Request) -> Response:
             ["userxattr", "true" if conf.rootless else "false"], *conf.driver_status],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                     "Log": ["json-file"]},
-        "MemoryLimit": conf.cgroups, "SwapLimit": conf.cgroups and cg == "2" or conf.cgroups and os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+        "MemoryLimit": has("memory"), "SwapLimit": has("memory") and cg == "2" or conf.cgroups and os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
         "KernelMemory": False, "KernelMemoryTCP": False,
-        "CpuCfsPeriod": conf.cgroups, "CpuCfsQuota": conf.cgroups, "CPUShares": conf.cgroups,
-        "CPUSet": conf.cgroups, "PidsLimit": conf.cgroups,
+        "CpuCfsPeriod": has("cpu"), "CpuCfsQuota": has("cpu"), "CPUShares": has("cpu"),
+        "CPUSet": has("cpuset"), "PidsLimit": has("pids"),
         "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False,
         "Debug": conf.debug, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": cg == "1",
         "NGoroutines": 1, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -2,13 +2,16 @@
 bridges, veths, nftables rules and the embedded DNS work there as rootful berth's do on the
 host) is plugged into the host by ``pasta`` (Debian's ``passt``), run on the host side.
 
-pasta configures a tap interface in the namespace with the host's addresses and routes and
-moves connections between the two at layer 4 (no root needed). Its port forwarding follows
+pasta configures a tap interface in the namespace (10.0.2.100/24, default route via 10.0.2.2)
+and moves connections between the two at layer 4 (no root needed). Its port forwarding follows
 the namespace by itself (``-t auto``/``-u auto``): a port bound in the namespace is bound on
 the host within a second. So a published port (``-p 8080:80``) is berthd's usual reserved
 socket, listening in the engine's namespace (``network/ports.py``), and the kernel DNATs what
 pasta delivers to it, as rootful. The reverse (``-T auto``) makes the host's loopback ports
 reachable on the namespace's loopback: a pull from a registry on the host's 127.0.0.1 works.
+That address, rather than pasta's default copy of the host's, lets a client on the host's own
+address keep it too (pasta rewrites a source that is the namespace's own
+to its gateway); only loopback clients, which pasta splices, are not kept.
 Ports below the host's ``net.ipv4.ip_unprivileged_port_start`` cannot be bound by pasta:
 berthd refuses them (``PORT_START_ENV`` carries the host's value inside).
 
@@ -21,13 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 from berth.daemon import rootless_slirp
+from berth.daemon.rootless_tool import HostTool
 from berth.daemon.rootless_slirp import Slirp
 from berth.state.rootless import NET_ENV
 
@@ -36,6 +38,9 @@ log = logging.getLogger("berthd")
 PORT_START_ENV = "BERTH_ROOTLESS_PORT_START"
 TOOLS = ("pasta", "slirp4netns")
 NET_FILE = "rootless.net"   # under the exec root: the tool the namespaces were made with
+# the namespace's address and gateway on pasta's tap, not the host's (pasta's default): a client
+# on the host's own address is then not the namespace's own, and keeps it (as slirp4netns's)
+ADDRESS, GATEWAY = "10.0.2.100", "10.0.2.2"
 
 
 def choose() -> str:
@@ -65,38 +70,8 @@ def unprivileged_port_start() -> int:
         return 1024
 
 
-class Pasta:
-    def __init__(self, proc: subprocess.Popen[bytes]):
-        self.proc = proc
-
-    def stop_with(self, holder: int) -> None:
-        """Leave pasta running for as long as the namespaces' holder lives (berthd restarts
-        in between): a detached watcher stops it when the holder exits."""
-        pasta, held = os.pidfd_open(self.proc.pid), os.pidfd_open(holder)
-        if os.fork() == 0:
-            try:
-                os.setsid()
-                for fd in os.listdir("/proc/self/fd"):  # nothing of berthd's (its locks) is kept
-                    if int(fd) > 2 and int(fd) not in (pasta, held):
-                        try:
-                            os.close(int(fd))
-                        except OSError:
-                            pass
-                select.select([held, pasta], [], [])
-                signal.pidfd_send_signal(pasta, signal.SIGTERM)
-            finally:
-                os._exit(0)
-        os.close(pasta)
-        os.close(held)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+class Pasta(HostTool):
+    """pasta on the engine's namespaces: it follows their listening sockets by itself."""
 
 
 def connect(pid: int, exec_root: Path, tool: str) -> Pasta | Slirp | None:
@@ -112,7 +87,7 @@ def connect(pid: int, exec_root: Path, tool: str) -> Pasta | Slirp | None:
     pasta = binary
     logfile = exec_root / "pasta.log"
     cmd = [pasta, "--config-net", "--foreground", "--quiet", "--log-file", str(logfile),
-           "-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto",
+           "-a", ADDRESS, "-n", "24", "-g", GATEWAY, "-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto",
            "--userns", f"/proc/{pid}/ns/user", "--netns", f"/proc/{pid}/ns/net"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

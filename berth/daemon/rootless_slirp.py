@@ -5,8 +5,8 @@
 slirp4netns gives the engine's network namespace a tap device (``tap0``, 10.0.2.100/24, the
 gateway 10.0.2.2, DNS at 10.0.2.3) and moves its traffic through a user-mode TCP/IP stack. It has
 no automatic port forwarding: its API socket (``slirp4netns.sock`` under the exec root) takes
-``add_hostfwd``/``remove_hostfwd``. The host-side watcher that outlives berthd (as pasta's does)
-is also the port driver: twice a second it reads the sockets listening in the engine's namespace
+``add_hostfwd``/``remove_hostfwd``. The host-side watcher that outlives berthd (``rootless_tool.py``,
+as pasta's) is also the port driver: twice a second it reads the sockets listening in the engine's namespace
 (``/proc/<holder>/net/{tcp,udp}``, where berthd's reserved published-port sockets listen, as for
 pasta) and forwards the same host port, on 127.0.0.1 or every address as the socket is bound,
 to 10.0.2.100, where the engine's DNAT takes it to the container. The host's loopback is
@@ -18,14 +18,14 @@ works as with pasta's ``-T auto``.
 from __future__ import annotations
 
 import json
-import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from berth.daemon.rootless_tool import HostTool
 
 GUEST = "10.0.2.100"
 HOST_LOOPBACK = "10.0.2.2"
@@ -50,39 +50,16 @@ def route_to_host_loopback() -> None:
                    capture_output=True)
 
 
-class Slirp:
+class Slirp(HostTool):
+    """slirp4netns on the engine's namespaces; its watcher is also the port driver."""
+
     def __init__(self, proc: subprocess.Popen[bytes], api: Path):
-        self.proc = proc
+        super().__init__(proc)
         self.api = api
 
-    def stop_with(self, holder: int) -> None:
-        """Leave slirp4netns running for as long as the namespaces' holder lives; a detached
-        watcher forwards the ports listening there meanwhile, and stops it when the holder exits."""
-        slirp, held = os.pidfd_open(self.proc.pid), os.pidfd_open(holder)
-        if os.fork() == 0:
-            try:
-                os.setsid()
-                for fd in os.listdir("/proc/self/fd"):  # nothing of berthd's (its locks) is kept
-                    if int(fd) > 2 and int(fd) not in (slirp, held):
-                        try:
-                            os.close(int(fd))
-                        except OSError:
-                            pass
-                _watch(self.api, holder, held, slirp)
-                signal.pidfd_send_signal(slirp, signal.SIGTERM)
-            finally:
-                os._exit(0)
-        os.close(slirp)
-        os.close(held)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def watch(self, holder: int, held: int, tool: int) -> None:
+        """Forward what listens in the namespace until the holder (or slirp4netns) exits."""
+        _watch(self.api, holder, held, tool)
 
 
 def connect(pid: int, exec_root: Path, binary: str) -> Slirp:

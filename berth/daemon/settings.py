@@ -45,7 +45,15 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
         journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",
         runtimes=runtimes(args), cgroup_parent=args.cgroup_parent,
-        cgroups=not args.rootless or cgroups_delegated())
+        cgroups=not args.rootless or cgroups_delegated(), controllers=delegated_controllers(args))
+
+
+def delegated_controllers(args: argparse.Namespace) -> frozenset[str] | None:
+    """A rootless engine's delegated cgroup v2 tree's controllers (None: rootful, or no tree)."""
+    if not args.rootless or not cgroups_delegated():
+        return None
+    from berth.runtime.cgroups import controllers
+    return controllers()
 
 
 def _single_id() -> bool:
@@ -158,7 +166,8 @@ def daemon_info(args: argparse.Namespace) -> DaemonInfo:
     return DaemonInfo(debug=args.debug, labels=list(args.labels), logging_driver=args.log_driver,
                       init_binary=args.init_path, no_new_privileges=args.no_new_privileges,
                       warnings=warnings(args), rootless=args.rootless,
-                      cgroups=not args.rootless or cgroups_delegated(), rootless_net=_net_driver(),
+                      cgroups=not args.rootless or cgroups_delegated(), controllers=delegated_controllers(args),
+                      rootless_net=_net_driver(),
                       fuse_storage=_fuse())
 
 

@@ -29,10 +29,9 @@ class Creator:
 
     def create(self, req: CreateRequest, name: str | None) -> tuple[Container, list[str]]:
         hc = req.HostConfig or HostConfig()
-        warnings: list[str] = []
         check_host_config(hc)
         validate.check_create(req, hc)
-        self.t.defaults.at_create(hc)
+        warnings = self.t.defaults.at_create(hc)
         hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
         if name:
             if not names.valid(name):

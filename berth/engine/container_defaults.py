@@ -4,7 +4,9 @@
 ``cgroup-parent``),
 and where each applies, as dockerd applies them:
 
-    at create  log driver and options, /dev/shm size, cgroup namespace mode, runtime (recorded in HostConfig)
+    at create  log driver and options, /dev/shm size, cgroup namespace mode, runtime (recorded in HostConfig);
+               rootless: limits refused without cgroups, dropped with a warning where the
+               delegated tree lacks their controller (``discard_unsupported``)
     at start   ulimits (the container's own win by name), DNS (when the container sets none),
                init, no-new-privileges and the seccomp profile (unless its --security-opt says),
                the cgroup parent (its --cgroup-parent, else the daemon's, else /berth)
@@ -43,9 +45,12 @@ class ContainerDefaults:
     runtimes: Runtimes = field(default_factory=Runtimes)  # runtimes and default-runtime
     cgroup_parent: str = ""          # "" = /berth
     cgroups: bool = True             # False: a rootless engine without a delegated cgroup v2 tree
+    # a rootless engine's delegated tree: the controllers it has (None: rootful, all of the host's)
+    controllers: frozenset[str] | None = None
 
-    def at_create(self, hc: HostConfig) -> None:
-        """The defaults a create records (before logdrivers.normalize checks the log config)."""
+    def at_create(self, hc: HostConfig) -> list[str]:
+        """The defaults a create records (before logdrivers.normalize checks the log config);
+        the warnings for limits dropped because the delegated cgroup tree cannot apply them."""
         lc = hc.LogConfig
         if not lc.Type:
             lc.Type = self.log_driver
@@ -58,6 +63,9 @@ class ContainerDefaults:
         hc.Runtime = self.runtimes.check(hc.Runtime)
         if not self.cgroups:
             refuse_limits(hc)
+        elif self.controllers is not None:
+            return discard_unsupported(hc, self.controllers)
+        return []
 
     def ulimits_for(self, hc: HostConfig) -> list[dict[str, Any]]:
         """The daemon's ulimits, then the container's (which win by name)."""
@@ -123,3 +131,68 @@ def refuse_limits(hc: HostConfig) -> None:
     if hc.PidsLimit not in (None, 0, -1):
         raise InvalidArgument(f"--pids-limit: {NO_CGROUPS}")
 
+
+# A rootless engine's delegated cgroup v2 tree lists its controllers in cgroup.controllers (a
+# parent that does not enable one withholds it; a hybrid host's cgroup2 holds none of memory,
+# pids, cpu). As dockerd's verifyPlatformContainerResources on a host without them: a limit
+# whose controller is missing is dropped with its warning (the create's Warnings, which the
+# docker CLI prints), except --cpus, which is refused.
+_SUFFIX = " or the cgroup is not mounted."
+MEMORY = f"Your kernel does not support memory limit capabilities{_SUFFIX} Limitation discarded."
+RESERVATION = f"Your kernel does not support memory soft limit capabilities{_SUFFIX} Limitation discarded."
+PIDS = f"Your kernel does not support PIDs limit capabilities{_SUFFIX} PIDs limit discarded."
+SHARES = f"Your kernel does not support CPU shares{_SUFFIX} Shares discarded."
+PERIOD = f"Your kernel does not support CPU cfs period{_SUFFIX} Period discarded."
+QUOTA = f"Your kernel does not support CPU cfs quota{_SUFFIX} Quota discarded."
+CPUSET = f"Your kernel does not support cpuset{_SUFFIX} Cpuset discarded."
+BLKIO = f"Your kernel does not support Block I/O weight{_SUFFIX} Weight discarded."
+NANO_CPUS = ("NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is "
+             "not mounted")
+
+
+def discard_unsupported(hc: HostConfig, controllers: frozenset[str]) -> list[str]:
+    """Drop from ``hc`` each limit whose cgroup v2 controller is not in ``controllers``; the
+    warnings, in dockerd's order and words. Raises InvalidArgument for ``--cpus`` without cpu."""
+    out: list[str] = []
+    out += _memory(hc, "memory" in controllers)
+    if hc.PidsLimit is not None and "pids" not in controllers:
+        if hc.PidsLimit > 0:
+            out.append(PIDS)
+        hc.PidsLimit = None
+    out += _cpu(hc, "cpu" in controllers)
+    if (hc.CpusetCpus or hc.CpusetMems) and "cpuset" not in controllers:
+        out.append(CPUSET)
+        hc.CpusetCpus = hc.CpusetMems = ""
+    if hc.BlkioWeight and "io" not in controllers:
+        out.append(BLKIO)
+        hc.BlkioWeight = 0
+    return out
+
+
+def _memory(hc: HostConfig, have: bool) -> list[str]:
+    out = []
+    if hc.Memory > 0 and not have:
+        out.append(MEMORY)
+        hc.Memory, hc.MemorySwap = 0, -1
+    if hc.MemoryReservation > 0 and not have:
+        out.append(RESERVATION)
+        hc.MemoryReservation = 0
+    return out
+
+
+def _cpu(hc: HostConfig, have: bool) -> list[str]:
+    if have:
+        return []
+    if hc.NanoCpus > 0:
+        raise InvalidArgument(NANO_CPUS)
+    out = []
+    if hc.CpuShares > 0:
+        out.append(SHARES)
+        hc.CpuShares = 0
+    if hc.CpuPeriod:
+        out.append(PERIOD)
+        hc.CpuPeriod = 0
+    if hc.CpuQuota:
+        out.append(QUOTA)
+        hc.CpuQuota = 0
+    return out

@@ -37,7 +37,7 @@ from berth.runtime.cgroups._common import (
 
 __all__ = [
     "Cgroup", "Layout", "detect", "open_cgroup", "shares_to_weight", "blkio_weight_to_io_weight",
-    "v2_swap_max", "device_rule_line", "delegated",
+    "v2_swap_max", "device_rule_line", "delegated", "controllers",
 ]
 
 # BERTH_CGROUP_ROOT points berth at another cgroup mount: a cgroup2 mount next to v1
@@ -96,6 +96,17 @@ def delegated(root: Path = DEFAULT_ROOT) -> bool:
     if layout.version != 2:
         return False
     return os.access(layout.root, os.W_OK) and os.access(layout.root / "cgroup.procs", os.W_OK)
+
+
+def controllers(root: Path = DEFAULT_ROOT) -> frozenset[str]:
+    """The controllers a cgroup v2 tree at root may give its children (its cgroup.controllers);
+    empty where there is none to read."""
+    try:
+        layout = detect(root)
+        return frozenset((layout.root / "cgroup.controllers").read_text().split()) if layout.version == 2 \
+            else frozenset()
+    except (Unavailable, OSError):
+        return frozenset()
 
 
 def _detect(root: Path) -> Layout:

@@ -2,7 +2,10 @@
 host's cgroup2 mount, chowns it to a throwaway user and starts that user's berthd inside it,
 as systemd's Delegate=yes would hand one over. Containers
 then get cgroups of their own there (pause, stats), and limits work with the controllers the
-subtree has."""
+subtree has; on a hybrid host (memory, pids and cpu bound to v1) those skip, saying where each
+controller is. A subtree whose parent withholds the controllers (made the same way, on any
+host) shows what a limit without its controller does: discarded with dockerd's warning, or
+``--cpus`` refused."""
 
 from __future__ import annotations
 
@@ -48,12 +51,10 @@ def _remove_tree(top: Path) -> None:
                 time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def delegated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RootlessDaemon, Path]]:
-    need_tools()
-    tar = rootfs_tar(tmp_path_factory.mktemp("rootfs"))
-    sub = _cgroup2_mount() / f"brl-{uuid.uuid4().hex[:8]}"
-    sub.mkdir()
+def _delegate(top: Path, sub: Path, tar: Path) -> Iterator[tuple[RootlessDaemon, Path]]:
+    """A throwaway user's berthd started in ``sub`` (made here, chowned to the user), as
+    systemd's Delegate=yes would hand it over; ``top`` (``sub`` or a parent of it) goes after."""
+    sub.mkdir(parents=True)
     try:
         with RootlessUser.make() as u:  # its processes go before the subtree does
             _chown_tree(sub, u.uid, u.gid)
@@ -67,7 +68,51 @@ def delegated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rootle
             finally:
                 d.stop()
     finally:
-        _remove_tree(sub)
+        _remove_tree(top)
+
+
+@pytest.fixture(scope="module")
+def delegated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RootlessDaemon, Path]]:
+    need_tools()
+    sub = _cgroup2_mount() / f"brl-{uuid.uuid4().hex[:8]}"
+    yield from _delegate(sub, sub, rootfs_tar(tmp_path_factory.mktemp("rootfs")))
+
+
+@pytest.fixture(scope="module")
+def withheld(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RootlessDaemon, Path]]:
+    """A delegated subtree without memory, pids, cpu, cpuset and io, on any host: its parent (the
+    test's, root's) enables none of them in its cgroup.subtree_control."""
+    need_tools()
+    top = _cgroup2_mount() / f"brl-{uuid.uuid4().hex[:8]}"
+    sub = top / "user"
+    top.mkdir()
+    (top / "cgroup.subtree_control").write_text("")  # a new cgroup enables nothing: stated here
+    assert not set((top / "cgroup.subtree_control").read_text().split()) & set(WITHHELD)
+    yield from _delegate(top, sub, rootfs_tar(tmp_path_factory.mktemp("rootfs")))
+
+
+WITHHELD = ("memory", "pids", "cpu", "cpuset", "io")
+
+
+def lacks(controller: str) -> str:
+    """Why this host's cgroup2 cannot give ``controller`` ("" when it can): it is bound to a
+    cgroup v1 hierarchy (where), or the kernel has none."""
+    mount = _cgroup2_mount()
+    have = (mount / "cgroup.controllers").read_text().split()
+    if controller in have:
+        return ""
+    v1 = ""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, _, post = line.partition(" - ")
+        fields = post.split()
+        if fields[0] == "cgroup" and controller in fields[-1].split(","):
+            v1 = pre.split()[4]
+            break
+    known = {line.split()[0] for line in Path("/proc/cgroups").read_text().splitlines()[1:]}
+    where = (f"bound to the cgroup v1 hierarchy at {v1} (a hybrid host)" if v1 else
+             "the kernel has none" if controller not in known else "not enabled at its root")
+    return (f"the host's cgroup2 ({mount}) has no {controller} controller: {where}; its cgroup2 "
+            f"has {' '.join(have) or 'no controller'}")
 
 
 def test_containers_get_cgroups_in_the_delegated_subtree(delegated: tuple[RootlessDaemon, Path]) -> None:
@@ -100,8 +145,8 @@ def test_containers_get_cgroups_in_the_delegated_subtree(delegated: tuple[Rootle
 def test_limits_work_with_the_subtrees_controllers(delegated: tuple[RootlessDaemon, Path], controller: str,
                                                    flag: str, value: str, file: str, want: str) -> None:
     d, sub = delegated
-    if controller not in (sub.parent / "cgroup.controllers").read_text().split():
-        pytest.skip(f"the host's cgroup2 has no {controller} controller (a hybrid host: v1 holds it)")
+    if lacks(controller):
+        pytest.skip(lacks(controller))
     (sub / "cgroup.subtree_control").write_text(f"+{controller}")
     r = d.docker("run", "-d", flag, value, "busybox", "sleep", "3202")
     assert r.returncode == 0, r.stderr
@@ -109,3 +154,40 @@ def test_limits_work_with_the_subtrees_controllers(delegated: tuple[RootlessDaem
         assert (sub / "berth" / r.stdout.strip() / file).read_text().strip() == want
     finally:
         d.docker("rm", "-f", r.stdout.strip())
+
+
+def test_a_limit_the_delegated_tree_cannot_apply_is_discarded_with_dockerds_warning(
+        withheld: tuple[RootlessDaemon, Path]) -> None:
+    """Real on any host: the subtree's parent withholds the controllers. As dockerd on a host
+    without them: the limit is dropped with its warning (the CLI prints it) and the container
+    runs; docker info says which limits there is no support for."""
+    d, sub = withheld
+    assert not set((sub / "cgroup.controllers").read_text().split()) & set(WITHHELD)
+    info = json.loads(d.docker("info", "--format", "{{json .}}").stdout)
+    assert info["CgroupDriver"] == "cgroupfs" and not info["MemoryLimit"] and not info["PidsLimit"]
+    assert not info["CpuCfsQuota"] and not info["CPUShares"] and not info["CPUSet"]
+    r = d.docker("run", "--rm", "--memory", "64m", "--pids-limit", "42", "--cpu-shares", "512",
+                 "--cpuset-cpus", "0", "busybox", "cat", "/proc/self/cgroup")
+    assert r.returncode == 0, r.stderr
+    for w in ("memory limit capabilities or the cgroup is not mounted. Limitation discarded.",
+              "PIDs limit capabilities or the cgroup is not mounted. PIDs limit discarded.",
+              "CPU shares or the cgroup is not mounted. Shares discarded.",
+              "cpuset or the cgroup is not mounted. Cpuset discarded."):
+        assert f"WARNING: Your kernel does not support {w}" in r.stderr, r.stderr
+    cid = d.docker("create", "--memory", "64m", "--pids-limit", "42", "busybox", "true").stdout.strip()
+    try:
+        hc = json.loads(d.docker("inspect", cid).stdout)[0]["HostConfig"]
+        assert hc["Memory"] == 0 and hc["PidsLimit"] in (None, 0) and hc["MemorySwap"] == -1
+    finally:
+        d.docker("rm", "-f", cid)
+
+
+def test_cpus_without_the_cpu_controller_is_refused_with_dockerds_message(
+        withheld: tuple[RootlessDaemon, Path]) -> None:
+    d, _ = withheld
+    r = d.docker("run", "--rm", "--cpus", "0.5", "busybox", "true")
+    assert r.returncode == 125
+    assert ("NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not "
+            "mounted") in r.stderr
+    assert d.docker("ps", "-aq").stdout == ""
+    assert d.docker("run", "--rm", "busybox", "true").returncode == 0  # and berthd is still up

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.images.registry_proc import free_port
-from tests.integration.rootless.test_rootless import _get
+from tests.integration.rootless.netclient import http_get
 from tests.integration.rootless.user import DOCKER, RootlessDaemon, RootlessUser, need_tools, rootfs_tar
 
 pytestmark = pytest.mark.root
@@ -153,7 +153,7 @@ def test_killing_the_users_berthd_keeps_its_containers_and_the_next_finds_them(u
         port = free_port()
         r = d.docker("run", "-d", "--name", "kweb", "-p", f"{port}:80", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
         assert r.returncode == 0, r.stderr
-        assert _get(f"http://127.0.0.1:{port}/hostname") == r.stdout.strip()[:12].encode() + b"\n"
+        assert http_get(f"http://127.0.0.1:{port}/hostname") == r.stdout.strip()[:12].encode() + b"\n"
         os.kill(_inner_berthd(d), 9)
         assert d.proc is not None and d.proc.wait(10) == 137   # the host side ends with berthd's status
         holder = int((user.runtime / "berth" / "rootless.pid").read_text())
@@ -163,7 +163,7 @@ def test_killing_the_users_berthd_keeps_its_containers_and_the_next_finds_them(u
         assert r.stdout == "running\n", r.stdout + r.stderr
         assert d.docker("exec", "kept", "echo", "reached").stdout == "reached\n"
         time.sleep(2)  # pasta has followed the listeners of the namespace since
-        assert _get(f"http://127.0.0.1:{port}/hostname")   # the port is published again
+        assert http_get(f"http://127.0.0.1:{port}/hostname")   # the port is published again
         assert d.docker("rm", "-f", "kweb").returncode == 0
         assert d.docker("stop", "-t", "5", "kept").returncode == 0
         assert d.docker("logs", "kept").stdout == "before\nafter\n"

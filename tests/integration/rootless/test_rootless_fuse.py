@@ -9,35 +9,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.rootless.user import RootlessDaemon, RootlessUser, need_tools, rootfs_tar
+from tests.integration.rootless.user import RootlessDaemon, module_daemon
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def fuse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RootlessDaemon]:
-    need_tools()
-    if shutil.which("fuse-overlayfs") is None:
-        pytest.fail("needs fuse-overlayfs (.ci/run installs it)")
     if not Path("/dev/fuse").exists():
         pytest.fail("needs /dev/fuse")
-    tar = rootfs_tar(tmp_path_factory.mktemp("rootfs"))
-    u = RootlessUser.make()
-    d = RootlessDaemon(u, env={"BERTH_ROOTLESS_STORAGE": "fuse-overlayfs"})
-    try:
-        d.start()
-        d.import_busybox(tar)
-        yield d
-    finally:
-        d.stop()
-        u.remove()
+    yield from module_daemon(tmp_path_factory, env={"BERTH_ROOTLESS_STORAGE": "fuse-overlayfs"},
+                             tool="fuse-overlayfs")
 
 
 def _fuse_daemons(d: RootlessDaemon) -> list[int]:

@@ -8,34 +8,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.rootless.test_rootless import _get
-from tests.integration.rootless.user import RootlessDaemon, RootlessUser, need_tools, rootfs_tar
+from tests.integration.rootless.netclient import clients_seen, http_get
+from tests.integration.rootless.user import RootlessDaemon, module_daemon, registry_round_trip
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def slirp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RootlessDaemon]:
-    need_tools()
-    if shutil.which("slirp4netns") is None:
-        pytest.fail("needs slirp4netns (.ci/run installs it)")
-    tar = rootfs_tar(tmp_path_factory.mktemp("rootfs"))
-    u = RootlessUser.make()
-    d = RootlessDaemon(u, env={"BERTH_ROOTLESS_PORT_START": "1024", "BERTH_ROOTLESS_NET": "slirp4netns"})
-    try:
-        d.start()
-        d.import_busybox(tar)
-        yield d
-    finally:
-        d.stop()
-        u.remove()
+    yield from module_daemon(tmp_path_factory, env={"BERTH_ROOTLESS_PORT_START": "1024",
+                                                    "BERTH_ROOTLESS_NET": "slirp4netns"}, tool="slirp4netns")
 
 
 def test_info_names_slirp4netns_and_pasta_is_not_running(slirp: RootlessDaemon) -> None:
@@ -56,14 +44,14 @@ def test_published_ports_are_forwarded_through_slirp4netns(slirp: RootlessDaemon
     assert r.returncode == 0, r.stderr
     try:
         want = r.stdout.strip()[:12].encode() + b"\n"
-        assert _get(f"http://127.0.0.1:{port}/hostname") == want
-        assert _get(f"http://127.0.0.1:{lo}/hostname") == want
+        assert http_get(f"http://127.0.0.1:{port}/hostname") == want
+        assert http_get(f"http://127.0.0.1:{lo}/hostname") == want
     finally:
         slirp.docker("rm", "-f", "sweb")
     deadline = time.monotonic() + 5   # the forward goes with the container
     while time.monotonic() < deadline:
         try:
-            _get(f"http://127.0.0.1:{port}/hostname", timeout=0)
+            http_get(f"http://127.0.0.1:{port}/hostname", timeout=0)
         except OSError:
             break
         time.sleep(0.2)
@@ -72,19 +60,13 @@ def test_published_ports_are_forwarded_through_slirp4netns(slirp: RootlessDaemon
 
 
 def test_pull_from_a_registry_on_the_hosts_loopback(slirp: RootlessDaemon) -> None:
-    from tests.integration.images.registry_proc import BINARY, RegistryProc
-    if not os.path.exists(BINARY):
-        pytest.fail("needs docker-registry (.ci/run installs it)")
-    reg = RegistryProc().start()
-    ref = f"{reg.host}/rootless/slirp:1"
-    try:
-        assert slirp.docker("tag", "busybox", ref).returncode == 0
-        r = slirp.docker("push", ref)
-        assert r.returncode == 0, r.stderr
-        assert slirp.docker("rmi", ref).returncode == 0
-        r = slirp.docker("pull", ref)
-        assert r.returncode == 0, r.stderr
-        assert slirp.docker("run", "--rm", ref, "echo", "pulled").stdout == "pulled\n"
-    finally:
-        slirp.docker("rmi", ref)
-        reg.stop()
+    registry_round_trip(slirp, "rootless/slirp:1")
+
+
+def test_a_published_port_keeps_a_client_from_elsewhere_and_shows_slirps_gateway_for_loopback(
+        slirp: RootlessDaemon) -> None:
+    """slirp4netns's hostfwd keeps a client's address unless it is a loopback one (libslirp
+    gives those its own host address, 10.0.2.2): a client in a network namespace behind a veth
+    and the host's own addresses are seen as they are, the host's loopback as 10.0.2.2."""
+    sent, seen = clients_seen(slirp, "ssrc")
+    assert seen == [*sent[:3], "10.0.2.2"]

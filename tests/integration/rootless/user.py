@@ -4,6 +4,9 @@
         d = RootlessDaemon(u); d.start()
         d.docker("run", "--rm", "busybox", "id")
 
+    @pytest.fixture(scope="module")                 # a module's own user and berthd, busybox imported
+    def rl(tmp_path_factory): yield from module_daemon(tmp_path_factory, env={...}, tool="slirp4netns")
+
 berthd runs as the user through ``setpriv`` (it execs: nothing of the chain stays as root).
 Where this interpreter sits under a directory the user cannot search (a pyenv in /root), the
 launcher first makes it reachable in a private mount namespace of the daemon's own: that
@@ -21,7 +24,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.integration.daemon import ROOT
 
@@ -223,3 +228,47 @@ def rootfs_tar(dest: Path) -> Path:
     if not tar.exists():
         subprocess.run([str(ROOT / "scripts" / "mkrootfs.sh"), str(tar)], check=True)
     return tar
+
+
+def module_daemon(tmp_path_factory: Any, args: list[str] | None = None, env: dict[str, str] | None = None,
+                  tool: str = "") -> Iterator[RootlessDaemon]:
+    """For a module fixture: a throwaway user's berthd with busybox imported (``tool``, if named,
+    must be installed); berthd stopped and the user removed afterwards."""
+    import pytest
+    need_tools()
+    if tool and shutil.which(tool) is None:
+        pytest.fail(f"needs {tool} (.ci/run installs it)")
+    tar = rootfs_tar(tmp_path_factory.mktemp("rootfs"))
+    with RootlessUser.make() as u:
+        d = RootlessDaemon(u, args, env)
+        try:
+            d.start()
+            d.import_busybox(tar)
+            yield d
+        finally:
+            d.stop()
+
+
+def registry_round_trip(d: RootlessDaemon, repo: str) -> None:
+    """Push busybox to a registry on the host's loopback (started here), remove it, pull it
+    back and run it: the engine's namespace reaches the host's 127.0.0.1."""
+    import pytest
+
+    from tests.integration.images.registry_proc import BINARY, RegistryProc
+    if not os.path.exists(BINARY):
+        pytest.fail("needs docker-registry (.ci/run installs it)")
+    reg = RegistryProc().start()
+    ref = f"{reg.host}/{repo}"
+    try:
+        assert d.docker("tag", "busybox", ref).returncode == 0
+        deadline = time.monotonic() + 10
+        while (r := d.docker("push", ref)).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # pasta forwards a new host port into the namespace within a second
+        assert r.returncode == 0, r.stderr
+        assert d.docker("rmi", ref).returncode == 0
+        r = d.docker("pull", ref)
+        assert r.returncode == 0, r.stderr
+        assert d.docker("run", "--rm", ref, "echo", "pulled").stdout == "pulled\n"
+    finally:
+        d.docker("rmi", ref)
+        reg.stop()
