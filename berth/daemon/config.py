@@ -85,8 +85,9 @@ KEYS: tuple[Key, ...] = (
        "(the kubelet's 30)"),
     _k("cni-conf-dir", "str", "/etc/cni/net.d", help="the CNI network configs of pods (the first by name is used)"),
     _k("cni-bin-dir", "str", "/usr/lib/cni", help="the CNI plugin binaries (several: separated by ':')"),
-    _k("shutdown-timeout", "int", 15, help="seconds to wait for containers to stop at shutdown",
-       check=values.non_negative),
+    _k("shutdown-timeout", "int", 15, reloadable=True,
+       help="seconds to wait at least for the containers to stop at shutdown without live restore (longer: a "
+       "container's stop timeout + 5; negative: as long as it takes)"),
     # remote access (the listener is the remote work's)
     _k("tls", "bool", None, help="use TLS; implied by --tlsverify"),
     _k("tlsverify", "bool", None, help="use TLS and verify the remote"),

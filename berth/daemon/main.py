@@ -257,11 +257,12 @@ async def _stop_cri(task: asyncio.Future[Any]) -> None:
 
 
 async def _stop_containers(app: App, timeout: int) -> None:
-    """Stop the containers, waiting at most shutdown-timeout seconds (0: as long as it takes)."""
+    """Stop the containers, waiting as dockerd does (``Containers.shutdown_wait``)."""
+    wait = app.containers.shutdown_wait(timeout)
     task = asyncio.ensure_future(app.containers.shutdown())
-    done, _ = await asyncio.wait([task], timeout=timeout or None)
+    done, _ = await asyncio.wait([task], timeout=wait)
     if not done:
-        log.warning("containers still stopping after the shutdown timeout (%d s); exiting", timeout)
+        log.error("force shutdown: containers still stopping after %s s", wait)
 
 
 def main(argv: list[str] | None = None) -> None:

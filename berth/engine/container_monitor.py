@@ -1,7 +1,9 @@
 """Watching running containers: one task per container waits on its shim for the exit, records
 it (``exited``: state, events, exit hooks such as health, waiters, ``--rm``), and applies the
 restart policy (Docker's restart manager: no, always, unless-stopped, on-failure[:N], with a
-back-off from 100 ms, doubling to a minute, reset after 10 s of running).
+back-off from 100 ms, doubling to a minute, reset after 10 s of running). At berthd's start the
+policy is applied once more to what is not running (``should_restart_at_boot``, dockerd's
+restore()).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class Monitor:
         self.t.exec_root.shim_socket(cid).unlink(missing_ok=True)
         return ExitStatus(exit_code=128 + signal.SIGKILL, finished_at=now())
 
-    async def exited(self, cid: str, status: ExitStatus) -> None:
+    async def exited(self, cid: str, status: ExitStatus, boot: bool = False) -> None:
+        """Record an exit. ``boot``: one that happened while berthd was away, found at its start:
+        no "die" (nobody heard it, as with dockerd's restore) and the restart policy at boot."""
         c = self.t.by_id.get(cid)
         if c is None:
             return
@@ -94,12 +98,16 @@ class Monitor:
                     log.error("container %s: releasing its network and mounts: %s", cid[:12], e)
             if status.oom_killed:
                 self.t.on_event("oom", c, {})
-            self.t.on_event("die", c, {"exitCode": str(status.exit_code)})
+            if not boot:
+                self.t.on_event("die", c, {"exitCode": str(status.exit_code)})
             for hook in self.t.exit_hooks:
                 hook(cid)
             self.t.resolve_exit(cid, status)
             if c.host_config.AutoRemove:
                 await self.auto_remove(c, status)
+            elif boot:
+                if self.should_restart_at_boot(c):
+                    self.restart_at_boot(c)
             elif self.should_restart(c):
                 self.schedule_restart(c)
 
@@ -139,24 +147,48 @@ class Monitor:
             return c.state.exit_code != 0 and (rp.MaximumRetryCount <= 0 or c.restart_count < rp.MaximumRetryCount)
         return False
 
+    def should_restart_at_boot(self, c: Container) -> bool:
+        """dockerd's restore(): a fresh restart manager asked about a container that is not
+        running (and was started before). The user's stop counts for ``unless-stopped`` only:
+        ``always`` starts again when the daemon does, ``on-failure`` looks at the exit code."""
+        rp = c.host_config.RestartPolicy
+        if c.id not in self.t.by_id or self.t.shutting_down or _parse_iso(c.state.started_at) is None:
+            return False
+        if rp.Name == "always":
+            return True
+        if rp.Name == "unless-stopped":
+            return not c.manually_stopped
+        if rp.Name == "on-failure":
+            return c.state.exit_code != 0 and (rp.MaximumRetryCount <= 0 or c.restart_count < rp.MaximumRetryCount)
+        return False
+
+    def restart_at_boot(self, c: Container) -> None:
+        """Start it now, as a start of the daemon's: RestartCount back to 0 and no back-off
+        (dockerd's containerStart with resetRestartManager)."""
+        c.manually_stopped = False
+        self._schedule(c, 0.0, count=False)
+
     def schedule_restart(self, c: Container) -> None:
         ran = (_parse_iso(c.state.finished_at) or 0) - (_parse_iso(c.state.started_at) or 0)
         delay = 0.1 if ran >= 10 else self.backoff.get(c.id, 0.1)
         self.backoff[c.id] = min(delay * 2, 60.0)
+        self._schedule(c, delay, count=True)
+
+    def _schedule(self, c: Container, delay: float, count: bool) -> None:
         c.state.status = Status.RESTARTING
         self.t.save(c)
-        task = asyncio.get_running_loop().create_task(self._restart_later(c.id, delay))
+        task = asyncio.get_running_loop().create_task(self._restart_later(c.id, delay, count))
         self.restarts[c.id] = task
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
 
-    async def _restart_later(self, cid: str, delay: float) -> None:
+    async def _restart_later(self, cid: str, delay: float, count: bool) -> None:
         await asyncio.sleep(delay)
         self.restarts.pop(cid, None)
         c = self.t.by_id.get(cid)
         if c is None or c.state.status != Status.RESTARTING:
             return
-        c.restart_count += 1
+        c.restart_count = c.restart_count + 1 if count else 0
         try:
             await self._start(cid, True)
         except Exception as e:  # the restart itself failed: record it; try again later

@@ -1,7 +1,7 @@
 """berthd's start (live restore): find the shims again, watch the living, record the exits of
 those that died while berthd was away, abort the starts it was cut off in, finish removals,
-sweep the directories no record knows, and start again the ``always`` and ``unless-stopped``
-containers (the host may have rebooted).
+sweep the directories no record knows, and start again what the restart policies say (the host
+may have rebooted): dockerd's restore(), ``Monitor.should_restart_at_boot``.
 """
 
 from __future__ import annotations
@@ -53,11 +53,12 @@ class Recovery:
         elif c.host_config.AutoRemove and c.state.status == Status.EXITED or c.state.status == Status.REMOVING:
             async with self.t.lock(c.id):
                 await self.stopper.remove_locked(c, force=True)
-        elif c.state.status in (Status.EXITED, Status.RESTARTING) and c.host_config.RestartPolicy.Name in (
-                "always", "unless-stopped") and not c.manually_stopped:
-            # Docker starts these again when the daemon starts (the host may have rebooted)
-            c.state.status = Status.EXITED
-            self.monitor.schedule_restart(c)
+        elif c.state.status in (Status.EXITED, Status.RESTARTING):
+            if self.monitor.should_restart_at_boot(c):
+                self.monitor.restart_at_boot(c)
+            elif c.state.status == Status.RESTARTING:  # berthd died during the back-off
+                c.state.status = Status.EXITED
+                self.t.save(c)
 
     async def _reattach(self, c: Container) -> None:
         if shims.alive(c.state.shim_pid, c.state.shim_start) and self.t.exec_root.shim_socket(c.id).exists():
@@ -67,14 +68,17 @@ class Recovery:
             return
         status = shims.read_exit_file(self.t.data.container(c.id).exit)
         if status is None and c.running:
-            status = await self.monitor.shim_died(c.id)
+            # its shim died unheard (a host reboot, or killed too): what is left is killed, and
+            # the exit is dockerd's for a task that is gone at restore, whose status is lost
+            await self.monitor.shim_died(c.id)
+            status = ExitStatus(exit_code=255, finished_at=now())
         elif status is None:
             status = ExitStatus(exit_code=c.state.exit_code, finished_at=now())
         if c.state.starting and not c.running:
             c.state.starting = False
             self.t.save(c)
             return
-        await self.monitor.exited(c.id, status)
+        await self.monitor.exited(c.id, status, boot=True)
 
     async def _sweep_cgroup(self, c: Container) -> None:
         """Kill what is left in a never-started container's cgroup and remove it (one stat

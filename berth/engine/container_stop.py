@@ -19,6 +19,12 @@ from berth.errors import BerthError, Conflict, InvalidArgument, NotModified, Run
 from berth.runtime.shim.protocol import ExitStatus
 
 log = logging.getLogger("berth.engine")
+DEFAULT_STOP_TIMEOUT = 10  # seconds: dockerd's, for a container created without --stop-timeout
+_SHUTDOWN_GRACE = 5        # dockerd's: berthd's exit waits for a container's stop timeout + this
+
+
+def stop_timeout(c: Container) -> int:
+    return c.config.StopTimeout if c.config.StopTimeout is not None else DEFAULT_STOP_TIMEOUT
 
 
 def parse_signal(s: str | int | None, default: int = signal_mod.SIGKILL) -> int:
@@ -117,7 +123,7 @@ class Stopper:
         """dockerd's containerStop: the stop signal, the grace period, then SIGKILL; returns once
         the exit is recorded. Events: kill (the signal), [kill (9),] die, stop."""
         if timeout is None:
-            timeout = c.config.StopTimeout if c.config.StopTimeout is not None else 10
+            timeout = stop_timeout(c)
         signo = parse_signal(sig or c.config.StopSignal, signal_mod.SIGTERM)
         waiter = await self._send(c, signo)
         if waiter is not None:
@@ -143,6 +149,20 @@ class Stopper:
         for c, r in zip(running, results):
             if isinstance(r, BaseException):
                 log.warning("stopping %s at shutdown: %s", c.short_id, r)
+
+    def shutdown_wait(self, floor: int) -> float | None:
+        """How long berthd waits at exit for ``shutdown`` (dockerd's ShutdownTimeout): the
+        shutdown-timeout, or any container's stop timeout + 5 s if longer, so that each is
+        killed after its own timeout; None (as long as it takes) if either is negative."""
+        if floor < 0:
+            return None
+        wait = floor
+        for c in self.t.by_id.values():
+            t = stop_timeout(c)
+            if t < 0:
+                return None
+            wait = max(wait, t + _SHUTDOWN_GRACE)
+        return wait
 
     # -- remove -----------------------------------------------------------------------------
 

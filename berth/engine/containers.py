@@ -95,6 +95,9 @@ class Containers(ContainerTable):
     async def shutdown(self) -> None:
         await self.stopper.shutdown()
 
+    def shutdown_wait(self, floor: int) -> float | None:
+        return self.stopper.shutdown_wait(floor)
+
     async def flush_removed(self) -> None:
         """Wait until the files of the containers removed so far are deleted (``remove``
         deletes them in the background): for a caller that needs the space back now."""
