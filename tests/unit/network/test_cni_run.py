@@ -61,8 +61,8 @@ def test_a_cancelled_add_kills_its_plugin(tmp_path: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running, not reaped or a zombie."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
