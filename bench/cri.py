@@ -33,7 +33,6 @@ import os
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,30 +49,13 @@ import cri_api.v1.api_pb2 as pb  # noqa: E402
 import cri_api.v1.api_pb2_grpc as pbg  # noqa: E402
 import grpc  # noqa: E402
 
+from bench.daemons import med, pss, rss, terminate  # noqa: E402
 from tests.integration.daemon import ROOT, Daemon  # noqa: E402
 
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
 PAUSE = "berth.local/pause:builtin"
 BUSYBOX = "busybox:latest"
-
-
-def kib(path: str, key: str) -> int:
-    try:
-        for line in open(path):
-            if line.startswith(key):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def pss(pids: list[int]) -> int:
-    return sum(kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 class Client:
@@ -204,13 +186,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return [p for p in procs(b"containerd-shim") if needle in cmdline(p)]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         for p in self.shim_pids():  # shims of pods a failed run left behind
             os.kill(p, signal.SIGKILL)
 
@@ -232,10 +208,6 @@ def procs(comm_prefix: bytes) -> list[int]:
             except OSError:
                 pass
     return out
-
-
-def rss(pid: int) -> int:
-    return kib(f"/proc/{pid}/status", "VmRSS:")
 
 
 def unmount_under(base: Path) -> None:

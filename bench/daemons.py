@@ -5,6 +5,10 @@ before/after in one run); ``Dockerd`` is Debian's dockerd on its own socket, dat
 disk, under /var/tmp), exec root and pidfile, stopped by its PID. Both time a start until
 ``/_ping`` answers and until a request that needs the recovered state
 (``GET /containers/json``) answers.
+
+Also the measuring helpers every benchmark shares: a process's CPU seconds (``cpu_s``), a
+``/proc`` status field in KiB (``kib``, ``rss``, ``pss``), a median (``med``), stopping a
+process it started (``terminate``) and importing busybox into a daemon (``ensure_busybox``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +29,7 @@ import tests.integration.daemon as daemon_mod  # noqa: E402
 from tests.integration.daemon import Daemon, _UnixHTTP  # noqa: E402
 
 DOCKERD = "/usr/sbin/dockerd"
+DOCKER = "/usr/local/bin/docker"
 
 
 def request(sock: str, method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
@@ -44,6 +50,50 @@ def cpu_s(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kib(path: str, key: str) -> int:
+    """A ``key:  N kB`` field of a /proc file (status, smaps_rollup); 0 when it is gone."""
+    try:
+        for line in open(path):
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss(pid: int) -> int:
+    return kib(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss(pids: list[int]) -> int:
+    return sum(kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a process this benchmark started, SIGKILL it after ``timeout`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def ensure_busybox(host: str, rootfs: Path) -> None:
+    """busybox:latest in the daemon at ``host``, imported from a rootfs tarball if missing."""
+    env = dict(os.environ, DOCKER_HOST=host)
+    if subprocess.run([DOCKER, "image", "inspect", "busybox:latest"], env=env, capture_output=True).returncode == 0:
+        return
+    subprocess.run([DOCKER, "import", "--change", 'CMD ["sh"]', str(rootfs), "busybox:latest"], env=env,
+                   check=True, capture_output=True)
 
 
 def until_ready(sock: str, t0: float, timeout: float = 60) -> float:
@@ -119,13 +169,7 @@ class Dockerd:
         raise RuntimeError(f"dockerd did not start: {(self.run / 'dockerd.log').read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 60)
 
     def cleanup(self) -> None:
         self.stop()

@@ -54,7 +54,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,12 +65,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tests.integration.daemon as daemon_mod  # noqa: E402
-from bench.daemons import Berthd, request  # noqa: E402
+from bench.daemons import DOCKER, Berthd, cpu_s, ensure_busybox, kib, med, request  # noqa: E402
 from bench.daemons import Dockerd as StartedDockerd  # noqa: E402
 from logs import Dockerd  # noqa: E402
 from tests.integration.daemon import ROOT, Daemon  # noqa: E402
 
-DOCKER = "/usr/local/bin/docker"
 INFO = ["--log-level", "info"]
 
 
@@ -88,14 +86,6 @@ def docker(host: str, *args: str, check: bool = True) -> float:
 def docker_out(host: str, *args: str) -> str:
     return subprocess.run([DOCKER, *args], env=dict(os.environ, DOCKER_HOST=host), check=True,
                           capture_output=True, text=True).stdout
-
-
-def ensure_busybox(host: str, rootfs: Path) -> None:
-    env = dict(os.environ, DOCKER_HOST=host)
-    if subprocess.run([DOCKER, "image", "inspect", "busybox:latest"], env=env, capture_output=True).returncode == 0:
-        return
-    subprocess.run([DOCKER, "import", "--change", 'CMD ["sh"]', str(rootfs), "busybox:latest"], env=env,
-                   check=True, capture_output=True)
 
 
 # -- the raw API ----------------------------------------------------------------------------
@@ -210,10 +200,6 @@ def exec_phases(host: str, cid: str) -> list[float]:
 # -- reporting ------------------------------------------------------------------------------
 
 
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
 def report(title: str, res: dict[str, list[float]], unit: str = "ms") -> None:
     scale = 1000 if unit == "ms" else 1
     line = f"  {title:34s}" + "".join(f"  {k} {med(v) * scale:7.1f} {unit}" for k, v in res.items())
@@ -238,12 +224,6 @@ def alternate(hosts: dict[str, str], runs: int, fn: Callable[[str, str], float])
 
 
 # -- CPU ------------------------------------------------------------------------------------
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of ``pid`` (all its threads), in seconds."""
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_fields(pid: int) -> tuple[float, float]:
@@ -290,16 +270,6 @@ def cpu_per_run(daemons: dict[str, Daemon], runs: int) -> None:
 
 
 # -- memory ---------------------------------------------------------------------------------
-
-
-def kib(path: str, key: str) -> int:
-    try:
-        for line in open(path):
-            if line.startswith(key):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def berth_memory(d: Daemon) -> str:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,10 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tests.integration.daemon as daemon_mod  # noqa: E402
+from bench.daemons import DOCKER, DOCKERD, ensure_busybox, med, terminate  # noqa: E402
 from tests.integration.daemon import Daemon  # noqa: E402
 
-DOCKER = "/usr/local/bin/docker"
-DOCKERD = "/usr/sbin/dockerd"
 TEXT = "the quick brown fox jumps over the lazy dog"
 
 
@@ -105,26 +102,10 @@ class Dockerd:
         raise RuntimeError(f"dockerd did not start: {(self.run / 'dockerd.log').read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 30)
         subprocess.run(["umount", "-R", str(self.data / "data")], capture_output=True)
         shutil.rmtree(self.data, ignore_errors=True)
         shutil.rmtree(self.run, ignore_errors=True)
-
-
-def ensure_busybox(host: str, rootfs: Path) -> None:
-    if subprocess.run([DOCKER, "image", "inspect", "busybox:latest"], env=env(host), capture_output=True).returncode:
-        subprocess.run([DOCKER, "import", "--change", 'CMD ["sh"]', str(rootfs), "busybox:latest"],
-                       env=env(host), check=True, capture_output=True)
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 def middle_time(host: str, name: str, lines: int) -> str:

@@ -26,7 +26,6 @@ import argparse
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -35,15 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.daemons import Berthd, cpu_s, request  # noqa: E402
+from bench.daemons import Berthd, cpu_s, med, request  # noqa: E402
 from tests.integration.daemon import ROOT, Daemon  # noqa: E402
 
 DOCKER = "/usr/local/bin/docker"
 LISTS = ("/containers/json?all=1", "/images/json", "/volumes", "/networks")
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 def post(d: Daemon, path: str, body: object = None, raw: bytes | None = None) -> dict[str, object]:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,10 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.daemons import DOCKER, DOCKERD, med, terminate  # noqa: E402
 from tests.integration.daemon import Daemon  # noqa: E402
 
-DOCKER = "/usr/local/bin/docker"
-DOCKERD = "/usr/sbin/dockerd"
 
 RUN5 = "FROM busybox\n" + "".join(f"RUN echo step{i} > /file{i}\n" for i in range(5))
 RUN1 = "FROM busybox\nRUN echo step0 > /file0\n"
@@ -77,12 +74,7 @@ class Dockerd:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 30)
         # dockerd leaves its own mounts under the exec/data roots on some exits
         with open("/proc/self/mountinfo") as f:
             mine = [line.split()[4] for line in f if str(self.base) in line.split()[4]]
@@ -123,10 +115,6 @@ def ensure_busybox(env: dict[str, str], rootfs: Path) -> None:
     if subprocess.run([DOCKER, "image", "inspect", "busybox:latest"], env=env, capture_output=True).returncode:
         subprocess.run([DOCKER, "import", "--change", 'CMD ["sh"]', str(rootfs), "busybox:latest"], env=env,
                        check=True, capture_output=True)
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 def main() -> None:

@@ -19,6 +19,15 @@ def format_flag(short: str = "") -> Flag:
     return Flag("format", short, "string", FORMAT_HELP)
 
 
+def kv_map(items: list[str]) -> dict[str, str]:
+    """``key=value`` flag values (``--label``, ``--opt``...) as a map; a bare ``key`` maps to ""."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
 def filters_json(items: list[str], extra: dict[str, list[str]] | None = None) -> str | None:
     """docker's filters.Args encoding: {"key":{"value":true}}."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 
+from berth.cli._common import kv_map
 from berth.cli._flags import Flag, UsageError
 from berth.cli._units import mem_swap_bytes, nano_cpus, ram_in_bytes
 
@@ -174,14 +175,6 @@ def _env_value(item: str) -> str | None:
     if "=" in item:
         return item
     return f"{item}={os.environ[item]}" if item in os.environ else None
-
-
-def _labels(items: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        labels[key] = value
-    return labels
 
 
 def _restart_policy(text: str) -> dict[str, Any]:
@@ -371,7 +364,7 @@ def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = F
         "WorkingDir": opts["workdir"],
         "Entrypoint": entrypoint,
         "OnBuild": None,
-        "Labels": _labels(label_items),
+        "Labels": kv_map(label_items),
     })
     health = _healthcheck(opts)
     if health is not None:
@@ -381,10 +374,7 @@ def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = F
     if "stop_timeout" in opts.get("_changed", ()):
         config["StopTimeout"] = opts["stop_timeout"]
 
-    log_config = {"Type": opts["log_driver"], "Config": {}}
-    for item in opts["log_opt"]:
-        key, _, value = item.partition("=")
-        log_config["Config"][key] = value
+    log_config = {"Type": opts["log_driver"], "Config": kv_map(opts["log_opt"])}
     host: dict[str, Any] = {
         "Binds": binds,
         "ContainerIDFile": opts["cidfile"],
@@ -417,7 +407,7 @@ def build_create_body(opts: dict[str, Any], args: list[str], *, detach: bool = F
         "UsernsMode": opts["userns"],
         "ShmSize": opts["shm_size"] or 0,
     }
-    sysctls = _labels(opts["sysctl"])
+    sysctls = kv_map(opts["sysctl"])
     if sysctls:
         host["Sysctls"] = sysctls
     tmpfs = _tmpfs(opts["tmpfs"])

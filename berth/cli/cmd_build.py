@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from berth.cli._common import confirm, filters_json, print_error
+from berth.cli._common import confirm, filters_json, kv_map, print_error
 from berth.cli._flags import Flag, Spec
 from berth.schema.human import human_size, ram_in_bytes
 
@@ -69,14 +69,6 @@ def _build_args(items: list[str]) -> dict[str, str | None]:
             raise FlagError(f"invalid argument \"{item}\" for \"--build-arg\" flag: "
                             f"invalid environment variable: {item}")
         out[key] = value if eq else os.environ.get(key)
-    return out
-
-
-def _labels(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
     return out
 
 
@@ -154,7 +146,7 @@ def build_params(opts: dict[str, Any]) -> dict[str, object]:
     if opts["build_arg"]:
         params["buildargs"] = json.dumps(_build_args(opts["build_arg"]), separators=(",", ":"))
     if opts["label"]:
-        params["labels"] = json.dumps(_labels(opts["label"]), separators=(",", ":"))
+        params["labels"] = json.dumps(kv_map(opts["label"]), separators=(",", ":"))
     if opts["cache_from"]:
         params["cachefrom"] = json.dumps(opts["cache_from"], separators=(",", ":"))
     if opts["add_host"]:

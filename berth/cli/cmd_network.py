@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from berth.cli._common import confirm, filters_param, format_flag, inspect_each, remove_each
+from berth.cli._common import confirm, filters_param, format_flag, inspect_each, kv_map, remove_each
 from berth.cli._flags import Flag, Spec, UsageError
 
 TYPE_CHECKING = False
@@ -48,14 +48,6 @@ class NetworkRow:
         return self.n.get("Created", "")
 
 
-def _kv(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        out[k] = v
-    return out
-
-
 def spec_network_create() -> Spec:
     return Spec("network create [OPTIONS] NETWORK", "Create a network", [
         Flag("attachable", "", "bool", "Enable manual container attachment"),
@@ -85,12 +77,12 @@ def run_network_create(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         if i < len(gws):
             c["Gateway"] = gws[i]
         if opts["aux_address"] and i == 0:
-            c["AuxiliaryAddresses"] = _kv(opts["aux_address"])
+            c["AuxiliaryAddresses"] = kv_map(opts["aux_address"])
         config.append(c)
     body = {"Name": args[0], "Driver": opts["driver"], "Internal": opts["internal"],
             "Attachable": opts["attachable"], "EnableIPv6": opts["ipv6"],
-            "IPAM": {"Driver": opts["ipam_driver"], "Config": config, "Options": _kv(opts["ipam_opt"])},
-            "Options": _kv(opts["opt"]), "Labels": _kv(opts["label"])}
+            "IPAM": {"Driver": opts["ipam_driver"], "Config": config, "Options": kv_map(opts["ipam_opt"])},
+            "Options": kv_map(opts["opt"]), "Labels": kv_map(opts["label"])}
     resp = cli.client.json("POST", "/networks/create", json_body=body)
     sys.stdout.write(resp["Id"] + "\n")
     return 0
@@ -152,7 +144,7 @@ def spec_network_connect() -> Spec:
 
 def run_network_connect(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
     ep: dict[str, Any] = {"Aliases": opts["alias"] or None, "Links": opts["link"] or None,
-                          "DriverOpts": _kv(opts["driver_opt"]) or None}
+                          "DriverOpts": kv_map(opts["driver_opt"]) or None}
     if opts["ip"]:
         ep["IPAMConfig"] = {"IPv4Address": opts["ip"]}
     cli.client.json("POST", f"/networks/{args[0]}/connect", json_body={"Container": args[1], "EndpointConfig": ep})

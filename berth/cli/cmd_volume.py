@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from berth.cli._common import confirm, filters_param, format_flag, inspect_each, remove_each
+from berth.cli._common import confirm, filters_param, format_flag, inspect_each, kv_map, remove_each
 from berth.cli._flags import Flag, Spec, UsageError
 from berth.schema import human
 
@@ -38,14 +38,6 @@ class VolumeRow:
         return ",".join(f"{k}={v}" for k, v in (self.v.get("Labels") or {}).items())
 
 
-def _kv(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        out[k] = v
-    return out
-
-
 def spec_volume_create() -> Spec:
     return Spec("volume create [OPTIONS] [VOLUME]", "Create a volume", [
         Flag("driver", "d", "string", "Specify volume driver name", "local"),
@@ -61,7 +53,7 @@ def run_volume_create(cli: Any, opts: dict[str, Any], args: list[str]) -> int:
         raise UsageError("conflicting options: cannot specify a volume-name through both --name and as a "
                          "positional arg")
     v = cli.client.json("POST", "/volumes/create", json_body={
-        "Name": name, "Driver": opts["driver"], "DriverOpts": _kv(opts["opt"]), "Labels": _kv(opts["label"])})
+        "Name": name, "Driver": opts["driver"], "DriverOpts": kv_map(opts["opt"]), "Labels": kv_map(opts["label"])})
     sys.stdout.write(v["Name"] + "\n")
     return 0
 

@@ -55,23 +55,34 @@ class Creator:
         _defaults(hc)
         container_userns.at_create(cid, hc, self.t.userns, lambda ref: self.t.get(ref).id,
                                    own_runtime=self.t.defaults.runtimes.check(hc.Runtime) == OWN_RUNTIME)
-        if hc.Links:
-            hc.Links = links.normalize(self.t, name, hc.Links, hc.NetworkMode)
-        c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
-                      host_config=hc, image_id=image.id)
-        if self.t.attachments is not None:
-            self.t.attachments.prepare(c, req.NetworkingConfig, bool(req.Hostname))
-        d = self.t.data.container(cid)
+        try:  # from here a failure frees the user namespace range just allocated
+            if hc.Links:
+                hc.Links = links.normalize(self.t, name, hc.Links, hc.NetworkMode)
+            c = Container(id=cid, name=name, created=now(), path=cmd[0], args=cmd[1:], config=config,
+                          host_config=hc, image_id=image.id)
+            if self.t.attachments is not None:
+                self.t.attachments.prepare(c, req.NetworkingConfig, bool(req.Hostname))
+            self._record(c)
+        except BaseException:
+            container_userns.release(cid, self.t.userns)
+            raise
+        self.t.on_event("create", c, {})
+        return c, warnings
+
+    def _record(self, c: Container) -> None:
+        """The container's directories and record; on a failure (out of space or descriptors)
+        neither, nor what ``prepare`` recorded (its sandbox, its anonymous volumes)."""
+        d = self.t.data.container(c.id)
         try:
             d.root.mkdir(parents=True)
             for p in (d.rootfs, d.upper, d.work):
                 p.mkdir()
             self.t.save(c)
-        except BaseException:  # out of space or descriptors: no dir without a record
+        except BaseException:
             self.t.trash.discard(d.root)
+            if self.t.attachments is not None:
+                self.t.attachments.removed(c, True)
             raise
-        self.t.on_event("create", c, {})
-        return c, warnings
 
     def _check_name_free(self, name: str) -> None:
         for other in self.t.by_id.values():

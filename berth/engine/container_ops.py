@@ -16,6 +16,7 @@ from berth.engine.container_defaults import NO_CGROUPS
 from berth.engine.container_start import SpecBuilder
 from berth.engine.container_table import ContainerTable
 from berth.engine.model import Container, Status
+from berth.engine.volume_files import du
 from berth.errors import Conflict, InvalidArgument, RuntimeFailure
 from berth.runtime.shim.protocol import ExitStatus
 
@@ -191,14 +192,7 @@ class Operations:
             return [c.state.pid] if c.state.pid else []
 
     def size_rw(self, c: Container) -> int:
-        total = 0
-        for root, _dirs, files in os.walk(self.t.data.container(c.id).upper):
-            for f in files:
-                try:
-                    total += os.lstat(os.path.join(root, f)).st_size
-                except OSError:
-                    pass
-        return total
+        return du(self.t.data.container(c.id).upper)
 
 
 def _pid_namespace_members(init: int) -> list[int]:

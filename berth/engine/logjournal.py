@@ -46,12 +46,19 @@ def _record(entry: dict[str, object]) -> bytes | None:
 GRACE = 0.5   # seconds the journal must be quiet after the container stopped, when following
 
 
+# The longest journalctl line read (one entry as JSON). The shim sends lines of 16 KiB or more
+# as pieces, which journalctl prints as arrays of numbers when they are not UTF-8 (up to 4
+# characters a byte); a longer entry (written by someone else) is passed over.
+MAX_ENTRY = 1 << 20
+
+
 async def _journalctl(*args: str) -> asyncio.subprocess.Process:
     exe = shutil.which("journalctl")
     if exe is None:
         raise ReadNotSupported()
+    # --all: without it, -o json prints fields over 4096 bytes as null (the line was lost)
     return await asyncio.create_subprocess_exec(
-        exe, "-o", "json", "--no-pager", "-q", *args,
+        exe, "-o", "json", "--all", "--no-pager", "-q", *args, limit=MAX_ENTRY,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
 
 
@@ -59,7 +66,13 @@ async def _copy(proc: asyncio.subprocess.Process, f: IO[bytes], on_write: Callab
     """journalctl's entries into ``f`` as records; returns the last entry's cursor."""
     assert proc.stdout is not None
     cursor = ""
-    async for line in proc.stdout:
+    while True:
+        try:
+            line = await proc.stdout.readline()
+        except ValueError:  # over MAX_ENTRY: dropped (the rest of it is not JSON either)
+            continue
+        if not line:
+            break
         try:
             entry = json.loads(line)
         except ValueError:

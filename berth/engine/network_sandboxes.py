@@ -26,7 +26,7 @@ from berth.engine import network_ipam, network_names
 from berth.engine.container_table import NetnsPlug
 from berth.engine.network_bridges import Bridges
 from berth.engine.network_records import ContainerView, Endpoint, NetworkTable, PortBinding, Sandbox
-from berth.errors import Conflict, InvalidArgument, RuntimeFailure
+from berth.errors import Conflict, InvalidArgument, RuntimeFailure, os_text
 from berth.network import etcfiles, ports
 from berth.network.sandbox import Kernel, Plug, veth_name
 from berth.state.atomic import write_atomic
@@ -336,11 +336,12 @@ def _reserve_ports(cv: ContainerView, s: Sandbox, port_start: int | None) -> lis
                                                         b.host_port, b.host_port), rootless)
                 socks.append(sock6)
                 s.ports.append(PortBinding(b6.proto, b6.container_port, "::", b6.host_port))
-    except ports.PortInUse as err:
+    except OSError as err:  # in use, an address the host lacks, out of descriptors: none is kept
         for sock in socks:
             sock.close()
+        reason = err.strerror if isinstance(err, ports.BindFailed) else os_text(err)
         raise RuntimeFailure(f"driver failed programming external connectivity on endpoint "
-                             f"{cv.name} ({s.endpoints[0].endpoint_id}): {err.strerror}") from None
+                             f"{cv.name} ({s.endpoints[0].endpoint_id}): {reason}") from None
     return socks
 
 

@@ -7,6 +7,8 @@ an older berthd answers in its own version; live restore keeps talking to it).""
 from __future__ import annotations
 
 import asyncio
+import errno
+import itertools
 import logging
 import os
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from berth.errors import Unavailable
+from berth.errors import Unavailable, os_text
 from berth.state.sockaddr import address
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import ExecReply, ExitStatus, Reply, SpawnReply, SpawnRequest
@@ -25,6 +27,7 @@ from berth.runtime.shim.protocol import Start as Start  # for call()
 
 log = logging.getLogger("berth.shims")
 
+RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class ShimGone(Unavailable):
@@ -238,12 +241,29 @@ async def call(sock: Path, req: protocol.Request, timeout: float | None = 30) ->
     return _decode(line, Reply, Reply(error=f"shim at {sock} sent no reply"))
 
 
+# How long the exit watch waits before it tries again to connect when berthd is out of
+# descriptors (or memory), doubling up to the last.
+WATCH_RETRY = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
 async def wait_exit(sock: Path) -> ExitStatus | None:
-    """Block until the container exits; None when the shim vanished without telling."""
-    try:
-        reader, writer = await _connect(sock)
-    except (FileNotFoundError, ConnectionRefusedError):
-        return None
+    """Block until the container exits; None when the shim vanished without telling.
+
+    A connect that fails for want of descriptors (EMFILE, ENFILE) or memory is tried again
+    until it succeeds: the exit must not be missed (a missed one leaves the container "running"
+    with its process gone, its stop a 500 and its ``run --rm`` client waiting for ever)."""
+    for attempt in itertools.count():
+        try:
+            reader, writer = await _connect(sock)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
+        except OSError as e:
+            if e.errno not in RESOURCE_ERRNOS:
+                raise
+            if attempt == 0:
+                log.warning("watching the exit of %s: %s; trying again", sock.stem[:12], os_text(e))
+            await asyncio.sleep(WATCH_RETRY[min(attempt, len(WATCH_RETRY) - 1)])
     try:
         writer.write(protocol.encode(protocol.Wait()))
         await writer.drain()

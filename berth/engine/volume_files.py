@@ -85,6 +85,7 @@ def _merge(src: Path, dst: Path, fix: Ids) -> None:
 
 
 def du(path: Path) -> int:
+    """Bytes of the files under ``path`` (their lstat sizes; hard links counted each time)."""
     total = 0
     for root, _, files in os.walk(path):
         for f in files:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from berth.errors import os_text
 from berth.state.atomic import write_atomic
 
 log = logging.getLogger("berth.network.cni")
@@ -217,14 +218,22 @@ class Cni:
                "CNI_NETNS": att.netns, "CNI_IFNAME": att.ifname, "CNI_PATH": os.pathsep.join(self.bin_dirs),
                "CNI_ARGS": ";".join(f"{k}={v}" for k, v in att.args)}
         t = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(exe, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE, env=env)
+        try:
+            proc = await asyncio.create_subprocess_exec(exe, stdin=asyncio.subprocess.PIPE,
+                                                        stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.PIPE, env=env)
+        except OSError as e:  # not a program (ENOEXEC), out of descriptors...: the chain is undone
+            raise CniError(f'plugin type="{plugin["type"]}" could not be run ({command.lower()}): {os_text(e)}') \
+                from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), PLUGIN_TIMEOUT)
         except asyncio.TimeoutError:
-            proc.kill()
+            _kill(proc)
             await proc.wait()
             raise CniError(f'plugin type="{plugin["type"]}" timed out ({command.lower()})') from None
+        except BaseException:  # cancelled: the plugin does not outlive its caller
+            _kill(proc)
+            raise
         log.debug("CNI %s %s %s: %.1f ms", command, plugin["type"], att.container_id[:12],
                   (time.perf_counter() - t) * 1000)
         if proc.returncode != 0:
@@ -236,6 +245,13 @@ class Cni:
         except ValueError:
             raise CniError(f'plugin type="{plugin["type"]}" (add) printed no result: {out[:200]!r}') from None
         return result if isinstance(result, dict) else {}
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
 
 
 def plugin_config(net: Network, plugin: dict[str, Any], att: Attachment,

@@ -24,7 +24,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, cast
 
-from berth.errors import InvalidArgument
+from berth.errors import InvalidArgument, os_text
 
 PROTOS = ("tcp", "udp", "sctp")
 UDP_IDLE = 90.0   # seconds a UDP flow lives without traffic (docker-proxy's UDPConnTrackTimeout)
@@ -94,7 +94,11 @@ def requests(bindings: dict[str, Any] | None, exposed: dict[str, Any] | None,
     return out
 
 
-class PortInUse(OSError):
+class BindFailed(OSError):
+    """A host port could not be bound (its ``strerror`` says which, in dockerd's words)."""
+
+
+class PortInUse(BindFailed):
     pass
 
 
@@ -106,7 +110,8 @@ def privileged_port(port: int, start: int) -> str:
 
 def reserve(req: Request, listen: bool = False) -> tuple[Binding, socket.socket]:
     """Bind the host port (the first free one of a range); ``listen``: a TCP one listens too
-    (a rootless engine's, so that pasta sees it and forwards the host's port). Raises PortInUse."""
+    (a rootless engine's, so that pasta sees it and forwards the host's port). Raises PortInUse,
+    BindFailed (an address the host does not have...), OSError (out of descriptors)."""
     kind = socket.SOCK_DGRAM if req.proto == "udp" else socket.SOCK_STREAM
     ports = [0] if req.host_port_lo == 0 else list(range(req.host_port_lo, req.host_port_hi + 1))
     last: OSError | None = None
@@ -124,7 +129,8 @@ def reserve(req: Request, listen: bool = False) -> tuple[Binding, socket.socket]
             last = e
             if e.errno in (errno.EADDRINUSE, errno.EACCES):
                 continue
-            raise
+            raise BindFailed(e.errno, f"failed to bind host port for {req.host_ip or '0.0.0.0'}:{port}/{req.proto}: "
+                                      f"{os_text(e)}") from None
         return Binding(req.proto, req.container_port, req.host_ip, s.getsockname()[1]), s
     shown = f"{req.host_port_lo}-{req.host_port_hi}" if req.host_port_hi != req.host_port_lo else str(req.host_port_lo)
     raise PortInUse(last.errno if last else errno.EADDRINUSE,

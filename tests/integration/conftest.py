@@ -40,6 +40,15 @@ def busybox(berthd: Daemon) -> str:
 
 
 @pytest.fixture
+def client(berthd: Daemon, busybox: str) -> Iterator[object]:
+    """docker-py 7's DockerClient on berthd (the test files that drive berthd through the SDK)."""
+    import docker as dockerpy
+    c = dockerpy.DockerClient(base_url=berthd.host, timeout=60)
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def docker(berthd: Daemon, busybox: str):
     """Run the real docker CLI against berthd: docker("run", "--rm", busybox, "echo", "hi")."""
     def run(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -127,7 +127,7 @@ def test_logs_tail_timestamps_follow(docker):
 
 def test_ps_flags_and_filters(docker):
     a = docker("run", "-d", "--name", "psa", "-l", "k=v", "busybox", "sleep", "30").stdout.strip()
-    b = docker("run", "--name", "psb", "busybox", "sh", "-c", "exit 2").stdout
+    b = docker("run", "--name", "psb", "busybox", "sh", "-c", "head -c 5000 /dev/zero > /f; exit 2").stdout
     try:
         q = docker("ps", "-q").stdout.split()
         assert a[:12] in q
@@ -140,6 +140,7 @@ def test_ps_flags_and_filters(docker):
         assert docker("ps", "-a", "--filter", "ancestor=busybox", "-q").stdout.strip()
         table = docker("ps", "-s", "--filter", "name=psa").stdout
         assert "SIZE" in table.splitlines()[0] and "psa" in table
+        assert 5000 <= int(docker("inspect", "-s", "-f", "{{.SizeRw}}", "psb").stdout) < 8192  # its writable layer
         del b
     finally:
         docker("rm", "-f", "psa", "psb")

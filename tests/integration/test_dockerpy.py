@@ -8,13 +8,6 @@ import pytest
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def client(berthd, busybox):
-    c = docker.DockerClient(base_url=berthd.host, timeout=60)
-    yield c
-    c.close()
-
-
 def test_run_returns_output(client):
     assert client.containers.run("busybox", "echo hello", remove=True) == b"hello\n"
 

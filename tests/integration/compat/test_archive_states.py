@@ -19,13 +19,6 @@ pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-def client(berthd, busybox):
-    c = docker.DockerClient(base_url=berthd.host, timeout=60)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def made(client):
     """Containers (and volumes) made by a test, removed after it."""
     cts: list = []

@@ -17,13 +17,6 @@ import pytest
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def client(berthd, busybox):
-    c = docker.DockerClient(base_url=berthd.host, timeout=60)
-    yield c
-    c.close()
-
-
 def _nothing() -> dict[str, str]:
     return {"label": f"berth.test.none={uuid.uuid4().hex}"}
 

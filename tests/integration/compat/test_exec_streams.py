@@ -26,13 +26,6 @@ CMD = ["sh", "-c", "echo hello out; echo hello err >&2"]
 
 
 @pytest.fixture
-def client(berthd, busybox):
-    c = docker.DockerClient(base_url=berthd.host, timeout=60)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def ct(client):
     c = client.containers.run("busybox", ["sleep", "300"], detach=True, name="xs-" + uuid.uuid4().hex[:8])
     yield c

@@ -2,7 +2,7 @@
 containers on that bridge cannot open connections to each other, but still reach published
 ports (through the host address) and the outside, as Docker allows.
 
-berthd runs in a network namespace of its own whose forward path drops (test_forward_drop's
+berthd runs in a network namespace of its own whose forward path drops (firewalled.py's
 set-up: iptables FORWARD policy DROP, a firewalld-like nft table), with a veth to "the world",
 once with each firewall back end (nftables, iptables-legacy).
 The listener is busybox ``nc``; each refusal has a control that passes on the same path without
@@ -11,24 +11,20 @@ icc=false, so a drop cannot be a listener that never came up.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.compat.test_forward_drop import (
+from tests.integration.compat.firewalled import (
     HOST_ADDR,
     WORLD_ADDR,
     Firewalled,
-    _br_netfilter,
-    _make_netns,
-    _remove_netns,
+    br_netfilter,
+    firewalled,
     in_ns,
     ok,
 )
-from tests.integration.daemon import Daemon
 
 pytestmark = pytest.mark.root
 PORT = 7000
@@ -36,27 +32,11 @@ PORT = 7000
 
 @pytest.fixture(scope="module", params=["nftables", "iptables-legacy"])
 def fw(request: pytest.FixtureRequest) -> Iterator[Firewalled]:
-    if not _br_netfilter():
+    if not br_netfilter():
         pytest.fail("needs br_netfilter (bridged traffic through the ip hooks)")
-    if not shutil.which("nft"):
-        pytest.fail("needs nft (.ci/run installs nftables)")
-    tag = uuid.uuid4().hex[:6]
-    ns, world = f"bicc{tag}", f"biccout{tag}"
-    _make_netns(ns, world)
-    d = Daemon(netns=ns, args=["--icc=false"], env={"BERTH_FIREWALL_BACKEND": request.param})
-    world_proc = None
-    try:
-        d.start()
-        d.import_busybox("busybox:latest")
-        world_proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{world}", "--", "busybox", "nc", "-ll",
-                                       "-p", str(PORT), "-e", "echo", "world"])
-        yield Firewalled(ns, world, d)
-    finally:
-        if world_proc is not None:
-            world_proc.kill()
-            world_proc.wait()
-        d.cleanup()
-        _remove_netns(ns, world)
+    nc = ["busybox", "nc", "-ll", "-p", str(PORT), "-e", "echo", "world"]
+    with firewalled("bicc", lambda d: nc, args=["--icc=false"], env={"BERTH_FIREWALL_BACKEND": request.param}) as fw:
+        yield fw
 
 
 def _listener(fw: Firewalled, name: str, *args: str) -> str:

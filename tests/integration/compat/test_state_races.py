@@ -19,13 +19,6 @@ ROUNDS = 20
 MANY = "for i in $(seq 400); do sleep 300 & done; wait"
 
 
-@pytest.fixture
-def client(berthd, busybox):
-    c = docker.DockerClient(base_url=berthd.host, timeout=60)
-    yield c
-    c.close()
-
-
 def _after_run(client: docker.DockerClient, cid: str, since: float) -> list[dict]:
     """The container's events after its create and start (a finite stream: until is given)."""
     evs = list(client.events(since=since, until=time.time() + 0.5, decode=True,

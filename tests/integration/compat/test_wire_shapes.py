@@ -8,17 +8,9 @@ import json
 import time
 import uuid
 
-import docker as dockerpy
 import pytest
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def client(berthd, busybox):
-    c = dockerpy.DockerClient(base_url=berthd.host, timeout=60)
-    yield c
-    c.close()
 
 
 def test_events_since_zero_replays_history(berthd, client):

@@ -182,13 +182,6 @@ def test_init_reaps_and_forwards_signals(docker, name, busybox):
 
 # -- docker-py -------------------------------------------------------------------------------------
 
-@pytest.fixture
-def client(berthd, busybox):
-    import docker as dockerpy
-    c = dockerpy.DockerClient(base_url=berthd.host, timeout=60)
-    yield c
-    c.close()
-
 
 def test_dockerpy_exec_run_stream_demux(client, name):
     c = client.containers.run("busybox", "sleep 300", name=name, detach=True)

@@ -139,6 +139,22 @@ def test_port_in_use_is_a_clear_error_at_start(docker, cleanup):
     assert json.loads(ok(docker("inspect", name)))[0]["State"]["Running"] is False
 
 
+def test_an_address_the_host_lacks_is_a_clear_error_and_frees_the_other_ports(docker, cleanup):
+    port = free_port()
+    name = f"noaddr-{uid()}"
+    cleanup.append(("container", name))
+    r = docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "-p", f"192.0.2.77:{port}:81",
+               "busybox", "sleep", "30")
+    assert r.returncode == 125
+    assert "driver failed programming external connectivity on endpoint" in r.stderr, r.stderr
+    assert f"failed to bind host port for 192.0.2.77:{port}/tcp: cannot assign requested address" in r.stderr
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))  # the binding made before the failing one was let go
+    finally:
+        s.close()
+
+
 _PING = pytest.mark.host_userns("busybox's ping needs a raw socket, so CAP_NET_RAW over the network namespace, "
                                 "which berthd (as dockerd's libnetwork) makes in the host's user namespace")
 

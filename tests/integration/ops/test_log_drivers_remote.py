@@ -356,6 +356,23 @@ def test_docker_logs_reads_journald(journal_daemon: Daemon, name: str) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z j-out-1", stamped[0]), stamped
 
 
+def test_docker_logs_reads_long_lines_back(journal_daemon: Daemon, name: str) -> None:
+    """Lines over journalctl's 4096-byte field limit for JSON (null unless --all), and 20,000
+    bytes of 0xff, which the journal keeps as 16 KiB pieces that journalctl prints as arrays of
+    numbers (over 64 KiB a line): all come back, the bytes that are not UTF-8 as U+FFFD."""
+    d = journal_daemon
+    docker(d, "run", "-d", "--name", name, "--log-driver", "journald", "busybox", "sh", "-c",
+           "head -c 5000 /dev/zero | tr '\\0' x; echo; head -c 20000 /dev/zero | tr '\\0' '\\377'; echo; echo after")
+    docker(d, "wait", name)
+    end = time.monotonic() + 10
+    r = docker(d, "logs", name, check=False)
+    while not r.stdout.endswith("after\n") and r.returncode == 0 and time.monotonic() < end:
+        time.sleep(0.2)
+        r = docker(d, "logs", name, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "x" * 5000 + "\n" + "\ufffd" * 20000 + "\nafter\n", (len(r.stdout), r.stdout[-40:])
+
+
 def test_docker_logs_follow_journald(journal_daemon: Daemon) -> None:
     """``docker logs -f``: the entries so far, then new ones as the journal gets them, and the
     stream ends once the container has stopped and the journal is quiet."""

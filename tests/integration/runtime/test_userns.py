@@ -168,6 +168,18 @@ def test_bad_modes_and_exhausted_ranges(daemon: Daemon) -> None:
     assert not before
 
 
+def test_a_failed_create_keeps_no_range(daemon: Daemon) -> None:
+    """A create refused after its range was allocated (a missing network, a link to nothing)
+    frees it: the whole pool is still there for one container afterwards."""
+    for bad in ({"NetworkMode": "nosuchnet"}, {"Links": ["nosuchctr:alias"]}):
+        for _ in range(3):
+            status, body = daemon.request("POST", "/containers/create", json.dumps(
+                {"Image": "busybox", "Cmd": ["true"], "HostConfig": bad}).encode(), {"Content-Type": "application/json"})
+            assert status in (400, 404) and b"nosuch" in body, (status, body)
+    r = _berth(daemon, "run", "--rm", f"--userns=auto:size={POOL[1]}", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+
+
 def _copying(d: Daemon) -> bool:
     return d.extra_env.get("BERTH_FORCE_USERNS_COPY") == "1"
 

@@ -161,3 +161,11 @@ def test_familiar_ref() -> None:
     assert familiar_ref("127.0.0.1:5000/built") == "127.0.0.1:5000/built:latest"
     assert familiar_ref("127.0.0.1:5000/built:v1") == "127.0.0.1:5000/built:v1"
     assert familiar_ref("busybox@sha256:abc") == "busybox@sha256:abc"
+
+
+def test_key_value_flags_map() -> None:
+    body = body_for(["--log-opt", "max-size=1m", "--log-opt", "tag={{.Name}}", "--sysctl", "net.core.somaxconn=64",
+                     "--sysctl", "kernel.msgmax=1=2", "busybox"])
+    host = body["HostConfig"]
+    assert host["LogConfig"]["Config"] == {"max-size": "1m", "tag": "{{.Name}}"}
+    assert host["Sysctls"] == {"net.core.somaxconn": "64", "kernel.msgmax": "1=2"}
