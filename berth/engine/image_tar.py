@@ -170,10 +170,13 @@ class ImageTars:
                                                         stdout=asyncio.subprocess.PIPE,
                                                         stderr=asyncio.subprocess.PIPE)
             assert proc.stdout is not None and proc.stderr is not None
+            # tar's warnings (a socket ignored per socket file) are read as they come: a full
+            # stderr pipe would stop tar, and the export with it
+            errors = asyncio.ensure_future(_tail(proc.stderr))
             try:
                 first = await proc.stdout.read(1 << 16)
                 if not first:
-                    err = (await proc.stderr.read()).decode(errors="replace").strip()
+                    err = (await errors).decode(errors="replace").strip()
                     raise InvalidArgument(f"export: {err or 'tar failed'}")
                 yield first
                 while chunk := await proc.stdout.read(1 << 20):
@@ -185,6 +188,7 @@ class ImageTars:
                     except ProcessLookupError:
                         pass
                 await proc.wait()
+                errors.cancel()
         finally:
             shutil.rmtree(mnt, ignore_errors=True)
 
@@ -216,3 +220,11 @@ def _untar_error(path: str) -> str:
     archive/tar error (a short body ends inside the first 512-byte header)."""
     why = "unexpected EOF" if os.path.getsize(path) < 512 else "archive/tar: invalid tar header"
     return f"Error processing tar file(exit status 1): {why}"
+
+
+async def _tail(stream: asyncio.StreamReader, keep: int = 1 << 16) -> bytes:
+    """Everything a child writes to stream until its end, keeping only the last keep bytes."""
+    tail = b""
+    while chunk := await stream.read(1 << 16):
+        tail = (tail + chunk)[-keep:]
+    return tail

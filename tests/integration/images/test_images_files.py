@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
 import tarfile
 import threading
 
@@ -151,3 +152,24 @@ def test_prune_and_df(docker, berthd, berth):
     assert p.returncode == 0 and p.stdout.startswith(b"TYPE"), p.stderr
     p = docker("system", "df")
     assert p.returncode == 0 and "Images" in p.stdout, p.stderr
+
+
+def test_export_with_many_tar_warnings(docker, berthd, tmp_path):
+    """tar warns once per socket file ("socket ignored"): 4,000 of them are more than a pipe
+    holds, and the export must still finish (berthd reads tar's stderr as it goes)."""
+    import stat
+    name = "export-sockets"
+    assert docker("create", "--name", name, "busybox", "true").returncode == 0
+    try:
+        upper = json.loads(docker("inspect", name).stdout)[0]["GraphDriver"]["Data"]["UpperDir"]
+        for i in range(4000):
+            os.mknod(f"{upper}/sock-with-a-long-name-for-the-warning-{i:05d}", stat.S_IFSOCK | 0o644)
+        out = tmp_path / "export.tar"
+        p = docker("export", "-o", str(out), name, timeout=60)
+        assert p.returncode == 0, p.stderr
+        with tarfile.open(out) as t:
+            names = t.getnames()
+        assert "./bin/busybox" in names or "bin/busybox" in names
+        assert not any("sock-with" in n for n in names)
+    finally:
+        docker("rm", "-f", name)
