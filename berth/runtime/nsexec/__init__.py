@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ _CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing")
 # bits of the flags argument (berth-nsexec.c F_*)
 _TERMINAL, _NNP, _SECCOMP_EARLY, _CAPS, _DROP_IF_NOT_ROOT, _RESOLVE_USER = 1, 2, 4, 8, 16, 32
 _U64 = 0xFFFFFFFFFFFFFFFF
+_SIGNALS = tuple(sorted(int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)))
 _target: Path | None = None
 _found: str | None = None
 
@@ -113,5 +115,7 @@ def spawn(path: str, argv: list[str], keep: tuple[int, ...]) -> int:
     inherited at their numbers (dup2 onto itself clears FD_CLOEXEC), nothing else but the
     caller's non-CLOEXEC fds (the program marks those CLOEXEC before its execve). Its pid."""
     actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in dict.fromkeys(keep)]
-    return os.posix_spawn(path, argv, {}, file_actions=actions)
+    # Every signal to its default and none blocked (init._reset_signals: Python ignores SIGPIPE
+    # and SIGXFSZ, and ignored signals survive execve), done by glibc's child: one call each.
+    return os.posix_spawn(path, argv, {}, file_actions=actions, setsigmask=(), setsigdef=_SIGNALS)
 

@@ -9,7 +9,9 @@
  *   stdio -> setsid -> cgroup ("0" into each file) -> rlimits -> setns (the user ns last:
  *   become its root) -> console (tty) -> user lookup in the container's /etc -> no_new_privs
  *   -> seccomp (early, without nnp) -> bounding set, groups, gid, uid, cwd, capset, ambient
- *   -> umask -> PATH lookup -> signals reset, fds CLOEXEC -> seccomp (late) -> execve
+ *   -> umask -> PATH lookup -> fds CLOEXEC -> seccomp (late) -> execve
+ *
+ * Signals are reset by the caller's posix_spawn (POSIX_SPAWN_SETSIGDEF for all, an empty mask).
  *
  * Only libc and the kernel's headers; built by `python -m berth.runtime.nsexec build`.
  */
@@ -541,13 +543,12 @@ static const char *lookup_path(const char *name, char **env, int n_env, char *ms
     return NULL;
 }
 
-static void reset_signals(void) {
-    struct sigaction sa = {.sa_handler = SIG_DFL};
-    for (int sig = 1; sig < 65; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+/* glibc's posix_spawn child leaves its two internal signals (32, 33: thread cancellation and
+ * setxid) ignored, and glibc's sigaction refuses them: the kernel's call puts them back to
+ * default, or the command would start with them ignored (the Python child's do not). */
+static void default_internal_signals(void) {
+    struct { void *handler; unsigned long flags; void *restorer; uint64_t mask; } dfl = {0};
+    for (int sig = 32; sig <= 33; sig++) syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
 }
 
 int main(int argc, char **argv) {
@@ -556,6 +557,7 @@ int main(int argc, char **argv) {
     /* Not dumpable until execve: a container process may not open our /proc/<pid>/exe (the
      * host's binary) while we are in its namespaces (CVE-2019-5736). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    default_internal_signals();
     parse(&d, argv);
     static struct sock_filter filter[BPF_MAXINSNS];
     struct sock_fprog prog = {(unsigned short)(d.bpf_len / sizeof(struct sock_filter)), filter};
@@ -594,7 +596,6 @@ int main(int argc, char **argv) {
     step = "exec";
     char error[8192];
     const char *path = lookup_path(d.args[0], env, n_env, error, sizeof error);
-    reset_signals();
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     if (!path) fail_exec(error, 127);
     if (!(d.flags & F_SECCOMP_EARLY) && d.bpf_fd >= 0 && load_seccomp(&prog) < 0) {

@@ -25,7 +25,7 @@ from tests.integration.perf.test_start_path_guard import _traced
 pytestmark = pytest.mark.root
 DOCKER = "/usr/local/bin/docker"
 POOL = (300000, 1000000)
-SELF = ("grep -E '^(Uid|Gid|Groups|NoNewPrivs|Seccomp|Seccomp_filters|Cap(Inh|Prm|Eff|Bnd|Amb)):' /proc/self/status;"
+SELF = ("grep -E '^(Uid|Gid|Groups|NoNewPrivs|Seccomp|Seccomp_filters|Sig(Blk|Ign)|Cap(Inh|Prm|Eff|Bnd|Amb)):' /proc/self/status;"
         " umask; pwd; ulimit -n; ulimit -Hn; id; env | grep -v ^HOSTNAME= | sort")
 _NS = "cat /proc/{0}/cgroup; for f in /proc/{0}/ns/*; do readlink $f; done"
 # (docker exec options, command): each run on both paths, in both containers
@@ -142,6 +142,7 @@ def test_the_c_helper_and_the_python_child_make_the_same_process(pair: tuple[Dae
     status = _status(a[0])
     assert status["CapEff"] == "00000000a80425fb" and status["NoNewPrivs"] == "0", status
     assert status["Seccomp"] == "2" and status["Groups"].split()[-1] == "1234", status
+    assert status["SigIgn"] == status["SigBlk"] == "0000000000000000", status  # Python ignores SIGPIPE
     assert "\n1000\n2000\n" in a[0]  # --ulimit nofile=1000:2000
     nobody = _status(a[1])
     assert nobody["Uid"].split()[0] == "65534" and nobody["CapEff"] == "0000000000000000", nobody
