@@ -19,6 +19,7 @@ $(PY):
 venv: deps $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 	$(PY) -m compileall -q berth   # bytecode up front: start-up time matters even where PYTHONDONTWRITEBYTECODE is set
+	$(PY) -m berth.runtime.nsexec  # docker exec's C helper (without a C compiler: the Python path)
 
 # Start berthd (left running), make the busybox base image, run a container in it.
 demo: venv

@@ -64,7 +64,6 @@ from typing import Any, Callable, Union
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tests.integration.daemon as daemon_mod  # noqa: E402
 from bench.daemons import DOCKER, Berthd, cpu_s, ensure_busybox, kib, med, request  # noqa: E402
 from bench.daemons import Dockerd as StartedDockerd  # noqa: E402
 from logs import Dockerd  # noqa: E402
@@ -468,7 +467,8 @@ def main() -> None:
         return
 
     d = Daemon(args=INFO)
-    base = Daemon(args=INFO) if args.baseline else None
+    # code= : Daemon fixes its tree when made (ROOT swapped at start() alone ran this tree twice)
+    base = Daemon(args=INFO, code=Path(args.baseline)) if args.baseline else None
     dk: Dockerd | None = None
     rl: Any = None
     pm: Any = None
@@ -483,11 +483,7 @@ def main() -> None:
             hosts["rootless"] = rl.host
             pm = start_podman(d)
         if base is not None:
-            here, daemon_mod.ROOT = daemon_mod.ROOT, Path(args.baseline)  # berthd runs from its cwd
-            try:
-                base.start()
-            finally:
-                daemon_mod.ROOT = here
+            base.start()  # from its own tree (its cwd)
             daemons["before"] = base
             hosts["before"] = base.host
         if args.dockerd:

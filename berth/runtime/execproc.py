@@ -22,7 +22,7 @@ import msgspec
 from berth.linux import sched
 from berth.linux.sched import CloneFlags
 from berth.oci.spec import Spec, decode_spec
-from berth.runtime import _sync, init
+from berth.runtime import _sync, init, nsexec
 from berth.runtime.container import SetupFailed, _NamespacesBack, _open_cgroup, _seccomp_bpf, exec_spec
 from berth.runtime.host import host_info
 from berth.runtime.plan import CapPlan, CgroupHierarchy, HostInfo, Plan, PlanError, build_plan
@@ -76,6 +76,7 @@ class ExecContext:
         # by ``prepare``: such an exec's child builds its Plan from them instead of decoding
         # the spec and planning (~1.3 ms of CPU and ~280 copy-on-write faults per exec).
         self.base = base
+        self.bpf_fd: int | None = None  # the BPF program in a memfd, for berth-nsexec (made at its first exec)
         opened: list[int] = []
         try:
             self.ns_fds = tuple((_open_ns(init_pid, name, opened), int(flag))
@@ -152,7 +153,9 @@ class ExecContext:
         planned once (``base``) for the container's own user without --privileged, else
         planned from the spec."""
         if self.base is None or user or privileged or not args:
-            return self.plan(exec_spec(self.spec, args=args, env=env, cwd=cwd, user=user, tty=tty,
+            # decoded, not kept: planned in the shim (berth-nsexec), the spec's objects would stay
+            spec = self.spec if self._spec is not None or self._spec_bytes is None else decode_spec(self._spec_bytes)
+            return self.plan(exec_spec(spec, args=args, env=env, cwd=cwd, user=user, tty=tty,
                                        privileged=privileged))
         fields = dict(zip(_EXEC_FIELDS, self.base))
         merged: dict[str, str] = {}
@@ -165,7 +168,18 @@ class ExecContext:
                       caps=CapPlan(*caps) if caps is not None else None)
         return Plan(**_INIT_ONLY, **fields, args=tuple(args), terminal=tty, seccomp_bpf=self.bpf)
 
+    def seccomp_fd(self) -> int | None:
+        """The BPF program in a memfd that each berth-nsexec reads (None: no seccomp)."""
+        if self.bpf and self.bpf_fd is None:
+            fd = os.memfd_create("berth-seccomp", os.MFD_CLOEXEC)
+            os.write(fd, self.bpf)
+            self.bpf_fd = fd
+        return self.bpf_fd
+
     def close(self) -> None:
+        if self.bpf_fd is not None:
+            os.close(self.bpf_fd)
+            self.bpf_fd = None
         for fd in self.fds():
             try:
                 os.close(fd)
@@ -243,6 +257,25 @@ def spawn_exec(context: ExecContext, build: Callable[[], Plan], *, stdio: tuple[
             init.run_exec_now(build, stdio, report, context.ns_fds, console_socket,
                               context.self_join or context.procs)
     return pid
+
+
+def spawn_exec_native(context: ExecContext, plan: Plan, *, stdio: tuple[int, int, int], report: int,
+                      console_socket: int | None = None) -> int | None:
+    """``spawn_exec`` without Python in the child: the shim planned the process (``plan``),
+    berth-nsexec (runtime/nsexec) takes the same steps in C and reports the same way. Started
+    with posix_spawn (vfork) inside the container's pid namespace. None when the program is
+    not there (not built, ``BERTH_NSEXEC=0``) or cannot serve this exec (a time namespace: a
+    vfork child cannot enter one): the caller takes the Python path."""
+    path = nsexec.binary()
+    if path is None or any(flag == CloneFlags.NEWTIME for _, flag in context.fork_ns):
+        return None
+    bpf_fd = context.seccomp_fd() if plan.seccomp_bpf else None
+    argv = nsexec.describe(plan, stdio=stdio, report=report, console=console_socket, bpf_fd=bpf_fd,
+                           ns_fds=context.ns_fds, cgroup_files=context.self_join or context.procs)
+    keep = (*stdio, report, *(fd for fd, _ in context.ns_fds), *(() if bpf_fd is None else (bpf_fd,)),
+            *(() if console_socket is None else (console_socket,)))
+    with _JoinNamespaceFds(context.fork_ns):
+        return nsexec.spawn(path, argv, keep)
 
 
 def exec_failure(report: bytes) -> str:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from berth.runtime.execproc import ExecContext, exec_failure, spawn_exec
+from berth.runtime import nsexec
+from berth.runtime.execproc import ExecContext, exec_failure, spawn_exec, spawn_exec_native
 from berth.runtime.shim import helper, protocol
 from berth.runtime.shim.protocol import EXIT, STDERR, STDOUT, ExecReply, SpawnRequest, frame
 from berth.runtime.shim.stdio import POLLIN, Client, Hub, write_all
@@ -118,9 +119,7 @@ class Execs:
             if ctx is None:
                 pid = _fork_external(self.req, req, stdio, rep_w, (*child, rep_w, con if con is not None else 2), con)
             else:
-                keep = (*child, rep_w, *ctx.fds())
-                pid = spawn_exec(ctx, lambda: helper.exec_plan(ctx, req, keep), stdio=stdio,
-                                 report=rep_w, console_socket=con)
+                pid = _spawn_own(ctx, req, (*child, rep_w), stdio, rep_w, con)
         except OSError as ex:
             pid = 0
             os.close(rep_r)
@@ -310,6 +309,24 @@ def _stdio(e: ExecSession, req: protocol.Exec) -> tuple[socket.socket | None, so
         in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     e.fds = {out_r: STDOUT, err_r: STDERR}
     return None, None, [in_r, out_w, err_w], (in_r, out_w, err_w)
+
+
+def _spawn_own(ctx: ExecContext, req: protocol.Exec, keep: tuple[int, ...], stdio: tuple[int, int, int],
+               rep_w: int, con: int | None) -> int:
+    """Start the process with berth's own runtime: berth-nsexec (C, vfork) when it is built,
+    planned here; else, or when planning fails (the Python child then reports the error in
+    its words), a Python child forked straight into the container (``spawn_exec``)."""
+    if nsexec.binary() is not None:
+        try:
+            plan = ctx.exec_plan(args=list(req.args), env=list(req.env), cwd=req.cwd, user=req.user, tty=req.tty,
+                                 privileged=req.privileged)
+            pid = spawn_exec_native(ctx, plan, stdio=stdio, report=rep_w, console_socket=con)
+            if pid is not None:
+                return pid
+        except Exception:  # noqa: BLE001 - the Python path plans again and reports it
+            pass
+    keep = (*keep, *ctx.fds())
+    return spawn_exec(ctx, lambda: helper.exec_plan(ctx, req, keep), stdio=stdio, report=rep_w, console_socket=con)
 
 
 def _fork_external(spawn: SpawnRequest, req: protocol.Exec, stdio: tuple[int, int, int], rep_w: int,
