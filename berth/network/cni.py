@@ -198,7 +198,9 @@ class Cni:
         doc = {"kind": "cniCacheV1", "containerId": att.container_id, "ifName": att.ifname,
                "networkName": net.name, "config": net.document(), "cniArgs": att.args,
                "capabilityArgs": att.capabilities, "netns": att.netns, "result": result}
-        write_atomic(self._cache_path(att.container_id, att.ifname), json.dumps(doc).encode())
+        # atomic, not fsynced (libcni's cache is a plain write): a host crash takes the
+        # namespaces and the pods with it; a berthd killed still finds a whole file
+        write_atomic(self._cache_path(att.container_id, att.ifname), json.dumps(doc).encode(), sync=False)
 
     # -- one plugin -------------------------------------------------------------------------
 
