@@ -27,7 +27,7 @@ from berth.engine.images import Images
 from berth.engine.model import Container
 from berth.engine.pod_networks import Pod, PodNetworks
 from berth.errors import AlreadyExists, InvalidArgument, NotFound, NotModified
-from berth.schema.containers import HostConfig
+from berth.schema.containers import HostConfig, LogConfig
 
 log = logging.getLogger("berth.cri")
 
@@ -102,7 +102,8 @@ class Sandboxes:
                         PidMode="host" if ns.pid == NODE else "",
                         Sysctls=dict(config.linux.sysctls) or None,
                         CgroupParent=cgroups.parent(config.linux.cgroup_parent),
-                        PortBindings=_ports(config.port_mappings) if not (host_net or cni) else None)
+                        PortBindings=_ports(config.port_mappings) if not (host_net or cni) else None,
+                        LogConfig=LogConfig(Type="none"))   # the pause says nothing (containerd: /dev/null)
         seccomp = seccomp_profile(config.linux.security_context, unset="unconfined")
         hc.SecurityOpt = [f"seccomp={seccomp}"] if seccomp else None
         dns = config.dns_config

@@ -265,8 +265,11 @@ class Starter:
 
     def _write_etc_files(self, c: Container) -> None:
         """/etc/hostname; /etc/hosts and /etc/resolv.conf too when no attachments write them
-        (``networks.begin_start`` does, for every network mode)."""
+        (``networks.begin_start`` does, for every network mode, and the hostname too for a
+        container that joins another's network namespace)."""
         d = self.t.data.container(c.id)
+        if self.t.attachments is not None and c.host_config.NetworkMode.startswith("container:"):
+            return  # all three are the joined container's (``networks.begin_start``)
         hostname = c.config.Hostname
         if c.config.Domainname:
             hostname += "." + c.config.Domainname

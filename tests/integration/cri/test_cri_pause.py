@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from tests.integration.cri.conftest import Cri, container_config, pb, pod_config
+from tests.integration.daemon import Daemon
 
 pytestmark = pytest.mark.root
 
 
-def test_pause_has_its_root_only(cri: Cri, busybox: str, tmp_path: Path) -> None:
+def test_pause_has_its_root_only(cri: Cri, berthd: Daemon, busybox: str, tmp_path: Path) -> None:
     rt = cri.runtime
     cfg = pod_config(tmp_path, "bare")
     cfg.linux.sysctls["net.ipv4.ip_unprivileged_port_start"] = "79"
@@ -25,6 +26,8 @@ def test_pause_has_its_root_only(cri: Cri, busybox: str, tmp_path: Path) -> None
         pid = int(json.loads(info["info"])["pid"])
         mounts = [line.split()[4] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
         assert mounts == ["/"]
+        inspect = json.loads(berthd.request("GET", f"/containers/{sid}/json")[1])
+        assert inspect["HostConfig"]["LogConfig"]["Type"] == "none"   # no log file: it says nothing
         cid = rt.CreateContainer(pb.CreateContainerRequest(
             pod_sandbox_id=sid, sandbox_config=cfg,
             config=container_config("sh", busybox, ["sleep", "1000"]))).container_id
@@ -35,6 +38,9 @@ def test_pause_has_its_root_only(cri: Cri, busybox: str, tmp_path: Path) -> None
         lines = r.stdout.decode().split()
         assert lines[:2] == ["bare", "79"], r.stdout      # the pause's UTS and network namespaces
         assert {"/", "/proc", "/dev", "/sys", "/dev/shm", "/etc/hosts"} <= set(lines[2:]), r.stdout
+        # the pod's /etc files are the sandbox's (copied from its directory at start)
+        r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["cat", "/etc/hostname"], timeout=10))
+        assert r.stdout == b"bare\n"
     finally:
         rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
 
