@@ -20,6 +20,7 @@ from typing import Any
 from cri_api.v1 import api_pb2 as pb
 
 from berth.cri import meta, mounts, records
+from berth.cri.seccomp import profile as seccomp_profile
 from berth.cri.errors import DeadlineExceeded
 from berth.cri.sandboxes import NODE, POD, Sandboxes
 from berth.engine import hugepages
@@ -181,35 +182,10 @@ def _host_config(sb: Container, config: Any) -> HostConfig:
 def _security_opts(sc: Any) -> list[str]:
     """no_new_privs and the seccomp profile as Docker's --security-opt values."""
     out = ["no-new-privileges"] if sc.no_new_privs else []
-    seccomp = _seccomp(sc)
+    seccomp = seccomp_profile(sc)
     if seccomp:
         out.append(f"seccomp={seccomp}")
     return out
-
-
-def _seccomp(sc: Any) -> str:
-    """"" (RuntimeDefault: Docker's default profile), "unconfined", or a Localhost profile's
-    JSON. ``seccomp`` wins over the deprecated ``seccomp_profile_path`` (``runtime/default``,
-    ``unconfined``, ``localhost/<path>``)."""
-    if sc.HasField("seccomp"):
-        kind, path = sc.seccomp.profile_type, sc.seccomp.localhost_ref
-    else:
-        legacy = sc.seccomp_profile_path
-        kind = pb.SecurityProfile.ProfileType.Unconfined if legacy == "unconfined" else \
-            pb.SecurityProfile.ProfileType.Localhost if legacy.startswith("localhost/") else \
-            pb.SecurityProfile.ProfileType.RuntimeDefault
-        path = legacy.removeprefix("localhost")
-    if kind == pb.SecurityProfile.ProfileType.Unconfined:
-        return "unconfined"
-    if kind != pb.SecurityProfile.ProfileType.Localhost:
-        return ""
-    if not path.startswith("/"):
-        raise InvalidArgument(f"seccomp profile path must be absolute: {path!r}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise InvalidArgument(f"failed to load seccomp profile {path}: {e.strerror}") from None
 
 
 def resource_changes(r: Any) -> dict[str, Any]:

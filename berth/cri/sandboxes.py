@@ -20,13 +20,14 @@ from typing import Any
 from cri_api.v1 import api_pb2 as pb
 
 from berth.cri import cgroups, meta, pause, records
+from berth.cri.seccomp import profile as seccomp_profile
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.images import Images
 from berth.engine.model import Container
 from berth.engine.pod_networks import Pod, PodNetworks
 from berth.errors import AlreadyExists, InvalidArgument, NotFound, NotModified
-from berth.schema.containers import HostConfig
+from berth.schema.containers import HostConfig, LogConfig
 
 log = logging.getLogger("berth.cri")
 
@@ -69,6 +70,8 @@ class Sandboxes:
         t0 = time.perf_counter()
         req = self._request(config, await pause.image(self.images), cni is not None)
         c, _ = self.containers.create(req, name)
+        c.bare = True   # the pause holds namespaces: its rootfs and no other mount
+        self.containers.save(c)
         t1 = time.perf_counter()
         try:
             # CNI ADD runs in a namespace berthd made while the pause's shim is spawned
@@ -99,7 +102,10 @@ class Sandboxes:
                         PidMode="host" if ns.pid == NODE else "",
                         Sysctls=dict(config.linux.sysctls) or None,
                         CgroupParent=cgroups.parent(config.linux.cgroup_parent),
-                        PortBindings=_ports(config.port_mappings) if not (host_net or cni) else None)
+                        PortBindings=_ports(config.port_mappings) if not (host_net or cni) else None,
+                        LogConfig=LogConfig(Type="none"))   # the pause says nothing (containerd: /dev/null)
+        seccomp = seccomp_profile(config.linux.security_context, unset="unconfined")
+        hc.SecurityOpt = [f"seccomp={seccomp}"] if seccomp else None
         dns = config.dns_config
         hc.Dns, hc.DnsSearch, hc.DnsOptions = list(dns.servers) or None, list(dns.searches) or None, \
             list(dns.options) or None

@@ -160,6 +160,8 @@ class Starter:
         rt = self.t.defaults.runtimes.oci(c.host_config.Runtime)
         if rt is not None:
             spec = _for_external(spec)
+        elif c.bare:
+            bare(spec)
         log.debug("start %s: files, network prepare and spec %.1f ms", c.id[:12], (time.perf_counter() - t0) * 1000)
         try:
             await self._spawn_and_start(c, spec, rt)
@@ -264,13 +266,30 @@ class Starter:
 
     def _write_etc_files(self, c: Container) -> None:
         """/etc/hostname; /etc/hosts and /etc/resolv.conf too when no attachments write them
-        (``networks.begin_start`` does, for every network mode)."""
+        (``networks.begin_start`` does, for every network mode, and the hostname too for a
+        container that joins another's network namespace)."""
         d = self.t.data.container(c.id)
+        if self.t.attachments is not None and c.host_config.NetworkMode.startswith("container:"):
+            return  # all three are the joined container's (``networks.begin_start``)
         # dockerd writes the hostname alone; the domain is the kernel's (kernel.domainname)
         write_atomic(d.hostname, f"{c.config.Hostname}\n".encode(), sync=False)
         if self.t.attachments is None:
             write_atomic(d.hosts, HOSTS, sync=False)
             write_atomic(d.resolv_conf, _resolv_conf(), sync=False)
+
+
+def bare(spec: Spec) -> None:
+    """A pod's pause on berth's runtime (runc wants /proc): its rootfs and no other mount (no /proc, /dev, /sys, cgroup or /etc
+    files), so no masked or read-only paths either and no device nodes (the cgroup's device
+    rules stay). It only holds namespaces: nothing runs in its mount namespace but ``pause()``,
+    and the pod's containers join its network, IPC, UTS and PID namespaces, never its mounts.
+    containerd gives its pause no masked or read-only paths either
+    (``WithoutDefaultSecuritySettings``). The init writes its sysctls (the pod's, and the
+    unprivileged ports and ping range: the pod's network namespace's) and oom_score_adj
+    before it enters the rootfs, through berthd's /proc."""
+    spec.mounts = []
+    if spec.linux is not None:
+        spec.linux.maskedPaths, spec.linux.readonlyPaths, spec.linux.devices = [], [], []
 
 
 async def _nothing_first() -> bool:

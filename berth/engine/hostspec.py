@@ -26,6 +26,7 @@ class Refused(ValueError):
 # (container id or name) -> (full id, init pid, IpcMode); raises NotFound
 Lookup = Callable[[str], tuple[str, int, str]]
 
+_NET_DEFAULTS = ("net.ipv4.ip_unprivileged_port_start", "net.ipv4.ping_group_range")
 _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 
@@ -46,6 +47,10 @@ def apply(spec: Any, hc: HostConfig, lookup: Lookup, ulimits: list[Any] | None =
     spec.linux.namespaces = namespaces
     if domainname and any(n.type == "uts" and not n.path for n in namespaces):
         spec.linux.sysctl = {**(spec.linux.sysctl or {}), "kernel.domainname": domainname}
+    if hc.NetworkMode.startswith("container:") and spec.linux.sysctl:
+        # dockerd sets its unprivileged ports and ping range only in a network namespace of
+        # the container's own (IsPrivate): a joined one keeps its owner's (a pod's sysctls)
+        spec.linux.sysctl = {k: v for k, v in spec.linux.sysctl.items() if k not in _NET_DEFAULTS}
     if hc.Sysctls:
         kinds = {n.type for n in namespaces}
         for key in hc.Sysctls:

@@ -51,6 +51,7 @@ class Container(msgspec.Struct):
     manually_stopped: bool = False  # by stop/kill/remove: restart policies leave it alone
     cri_log: str = ""            # a CRI container's log in the kubelet's format (its own path)
     hugepages: dict[str, int] = {}   # a CRI container's hugepage limits: page size ("2MB") -> bytes
+    bare: bool = False           # a CRI pod's pause: its rootfs and nothing else (container_start.bare)
 
     @property
     def short_id(self) -> str:

@@ -318,6 +318,11 @@ def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple
     if plan.hostname:
         step.name = "sethostname"
         uts.sethostname(plan.hostname)
+    # no /proc in the container (a pod's bare pause): its sysctls and oom_score_adj now,
+    # through berthd's /proc (the same namespaces: this process is in them already)
+    own_proc = any(m.dest == "/proc" for m in plan.mounts)
+    if not own_proc:
+        _proc_writes(plan)
     step.name = "rootfs"
     trees = list(userns[1:])
     rootfs.enter_rootfs(plan, trees)
@@ -328,10 +333,8 @@ def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple
     if console is not None:
         step.name = "console"
         _console(console)
-    step.name = "sysctl"
-    for path, value in plan.sysctls:
-        if plan.userns is None or not path.startswith("/proc/sys/net/"):
-            _write(path, value)
+    if own_proc:
+        _sysctls(plan)
     step.name = "cwd"
     os.makedirs(plan.cwd, 0o755, exist_ok=True)
     step.name = "rootfs"
@@ -340,10 +343,25 @@ def _setup(plan: Plan, ctl: int, console: int | None = None, cgroup_tasks: tuple
         step.name = "rlimits"
         for res, soft, hard in plan.rlimits:
             lrlimit.setrlimit(res, soft, hard)
-    if plan.oom_score_adj is not None and plan.userns is None:
+    if plan.oom_score_adj is not None and plan.userns is None and own_proc:
         step.name = "oom_score_adj"
         _oom_score_adj(plan.oom_score_adj)
     return _become_process(plan)
+
+
+def _sysctls(plan: Plan) -> None:
+    _Step.name = "sysctl"
+    for path, value in plan.sysctls:
+        if plan.userns is None or not path.startswith("/proc/sys/net/"):
+            _write(path, value)
+
+
+def _proc_writes(plan: Plan) -> None:
+    """Sysctls and oom_score_adj before the rootfs, for a container without /proc."""
+    _sysctls(plan)
+    if plan.oom_score_adj is not None and plan.userns is None:
+        _Step.name = "oom_score_adj"
+        _oom_score_adj(plan.oom_score_adj)
 
 
 def _become_process(plan: Plan) -> tuple[str | None, str, list[str]]:

@@ -4,6 +4,7 @@ prevResult), a plugin's error document, a result's address, a missing plugin's e
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -50,3 +51,20 @@ def test_messages_and_addresses(tmp_path: Path) -> None:
     assert cni.first_ip({}) == ""
     with pytest.raises(cni.CniError, match=r'failed to find plugin "nope" in path \['):
         cni.Cni(str(tmp_path), [str(tmp_path)], tmp_path / "cache").find("nope")
+
+
+@pytest.mark.parametrize("ours, seen", [(None, "1"), ("4", "4")])
+def test_plugins_run_with_one_go_proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ours: str | None,
+                                      seen: str) -> None:
+    """A plugin gets GOMAXPROCS=1 unless berthd's environment names its own."""
+    if ours is None:
+        monkeypatch.delenv("GOMAXPROCS", raising=False)
+    else:
+        monkeypatch.setenv("GOMAXPROCS", ours)
+    plugin = tmp_path / "envecho"
+    plugin.write_text('#!/bin/sh\nprintf \'{"cniVersion":"1.0.0","dns":{"domain":"%s"}}\' "$GOMAXPROCS"\n')
+    plugin.chmod(0o755)
+    c = cni.Cni(str(tmp_path), [str(tmp_path)], tmp_path / "cache")
+    net = cni.Network("n", "1.0.0", [{"type": "envecho"}])
+    result = asyncio.run(c.add(net, cni.Attachment("c1", "/proc/self/ns/net"), cache=False))
+    assert result["dns"]["domain"] == seen
