@@ -102,6 +102,8 @@ class ContainerTable:
         self.locks: dict[str, asyncio.Lock] = {}
         self.exit_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
         self.remove_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
+        # the shim's last word on an exited container (its cgroup removed): a new start waits for it
+        self.releasing: dict[str, asyncio.Future[None]] = {}
         self.pending_attach: dict[str, list[tuple[PendingAttach, Callable[[], object]]]] = {}
         self.on_event: Callable[[str, Container, dict[str, str]], None] = lambda *a: None
         self.exit_hooks: list[Callable[[str], None]] = []  # called with the id after each exit

@@ -238,23 +238,49 @@ async def call(sock: Path, req: protocol.Request, timeout: float | None = 30) ->
     return _decode(line, Reply, Reply(error=f"shim at {sock} sent no reply"))
 
 
-async def wait_exit(sock: Path) -> ExitStatus | None:
-    """Block until the container exits; None when the shim vanished without telling."""
+async def wait_exit(sock: Path, released: asyncio.Future[None] | None = None) -> ExitStatus | None:
+    """Block until the container exits; None when the shim vanished without telling.
+
+    ``released`` is set once the shim is done with the container after its exit (it closes
+    the connection after removing the cgroup), or at once when there is no connection."""
     try:
         reader, writer = await _connect(sock)
     except (FileNotFoundError, ConnectionRefusedError):
+        _set(released)
         return None
     try:
         writer.write(protocol.encode(protocol.Wait()))
         await writer.drain()
         line = await reader.readline()
     except ConnectionError:
-        return None
+        line = b""
+    if not line or released is None:
+        writer.close()
+        _set(released)
+        return None if not line else protocol.decode(line, ExitStatus)
+    task = asyncio.ensure_future(_until_eof(reader, writer, released))
+    _eof_tasks.add(task)
+    task.add_done_callback(_eof_tasks.discard)
+    return protocol.decode(line, ExitStatus)
+
+
+_eof_tasks: set[asyncio.Future[None]] = set()  # the loop keeps only weak references to tasks
+
+
+async def _until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, released: asyncio.Future[None],
+                     timeout: float = 10) -> None:
+    try:
+        await asyncio.wait_for(reader.read(), timeout)
+    except (ConnectionError, asyncio.TimeoutError):
+        pass
     finally:
         writer.close()
-    if not line:
-        return None
-    return protocol.decode(line, ExitStatus)
+        _set(released)
+
+
+def _set(fut: asyncio.Future[None] | None) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
 
 
 async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool

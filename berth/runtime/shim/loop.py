@@ -246,13 +246,17 @@ class Shim:
         self.drain_deadline = time.monotonic() + _DRAIN
 
     def finish(self) -> None:
-        """Init has exited and its output is drained: record, tell waiters, leave."""
+        """Init has exited and its output is drained: record, tell waiters, then remove the
+        cgroup. berthd hears of the exit first (the 9 rmdirs of a v1 cgroup are not on the
+        wait's path); the waiters' connections stay open until the cgroup is gone (the host's
+        ``close``), and berthd starts this container again only after that EOF, so a new
+        start's cgroup never meets these rmdirs. A shim that dies in between leaves the
+        empty cgroup, which berthd removes when it sees the EOF (``Monitor``)."""
         assert self.exit is not None
         try:
             self.io.log.flush()
         except OSError as e:
             _warn(f"flushing the log: {e}")
-        self._delete()
         line = protocol.encode(self.exit)
         try:
             write_atomic(self.req.exit_file, line, sync=self.req.exit_sync)
@@ -263,7 +267,8 @@ class Shim:
         except FileNotFoundError:
             pass
         self.execs.end_all()
-        self.hub.flush_all(line)
+        self.hub.flush_all(line, keep_waiters=True)
+        self._delete()
 
     def _delete(self) -> None:
         """The container is gone: remove its cgroup (with runc or crun: its state, then the

@@ -181,19 +181,24 @@ class Hub:
         if self.connected(c):
             self.poll.modify(c.sock.fileno(), select.POLLOUT if c.out else 0)
 
-    def flush_all(self, exit_line: bytes) -> None:
-        """The shim is leaving: send every client its backlog (waiters the exit), close them."""
+    def flush_all(self, exit_line: bytes, keep_waiters: bool = False) -> None:
+        """The shim is leaving: send every client its backlog (waiters the exit), close them
+        (``keep_waiters``: all but the waiters, which ``close`` ends)."""
         for c in list(self.clients.values()):
             try:
                 c.sock.setblocking(True)
                 c.sock.settimeout(2)
                 if c.out:
                     c.sock.sendall(c.out)
+                    c.out = b""
                 if c.waiting:
                     c.sock.sendall(exit_line)
             except OSError:
                 pass
-            self.drop(c)
+            if not (keep_waiters and c.waiting):
+                self.drop(c)
+            else:
+                c.waiting = False
 
     def close(self) -> None:
         """The container's shim is done: stop listening, drop every connection."""

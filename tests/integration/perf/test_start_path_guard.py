@@ -46,7 +46,15 @@ MAX_FSYNCS = 0      # exit.json of a --rm container is not fsynced (2 before: th
 MAX_HOST_READS = 0  # host facts (mountinfo, cap_last_cap) and the default seccomp program: read
                     # once by the fork server, inherited by every shim and setup helper
 
-_CALL = re.compile(r"^\d+\s+(clone3?|fork|vfork|execve|mount(?:_setattr)?|umount2|rename(?:at2?)?|openat|connect|f(?:data)?sync)\((.*)$")
+MAX_BYTE_READS = 2  # one-byte reads: the init's GO and START bytes (the shim read each helper
+                    # report a byte at a time before: ≈20 more per run)
+
+_CALL = re.compile(r"^(\d+)\s+(clone3?|fork|vfork|execve|mount(?:_setattr)?|umount2|rename(?:at2?)?|openat|connect|"
+                   r"f(?:data)?sync|read|sendto|rmdir)\((.*)$")
+_BYTE_READ = re.compile(r'^\d+, ".*", 1\)\s+= 1$')
+_BYTE_READ_RESUMED = re.compile(r'^\d+\s+<\.\.\. read resumed>.*, 1\)\s+= 1$')  # after a blocking read's "unfinished"
+_EXIT_LINE = re.compile(r'^\d+, "\{(\\"v\\":\d+,)?\\"exit_code\\"')  # an ExitStatus to a waiter
+_CGROUP_DIR = re.compile(r'^"/sys/fs/cgroup/')
 _SHIM_SOCKET = re.compile(r'^\d+, \{sa_family=AF_UNIX, sun_path="[^"]*/[0-9a-f]{64}\.sock"')
 _HOST_READ = re.compile(r'^AT_FDCWD, "(/proc/self/mountinfo|/proc/sys/kernel/cap_last_cap|[^"]*/seccomp[^"]*\.bpf)"')
 
@@ -70,13 +78,28 @@ def _traced(pid: int) -> bool:
 
 def count_calls(trace: str) -> Counter[str]:
     """strace -f output -> {"process", "thread", "execve", "mount", "umount2"}: calls made
-    (a call split into "<unfinished ...>" and "resumed" counts once)."""
+    (a call split into "<unfinished ...>" and "resumed" counts once). "rmdir_first": the
+    cgroup removals (runs of rmdirs) that came before the shim told a waiter of the exit."""
     out: Counter[str] = Counter()
+    told = removals = 0
+    last: dict[str, str] = {}  # pid -> its last call (a run of rmdirs is one removal)
     for line in trace.splitlines():
         m = _CALL.match(line)
         if not m:
+            out["byte_read"] += bool(_BYTE_READ_RESUMED.match(line))
             continue
-        name, rest = m.groups()
+        pid, name, rest = m.groups()
+        if name == "rmdir":
+            if _CGROUP_DIR.match(rest) and last.get(pid) != "rmdir":
+                removals += 1
+                out["rmdir_first"] += removals > told
+            last[pid] = name
+            continue
+        if name in ("read", "sendto"):
+            out["byte_read"] += name == "read" and bool(_BYTE_READ.match(rest))
+            told += name == "sendto" and bool(_EXIT_LINE.match(rest))
+            continue
+        last[pid] = name
         if name in ("clone", "clone3", "fork", "vfork"):
             out["thread" if "CLONE_THREAD" in rest else "process"] += 1
         elif name in ("fsync", "fdatasync"):
@@ -111,9 +134,18 @@ def test_count_calls_parses_strace_lines() -> None:
         "14  connect(7, {sa_family=AF_UNIX, sun_path=\"/proc/self/fd/9/" + "ab" * 32 + ".sock\"}, 110) = 0\n"
         "14  connect(8, {sa_family=AF_UNIX, sun_path=\"/run/berth/forkserver.sock\"}, 30) = 0\n"
         "15  fsync(4)                          = 0\n"
-        "15  fdatasync(5 <unfinished ...>\n")
+        "15  fdatasync(5 <unfinished ...>\n"
+        "16  read(5, \"{\", 1) = 1\n"
+        "16  read(5,  <unfinished ...>\n"
+        "16  <... read resumed>\"{\", 1) = 1\n"
+        "16  read(5, \"{\\\"v\\\":3}\\n\", 4096) = 7\n"
+        "16  rmdir(\"/sys/fs/cgroup/cpu/berth/ab\") = 0\n"
+        "16  rmdir(\"/sys/fs/cgroup/pids/berth/ab\") = 0\n"
+        "16  sendto(9, \"{\\\"v\\\":3,\\\"exit_code\\\":0}\\n\", 17, 0, NULL, 0) = 17\n"
+        "16  sendto(9, \"{\\\"v\\\":3,\\\"exit_code\\\":0}\\n\", 17, 0, NULL, 0) = 17\n"
+        "16  rmdir(\"/sys/fs/cgroup/cpu/berth/cd\") = 0\n")
     assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1, rename=2,
-                                         host_read=2, shim_connect=1, fsync=2)
+                                         host_read=2, shim_connect=1, fsync=2, byte_read=2, rmdir_first=1)
 
 
 def _per_run(d: Daemon, image: str, tmp_path: Path) -> dict[str, float]:
@@ -127,7 +159,7 @@ def _per_run(d: Daemon, image: str, tmp_path: Path) -> dict[str, float]:
     # and its children: the spare shim host, forked ahead, takes the first traced run
     pids = [d.proc.pid, fs, *(int(p) for p in Path(f"/proc/{fs}/task/{fs}/children").read_text().split())]
     out = tmp_path / "trace"
-    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,mount_setattr,umount2,rename,renameat,renameat2,openat,connect,fsync,fdatasync",
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,mount_setattr,umount2,rename,renameat,renameat2,openat,connect,fsync,fdatasync,read,sendto,rmdir",
                                "-o", str(out), *(a for p in pids for a in ("-p", str(p)))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -160,6 +192,9 @@ def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybo
     assert per_run.get("host_read", 0) <= MAX_HOST_READS, per_run
     assert per_run.get("fsync", 0) <= MAX_FSYNCS, per_run
     assert per_run.get("shim_connect", 0) <= MAX_SHIM_CONNECTS, per_run
+    assert per_run.get("byte_read", 0) <= MAX_BYTE_READS, per_run
+    # the waiters hear of the exit before the cgroup's rmdirs (the exit hop: they come after)
+    assert per_run.get("rmdir_first", 0) == 0, per_run
 
 
 def test_run_rm_in_a_user_namespace_forks_no_more_than_today(tmp_path: Path) -> None:
