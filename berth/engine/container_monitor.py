@@ -62,6 +62,8 @@ class Monitor:
         cgroups_path = c.cgroups_path if c is not None and self.t.defaults.cgroups else ""
         released.add_done_callback(lambda f: self._released(cid, f, cgroups_path))
         status = await shims.wait_exit(sock, released)
+        if status is None:  # the exit came before the Wait (an early start): it is on record
+            status = shims.read_exit_file(self.t.data.container(cid).exit)
         if status is None:
             # The shim vanished: its exit file says what happened, if it got to write it.
             for _ in range(20):

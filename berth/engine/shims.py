@@ -111,7 +111,7 @@ class ForkServer:
             assert ready is not None
             await asyncio.shield(ready)
             try:
-                reader, writer = await _connect(self.path)
+                reader, writer = await _connect(self.path, limit=1 << 20 if req.attach else 1 << 16)
             except (FileNotFoundError, ConnectionRefusedError):
                 await self._relaunched(ready)  # it died: wait for the next one
                 continue
@@ -180,6 +180,7 @@ class Spawned:
         self._reader = reader
         self._writer = writer
         self._go = go
+        self._kept = False
 
     async def start(self, timeout: float = 30) -> Reply:
         """Release the init (unless the early Start did) and return the start's Reply.
@@ -199,9 +200,16 @@ class Spawned:
             raise ShimGone("the shim closed the spawn connection")
         return _decode(line, Reply, Reply(error="the shim sent no start reply"))
 
+    def stream(self) -> Stream:
+        """The connection, an attach stream after a start that carried one (``SpawnRequest.attach``);
+        close() leaves it open from now on."""
+        self._kept = True
+        return self._reader, self._writer
+
     def close(self) -> None:
         _cancel(self._go)
-        self._writer.close()
+        if not self._kept:
+            self._writer.close()
 
 
 async def _connect(path: Path, limit: int = 1 << 16
@@ -297,6 +305,38 @@ async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool
         writer.close()
         raise ShimGone(f"shim at {sock} closed the connection")
     return reader, writer
+
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class PendingAttach:
+    """An attach client waiting for the container's next start (``docker run`` attaches
+    first): subscribed on a connection of its own before the init is released (``subscribe``),
+    or carried by the spawn request, whose connection becomes its stream (``deliver``)."""
+
+    def __init__(self, sock: Path, stdin: bool, stdout: bool, stderr: bool):
+        self.sock = sock
+        self.request = protocol.Attach(stdin=stdin, stdout=stdout, stderr=stderr)
+        self.fut: asyncio.Future[Stream] = asyncio.get_running_loop().create_future()
+
+    async def subscribe(self) -> None:
+        try:
+            pair = await attach(self.sock, self.request.stdin, self.request.stdout, self.request.stderr)
+        except Exception as e:
+            if not self.fut.done():
+                self.fut.set_exception(e)
+            return
+        self.deliver(pair)
+
+    def deliver(self, pair: Stream) -> None:
+        if self.fut.done():  # the client went away meanwhile
+            pair[1].close()
+        else:
+            self.fut.set_result(pair)
+
+    def cancel(self) -> None:
+        self.fut.cancel()
 
 
 async def open_exec(sock: Path, req: protocol.Exec

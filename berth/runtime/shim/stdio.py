@@ -109,6 +109,14 @@ class Hub:
             self.clients[s.fileno()] = c
             self.poll.register(s.fileno(), POLLIN)
 
+    def adopt(self, sock: socket.socket) -> Client:
+        """A connection made elsewhere (the spawn connection) as one of this hub's clients."""
+        sock.setblocking(False)
+        c = Client(sock)
+        self.clients[sock.fileno()] = c
+        self.poll.register(sock.fileno(), POLLIN)
+        return c
+
     def connected(self, c: Client) -> bool:
         return c.sock.fileno() in self.clients
 
@@ -431,10 +439,11 @@ class ContainerIO:
         for fd in list(self.pipes):
             self.close_pipe(fd)
 
-    def attach(self, c: Client, req: Attach, rest: bytes) -> None:
+    def attach(self, c: Client, req: Attach, rest: bytes, reply: bool = True) -> None:
         c.attached = True
         c.stdin, c.stdout, c.stderr = req.stdin, req.stdout, req.stderr
-        self.hub.reply(c, protocol.Reply(ok=True))
+        if reply:
+            self.hub.reply(c, protocol.Reply(ok=True))
         if rest and c.stdin:
             self.write_stdin(rest)
 
