@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from typing import TYPE_CHECKING, Awaitable, Callable
@@ -19,6 +20,7 @@ from berth.engine.container_table import ContainerTable, now
 from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
 from berth.errors import InvalidArgument
+from berth.runtime.cgroups import open_cgroup
 from berth.runtime.shim.protocol import ExitStatus
 
 if TYPE_CHECKING:
@@ -56,7 +58,14 @@ class Monitor:
 
     async def _watch(self, cid: str) -> None:
         sock = self.t.exec_root.shim_socket(cid)
-        status = await shims.wait_exit(sock)
+        released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.t.releasing[cid] = released
+        c = self.t.by_id.get(cid)
+        cgroups_path = c.cgroups_path if c is not None and self.t.defaults.cgroups else ""
+        released.add_done_callback(lambda f: self._released(cid, f, cgroups_path))
+        status = await shims.wait_exit(sock, released)
+        if status is None:  # the exit came before the Wait (an early start): it is on record
+            status = shims.read_exit_file(self.t.data.container(cid).exit)
         if status is None:
             # The shim vanished: its exit file says what happened, if it got to write it.
             for _ in range(20):
@@ -69,6 +78,25 @@ class Monitor:
             status = shims.read_exit_file(self.t.data.container(cid).exit) or await self.shim_died(cid)
         self.monitors.pop(cid, None)
         await self.exited(cid, status)
+
+    def _released(self, cid: str, released: asyncio.Future[None], cgroups_path: str) -> None:
+        """The shim let go of an exited container (its Wait connection's EOF): it removed the
+        cgroup after telling the waiters, unless it died in between; then remove it here."""
+        if self.t.releasing.get(cid) is released:
+            del self.t.releasing[cid]
+        if not cgroups_path:
+            return
+        try:
+            cg = open_cgroup(cgroups_path)
+            first = next(iter(cg.paths().values()), None)  # made in every hierarchy at once
+            if first is None or not os.path.isdir(first):
+                return
+        except Exception:
+            return
+        log.warning("container %s: its shim left the cgroup behind: removing it", cid[:12])
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(kill_cgroup, cg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def shim_died(self, cid: str) -> ExitStatus:
         """The shim died before it recorded an exit (``kill -9``): its container's init was its

@@ -24,7 +24,7 @@ UPDATABLE = ("CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "Cpu
              "CpusetMems", "MemoryReservation", "MemorySwap", "PidsLimit", "CpuRealtimePeriod",
              "CpuRealtimeRuntime")
 
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+Stream = shims.Stream
 
 
 class Operations:
@@ -132,22 +132,9 @@ class Operations:
         sock = self.t.exec_root.shim_socket(c.id)
         if c.running and not c.state.starting:
             return asyncio.ensure_future(shims.attach(sock, stdin, stdout, stderr))
-        fut: asyncio.Future[Stream] = asyncio.get_running_loop().create_future()
-
-        async def subscribe() -> None:
-            try:
-                pair = await shims.attach(sock, stdin, stdout, stderr)
-            except Exception as e:
-                if not fut.done():
-                    fut.set_exception(e)
-                return
-            if fut.done():
-                pair[1].close()
-            else:
-                fut.set_result(pair)
-
-        self.t.pending_attach.setdefault(c.id, []).append((subscribe, fut.cancel))
-        return fut
+        pending = shims.PendingAttach(sock, stdin, stdout, stderr)
+        self.t.pending_attach.setdefault(c.id, []).append(pending)
+        return pending.fut
 
     async def resize(self, ref: str, h: int, w: int) -> None:
         """The container's terminal size (the kernel then sends SIGWINCH inside)."""

@@ -130,6 +130,12 @@ class Starter:
             await self.monitor.auto_remove(c, ExitStatus(exit_code=c.state.exit_code))
 
     async def _start_locked(self, c: Container, plug: NetnsPlug | None = None) -> None:
+        released = self.t.releasing.get(c.id)
+        if released is not None:  # the last run's shim removes its cgroup after the exit: let it
+            try:
+                await asyncio.wait_for(asyncio.shield(released), 5)
+            except asyncio.TimeoutError:
+                log.warning("start %s: the last shim did not let go of the container", c.id[:12])
         t0 = time.perf_counter()
         image = self.t.images.get_by_id(c.image_id)
         d = self.t.data.container(c.id)
@@ -183,19 +189,29 @@ class Starter:
         req = self._spawn_request(c)
         if rt is not None:
             req.runtime_path, req.runtime_root, req.runtime_args = rt.path, rt.root, list(rt.args)
-        t = time.perf_counter()
-        spawned = await self.forkserver.spawn(req, self._early(c))
-        log.debug("start %s: shim spawn %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
+        carried = self.t.carry_attach(c.id)
+        if carried is not None:
+            req.attach = carried.request
         try:
-            await self._start_spawned(c, spawned, self.t.exec_root.shim_socket(c.id))
+            t = time.perf_counter()
+            spawned = await self.forkserver.spawn(req, self._early(c))
+            log.debug("start %s: shim spawn %.1f ms", c.id[:12], (time.perf_counter() - t) * 1000)
+            try:
+                await self._start_spawned(c, spawned, self.t.exec_root.shim_socket(c.id))
+                if carried is not None:
+                    carried.deliver(spawned.stream())
+            finally:
+                spawned.close()
         finally:
-            spawned.close()
+            if carried is not None:
+                carried.cancel()  # not started: the client's attach ends (as fail_pending_attach)
 
     def _early(self, c: Container) -> shims.Early | None:
         """Whether the shim may release the init as soon as it is set up, with no round trip
-        through berthd: when no attach client waits for the first bytes (``docker run -d``;
-        a foreground run attaches first) and the network is complete before the init runs
-        (``attachments.ready_before_start``: the veth plugged, no ports or embedded DNS)."""
+        through berthd: when no attach client needs a connection of its own first (the one a
+        foreground ``docker run`` makes rides on the spawn request: ``carry_attach``) and the
+        network is complete before the init runs (``attachments.ready_before_start``: the
+        veth plugged, no ports or embedded DNS)."""
         if self.t.pending_attach.get(c.id):
             return None
         if self.t.attachments is None:

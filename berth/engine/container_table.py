@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
 
 from berth.engine import container_userns
 from berth.engine.container_defaults import ContainerDefaults
@@ -26,6 +26,7 @@ from berth.engine.model import Container, decode, encode
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import Image, ImageStore
 from berth.oci.spec import Mount
+from berth.engine.shims import PendingAttach
 from berth.runtime.shim.protocol import ExitStatus
 
 if TYPE_CHECKING:
@@ -87,9 +88,6 @@ class Attachable(Protocol):
     def bridge_ip(self, c: Container) -> str: ...
 
 
-PendingAttach = Callable[[], Awaitable[None]]
-
-
 class ContainerTable:
     """The records and the shared bookkeeping of the container lifecycle."""
 
@@ -102,7 +100,9 @@ class ContainerTable:
         self.locks: dict[str, asyncio.Lock] = {}
         self.exit_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
         self.remove_waiters: dict[str, list[asyncio.Future[ExitStatus]]] = {}
-        self.pending_attach: dict[str, list[tuple[PendingAttach, Callable[[], object]]]] = {}
+        # the shim's last word on an exited container (its cgroup removed): a new start waits for it
+        self.releasing: dict[str, asyncio.Future[None]] = {}
+        self.pending_attach: dict[str, list[PendingAttach]] = {}  # attach clients waiting for a start
         self.on_event: Callable[[str, Container, dict[str, str]], None] = lambda *a: None
         self.exit_hooks: list[Callable[[str], None]] = []  # called with the id after each exit
         self.start_hooks: list[Callable[[str], None]] = []  # ... and after each start
@@ -215,13 +215,24 @@ class ContainerTable:
                 f.set_result(status)
 
     def fail_pending_attach(self, cid: str) -> None:
-        for _subscribe, cancel in self.pending_attach.pop(cid, []):
-            cancel()
+        for pending in self.pending_attach.pop(cid, []):
+            pending.cancel()
 
     async def run_pending_attach(self, cid: str) -> None:
         """Attach clients that were waiting for this start (before the init is released)."""
-        for subscribe, _cancel in self.pending_attach.pop(cid, []):
-            await subscribe()
+        for pending in self.pending_attach.pop(cid, []):
+            await pending.subscribe()
+
+    def carry_attach(self, cid: str) -> PendingAttach | None:
+        """The first attach client waiting for this start, which the spawn request carries
+        (its stream is the spawn connection: no connection of its own, no round trip)."""
+        waiting = self.pending_attach.get(cid)
+        if not waiting:
+            return None
+        pending = waiting.pop(0)
+        if not waiting:
+            del self.pending_attach[cid]
+        return pending
 
     def started(self, cid: str) -> None:
         for hook in self.start_hooks:

@@ -114,7 +114,7 @@ class ForkServer:
             assert ready is not None
             await asyncio.shield(ready)
             try:
-                reader, writer = await _connect(self.path)
+                reader, writer = await _connect(self.path, limit=1 << 20 if req.attach else 1 << 16)
             except (FileNotFoundError, ConnectionRefusedError):
                 await self._relaunched(ready)  # it died: wait for the next one
                 continue
@@ -183,6 +183,7 @@ class Spawned:
         self._reader = reader
         self._writer = writer
         self._go = go
+        self._kept = False
 
     async def start(self, timeout: float = 30) -> Reply:
         """Release the init (unless the early Start did) and return the start's Reply.
@@ -202,9 +203,16 @@ class Spawned:
             raise ShimGone("the shim closed the spawn connection")
         return _decode(line, Reply, Reply(error="the shim sent no start reply"))
 
+    def stream(self) -> Stream:
+        """The connection, an attach stream after a start that carried one (``SpawnRequest.attach``);
+        close() leaves it open from now on."""
+        self._kept = True
+        return self._reader, self._writer
+
     def close(self) -> None:
         _cancel(self._go)
-        self._writer.close()
+        if not self._kept:
+            self._writer.close()
 
 
 async def _connect(path: Path, limit: int = 1 << 16
@@ -246,8 +254,11 @@ async def call(sock: Path, req: protocol.Request, timeout: float | None = 30) ->
 WATCH_RETRY = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-async def wait_exit(sock: Path) -> ExitStatus | None:
+async def wait_exit(sock: Path, released: asyncio.Future[None] | None = None) -> ExitStatus | None:
     """Block until the container exits; None when the shim vanished without telling.
+
+    ``released`` is set once the shim is done with the container after its exit (it closes
+    the connection after removing the cgroup), or at once when there is no connection.
 
     A connect that fails for want of descriptors (EMFILE, ENFILE) or memory is tried again
     until it succeeds: the exit must not be missed (a missed one leaves the container "running"
@@ -257,6 +268,7 @@ async def wait_exit(sock: Path) -> ExitStatus | None:
             reader, writer = await _connect(sock)
             break
         except (FileNotFoundError, ConnectionRefusedError):
+            _set(released)
             return None
         except OSError as e:
             if e.errno not in RESOURCE_ERRNOS:
@@ -269,12 +281,34 @@ async def wait_exit(sock: Path) -> ExitStatus | None:
         await writer.drain()
         line = await reader.readline()
     except ConnectionError:
-        return None
+        line = b""
+    if not line or released is None:
+        writer.close()
+        _set(released)
+        return None if not line else protocol.decode(line, ExitStatus)
+    task = asyncio.ensure_future(_until_eof(reader, writer, released))
+    _eof_tasks.add(task)
+    task.add_done_callback(_eof_tasks.discard)
+    return protocol.decode(line, ExitStatus)
+
+
+_eof_tasks: set[asyncio.Future[None]] = set()  # the loop keeps only weak references to tasks
+
+
+async def _until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, released: asyncio.Future[None],
+                     timeout: float = 10) -> None:
+    try:
+        await asyncio.wait_for(reader.read(), timeout)
+    except (ConnectionError, asyncio.TimeoutError):
+        pass
     finally:
         writer.close()
-    if not line:
-        return None
-    return protocol.decode(line, ExitStatus)
+        _set(released)
+
+
+def _set(fut: asyncio.Future[None] | None) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
 
 
 async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool
@@ -291,6 +325,38 @@ async def attach(sock: Path, stdin: bool, stdout: bool, stderr: bool
         writer.close()
         raise ShimGone(f"shim at {sock} closed the connection")
     return reader, writer
+
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class PendingAttach:
+    """An attach client waiting for the container's next start (``docker run`` attaches
+    first): subscribed on a connection of its own before the init is released (``subscribe``),
+    or carried by the spawn request, whose connection becomes its stream (``deliver``)."""
+
+    def __init__(self, sock: Path, stdin: bool, stdout: bool, stderr: bool):
+        self.sock = sock
+        self.request = protocol.Attach(stdin=stdin, stdout=stdout, stderr=stderr)
+        self.fut: asyncio.Future[Stream] = asyncio.get_running_loop().create_future()
+
+    async def subscribe(self) -> None:
+        try:
+            pair = await attach(self.sock, self.request.stdin, self.request.stdout, self.request.stderr)
+        except Exception as e:
+            if not self.fut.done():
+                self.fut.set_exception(e)
+            return
+        self.deliver(pair)
+
+    def deliver(self, pair: Stream) -> None:
+        if self.fut.done():  # the client went away meanwhile
+            pair[1].close()
+        else:
+            self.fut.set_result(pair)
+
+    def cancel(self) -> None:
+        self.fut.cancel()
 
 
 async def open_exec(sock: Path, req: protocol.Exec

@@ -56,9 +56,14 @@ class V1Cgroup(c.Cgroup):
 
     def _init_cpuset(self, d: str) -> None:
         # A new cpuset cgroup starts with empty cpus/mems and refuses tasks (ENOSPC) until
-        # they are set: copy them down from the nearest parent, level by level (runc).
+        # they are set: copy them down from the nearest parent, level by level (runc); then
+        # let the kernel do it for the next container (the parent's cgroup.clone_children:
+        # it copies both at mkdir), which leaves one read here instead of 6 opens and 2 writes.
+        if (c.read_opt(d, "cpuset.cpus") or "").strip():
+            return
         mount = str(self._layout.hierarchies["cpuset"])
         levels = []
+        copied = False
         cur = d
         while cur != mount and cur.startswith(mount):
             levels.append(cur)
@@ -72,6 +77,13 @@ class V1Cgroup(c.Cgroup):
                 value = (c.read_opt(parent, name) or "").strip()
                 if value:
                     c.write(level, name, value)
+                    copied = True
+        parent = os.path.dirname(d)
+        if copied and parent != mount and parent.startswith(mount):  # never the root: not berth's
+            try:
+                c.write(parent, "cgroup.clone_children", "1")
+            except OSError:
+                pass  # the copy above goes on working
 
     def update(self, resources: Any) -> None:
         r = resources

@@ -69,15 +69,25 @@ def resize(fd: int, rows: int, cols: int) -> None:
     tty.set_winsize(fd, rows, cols)
 
 
-def read_line(fd: int) -> bytes:
-    """One line from a helper's report pipe, byte by byte (nothing read past it); b"" at EOF."""
-    line = b""
-    while not line.endswith(b"\n"):
-        b = os.read(fd, 1)
-        if not b:
-            break
-        line += b
-    return line
+class LineReader:
+    """Lines from a helper's report pipe. Each report is one ``write`` of a line under
+    PIPE_BUF, which the kernel keeps whole, so one read takes it (not one read per byte);
+    what a read brings past a newline waits for the next line."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = b""
+
+    def line(self) -> bytes:
+        """The next line; b"" at EOF (what came without a newline is dropped)."""
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                self.buf = b""
+                return b""
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
 
 
 def _report(fd: int, msg: protocol.Message) -> None:
@@ -95,6 +105,7 @@ class Setup:
         self.pid = 0       # the helper's
         self.init_pid = 0
         self.rep = -1  # the helper's report pipe
+        self.lines: LineReader | None = None
         self.ctl_w: int | None = None  # closing it before "start" aborts the init
 
     def spawn(self, in_r: int, out_w: int, err_w: int, console: socket.socket | None) -> None:
@@ -115,9 +126,10 @@ class Setup:
         if console is not None:
             console.close()
         self.rep = rep_r
+        self.lines = LineReader(rep_r)
         self.ctl_w = ctl_w
         try:
-            reply = protocol.decode(read_line(self.rep), SpawnReply)
+            reply = protocol.decode(self.lines.line(), SpawnReply)
         except msgspec.DecodeError:
             reply = SpawnReply(error="container setup helper exited")
         if reply.error is not None:
@@ -135,7 +147,8 @@ class Setup:
         os.write(self.ctl_w, b"start\n")
         self.abort()
         try:
-            return protocol.decode(read_line(self.rep), Reply).error
+            assert self.lines is not None
+            return protocol.decode(self.lines.line(), Reply).error
         except msgspec.DecodeError:
             return "container setup helper exited"
 

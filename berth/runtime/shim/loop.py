@@ -205,7 +205,18 @@ class Shim:
         try:
             sock.sendall(protocol.encode(reply))  # a line into an empty buffer: never blocks
         except OSError:
-            pass  # berthd is gone: it finds the container again at its restart
+            return  # berthd is gone: it finds the container again at its restart
+        if reply.ok and self.req.attach is not None:
+            self._attach_spawner(sock, self.req.attach)
+
+    def _attach_spawner(self, sock: socket.socket, req: protocol.Attach) -> None:
+        """The spawn connection becomes the attach stream berthd asked for in the request
+        (``docker run`` attached before the start): subscribed here, before this loop reads
+        the init's first output, and what followed the Start line is stdin."""
+        self.hub.poll.unregister(sock.fileno())
+        self.status_sock = _Closed()
+        rest, self.spawn_buf = self.spawn_buf, b""
+        self.io.attach(self.hub.adopt(sock), req, rest, reply=False)
 
     def reaped(self, pid: int, status: int) -> bool:
         """A child of the host exited: True when it was one of this container's."""
@@ -246,24 +257,30 @@ class Shim:
         self.drain_deadline = time.monotonic() + _DRAIN
 
     def finish(self) -> None:
-        """Init has exited and its output is drained: record, tell waiters, leave."""
+        """Init has exited and its output is drained: record, tell waiters, then remove the
+        cgroup and the socket. berthd hears of the exit first (the 9 rmdirs of a v1 cgroup
+        are not on the wait's path); the waiters' connections stay open until the cgroup is
+        gone (the host's ``close``), and berthd starts this container again only after that
+        EOF (or once the socket is gone), so a new start's cgroup never meets these rmdirs.
+        A shim that dies in between leaves the empty cgroup, which berthd removes when it
+        sees the EOF (``Monitor``)."""
         assert self.exit is not None
         try:
             self.io.log.flush()
         except OSError as e:
             _warn(f"flushing the log: {e}")
-        self._delete()
         line = protocol.encode(self.exit)
         try:
             write_atomic(self.req.exit_file, line, sync=self.req.exit_sync)
         except OSError as e:  # a full disk: berthd still hears of the exit from the waiters' line
             _warn(f"recording the exit in {self.req.exit_file}: {e}")
-        try:
+        self.execs.end_all()
+        self.hub.flush_all(line, keep_waiters=True)
+        self._delete()
+        try:  # last: a berthd that finds no socket (its Wait came late) knows the cgroup gone too
             os.unlink(self.req.socket)
         except FileNotFoundError:
             pass
-        self.execs.end_all()
-        self.hub.flush_all(line)
 
     def _delete(self) -> None:
         """The container is gone: remove its cgroup (with runc or crun: its state, then the

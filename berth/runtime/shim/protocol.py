@@ -25,7 +25,9 @@ The fork server (``<exec-root>/forkserver.sock``) takes one JSON line, a SpawnRe
 new shim answers on the same connection with one SpawnReply line. berthd then releases the
 init with a Start line on that connection (it may send it before the SpawnReply came: the
 shim starts the init once it is set up), answered there with the start's Reply; a hang-up
-before Start aborts the container. (Fork server and shim are always berthd's own version.)
+before Start aborts the container. With ``SpawnRequest.attach``, the connection is an attach
+stream right after a successful start's Reply (subscribed before the init ran: no output is
+missed). (Fork server and shim are always berthd's own version.)
 
 Versions. A container's shim outlives berthd (live restore), so a new berthd talks to shims an
 older berthd started, and the other way round after a downgrade. Every message carries ``v``,
@@ -190,6 +192,8 @@ class SpawnRequest(Message):
     runtime_root: str = ""  # its state directory (--root)
     runtime_args: list[str] = []  # its global options (daemon.json's runtimeArgs)
     cri_log: str = ""       # also log in the CRI format here (a kubelet's container log path)
+    attach: Attach | None = None  # an attach client waits for this start (``docker run``): the
+                                  # spawn connection becomes its stream with the start's Reply
 
 
 class SpawnReply(Message):

@@ -109,6 +109,14 @@ class Hub:
             self.clients[s.fileno()] = c
             self.poll.register(s.fileno(), POLLIN)
 
+    def adopt(self, sock: socket.socket) -> Client:
+        """A connection made elsewhere (the spawn connection) as one of this hub's clients."""
+        sock.setblocking(False)
+        c = Client(sock)
+        self.clients[sock.fileno()] = c
+        self.poll.register(sock.fileno(), POLLIN)
+        return c
+
     def connected(self, c: Client) -> bool:
         return c.sock.fileno() in self.clients
 
@@ -181,19 +189,24 @@ class Hub:
         if self.connected(c):
             self.poll.modify(c.sock.fileno(), select.POLLOUT if c.out else 0)
 
-    def flush_all(self, exit_line: bytes) -> None:
-        """The shim is leaving: send every client its backlog (waiters the exit), close them."""
+    def flush_all(self, exit_line: bytes, keep_waiters: bool = False) -> None:
+        """The shim is leaving: send every client its backlog (waiters the exit), close them
+        (``keep_waiters``: all but the waiters, which ``close`` ends)."""
         for c in list(self.clients.values()):
             try:
                 c.sock.setblocking(True)
                 c.sock.settimeout(2)
                 if c.out:
                     c.sock.sendall(c.out)
+                    c.out = b""
                 if c.waiting:
                     c.sock.sendall(exit_line)
             except OSError:
                 pass
-            self.drop(c)
+            if not (keep_waiters and c.waiting):
+                self.drop(c)
+            else:
+                c.waiting = False
 
     def close(self) -> None:
         """The container's shim is done: stop listening, drop every connection."""
@@ -426,10 +439,11 @@ class ContainerIO:
         for fd in list(self.pipes):
             self.close_pipe(fd)
 
-    def attach(self, c: Client, req: Attach, rest: bytes) -> None:
+    def attach(self, c: Client, req: Attach, rest: bytes, reply: bool = True) -> None:
         c.attached = True
         c.stdin, c.stdout, c.stderr = req.stdin, req.stdout, req.stderr
-        self.hub.reply(c, protocol.Reply(ok=True))
+        if reply:
+            self.hub.reply(c, protocol.Reply(ok=True))
         if rest and c.stdin:
             self.write_stdin(rest)
 

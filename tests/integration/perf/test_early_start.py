@@ -92,3 +92,43 @@ def test_an_early_start_then_berthd_gone_aborts_the_container(berthd: Daemon, ra
     exit_file = DataRoot(berthd.data_root).container(cid).exit
     assert protocol.decode(exit_file.read_bytes(), protocol.ExitStatus).exit_code == 137
     assert ran.read_text() == "x\n"  # the process never ran
+
+
+def _frames(data: bytes) -> dict[int, bytes]:
+    """Docker's stdcopy frames -> the bytes of each stream."""
+    out: dict[int, bytes] = {1: b"", 2: b""}
+    while data:
+        assert len(data) >= 8, data
+        stream, size = data[0], int.from_bytes(data[4:8], "big")
+        out[stream] += data[8:8 + size]
+        data = data[8 + size:]
+    return out
+
+
+def test_a_start_that_carries_an_attach_streams_all_output_on_the_spawn_connection(
+        berthd: Daemon, busybox: str) -> None:
+    """A foreground ``docker run``'s attach rides on the spawn request: the shim subscribes the
+    spawn connection before the init runs, so an early Start loses none of its output (the
+    first bytes come right behind the start's Reply, then the exit's EOF)."""
+    cid = subprocess.run([DOCKER, "create", "--network", "none", busybox, "sh", "-c", "seq 1 3000; echo err >&2"],
+                         env=berthd.env, check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        subprocess.run([DOCKER, "start", "-a", cid], env=berthd.env, check=True, capture_output=True, timeout=60)
+        data, run = DataRoot(berthd.data_root), ExecRoot(berthd.exec_root)
+        c = data.container(cid)
+        req = SpawnRequest(id=cid, bundle=str(c.root), socket=str(run.shim_socket(cid)), log="",
+                           exit_file=str(c.exit), attach=protocol.Attach(stdout=True, stderr=True))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        with address(run.forkserver) as name:
+            s.connect(name)
+        s.sendall(protocol.encode(req) + protocol.encode(protocol.Start()))
+        with s, s.makefile("rb") as r:
+            assert protocol.decode(r.readline(), SpawnReply).pid > 0
+            assert protocol.decode(r.readline(), Reply).ok
+            streams = _frames(r.read())
+        assert streams[1] == "".join(f"{i}\n" for i in range(1, 3001)).encode()
+        assert streams[2] == b"err\n"
+        _gone(run.shim_socket(cid))
+    finally:
+        subprocess.run([DOCKER, "rm", "-f", cid], env=berthd.env, capture_output=True)

@@ -39,14 +39,22 @@ MAX_MOUNTS = 48     # the init's rootfs, /proc /dev /sys, cgroup dirs, masked an
 MAX_MOUNTS_USERNS = 51  # 3 more: the device nodes bound (mknod(2) needs the host's CAP_MKNOD),
                         # and the idmapping mount_setattr of the rootfs lowers
 MAX_RENAMES = 6     # atomic writes: config.json, hostname, hosts, resolv.conf (each once), exit.json; the trash
-MAX_SHIM_CONNECTS = 2  # berthd -> the shim's socket: the attach and the monitor's wait (Start
-                      # goes on the spawn connection, which berthd already holds)
+MAX_SHIM_CONNECTS = 1  # berthd -> the shim's socket: the monitor's wait (Start, and the attach of
+                      # a foreground run, go on the spawn connection, which berthd already holds)
 MAX_FSYNCS = 0      # exit.json of a --rm container is not fsynced (2 before: the file and its
                     # directory): it is removed right after, and after a host crash without the record
 MAX_HOST_READS = 0  # host facts (mountinfo, cap_last_cap) and the default seccomp program: read
                     # once by the fork server, inherited by every shim and setup helper
 
-_CALL = re.compile(r"^\d+\s+(clone3?|fork|vfork|execve|mount(?:_setattr)?|umount2|rename(?:at2?)?|openat|connect|f(?:data)?sync)\((.*)$")
+MAX_BYTE_READS = 2  # one-byte reads: the init's GO and START bytes (the shim read each helper
+                    # report a byte at a time before: ≈20 more per run)
+
+_CALL = re.compile(r"^(\d+)\s+(clone3?|fork|vfork|execve|mount(?:_setattr)?|umount2|rename(?:at2?)?|openat|connect|"
+                   r"f(?:data)?sync|read|rmdir)\((.*)$")
+_BYTE_READ = re.compile(r'^\d+, ".*", 1\)\s+= 1$')
+_BYTE_READ_RESUMED = re.compile(r'^\d+\s+<\.\.\. read resumed>.*, 1\)\s+= 1$')  # after a blocking read's "unfinished"
+_EXIT_RECORD = re.compile(r'.*/exit\.json"\)')  # exit.json renamed into place
+_CGROUP_DIR = re.compile(r'^"/sys/fs/cgroup/')
 _SHIM_SOCKET = re.compile(r'^\d+, \{sa_family=AF_UNIX, sun_path="[^"]*/[0-9a-f]{64}\.sock"')
 _HOST_READ = re.compile(r'^AT_FDCWD, "(/proc/self/mountinfo|/proc/sys/kernel/cap_last_cap|[^"]*/seccomp[^"]*\.bpf)"')
 
@@ -70,13 +78,28 @@ def _traced(pid: int) -> bool:
 
 def count_calls(trace: str) -> Counter[str]:
     """strace -f output -> {"process", "thread", "execve", "mount", "umount2"}: calls made
-    (a call split into "<unfinished ...>" and "resumed" counts once)."""
+    (a call split into "<unfinished ...>" and "resumed" counts once). "rmdir_first": the
+    cgroup removals (runs of rmdirs) that came before the shim recorded the exit."""
     out: Counter[str] = Counter()
+    told = removals = 0
+    last: dict[str, str] = {}  # pid -> its last call (a run of rmdirs is one removal)
     for line in trace.splitlines():
         m = _CALL.match(line)
         if not m:
+            out["byte_read"] += bool(_BYTE_READ_RESUMED.match(line))
             continue
-        name, rest = m.groups()
+        pid, name, rest = m.groups()
+        if name == "rmdir":
+            if _CGROUP_DIR.match(rest) and last.get(pid) != "rmdir":
+                removals += 1
+                out["rmdir_first"] += removals > told
+            last[pid] = name
+            continue
+        if name == "read":
+            out["byte_read"] += bool(_BYTE_READ.match(rest))
+            continue
+        told += name.startswith("rename") and bool(_EXIT_RECORD.match(rest))
+        last[pid] = name
         if name in ("clone", "clone3", "fork", "vfork"):
             out["thread" if "CLONE_THREAD" in rest else "process"] += 1
         elif name in ("fsync", "fdatasync"):
@@ -111,9 +134,34 @@ def test_count_calls_parses_strace_lines() -> None:
         "14  connect(7, {sa_family=AF_UNIX, sun_path=\"/proc/self/fd/9/" + "ab" * 32 + ".sock\"}, 110) = 0\n"
         "14  connect(8, {sa_family=AF_UNIX, sun_path=\"/run/berth/forkserver.sock\"}, 30) = 0\n"
         "15  fsync(4)                          = 0\n"
-        "15  fdatasync(5 <unfinished ...>\n")
-    assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1, rename=2,
-                                         host_read=2, shim_connect=1, fsync=2)
+        "15  fdatasync(5 <unfinished ...>\n"
+        "16  read(5, \"{\", 1) = 1\n"
+        "16  read(5,  <unfinished ...>\n"
+        "16  <... read resumed>\"{\", 1) = 1\n"
+        "16  read(5, \"{\\\"v\\\":3}\\n\", 4096) = 7\n"
+        "16  rmdir(\"/sys/fs/cgroup/cpu/berth/ab\") = 0\n"
+        "16  rmdir(\"/sys/fs/cgroup/pids/berth/ab\") = 0\n"
+        "16  rename(\"/d/c/.exit.json.x\", \"/d/c/exit.json\") = 0\n"
+        "16  rename(\"/d/c/.exit.json.y\", \"/d/c/exit.json\") = 0\n"
+        "16  rmdir(\"/sys/fs/cgroup/cpu/berth/cd\") = 0\n")
+    assert count_calls(trace) == Counter(process=1, thread=1, execve=1, mount=1, umount2=1, rename=4,
+                                         host_read=2, shim_connect=1, fsync=2, byte_read=2, rmdir_first=1)
+
+
+def _threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def _settled(pid: int, timeout: float = 10) -> None:
+    """Until berthd's start-up in the background is over (the CRI server's threads come a
+    while after /_ping answers; on a loaded machine they were made during the traced runs):
+    its thread count unchanged for half a second."""
+    deadline = time.monotonic() + timeout
+    n, since = _threads(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < 0.5:
+        time.sleep(0.05)
+        if (m := _threads(pid)) != n:
+            n, since = m, time.monotonic()
 
 
 def _per_run(d: Daemon, image: str, tmp_path: Path) -> dict[str, float]:
@@ -123,11 +171,12 @@ def _per_run(d: Daemon, image: str, tmp_path: Path) -> dict[str, float]:
     assert d.proc is not None
     run = [DOCKER, "run", "--rm", image, "true"]
     subprocess.run(run, env=d.env, check=True, capture_output=True)  # warm: fork server, pools
+    _settled(d.proc.pid)
     fs = _fork_server(d.proc.pid)
     # and its children: the spare shim host, forked ahead, takes the first traced run
     pids = [d.proc.pid, fs, *(int(p) for p in Path(f"/proc/{fs}/task/{fs}/children").read_text().split())]
     out = tmp_path / "trace"
-    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,mount_setattr,umount2,rename,renameat,renameat2,openat,connect,fsync,fdatasync",
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve,mount,mount_setattr,umount2,rename,renameat,renameat2,openat,connect,fsync,fdatasync,read,rmdir",
                                "-o", str(out), *(a for p in pids for a in ("-p", str(p)))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -160,6 +209,9 @@ def test_run_rm_forks_execs_and_mounts_no_more_than_today(berthd: Daemon, busybo
     assert per_run.get("host_read", 0) <= MAX_HOST_READS, per_run
     assert per_run.get("fsync", 0) <= MAX_FSYNCS, per_run
     assert per_run.get("shim_connect", 0) <= MAX_SHIM_CONNECTS, per_run
+    assert per_run.get("byte_read", 0) <= MAX_BYTE_READS, per_run
+    # the waiters hear of the exit before the cgroup's rmdirs (the exit hop: they come after)
+    assert per_run.get("rmdir_first", 0) == 0, per_run
 
 
 def test_run_rm_in_a_user_namespace_forks_no_more_than_today(tmp_path: Path) -> None:

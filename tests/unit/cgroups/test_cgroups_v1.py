@@ -83,6 +83,25 @@ def test_create_makes_every_hierarchy_dir_and_copies_cpuset(v1_root: Path, v1_la
     assert read(v1_root / "cpuset" / CID.lstrip("/") / "cpuset.mems") == "0"
 
 
+def test_cpuset_copied_once_then_cloned_by_the_kernel(v1_root: Path, v1_layout, recorder) -> None:
+    """The first container's cpuset is copied from its parent, whose cgroup.clone_children is
+    then set, so the kernel fills the next ones at mkdir: nothing more to write for them."""
+    for level in ("berth", CID.lstrip("/")):
+        touch(v1_root / "cpuset" / level, ["cpuset.cpus", "cpuset.mems"])
+    touch(v1_root / "cpuset" / "berth", ["cgroup.clone_children"], "0")
+    open_cgroup(CID, v1_layout).create(None)
+    assert read(v1_root / "cpuset" / "berth" / "cgroup.clone_children") == "1"
+    assert [n for _, n, _ in recorder if n.startswith("cpuset")] == ["cpuset.cpus", "cpuset.mems"] * 2
+    recorder.clear()
+    other = "/berth/" + "cd" * 32
+    touch(v1_root / "cpuset" / other.lstrip("/"), ["cpuset.cpus"], "0-3")  # what the kernel cloned
+    touch(v1_root / "cpuset" / other.lstrip("/"), ["cpuset.mems"], "0")
+    open_cgroup(other, v1_layout).create(None)
+    assert recorder == []
+    assert not (v1_root / "cpuset" / "cgroup.clone_children").exists() or \
+        read(v1_root / "cpuset" / "cgroup.clone_children") != "1"  # the root's is never set
+
+
 def test_docker_default_writes_only_devices(v1_root: Path, v1_layout, recorder) -> None:
     make_v1_cgroup_files(v1_root, CID)
     open_cgroup(CID, v1_layout).create(DOCKER_DEFAULT)

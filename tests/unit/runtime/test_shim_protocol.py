@@ -145,7 +145,8 @@ def test_spawn_requests_and_exit_records_cross_with_the_old_structs():
     new_req = p.SpawnRequest(id="c1", bundle="/b", socket="/s", log="", exit_file="/e", tty=True,
                              console_size=[24, 80], log_max_size=1024, log_max_file=3, log_compress=True)
     as_old = msgspec.json.decode(p.encode(new_req), type=old.SpawnRequest)  # an old fork server reads it
-    added = {"v", "runtime_path", "runtime_root", "runtime_args", "remote_log", "cri_log", "exit_sync"}  # since protocol 1, at their defaults here
+    added = {"v", "runtime_path", "runtime_root", "runtime_args", "remote_log", "cri_log", "exit_sync",
+             "attach"}  # since protocol 1, at their defaults here
     assert msgspec.structs.asdict(as_old) == {k: v for k, v in msgspec.structs.asdict(new_req).items() if k not in added}
     back = p.decode(msgspec.json.encode(as_old), p.SpawnRequest)  # a new fork server, an old berthd
     assert back == new_req and back.v == 1
