@@ -122,8 +122,11 @@ class PodContainers:
         return b"".join(out[1]), b"".join(out[2]), 0 if code is None else code
 
     async def update_resources(self, cid: str, r: Any) -> None:
-        """CPU shares, quota and period, cpusets and memory, applied to the running cgroup."""
-        await self.containers.update(self.get(cid).id, resource_changes(r))
+        """CPU shares, quota and period, cpusets, memory and hugepage limits, applied to the
+        running cgroup."""
+        c = self.get(cid)
+        pages = _hugepages(r.hugepage_limits)
+        await self.containers.update(c.id, resource_changes(r), pages or None)
 
     async def reopen_log(self, cid: str) -> None:
         await self.containers.reopen_cri_log(self.get(cid).id)
