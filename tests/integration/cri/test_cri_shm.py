@@ -1,7 +1,7 @@
 """A pod's /dev/shm, as containerd makes it: with IPC at POD level berthd mounts a tmpfs (64 MiB,
 nosuid, nodev, noexec, mode 1777) at the sandbox's directory and each container of the pod binds
 it, so a file one container writes to /dev/shm the other reads, and another pod does not see it;
-unmounted at StopPodSandbox (and by RemovePodSandbox, and by berthd's start for a pod that died
+unmounted at StopPodSandbox (and by RemovePodSandbox or `docker rm -f` of the pause, and by berthd's start for a pod that died
 while berthd was killed); a hostIPC pod's containers have the host's /dev/shm."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.integration.cri.conftest import Cri, container_config, own_cri, pb, p
 from tests.integration.daemon import Daemon
 
 pytestmark = pytest.mark.root
+DOCKER = "/usr/local/bin/docker"
 
 
 def _pod(cri: Cri, cfg: pb.PodSandboxConfig, *names: str) -> tuple[str, list[str]]:
@@ -118,3 +120,12 @@ def test_after_kill9_the_dead_pods_dev_shm_is_unmounted(tmp_path: Path) -> None:
             cri.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
         assert not _shm_mounts(d)
         cri.channel.close()
+
+
+def test_docker_rm_of_the_pause_unmounts_it(cri: Cri, berthd: Daemon, tmp_path: Path) -> None:
+    sid, _ = _pod(cri, pod_config(tmp_path, "shm-rm"))
+    assert f"{berthd.data_root}/containers/{sid}/shm" in _shm_mounts(berthd)
+    p = subprocess.run([DOCKER, "rm", "-f", sid], env=berthd.env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert not [m for m in _shm_mounts(berthd) if sid in m]
+    cri.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))   # gone already: fine
