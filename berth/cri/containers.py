@@ -23,13 +23,15 @@ from berth.cri import meta, mounts, records
 from berth.cri.seccomp import profile as seccomp_profile
 from berth.cri.errors import DeadlineExceeded
 from berth.cri.sandboxes import NODE, POD, Sandboxes
-from berth.engine import hugepages
+from berth.engine import hugepages, pod_shm
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.exec import ExecCreate, Execs, ExecSession
 from berth.engine.model import Container, Status
 from berth.errors import Conflict, InvalidArgument, NotFound, NotModified
 from berth.schema.containers import HostConfig
+
+DEV_SHM = "/dev/shm"
 
 
 class PodContainers:
@@ -65,7 +67,7 @@ class PodContainers:
             Tty=config.tty, OpenStdin=config.stdin, StdinOnce=config.stdin_once,
             User=_user(config.linux.security_context),
             Labels=meta.encode(meta.CONTAINER, config.labels, config.annotations, extra),
-            HostConfig=_host_config(sb, config))
+            HostConfig=_host_config(sb, config, pod_shm.source(self.containers.data, sb)))
         pages = _hugepages(config.linux.resources.hugepage_limits)
         c, _ = self.containers.create(req, name)
         log_dir = labels.get(meta.LOG_DIRECTORY, "")
@@ -120,8 +122,11 @@ class PodContainers:
         return b"".join(out[1]), b"".join(out[2]), 0 if code is None else code
 
     async def update_resources(self, cid: str, r: Any) -> None:
-        """CPU shares, quota and period, cpusets and memory, applied to the running cgroup."""
-        await self.containers.update(self.get(cid).id, resource_changes(r))
+        """CPU shares, quota and period, cpusets, memory and hugepage limits, applied to the
+        running cgroup."""
+        c = self.get(cid)
+        pages = _hugepages(r.hugepage_limits)
+        await self.containers.update(c.id, resource_changes(r), pages or None)
 
     async def reopen_log(self, cid: str) -> None:
         await self.containers.reopen_cri_log(self.get(cid).id)
@@ -159,10 +164,14 @@ class PodContainers:
             annotations=meta.annotations_of(labels), log_path=c.cri_log, resources=_resources(c))
 
 
-def _host_config(sb: Container, config: Any) -> HostConfig:
+def _host_config(sb: Container, config: Any, shm: str | None) -> HostConfig:
     """The container's HostConfig: the sandbox's namespaces and cgroup parent, its security
-    context, mounts and resources."""
+    context, mounts (the pod's /dev/shm, ``shm``, unless a mount of its own is there) and
+    resources."""
     sid, sc = sb.id, config.linux.security_context
+    binds = mounts.binds(config.mounts, sc.privileged)
+    if shm and not any(m.container_path.rstrip("/") == DEV_SHM for m in config.mounts):
+        binds.append(f"{shm}:{DEV_SHM}:rw,rprivate")
     pid = sc.namespace_options.pid
     caps = sc.capabilities
     return HostConfig(
@@ -173,7 +182,7 @@ def _host_config(sb: Container, config: Any) -> HostConfig:
         GroupAdd=[str(g) for g in sc.supplemental_groups] or None,
         SecurityOpt=_security_opts(sc) or None,
         MaskedPaths=list(sc.masked_paths) or None, ReadonlyPaths=list(sc.readonly_paths) or None,
-        Binds=mounts.binds(config.mounts, sc.privileged) or None,
+        Binds=binds or None,
         Devices=mounts.devices(config.devices) or None,
         CgroupParent=sb.host_config.CgroupParent,
         OomScoreAdj=config.linux.resources.oom_score_adj, **resource_changes(config.linux.resources))

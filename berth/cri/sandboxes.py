@@ -3,7 +3,9 @@
 A sandbox is an engine container running berth's pause (``pause.py``) whose namespaces the
 pod's containers join: its network namespace (from the CNI plugins when a CNI network is
 configured, else a berth bridge address; the host's for a ``hostNetwork`` pod), its IPC namespace (``IpcMode: shareable``), its UTS namespace (the pod's
-hostname) and, when the pod asks for it, its PID namespace.
+hostname) and, when the pod asks for it, its PID namespace. With the pod's IPC namespace
+(not hostIPC) it also has the pod's /dev/shm, a tmpfs mounted at its directory that each
+container of the pod binds (``berth/engine/pod_shm.py``), unmounted when it stops or goes.
 
     sid = await sandboxes.run(config)          # pause running, its address assigned
     await sandboxes.stop(sid)                  # the pod's containers, then the pause
@@ -21,6 +23,7 @@ from cri_api.v1 import api_pb2 as pb
 
 from berth.cri import cgroups, meta, pause, records
 from berth.cri.seccomp import profile as seccomp_profile
+from berth.engine import pod_shm
 from berth.engine.container_create import CreateRequest
 from berth.engine.containers import Containers
 from berth.engine.images import Images
@@ -74,6 +77,8 @@ class Sandboxes:
         self.containers.save(c)
         t1 = time.perf_counter()
         try:
+            if c.host_config.IpcMode != "host":   # the pod's /dev/shm, bound into its containers
+                pod_shm.mount(self.containers.data, c.id)
             # CNI ADD runs in a namespace berthd made while the pause's shim is spawned
             plug = cni.plug(c.id, Pod(m.name, m.namespace, m.uid), _cni_ports(config.port_mappings)) \
                 if cni is not None else None
@@ -123,6 +128,7 @@ class Sandboxes:
             await _stop(self.containers, member.id, 10)
         await self._teardown(c)
         await _stop(self.containers, c.id, 0)
+        pod_shm.unmount(self.containers.data, c.id)
 
     async def _teardown(self, c: Container) -> None:
         """CNI DEL, when the pod was added (once: the cached result goes with it)."""

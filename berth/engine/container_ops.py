@@ -10,7 +10,7 @@ import os
 
 import msgspec
 
-from berth.engine import hostspec, shims
+from berth.engine import hostspec, hugepages, shims
 from berth.engine.container_create import check_host_config
 from berth.engine.container_defaults import NO_CGROUPS
 from berth.engine.container_start import SpecBuilder
@@ -59,8 +59,10 @@ class Operations:
 
     # -- update -----------------------------------------------------------------------------
 
-    async def update(self, ref: str, changes: dict[str, object]) -> list[str]:
-        """Resources and the restart policy of a container; applied to its cgroup if running."""
+    async def update(self, ref: str, changes: dict[str, object],
+                     hugepage_limits: dict[str, int] | None = None) -> list[str]:
+        """Resources and the restart policy of a container, and (the CRI's) hugepage limits,
+        page size -> bytes, replacing those of the same sizes; applied to its cgroup if running."""
         c = self.t.get(ref)
         async with self.t.lock(c.id):
             hc = msgspec.structs.replace(c.host_config)
@@ -78,16 +80,18 @@ class Operations:
             if c.running and hc.Memory and 0 < hc.MemorySwap < hc.Memory:
                 raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
             check_host_config(hc)
+            pages = {**c.hugepages, **hugepage_limits} if hugepage_limits else c.hugepages
             if c.running:
-                await self._apply_resources(c, msgspec.structs.replace(c, host_config=hc))
-            c.host_config = hc
+                await self._apply_resources(c, msgspec.structs.replace(c, host_config=hc), hugepage_limits or {})
+            c.host_config, c.hugepages = hc, pages
             self.t.save(c)
         self.t.on_event("update", c, {})
         return []
 
-    async def _apply_resources(self, c: Container, updated: Container) -> None:
+    async def _apply_resources(self, c: Container, updated: Container, pages: dict[str, int]) -> None:
         spec = self.specs.spec(updated, self.t.images.get_by_id(c.image_id))
         hostspec.resources(spec, updated.host_config)
+        hugepages.apply(spec, pages)
         resources = spec.linux.resources if spec.linux is not None else None
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.t.cgroup(c).update, resources)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from berth.engine import shims
+from berth.engine import pod_shm, shims
 from berth.engine.container_monitor import Monitor, kill_cgroup
 from berth.engine.container_stop import Stopper
 from berth.engine.container_table import ContainerTable, now
@@ -25,6 +25,7 @@ class Recovery:
 
     async def recover(self) -> None:
         """Find the shims again: reattach to the living, record exits of the dead."""
+        pod_shm.sweep(self.t.data, keep=self.t.by_id)   # before their directories go to the trash
         self._sweep_orphans()
         for sock in list(self.t.exec_root.shims.glob("*.sock")):
             if sock.stem not in self.t.by_id:  # a shim whose container record is gone
@@ -33,6 +34,7 @@ class Recovery:
             await self._recover_one(c)
         if self.t.attachments is not None:
             await self.t.attachments.recover(list(self.t.by_id.values()))
+        pod_shm.sweep(self.t.data, keep={c.id for c in self.t.by_id.values() if c.bare and c.running})
 
     async def _recover_one(self, c: Container) -> None:
         if c.state.starting and not c.running:

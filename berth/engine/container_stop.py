@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal as signal_mod
 
-from berth.engine import shims
+from berth.engine import pod_shm, shims
 from berth.engine.container_monitor import Monitor
 from berth.engine.container_table import ContainerTable, NoSuchContainer
 from berth.engine.model import Container, Status
@@ -191,6 +191,8 @@ class Stopper:
         if self.t.attachments is not None:
             self.t.attachments.removed(c, volumes or c.host_config.AutoRemove)
         await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, c.id, str(self.t.data.container(c.id).rootfs))
+        if c.bare:  # a CRI pod's pause: its pod's /dev/shm (``docker rm -f`` of a pause too)
+            pod_shm.unmount(self.t.data, c.id)
         self.t.trash.discard(self.t.data.container(c.id).root)  # deleted after the waiters hear
         self.t.on_event("destroy", c, {})
         st = ExitStatus(exit_code=c.state.exit_code)

@@ -111,8 +111,9 @@ class Containers(ContainerTable):
     async def unpause(self, ref: str) -> None:
         await self.ops.unpause(ref)
 
-    async def update(self, ref: str, changes: dict[str, object]) -> list[str]:
-        return await self.ops.update(ref, changes)
+    async def update(self, ref: str, changes: dict[str, object],
+                     hugepage_limits: dict[str, int] | None = None) -> list[str]:
+        return await self.ops.update(ref, changes, hugepage_limits)
 
     def wait_future(self, ref: str, condition: str) -> asyncio.Future[ExitStatus]:
         return self.ops.wait_future(ref, condition)

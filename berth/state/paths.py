@@ -171,6 +171,11 @@ class ContainerDir:
         return self.root / "resolv.conf"
 
     @property
+    def shm(self) -> Path:
+        """A CRI pod's /dev/shm, mounted here for its sandbox (berth/engine/pod_shm.py)."""
+        return self.root / "shm"
+
+    @property
     def log(self) -> Path:
         return self.root / f"{self.cid}-json.log"
 

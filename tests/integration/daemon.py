@@ -51,6 +51,9 @@ class Daemon:
         self.exec_root = self.base / "run"
         self.sock = self.base / "berth.sock"
         self.log = self.base / "berthd.log"
+        # the pods' CNI configs: the daemon's own, empty unless a test writes one (never the
+        # host's /etc/cni/net.d, which podman or a CNI install may fill); unless args name one
+        self.cni_conf_dir = self.base / "cni" / "net.d"
         self.proc: subprocess.Popen[bytes] | None = None
         self.launcher: list[str] = []  # runs before berthd and execs it (socket activation's LISTEN_PID)
         self.popen_kwargs: dict = {}  # e.g. pass_fds and preexec_fn for sockets handed in
@@ -84,7 +87,7 @@ class Daemon:
             enter = ["nsenter", f"--mount={self.mountns}", *(enter[1:] or ["--"])]
         self.proc = subprocess.Popen(
             [*enter, *self.launcher, sys.executable, "-m", "berth.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
-             "--exec-root", str(self.exec_root), "--log-level", "debug", *self.extra_args],
+             "--exec-root", str(self.exec_root), "--log-level", "debug", *self._own_cni(), *self.extra_args],
             stdout=logf, stderr=logf, cwd=self.code, env={**os.environ, **self.subid_env, **self.extra_env},
             **self.popen_kwargs)
         while time.monotonic() - t0 < timeout:
@@ -97,6 +100,19 @@ class Daemon:
                 pass
             time.sleep(0.005)
         raise RuntimeError(f"berthd did not answer /_ping: {self.log.read_text()[-3000:]}")
+
+    def _own_cni(self) -> list[str]:
+        """``--cni-conf-dir`` of the daemon's own, unless its arguments name one or its tree
+        (an older berth's, in upgrade tests) has no such flag."""
+        if any(a.split("=", 1)[0] == "--cni-conf-dir" for a in self.extra_args):
+            return []
+        try:
+            if "cni-conf-dir" not in (self.code / "berth" / "daemon" / "config.py").read_text():
+                return []
+        except OSError:
+            return []
+        self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        return ["--cni-conf-dir", str(self.cni_conf_dir)]
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:

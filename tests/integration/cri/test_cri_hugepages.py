@@ -1,7 +1,8 @@
 """Hugepage limits (ContainerConfig.linux.resources.hugepage_limits): written as
 ``hugetlb.<size>.max`` into the container's cgroup by a berthd on the host's cgroup2 mount
 (where the hugetlb controller is free on a v1 host), shown in ContainerStatus; a page size the
-host does not have is INVALID_ARGUMENT; without the controller (this host's v1 hierarchies)
+host does not have is INVALID_ARGUMENT; UpdateContainerResources changes them on the running
+container; without the controller (this host's v1 hierarchies)
 the limits are left out and the container runs, as with containerd."""
 
 from __future__ import annotations
@@ -57,6 +58,19 @@ def test_hugetlb_max_on_cgroup2(v2_cri: Cri, tmp_path: Path) -> None:
             assert (cg / "hugetlb.1GB.max").read_text() == "0\n"
         st = v2_cri.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
         assert {h.page_size: h.limit for h in st.resources.linux.hugepage_limits} == limits
+        # UpdateContainerResources: the sizes given replace theirs, the others stay
+        v2_cri.runtime.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+            container_id=cid, linux=pb.LinuxContainerResources(
+                hugepage_limits=[pb.HugepageLimit(page_size="2MB", limit=8 << 21)])))
+        assert (cg / "hugetlb.2MB.max").read_text() == f"{8 << 21}\n"
+        st = v2_cri.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+        assert {h.page_size: h.limit for h in st.resources.linux.hugepage_limits} == limits | {"2MB": 8 << 21}
+        with pytest.raises(grpc.RpcError) as e:
+            v2_cri.runtime.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+                container_id=cid, linux=pb.LinuxContainerResources(
+                    hugepage_limits=[pb.HugepageLimit(page_size="3MB", limit=1 << 22)])))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (cg / "hugetlb.2MB.max").read_text() == f"{8 << 21}\n"
         with pytest.raises(grpc.RpcError) as e:
             v2_cri.runtime.CreateContainer(pb.CreateContainerRequest(
                 pod_sandbox_id=sid, sandbox_config=cfg, config=_config("odd", {"3MB": 1 << 22})))
