@@ -2,14 +2,20 @@
 name that every response's headers carry.
 
 The daemon listens with only these routes while it imports and wires the engine and recovers
-its containers (``Server.ready``); every other request waits for that. So this module imports
-nothing beyond the HTTP server.
+its containers (``Server.ready``); every other request waits for that. Before the event loop
+exists, ``api.early`` answers /_ping from a thread with the same bytes: so this module imports
+no asyncio (the HTTP server only in ``early_router``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import berth
-from berth.api.http import Request, Response, Router
+from berth.api.response import Response
+
+if TYPE_CHECKING:
+    from berth.api.http import Request, Router
 
 API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
@@ -39,6 +45,7 @@ def instant(method: str, path: str) -> Response | None:
 
 def early_router() -> Router:
     """The routes answered while the engine is not ready yet."""
+    from berth.api.http import Router  # asyncio: imported once the early thread hands over
     r = Router()
     r.add("GET", "/_ping", ping)
     r.add("HEAD", "/_ping", ping)
