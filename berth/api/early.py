@@ -11,7 +11,7 @@ reads it as if it had read those bytes itself. So no request is lost or answered
 answers on a connection keep the order of its requests. At the handover the thread stops; the
 connections it had not accepted wait in the listening sockets' backlog for the loop.
 
-No asyncio here (``api.framing`` and ``api.response`` import none).
+No asyncio here (``api.framing`` and ``api.response`` import none), nor dataclasses.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from berth.api import framing
@@ -64,15 +63,15 @@ def respond(head: bytes, instant: Callable[[str, str], R | None], versions: tupl
     return render(resp, method, keep_alive), keep_alive
 
 
-@dataclass(eq=False)
 class Held:
     """A connection the thread accepted and did not close: what it read and did not answer
     (``unread``), and what it could not send yet (``unsent``, ahead of any later answer)."""
 
-    sock: socket.socket
-    unread: bytes = b""
-    unsent: bytes = b""
-    done: bool = field(default=False)  # the thread answers nothing more on it
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.unread = b""
+        self.unsent = b""
+        self.done = False  # the thread answers nothing more on it
 
 
 class Responder:

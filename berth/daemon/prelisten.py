@@ -2,7 +2,7 @@
 /_ping answered on the Unix sockets from a thread (``api.early``) until the loop's server
 takes them over (``daemon.serving``).
 
-No asyncio and no ssl here, nor in what this module imports: the thread answers while the
+No asyncio, ssl or dataclasses here, nor in what this module imports: the thread answers while the
 main thread imports them (docs/performance.md, "Daemon start").
 """
 
@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
 from berth.api import early
@@ -51,21 +51,23 @@ def _bind_metrics(addr: str) -> socket.socket:
         raise SystemExit(f"berthd: failed to listen on metrics-addr {addr}: {reason}") from None
 
 
-@dataclass
 class Started:
     """What berthd holds when the event loop starts: its roots and lock, the listeners, the
     early /_ping thread, and the signals that came before the loop's handlers."""
 
-    hosts: list[str]
-    plan: remote.Plan
-    bound: remote.Bound
-    data: DataRoot
-    exec_root: ExecRoot
-    lock_fd: int
-    metrics_sock: socket.socket | None
-    responder: early.Responder
-    switch: float  # the GIL's switch interval to restore once the loop serves
-    signals: list[int] = field(default_factory=list)  # by the handlers set before the bind
+    def __init__(self, hosts: list[str], plan: remote.Plan, bound: remote.Bound, roots: tuple[DataRoot, ExecRoot],
+                 lock_fd: int, metrics_sock: socket.socket | None, responder: early.Responder, signals: list[int]):
+        self.hosts = hosts
+        self.plan = plan
+        self.bound = bound
+        self.data, self.exec_root = roots
+        self.lock_fd = lock_fd
+        self.metrics_sock = metrics_sock
+        self.responder = responder
+        self.signals = signals  # by the handlers set before the bind
+        self.switch = sys.getswitchinterval()  # the GIL's, restored once the loop serves
+        self.bound_at = time.perf_counter()  # for the start-up log line
+        self.bound_cpu = time.process_time()
 
 
 def _answer(head: bytes) -> tuple[bytes, bool] | None:
@@ -104,8 +106,8 @@ def listen_early(args: argparse.Namespace) -> Started:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, lambda signum, frame: signals.append(signum))
     bound = remote.bind(plan, gid, dir_owner=bool(args.rootless))
-    started = Started(hosts, plan, bound, data, exec_root, lock_fd, metrics_sock,
-                      early.Responder(bound.unix(), _answer), sys.getswitchinterval(), signals)
+    started = Started(hosts, plan, bound, (data, exec_root), lock_fd, metrics_sock,
+                      early.Responder(bound.unix(), _answer), signals)
     sys.setswitchinterval(EARLY_SWITCH)  # the thread answers within this while imports run
     started.responder.start()
     return started

@@ -24,9 +24,8 @@ import argparse
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, MutableMapping
+from typing import TYPE_CHECKING, MutableMapping, NamedTuple
 
 if TYPE_CHECKING:
     import ssl
@@ -39,8 +38,7 @@ SD_LISTEN_FDS_START = 3
 API_SECURITY_URL = "https://docs.docker.com/go/api-security/"
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One -H address: ``unix`` (a path), ``tcp`` (host and port) or ``fd`` (a selector)."""
 
     scheme: str
@@ -54,13 +52,14 @@ class Endpoint:
         return f"{self.scheme}://{self.address}"
 
 
-@dataclass
 class Plan:
-    """What ``prepare`` decided: the endpoints, the TLS context, the activated sockets taken."""
+    """What ``prepare`` decided: the endpoints, the TLS context, the activated sockets taken.
+    (Plain classes on the path to listening: dataclasses imports inspect, ast and dis.)"""
 
-    endpoints: list[Endpoint]
-    tls: ssl.SSLContext | None
-    activated: dict[Endpoint, list[socket.socket]] = field(default_factory=dict)
+    def __init__(self, endpoints: list[Endpoint], tls: ssl.SSLContext | None):
+        self.endpoints = endpoints
+        self.tls = tls
+        self.activated: dict[Endpoint, list[socket.socket]] = {}
 
 
 def parse_endpoint(host: str, tls: bool) -> Endpoint:
@@ -216,12 +215,12 @@ def _sockname(s: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass
 class Bound:
     """The listening sockets ``bind`` made or took, by endpoint, and the paths to remove at exit."""
 
-    sockets: dict[Endpoint, list[socket.socket]] = field(default_factory=dict)
-    paths: list[Path] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.sockets: dict[Endpoint, list[socket.socket]] = {}
+        self.paths: list[Path] = []
 
     def unix(self) -> list[socket.socket]:
         """Every listening Unix socket: the early /_ping thread's (TCP ones wait for the loop)."""
