@@ -37,17 +37,20 @@ def _launch(d: Daemon, *args: str) -> subprocess.Popen[bytes]:
 
 
 def test_docker_cli_at_the_first_moment_is_answered() -> None:
-    """The CLI pings, then asks for /version on the same connection: the ping may be the
-    thread's, the rest is the loop's; nothing is lost on the way."""
+    """The CLI's first requests as the socket appears: ``docker version`` (/_ping, /version:
+    both static, the thread's or the loop's early routes) and ``docker ps`` (waits for the
+    engine); on the connections the thread took, nothing is lost on the way to the loop."""
     d = Daemon()
     try:
         proc = _launch(d)
         _wait_for(str(d.sock), proc)
-        r = subprocess.run([DOCKER, "version", "--format", "{{.Server.APIVersion}}"], env=d.env,
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == "1.50"
-        assert "/_ping answered before the loop" in d.log.read_text()
+        cmds = ([DOCKER, "version", "--format", "{{.Server.APIVersion}} {{.Server.KernelVersion}}"],
+                [DOCKER, "ps", "-q"])
+        clients = [subprocess.Popen(c, env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for c in cmds]
+        (version, err1), (ps, err2) = (c.communicate(timeout=60) for c in clients)
+        assert [c.returncode for c in clients] == [0, 0], err1 + err2
+        assert version.split() == ["1.50", os.uname().release] and ps == ""
     finally:
         d.cleanup()
 

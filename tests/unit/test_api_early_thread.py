@@ -115,6 +115,8 @@ def _usual(path: Path, req: bytes) -> bytes:
     b"GET /v1.41/_ping HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     b"GET /_ping HTTP/1.0\r\nHost: x\r\n\r\n",
+    b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v1.50/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
 ])
 def test_the_threads_answer_is_the_loops_byte_for_byte(tmp_path: Path, req: bytes) -> None:
     listener = _listener(tmp_path / "e.sock")
