@@ -121,7 +121,7 @@ class Berthd(Daemon):
         t0 = time.monotonic()
         here, daemon_mod.ROOT = daemon_mod.ROOT, self.code
         try:
-            ping = self.start(timeout=60)
+            ping = self.start(timeout=60, poll=0.002)  # as often as Dockerd.timed_start asks
         finally:
             daemon_mod.ROOT = here
         assert self.proc is not None

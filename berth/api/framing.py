@@ -1,12 +1,17 @@
 """A request's head (its lines, its /vX.Y prefix) and the framing of its body (RFC 9112 §6-7):
 Content-Length, and the chunked coding read as strictly as Go's net/http reads it, since what a
 parser takes in excess becomes the next request on a keep-alive connection. ``BadRequest`` is
-the API's 400 for a malformed request."""
+the API's 400 for a malformed request.
+
+No asyncio at import: ``api.early`` parses heads with this module before the loop exists."""
 
 from __future__ import annotations
 
-import asyncio
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 _HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
 _CRLF = (b"\r\n", b"\n")
@@ -93,6 +98,7 @@ async def read_chunk(reader: asyncio.StreamReader, left: int, size: int) -> tupl
 async def _line(reader: asyncio.StreamReader) -> bytes:
     """One line of the framing (b"" or a partial line at the end); one past the reader's
     limit is refused."""
+    import asyncio  # loaded: the reader is asyncio's
     try:
         return await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as e:

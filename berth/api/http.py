@@ -14,20 +14,19 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
 from berth.api import conns, framing, instant, turns  # conns: what clients may hold (header size and time, connections)
 from berth.api.framing import BadRequest as BadRequest, TooLarge as TooLarge  # 400 and 413, raised by handlers
 from berth.api.framing import check_version as check_version, version_tuple
+from berth.api.response import REASONS, Response as Response, render
+from berth.api.response import head as _head
+
+if TYPE_CHECKING:
+    from berth.api.early import Held
 
 log = logging.getLogger("berth.api")
-
-REASONS = {
-    101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-    413: "Payload Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
-
 
 @dataclass
 class Request:
@@ -137,14 +136,6 @@ class Request:
             return
 
 
-@dataclass
-class Response:
-    status: int = 200
-    body: bytes = b""
-    content_type: str | None = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class StreamResponse:
     """A chunked response written piece by piece (pull progress, logs, wait)."""
 
@@ -181,12 +172,6 @@ class StreamResponse:
             await self.prepare()
         self.req.writer.write(b"0\r\n\r\n")
         await self.req.writer.drain()
-
-
-def _head(status: int, headers: dict[str, str]) -> bytes:
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 Handler = Callable[[Request], Awaitable["Response | StreamResponse | None"]]
@@ -260,6 +245,12 @@ class Server:
         else:
             from berth.api.tls import protocol_factory
             self.servers.append(await loop.create_server(protocol_factory(self._conn, tls), sock=sock, backlog=512))
+
+    async def adopt(self, held: Held) -> None:
+        """Serve a connection ``api.early``'s thread accepted, from where the thread left it."""
+        proto = self._protocols()()
+        proto.adopted = (held.unsent, held.unread)
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: proto, held.sock)
 
     async def close(self) -> None:
         for s in self.servers:
@@ -382,13 +373,4 @@ class Server:
         return keep_alive
 
     def _render(self, resp: Response, method: str, keep_alive: bool) -> bytes:
-        """A whole response's bytes: the server's common headers, then the response's own."""
-        h = dict(self.common_headers)
-        h.update(resp.headers)
-        if resp.content_type and resp.status not in (204, 304):
-            h["Content-Type"] = resp.content_type
-        if resp.status not in (204, 304):
-            h["Content-Length"] = str(len(resp.body))
-        if not keep_alive:
-            h["Connection"] = "close"
-        return _head(resp.status, h) + (resp.body if method != "HEAD" else b"")
+        return render(self.common_headers, resp, method, keep_alive)

@@ -14,18 +14,15 @@ before, so the answers on a connection stay in the order of its requests.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, TypeVar, cast
+from typing import Callable, cast
 
-from berth.api import conns, framing
+from berth.api import conns
+from berth.api.early import Answer as Answer, respond as respond  # noqa: F401  # the server's respond
 
 MAX_HEAD = 8192  # an instant request is a request line and a few headers
 HIGH_WATER = 64 * 1024  # asyncio's default: past it the peer is not reading its answers
 
-# A request head (up to its blank line) -> (the whole response, keep the connection open), or
-# None when the request takes the usual path.
-Answer = Callable[[bytes], "tuple[bytes, bool] | None"]
 Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]
-R = TypeVar("R")  # the server's Response
 
 
 class Protocol(asyncio.StreamReaderProtocol):
@@ -36,10 +33,19 @@ class Protocol(asyncio.StreamReaderProtocol):
         self.answer = answer
         self.conn: conns.Conn | None = None  # set by the connection's task once admitted
         self.out: asyncio.WriteTransport | None = None
+        # (unsent, unread) of a connection ``api.early``'s thread accepted: the first bytes out,
+        # and the first bytes in, as if this protocol had read them
+        self.adopted: tuple[bytes, bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.out = cast(asyncio.WriteTransport, transport)  # a socket's (uvloop's are not subclasses)
         super().connection_made(transport)
+        if self.adopted is not None:  # before the transport reads anything (its reader starts later)
+            unsent, unread = self.adopted
+            if unsent:
+                self.out.write(unsent)
+            if unread:
+                self.data_received(unread)
 
     def data_received(self, data: bytes) -> None:
         while data and self._waiting():
@@ -79,31 +85,3 @@ def factory(connected: Callable[[asyncio.StreamReader, asyncio.StreamWriter, Pro
         proto = Protocol(reader, lambda r, w: connected(r, w, proto), answer)
         return proto
     return make
-
-
-def respond(head: bytes, instant: Callable[[str, str], R | None], versions: tuple[str, str] | None,
-            render: Callable[[R, str, bool], bytes]) -> tuple[bytes, bool] | None:
-    """The whole answer to a request ``head`` that ``instant`` answers (no body, an API version
-    in ``versions``), and whether the connection stays open; None: the usual path."""
-    try:
-        method, target, proto = head[:head.index(b"\r\n")].decode("latin-1").split(" ", 2)
-    except ValueError:
-        return None
-    path = target.partition("?")[0]
-    m = framing.VERSION_PREFIX.match(path)
-    if m:
-        try:
-            if versions is not None:
-                framing.check_version(m.group(1), *versions)
-        except framing.BadRequest:
-            return None
-        path = m.group(2)
-    resp = instant(method, path)
-    parsed = framing.parse_head(head) if resp is not None else None
-    if resp is None or parsed is None:
-        return None
-    headers = parsed[3]
-    if "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0"):
-        return None
-    keep_alive = proto == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    return render(resp, method, keep_alive), keep_alive

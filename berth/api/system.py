@@ -93,17 +93,7 @@ async def ping(app: App, req: Request) -> Response:
 
 
 async def version(app: App, req: Request) -> Response:
-    uname = platform.uname()
-    details = {"ApiVersion": API_VERSION, "Arch": "amd64" if uname.machine == "x86_64" else uname.machine,
-               "BuildTime": "", "Experimental": "false", "GitCommit": "", "GoVersion": "",
-               "KernelVersion": uname.release, "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}
-    return json_response({
-        "Platform": {"Name": "berth Engine"},
-        "Components": [{"Name": "Engine", "Version": berth.__version__, "Details": details}],
-        "Version": berth.__version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": details["Arch"],
-        "KernelVersion": uname.release, "BuildTime": "",
-    })
+    return await early.version(req)
 
 
 async def info(app: App, req: Request) -> Response:

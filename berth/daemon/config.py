@@ -21,9 +21,8 @@ import codecs
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from berth.daemon import config_values as values
 from berth.daemon.config_values import ConfigError
@@ -40,8 +39,7 @@ _FLAG_FORMS: dict[str, Callable[[Any], Any]] = {
 _APPEND = ("list", "map", "ulimits", "runtimes", "pools")
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One daemon.json key: its kind (the JSON shape), default, flags and help."""
 
     name: str

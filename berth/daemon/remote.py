@@ -3,7 +3,9 @@ flags and their policy, and the readiness notice to systemd.
 
 The order, as dockerd does it: the flags are checked and the addresses parsed before anything
 is created (``prepare``: a plain-TCP listener without an explicit ``--tls=false`` stops berthd
-here, before it takes the data root), then the sockets listen once the API is wired (``listen``).
+here, before it takes the data root); after the data-root lock the Unix sockets are bound
+with the TCP ones (``bind``: ``api.early`` answers /_ping on the Unix ones while asyncio is
+imported), and ``listen`` hands them all to the event loop's server.
 
 TLS follows dockerd's flags: ``--tlsverify`` (implies ``--tls``) asks every client for a
 certificate signed by ``--tlscacert``; ``--tls`` alone is server TLS only. The files default to
@@ -22,12 +24,12 @@ import argparse
 import logging
 import os
 import socket
-import ssl
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, MutableMapping
+from typing import TYPE_CHECKING, MutableMapping, NamedTuple
 
 if TYPE_CHECKING:
+    import ssl
+
     from berth.api.http import Server
 
 log = logging.getLogger("berthd")
@@ -36,8 +38,7 @@ SD_LISTEN_FDS_START = 3
 API_SECURITY_URL = "https://docs.docker.com/go/api-security/"
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One -H address: ``unix`` (a path), ``tcp`` (host and port) or ``fd`` (a selector)."""
 
     scheme: str
@@ -51,13 +52,14 @@ class Endpoint:
         return f"{self.scheme}://{self.address}"
 
 
-@dataclass
 class Plan:
-    """What ``prepare`` decided: the endpoints, the TLS context, the activated sockets taken."""
+    """What ``prepare`` decided: the endpoints, the TLS context, the activated sockets taken.
+    (Plain classes on the path to listening: dataclasses imports inspect, ast and dis.)"""
 
-    endpoints: list[Endpoint]
-    tls: ssl.SSLContext | None
-    activated: dict[Endpoint, list[socket.socket]] = field(default_factory=dict)
+    def __init__(self, endpoints: list[Endpoint], tls: ssl.SSLContext | None):
+        self.endpoints = endpoints
+        self.tls = tls
+        self.activated: dict[Endpoint, list[socket.socket]] = {}
 
 
 def parse_endpoint(host: str, tls: bool) -> Endpoint:
@@ -102,6 +104,7 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     --tlsverify a client without a certificate from the CA fails the handshake."""
     if not tls_enabled(args):
         return None
+    import ssl  # only with TLS: not on the path to listening otherwise
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     cert, key = _cert_file(args, "tlscert", "cert.pem"), _cert_file(args, "tlskey", "key.pem")
@@ -120,6 +123,7 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def _reason(e: BaseException) -> str:
+    import ssl
     return e.strerror if isinstance(e, OSError) and e.strerror and not isinstance(e, ssl.SSLError) else str(e)
 
 
@@ -211,37 +215,90 @@ def _sockname(s: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def listen(server: Server, plan: Plan, gid: int, dir_owner: bool = False) -> list[Path]:
-    """Start every listener; returns the Unix socket paths berthd made (removed at exit).
+class Bound:
+    """The listening sockets ``bind`` made or took, by endpoint, and the paths to remove at exit."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[Endpoint, list[socket.socket]] = {}
+        self.paths: list[Path] = []
+
+    def unix(self) -> list[socket.socket]:
+        """Every listening Unix socket: the early /_ping thread's (TCP ones wait for the loop)."""
+        return [s for chosen in self.sockets.values() for s in chosen if s.family == socket.AF_UNIX]
+
+
+def bind(plan: Plan, gid: int, dir_owner: bool = False) -> Bound:
+    """Listen on every endpoint now (and take the activated sockets, systemd's): when /_ping
+    answers on one, every listener listens, and a busy address stops berthd before that.
     ``dir_owner``: a Unix socket belongs to its directory's owner (a rootless engine's root is
     a subordinate id on the host; the user, who owns the runtime dir, is another id inside)."""
-    made: list[Path] = []
+    bound = Bound()
     for e in plan.endpoints:
         if e.scheme == "unix":
-            made.append(await _listen_unix(server, Path(e.address), gid, dir_owner))
+            path = Path(e.address)
+            bound.sockets[e] = [_bind_unix(path, gid, dir_owner)]
+            bound.paths.append(path)
         elif e.scheme == "tcp":
-            await server.serve_tcp(e.address, e.port, plan.tls)
+            bound.sockets[e] = _bind_tcp(e)
         else:
-            for s in plan.activated[e]:
-                await server.serve_socket(s, plan.tls)
+            bound.sockets[e] = plan.activated[e]
+        for s in bound.sockets[e]:
+            s.setblocking(False)
+    return bound
+
+
+def _bind_tcp(e: Endpoint) -> list[socket.socket]:
+    """One listening socket per address the host resolves to, as asyncio's create_server makes
+    them (SO_REUSEADDR; IPv6 sockets IPv6 only)."""
+    try:
+        infos = socket.getaddrinfo(e.address, e.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise SystemExit(f"berthd: failed to listen on {e}: {err.strerror}") from None
+    made: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            s = socket.socket(family, kind, proto)
+            made.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(addr)
+            s.listen(512)
+    except OSError as err:
+        for s in made:
+            s.close()
+        raise SystemExit(f"berthd: failed to listen on {e}: {err.strerror or err}") from None
     return made
 
 
-async def _listen_unix(server: Server, path: Path, gid: int, dir_owner: bool) -> Path:
+def _bind_unix(path: Path, gid: int, dir_owner: bool) -> socket.socket:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o117)
     try:
-        await server.serve_unix(str(path))
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
     finally:
         os.umask(old)
+    sock.listen(512)
+    sock.setblocking(False)
     os.chmod(path, 0o660)
     if dir_owner:
         st = path.parent.stat()
         os.chown(path, st.st_uid, st.st_gid)
     elif gid >= 0:
         os.chown(path, 0, gid)
-    return path
+    return sock
+
+
+async def listen(server: Server, plan: Plan, bound: Bound) -> None:
+    """Serve every listener ``bind`` made or took (TLS on the TCP ones when the flags ask)."""
+    for e in plan.endpoints:
+        for s in bound.sockets[e]:
+            await server.serve_socket(s, plan.tls)
 
 
 def notify_ready(environ: MutableMapping[str, str] | None = None) -> None:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ENV = "BERTH_ROOTLESS"  # "1" in the berthd that runs inside the user namespace
 SINGLE_ID = ("running with a single-id map (only uid 0 and gid 0 exist in containers: --user other than "
@@ -52,8 +52,7 @@ def inside() -> bool:
     return os.environ.get(ENV) == "1"
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
     """Where a rootless berthd keeps its state (XDG's directories, as Docker rootless)."""
 
     data_root: Path

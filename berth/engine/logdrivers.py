@@ -15,7 +15,7 @@ The shim writes (and rotates) the file; ``engine.logs`` reads it, rotated files 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from berth.engine import logremote
 from berth.errors import InvalidArgument, Unsupported
@@ -40,8 +40,7 @@ class ReadNotSupported(Unsupported):
         super().__init__("configured logging driver does not support reading")
 
 
-@dataclass(frozen=True)
-class Rotation:
+class Rotation(NamedTuple):
     max_size: int  # bytes; -1: never rotate
     max_file: int
     compress: bool

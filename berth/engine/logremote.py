@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from berth.errors import InvalidArgument
 
@@ -42,8 +41,7 @@ FORMATS = ("", "rfc3164", "rfc5424", "rfc5424micro")
 _FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
 
 
-@dataclass(frozen=True)
-class Info:
+class Info(NamedTuple):
     """What a tag template may name: the container and its image."""
 
     id: str

@@ -41,16 +41,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
 LAYER_DIR_MODE = 0o701  # image/layers/<chain>/: only its diff/ is reached, by path (Docker's overlay2/<id>)
 DB_MODE = 0o600
 
 
-@dataclass(frozen=True)
-class DataRoot:
+class DataRoot(NamedTuple):
     root: Path
 
     @property
@@ -137,8 +136,7 @@ class DataRoot:
                 f.chmod(0o600)
 
 
-@dataclass(frozen=True)
-class ContainerDir:
+class ContainerDir(NamedTuple):
     root: Path
     cid: str
 
@@ -184,8 +182,7 @@ class ContainerDir:
         return self.root / "exit.json"
 
 
-@dataclass(frozen=True)
-class ExecRoot:
+class ExecRoot(NamedTuple):
     root: Path
 
     @property

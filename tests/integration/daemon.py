@@ -76,8 +76,8 @@ class Daemon:
         env.pop("DOCKER_CONTEXT", None)
         return env
 
-    def start(self, timeout: float = 10) -> float:
-        """Start berthd; returns seconds until /_ping answered."""
+    def start(self, timeout: float = 10, poll: float = 0.005) -> float:
+        """Start berthd; returns seconds until /_ping answered (asked every ``poll`` s)."""
         t0 = time.monotonic()
         logf = open(self.log, "ab")
         # nsenter switches only the network namespace (``ip netns exec`` would also remount
@@ -98,7 +98,7 @@ class Daemon:
                     return time.monotonic() - t0
             except OSError:
                 pass
-            time.sleep(0.005)
+            time.sleep(poll)
         raise RuntimeError(f"berthd did not answer /_ping: {self.log.read_text()[-3000:]}")
 
     def _own_cni(self) -> list[str]:

@@ -4,6 +4,8 @@ for ``Server.ready`` (the daemon sets it once the containers are recovered), on 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from pathlib import Path
 
 from berth.api.http import Request, Response, Router, Server
@@ -36,6 +38,10 @@ async def _scenario(sock: str) -> list[str]:
         waiting = asyncio.ensure_future(_get(sock, "/v1.50/containers/json"))
         assert await _get(sock, "/_ping") == (200, b"OK")
         assert (await _get(sock, "/v1.41/_ping", "HEAD"))[0] == 200
+        status, body = await asyncio.wait_for(_get(sock, "/v1.50/version"), 5)  # static: docker-py asks it first
+        doc = json.loads(body)
+        assert status == 200 and (doc["ApiVersion"], doc["MinAPIVersion"]) == ("1.50", "1.24")
+        assert doc["KernelVersion"] == os.uname().release and doc["Components"][0]["Name"] == "Engine"
         await asyncio.sleep(0.05)
         assert not waiting.done(), "a request was served before the engine was ready"
         router.add("GET", "/containers/json", containers)

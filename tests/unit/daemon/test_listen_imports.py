@@ -20,6 +20,18 @@ def test_daemon_main_imports_nothing_the_engine_alone_needs() -> None:
     assert out.strip() == ""
 
 
+# Not before the early thread answers /_ping (berth.api.early): the event loop and its server,
+# imported while the thread answers.
+LOOP = ("asyncio", "ssl", "concurrent.futures", "berth.api.http", "berth.daemon.serving")
+
+
+def test_the_early_ping_needs_no_asyncio() -> None:
+    code = ("import sys, berth.daemon.main, berth.daemon.prelisten\n"
+            f"print(' '.join(m for m in {LOOP!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
+
+
 def test_a_bad_log_opt_in_the_configuration_is_still_refused(tmp_path: Path) -> None:
     """The check itself stays before listening: only the remote drivers' struct is lazy."""
     from berth.daemon.config import load
