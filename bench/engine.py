@@ -70,6 +70,9 @@ from logs import Dockerd  # noqa: E402
 from tests.integration.daemon import ROOT, Daemon  # noqa: E402
 
 INFO = ["--log-level", "info"]
+# a pause before each sample: the daemon measured before (dockerd's containerd and shims, Go's
+# GC) goes on working for tens of ms after its answer, on the same 2 cores
+SETTLE = float(os.environ.get("BENCH_SETTLE", "0.15"))
 
 
 def docker(host: str, *args: str, check: bool = True) -> float:
@@ -218,6 +221,7 @@ def alternate(hosts: dict[str, str], runs: int, fn: Callable[[str, str], float])
         fn(k, h)  # warm up
     for _ in range(runs):
         for k, h in hosts.items():
+            time.sleep(SETTLE)
             out[k].append(fn(k, h))
     return out
 
