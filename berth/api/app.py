@@ -21,7 +21,7 @@ from berth.api.http import Request, Response, Router, StreamResponse
 
 if TYPE_CHECKING:  # the engine is imported by daemon.main before the API is built
     from berth.build.admin import BuildAdmin
-    from berth.build.builder import Builder
+    from berth.build.service import Builder
     from berth.engine.archive import Archives
     from berth.engine.attachments import Attachments
     from berth.engine.containers import Containers

@@ -23,13 +23,13 @@ from berth.api.filters import parse_filters
 from berth.api.http import Request, Response, StreamResponse
 from berth.api.jsonstream import json_stream
 from berth.api.shape import json_response
-from berth.build.builder import BuildOptions, Builder
-from berth.build.context import BuildContext, load
+from berth.build.service import BuildOptions, Builder
 from berth.build.output import BuildFailed
 from berth.errors import InvalidArgument
 from berth.oci import reference
 
 if TYPE_CHECKING:
+    from berth.build.context import BuildContext
     from berth.registry.client.auth import Credentials
 
 log = logging.getLogger("berth.api.build")
@@ -110,6 +110,8 @@ async def _receive(req: Request, path: Path) -> None:
 
 
 async def build(app: App, req: Request) -> StreamResponse | Response:
+    from berth.build.context import load  # the context's loaders (urllib): at the first build
+
     opts = options(req)
     bid, work = app.builder.new_dir()
     try:

@@ -19,13 +19,10 @@ nothing is tagged before the end, so a build cut short leaves no visible image.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextvars
 import dataclasses
 import logging
 import platform as _p
-import secrets
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,15 +34,12 @@ import msgspec
 from berth.build import cachefrom
 from berth.build import dockerfile as dfp
 from berth.build import instructions as ins
-from berth.build.cache import BuildCache, step_key
+from berth.build.cache import step_key
 from berth.build.context import BuildContext
 from berth.build.fsview import RootView
+from berth.build.service import Builder, BuildOptions
 from berth.build.output import BuildFailed, Ordered, Output, excerpt
-from berth.engine import build_support as bs
-from berth.engine.containers import Containers
-from berth.engine.distribution import Distribution
 from berth.engine.progress import Progress
-from berth.engine.images import Images
 from berth.errors import InvalidArgument, NotFound
 from berth.image.store import Image, NoSuchImage
 from berth.oci import reference
@@ -56,33 +50,6 @@ log = logging.getLogger("berth.build")
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@dataclass
-class BuildOptions:
-    dockerfile: str = "Dockerfile"
-    tags: list[str] = field(default_factory=list)
-    extra_hosts: list[str] = field(default_factory=list)
-    quiet: bool = False
-    nocache: bool = False
-    cache_from: list[str] = field(default_factory=list)
-    pull: bool = False
-    rm: bool = True
-    forcerm: bool = False
-    memory: int = 0
-    memswap: int = 0
-    cpushares: int = 0
-    cpusetcpus: str = ""
-    cpuperiod: int = 0
-    cpuquota: int = 0
-    shmsize: int = 0
-    build_args: dict[str, str | None] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    network_mode: str = "default"
-    platform: str = ""
-    target: str = ""
-    secrets: dict[str, bytes] = field(default_factory=dict)
-    creds: Callable[[str], Any] = lambda domain: None   # registry domain -> Credentials
 
 
 @dataclass
@@ -127,59 +94,6 @@ class StageState:
     def expand_env(self) -> dict[str, str]:
         """What ``$VAR`` sees: the stage's ARGs, overridden by its ENV (Docker's order)."""
         return {**self.args, **self.env()}
-
-
-class Builder:
-    """Daemon-wide: the collaborators every build uses. Built once by daemon/."""
-
-    def __init__(self, containers: Containers, images: Images, distribution: Distribution, cache: BuildCache,
-                 tmp_root: Path, mounts_root: Path, secrets_root: Path, pids_limit: int = bs.DEFAULT_PIDS_LIMIT):
-        self.containers = containers
-        self.images = images
-        self.store = images.store
-        self.distribution = distribution
-        self.cache = cache
-        self.tmp_root = tmp_root
-        self.mounts_root = mounts_root
-        self.secrets_root = secrets_root
-        self.pids_limit = pids_limit   # of every RUN step's container (0: none)
-        self.reserve = bs.Reserve(tmp_root.parent / "space-reserve")
-        self.locks: dict[str, asyncio.Lock] = {}
-        self.outcomes: collections.Counter[str] = collections.Counter()  # builds by outcome: /metrics
-
-    def new_dir(self) -> tuple[str, Path]:
-        bid = secrets.token_hex(16)
-        d = self.tmp_root / bid
-        d.mkdir(parents=True)
-        return bid, d
-
-    def sweep(self) -> None:
-        """Leftovers of builds that berthd's death cut short (temp dirs, secrets)."""
-        for root in (self.tmp_root, self.secrets_root):
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir(parents=True, exist_ok=True)
-        self.reserve.take()
-
-    async def build(self, ctx: BuildContext, opts: BuildOptions, sink: Callable[[dict[str, Any]], None],
-                    build_id: str, work: Path) -> Image:
-        out = Output(sink, opts.quiet)
-        b = Build(self, ctx, opts, out, build_id, work)
-        try:
-            img = await b.run()
-            self.outcomes["success"] += 1
-            return img
-        except BaseException as e:
-            self.outcomes["cancelled" if isinstance(e, asyncio.CancelledError) else "failure"] += 1
-            if opts.quiet:
-                out.flush_held()
-            raise
-        finally:
-            await b.cleanup()
-
-    def view(self, img: Image | None) -> RootView:
-        if img is None:
-            return RootView([])
-        return RootView([p.resolve() for p in self.store.lower_dirs(img)])
 
 
 class Build:

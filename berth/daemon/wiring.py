@@ -29,7 +29,7 @@ from berth.api.errors import error_response
 from berth.api.http import Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION
 from berth.build.admin import BuildAdmin
-from berth.build.builder import Builder
+from berth.build.service import Builder
 from berth.build.cache import BuildCache
 from berth.daemon import settings
 from berth.engine import events

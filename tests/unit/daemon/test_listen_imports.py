@@ -45,3 +45,18 @@ def test_a_bad_log_opt_in_the_configuration_is_still_refused(tmp_path: Path) -> 
             assert "log" in str(e)
         else:
             raise AssertionError(f"{opts} accepted")
+
+
+# Not before the first request that needs the engine (GET /containers/json): the wiring, which
+# that request waits for, imports neither the build itself (the Dockerfile's parser and
+# instructions) nor the build context's loaders (urllib, http.client, email); the first build
+# imports them.
+FIRST_BUILD = ("berth.build.builder", "berth.build.instructions", "berth.build.dockerfile", "berth.build.context",
+               "urllib.request", "http.client")
+
+
+def test_the_wiring_leaves_the_build_to_the_first_build() -> None:
+    code = ("import sys, berth.daemon.wiring\n"
+            f"print(' '.join(m for m in {FIRST_BUILD!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
