@@ -171,7 +171,7 @@ def _host_config(sb: Container, config: Any, shm: str | None) -> HostConfig:
     sid, sc = sb.id, config.linux.security_context
     binds = mounts.binds(config.mounts, sc.privileged)
     if shm and not any(m.container_path.rstrip("/") == DEV_SHM for m in config.mounts):
-        binds.append(f"{shm}:{DEV_SHM}:rw,rprivate")
+        binds.append(f"{shm}:{DEV_SHM}:rw")  # in the data root: rslave, by dockerd's rule
     pid = sc.namespace_options.pid
     caps = sc.capabilities
     return HostConfig(
