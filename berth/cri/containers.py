@@ -158,7 +158,7 @@ class PodContainers:
             reason = "OOMKilled" if c.state.oom_killed else "Completed" if c.state.exit_code == 0 else "Error"
         return pb.ContainerStatus(
             id=c.id, metadata=container_metadata(labels), state=state, created_at=meta.nanos(c.created),
-            started_at=meta.nanos(c.state.started_at), finished_at=meta.nanos(c.state.finished_at),
+            started_at=meta.nanos(c.state.started_at), finished_at=0 if c.running else meta.nanos(c.state.finished_at),
             exit_code=c.state.exit_code, image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id,
             image_id=c.image_id, reason=reason, message=c.state.error, labels=meta.user_labels(labels),
             annotations=meta.annotations_of(labels), log_path=c.cri_log, resources=_resources(c))
