@@ -175,7 +175,9 @@ def inspect_for_version(req: Request, app: App, c: Container, out: dict[str, Any
         wanted = sb.endpoints[0].mac_req if sb is not None and sb.endpoints else ""
         if wanted and ep is not None:
             cfg["MacAddress"] = wanted
-    if not req.version_at_least("1.45"):  # Aliases then also held the short ID
+    if not req.version_at_least("1.45"):  # Aliases then also held the short ID and the hostname
         for name, ep in nets.items():
             if name not in ("bridge", "host", "none") and isinstance(ep, dict):
-                ep["Aliases"] = list(dict.fromkeys([*(ep.get("Aliases") or []), c.id[:12]]))
+                ep["Aliases"] = list(dict.fromkeys([*(ep.get("Aliases") or []), c.id[:12], c.config.Hostname]))
+    # GwPriority (1.48) and DNSNames (1.44) show at every version: dockerd 28's inspect gates
+    # only the aliases above and ImageManifestDescriptor (1.48), which berth does not show

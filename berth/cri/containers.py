@@ -158,7 +158,7 @@ class PodContainers:
             reason = "OOMKilled" if c.state.oom_killed else "Completed" if c.state.exit_code == 0 else "Error"
         return pb.ContainerStatus(
             id=c.id, metadata=container_metadata(labels), state=state, created_at=meta.nanos(c.created),
-            started_at=meta.nanos(c.state.started_at), finished_at=meta.nanos(c.state.finished_at),
+            started_at=meta.nanos(c.state.started_at), finished_at=0 if c.running else meta.nanos(c.state.finished_at),
             exit_code=c.state.exit_code, image=pb.ImageSpec(image=c.config.Image), image_ref=c.image_id,
             image_id=c.image_id, reason=reason, message=c.state.error, labels=meta.user_labels(labels),
             annotations=meta.annotations_of(labels), log_path=c.cri_log, resources=_resources(c))
@@ -171,7 +171,7 @@ def _host_config(sb: Container, config: Any, shm: str | None) -> HostConfig:
     sid, sc = sb.id, config.linux.security_context
     binds = mounts.binds(config.mounts, sc.privileged)
     if shm and not any(m.container_path.rstrip("/") == DEV_SHM for m in config.mounts):
-        binds.append(f"{shm}:{DEV_SHM}:rw,rprivate")
+        binds.append(f"{shm}:{DEV_SHM}:rw")  # in the data root: rslave, by dockerd's rule
     pid = sc.namespace_options.pid
     caps = sc.capabilities
     return HostConfig(

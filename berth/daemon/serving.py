@@ -167,7 +167,7 @@ async def _recover(app: App, wiring: Any, stale_builds: Any) -> None:
     disk) is logged, not fatal: the socket already answers, and a berthd that exits at every
     start is worse than one whose recovery is incomplete."""
     try:
-        await app.containers.recover()
+        await app.containers.recover(app.live_restore)
         await wiring.sweep_builds(app.containers, stale_builds, app.builder.cache.kept_containers)
     except Exception:
         log.exception("start-up recovery is incomplete")

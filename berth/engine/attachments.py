@@ -113,6 +113,7 @@ class Attachments:
             image = self.containers.images.get_by_id(c.image_id)
             lowers = list(self.containers.images.lower_dirs(image))
             maps = container_userns.maps_for(c.id, c.host_config, self.containers.userns)
+            self.volumes.ensure_propagation(c.id)
             mounts = self.volumes.spec_mounts(c.id, lowers, d.upper, maps)
         except BaseException:
             await self.networks.release(c.id)

@@ -40,6 +40,7 @@ class Monitor:
     def __init__(self, table: ContainerTable):
         self.t = table
         self.monitors: dict[str, asyncio.Task[None]] = {}
+        self.stopping_at_boot: set[str] = set()  # stopped by a start without live restore
         self.restarts: dict[str, asyncio.Task[None]] = {}  # restart-policy restarts waiting
         self.backoff: dict[str, float] = {}  # their next delay (Docker: 100 ms, doubling)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -77,7 +78,7 @@ class Monitor:
                 await asyncio.sleep(0.05)
             status = shims.read_exit_file(self.t.data.container(cid).exit) or await self.shim_died(cid)
         self.monitors.pop(cid, None)
-        await self.exited(cid, status)
+        await self.exited(cid, status, stopped_at_boot=cid in self.stopping_at_boot)
 
     def _released(self, cid: str, released: asyncio.Future[None], cgroups_path: str) -> None:
         """The shim let go of an exited container (its Wait connection's EOF): it removed the
@@ -109,9 +110,12 @@ class Monitor:
         self.t.exec_root.shim_socket(cid).unlink(missing_ok=True)
         return ExitStatus(exit_code=128 + signal.SIGKILL, finished_at=now())
 
-    async def exited(self, cid: str, status: ExitStatus, boot: bool = False) -> None:
+    async def exited(self, cid: str, status: ExitStatus, boot: bool = False, stopped_at_boot: bool = False) -> None:
         """Record an exit. ``boot``: one that happened while berthd was away, found at its start:
-        no "die" (nobody heard it, as with dockerd's restore) and the restart policy at boot."""
+        no "die" (nobody heard it, as with dockerd's restore) and the restart policy at boot.
+        ``stopped_at_boot``: berthd's start stopped it (no live restore): heard, then the
+        policy at boot."""
+        self.stopping_at_boot.discard(cid)
         c = self.t.by_id.get(cid)
         if c is None:
             return
@@ -133,7 +137,7 @@ class Monitor:
             self.t.resolve_exit(cid, status)
             if c.host_config.AutoRemove:
                 await self.auto_remove(c, status)
-            elif boot:
+            elif boot or stopped_at_boot:
                 if self.should_restart_at_boot(c):
                     self.restart_at_boot(c)
             elif self.should_restart(c):

@@ -7,6 +7,7 @@ may have rebooted): dockerd's restore(), ``Monitor.should_restart_at_boot``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 from berth.engine import pod_shm, shims
@@ -16,6 +17,8 @@ from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container, Status
 from berth.runtime.shim.protocol import ExitStatus
 
+log = logging.getLogger("berth.engine")
+
 
 class Recovery:
     def __init__(self, table: ContainerTable, monitor: Monitor, stopper: Stopper):
@@ -23,8 +26,10 @@ class Recovery:
         self.monitor = monitor
         self.stopper = stopper
 
-    async def recover(self) -> None:
-        """Find the shims again: reattach to the living, record exits of the dead."""
+    async def recover(self, live_restore: bool = True) -> None:
+        """Find the shims again: reattach to the living, record exits of the dead. Without
+        ``live_restore`` the living are then stopped (dockerd's restore: shutdownContainer
+        for a task containerd still has, then the restart policies)."""
         pod_shm.sweep(self.t.data, keep=self.t.by_id)   # before their directories go to the trash
         self._sweep_orphans()
         for sock in list(self.t.exec_root.shims.glob("*.sock")):
@@ -34,7 +39,21 @@ class Recovery:
             await self._recover_one(c)
         if self.t.attachments is not None:
             await self.t.attachments.recover(list(self.t.by_id.values()))
+        if not live_restore:
+            await self._stop_survivors()
         pod_shm.sweep(self.t.data, keep={c.id for c in self.t.by_id.values() if c.bare and c.running})
+
+    async def _stop_survivors(self) -> None:
+        """Stop what berthd's last run left running (it crashed, or live restore was turned
+        off while it was down), all at once, as ``docker stop`` does: its exit is heard (die),
+        then its policy applies as at boot (RestartCount from 0)."""
+        alive = [c for c in self.t.by_id.values() if c.running and c.id in self.monitor.monitors]
+        for c in alive:
+            self.monitor.stopping_at_boot.add(c.id)
+        results = await asyncio.gather(*(self.stopper.stop_container(c, None) for c in alive), return_exceptions=True)
+        for c, r in zip(alive, results):
+            if isinstance(r, BaseException):
+                log.warning("stopping %s at start (live restore is off): %s", c.short_id, r)
 
     async def _recover_one(self, c: Container) -> None:
         if c.state.starting and not c.running:

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 from berth.engine import container_userns, hostspec, hugepages, links, logdrivers, logremote, shims, validate
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NetnsPlug, SandboxArgs, now
-from berth.engine.model import ZERO_TIME, Container, Status
+from berth.engine.model import Container, Status
 from berth.errors import BerthError, Conflict, Internal, InvalidArgument, NotModified, RuntimeFailure
 from berth.image.store import Image
 from berth.oci.spec import Mount, Spec
@@ -265,8 +265,7 @@ class Starter:
             raise RuntimeFailure(START_ERROR_PREFIX + err + ": unknown")
         c.state.status = Status.RUNNING
         c.state.starting = False
-        c.state.started_at = now()
-        c.state.finished_at = ZERO_TIME
+        c.state.started_at = now()  # FinishedAt keeps the last exit's, as dockerd's SetRunning does
         c.state.exit_code = 0
         c.state.oom_killed = False
         self.t.save_soon(c)  # it runs now, whether or not the disk takes the record: watch it

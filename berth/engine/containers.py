@@ -138,5 +138,5 @@ class Containers(ContainerTable):
 
     # -- berthd start -----------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        await self.recovery.recover()
+    async def recover(self, live_restore: bool = True) -> None:
+        await self.recovery.recover(live_restore)

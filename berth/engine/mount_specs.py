@@ -26,6 +26,7 @@ class MountPoint(msgspec.Struct):
     tmpfs_options: list[str] = []
     subpath: str = ""
     idmap: bool = False        # -v src:dest:idmap (podman's): seen through the user namespace's map
+    auto_propagation: bool = False  # rslave set by berthd (a source in the data root), not asked for
 
 
 def clean_dest(dest: str) -> str:
@@ -62,7 +63,7 @@ def parse_bind(item: str) -> MountPoint:
                               f"\"{'bind' if src.startswith('/') else 'volume'}\": invalid mount path: '{dest}' mount path must be absolute")
     if src.startswith("/"):
         return MountPoint(type="bind", source=os.path.normpath(src), destination=dest, rw=rw, mode=mode,
-                          propagation=prop or "rprivate", idmap=idmap)
+                          propagation=prop, idmap=idmap)
     if not VOLUME_NAME.match(src):
         raise InvalidArgument(f"invalid volume specification: '{item}'")
     return MountPoint(type="volume", source=src, destination=dest, rw=rw, mode=mode, nocopy=nocopy, idmap=idmap)
@@ -86,8 +87,8 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
         if not src:
             raise InvalidArgument("invalid mount config for type \"bind\": field Source must not be empty")
         bo = m.get("BindOptions") or {}
-        prop = bo.get("Propagation") or "rprivate"
-        if prop not in _PROPAGATION:
+        prop = bo.get("Propagation") or ""
+        if prop and prop not in _PROPAGATION:
             raise InvalidArgument(f"invalid propagation mode: {prop}")
         if bo.get("ReadOnlyForceRecursive"):
             # berth's runtime makes read-only binds read-only on the top mount only, as a runtime

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from berth.engine import propagation
 from berth.engine.mount_specs import VOLUME_NAME, MountPoint, clean_dest, parse_bind, parse_mount, tmpfs_opts
 from berth.engine.volume_files import Ids, copy_up, du, tree_size
 from berth.runtime.userns import OVERFLOW_ID, IdMaps
@@ -200,9 +201,9 @@ class Volumes:
                     q.rw = mode == "rw"
                 add(q, replace=True)
         for item in hc.Binds or []:
-            add(parse_bind(item), replace=True)
+            add(self._in_data_root(parse_bind(item)), replace=True)
         for m in getattr(hc, "Mounts", None) or []:
-            add(parse_mount(m))
+            add(self._in_data_root(parse_mount(m)))
         for dest, opts in (getattr(hc, "Tmpfs", None) or {}).items():
             add(MountPoint(type="tmpfs", destination=dest, tmpfs_options=tmpfs_opts(opts)))
         for dest in config_volumes or {}:
@@ -232,6 +233,21 @@ class Volumes:
         out = list(points.values())
         self._save(cid, out)
         return out
+
+    def _in_data_root(self, p: MountPoint) -> MountPoint:
+        """A new bind's propagation: dockerd's rule for sources in (or holding) its root, else
+        as asked (rprivate when not)."""
+        if p.type == "bind":
+            given = p.propagation
+            p.propagation = propagation.daemon_root_propagation(p.source, given, str(self.root.parent)) or "rprivate"
+            p.auto_propagation = not given and p.propagation == "rslave"
+        return p
+
+    def ensure_propagation(self, cid: str) -> None:
+        """At a start: each bind's source can carry its propagation (dockerd's check, 500)."""
+        for p in self.of(cid):
+            if p.type == "bind":
+                propagation.ensure_bind(p.source, p.propagation, str(self.root.parent), p.auto_propagation)
 
     def _save(self, cid: str, pts: builtins.list[MountPoint]) -> None:
         with self.db.tx() as tx:

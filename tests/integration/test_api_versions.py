@@ -240,6 +240,20 @@ def test_aliases_short_id_before_1_45(docker, berthd, cleanup):
     assert cid[:12] in new["DNSNames"]
 
 
+def test_inspect_at_1_41_as_dockerd_28(docker, berthd, cleanup):
+    """dockerd 28's inspect (api/server/router/container/inspect.go) gates by version only the
+    aliases (< 1.45: the short ID and the hostname added, deduplicated) and
+    ImageManifestDescriptor (< 1.48): GwPriority and DNSNames show at 1.41 too."""
+    net, name = f"al-{uid()}", f"al-{uid()}"
+    cleanup += [("container", name), ("network", net)]
+    ok(docker("network", "create", net))
+    cid = ok(docker("create", "--name", name, "--hostname", "web", "--network", net, "--network-alias", "db",
+                    "busybox", "true")).strip()
+    ep = get(berthd, f"/v1.41/containers/{cid}/json")["NetworkSettings"]["Networks"][net]
+    assert ep["Aliases"] == ["db", cid[:12], "web"]
+    assert ep["GwPriority"] == 0 and "DNSNames" in ep
+
+
 def test_several_networks_and_gateway_priority(berthd, busybox, docker, cleanup):
     a, b = f"gwa-{uid()}", f"gwb-{uid()}"
     cleanup += [("network", a), ("network", b)]

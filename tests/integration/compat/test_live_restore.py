@@ -144,3 +144,28 @@ def test_unless_stopped_stopped_by_user_stays_exited(daemon):
     assert (st["Status"], st["ExitCode"]) == ("exited", 3)
     _docker(daemon, "rm", "-f", cid)
 
+
+
+def test_crash_then_start_stops_survivors(daemon):
+    """Docker 28 (daemon.restore without live restore: shutdownContainer for a task containerd
+    still has, then the restart policies): berthd killed -9 leaves its containers running; its
+    next start stops them as docker stop does (the exit code they choose, a die event), and a
+    --restart always one runs again (RestartCount 0)."""
+    plain = _run(daemon, "busybox", "sh", "-c", TRAP)
+    always = _run(daemon, "--restart", "always", "busybox", "sh", "-c", TRAP)
+    pids = {c: _state(daemon, c)["Pid"] for c in (plain, always)}
+    daemon.kill9()
+    assert all(_pid_alive(p) for p in pids.values()), "live containers died with berthd"
+    boot = time.time()
+    daemon.start()
+    st = _state(daemon, plain)
+    assert (st["Status"], st["ExitCode"]) == ("exited", 3), st
+    assert not _pid_alive(pids[plain]) and not _pid_alive(pids[always])
+    st = _wait_running(daemon, always)
+    assert st["Running"] and st["Pid"] != pids[always], st
+    r = _docker(daemon, "inspect", "-f", "{{.RestartCount}}", always)
+    assert r.stdout.strip() == "0", r
+    r = _docker(daemon, "events", "--since", f"{boot:.3f}", "--until", f"{time.time() + 0.3:.3f}",
+                "--filter", f"container={plain}", "--format", "{{.Action}}")
+    assert "die" in r.stdout.split(), r
+    _docker(daemon, "rm", "-f", plain, always)

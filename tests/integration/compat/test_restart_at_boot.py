@@ -144,3 +144,20 @@ def test_policies_after_host_reboot(daemon: Daemon, tmp_path: Path):
         assert (c["State"]["Status"], c["State"]["ExitCode"]) == ("exited", 255), (name, c["State"])
         assert _events(d, boot, name) == []
     assert _inspect(d, "spent")["RestartCount"] == 2
+
+
+def test_times_across_a_restart_at_boot(daemon: Daemon, tmp_path: Path):
+    """Docker 28 (restore, then SetRunning, which leaves FinishedAt alone): `fail`
+    (on-failure:3) exits 7 while berthd is down and is started at boot: its FinishedAt is that
+    exit's time (not 0001-01-01), between the old StartedAt and the new one."""
+    d, x = daemon, tmp_path
+    fail = _run(d, x, "fail", "on-failure:3", 7)
+    before = _inspect(d, fail)["State"]
+    assert before["FinishedAt"] == "0001-01-01T00:00:00Z"
+    d.kill9()
+    (x / "fail").touch()
+    assert _wait(lambda: _gone(before["Pid"])), "the container did not exit"
+    d.start()
+    st = _settled(d, "fail", running=True)["State"]
+    assert st["FinishedAt"] != "0001-01-01T00:00:00Z", st
+    assert before["StartedAt"] < st["FinishedAt"] <= st["StartedAt"], (before, st)

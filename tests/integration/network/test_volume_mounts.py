@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -94,7 +95,13 @@ def test_bind_mounts_read_only_enforced(docker, tmp_path):
     out = ok(docker("run", "--rm", "-v", f"{tmp_path}:/mnt:ro,Z", "busybox", "sh", "-c",
                     "cat /mnt/in.txt; touch /mnt/new 2>&1 || echo denied"))
     assert "from host" in out and "Read-only file system" in out and "denied" in out
-    ok(docker("run", "--rm", "-v", f"{tmp_path}:/mnt:rw,rslave", "busybox", "sh", "-c", "echo back > /mnt/out.txt"))
+    # rslave needs a shared or slave source (dockerd checks at start); this host's / is private
+    subprocess.run(["mount", "--bind", str(tmp_path), str(tmp_path)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(tmp_path)], check=True)
+        ok(docker("run", "--rm", "-v", f"{tmp_path}:/mnt:rw,rslave", "busybox", "sh", "-c", "echo back > /mnt/out.txt"))
+    finally:
+        subprocess.run(["umount", "-l", str(tmp_path)], check=False)
     assert (tmp_path / "out.txt").read_text() == "back\n"
     out = ok(docker("run", "--rm", "--mount", f"type=bind,source={tmp_path},target=/b,readonly",
                     "busybox", "sh", "-c", "cat /b/in.txt; touch /b/x 2>&1 || true"))
