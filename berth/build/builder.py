@@ -24,8 +24,8 @@ import contextvars
 import dataclasses
 import logging
 import platform as _p
+import os
 import secrets
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -154,9 +154,19 @@ class Builder:
         return bid, d
 
     def sweep(self) -> None:
-        """Leftovers of builds that berthd's death cut short (temp dirs, secrets)."""
+        """Leftovers of builds that berthd's death cut short (temp dirs, secrets): each root is
+        renamed aside at once (a new one made in its place) and deleted by the trash's thread,
+        off the loop: a killed build's context may hold thousands of files."""
         for root in (self.tmp_root, self.secrets_root):
-            shutil.rmtree(root, ignore_errors=True)
+            for old in root.parent.glob(f".{root.name}.swept-*"):  # a sweep a killed berthd left
+                self.containers.trash.discard(old)
+            aside = root.with_name(f".{root.name}.swept-{secrets.token_hex(4)}")
+            try:
+                os.rename(root, aside)
+            except FileNotFoundError:
+                pass
+            else:
+                self.containers.trash.discard(aside)
             root.mkdir(parents=True, exist_ok=True)
         self.reserve.take()
 
