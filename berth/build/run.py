@@ -65,8 +65,8 @@ async def run(b: Build, st: StageState, cmd: ins.Run) -> None:
     try:
         await _run_container(b, st, cmd, argv, args_env, mounts, key, created_by)
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:  # the step's secrets: off the loop
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
 
 
 async def _run_container(b: Build, st: StageState, cmd: ins.Run, argv: list[str], args_env: list[str],

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -81,9 +81,19 @@ class Builder:
         return bid, d
 
     def sweep(self) -> None:
-        """Leftovers of builds that berthd's death cut short (temp dirs, secrets)."""
+        """Leftovers of builds that berthd's death cut short (temp dirs, secrets): each root is
+        renamed aside at once (a new one made in its place) and deleted by the trash's thread,
+        off the loop: a killed build's context may hold thousands of files."""
         for root in (self.tmp_root, self.secrets_root):
-            shutil.rmtree(root, ignore_errors=True)
+            for old in root.parent.glob(f".{root.name}.swept-*"):  # a sweep a killed berthd left
+                self.containers.trash.discard(old)
+            aside = root.with_name(f".{root.name}.swept-{secrets.token_hex(4)}")
+            try:
+                os.rename(root, aside)
+            except FileNotFoundError:
+                pass
+            else:
+                self.containers.trash.discard(aside)
             root.mkdir(parents=True, exist_ok=True)
         self.reserve.take()
 

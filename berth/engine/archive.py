@@ -52,7 +52,7 @@ class Archives:
     def __init__(self, containers: Containers) -> None:
         self.containers = containers
 
-    def _argv(self, c: Container, mode: str, path: str, extra: list[str]) -> list[str]:
+    async def _argv(self, c: Container, mode: str, path: str, extra: list[str]) -> list[str]:
         argv = [sys.executable, "-m", "berth.runtime.archive", mode, path, *extra]
         maps = container_userns.maps_for(c.id, c.host_config, self.containers.userns)
         if maps is not None:  # the tar carries the container's own ids
@@ -60,19 +60,24 @@ class Archives:
         if c.running and c.state.pid:
             own = ["--userns", f"/proc/{c.state.pid}/ns/user"] if maps is not None else []
             return argv + ["--root", f"/proc/{c.state.pid}/root", *own]
-        return argv + self._stopped_root(c, maps)
+        return argv + await self._stopped_root(c, maps)
 
-    def _stopped_root(self, c: Container, maps: IdMaps | None) -> list[str]:
+    async def _stopped_root(self, c: Container, maps: IdMaps | None) -> list[str]:
         """Helper arguments for a container that is not running: its overlay (in a user
         namespace: on the idmapped image/, as the init mounts it), then what dockerd mounts for
-        a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given."""
+        a copy: volumes and binds, and the hostname/hosts/resolv.conf it was given. The
+        fallback's copy of the layers for a range (``cp -a`` and a chown walk) runs in a thread."""
         d = self.containers.data.container(c.id)
         image = self.containers.images.get_by_id(c.image_id)
         lowers, opts = self.containers.overlay(c, image)
         out = ["--overlay", opts, "--mnt", str(d.rootfs)]
         if maps is not None:
             data = self.containers.data
-            tree, idmapped = container_userns.image_tree(maps, lowers, self.containers.userns, data)
+            if self.containers.userns.copies is None:
+                tree, idmapped = container_userns.image_tree(maps, lowers, self.containers.userns, data)
+            else:
+                tree, idmapped = await asyncio.to_thread(container_userns.image_tree, maps, lowers,
+                                                         self.containers.userns, data)
             out = ["--overlay", container_userns.overlay_options(lowers, data), "--mnt", str(d.rootfs),
                    "--image-tree", str(tree), "--chdir", str(d.root), *([] if idmapped else ["--image-copy"])]
         for m in self._mounts(c, lowers, d.upper, maps):
@@ -103,7 +108,7 @@ class Archives:
         if not path:
             raise InvalidArgument("Path cannot be empty")
         return await asyncio.create_subprocess_exec(
-            *self._argv(c, mode, path, extra or []), stdout=asyncio.subprocess.PIPE,
+            *await self._argv(c, mode, path, extra or []), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL)
 
     @staticmethod

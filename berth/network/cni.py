@@ -120,7 +120,8 @@ class Cni:
     async def add(self, net: Network, att: Attachment, cache: bool = True) -> dict[str, Any]:
         """ADD through the list, each plugin given the previous one's result; the last result
         is cached (unless ``cache`` is false: then ``save`` it, or ``undo`` it). On a failure the
-        plugins that ran are called with DEL, and CniError raised.
+        plugins that ran are called with DEL, and CniError raised; cancelled, the same DELs run
+        (with the result so far) before the cancellation goes on.
 
         A plain ``loopback`` after the first plugin runs alongside the others: it only brings
         ``lo`` up, and passes its ``prevResult`` on unchanged, so the chain's result is the same."""
@@ -136,16 +137,22 @@ class Cni:
             await asyncio.gather(*side, return_exceptions=True)
             await self._delete_list(net, att, None)
             raise
-        except BaseException:
+        except BaseException:  # cancelled (the client went, a deadline): undone as a failure is
             for t in side:
                 t.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            undo = asyncio.ensure_future(self.undo(net, att, prev))
+            try:
+                await asyncio.shield(undo)  # cancelled again: the DELs still run to their end
+            except asyncio.CancelledError:
+                pass
             raise
         result = prev or {}
         if cache:
             self.save(net, att, result)
         return result
 
-    async def undo(self, net: Network, att: Attachment, result: dict[str, Any]) -> None:
+    async def undo(self, net: Network, att: Attachment, result: dict[str, Any] | None) -> None:
         """DEL an ADD whose result was not cached (logged, not raised: this is cleanup)."""
         try:
             await self._delete_list(net, att, result)

@@ -13,12 +13,15 @@ on those IPv6 sockets instead: ``proxy`` copies TCP connections that reach them 
 loopback ones do: the rest are DNATed before any socket sees them) to the container, and
 ``udp_proxy`` relays UDP datagrams, as docker-proxy does: one connected socket per client
 address carries them to the container and its replies back, closed after UDP_IDLE seconds
-without traffic.
+without traffic. docker-proxy (its own process) bounds its flows only by its fd limit; here
+each flow is a file descriptor of berthd's, so a proxy holds at most UDP_MAX_FLOWS: a new
+client past that takes the place of the flow that waited longest (as conntrack's early drop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import socket
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from berth.errors import InvalidArgument, os_text
 
 PROTOS = ("tcp", "udp", "sctp")
 UDP_IDLE = 90.0   # seconds a UDP flow lives without traffic (docker-proxy's UDPConnTrackTimeout)
+UDP_MAX_FLOWS = 256   # flows (client addresses, one fd each) of one proxy; only loopback reaches it
 
 
 @dataclass(frozen=True)
@@ -174,12 +178,14 @@ class _Flow:
 
 class UdpProxy(asyncio.DatagramProtocol):
     """Datagrams that reach the bound socket go to ``target`` from a socket of their client's
-    own; what comes back on it goes to that client from the bound socket."""
+    own; what comes back on it goes to that client from the bound socket. ``flows`` is in
+    order of use, the least recently used first: the one to go when ``max_flows`` are open."""
 
-    def __init__(self, target: tuple[str, int], idle: float = UDP_IDLE):
+    def __init__(self, target: tuple[str, int], idle: float = UDP_IDLE, max_flows: int = UDP_MAX_FLOWS):
         self.target = target
         self.idle = idle
-        self.flows: dict[Any, _Flow] = {}
+        self.max_flows = max_flows
+        self.flows: collections.OrderedDict[Any, _Flow] = collections.OrderedDict()
         self.transport: asyncio.DatagramTransport | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -192,12 +198,15 @@ class UdpProxy(asyncio.DatagramProtocol):
         if flow is None:
             return
         flow.last = self._loop.time()
+        self.flows.move_to_end(addr)
         try:
             flow.sock.send(data)
         except OSError:   # a full buffer, or an ICMP error from the last one: UDP may drop
             pass
 
     def _open(self, addr: Any) -> _Flow | None:
+        while len(self.flows) >= self.max_flows:
+            self._drop(next(iter(self.flows)))
         family = socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET
         s = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         try:
@@ -220,6 +229,8 @@ class UdpProxy(asyncio.DatagramProtocol):
                 self._drop(addr)
                 return
             flow.last = self._loop.time()
+            if addr in self.flows:
+                self.flows.move_to_end(addr)
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.sendto(data, addr)
 
@@ -251,9 +262,10 @@ class UdpProxy(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-async def udp_proxy(sock: socket.socket, target: tuple[str, int], idle: float = UDP_IDLE) -> UdpProxy:
+async def udp_proxy(sock: socket.socket, target: tuple[str, int], idle: float = UDP_IDLE,
+                    max_flows: int = UDP_MAX_FLOWS) -> UdpProxy:
     """Relay UDP datagrams that reach the bound ``sock`` to ``target`` (``UdpProxy``)."""
-    proto = UdpProxy(target, idle)
+    proto = UdpProxy(target, idle, max_flows)
     await asyncio.get_running_loop().create_datagram_endpoint(lambda: proto, sock=sock)
     return proto
 

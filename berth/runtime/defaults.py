@@ -98,6 +98,14 @@ def _mounts(*, privileged: bool, shm_size: int, readonly_rootfs: bool,
     return mounts + _file_mounts(readonly_rootfs, files)
 
 
+def _own_shm(defaults: list[oci.Mount], extra: list[oci.Mount]) -> list[oci.Mount]:
+    """The default /dev/shm tmpfs left out when another mount is at /dev/shm (a pod's, or the
+    user's ``-v x:/dev/shm``): under it, it would only be hidden (dockerd's IpcMounts too)."""
+    if not any(m.destination.rstrip("/") == "/dev/shm" for m in extra):
+        return defaults
+    return [m for m in defaults if m.destination != "/dev/shm"]
+
+
 def _file_mounts(readonly_rootfs: bool, files: list[tuple[str, str]]) -> list[oci.Mount]:
     bind_opts = ["rbind", "ro", "rprivate"] if readonly_rootfs else ["rbind", "rprivate"]
     return [oci.Mount(destination=dest, type="bind", source=src, options=list(bind_opts))
@@ -254,8 +262,8 @@ def build_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname
         process=process,
         root=oci.Root(path=rootfs, readonly=readonly_rootfs),
         hostname=hostname,
-        mounts=_mounts(privileged=privileged, shm_size=shm_size, readonly_rootfs=readonly_rootfs,
-                       files=[]) + _user_mounts(
+        mounts=_own_shm(_mounts(privileged=privileged, shm_size=shm_size, readonly_rootfs=readonly_rootfs,
+                                files=[]), extra_mounts or []) + _user_mounts(
             _file_mounts(readonly_rootfs, [("/etc/resolv.conf", resolv_file), ("/etc/hostname", hostname_file),
                                            ("/etc/hosts", hosts_file)]), extra_mounts or []),
         annotations=notes or None,

@@ -1,7 +1,8 @@
 """berth-nsexec: the C program that sets up an exec's process between fork and execve.
 
 This module owns the program's build (``build``: the system cc, once per source, into this
-directory under a name keyed by the source's hash), finding it (``binary``: None when it was
+directory under a name keyed by the source's hash; the builds of older sources pruned but the
+newest of them, which a running berthd may use), finding it (``binary``: None when it was
 never built, or when ``BERTH_NSEXEC=0``), the description of one exec it reads from its argv
 (``describe``: a Plan's exec fields, the fds to join and use) and starting it (``spawn``:
 posix_spawn, so vfork in glibc: no page-table copy and no Python in the child). The steps it
@@ -70,6 +71,7 @@ def build(cc: str | None = None) -> Path | None:
             if done.returncode == 0:
                 os.chmod(tmp, 0o755)
                 os.rename(tmp, dest)
+                prune(dest)
                 return dest
         sys.stderr.write(f"berth-nsexec: {cc} failed: {done.stderr.decode(errors='replace')[-2000:]}\n")
         return None
@@ -79,6 +81,23 @@ def build(cc: str | None = None) -> Path | None:
     finally:
         try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def prune(dest: Path, keep: int = 2) -> None:
+    """Remove the builds of older sources beside ``dest``, the ``keep`` newest (``dest`` among
+    them) staying: a berthd of the previous source may still be running and spawning its build."""
+    builds = []
+    for p in dest.parent.glob("berth-nsexec-*"):
+        try:
+            builds.append((p.stat().st_mtime, p != dest, p))
+        except FileNotFoundError:
+            continue
+    builds.sort(key=lambda b: (not b[1], b[0]), reverse=True)  # dest first, then the newest
+    for _, _, p in builds[keep:]:
+        try:
+            os.unlink(p)
         except FileNotFoundError:
             pass
 

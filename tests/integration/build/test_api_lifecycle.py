@@ -4,6 +4,8 @@ contexts from a git URL."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import time
@@ -57,17 +59,37 @@ def test_kill9_mid_build_leaves_no_image_and_is_swept():
         s = _start_build(d, tar_of({"Dockerfile": SLOW + "RUN true\n"}))
         s.close()
         d.kill9()
-        assert os.listdir(d.data_root / "build" / "tmp")  # the context was there
+        tmp = d.data_root / "build" / "tmp"
+        assert os.listdir(tmp)  # the context was there
+        # a big context left behind too; its delete is timed on a copy of it, side by side
+        _files(tmp / "big", 20000)
+        _files(d.base / "ref", 20000)
+        t0 = time.monotonic()
+        shutil.rmtree(d.base / "ref")
+        rmtree_ms = (time.monotonic() - t0) * 1000
         d.start()
         deadline = time.monotonic() + 15
         while _build_containers(d) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _build_containers(d) == []
         assert os.listdir(d.data_root / "build" / "tmp") == []
+        # the sweep deleted it off the loop: the wiring (where it is swept) took less than the delete
+        wiring = float(re.findall(r"start-up: listening at .*?wiring (\d+) ms", d.log.read_text())[-1])
+        assert wiring < rmtree_ms / 2, (wiring, rmtree_ms)
+        while list((d.data_root / "build").glob(".tmp.swept-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list((d.data_root / "build").glob(".tmp.swept-*")) == []
         st, out = d.request("GET", "/images/json")
         assert b"busybox:latest" in out and out.count(b'"Id"') == 1, out
     finally:
         d.cleanup()
+
+
+def _files(top, n: int) -> None:
+    for i in range(n):
+        if i % 100 == 0:
+            (top / str(i // 100)).mkdir(parents=True)
+        (top / str(i // 100) / str(i)).write_bytes(b"x")
 
 
 def test_git_remote_context(berthd, busybox, tmp_path):

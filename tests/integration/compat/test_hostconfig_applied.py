@@ -56,6 +56,18 @@ def test_ipc_container_joins_shareable_donor(docker, donor):
     assert _run(docker, "--ipc", f"container:{donor}", "busybox", "readlink", "/proc/self/ns/ipc") == r.stdout.strip()
 
 
+SHM_MOUNTS = "awk '$5 == \"/dev/shm\"' /proc/self/mountinfo | wc -l"
+
+
+def test_own_dev_shm_mount_is_the_only_one(docker, tmp_path):
+    """`-v /x:/dev/shm`: the user's mount is the container's /dev/shm, with no default tmpfs
+    hidden under it (one mount at /dev/shm in mountinfo, as dockerd)."""
+    out = _run(docker, "-v", f"{tmp_path}:/dev/shm", "busybox", "sh", "-c", f"echo seg > /dev/shm/f && {SHM_MOUNTS}")
+    assert out == "1"
+    assert (tmp_path / "f").read_text() == "seg\n"
+    assert _run(docker, "busybox", "sh", "-c", SHM_MOUNTS) == "1"
+
+
 def test_uts_host_has_host_hostname(docker):
     """Docker 20.10+, API 1.41: `--uts host` keeps the host's UTS namespace, so its hostname."""
     assert _run(docker, "--uts", "host", "busybox", "hostname") == socket.gethostname()

@@ -58,6 +58,8 @@ def test_pod_containers_share_dev_shm(cri: Cri, berthd: Daemon, tmp_path: Path) 
         assert _sh(cri, a, "echo segment > /dev/shm/seg") == (0, "")
         assert _sh(cri, b, "cat /dev/shm/seg") == (0, "segment\n")
         assert _sh(cri, c, "ls /dev/shm") == (0, "")   # another pod's /dev/shm is its own
+        # the pod's is the only mount there: no tmpfs of the container's own hidden under it
+        assert _sh(cri, b, "awk '$5 == \"/dev/shm\"' /proc/self/mountinfo | wc -l") == (0, "1\n")
         code, out = _sh(cri, b, "stat -c %a /dev/shm; grep ' /dev/shm ' /proc/mounts | tail -1")
         mode, line = out.splitlines()
         assert code == 0 and mode == "1777"

@@ -13,12 +13,14 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.daemon import Daemon
+from tests.integration.loopwatch import PingWatch
 
 pytestmark = pytest.mark.root
 DOCKER = "/usr/local/bin/docker"
@@ -456,3 +458,37 @@ def test_another_runtime_runs_in_the_hosts_user_namespace(daemon: Daemon) -> Non
     assert r.returncode == 0 and r.stdout.split() == ["0", "0", "4294967295"], r
     r = _berth(daemon, "run", "--rm", "--userns=auto", "--runtime", "runc", "busybox", "true")
     assert r.returncode == 125 and "needs berth's own runtime, not runc" in r.stderr, r
+
+
+def _many_files_tar(n: int) -> bytes:
+    """A rootfs of ``n`` small files in 100 dirs: a layer whose copy takes a while by its size."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i in range(n):
+            ti = tarfile.TarInfo(f"many/{i % 100}/f{i}")
+            ti.size, ti.mode = 3, 0o644
+            tar.addfile(ti, io.BytesIO(b"hi\n"))
+    return buf.getvalue()
+
+
+def test_cp_into_a_never_started_container_copies_the_layers_off_the_loop(daemon: Daemon) -> None:
+    """The fallback's first copy of a range's layers (``cp -a`` and the chown walk) is made by
+    ``docker cp`` into a container that never ran: /_ping is answered meanwhile."""
+    if not _copying(daemon):
+        pytest.skip("idmapped layers: nothing is copied")
+    status, body = daemon.request("POST", "/images/create?fromSrc=-&repo=uns-many&tag=latest"
+                                  "&changes=CMD%20%5B%22true%22%5D", _many_files_tar(3000))
+    assert status == 200, body
+    assert _docker(daemon, "create", "--name", "uns-many", "uns-many").returncode == 0
+    try:
+        with PingWatch(daemon) as w:
+            t0 = time.monotonic()
+            put = subprocess.run([DOCKER, "cp", "-", "uns-many:/many"], env=daemon.env, capture_output=True,
+                                 input=_tar_of([("copied-in", 0, 0)]), timeout=120)
+            took = time.monotonic() - t0
+        assert put.returncode == 0, put.stderr
+        assert len(_copies(daemon)) == 1  # the range's copy was made by this cp
+        assert took > 0.4 and w.worst < took / 2, (took, w.worst, w.count)
+    finally:
+        _docker(daemon, "rm", "-f", "uns-many")
+        _docker(daemon, "rmi", "uns-many")

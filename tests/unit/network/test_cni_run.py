@@ -1,6 +1,6 @@
 """network.cni running real plugin programs (shell scripts in tmp_path that log their calls): a
 plugin that cannot be executed is a CniError and the plugins that ran are DELed; a cancelled
-call leaves no plugin process behind."""
+call leaves no plugin process behind, and DELs the plugins that ran, as a failure does."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_a_plugin_that_cannot_run_is_a_cni_error_and_the_chain_is_undone(tmp_pat
 
 def test_a_cancelled_add_kills_its_plugin(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    c, net, _ = _setup(tmp_path, f"echo $$ > {pid_file}\nexec sleep 60\n")
+    c, net, _ = _setup(tmp_path, f'[ "$CNI_COMMAND" = ADD ] || exit 0\necho $$ > {pid_file}\nexec sleep 60\n')
 
     async def cancel_midway() -> None:
         task = asyncio.ensure_future(c.add(net, cni.Attachment("cid", "/proc/1/ns/net")))
@@ -66,3 +66,24 @@ def _alive(pid: int) -> bool:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+
+
+def test_a_cancelled_add_undoes_the_plugins_that_ran(tmp_path: Path) -> None:
+    """The RunPodSandbox cancelled (its client gone, its deadline) while the second plugin runs:
+    both are called with DEL, in reverse order, the first one's result as prevResult."""
+    pid_file = tmp_path / "pid"
+    calls = tmp_path / "calls"
+    c, net, _ = _setup(tmp_path, f'echo "second $CNI_COMMAND" >> {calls}\ncat > {tmp_path}/stdin-$CNI_COMMAND\n'
+                                 f'[ "$CNI_COMMAND" = ADD ] || exit 0\necho $$ > {pid_file}\nexec sleep 60\n')
+
+    async def cancel_midway() -> None:
+        task = asyncio.ensure_future(c.add(net, cni.Attachment("cid", "/proc/1/ns/net"), cache=False))
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    asyncio.run(cancel_midway())
+    assert calls.read_text().splitlines() == ["ADD", "second ADD", "second DEL", "DEL"]
+    assert json.loads((tmp_path / "stdin-DEL").read_text())["prevResult"] == RESULT
+    assert c.cached("cid") is None
