@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # dockerd's setDefaultUmask: what berthd creates (data root, rootfs mount points, /etc
+    # files, sockets) and what its children inherit must not depend on the caller's umask
+    os.umask(0o022)
     args = parse_args(argv)
     if args.version:
         print(f"berthd version {berth.__version__}")

@@ -8,6 +8,7 @@ the shim shows which path each exec took.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import signal
@@ -136,7 +137,8 @@ def test_the_c_helper_and_the_python_child_make_the_same_process(pair: tuple[Dae
     for name in native:
         assert native[name][-1][2] == 1 and python[name][-1][2] == 0, "each berthd took its own path"
         for (opts, cmd), a, b in zip(EXECS, native[name], python[name]):
-            assert a == b, (name, opts, cmd)
+            assert a == b, (name, opts, cmd, "\n".join(difflib.unified_diff(
+                (a[0] + a[1]).splitlines(), (b[0] + b[1]).splitlines(), "berth-nsexec", "python", lineterm="")), a[2], b[2])
     a = [out + err for out, err, _ in native["nsx-a"]]
     codes = [code for _, _, code in native["nsx-a"]]
     status = _status(a[0])
