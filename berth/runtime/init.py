@@ -29,6 +29,7 @@ from berth.linux import net as lnet
 from berth.linux import prctl
 from berth.linux import rlimit as lrlimit
 from berth.linux import sched
+from berth.linux import signals as lsignals
 from berth.linux import tty as ltty
 from berth.linux import uts
 from berth.runtime import _sync, rootfs, users
@@ -186,6 +187,7 @@ def _reset_signals() -> None:
             _signal.signal(sig, _SIG_DFL)
         except (OSError, ValueError):
             pass
+    lsignals.reset_internal()  # 32 and 33: ignored when berthd's starter used posix_spawn (make)
     _signal.pthread_sigmask(_SIG_SETMASK, ())
 
 
