@@ -279,7 +279,7 @@ class Starter:
     def _ns_donor(self, ref: str) -> tuple[str, int, str]:
         """A container whose namespaces another joins (--pid/--ipc container:X)."""
         other = self.t.get(ref)
-        pid = other.state.pid if other.state.status == Status.RUNNING else 0
+        pid = other.state.pid if other.state.status in (Status.RUNNING, Status.PAUSED) else 0  # IsRunning
         return other.id, pid, other.host_config.IpcMode
 
     def _write_etc_files(self, c: Container) -> None:

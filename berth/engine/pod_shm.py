@@ -85,7 +85,7 @@ def _donor_shm(ref: str, data: DataRoot, get: Callable[[str], Container]) -> str
         donor = get(ref)
     except NotFound as e:
         raise InvalidArgument(f"failed to join IPC namespace: {e}") from None
-    if donor.state.status != Status.RUNNING or not donor.state.pid:
+    if donor.state.status not in (Status.RUNNING, Status.PAUSED) or not donor.state.pid:  # IsRunning
         raise Conflict(f"failed to join IPC namespace: Container {ref} is not running")
     if donor.bare:  # a CRI pod's pause: the CRI binds the pod's /dev/shm itself (``source``)
         return None

@@ -58,6 +58,19 @@ def test_joiner_sees_the_donors_dev_shm(docker):
         docker("rm", "-f", name)
 
 
+def test_a_paused_donor_can_be_joined(docker):
+    """Docker 28, API 1.50: a paused container is running (IsRunning): it can be joined, and
+    its /dev/shm is bound."""
+    name, _ = _donor(docker)
+    try:
+        assert docker("exec", name, "sh", "-c", "echo paused > /dev/shm/seg").returncode == 0
+        assert docker("pause", name).returncode == 0
+        r = docker("run", "--rm", "--ipc", f"container:{name}", "busybox", "cat", "/dev/shm/seg")
+        assert (r.returncode, r.stdout) == (0, "paused\n"), r.stderr
+    finally:
+        docker("rm", "-f", name)
+
+
 def test_shareable_tmpfs_is_mounted_at_its_dir_and_goes(docker, berthd):
     """Docker 17.06+, API 1.32: `--ipc shareable --shm-size 8m`: an 8 MiB tmpfs the daemon
     mounts at <data-root>/containers/<id>/shm; unmounted when the container stops, mounted
