@@ -126,6 +126,8 @@ KEYS: tuple[Key, ...] = (
     _k("default-ulimits", "ulimits", {}, "--default-ulimit", reloadable=True,
        help="default ulimits of containers (name=soft[:hard])"),
     _k("default-shm-size", "size", 64 << 20, help="default /dev/shm size of containers"),
+    _k("default-ipc-mode", "str", "private", choices=("private", "shareable"),
+       help="default IPC mode of containers (shareable: their /dev/shm can be joined)"),
     _k("default-cgroupns-mode", "str", "", choices=("", "host", "private"),
        help="default cgroup namespace mode (private on cgroup v2 hosts, host on v1)"),
     _k("cgroup-parent", "str", "", help="parent cgroup of containers (default /berth; relative: below berthd's own)"),

@@ -40,7 +40,7 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
     from berth.engine.container_defaults import ContainerDefaults
     return ContainerDefaults(
         log_driver=args.log_driver, log_opts=dict(args.log_opts), ulimits=dict(args.default_ulimits),
-        shm_size=args.default_shm_size, cgroupns_mode=args.default_cgroupns_mode, dns=list(args.dns),
+        shm_size=args.default_shm_size, ipc_mode=args.default_ipc_mode, cgroupns_mode=args.default_cgroupns_mode, dns=list(args.dns),
         dns_search=list(args.dns_search), dns_options=list(args.dns_opts), init=args.init,
         init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
         journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",

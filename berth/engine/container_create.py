@@ -121,6 +121,8 @@ def _defaults(hc: HostConfig) -> None:
     """dockerd's defaults for what the request left empty."""
     if hc.ShmSize == 0:
         hc.ShmSize = 64 * 1024 * 1024
+    if not hc.IpcMode:
+        hc.IpcMode = "private"  # dockerd 28's default-ipc-mode
     if hc.NetworkMode in ("", "default"):
         hc.NetworkMode = "default"
     hc.CgroupnsMode = _cgroupns_mode(hc.CgroupnsMode)

@@ -1,10 +1,10 @@
 """The daemon's defaults for containers (daemon.json's ``log-driver``, ``log-opts``,
-``default-ulimits``, ``default-shm-size``, ``default-cgroupns-mode``, ``dns*``, ``init``,
+``default-ulimits``, ``default-shm-size``, ``default-ipc-mode``, ``default-cgroupns-mode``, ``dns*``, ``init``,
 ``init-path``, ``no-new-privileges``, ``seccomp-profile``, ``runtimes``, ``default-runtime``,
 ``cgroup-parent``),
 and where each applies, as dockerd applies them:
 
-    at create  log driver and options, /dev/shm size, cgroup namespace mode, runtime (recorded in HostConfig);
+    at create  log driver and options, /dev/shm size, IPC mode, cgroup namespace mode, runtime (recorded in HostConfig);
                rootless: limits refused without cgroups, dropped with a warning where the
                delegated tree lacks their controller (``discard_unsupported``)
     at start   ulimits (the container's own win by name), DNS (when the container sets none),
@@ -33,6 +33,7 @@ class ContainerDefaults:
     log_opts: dict[str, str] = field(default_factory=dict)
     ulimits: dict[str, dict[str, Any]] = field(default_factory=dict)   # name -> {Name, Soft, Hard}
     shm_size: int = 64 << 20
+    ipc_mode: str = "private"        # or "shareable" (dockerd's default-ipc-mode)
     cgroupns_mode: str = ""          # "" = Docker's: private on cgroup v2 hosts, host on v1
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
@@ -58,6 +59,8 @@ class ContainerDefaults:
             lc.Config = {**self.log_opts, **(lc.Config or {})}
         if hc.ShmSize == 0:
             hc.ShmSize = self.shm_size
+        if not hc.IpcMode:
+            hc.IpcMode = self.ipc_mode
         if not hc.CgroupnsMode:
             hc.CgroupnsMode = self.cgroupns_mode
         hc.Runtime = self.runtimes.check(hc.Runtime)

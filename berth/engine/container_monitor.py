@@ -15,7 +15,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from berth.engine import shims
+from berth.engine import pod_shm, shims
 from berth.engine.container_table import ContainerTable, now
 from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
@@ -122,6 +122,7 @@ class Monitor:
         async with self.t.lock(cid):
             _record_exit(c, status)
             await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, cid, str(self.t.data.container(cid).rootfs))
+            pod_shm.ipc_release(self.t.data, c)
             self.t.save_soon(c)  # a full disk: kept in memory, written once there is room
             if self.t.attachments is not None:
                 try:

@@ -41,7 +41,7 @@ class Recovery:
             await self.t.attachments.recover(list(self.t.by_id.values()))
         if not live_restore:
             await self._stop_survivors()
-        pod_shm.sweep(self.t.data, keep={c.id for c in self.t.by_id.values() if c.bare and c.running})
+        pod_shm.sweep(self.t.data, keep={c.id for c in self.t.by_id.values() if c.running})  # pods', shareables'
 
     async def _stop_survivors(self) -> None:
         """Stop what berthd's last run left running (it crashed, or live restore was turned

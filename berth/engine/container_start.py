@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
-from berth.engine import container_userns, hostspec, hugepages, links, logdrivers, logremote, shims, validate
+from berth.engine import (container_userns, hostspec, hugepages, links, logdrivers, logremote, pod_shm, shims,
+                          validate)
 from berth.engine.container_table import START_ERROR_PREFIX, ContainerTable, NetnsPlug, SandboxArgs, now
 from berth.engine.model import Container, Status
 from berth.errors import BerthError, Conflict, Internal, InvalidArgument, NotModified, RuntimeFailure
@@ -121,6 +122,7 @@ class Starter:
     async def _failed(self, c: Container, e: BaseException) -> None:
         c.state.error = str(e)
         c.state.starting = False
+        pod_shm.ipc_release(self.t.data, c)  # a shareable's /dev/shm mounted before the failure
         self.t.save_soon(c)  # never raises: on a full disk the namespace below still goes
         self.t.fail_pending_attach(c.id)
         if self.t.attachments is not None:
@@ -146,6 +148,7 @@ class Starter:
             spec = self.specs.spec(c, image, sandbox)
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
+        pod_shm.ipc_apply(spec, self.t.data, c, self.t.get)
         try:
             hostspec.apply(spec, c.host_config, self._ns_donor, self.t.defaults.ulimits_for(c.host_config),
                            domainname=c.config.Domainname)
@@ -276,7 +279,7 @@ class Starter:
     def _ns_donor(self, ref: str) -> tuple[str, int, str]:
         """A container whose namespaces another joins (--pid/--ipc container:X)."""
         other = self.t.get(ref)
-        pid = other.state.pid if other.state.status == Status.RUNNING else 0
+        pid = other.state.pid if other.state.status in (Status.RUNNING, Status.PAUSED) else 0  # IsRunning
         return other.id, pid, other.host_config.IpcMode
 
     def _write_etc_files(self, c: Container) -> None:

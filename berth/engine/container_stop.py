@@ -193,6 +193,7 @@ class Stopper:
         await self.t.defaults.runtimes.cleanup(c.host_config.Runtime, c.id, str(self.t.data.container(c.id).rootfs))
         if c.bare:  # a CRI pod's pause: its pod's /dev/shm (``docker rm -f`` of a pause too)
             pod_shm.unmount(self.t.data, c.id)
+        pod_shm.ipc_release(self.t.data, c)  # a shareable one's
         self.t.trash.discard(self.t.data.container(c.id).root)  # deleted after the waiters hear
         self.t.on_event("destroy", c, {})
         st = ExitStatus(exit_code=c.state.exit_code)

@@ -36,7 +36,8 @@ def apply(spec: Any, hc: HostConfig, lookup: Lookup, ulimits: list[Any] | None =
     """Change ``spec`` (an oci.Spec) in place. ``ulimits``: the ones to set, when not just the
     container's (the daemon's defaults merged in). ``domainname`` (Config.Domainname) becomes
     the kernel.domainname sysctl, as dockerd sets it (an explicit --sysctl wins). Raises
-    Conflict (a joined container is not running or not shareable) or Refused (a sysctl runc
+    Conflict (a joined container is not running; an IPC donor's sharing is checked before, by
+    pod_shm.ipc_apply) or Refused (a sysctl runc
     would refuse)."""
     namespaces = list(spec.linux.namespaces or [])
     namespaces = _mode(namespaces, "pid", hc.PidMode, "PID", lookup)
@@ -165,12 +166,9 @@ def _mode(namespaces: list[Any], kind: str, mode: str, word: str, lookup: Lookup
         return [n for n in namespaces if n.type != kind]
     if not mode.startswith("container:"):
         return namespaces
-    cid, pid, ipc_mode = lookup(mode.split(":", 1)[1])
+    cid, pid, _ = lookup(mode.split(":", 1)[1])
     if not pid:
         raise Conflict(f"cannot join {word} of a non running container: {cid}")
-    if kind == "ipc" and ipc_mode not in ("shareable", "host"):
-        raise Conflict(f"can't join IPC of container {cid}: non-shareable IPC "
-                       "(hint: use IpcMode:shareable for the donor container)")
     joined = Namespace(type=kind, path=f"/proc/{pid}/ns/{kind}")
     return [n for n in namespaces if n.type != kind] + [joined]
 

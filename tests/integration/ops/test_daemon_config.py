@@ -85,6 +85,7 @@ OPERATOR = {
     "default-address-pools": [{"base": "10.123.0.0/16", "size": 24}], "icc": True, "ip-masq": True,
     "iptables": True, "ip-forward": True, "userland-proxy": False, "shutdown-timeout": 15,
     "no-new-privileges": False, "init": False, "default-cgroupns-mode": "private",
+    "default-ipc-mode": "shareable",
 }
 
 
@@ -112,6 +113,21 @@ def test_docker_info_reflects_the_file(operator: ConfiguredDaemon) -> None:
     out = operator.docker("info", "--format", "{{json .RegistryConfig.Mirrors}} {{.LoggingDriver}} {{json .Labels}}")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '["https://mirror.corp.example/"] json-file ["env=prod","rack=r1"]'
+
+
+def test_default_ipc_mode_shareable(operator: ConfiguredDaemon) -> None:
+    """dockerd's default-ipc-mode: a container created without --ipc is shareable (recorded in
+    HostConfig.IpcMode), so another joins it and reads its /dev/shm."""
+    out = operator.docker("run", "-d", "busybox", "sh", "-c", "echo seg > /dev/shm/f && sleep 300")
+    assert out.returncode == 0, out.stderr
+    cid = out.stdout.strip()
+    try:
+        assert operator.docker("inspect", "-f", "{{.HostConfig.IpcMode}}", cid).stdout.strip() == "shareable"
+        got = operator.docker("run", "--rm", "--ipc", f"container:{cid}", "busybox", "sh", "-c",
+                              "until [ -e /dev/shm/f ]; do sleep 0.05; done; cat /dev/shm/f")
+        assert (got.returncode, got.stdout) == (0, "seg\n"), got.stderr
+    finally:
+        operator.docker("rm", "-f", cid)
 
 
 def test_defaults_reach_new_containers(operator: ConfiguredDaemon) -> None:
