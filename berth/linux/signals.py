@@ -17,7 +17,7 @@ import platform
 from berth.linux._libc import fn
 
 INTERNAL = (32, 33)
-_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "riscv64": 134, "ppc64le": 173, "s390x": 174}.get(platform.machine())
+SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "riscv64": 134, "ppc64le": 173, "s390x": 174}.get(platform.machine())
 _syscall = fn("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p,
               ctypes.c_size_t)
 
@@ -33,7 +33,7 @@ _DFL = _KernelSigaction(None, 0, None, 0)  # made at import: the init calls this
 def reset_internal() -> None:
     """Set signals 32 and 33 to SIG_DFL for the calling process (errors ignored: best effort,
     as for the other signals)."""
-    if _SYS_RT_SIGACTION is None:
+    if SYS_RT_SIGACTION is None:
         return
     for sig in INTERNAL:
-        _syscall(_SYS_RT_SIGACTION, sig, ctypes.byref(_DFL), None, 8)
+        _syscall(SYS_RT_SIGACTION, sig, ctypes.byref(_DFL), None, 8)
