@@ -18,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+DOCKER = "/usr/local/bin/docker"
+
 
 class _UnixHTTP(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float = 30):
@@ -113,6 +115,11 @@ class Daemon:
             return []
         self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
         return ["--cni-conf-dir", str(self.cni_conf_dir)]
+
+    def docker(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The real docker CLI against this berthd; its output as text, never raising."""
+        return subprocess.run([DOCKER, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              input=input)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:

@@ -4,7 +4,6 @@ already runs on v2; on a hybrid host only the controllers attached to cgroup2 ca
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,44 +29,40 @@ def v2_daemon():
         d.cleanup()
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def test_containers_run_in_v2_cgroups(v2_daemon: Daemon):
     d = v2_daemon
-    assert _docker(d, "info", "--format", "{{.CgroupVersion}}").stdout.strip() == "2"
-    assert _docker(d, "run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
-    cid = _docker(d, "run", "-d", "busybox", "sleep", "30").stdout.strip()
+    assert d.docker("info", "--format", "{{.CgroupVersion}}").stdout.strip() == "2"
+    assert d.docker("run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
+    cid = d.docker("run", "-d", "busybox", "sleep", "30").stdout.strip()
     cg = UNIFIED / "berth" / cid
     try:
-        pid = int(_docker(d, "inspect", "-f", "{{.State.Pid}}", cid).stdout)
+        pid = int(d.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
         assert str(pid) in (cg / "cgroup.procs").read_text().split()
         # v2's default is a private cgroup namespace: the container sees its cgroup as the root
-        assert _docker(d, "inspect", "-f", "{{.HostConfig.CgroupnsMode}}", cid).stdout.strip() == "private"
-        assert "0::/\n" in _docker(d, "exec", cid, "cat", "/proc/self/cgroup").stdout
+        assert d.docker("inspect", "-f", "{{.HostConfig.CgroupnsMode}}", cid).stdout.strip() == "private"
+        assert "0::/\n" in d.docker("exec", cid, "cat", "/proc/self/cgroup").stdout
         # pause/unpause through cgroup.freeze
-        assert _docker(d, "pause", cid).returncode == 0
+        assert d.docker("pause", cid).returncode == 0
         assert "frozen 1" in (cg / "cgroup.events").read_text()
-        assert _docker(d, "inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "paused"
-        assert _docker(d, "unpause", cid).returncode == 0
+        assert d.docker("inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "paused"
+        assert d.docker("unpause", cid).returncode == 0
         assert "frozen 0" in (cg / "cgroup.events").read_text()
-        assert "sleep 30" in _docker(d, "top", cid).stdout
-        assert _docker(d, "stats", "--no-stream", cid).returncode == 0
-        assert _docker(d, "stop", "-t", "1", cid).returncode == 0
+        assert "sleep 30" in d.docker("top", cid).stdout
+        assert d.docker("stats", "--no-stream", cid).returncode == 0
+        assert d.docker("stop", "-t", "1", cid).returncode == 0
         deadline = time.monotonic() + 5
         while cg.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not cg.exists(), "the container's v2 cgroup outlived it"
     finally:
-        _docker(d, "rm", "-f", cid)
+        d.docker("rm", "-f", cid)
 
 
 def test_limit_without_its_v2_controller_is_a_clear_error(v2_daemon: Daemon):
     available = (UNIFIED / "cgroup.controllers").read_text().split()
     if "pids" in available:
         pytest.skip("the pids controller is attached to cgroup2 here: nothing to refuse")
-    r = _docker(v2_daemon, "run", "--rm", "--pids-limit", "10", "busybox", "true")
+    r = v2_daemon.docker("run", "--rm", "--pids-limit", "10", "busybox", "true")
     assert r.returncode == 125
     assert "controller(s) pids not available" in r.stderr
     assert v2_daemon.request("GET", "/_ping")[0] == 200
@@ -76,4 +71,4 @@ def test_limit_without_its_v2_controller_is_a_clear_error(v2_daemon: Daemon):
     while (left := [p.name for p in (UNIFIED / "berth").iterdir() if len(p.name) == 64]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert left == [], "a cgroup was left behind"
-    assert _docker(v2_daemon, "ps", "-aq").stdout == ""  # the --rm container is gone
+    assert v2_daemon.docker("ps", "-aq").stdout == ""  # the --rm container is gone

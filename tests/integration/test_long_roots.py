@@ -4,7 +4,6 @@ AF_UNIX limit, and berthd still runs, execs, restores and stops containers (issu
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -33,32 +32,28 @@ def long_daemon() -> Iterator[Daemon]:
         yield d
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def test_containers_run_exec_restore_and_stop_under_100_character_roots(long_daemon: Daemon):
     d = long_daemon
-    r = _docker(d, "run", "--rm", "busybox", "echo", "hello")
+    r = d.docker("run", "--rm", "busybox", "echo", "hello")
     assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
-    r = _docker(d, "run", "-d", "--name", "long", "busybox", "sleep", "600")
+    r = d.docker("run", "-d", "--name", "long", "busybox", "sleep", "600")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
     # the shim's socket is named after the container, under the long exec root
     assert len(str(d.exec_root / "shims" / f"{cid}.sock")) > 108
     assert (d.exec_root / "shims" / f"{cid}.sock").exists()
-    r = _docker(d, "exec", "long", "echo", "from exec")
+    r = d.docker("exec", "long", "echo", "from exec")
     assert (r.returncode, r.stdout) == (0, "from exec\n"), r.stderr
 
     d.kill9()  # live restore: the new berthd finds the shim again through its long path
     d.start()
     status, body = d.request("GET", "/containers/long/json")
     assert status == 200 and json.loads(body)["State"]["Running"], body
-    r = _docker(d, "exec", "long", "echo", "after restore")
+    r = d.docker("exec", "long", "echo", "after restore")
     assert (r.returncode, r.stdout) == (0, "after restore\n"), r.stderr
-    r = _docker(d, "stop", "-t", "1", "long")
+    r = d.docker("stop", "-t", "1", "long")
     assert r.returncode == 0, r.stderr
     status, body = d.request("GET", "/containers/long/json")
     assert status == 200 and json.loads(body)["State"]["Status"] == "exited", body
-    r = _docker(d, "rm", "long")
+    r = d.docker("rm", "long")
     assert r.returncode == 0, r.stderr

@@ -21,10 +21,6 @@ def own_daemon():
         yield d
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def _inspect(d: Daemon, ref: str) -> dict:
     status, body = d.request("GET", f"/containers/{ref}/json")
     assert status == 200, body
@@ -51,9 +47,9 @@ def _pid_alive(pid: int) -> bool:
 
 def test_containers_survive_kill_9_of_berthd(own_daemon: Daemon):
     d = own_daemon
-    long = _docker(d, "run", "-d", "--name", "long", "busybox", "sleep", "300").stdout.strip()
-    short = _docker(d, "run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7").stdout.strip()
-    auto = _docker(d, "run", "-d", "--rm", "--name", "auto", "busybox", "sh", "-c", "sleep 1").stdout.strip()
+    long = d.docker("run", "-d", "--name", "long", "busybox", "sleep", "300").stdout.strip()
+    short = d.docker("run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7").stdout.strip()
+    auto = d.docker("run", "-d", "--rm", "--name", "auto", "busybox", "sh", "-c", "sleep 1").stdout.strip()
     assert long and short and auto
     pid = _inspect(d, "long")["State"]["Pid"]
     assert pid > 0 and _pid_alive(pid)
@@ -70,14 +66,14 @@ def test_containers_survive_kill_9_of_berthd(own_daemon: Daemon):
     d.start()
     st = _inspect(d, "long")["State"]
     assert st["Running"] and st["Pid"] == pid
-    ps = _docker(d, "ps", "--format", "{{.Names}} {{.Status}}").stdout
+    ps = d.docker("ps", "--format", "{{.Names}} {{.Status}}").stdout
     assert "long Up" in ps
     st = _inspect(d, "short")["State"]
     assert st["Status"] == "exited" and st["ExitCode"] == 7
     assert d.request("GET", "/containers/auto/json")[0] == 404, "--rm container not removed after restart"
 
     t0 = time.monotonic()
-    assert _docker(d, "stop", "-t", "1", "long").returncode == 0
+    assert d.docker("stop", "-t", "1", "long").returncode == 0
     assert time.monotonic() - t0 < 5
     st = _inspect(d, "long")["State"]
     assert st["Status"] == "exited" and st["ExitCode"] == 137
@@ -86,13 +82,13 @@ def test_containers_survive_kill_9_of_berthd(own_daemon: Daemon):
 
 def test_wait_and_logs_across_restart(own_daemon: Daemon):
     d = own_daemon
-    _docker(d, "run", "-d", "--name", "w1", "busybox", "sh", "-c", "echo before; sleep 2; echo after; exit 3")
+    d.docker("run", "-d", "--name", "w1", "busybox", "sh", "-c", "echo before; sleep 2; echo after; exit 3")
     time.sleep(0.5)
     d.kill9()
     d.start()
-    r = _docker(d, "wait", "w1")
+    r = d.docker("wait", "w1")
     assert r.stdout.strip() == "3"
-    assert _docker(d, "logs", "w1").stdout == "before\nafter\n"
+    assert d.docker("logs", "w1").stdout == "before\nafter\n"
 
 
 def test_second_daemon_on_same_data_root_is_refused(own_daemon: Daemon):
@@ -142,7 +138,7 @@ def test_kill_9_during_churn_leaves_a_consistent_store(own_daemon: Daemon):
     for cid in listed:
         assert d.request("GET", f"/containers/{cid}/json")[0] == 200
         assert d.request("DELETE", f"/containers/{cid}?force=1")[0] == 204
-    r = _docker(d, "run", "--rm", "busybox", "echo", "still fine")
+    r = d.docker("run", "--rm", "busybox", "echo", "still fine")
     assert r.stdout == "still fine\n"
     deadline = time.monotonic() + 5
     while d.shim_pids() and time.monotonic() < deadline:
@@ -171,7 +167,7 @@ def test_shims_stay_idle_when_berthd_dies_with_clients_attached(own_daemon: Daem
     """berthd's connections to a shim vanish with it: the shim must notice, not spin on them."""
     import socket
     d = own_daemon
-    cid = _docker(d, "run", "-di", "busybox", "sh").stdout.strip()
+    cid = d.docker("run", "-di", "busybox", "sh").stdout.strip()
     s = socket.socket(socket.AF_UNIX)
     s.connect(str(d.sock))
     s.sendall(f"GET /containers/{cid}/attach/ws?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -39,14 +38,10 @@ def groups_of_two() -> Iterator[Daemon]:
     yield from _daemon({"BERTH_SHIM_GROUP": "2"})
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def _run_sleepers(d: Daemon, n: int) -> list[str]:
     ids = []
     for _ in range(n):
-        p = _docker(d, "run", "-d", "busybox", "sleep", "600")
+        p = d.docker("run", "-d", "busybox", "sleep", "600")
         assert p.returncode == 0, p.stderr
         ids.append(p.stdout.strip())
     return ids
@@ -114,20 +109,20 @@ def test_one_shim_serves_a_group_under_1_mib_per_container(default_group: Daemon
     assert per_container < 1024, f"{per_container:.0f} KiB of private shim memory per container"
 
     # The containers of a group live and die on their own.
-    assert _docker(d, "kill", ids[0]).returncode == 0
+    assert d.docker("kill", ids[0]).returncode == 0
     assert _wait_for(lambda: not _state(d, ids[0])["Running"])
-    p = _docker(d, "exec", ids[1], "echo", "still here")
+    p = d.docker("exec", ids[1], "echo", "still here")
     assert p.returncode == 0 and p.stdout == "still here\n", p.stderr
     assert all(_state(d, c)["Running"] for c in ids[1:])
     assert _shims(d) == shims
 
     # The host leaves with its last container; the fork server, still holding its join
     # socket (the group was not full), finds it gone and forks a new host.
-    assert _docker(d, "rm", "-f", *ids).returncode == 0
+    assert d.docker("rm", "-f", *ids).returncode == 0
     assert _wait_for(lambda: not _shims(d)), _shims(d)
     again = _run_sleepers(d, 1)
     assert _state(d, again[0])["Running"] and len(_shims(d)) == 1
-    assert _docker(d, "rm", "-f", *again).returncode == 0
+    assert d.docker("rm", "-f", *again).returncode == 0
     assert _wait_for(lambda: not _shims(d)), _shims(d)
 
 
@@ -147,7 +142,7 @@ def test_a_crashed_host_ends_its_own_group_only(groups_of_two: Daemon):
         assert _state(d, ids[0])["ExitCode"] == 137 and _state(d, ids[1])["ExitCode"] == 137
         assert _wait_for(lambda: not any(_lives(pid) for pid in first))
         assert _state(d, ids[2])["Running"]
-        p = _docker(d, "exec", ids[2], "echo", "other group")
+        p = d.docker("exec", ids[2], "echo", "other group")
         assert p.returncode == 0 and p.stdout == "other group\n", p.stderr
         # the next container joins the open group (the other host), never the crashed one
         new = _run_sleepers(d, 1)
@@ -159,5 +154,5 @@ def test_a_crashed_host_ends_its_own_group_only(groups_of_two: Daemon):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        _docker(d, "rm", "-f", *ids)
+        d.docker("rm", "-f", *ids)
     assert _wait_for(lambda: not _shims(d)), _shims(d)

@@ -47,12 +47,8 @@ def old_tree() -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _docker(d: Daemon, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60, input=input)
-
-
 def _ok(d: Daemon, *args: str, input: str | None = None) -> str:
-    p = _docker(d, *args, input=input)
+    p = d.docker(*args, input=input)
     assert p.returncode == 0, f"docker {' '.join(args)}: {p.stderr}"
     return p.stdout
 
@@ -94,10 +90,10 @@ def _handover(first: Path, second: Path) -> None:
 
 def _drive(d: Daemon) -> None:
     """Every shim request, from this berthd to the other version's shims."""
-    p = _docker(d, "exec", "long", "sh", "-c", "echo out; echo err >&2; exit 5")  # Exec, its stream, EXIT
+    p = d.docker("exec", "long", "sh", "-c", "echo out; echo err >&2; exit 5")  # Exec, its stream, EXIT
     assert (p.returncode, p.stdout, p.stderr) == (5, "out\n", "err\n")
     assert _ok(d, "exec", "-i", "long", "cat", input="to stdin\n") == "to stdin\n"
-    p = _docker(d, "exec", "long", "nope-not-here")  # an ExecReply with an error
+    p = d.docker("exec", "long", "nope-not-here")  # an ExecReply with an error
     assert p.returncode == 126 and 'exec: "nope-not-here": executable file not found' in p.stdout + p.stderr
 
     status, body = d.request("POST", "/containers/term/resize?h=31&w=97")  # Resize

@@ -17,6 +17,7 @@ from berth.api import early, ping
 from berth.api.http import Request, Response, Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION
 from berth.daemon.prelisten import _answer
+from tests.unit.httpwire import complete
 
 PING = b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
 LIST = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -53,21 +54,9 @@ def _connect(path: Path) -> socket.socket:
     return c
 
 
-def _complete(buf: bytes) -> int:
-    """Whole responses (all carry Content-Length) at the start of ``buf``."""
-    n, pos = 0, 0
-    while (end := buf.find(b"\r\n\r\n", pos)) >= 0:
-        head = buf[pos:end].decode("latin-1").lower()
-        length = int(head.split("content-length: ")[1].split("\r\n")[0]) if "content-length: " in head else 0
-        if len(buf) < end + 4 + length:
-            break
-        pos, n = end + 4 + length, n + 1
-    return n
-
-
 def _read(c: socket.socket, answers: int) -> bytes:
     buf = b""
-    while _complete(buf) < answers:
+    while complete(buf) < answers:
         b = c.recv(1 << 20)
         if not b:
             break
@@ -145,7 +134,7 @@ def test_pipelined_requests_are_answered_once_each_in_order(tmp_path: Path) -> N
     c.sendall(PING + LIST + PING)
     first = c.recv(65536)
     time.sleep(0.05)  # the list reaches the thread, which leaves it to the loop
-    assert _complete(first) == 1 and first.endswith(b"\r\n\r\nOK") and responder.answered == 1
+    assert complete(first) == 1 and first.endswith(b"\r\n\r\nOK") and responder.answered == 1
 
     def client() -> bytes:
         rest = _read(c, 2)
@@ -155,7 +144,7 @@ def test_pipelined_requests_are_answered_once_each_in_order(tmp_path: Path) -> N
         except TimeoutError:
             return rest
     rest = _then_loop(listener, responder, client)
-    assert isinstance(rest, bytes) and _complete(rest) == 2 and rest.count(b"HTTP/1.1 ") == 2
+    assert isinstance(rest, bytes) and complete(rest) == 2 and rest.count(b"HTTP/1.1 ") == 2
     assert rest.index(b"\r\n\r\n[]\n") < rest.index(b"\r\n\r\nOK")
     c.close()
     listener.close()
@@ -213,7 +202,7 @@ def test_a_peer_that_does_not_read_gets_every_answer_in_order(tmp_path: Path) ->
     c.sendall(PING * n)
     time.sleep(0.2)
     got = _then_loop(listener, responder, lambda: _read(c, n))
-    assert isinstance(got, bytes) and _complete(got) == n and got.count(b"\r\n\r\nOK") == n
+    assert isinstance(got, bytes) and complete(got) == n and got.count(b"\r\n\r\nOK") == n
     assert 0 < responder.answered < n
     c.close()
     listener.close()

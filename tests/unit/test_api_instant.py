@@ -14,6 +14,7 @@ from berth.api import ping
 from berth.api.conns import Limits
 from berth.api.http import Request, Response, Router, Server
 from berth.api.ping import API_VERSION, HEADERS, MIN_API_VERSION
+from tests.unit.httpwire import complete
 
 PING = b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
 LIST = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -60,25 +61,13 @@ def _exchange(sock: str, *parts: bytes, pause: float = 0.0, answers: int = 1) ->
             time.sleep(pause)
         s.sendall(p)
     buf = b""
-    while _complete(buf) < answers:
+    while complete(buf) < answers:
         b = s.recv(65536)
         if not b:
             break
         buf += b
     s.close()
     return buf
-
-
-def _complete(buf: bytes) -> int:
-    """Whole responses (all carry Content-Length) at the start of ``buf``."""
-    n, pos = 0, 0
-    while (end := buf.find(b"\r\n\r\n", pos)) >= 0:
-        head = buf[pos:end].decode("latin-1").lower()
-        length = int(head.split("content-length: ")[1].split("\r\n")[0]) if "content-length: " in head else 0
-        if len(buf) < end + 4 + length:
-            break
-        pos, n = end + 4 + length, n + 1
-    return n
 
 
 def _both(tmp: Path, fn, limits: Limits | None = None):  # type: ignore[no-untyped-def]
@@ -131,7 +120,7 @@ def test_keep_alive_then_close(tmp_path: Path) -> None:
 def test_pipelined_requests_around_pings_are_answered_in_order(tmp_path: Path) -> None:
     reqs = PING + LIST + b"HEAD /_ping HTTP/1.1\r\n\r\n" + PING
     before, _, after, fast = _both(tmp_path, lambda s: _exchange(s.sock, reqs, answers=4))
-    assert after == before and _complete(after) == 4
+    assert after == before and complete(after) == 4
     bodies = [part.split(b"\r\n")[0] for part in after.split(b"HTTP/1.1 ")[1:]]
     assert bodies == [b"200 OK"] * 4
     assert after.index(b"[]\n") < after.rindex(b"\r\n\r\nOK")  # the list's answer before the last ping's
@@ -142,7 +131,7 @@ def test_a_ping_behind_a_request_in_flight_waits_for_its_answer(tmp_path: Path) 
     """The list is still being answered when the ping arrives: its answer must come first."""
     slow = b"GET /v1.41/containers/json?sleep=0.3 HTTP/1.1\r\nHost: x\r\n\r\n"
     _, _, after, fast = _both(tmp_path, lambda s: _exchange(s.sock, slow, PING, pause=0.1, answers=2))
-    assert _complete(after) == 2 and after.index(b"[]\n") < after.index(b"\r\n\r\nOK")
+    assert complete(after) == 2 and after.index(b"[]\n") < after.index(b"\r\n\r\nOK")
     assert fast.handled == 1
 
 
@@ -153,7 +142,7 @@ def test_a_ping_behind_a_request_in_flight_waits_for_its_answer(tmp_path: Path) 
 ])
 def test_what_is_not_a_whole_bodiless_head_goes_the_usual_way(tmp_path: Path, parts: tuple[bytes, ...]) -> None:
     before, _, after, fast = _both(tmp_path, lambda s: _exchange(s.sock, *parts, PING, pause=0.05, answers=2))
-    assert after == before and _complete(after) == 2 and after.count(b"\r\n\r\nOK") == 2
+    assert after == before and complete(after) == 2 and after.count(b"\r\n\r\nOK") == 2
     assert fast.handled == 1  # only the last, bodiless ping took the instant path
 
 
@@ -190,7 +179,7 @@ def test_a_peer_that_does_not_read_its_answers_gets_the_usual_backpressure(tmp_p
         c.sendall(PING * n)
         time.sleep(0.3)
         buf = b""
-        while _complete(buf) < n:
+        while complete(buf) < n:
             buf += c.recv(1 << 20)
         c.close()
         return buf

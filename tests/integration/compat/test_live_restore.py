@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
@@ -26,12 +25,8 @@ def daemon():
         yield d
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def _run(d: Daemon, *args: str) -> str:
-    r = _docker(d, "run", "-d", *args)
+    r = d.docker("run", "-d", *args)
     assert r.returncode == 0, r.stderr
     time.sleep(0.3)  # the shell has set its trap
     return r.stdout.strip()
@@ -86,7 +81,7 @@ def test_sigterm_stops_container_with_its_stop_signal(daemon):
     assert not _pid_alive(pid), "the container outlived berthd"
     st = _state(daemon, cid)
     assert (st["Status"], st["Running"], st["ExitCode"]) == ("exited", False, 3)
-    _docker(daemon, "rm", "-f", cid)
+    daemon.docker("rm", "-f", cid)
 
 
 def test_sigterm_honours_stop_signal(daemon):
@@ -95,7 +90,7 @@ def test_sigterm_honours_stop_signal(daemon):
     _restart_berthd(daemon)
     st = _state(daemon, cid)
     assert (st["Status"], st["ExitCode"]) == ("exited", 5)
-    _docker(daemon, "rm", "-f", cid)
+    daemon.docker("rm", "-f", cid)
 
 
 def test_sigterm_honours_stop_timeout(daemon):
@@ -106,7 +101,7 @@ def test_sigterm_honours_stop_timeout(daemon):
     st = _state(daemon, cid)
     assert (st["Status"], st["ExitCode"]) == ("exited", 137)
     assert 1 <= took < 6, took
-    _docker(daemon, "rm", "-f", cid)
+    daemon.docker("rm", "-f", cid)
 
 
 def test_restart_always_runs_again(daemon):
@@ -118,7 +113,7 @@ def test_restart_always_runs_again(daemon):
     assert not _pid_alive(pid)
     st = _wait_running(daemon, cid)
     assert st["Running"] and st["Pid"] != pid
-    _docker(daemon, "rm", "-f", cid)
+    daemon.docker("rm", "-f", cid)
 
 
 def test_unless_stopped_runs_again(daemon):
@@ -130,19 +125,19 @@ def test_unless_stopped_runs_again(daemon):
     assert not _pid_alive(pid)
     st = _wait_running(daemon, cid)
     assert st["Running"] and st["Pid"] != pid
-    _docker(daemon, "rm", "-f", cid)
+    daemon.docker("rm", "-f", cid)
 
 
 def test_unless_stopped_stopped_by_user_stays_exited(daemon):
     """Docker 20.10+, API 1.41: an unless-stopped container the user stopped stays exited
     across the daemon's restart."""
     cid = _run(daemon, "--restart", "unless-stopped", "busybox", "sh", "-c", TRAP)
-    assert _docker(daemon, "stop", cid).returncode == 0
+    assert daemon.docker("stop", cid).returncode == 0
     _restart_berthd(daemon)
     time.sleep(1)
     st = _state(daemon, cid)
     assert (st["Status"], st["ExitCode"]) == ("exited", 3)
-    _docker(daemon, "rm", "-f", cid)
+    daemon.docker("rm", "-f", cid)
 
 
 
@@ -163,9 +158,9 @@ def test_crash_then_start_stops_survivors(daemon):
     assert not _pid_alive(pids[plain]) and not _pid_alive(pids[always])
     st = _wait_running(daemon, always)
     assert st["Running"] and st["Pid"] != pids[always], st
-    r = _docker(daemon, "inspect", "-f", "{{.RestartCount}}", always)
+    r = daemon.docker("inspect", "-f", "{{.RestartCount}}", always)
     assert r.stdout.strip() == "0", r
-    r = _docker(daemon, "events", "--since", f"{boot:.3f}", "--until", f"{time.time() + 0.3:.3f}",
-                "--filter", f"container={plain}", "--format", "{{.Action}}")
+    r = daemon.docker("events", "--since", f"{boot:.3f}", "--until", f"{time.time() + 0.3:.3f}",
+                      "--filter", f"container={plain}", "--format", "{{.Action}}")
     assert "die" in r.stdout.split(), r
-    _docker(daemon, "rm", "-f", plain, always)
+    daemon.docker("rm", "-f", plain, always)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,13 +32,9 @@ def daemon(tmp_path: Path):
         yield d
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def _run(d: Daemon, x: Path, name: str, policy: str, code: int) -> str:
-    r = _docker(d, "run", "-d", "--name", name, "--restart", policy, "-v", f"{x}:/x", "busybox",
-                "sh", "-c", WAIT, name, str(code))
+    r = d.docker("run", "-d", "--name", name, "--restart", policy, "-v", f"{x}:/x", "busybox",
+                 "sh", "-c", WAIT, name, str(code))
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -68,8 +63,8 @@ def _gone(pid: int) -> bool:
 
 
 def _events(d: Daemon, since: float, name: str) -> list[str]:
-    r = _docker(d, "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.3:.3f}",
-                "--filter", "type=container", "--filter", f"container={name}", "--format", "{{.Action}}")
+    r = d.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.3:.3f}",
+                 "--filter", "type=container", "--filter", f"container={name}", "--format", "{{.Action}}")
     assert r.returncode == 0, r.stderr
     return r.stdout.split()
 
@@ -93,7 +88,7 @@ def test_policies_after_berthd_crash(daemon: Daemon, tmp_path: Path):
     ok = _run(d, x, "ok", "on-failure:3", 0)
     for name in ("always", "unless"):
         _run(d, x, name, "always" if name == "always" else "unless-stopped", 0)
-        assert _docker(d, "stop", "-t", "1", name).returncode == 0
+        assert d.docker("stop", "-t", "1", name).returncode == 0
     pids = [_inspect(d, c)["State"]["Pid"] for c in (fail, ok)]
     d.kill9()
     for name in ("fail", "ok"):
@@ -103,7 +98,7 @@ def test_policies_after_berthd_crash(daemon: Daemon, tmp_path: Path):
     d.start()
     st = _settled(d, "fail", running=True)
     assert st["RestartCount"] == 0 and st["State"]["Status"] == "running", (st["RestartCount"], st["State"])
-    assert _docker(d, "logs", "fail").stdout.split() == ["run", "run"]
+    assert d.docker("logs", "fail").stdout.split() == ["run", "run"]
     assert _events(d, boot, "fail") == ["start"]
     st = _settled(d, "ok", running=False)["State"]
     assert (st["Status"], st["ExitCode"]) == ("exited", 0)
@@ -123,8 +118,8 @@ def test_policies_after_host_reboot(daemon: Daemon, tmp_path: Path):
     fail = _run(d, x, "fail", "on-failure:3", 0)
     none = _run(d, x, "none", "no", 0)
     # `spent` fails twice at once (restarted by the policy), then waits on its third run
-    r = _docker(d, "run", "-d", "--name", "spent", "--restart", "on-failure:2", "-v", f"{x}:/x", "busybox", "sh",
-                "-c", "echo run >> /x/count; [ $(wc -l < /x/count) -ge 3 ] && exec sleep 300; exit 1")
+    r = d.docker("run", "-d", "--name", "spent", "--restart", "on-failure:2", "-v", f"{x}:/x", "busybox", "sh",
+                 "-c", "echo run >> /x/count; [ $(wc -l < /x/count) -ge 3 ] && exec sleep 300; exit 1")
     assert r.returncode == 0, r.stderr
     assert _wait(lambda: _inspect(d, "spent")["RestartCount"] == 2 and _inspect(d, "spent")["State"]["Running"])
     pids = [_inspect(d, c)["State"]["Pid"] for c in (fail, none, "spent")]

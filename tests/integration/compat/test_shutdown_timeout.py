@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -36,10 +35,6 @@ def daemon() -> Iterator[Daemon]:
         yield d
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def _state(d: Daemon, ref: str) -> dict:
     status, body = d.request("GET", f"/containers/{ref}/json")
     assert status == 200, body
@@ -53,7 +48,7 @@ def _ppid(pid: int) -> int:
 
 def _sleeper(d: Daemon, stop_timeout: int) -> str:
     """A container whose PID 1 ignores SIGTERM (sleep has no handler)."""
-    r = _docker(d, "run", "-d", "--stop-timeout", str(stop_timeout), "busybox", "sleep", "300")
+    r = d.docker("run", "-d", "--stop-timeout", str(stop_timeout), "busybox", "sleep", "300")
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -81,7 +76,7 @@ def test_shutdown_waits_for_a_longer_stop_timeout(daemon: Daemon):
     st = _state(d, cid)
     assert (st["Status"], st["ExitCode"]) == ("exited", 137), st
     assert not os.path.exists(f"/proc/{pid}")
-    _docker(d, "rm", "-f", cid)
+    d.docker("rm", "-f", cid)
 
 
 def test_negative_shutdown_timeout_reloaded_waits_as_long_as_it_takes(daemon: Daemon):
@@ -113,4 +108,4 @@ def test_negative_shutdown_timeout_reloaded_waits_as_long_as_it_takes(daemon: Da
         d.start()
     st = _state(d, cid)
     assert (st["Status"], st["ExitCode"]) == ("exited", 137), st
-    _docker(d, "rm", "-f", cid)
+    d.docker("rm", "-f", cid)

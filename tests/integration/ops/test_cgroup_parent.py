@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +22,6 @@ TAG = f"cgp{os.getpid()}"
 DAEMON_PARENT = f"/berth-test-{TAG}"      # daemon.json's cgroup-parent
 RUN_PARENT = f"/berth-test-{TAG}-run"     # docker run --cgroup-parent
 SLICE = f"berth-test-{TAG}.slice"         # a relative, systemd-style name
-
-
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
 
 
 def _own_cgroups(pid: int) -> dict[str, str]:
@@ -52,10 +47,10 @@ def _rmdirs(paths: list[Path]) -> None:
 
 
 def _run(d: Daemon, *args: str) -> tuple[str, int]:
-    r = _docker(d, "run", "-d", *args, "busybox", "sleep", "60")
+    r = d.docker("run", "-d", *args, "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.strip()
-    return cid, int(_docker(d, "inspect", "-f", "{{.State.Pid}}", cid).stdout)
+    return cid, int(d.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
 
 
 def _wait_gone(p: Path) -> None:
@@ -89,26 +84,26 @@ def test_v1_daemon_default_and_run_flag(v1_daemon: Daemon) -> None:
     d = v1_daemon
     # the daemon's parent: not recorded in the container's HostConfig (as dockerd)
     cid, pid = _run(d, "--memory", "64m")
-    assert _docker(d, "inspect", "-f", "{{json .HostConfig.CgroupParent}}", cid).stdout.strip() == '""'
+    assert d.docker("inspect", "-f", "{{json .HostConfig.CgroupParent}}", cid).stdout.strip() == '""'
     assert _own_cgroups(pid)["pids"] == f"{DAEMON_PARENT}/{cid}"
     mem = CG / "memory" / DAEMON_PARENT.lstrip("/") / cid
     assert (mem / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
     assert not (CG / "pids" / "berth" / cid).exists()
     # the engine finds it there: pause (freezer), top, stats, update
-    assert _docker(d, "pause", cid).returncode == 0
+    assert d.docker("pause", cid).returncode == 0
     assert (CG / "freezer" / DAEMON_PARENT.lstrip("/") / cid / "freezer.state").read_text().strip() == "FROZEN"
-    assert _docker(d, "unpause", cid).returncode == 0
-    assert "sleep 60" in _docker(d, "top", cid).stdout
-    stats = _docker(d, "stats", "--no-stream", "--format", "{{.MemUsage}}", cid).stdout
+    assert d.docker("unpause", cid).returncode == 0
+    assert "sleep 60" in d.docker("top", cid).stdout
+    stats = d.docker("stats", "--no-stream", "--format", "{{.MemUsage}}", cid).stdout
     assert "64MiB" in stats, stats
-    assert _docker(d, "update", "--memory", "96m", cid).returncode == 0
+    assert d.docker("update", "--memory", "96m", cid).returncode == 0
     assert (mem / "memory.limit_in_bytes").read_text().strip() == str(96 << 20)
     # --cgroup-parent wins over the daemon's, and inspect shows it
     cid2, pid2 = _run(d, "--cgroup-parent", RUN_PARENT, "--pids-limit", "33")
-    assert _docker(d, "inspect", "-f", "{{.HostConfig.CgroupParent}}", cid2).stdout.strip() == RUN_PARENT
+    assert d.docker("inspect", "-f", "{{.HostConfig.CgroupParent}}", cid2).stdout.strip() == RUN_PARENT
     assert _own_cgroups(pid2)["pids"] == f"{RUN_PARENT}/{cid2}"
     assert (CG / "pids" / RUN_PARENT.lstrip("/") / cid2 / "pids.max").read_text().strip() == "33"
-    _docker(d, "rm", "-f", cid, cid2)
+    d.docker("rm", "-f", cid, cid2)
     _wait_gone(mem)
     _wait_gone(CG / "pids" / RUN_PARENT.lstrip("/") / cid2)
 
@@ -121,16 +116,16 @@ def test_v1_relative_slice_is_below_berthd_cgroup(v1_daemon: Daemon) -> None:
     cgs = _own_cgroups(pid)
     for h in ("pids", "memory", "cpu", "freezer"):
         assert cgs[h] == os.path.join(own[h], SLICE, cid), (h, cgs[h], own[h])
-    assert _docker(d, "inspect", "-f", "{{.HostConfig.CgroupParent}}", cid).stdout.strip() == SLICE
-    assert _docker(d, "stop", "-t", "1", cid).returncode == 0
+    assert d.docker("inspect", "-f", "{{.HostConfig.CgroupParent}}", cid).stdout.strip() == SLICE
+    assert d.docker("stop", "-t", "1", cid).returncode == 0
     # a restart finds it again (the path is recorded with the container's state)
-    assert _docker(d, "start", cid).returncode == 0
-    pid = int(_docker(d, "inspect", "-f", "{{.State.Pid}}", cid).stdout)
+    assert d.docker("start", cid).returncode == 0
+    pid = int(d.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
     assert _own_cgroups(pid)["pids"] == os.path.join(own["pids"], SLICE, cid)
     # `..` cannot climb out of berthd's cgroup (runc's CleanPath)
     cid2, pid2 = _run(d, "--cgroup-parent", f"../../../{SLICE}")
     assert _own_cgroups(pid2)["pids"] == os.path.join(own["pids"], SLICE, cid2)
-    _docker(d, "rm", "-f", cid, cid2)
+    d.docker("rm", "-f", cid, cid2)
     _wait_gone(CG / "pids" / own["pids"].lstrip("/") / SLICE / cid)
 
 
@@ -153,7 +148,7 @@ def test_v2_daemon_default_run_flag_and_slice(tmp_path: Path) -> None:
         d.import_busybox()
         assert d.proc is not None
         own = _own_cgroups(d.proc.pid)[""]
-        assert _docker(d, "info", "--format", "{{.CgroupVersion}}").stdout.strip() == "2"
+        assert d.docker("info", "--format", "{{.CgroupVersion}}").stdout.strip() == "2"
         slice_dir = root / os.path.dirname(own).lstrip("/") / SLICE   # runc: below own's parent on v2
         made = [root / DAEMON_PARENT.lstrip("/"), root / RUN_PARENT.lstrip("/"), slice_dir]
         cid, pid = _run(d)
@@ -161,12 +156,12 @@ def test_v2_daemon_default_run_flag_and_slice(tmp_path: Path) -> None:
         cid3, pid3 = _run(d, "--cgroup-parent", SLICE)
         for c, p, parent in ((cid, pid, made[0]), (cid2, pid2, made[1]), (cid3, pid3, made[2])):
             assert str(p) in (parent / c / "cgroup.procs").read_text().split(), (c, parent)
-        assert _docker(d, "inspect", "-f", "{{.HostConfig.CgroupParent}}", cid2).stdout.strip() == RUN_PARENT
-        assert _docker(d, "pause", cid3).returncode == 0
+        assert d.docker("inspect", "-f", "{{.HostConfig.CgroupParent}}", cid2).stdout.strip() == RUN_PARENT
+        assert d.docker("pause", cid3).returncode == 0
         assert "frozen 1" in (made[2] / cid3 / "cgroup.events").read_text()
-        assert _docker(d, "unpause", cid3).returncode == 0
-        assert _docker(d, "stats", "--no-stream", cid).returncode == 0
-        _docker(d, "rm", "-f", cid, cid2, cid3)
+        assert d.docker("unpause", cid3).returncode == 0
+        assert d.docker("stats", "--no-stream", cid).returncode == 0
+        d.docker("rm", "-f", cid, cid2, cid3)
         for c, parent in ((cid, made[0]), (cid2, made[1]), (cid3, made[2])):
             _wait_gone(parent / c)
     finally:

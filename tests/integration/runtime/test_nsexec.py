@@ -78,19 +78,15 @@ def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Daemon, Daemon]]:
             d.cleanup()
 
 
-def _docker(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], env=d.env, capture_output=True, text=True, timeout=60)
-
-
 def _shim(d: Daemon, name: str) -> tuple[int, int]:
     """(the init's pid, its shim host's)."""
-    pid = int(_docker(d, "inspect", "-f", "{{.State.Pid}}", name).stdout)
+    pid = int(d.docker("inspect", "-f", "{{.State.Pid}}", name).stdout)
     stat = Path(f"/proc/{pid}/stat").read_text()
     return pid, int(stat[stat.rindex(")") + 2:].split()[1])
 
 
 def _normalized(d: Daemon, name: str, r: subprocess.CompletedProcess[str]) -> tuple[str, str, int]:
-    cid = _docker(d, "inspect", "-f", "{{.Id}}", name).stdout.strip()
+    cid = d.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
     out = (r.stdout + "\0" + r.stderr).replace(cid, "<id>").replace(cid[:12], "<id>").replace("\r", "")
     out = re.sub(r"/dev/pts/\d+", "/dev/pts/N", out)
     return out.split("\0")[0], out.split("\0")[1], r.returncode
@@ -102,7 +98,7 @@ def _run_all(d: Daemon, tmp: Path) -> dict[str, list[tuple[str, str, int]]]:
     results: dict[str, list[tuple[str, str, int]]] = {}
     for name, opts in (("nsx-a", ("--group-add", "1234", "--ulimit", "nofile=1000:2000")),
                        ("nsx-nnp", ("--security-opt", "no-new-privileges", "--cap-add", "SYS_PTRACE"))):
-        r = _docker(d, "run", "-d", "--name", name, *opts, "busybox", "sleep", "120")
+        r = d.docker("run", "-d", "--name", name, *opts, "busybox", "sleep", "120")
         assert r.returncode == 0, r.stderr
         init, shim = _shim(d, name)
         trace = tmp / f"{name}.trace"
@@ -113,8 +109,8 @@ def _run_all(d: Daemon, tmp: Path) -> dict[str, list[tuple[str, str, int]]]:
             while not _traced(shim):
                 assert time.monotonic() < deadline, "strace did not attach"
                 time.sleep(0.02)
-            out = [_normalized(d, name, _docker(d, "exec", *o, name, *cmd)) for o, cmd in EXECS]
-            ns = _docker(d, "exec", name, "sh", "-c", _NS.format("self"))
+            out = [_normalized(d, name, d.docker("exec", *o, name, *cmd)) for o, cmd in EXECS]
+            ns = d.docker("exec", name, "sh", "-c", _NS.format("self"))
         finally:
             tracer.send_signal(signal.SIGINT)
             tracer.wait(10)
@@ -123,7 +119,7 @@ def _run_all(d: Daemon, tmp: Path) -> dict[str, list[tuple[str, str, int]]]:
         assert ns.stdout == init_ns, (ns.stdout, init_ns)  # its cgroup and all its namespaces are the init's
         spawned = trace.read_text().count("berth-nsexec-")
         results[name] = out + [("nsexec", "", min(spawned, 1))]
-        _docker(d, "rm", "-f", name)
+        d.docker("rm", "-f", name)
     return results
 
 
