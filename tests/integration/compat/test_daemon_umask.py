@@ -7,11 +7,9 @@ container's non-root user (name lookups fail for such a process)."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
-from tests.integration.conftest import DOCKER
 from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
@@ -26,9 +24,8 @@ def test_a_restrictive_umask_at_start_does_not_reach_containers() -> None:
         os.umask(old)
     try:
         d.import_busybox()
-        p = subprocess.run([DOCKER, "run", "--rm", "-u", "nobody", "busybox", "sh", "-c",
-                            "cat /etc/hosts /etc/resolv.conf /etc/hostname >/dev/null && stat -c %a /etc/hosts && umask"],
-                           env=d.env, capture_output=True, text=True, timeout=60)
+        p = d.docker("run", "--rm", "-u", "nobody", "busybox", "sh", "-c",
+                     "cat /etc/hosts /etc/resolv.conf /etc/hostname >/dev/null && stat -c %a /etc/hosts && umask")
         assert p.returncode == 0, p.stderr
         assert p.stdout.split() == ["644", "0022"], p.stdout
     finally:

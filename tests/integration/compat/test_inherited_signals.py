@@ -7,12 +7,10 @@ module cannot reset them; dockerd's containers (runc, Go) start with none ignore
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
-from tests.integration.conftest import DOCKER
 from tests.integration.daemon import Daemon, suite_args
 
 pytestmark = pytest.mark.root
@@ -35,14 +33,11 @@ def test_signals_ignored_by_berthds_starter_do_not_reach_containers() -> None:
     try:
         assert _ignored(open(f"/proc/{d.proc.pid}/status").read()) & (3 << 31), "the launcher left 32 and 33 ignored"
         d.import_busybox()
-        p = subprocess.run([DOCKER, "run", "--rm", "busybox", "cat", "/proc/self/status"], env=d.env,
-                           capture_output=True, text=True, timeout=60)
+        p = d.docker("run", "--rm", "busybox", "cat", "/proc/self/status")
         assert p.returncode == 0, p.stderr
         assert _ignored(p.stdout) == 0, p.stdout  # the container's own process (the init's exec)
-        subprocess.run([DOCKER, "run", "-d", "--name", "sigs", "busybox", "sleep", "60"], env=d.env, check=True,
-                       capture_output=True, timeout=60)
-        p = subprocess.run([DOCKER, "exec", "sigs", "cat", "/proc/self/status"], env=d.env, capture_output=True,
-                           text=True, timeout=60)
+        assert d.docker("run", "-d", "--name", "sigs", "busybox", "sleep", "60").returncode == 0
+        p = d.docker("exec", "sigs", "cat", "/proc/self/status")
         assert p.returncode == 0, p.stderr
         assert _ignored(p.stdout) == 0, p.stdout  # an exec (berth-nsexec, or the Python child without it)
     finally:
