@@ -186,6 +186,11 @@ class Stopper:
         if c.running or c.state.starting:
             if not await self._kill_for_remove(c):
                 return
+        released = self.t.releasing.get(c.id)
+        if released is not None and not c.host_config.AutoRemove:
+            # as containerd's task delete: the cgroup is gone when the removal returns (kubelet
+            # removes the pod's cgroup next); an auto-removal is nobody's to wait for
+            await asyncio.wait([released], timeout=5)
         c.state.status = Status.REMOVING
         self.t.delete(c)
         if self.t.attachments is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import warnings
 from dataclasses import dataclass
 
 from berth.errors import InvalidArgument
@@ -97,13 +98,18 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
             j = _class_end(pattern, i)
             if j < 0:
                 raise DockerignoreError(f"syntax error in pattern: {pattern!r}")
-            out.append("[" + pattern[i:j] + "]")   # as Docker: "[!a]" is "!" or "a", "[^a]" negates
+            # as Docker: "[!a]" is "!" or "a", "[^a]" negates; "&", "~" and "|" are literal in Go's
+            # classes, and doubled they are Python's (future) set operations
+            body = re.sub(r"\\.|[&~|]", lambda m: m[0] if len(m[0]) == 2 else "\\" + m[0], pattern[i:j])
+            out.append("[" + body + "]")
             i = j + 1
         else:
             out.append(re.escape(ch))
     out.append("$")
     try:
-        return re.compile("".join(out), re.DOTALL)
+        with warnings.catch_warnings():  # "--" in a class: a range's end, as in Go, whatever Python may do later
+            warnings.simplefilter("ignore", FutureWarning)
+            return re.compile("".join(out), re.DOTALL)
     except re.error:
         raise DockerignoreError(f"syntax error in pattern: {pattern!r}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +110,32 @@ def test_cpu_and_memory_limits_in_cgroup(docker):
         assert open(f"/sys/fs/cgroup/pids/berth/{cid}/pids.max").read().strip() == "100"
     finally:
         docker("rm", "-f", cid)
+
+
+def test_rm_returns_with_the_cgroup_gone(docker, berthd):
+    """As containerd's task delete: when the removal returns, the container's cgroup is gone in
+    every hierarchy (kubelet removes the pod's cgroup right after RemovePodSandbox). A host
+    process parked in the cgroup for 0.15 s keeps the shim's rmdir busy meanwhile, so a removal
+    that did not wait for it would find the cgroup still there."""
+    import subprocess
+    import threading
+    cid = docker("run", "-d", "-m", "64m", "busybox", "sleep", "30").stdout.strip()
+    dirs = [p for p in Path("/sys/fs/cgroup").glob(f"*/berth/{cid}")] + \
+        [p for p in [Path(f"/sys/fs/cgroup/berth/{cid}")] if p.is_dir()]
+    assert dirs
+    parked = subprocess.Popen(["sleep", "30"])
+    try:
+        (dirs[0] / "cgroup.procs").write_text(str(parked.pid))
+        unpark = threading.Timer(0.15, lambda: (dirs[0].parent.parent / "cgroup.procs").write_text(str(parked.pid)))
+        berthd.request("POST", f"/containers/{cid}/kill")
+        assert berthd.request("POST", f"/containers/{cid}/wait")[0] == 200
+        unpark.start()
+        assert berthd.request("DELETE", f"/containers/{cid}")[0] == 204
+        assert [p for p in dirs if p.exists()] == []
+        unpark.join()
+    finally:
+        parked.kill()
+        parked.wait()
 
 
 def test_logs_tail_timestamps_follow(docker):
