@@ -83,21 +83,19 @@ class Monitor:
     def _released(self, cid: str, released: asyncio.Future[None], cgroups_path: str) -> None:
         """The shim let go of an exited container (its Wait connection's EOF): it removed the
         cgroup after telling the waiters, unless it died in between; then remove it here."""
-        if self.t.releasing.get(cid) is released:
+        ours = self.t.releasing.get(cid) is released
+        if ours:
             del self.t.releasing[cid]
-        if not cgroups_path:
-            return
-        try:
-            cg = open_cgroup(cgroups_path)
-            first = next(iter(cg.paths().values()), None)  # made in every hierarchy at once
-            if first is None or not os.path.isdir(first):
-                return
-        except Exception:
+        cg = _left_behind(cgroups_path)
+        if cg is None:
             return
         log.warning("container %s: its shim left the cgroup behind: removing it", cid[:12])
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(kill_cgroup, cg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if ours:  # a removal or a new start waits for this one instead
+            self.t.releasing[cid] = task
+            task.add_done_callback(lambda t: self.t.releasing.pop(cid) if self.t.releasing.get(cid) is t else None)
 
     async def shim_died(self, cid: str) -> ExitStatus:
         """The shim died before it recorded an exit (``kill -9``): its container's init was its
@@ -246,6 +244,18 @@ class Monitor:
 
     def forget(self, cid: str) -> None:
         self.backoff.pop(cid, None)
+
+
+def _left_behind(cgroups_path: str) -> Cgroup | None:
+    """The container's cgroup if it is still there (it is made in every hierarchy at once)."""
+    if not cgroups_path:
+        return None
+    try:
+        cg = open_cgroup(cgroups_path)
+        first = next(iter(cg.paths().values()), None)
+        return cg if first is not None and os.path.isdir(first) else None
+    except Exception:
+        return None
 
 
 def kill_cgroup(cg: Cgroup) -> None:

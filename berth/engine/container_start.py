@@ -132,12 +132,8 @@ class Starter:
             await self.monitor.auto_remove(c, ExitStatus(exit_code=c.state.exit_code))
 
     async def _start_locked(self, c: Container, plug: NetnsPlug | None = None) -> None:
-        released = self.t.releasing.get(c.id)
-        if released is not None:  # the last run's shim removes its cgroup after the exit: let it
-            try:
-                await asyncio.wait_for(asyncio.shield(released), 5)
-            except asyncio.TimeoutError:
-                log.warning("start %s: the last shim did not let go of the container", c.id[:12])
+        if not await self.t.released(c.id):  # the last run's shim removes its cgroup after the exit
+            log.warning("start %s: the last shim did not let go of the container", c.id[:12])
         t0 = time.perf_counter()
         image = self.t.images.get_by_id(c.image_id)
         d = self.t.data.container(c.id)

@@ -186,11 +186,10 @@ class Stopper:
         if c.running or c.state.starting:
             if not await self._kill_for_remove(c):
                 return
-        released = self.t.releasing.get(c.id)
-        if released is not None and not c.host_config.AutoRemove:
+        if not c.host_config.AutoRemove:  # an auto-removal is nobody's to wait for
             # as containerd's task delete: the cgroup is gone when the removal returns (kubelet
-            # removes the pod's cgroup next); an auto-removal is nobody's to wait for
-            await asyncio.wait([released], timeout=5)
+            # removes the pod's cgroup next)
+            await self.t.released(c.id)
         c.state.status = Status.REMOVING
         self.t.delete(c)
         if self.t.attachments is not None:

@@ -116,6 +116,17 @@ class ContainerTable:
         for _, c in db.rows("containers", "id", decode):
             self.by_id[c.id] = c
 
+    async def released(self, cid: str, timeout: float = 10) -> bool:
+        """Wait until the last run's cgroup is gone: the shim removes it after the exit, or
+        failing that berthd does (``Monitor``, which then sets a new future); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while (f := self.releasing.get(cid)) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.wait([f], timeout=left)
+        return True
+
     def save(self, c: Container) -> None:
         with self.db.tx() as tx:
             tx.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)", (c.id, c.name, c.image_id, encode(c)))

@@ -112,11 +112,14 @@ def test_cpu_and_memory_limits_in_cgroup(docker):
         docker("rm", "-f", cid)
 
 
-def test_rm_returns_with_the_cgroup_gone(docker, berthd):
+@pytest.mark.parametrize("parked_for", [0.15, None])
+def test_rm_returns_with_the_cgroup_gone(docker, berthd, parked_for):
     """As containerd's task delete: when the removal returns, the container's cgroup is gone in
     every hierarchy (kubelet removes the pod's cgroup right after RemovePodSandbox). A host
-    process parked in the cgroup for 0.15 s keeps the shim's rmdir busy meanwhile, so a removal
-    that did not wait for it would find the cgroup still there."""
+    process parked in the cgroup keeps the shim's rmdir busy: for 0.15 s (the shim removes the
+    cgroup late), or until berthd kills what is left (past the shim's 0.4 s of retries, it
+    gives up and berthd removes the cgroup). A removal that did not wait for either would find
+    the cgroup still there."""
     import subprocess
     import threading
     cid = docker("run", "-d", "-m", "64m", "busybox", "sleep", "30").stdout.strip()
@@ -125,14 +128,20 @@ def test_rm_returns_with_the_cgroup_gone(docker, berthd):
     assert dirs
     parked = subprocess.Popen(["sleep", "30"])
     try:
-        (dirs[0] / "cgroup.procs").write_text(str(parked.pid))
-        unpark = threading.Timer(0.15, lambda: (dirs[0].parent.parent / "cgroup.procs").write_text(str(parked.pid)))
+        for d in dirs:  # in every hierarchy, as the container's own processes
+            (d / "cgroup.procs").write_text(str(parked.pid))
+        unpark = threading.Timer(parked_for or 0, lambda: [(d.parent.parent / "cgroup.procs").write_text(str(parked.pid))
+                                                           for d in dirs])
         berthd.request("POST", f"/containers/{cid}/kill")
         assert berthd.request("POST", f"/containers/{cid}/wait")[0] == 200
-        unpark.start()
+        if parked_for:
+            unpark.start()
         assert berthd.request("DELETE", f"/containers/{cid}")[0] == 204
         assert [p for p in dirs if p.exists()] == []
-        unpark.join()
+        if parked_for:
+            unpark.join()
+        else:
+            assert parked.wait(5) == -9  # what was left in the cgroup was killed
     finally:
         parked.kill()
         parked.wait()
