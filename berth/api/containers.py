@@ -15,13 +15,13 @@ from berth.api import containers_list
 from berth.api import links as links_api
 from berth.api.app import App, Routes, no_content
 from berth.api.containers_shape import inspect_for_version, inspect_json, summary
-from berth.api.filters import labels_match, parse_filters
+from berth.api.filters import check_filters, labels_match, parse_filters, prune_labels_match
 from berth.api.http import Request, Response, StreamResponse
 from berth.api.shape import json_response
 from berth.engine.containers import Containers, parse_signal
 from berth.engine.logs import parse_time
 from berth.engine.model import Container, Status
-from berth.errors import InvalidArgument
+from berth.errors import BerthError, InvalidArgument
 from berth.schema.containers import CreateRequest, HostConfig, decode_create
 
 _enc = msgspec.json.Encoder()
@@ -229,8 +229,12 @@ async def restart(app: App, req: Request) -> Response:
 
 async def kill(app: App, req: Request) -> Response:
     sig = req.query.get("signal") or "SIGKILL"
-    parse_signal(sig)
-    await app.containers.kill(req.match["id"], sig)
+    try:
+        parse_signal(sig)
+        await app.containers.kill(req.match["id"], sig)
+    except BerthError as e:  # dockerd 25+'s router wraps every kill error so (the signal's too)
+        e.args = (f"cannot kill container: {req.match['id']}: {e}",)
+        raise
     return no_content()
 
 
@@ -289,6 +293,7 @@ async def update(app: App, req: Request) -> Response:
 async def prune(app: App, req: Request) -> Response:
     engine = app.containers
     filters = parse_filters(req)
+    check_filters(filters, ("label", "label!", "until"))
     deleted, space = [], 0
     until = parse_time(filters["until"][0]) if "until" in filters else None
     for c in engine.list():
@@ -296,7 +301,7 @@ async def prune(app: App, req: Request) -> Response:
             continue
         if until is not None and (parse_time(c.created) or 0) >= until:
             continue
-        if "label" in filters and not _matches(engine, c, {"label": filters["label"]}):
+        if not prune_labels_match(c.config.Labels or {}, filters):
             continue
         space += engine.size_rw(c)
         await engine.remove(c.id, force=False)

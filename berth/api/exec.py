@@ -52,8 +52,8 @@ async def create(app: App, req: Request) -> Response:
     if body.DetachKeys:
         try:
             detachkeys.parse(body.DetachKeys)
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
+        except ValueError:  # ContainerExecCreate's words ("detach" is attach's)
+            raise InvalidArgument(f"Invalid escape keys ({body.DetachKeys}) provided") from None
     ex = app.execs.create(req.match["id"], body)
     return json_response({"Id": ex.id}, 201)
 

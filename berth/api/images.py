@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from berth.api import images_shape as shape
 from berth.api.app import App, Routes
-from berth.api.filters import labels_match, parse_filters
+from berth.api.filters import bool_filter, check_filters, labels_match, parse_filters
 from berth.api.http import Request, Response, StreamResponse
 from berth.api.jsonstream import json_stream, stream_chunks
 from berth.api.shape import json_response
@@ -61,10 +61,8 @@ def _ref_match(pattern: str, tag: str) -> bool:
 
 
 def _listed(app: App, img: Image, tags: list[str], filters: dict[str, list[str]]) -> bool:
-    if "dangling" in filters:
-        want = filters["dangling"][0].lower() in ("true", "1")
-        if want != (not tags):
-            return False
+    if "dangling" in filters and bool_filter(filters, "dangling", False) != (not tags):
+        return False
     if "reference" in filters:
         pats = filters["reference"]
         if not any(_ref_match(p, t) for p in pats for t in tags):
@@ -80,11 +78,17 @@ def _listed(app: App, img: Image, tags: list[str], filters: dict[str, list[str]]
             return False
         if key == "since" and not img.created > ref_img.created:
             return False
+    if "until" in filters:
+        from berth.engine.logs import parse_time
+        if (parse_time(img.created) or 0) >= (parse_time(filters["until"][0]) or 0):
+            return False
     return True
 
 
 async def list_images(app: App, req: Request) -> Response:
     filters = parse_filters(req)
+    check_filters(filters, ("dangling", "label", "before", "since", "reference", "until"))
+    bool_filter(filters, "dangling", False)
     out = []
     hidden = app.build_admin.intermediate() if not req.flag("all") else set()
     for r in app.images.records():
@@ -195,7 +199,10 @@ async def load(app: App, req: Request) -> StreamResponse:
 
 
 async def prune(app: App, req: Request) -> Response:
-    report = app.image_files.prune(parse_filters(req))
+    filters = parse_filters(req)
+    check_filters(filters, ("dangling", "label", "label!", "until"))
+    bool_filter(filters, "dangling", True)
+    report = app.image_files.prune(filters)
     app.events.emit("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
     return json_response(shape.prune(report))
 

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from berth.api.app import App, Routes, no_content
-from berth.api.filters import labels_match, parse_filters
+from berth.api.filters import check_filters, labels_match, parse_filters, prune_labels_match
 from berth.api.http import Request, Response
 from berth.api.shape import json_response
 from berth.engine.logs import parse_time
@@ -91,17 +91,28 @@ def _dns_names(nets: Networks, s: Sandbox | None, e: Endpoint | None, n: Network
 def networks_json(nets: Networks, c: Container, s: Sandbox | None) -> dict[str, Any]:
     """NetworkSettings.Networks: the container's endpoints by network name (``s``: its sandbox)."""
     endpoints: dict[str, Any] = {}
-    if s is not None and s.endpoints:
+    if s is not None and (s.endpoints or s.pending):
         for e in s.endpoints:
             n = nets.nets.get(e.network_id)
             if n is not None:
                 endpoints[n.name] = endpoint_json(nets, s, e, n)
+        for name, cfg in s.pending.items():  # named at create, not there yet: as the client sent it
+            endpoints[name] = _pending_json(cfg)
         return endpoints
     mode = "bridge" if c.host_config.NetworkMode == "default" else c.host_config.NetworkMode
     if mode in ("host", "none"):
         n = nets.get(mode)
         endpoints[n.name] = endpoint_json(nets, s, None, n)
     return endpoints
+
+
+def _pending_json(cfg: dict[str, Any]) -> dict[str, Any]:
+    ipam = {k: v for k, v in (cfg.get("IPAMConfig") or {}).items() if k in ("IPv4Address", "IPv6Address") and v}
+    return {"IPAMConfig": ipam or None, "Links": cfg.get("Links") or None, "Aliases": cfg.get("Aliases") or None,
+            "MacAddress": cfg.get("MacAddress") or "", "DriverOpts": cfg.get("DriverOpts") or None,
+            "GwPriority": cfg.get("GwPriority") or 0, "NetworkID": "", "EndpointID": "", "Gateway": "",
+            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
 
 def settings_json(nets: Networks, c: Container) -> dict[str, Any]:
@@ -265,12 +276,13 @@ async def disconnect(app: App, req: Request) -> Response:
 
 async def prune(app: App, req: Request) -> Response:
     filters = parse_filters(req)
+    check_filters(filters, ("label", "label!", "until"))
     until = parse_time(filters["until"][0]) if "until" in filters else None
 
     def keep(n: Network) -> bool:
         if until is not None and (parse_time(n.created) or 0) >= until:
             return True
-        return "label" in filters and not labels_match(n.labels, filters["label"])
+        return not prune_labels_match(n.labels, filters)
 
     deleted = await app.networks.prune(keep)
     app.events.emit("network", "prune", "", {"reclaimed": "0"})  # dockerd's, always 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from berth.api.app import App, Routes, no_content
-from berth.api.filters import labels_match, parse_filters
+from berth.api.filters import bool_filter, check_filters, labels_match, parse_filters, prune_labels_match
 from berth.api.http import Request, Response
 from berth.api.shape import json_response
 from berth.engine.volumes import Volume, Volumes, VolumeUsage
@@ -79,14 +79,14 @@ async def delete(app: App, req: Request) -> Response:
 async def prune(app: App, req: Request) -> Response:
     vols = app.volumes
     filters = parse_filters(req)
+    check_filters(filters, ("label", "label!", "all"))
     # API >= 1.42 prunes only anonymous volumes unless all=true.
-    all_ = bool(filters.get("all")) and filters["all"][0] in ("true", "1") or not req.version_at_least("1.42")
-    f = {k: v for k, v in filters.items() if k in ("label", "label!")}
+    all_ = bool_filter(filters, "all", False) or not req.version_at_least("1.42")
 
     def match(v: Volume) -> bool:
         if not all_ and "com.docker.volume.anonymous" not in v.labels:
             return False
-        return matches(vols, v, f)
+        return prune_labels_match(v.labels, filters)
 
     deleted, space = vols.prune(match)
     app.events.emit("volume", "prune", "", {"reclaimed": str(space)})

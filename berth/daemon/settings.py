@@ -45,7 +45,13 @@ def container_defaults(args: argparse.Namespace) -> ContainerDefaults:
         init_path=args.init_path, no_new_privileges=args.no_new_privileges, seccomp_profile=args.seccomp_profile,
         journal_socket=os.environ.get("BERTH_JOURNAL_SOCKET") or "/run/systemd/journal/socket",
         runtimes=runtimes(args), cgroup_parent=args.cgroup_parent,
-        cgroups=not args.rootless or cgroups_delegated(), controllers=delegated_controllers(args))
+        cgroups=not args.rootless or cgroups_delegated(), controllers=delegated_controllers(args),
+        blkio_weight=_blkio_weight())
+
+
+def _blkio_weight() -> bool:
+    from berth.runtime.cgroups import blkio_weight
+    return blkio_weight()
 
 
 def delegated_controllers(args: argparse.Namespace) -> frozenset[str] | None:

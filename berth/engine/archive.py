@@ -112,12 +112,14 @@ class Archives:
             stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL)
 
     @staticmethod
-    def _raise(err: bytes) -> None:
+    def _raise(err: bytes, ref: str) -> None:
         try:
             doc = json.loads(err.decode().strip().splitlines()[-1])
             kind, msg = doc["kind"], doc["message"]
         except (ValueError, IndexError, KeyError):
             raise Conflict(f"archive helper failed: {err.decode(errors='replace').strip()}") from None
+        if kind == "notfound" and msg.endswith(" in container"):
+            msg += f" {ref}"  # dockerd's containerFileNotFound names the container as the client did
         raise _KINDS.get(kind, InvalidArgument)(msg)
 
     async def stat(self, ref: str, path: str) -> PathStat:
@@ -126,7 +128,7 @@ class Archives:
             proc = await self._spawn(c, "stat", path)
             out, err = await proc.communicate()
         if proc.returncode != 0:
-            self._raise(err)
+            self._raise(err, ref)
         return msgspec.json.decode(out, type=PathStat)
 
     async def get(self, ref: str, path: str) -> tuple[PathStat, AsyncIterator[bytes]]:
@@ -175,7 +177,7 @@ class Archives:
             err = await err_task
             await proc.wait()
         if proc.returncode != 0:
-            self._raise(err)
+            self._raise(err, ref)
 
     def _guard(self, c: Container) -> AbstractAsyncContextManager[None]:
         """Stopped containers mount their overlay (one user of its workdir at a time)."""

@@ -24,7 +24,7 @@ from berth.engine.model import Container
 from berth.engine.networks import ContainerView, Networks
 from berth.engine.mount_specs import MountPoint
 from berth.engine.volumes import Volumes
-from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.errors import Conflict, Internal, InvalidArgument, NotFound
 from berth.state.paths import DataRoot
 
 log = logging.getLogger("berth.engine")
@@ -59,15 +59,19 @@ class Attachments:
         hc = c.host_config
         mode = hc.NetworkMode or "default"
         if mode.startswith("container:"):
-            other = self.containers.get(mode.split(":", 1)[1])
-            if other.id == c.id:
+            try:
+                other: Container | None = self.containers.get(mode.split(":", 1)[1])
+            except NotFound:  # as dockerd 28, which looks it up at start only (getNetworkedContainer)
+                other = None
+            if other is not None and other.id == c.id:
                 raise InvalidArgument("cannot join own network namespace")
             if hostname_given:
                 raise InvalidArgument("conflicting options: hostname and the network mode")
             if hc.PortBindings or hc.PublishAllPorts:
                 raise InvalidArgument("conflicting options: port publishing and the container type network mode")
-            hc.NetworkMode = f"container:{other.id}"
-            c.config.Hostname = other.config.Hostname
+            if other is not None:
+                hc.NetworkMode = f"container:{other.id}"
+                c.config.Hostname = other.config.Hostname
         elif mode == "host" and not hostname_given:
             c.config.Hostname = socket.gethostname()
         if (mode in ("host", "none") or mode.startswith("container:")) and hc.Links:
@@ -100,7 +104,11 @@ class Attachments:
         joined_files = None
         netns_path = ""
         if mode.startswith("container:"):
-            other = self.containers.get(mode.split(":", 1)[1])
+            try:
+                other = self.containers.get(mode.split(":", 1)[1])
+            except NotFound as e:  # dockerd 28's words, and a 500 (a system error at start)
+                raise Internal(f"joining network namespace of container: {e}") from None
+            c.config.Hostname = other.config.Hostname  # as dockerd's initializeNetworking, each start
             if not other.running or not other.state.pid:
                 raise Conflict(f"cannot join network namespace of a non running container: {other.id}")
             od = self.data.container(other.id)

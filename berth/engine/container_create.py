@@ -13,7 +13,7 @@ from berth.engine import container_userns, links, logdrivers, names, validate
 from berth.runtime.external import OWN as OWN_RUNTIME
 from berth.engine.container_table import ContainerTable, now
 from berth.engine.model import Container
-from berth.errors import Conflict, InvalidArgument
+from berth.errors import Conflict, Internal, InvalidArgument
 from berth.image.store import Image
 from berth.runtime.cgroups import detect
 from berth.schema.containers import ContainerConfig, CreateRequest, HostConfig, config_of, strslice
@@ -30,8 +30,11 @@ class Creator:
     def create(self, req: CreateRequest, name: str | None) -> tuple[Container, list[str]]:
         hc = req.HostConfig or HostConfig()
         check_host_config(hc)
+        warnings = self.t.defaults.discard_blkio_weight(hc)
         validate.check_create(req, hc)
-        warnings = self.t.defaults.at_create(hc)
+        warnings += self.t.defaults.at_create(hc)
+        if hc.NetworkMode == "host" and hc.PortBindings:  # dockerd's verifyContainerSettings
+            warnings.append("Published ports are discarded when using host network mode")
         hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
         if name:
             if not names.valid(name):
@@ -42,6 +45,7 @@ class Creator:
             name = self._generate_name()
         if not req.Image:
             raise InvalidArgument("config cannot be empty in order to create a container")
+        _check_storage_opt(hc.StorageOpt)
         image = self.t.images.resolve(req.Image)
         config = merge_config(config_of(req), image)
         cmd = (strslice(config.Entrypoint) or []) + (strslice(config.Cmd) or [])
@@ -107,7 +111,10 @@ class Creator:
         new = new.removeprefix("/")
         if new == c.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
-        self._check_name_free(new)
+        try:
+            self._check_name_free(new)
+        except Conflict as e:  # dockerd's ContainerRename wraps its reserveName's error
+            raise Conflict(f"Error when allocating new name: {e}") from None
         old = c.name
         c.name = new
         for linked in links.renamed(self.t.by_id.values(), old, new):
@@ -212,3 +219,13 @@ def _cgroupns_mode(mode: str) -> str:
         return "private" if detect().version == 2 else "host"
     except Exception:
         return "host"
+
+
+def _check_storage_opt(opts: dict[str, str] | None) -> None:
+    """overlay2's CreateReadWrite: berth sets no disk quotas, as overlay2 where the data root is
+    not xfs with pquota (a 500); a key other than size is unknown to it."""
+    if not opts:
+        return
+    if any(key.lower() == "size" for key in opts):
+        raise Internal("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
+    raise Internal(f"Unknown option {next(iter(opts))}")

@@ -48,6 +48,15 @@ class ContainerDefaults:
     cgroups: bool = True             # False: a rootless engine without a delegated cgroup v2 tree
     # a rootless engine's delegated tree: the controllers it has (None: rootful, all of the host's)
     controllers: frozenset[str] | None = None
+    blkio_weight: bool = True        # False: neither CFQ's nor BFQ's weight, nor cgroup v2's io
+
+    def discard_blkio_weight(self, hc: HostConfig) -> list[str]:
+        """As dockerd's verifyPlatformContainerResources, before its range check: a weight the
+        host cannot apply is dropped with a warning."""
+        if hc.BlkioWeight and not self.blkio_weight:
+            hc.BlkioWeight = 0
+            return [BLKIO]
+        return []
 
     def at_create(self, hc: HostConfig) -> list[str]:
         """The defaults a create records (before logdrivers.normalize checks the log config);

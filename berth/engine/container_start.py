@@ -121,6 +121,8 @@ class Starter:
 
     async def _failed(self, c: Container, e: BaseException) -> None:
         c.state.error = str(e)
+        if not c.state.exit_code:  # dockerd's exitUnknown, unless the failure set one (126, 127)
+            c.state.exit_code = 128
         c.state.starting = False
         pod_shm.ipc_release(self.t.data, c)  # a shareable's /dev/shm mounted before the failure
         self.t.save_soon(c)  # never raises: on a full disk the namespace below still goes

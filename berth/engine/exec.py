@@ -25,10 +25,13 @@ from berth.engine import shims
 from berth.engine.containers import Containers
 from berth.engine.model import Status
 from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.runtime import users
 from berth.runtime.shim import protocol
 from berth.runtime.shim.protocol import EXIT, frame
 
 log = logging.getLogger("berth.exec")
+
+CWD_NOT_ABSOLUTE = "Cwd must be an absolute path"
 
 
 class NoSuchExec(NotFound):
@@ -98,7 +101,13 @@ class ExecSession:
     async def output(self) -> AsyncIterator[bytes]:
         """The process's output as the client gets it; records the exit code at the end."""
         if self.error:
-            msg = f"OCI runtime exec failed: exec failed: unable to start container process: {self.error}: unknown\r\n"
+            # dockerd looks the user up itself (execSetPlatformOpt's getUser): that one comes bare
+            if users.is_lookup_failure(self.error):
+                msg = f"{self.error}\r\n"
+            elif self.error == CWD_NOT_ABSOLUTE:  # runc's validateProcess, before it starts anything
+                msg = f"OCI runtime exec failed: exec failed: {self.error}: unknown\r\n"
+            else:
+                msg = f"OCI runtime exec failed: exec failed: unable to start container process: {self.error}: unknown\r\n"
             yield msg.encode() if self.raw else frame(1, msg.encode())
             return
         assert self.reader is not None and self.writer is not None
@@ -188,6 +197,10 @@ class Execs:
         ex = self.check_startable(eid)
         c = self.containers.get(ex.container_id)
         ex.started = True
+        if ex.working_dir and not ex.working_dir.startswith("/"):
+            self._event("exec_start: " + " ".join(ex.args), ex)
+            self._ended(ex, 126)
+            return ExecSession(ex, self, None, None, CWD_NOT_ABSOLUTE, raw=bool(tty))
         sock = self.containers.exec_root.shim_socket(c.id)
         req = protocol.Exec(id=ex.id, args=ex.args, env=ex.env, cwd=ex.working_dir, user=ex.user, tty=ex.tty,
                             privileged=ex.privileged, stdin=ex.attach_stdin and not detach)

@@ -155,7 +155,7 @@ class Images:
         if users:
             running = [c for c in users if c.running]
             if named_ref is not None and not force:
-                raise Conflict(f'conflict: unable to remove repository reference "{named_ref.familiar}" '
+                raise Conflict(f'conflict: unable to remove repository reference "{name}" '
                                f"(must force) - container {users[0].short_id} is using its referenced image {img.short_id}")
             if named_ref is None and not force:
                 raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) - image is being used "

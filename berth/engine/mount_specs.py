@@ -12,6 +12,13 @@ import msgspec
 from berth.errors import InvalidArgument
 
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+def bad_volume_name(name: str) -> InvalidArgument:
+    """The local driver's refusal (its create's words: Linux's mount parser checks no name)."""
+    return InvalidArgument(f'create {name}: "{name}" includes invalid characters for a local volume name, '
+                           'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
+                           'directory, use absolute path')
 _PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
 
@@ -31,7 +38,7 @@ class MountPoint(msgspec.Struct):
 
 def clean_dest(dest: str) -> str:
     if not dest.startswith("/"):
-        raise InvalidArgument(f"invalid mount config: mount path must be absolute: {dest}")
+        raise InvalidArgument(f"invalid mount path: '{dest}' mount path must be absolute")
     return os.path.normpath(dest) if dest != "/" else dest
 
 
@@ -104,7 +111,7 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
     if kind == "volume":
         vo = m.get("VolumeOptions") or {}
         if src and not VOLUME_NAME.match(src):
-            raise InvalidArgument(f"invalid mount config for type \"volume\": invalid volume name {src!r}")
+            raise bad_volume_name(src)
         sub = vo.get("Subpath") or ""
         if sub and (os.path.isabs(sub) or ".." in sub.split("/")):
             raise InvalidArgument(f"invalid mount config for type \"volume\": subpath must be a relative "

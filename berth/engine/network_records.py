@@ -131,6 +131,10 @@ class Sandbox(msgspec.Struct):
     ns_path: str = ""
     sandbox_id: str = ""
     upstreams: list[str] = []
+    # networks named at create that did not exist then, with their endpoint settings: as
+    # dockerd, the create succeeds and the start looks them up (a compose project may make
+    # them in between)
+    pending: dict[str, dict[str, Any]] = {}
 
     def endpoint(self, network_id: str) -> Endpoint | None:
         for e in self.endpoints:

@@ -42,6 +42,7 @@ from berth.engine.network_records import (ContainerView, Endpoint, IPAMConfig, I
                                           PortBinding, Sandbox, now)
 from berth.engine.network_sandboxes import Emit, Sandboxes
 from berth.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, RuntimeFailure
+from berth.network import ipam
 from berth.network.ports import parse_port_key
 from berth.network.sandbox import Kernel, instance_of
 from berth.state.db import Database
@@ -146,26 +147,48 @@ class Networks(NetworkTable):
             if "default" in cfgs and "bridge" not in cfgs:
                 cfgs["bridge"] = cfgs.pop("default")
         sb = Sandbox(container_id=cv.id, mode=mode, sandbox_id=secrets.token_hex(32))
-        if mode in ("host", "none"):
-            if mode == "host" and cv.port_bindings:
-                pass  # Docker warns and discards the ports
-        elif mode.startswith("container:"):
-            pass  # resolved by the containers engine
+        if mode in ("host", "none") or mode.startswith("container:"):
+            pass  # host's ports: warned of at create (Creator); a container's: resolved at start
         else:
-            n = self.get(mode)
-            if n.driver == "host" or n.driver == "null":
+            try:
+                n: Network | None = self.get(mode)
+            except NoSuchNetwork:  # looked up again at start (dockerd's validateNetworkingConfig)
+                n = None
+                sb.pending[mode] = _pending(cfgs.get(mode))
+            if n is not None and (n.driver == "host" or n.driver == "null"):
                 sb.mode = n.name
                 mode = n.name
             else:
-                sb.endpoints.append(endpoint_from(n, cfgs.get(mode) or cfgs.get(n.name) or cfgs.get(n.id), cv))
+                if n is not None:
+                    sb.endpoints.append(endpoint_from(n, cfgs.get(mode) or cfgs.get(n.name) or cfgs.get(n.id), cv))
                 for key, cfg in cfgs.items():
-                    if key in (mode, n.name, n.id):
+                    if key == mode or (n is not None and key in (n.name, n.id)):
                         continue
-                    other = self.get(key)
+                    try:
+                        other = self.get(key)
+                    except NoSuchNetwork:
+                        sb.pending[key] = _pending(cfg)
+                        continue
                     if other.is_bridge and sb.endpoint(other.id) is None:
                         sb.endpoints.append(endpoint_from(other, cfg, cv))
         self.save_sb(sb)
         return mode
+
+    def _resolve_pending(self, cv: ContainerView) -> None:
+        """At start, the networks that did not exist at create: dockerd 28's start error (a 404,
+        ``failed to set up container networking: network X not found``) if one still does not."""
+        s = self.sandboxes.get(cv.id)
+        if s is None or not s.pending:
+            return
+        for name, cfg in list(s.pending.items()):
+            try:
+                n = self.get(name)
+            except NoSuchNetwork as e:
+                raise NoSuchNetwork(f"failed to set up container networking: {e}") from None
+            if n.is_bridge and s.endpoint(n.id) is None:
+                s.endpoints.append(endpoint_from(n, cfg, cv))
+            del s.pending[name]
+        self.save_sb(s)
 
 
     async def connect(self, ref: str, cv: ContainerView, cfg: dict[str, Any] | None, running_pid: int) -> None:
@@ -204,7 +227,10 @@ class Networks(NetworkTable):
         if s is None or e is None:
             if force:
                 return
-            raise InvalidArgument(f"container {cid[:12]} is not connected to network {n.name}")
+            # dockerd's words differ: DisconnectFromNetwork's for a stopped container, its
+            # disconnectFromNetwork's for a running one
+            the = "" if cid in self.running else "the "
+            raise InvalidArgument(f"container {cid} is not connected to {the}network {n.name}")
         if e.host_if:
             await self.kernel.unplug(e.host_if)
         s.endpoints.remove(e)
@@ -220,6 +246,7 @@ class Networks(NetworkTable):
                           hostname_path: Path, joined: Sandbox | None, joined_files: tuple[Path, Path, Path] | None,
                           plug: NetnsPlug | None = None) -> tuple[str, str]:
         """See ``Sandboxes.begin_start``."""
+        self._resolve_pending(cv)
         return await self.live.begin_start(cv, hosts_path, resolv_path, hostname_path, joined_files, plug)
 
     async def attach(self, cid: str, pid: int) -> None:
@@ -250,3 +277,15 @@ class Networks(NetworkTable):
         if not containers_running:
             await self.bridges.teardown()
         self.kernel.close()
+
+
+def _pending(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """A missing network's endpoint settings, their addresses checked as dockerd checks them
+    without the network (the subnet is checked at start). Raises InvalidArgument."""
+    cfg = cfg or {}
+    ipc = cfg.get("IPAMConfig") or {}
+    if ipc.get("IPv4Address"):
+        ipam.parse_address(ipc["IPv4Address"], "IPv4 address")
+    if ipc.get("IPv6Address"):
+        ipam.parse_address6(ipc["IPv6Address"])
+    return cfg

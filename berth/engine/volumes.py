@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from berth.engine import propagation
-from berth.engine.mount_specs import VOLUME_NAME, MountPoint, clean_dest, parse_bind, parse_mount, tmpfs_opts
+from berth.engine.mount_specs import VOLUME_NAME, MountPoint, bad_volume_name, clean_dest, parse_bind, parse_mount, tmpfs_opts
 from berth.engine.volume_files import Ids, copy_up, du, tree_size
 from berth.runtime.userns import OVERFLOW_ID, IdMaps
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
@@ -107,17 +107,15 @@ class Volumes:
     def create(self, name: str = "", driver: str = "local", labels: dict[str, str] | None = None,
                options: dict[str, str] | None = None, anonymous: bool = False) -> Volume:
         driver = driver or "local"
-        if driver != "local":
-            raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         if not name:
             name = secrets.token_hex(32)
+        if driver != "local":  # the volume service's "create <name>: " before the driver's words
+            raise NotFound(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
         elif not VOLUME_NAME.match(name):
-            raise InvalidArgument(f'create {name}: "{name}" includes invalid characters for a local volume name, '
-                                  'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
-                                  'directory, use absolute path')
+            raise bad_volume_name(name)
         for k in options or {}:
             if k not in LOCAL_OPTIONS:
-                raise InvalidArgument(f"create {name}: invalid option key: {k!r}")
+                raise InvalidArgument(f'create {name}: invalid option: "{k}"')
         existing = self.vols.get(name)
         if existing is not None:
             return existing
@@ -192,7 +190,10 @@ class Volumes:
             ref, _, mode = item.partition(":")
             if mode not in ("", "ro", "rw"):
                 raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
-            _, theirs = container_points(ref)
+            try:
+                _, theirs = container_points(ref)
+            except NotFound as e:  # dockerd's registerMountPoints: a 400, not a missing image's 404
+                raise InvalidArgument(str(e)) from None
             for p in theirs:
                 if p.type == "tmpfs":
                     continue

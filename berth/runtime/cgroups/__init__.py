@@ -109,6 +109,19 @@ def controllers(root: Path = DEFAULT_ROOT) -> frozenset[str]:
         return frozenset()
 
 
+def blkio_weight(root: Path = DEFAULT_ROOT) -> bool:
+    """Whether a block I/O weight can be applied here (dockerd's sysinfo BlkioWeight): v1's
+    blkio.weight (CFQ) or blkio.bfq.weight (BFQ) in the blkio hierarchy, v2's io controller."""
+    try:
+        layout = detect(root)
+    except Unavailable:
+        return False
+    if layout.version == 2:
+        return "io" in controllers(root)
+    d = layout.hierarchies.get("blkio")
+    return d is not None and ((d / "blkio.weight").exists() or (d / "blkio.bfq.weight").exists())
+
+
 def _detect(root: Path) -> Layout:
     if (root / "cgroup.controllers").exists():
         return Layout(version=2, root=root, unified=root)

@@ -324,7 +324,7 @@ def test_multi_arg_errors(berth, name):
     r = berth("kill", "nosuch1", name)
     assert r.returncode == 1
     assert r.stdout == f"{name}\n"
-    assert r.stderr == "Error response from daemon: No such container: nosuch1\n"
+    assert r.stderr == "Error response from daemon: cannot kill container: nosuch1: No such container: nosuch1\n"
     for cmd in ("stop", "rm", "restart", "wait"):
         r = berth(cmd, "nosuchcontainer")
         assert r.returncode == 1, cmd

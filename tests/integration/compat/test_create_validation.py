@@ -136,7 +136,6 @@ def test_custom_seccomp_profile_is_applied(docker, tmp_path):
     ({"ShmSize": -1}, "SHM size can not be less than 0"),
     ({"MemorySwappiness": 101}, "Invalid value: 101, valid memory swappiness range is 0-100"),
     ({"MemoryReservation": 1024}, "Minimum memory reservation allowed is 6MB"),
-    ({"BlkioWeight": 5}, "Range of blkio weight is from 10 to 1000"),
     ({"Isolation": "hyperv"}, "invalid isolation 'hyperv' on linux"),
     ({"Runtime": "nosuch"}, "unknown or invalid runtime name: nosuch"),
     ({"IpcMode": "bogus"}, "invalid IPC mode: bogus"),

@@ -90,7 +90,12 @@ def test_pod_cgroup_parent(cri: Cri, berthd: Daemon, busybox: str, tmp_path: Pat
             assert abs(pod.memory.usage_bytes.value - usage) < 8 << 20   # the pod's cgroup, not a sum
     finally:
         rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+        # kubelet removes the pod's cgroup next: its containers' cgroups must be gone by now
+        left = [p for p in CG.glob(f"*/{expected.lstrip('/')}/*") if p.is_dir()]
+        log = [line for line in berthd.log.read_text(errors="replace").splitlines()[-400:]
+               if "cgroup" in line or sid[:12] in line]
         _rmdirs(top)
+    assert not left, (left, log[-20:])
 
 
 def test_bad_slice_name(cri: Cri, tmp_path: Path) -> None:
