@@ -167,9 +167,10 @@ def test_bad_modes_and_exhausted_ranges(daemon: Daemon) -> None:
 
 
 def test_a_failed_create_keeps_no_range(daemon: Daemon) -> None:
-    """A create refused after its range was allocated (a missing network, a link to nothing)
-    frees it: the whole pool is still there for one container afterwards."""
-    for bad in ({"NetworkMode": "nosuchnet"}, {"Links": ["nosuchctr:alias"]}):
+    """A create refused after its range was allocated (volumes from nothing, a link to nothing)
+    frees it: the whole pool is still there for one container afterwards. (A missing network no
+    longer fails the create: as dockerd, the start looks it up.)"""
+    for bad in ({"VolumesFrom": ["nosuchctr"]}, {"Links": ["nosuchctr:alias"]}):
         for _ in range(3):
             status, body = daemon.request("POST", "/containers/create", json.dumps(
                 {"Image": "busybox", "Cmd": ["true"], "HostConfig": bad}).encode(), {"Content-Type": "application/json"})
