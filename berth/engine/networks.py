@@ -176,15 +176,9 @@ class Networks(NetworkTable):
 
     def _resolve_pending(self, cv: ContainerView) -> None:
         """At start, the networks that did not exist at create: dockerd 28's start error (a 404,
-        ``failed to set up container networking: network X not found``) if one still does not,
-        or if one the container was on was removed since (dockerd names that one by its ID)."""
+        ``failed to set up container networking: network X not found``) if one still does not."""
         s = self.sandboxes.get(cv.id)
-        if s is None:
-            return
-        for e in s.endpoints:
-            if e.network_id not in self.nets:
-                raise NoSuchNetwork(f"failed to set up container networking: network {e.network_id} not found")
-        if not s.pending:
+        if s is None or not s.pending:
             return
         for name, cfg in list(s.pending.items()):
             try:

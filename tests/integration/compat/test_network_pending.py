@@ -68,19 +68,3 @@ def test_the_container_starts_once_the_network_exists(docker, berthd):
         docker("rm", "-f", name)
         docker("network", "rm", net)
 
-
-def test_a_network_removed_since_fails_the_start_by_its_id(docker, berthd):
-    """A stopped container's network may be removed (only running ones hold it); its next start
-    fails as dockerd's does: the endpoint's NetworkID is looked up, and not found."""
-    net, name = f"gone-{uuid.uuid4().hex[:8]}", f"pend-{uuid.uuid4().hex[:8]}"
-    assert docker("network", "create", net).returncode == 0
-    nid = json.loads(docker("network", "inspect", net).stdout)[0]["Id"]
-    assert docker("create", "--name", name, "--network", net, "busybox", "true").returncode == 0
-    try:
-        assert docker("network", "rm", net).returncode == 0
-        status, body = berthd.request("POST", f"/containers/{name}/start")
-        assert (status, json.loads(body)) == \
-            (404, {"message": f"failed to set up container networking: network {nid} not found"})
-    finally:
-        docker("rm", "-f", name)
-        docker("network", "rm", net)
