@@ -35,6 +35,9 @@ class Creator:
         warnings += self.t.defaults.at_create(hc)
         if hc.NetworkMode == "host" and hc.PortBindings:  # dockerd's verifyContainerSettings
             warnings.append("Published ports are discarded when using host network mode")
+        if hc.OomKillDisable and not hc.Memory:  # verifyPlatformContainerResources
+            warnings.append("OOM killer is disabled for the container, but no memory limit is set, this can "
+                            "result in the system running out of resources.")
         hc.LogConfig.Type, hc.LogConfig.Config = logdrivers.normalize(hc.LogConfig.Type, hc.LogConfig.Config)
         if name:
             if not names.valid(name):

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from berth.engine import (container_userns, hostspec, hugepages, links, logdrivers, logremote, pod_shm, shims,
                           validate)
@@ -136,6 +136,8 @@ class Starter:
     async def _start_locked(self, c: Container, plug: NetnsPlug | None = None) -> None:
         if not await self.t.released(c.id):  # the last run's shim removes its cgroup after the exit
             log.warning("start %s: the last shim did not let go of the container", c.id[:12])
+        for req in c.host_config.DeviceRequests or []:  # berth has no device drivers (GPUs)
+            raise InvalidArgument(no_device_driver(req))
         t0 = time.perf_counter()
         image = self.t.images.get_by_id(c.image_id)
         d = self.t.data.container(c.id)
@@ -360,3 +362,11 @@ def _resolv_conf() -> bytes:
     if not has_ns:
         out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
     return ("\n".join(out) + "\n").encode()
+
+
+def no_device_driver(req: Any) -> str:
+    """dockerd's incompatibleDeviceRequest (a 400 at start): ``--gpus all`` asks driver "" for
+    [[gpu]], printed as Go prints a [][]string."""
+    req = req if isinstance(req, dict) else {}
+    caps = " ".join("[" + " ".join(str(c) for c in group) + "]" for group in (req.get("Capabilities") or []))
+    return f'could not select device driver "{req.get("Driver") or ""}" with capabilities: [{caps}]'

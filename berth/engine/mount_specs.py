@@ -34,6 +34,9 @@ class MountPoint(msgspec.Struct):
     subpath: str = ""
     idmap: bool = False        # -v src:dest:idmap (podman's): seen through the user namespace's map
     auto_propagation: bool = False  # rslave set by berthd (a source in the data root), not asked for
+    # --mount's VolumeOptions for a volume the mount creates: {"driver", "options", "labels"}
+    # (used at create, not kept)
+    create_opts: dict[str, Any] | None = None
 
 
 def clean_dest(dest: str) -> str:
@@ -52,18 +55,28 @@ def parse_bind(item: str) -> MountPoint:
     src, dest = parts[0], parts[1]
     mode = parts[2] if len(parts) == 3 else ""
     rw, prop, nocopy, idmap = True, "", False, False
+    seen: dict[str, int] = {}  # moby's linuxValidMountMode: one of each kind at most
     for m in filter(None, mode.split(",")):
         if m == "idmap":
             idmap = True
+            kind = "idmap"
         elif m in ("ro", "rw"):
             rw = m == "rw"
+            kind = "rw"
         elif m in _PROPAGATION:
             prop = m
+            kind = "propagation"
         elif m in ("z", "Z"):
-            pass  # SELinux relabelling: nothing to do without SELinux
+            kind = "label"  # SELinux relabelling: nothing to do without SELinux
         elif m == "nocopy":
             nocopy = True
+            kind = "copy"
+        elif m in ("consistent", "cached", "delegated"):
+            kind = "consistency"  # Docker Desktop's; Linux ignores them
         else:
+            raise InvalidArgument(f"invalid mode: {mode}")
+        seen[kind] = seen.get(kind, 0) + 1
+        if seen[kind] > 1:
             raise InvalidArgument(f"invalid mode: {mode}")
     if not dest.startswith("/"):
         raise InvalidArgument(f"invalid volume specification: '{item}': invalid mount config for type "
@@ -96,7 +109,7 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
         bo = m.get("BindOptions") or {}
         prop = bo.get("Propagation") or ""
         if prop and prop not in _PROPAGATION:
-            raise InvalidArgument(f"invalid propagation mode: {prop}")
+            raise InvalidArgument(f'invalid mount config for type "bind": invalid propagation mode: {prop}')
         if bo.get("ReadOnlyForceRecursive"):
             # berth's runtime makes read-only binds read-only on the top mount only, as a runtime
             # without recursive read-only support does (dockerd then keeps them non-recursive).
@@ -118,7 +131,7 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
                                   f"path within the volume: {sub}")
         return MountPoint(type="volume", source=src, destination=target, rw=not ro,
                           nocopy=bool(vo.get("NoCopy")), subpath=os.path.normpath(sub) if sub else "",
-                          idmap=_idmap(vo))
+                          idmap=_idmap(vo), create_opts=_create_opts(vo))
     if kind == "tmpfs":
         to = m.get("TmpfsOptions") or {}
         opts = []
@@ -163,3 +176,9 @@ def tmpfs_opts(opts: str) -> list[str]:
     if not any(o.startswith("mode=") for o in out):
         out.append("mode=1777")
     return out
+
+
+def _create_opts(vo: dict[str, Any]) -> dict[str, Any] | None:
+    dc = vo.get("DriverConfig") or {}
+    out = {"driver": dc.get("Name") or "", "options": dc.get("Options") or None, "labels": vo.get("Labels") or None}
+    return out if any(out.values()) else None

@@ -214,11 +214,13 @@ class Volumes:
         try:
             for p in points.values():
                 if p.type == "volume":
+                    o, p.create_opts = p.create_opts or {}, None  # --mount's driver, options, labels
+                    driver, opts, labels = o.get("driver") or "local", o.get("options"), o.get("labels")
                     if not p.source:
-                        p.source = self.create(anonymous=True).name
+                        p.source = self.create("", driver, labels, opts, anonymous=True).name
                         created.append(p.source)
                     elif p.source not in self.vols:
-                        self.create(p.source)
+                        self.create(p.source, driver, labels, opts)
                 elif p.type == "bind":
                     if not os.path.exists(p.source):
                         if p.mode == "mount":  # --mount type=bind: the source must exist (1.42: or

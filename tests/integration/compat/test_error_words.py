@@ -197,3 +197,66 @@ def test_container_prune_label_not(docker):
         assert names == [keep]
     finally:
         docker("rm", "-f", keep, gone)
+
+
+@pytest.mark.parametrize(("mode", "ok"), [("ro,rw", False), ("ro,Z,z", False), ("rshared,rslave", False),
+                                          ("cached", True), ("ro,delegated,z", True)])
+def test_bind_modes_one_of_each_kind(docker, mode, ok):
+    """moby's linuxValidMountMode: at most one mode of each kind; Docker Desktop's consistency
+    modes (cached, delegated, consistent) are accepted and ignored on Linux."""
+    r = docker("create", "-v", f"/tmp:/x:{mode}", "busybox", "true")
+    if ok:
+        assert r.returncode == 0, r
+        docker("rm", "-f", r.stdout.strip())
+    else:
+        assert _err(r) == f"Error response from daemon: invalid mode: {mode}"
+
+
+def test_mount_refusals_in_dockerds_words(docker):
+    r = docker("create", "--mount", "type=bind,src=/tmp,dst=/x,bind-propagation=bogus", "busybox", "true")
+    assert _err(r) == 'Error response from daemon: invalid mount config for type "bind": invalid propagation mode: bogus'
+
+
+def test_oom_kill_disable_without_a_memory_limit_warns(docker):
+    r = docker("create", "--oom-kill-disable", "busybox", "true")
+    assert r.returncode == 0, r
+    try:
+        assert "WARNING: OOM killer is disabled for the container, but no memory limit is set, this can result " \
+               "in the system running out of resources." in r.stderr
+    finally:
+        docker("rm", "-f", r.stdout.strip())
+    r = docker("create", "--oom-kill-disable", "-m", "64m", "busybox", "true")
+    assert r.returncode == 0 and "OOM killer" not in r.stderr, r
+    docker("rm", "-f", r.stdout.strip())
+
+
+def test_gpus_fail_the_start_for_want_of_a_device_driver(docker):
+    name = f"gpu-{_uid()}"
+    r = docker("run", "--name", name, "--gpus", "all", "busybox", "true")
+    try:
+        assert r.returncode == 125, r
+        assert _err(r) == 'docker: Error response from daemon: could not select device driver "" with capabilities: [[gpu]]'
+    finally:
+        docker("rm", "-f", name)
+
+
+def test_mount_volume_options_reach_the_volume(docker, berthd):
+    """--mount's volume-driver, volume-opt and volume-label make the volume the mount creates
+    (they were ignored: an NFS volume asked for that way was an empty local directory)."""
+    vol = f"mv-{_uid()}"
+    r = docker("run", "--rm", "--mount", f"type=volume,src={vol},dst=/x,volume-opt=type=tmpfs,volume-opt=device=tmpfs,"
+               "volume-label=made=by-mount", "busybox", "true")
+    try:
+        assert r.returncode == 0, r
+        v = json.loads(docker("volume", "inspect", vol).stdout)[0]
+        assert v["Options"] == {"type": "tmpfs", "device": "tmpfs"} and v["Labels"] == {"made": "by-mount"}, v
+    finally:
+        docker("volume", "rm", vol)
+    r = docker("create", "--mount", f"type=volume,src={vol},dst=/x,volume-opt=foo=bar", "busybox", "true")
+    assert _err(r) == f'Error response from daemon: create {vol}: invalid option: "foo"'
+    body = json.dumps({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [
+        {"Type": "volume", "Source": vol, "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "nosuch"}}}]}})
+    status, out = berthd.request("POST", "/containers/create", body.encode(), {"Content-Type": "application/json"})
+    assert (status, json.loads(out)) == \
+        (404, {"message": f'create {vol}: error looking up volume plugin nosuch: plugin "nosuch" not found'})
+    assert docker("volume", "inspect", vol).returncode == 1  # nothing was made
