@@ -59,16 +59,25 @@ class Monitor:
 
     async def _watch(self, cid: str) -> None:
         sock = self.t.exec_root.shim_socket(cid)
-        released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.t.releasing[cid] = released
         c = self.t.by_id.get(cid)
         cgroups_path = c.cgroups_path if c is not None and self.t.defaults.cgroups else ""
-        released.add_done_callback(lambda f: self._released(cid, f, cgroups_path))
-        status = await shims.wait_exit(sock, released)
-        if status is None:  # the exit came before the Wait (an early start): it is on record
+        while True:
+            released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.t.releasing[cid] = released
+            status = await shims.wait_exit(sock, released)
+            if status is not None:
+                # the shim told of the exit: its EOF then says it let go of the cgroup (only
+                # then may a cgroup still there be a leftover: the container's processes are gone)
+                released.add_done_callback(lambda f: self._released(cid, f, cgroups_path))
+                break
+            if self.t.releasing.get(cid) is released:
+                del self.t.releasing[cid]
             status = shims.read_exit_file(self.t.data.container(cid).exit)
-        if status is None:
-            # The shim vanished: its exit file says what happened, if it got to write it.
+            if status is not None:  # the exit came before the Wait (an early start): it is on record
+                break
+            # No word from the shim: if it vanished, its exit file says what happened, if it got
+            # to write it. A shim still alive a second later only refused or dropped the Wait
+            # (a full listen backlog after a restart): watch it again; never kill a live one.
             for _ in range(20):
                 c = self.t.by_id.get(cid)
                 if c is None:
@@ -76,7 +85,11 @@ class Monitor:
                 if not shims.alive(c.state.shim_pid, c.state.shim_start):
                     break
                 await asyncio.sleep(0.05)
+            else:
+                log.warning("container %s: its shim is alive but did not answer the Wait; watching again", cid[:12])
+                continue
             status = shims.read_exit_file(self.t.data.container(cid).exit) or await self.shim_died(cid)
+            break
         self.monitors.pop(cid, None)
         await self.exited(cid, status, stopped_at_boot=cid in self.stopping_at_boot)
 
